@@ -1,0 +1,1 @@
+//! The KV version 2 secrets engine.

@@ -1,0 +1,3 @@
+//! Secrets engines mounted under the router.
+
+pub mod kv;

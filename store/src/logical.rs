@@ -1,0 +1,312 @@
+//! The logical request and response that flow from the HTTP layer through the core to the
+//! secrets engines, and the error type that maps onto Vault's status codes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use crate::barrier::BarrierError;
+use crate::core::token::TokenEntry;
+use crate::storage::StorageError;
+
+/// A JSON object: request bodies and response `data`.
+pub type Data = Map<String, Value>;
+
+/// What a request asks to do. HTTP methods map onto these; `Create` is only produced by the
+/// core's existence check (a write to something that does not exist yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Create,
+    Read,
+    Update,
+    Patch,
+    Delete,
+    List,
+}
+
+impl Operation {
+    /// Vault's lower-case name, used in audit entries and capability checks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Read => "read",
+            Operation::Update => "update",
+            Operation::Patch => "patch",
+            Operation::Delete => "delete",
+            Operation::List => "list",
+        }
+    }
+}
+
+/// One API request after HTTP decoding.
+pub struct Request {
+    /// Unique id, echoed as `request_id` and in audit entries.
+    pub id: String,
+    pub operation: Operation,
+    /// Full normalised path after `/v1/`, e.g. `secret/data/app/db`. May end in `/` for lists.
+    pub path: String,
+    /// Mount point the router matched, with trailing slash, e.g. `secret/`. Empty until routed.
+    pub mount_point: String,
+    /// Type of the matched mount (`kv`, `token`, `system`).
+    pub mount_type: String,
+    /// JSON body for writes; query parameters for reads, lists and deletes.
+    pub data: Data,
+    /// The `Content-Type` header, when the client sent one.
+    pub content_type: Option<String>,
+    /// The caller's token, from `X-Vault-Token` or `Authorization: Bearer`.
+    pub client_token: Option<SecretString>,
+    /// The caller's token entry, set by the core once the token checked out.
+    pub token_entry: Option<Arc<TokenEntry>>,
+    pub remote_addr: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print data or token: both may hold secrets.
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("operation", &self.operation)
+            .field("path", &self.path)
+            .field("mount_point", &self.mount_point)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    pub fn new(operation: Operation, path: impl Into<String>) -> Self {
+        Request {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation,
+            path: path.into(),
+            mount_point: String::new(),
+            mount_type: String::new(),
+            data: Data::new(),
+            content_type: None,
+            client_token: None,
+            token_entry: None,
+            remote_addr: None,
+        }
+    }
+
+    /// Builder helper for tests and internal callers.
+    pub fn with_data(mut self, data: Value) -> Self {
+        if let Value::Object(map) = data {
+            self.data = map;
+        }
+        self
+    }
+
+    /// The path below the mount point, e.g. `data/app/db` for `secret/data/app/db`.
+    pub fn rel_path(&self) -> &str {
+        self.path.strip_prefix(self.mount_point.as_str()).unwrap_or(&self.path)
+    }
+
+    /// A string field of the request data.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.data.get(key).and_then(Value::as_str)
+    }
+}
+
+/// Authentication result of a token creation or login.
+pub struct Auth {
+    pub client_token: SecretString,
+    pub accessor: String,
+    pub policies: Vec<String>,
+    pub token_policies: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub lease_duration: u64,
+    pub renewable: bool,
+    pub orphan: bool,
+    pub num_uses: u64,
+    pub token_type: String,
+    pub entity_id: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("client_token", &"[redacted]")
+            .field("accessor", &self.accessor)
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lease attached to a response (dynamic secrets; the lease manager fills it in).
+#[derive(Debug, Clone, Default)]
+pub struct LeaseInfo {
+    pub lease_id: String,
+    pub lease_duration: u64,
+    pub renewable: bool,
+}
+
+/// The result of handling a request.
+#[derive(Default)]
+pub struct Response {
+    /// The `data` object of Vault's response envelope.
+    pub data: Option<Data>,
+    pub auth: Option<Auth>,
+    pub lease: Option<LeaseInfo>,
+    pub warnings: Vec<String>,
+    /// HTTP status override (e.g. 404 with a body for a deleted KV version).
+    pub status: Option<u16>,
+    /// A body sent as-is instead of the envelope (some `sys/` endpoints answer this way).
+    pub raw: Option<Value>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("has_data", &self.data.is_some())
+            .field("auth", &self.auth)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Response {
+    pub fn data(data: Value) -> Self {
+        match data {
+            Value::Object(map) => Response { data: Some(map), ..Default::default() },
+            other => {
+                let mut map = Data::new();
+                map.insert("value".into(), other);
+                Response { data: Some(map), ..Default::default() }
+            }
+        }
+    }
+
+    /// An empty response: HTTP 204.
+    pub fn empty() -> Self {
+        Response::default()
+    }
+
+    pub fn raw(body: Value) -> Self {
+        Response { raw: Some(body), ..Default::default() }
+    }
+
+    /// Vault's list response: `{"keys": [...]}`.
+    pub fn list(keys: Vec<String>) -> Self {
+        Response::data(serde_json::json!({ "keys": keys }))
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
+        self.warnings.push(warning.into());
+        self
+    }
+}
+
+/// Errors a request can end with; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum LogicalError {
+    /// 400: the request is malformed or a parameter is wrong.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 403: missing, invalid or expired token, or the policy denies the operation.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// 404: nothing at this path. An empty message gives `{"errors": []}` as Vault does.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the path exists but not for this operation.
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    /// 404: no route for this path.
+    #[error("unsupported path")]
+    UnsupportedPath,
+    /// 412: a check-and-set precondition failed.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 413: body over the limit.
+    #[error("request body too large: the limit is {0} bytes")]
+    TooLarge(usize),
+    /// 503: the store is sealed.
+    #[error("hushd is sealed: unseal it with `hush operator unseal`")]
+    Sealed,
+    /// 503: the store has not been initialised.
+    #[error("hushd is not initialized: run `hush operator init`")]
+    NotInitialized,
+    #[error(transparent)]
+    Barrier(#[from] BarrierError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// 500: audit devices are enabled and none could record the request.
+    #[error("no audit device could record the request; refusing to serve it")]
+    AuditFailed,
+    /// 500: a bug or an unexpected state; the message must not hold secrets.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl LogicalError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        LogicalError::InvalidRequest(msg.into())
+    }
+
+    /// The HTTP status this error is sent with.
+    pub fn status(&self) -> u16 {
+        match self {
+            LogicalError::InvalidRequest(_) => 400,
+            LogicalError::PermissionDenied => 403,
+            LogicalError::NotFound(_) | LogicalError::UnsupportedPath => 404,
+            LogicalError::UnsupportedOperation => 405,
+            LogicalError::PreconditionFailed(_) => 412,
+            LogicalError::TooLarge(_) => 413,
+            LogicalError::Sealed | LogicalError::NotInitialized => 503,
+            LogicalError::Barrier(BarrierError::Sealed) => 503,
+            LogicalError::Barrier(_)
+            | LogicalError::Storage(_)
+            | LogicalError::AuditFailed
+            | LogicalError::Internal(_) => 500,
+        }
+    }
+
+    /// The `errors` array of the response body.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            LogicalError::NotFound(m) if m.is_empty() => vec![],
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Anything mounted in the router: secrets engines, auth methods, the token store.
+#[async_trait::async_trait]
+pub trait LogicalBackend: Send + Sync {
+    /// Handle a routed request. `req.rel_path()` is the path below the mount.
+    async fn handle(&self, req: &Request) -> Result<Response, LogicalError>;
+
+    /// For writes: does the target already exist? `Some(false)` turns an `Update` into a
+    /// `Create` for the ACL check, as in Vault. `None` means the backend does not say.
+    async fn exists(&self, _req: &Request) -> Result<Option<bool>, LogicalError> {
+        Ok(None)
+    }
+
+    /// Paths (relative to the mount, `*` suffix allowed) that need `sudo`.
+    fn root_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Paths (relative to the mount, `*` suffix allowed) served without a token.
+    fn unauthenticated_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Called when the mount is removed: release timers and connections.
+    async fn cleanup(&self) {}
+}
+
+/// Match `path` against patterns that are exact or end in `*` (prefix).
+pub fn path_matches_any(path: &str, patterns: &[&str]) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => path == *p,
+    })
+}

@@ -1,0 +1,63 @@
+//! In-memory backend for `hushd --dev` and tests. Nothing survives a restart.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+
+use super::{children_of, Backend, Op, StorageError};
+
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    map: RwLock<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.map.read().get(key).cloned())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let map = self.map.read();
+        let keys = map
+            .range(prefix.to_string()..)
+            .map(|(k, _)| k.as_str())
+            .take_while(|k| k.starts_with(prefix));
+        Ok(children_of(prefix, keys))
+    }
+
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let map = self.map.read();
+        Ok(map
+            .range(prefix.to_string()..)
+            .map(|(k, _)| k.clone())
+            .take_while(|k| k.starts_with(prefix))
+            .collect())
+    }
+
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
+        let mut map = self.map.write();
+        for op in ops {
+            match op {
+                Op::Put { key, value } => {
+                    map.insert(key, value);
+                }
+                Op::Delete { key } => {
+                    map.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "inmem"
+    }
+}

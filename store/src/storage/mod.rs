@@ -1,0 +1,98 @@
+//! Storage: a dumb, durable key/value layer below the barrier. It only ever sees ciphertext.
+//!
+//! Keys are `/`-separated paths. `list` answers with the immediate children of a prefix, as
+//! Vault's physical backends do: leaf names as they are, "folders" with a trailing `/`.
+
+use async_trait::async_trait;
+
+pub mod cache;
+pub mod memory;
+pub mod sqlite;
+
+pub use memory::MemoryBackend;
+pub use sqlite::SqliteBackend;
+
+/// One change in an atomic batch.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Op {
+    Put { key: String, value: Vec<u8> },
+    Delete { key: String },
+}
+
+impl Op {
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Put { key, value } => write!(f, "Put({key:?}, {} bytes)", value.len()),
+            Op::Delete { key } => write!(f, "Delete({key:?})"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    #[error("storage backend is shutting down")]
+    Closed,
+}
+
+/// A durable key/value store. `write` returns only once the whole batch is durable (fsynced)
+/// and applies it atomically: all or nothing.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Immediate children of `prefix` (which is empty or ends in `/`), sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Every key below `prefix`, at any depth, sorted, as full keys.
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Apply all ops atomically and durably.
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError>;
+
+    /// Short name for `sys/seal-status` `storage_type` and logs.
+    fn kind(&self) -> &'static str;
+}
+
+/// Collapse sorted full keys below `prefix` into Vault-style immediate children.
+pub fn children_of<'a>(prefix: &str, keys: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys {
+        let Some(rest) = key.strip_prefix(prefix) else { continue };
+        if rest.is_empty() {
+            continue;
+        }
+        let child = match rest.find('/') {
+            Some(i) => &rest[..=i],
+            None => rest,
+        };
+        if out.last().map(String::as_str) != Some(child) {
+            out.push(child.to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::children_of;
+
+    #[test]
+    fn children_collapse_folders() {
+        let keys = ["a/b", "a/c/d", "a/c/e", "a/f/", "b"];
+        assert_eq!(children_of("a/", keys), vec!["b", "c/", "f/"]);
+        assert_eq!(children_of("", keys), vec!["a/", "b"]);
+        assert!(children_of("zzz/", keys).is_empty());
+    }
+}
