@@ -1,1 +1,300 @@
-//! hushd configuration.
+//! hushd configuration: flags and an optional TOML file are merged into a raw config, then
+//! validated into a typed [`Config`] before anything binds a port. Every problem gets one
+//! exact message; `main` exits with code 64 on it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Settings as written in the TOML file (all optional; flags override them).
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `sqlite:///path/to/hush.db` or `inmem`.
+    pub storage: Option<String>,
+    /// `IP:PORT`.
+    pub listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (loopback only unless `allow_insecure_non_loopback`).
+    pub insecure_no_tls: Option<bool>,
+    pub allow_insecure_non_loopback: Option<bool>,
+    /// `plain` (default) or `json`.
+    pub log_format: Option<String>,
+    /// A tracing filter such as `info` or `hush_store=debug`.
+    pub log_level: Option<String>,
+    /// Largest accepted request body in bytes (default 33554432 = 32 MiB).
+    pub max_request_bytes: Option<usize>,
+    /// Entries in the storage read cache (default 65536; 0 disables it).
+    pub cache_entries: Option<usize>,
+    /// How often TLS files are checked for changes, in seconds (default 10).
+    pub tls_reload_interval_secs: Option<u64>,
+}
+
+impl RawConfig {
+    /// Read a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.message())))
+    }
+
+    /// Fill every field set in `over` into `self`.
+    pub fn overlay(mut self, over: RawConfig) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        }
+        take!(
+            storage,
+            listen,
+            tls_cert,
+            tls_key,
+            insecure_no_tls,
+            allow_insecure_non_loopback,
+            log_format,
+            log_level,
+            max_request_bytes,
+            cache_entries,
+            tls_reload_interval_secs
+        );
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageConfig {
+    Memory,
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub storage: StorageConfig,
+    pub listen: SocketAddr,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// `Some` in dev mode: an initialised, unsealed in-memory store.
+    pub dev: Option<DevConfig>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub max_request_bytes: usize,
+    pub cache_entries: usize,
+    pub tls_reload_interval: std::time::Duration,
+}
+
+pub struct DevConfig {
+    pub root_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for DevConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevConfig")
+            .field(
+                "root_token",
+                &self.root_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// One exact configuration problem.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
+
+impl Config {
+    /// Validate. `dev` comes from `--dev`, with its optional root token.
+    pub fn validate(raw: RawConfig, dev: Option<DevConfig>) -> Result<Config, ConfigError> {
+        let listen_str = raw
+            .listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_str.parse().map_err(|_| {
+            ConfigError(format!(
+                "invalid listen address {listen_str:?}: expected IP:PORT such as 127.0.0.1:8200"
+            ))
+        })?;
+        let storage = match (&dev, raw.storage.as_deref()) {
+            (Some(_), Some(_)) => {
+                return err("--dev uses in-memory storage: do not combine it with --storage")
+            }
+            (Some(_), None) => StorageConfig::Memory,
+            (None, None) => {
+                return err("missing storage: pass --storage sqlite://PATH or set storage in the config file")
+            }
+            (None, Some("inmem")) => StorageConfig::Memory,
+            (None, Some(url)) => match url.strip_prefix("sqlite://") {
+                Some(p) if !p.is_empty() => {
+                    let path = PathBuf::from(p);
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        if !parent.is_dir() {
+                            return err(format!(
+                                "storage directory {} does not exist: create it first",
+                                parent.display()
+                            ));
+                        }
+                    }
+                    StorageConfig::Sqlite(path)
+                }
+                _ => {
+                    return err(format!(
+                        "unsupported storage {url:?}: use sqlite://PATH (or inmem for throw-away tests)"
+                    ))
+                }
+            },
+        };
+        let insecure = raw.insecure_no_tls.unwrap_or(false) || dev.is_some();
+        let tls = match (raw.tls_cert.clone(), raw.tls_key.clone(), insecure) {
+            (Some(_), Some(_), true) if dev.is_none() => {
+                return err("choose either --tls-cert/--tls-key or --insecure-no-tls, not both")
+            }
+            (Some(_), Some(_), true) => return err("--dev serves plain HTTP: do not pass --tls-cert/--tls-key"),
+            (Some(cert), Some(key), false) => {
+                for (what, p) in [("certificate", &cert), ("key", &key)] {
+                    if !p.is_file() {
+                        return err(format!("TLS {what} file {} does not exist", p.display()));
+                    }
+                }
+                crate::api::tls::load_certified_key(&cert, &key).map_err(|e| ConfigError(e.to_string()))?;
+                Some(TlsFiles { cert, key })
+            }
+            (Some(_), None, _) => return err("--tls-cert needs --tls-key"),
+            (None, Some(_), _) => return err("--tls-key needs --tls-cert"),
+            (None, None, true) => None,
+            (None, None, false) => {
+                return err("TLS is required: pass --tls-cert FILE --tls-key FILE, or --insecure-no-tls for plain HTTP on loopback")
+            }
+        };
+        if tls.is_none()
+            && !listen.ip().is_loopback()
+            && !raw.allow_insecure_non_loopback.unwrap_or(false)
+        {
+            return err(format!(
+                "refusing plain HTTP on non-loopback address {listen}: use TLS, listen on 127.0.0.1, \
+                 or pass --allow-insecure-non-loopback"
+            ));
+        }
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("plain") => LogFormat::Plain,
+            Some("json") => LogFormat::Json,
+            Some(other) => return err(format!("invalid log_format {other:?}: use plain or json")),
+        };
+        let max_request_bytes = raw
+            .max_request_bytes
+            .unwrap_or(crate::api::DEFAULT_MAX_REQUEST_BYTES);
+        if max_request_bytes < 1024 {
+            return err("max_request_bytes must be at least 1024");
+        }
+        let reload = raw.tls_reload_interval_secs.unwrap_or(10);
+        if reload == 0 {
+            return err("tls_reload_interval_secs must be at least 1");
+        }
+        Ok(Config {
+            storage,
+            listen,
+            tls,
+            dev,
+            log_format,
+            log_level: raw.log_level.unwrap_or_else(|| "info".into()),
+            max_request_bytes,
+            cache_entries: raw.cache_entries.unwrap_or(65_536),
+            tls_reload_interval: std::time::Duration::from_secs(reload),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(toml_text: &str) -> RawConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    fn fails(r: RawConfig, dev: bool) -> String {
+        let dev = dev.then_some(DevConfig { root_token: None });
+        Config::validate(r, dev).unwrap_err().0
+    }
+
+    #[test]
+    fn good_configs() {
+        let c = Config::validate(raw("storage = \"inmem\"\ninsecure_no_tls = true"), None).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.tls.is_none());
+        let c =
+            Config::validate(RawConfig::default(), Some(DevConfig { root_token: None })).unwrap();
+        assert_eq!(c.storage, StorageConfig::Memory);
+    }
+
+    #[test]
+    fn each_bad_case_has_one_exact_message() {
+        assert!(toml::from_str::<RawConfig>("storag = \"x\"").is_err());
+        assert_eq!(
+            fails(RawConfig::default(), false),
+            "missing storage: pass --storage sqlite://PATH or set storage in the config file"
+        );
+        assert!(fails(
+            raw("storage = \"postgres://x\"\ninsecure_no_tls = true"),
+            false
+        )
+        .starts_with("unsupported storage"));
+        assert!(fails(
+            raw("storage = \"sqlite:///nonexistent-dir/x.db\"\ninsecure_no_tls = true"),
+            false
+        )
+        .contains("does not exist"));
+        assert!(fails(raw("storage = \"inmem\""), false).starts_with("TLS is required"));
+        assert!(fails(
+            raw("storage = \"inmem\"\ninsecure_no_tls = true\nlisten = \"0.0.0.0:8200\""),
+            false
+        )
+        .starts_with("refusing plain HTTP"));
+        assert!(fails(
+            raw("storage = \"inmem\"\ninsecure_no_tls = true\nlisten = \"nope\""),
+            false
+        )
+        .starts_with("invalid listen address"));
+        assert!(
+            fails(raw("storage = \"inmem\"\ntls_cert = \"/nope\""), false)
+                .contains("needs --tls-key")
+        );
+        assert!(fails(
+            raw("storage = \"inmem\"\ntls_cert = \"/nope.pem\"\ntls_key = \"/nope.key\""),
+            false
+        )
+        .contains("does not exist"));
+        assert!(fails(
+            raw("storage = \"inmem\"\ninsecure_no_tls = true\nlog_format = \"xml\""),
+            false
+        )
+        .contains("log_format"));
+        assert!(fails(raw("storage = \"inmem\""), true).contains("do not combine"));
+        let ok = Config::validate(
+            raw("storage = \"inmem\"\ninsecure_no_tls = true\nlisten = \"0.0.0.0:0\"\nallow_insecure_non_loopback = true"),
+            None,
+        );
+        assert!(ok.is_ok());
+    }
+}

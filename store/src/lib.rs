@@ -25,3 +25,95 @@ pub mod logical;
 pub mod storage;
 
 pub use crate::core::Core;
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, StorageConfig};
+use crate::storage::Backend;
+
+/// Errors that stop hushd from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] api::tls::TlsError),
+    #[error("cannot initialize the dev store: {0}")]
+    Dev(logical::LogicalError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Credentials of a dev store, printed once at start.
+pub struct DevCredentials {
+    pub root_token: SecretString,
+    pub unseal_key: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for DevCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DevCredentials([redacted])")
+    }
+}
+
+/// Open the configured storage, with the read cache in front when enabled.
+pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
+    let backend: Arc<dyn Backend> = match &config.storage {
+        StorageConfig::Memory => Arc::new(storage::MemoryBackend::new()),
+        StorageConfig::Sqlite(path) => Arc::new(storage::SqliteBackend::open(path)?),
+    };
+    if config.cache_entries == 0 {
+        return Ok(backend);
+    }
+    Ok(Arc::new(storage::cache::CachedBackend::new(
+        backend,
+        config.cache_entries,
+    )))
+}
+
+/// Build the core for `config`; in dev mode it comes back initialised and unsealed.
+pub async fn build_core(
+    config: &mut Config,
+) -> Result<(Arc<Core>, Option<DevCredentials>), StartError> {
+    let core = Core::new(open_storage(config)?);
+    let dev = match config.dev.take() {
+        Some(dev) => {
+            let (root_token, key) = core
+                .init_dev(dev.root_token)
+                .await
+                .map_err(StartError::Dev)?;
+            Some(DevCredentials {
+                root_token,
+                unseal_key: zeroize::Zeroizing::new(key),
+            })
+        }
+        None => None,
+    };
+    Ok((core, dev))
+}
+
+/// Serve the API on `listener` until `shutdown` is cancelled, then drain and seal.
+pub async fn run(
+    core: Arc<Core>,
+    config: &Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let tls = match &config.tls {
+        Some(files) => {
+            let cert = api::tls::ReloadingCert::new(&files.cert, &files.key)?;
+            cert.clone()
+                .watch(config.tls_reload_interval, shutdown.child_token());
+            Some(cert.server_config())
+        }
+        None => None,
+    };
+    let app = api::app(core.clone(), config.max_request_bytes);
+    api::serve(listener, tls, app, shutdown).await?;
+    core.seal().await;
+    Ok(())
+}

@@ -1,1 +1,185 @@
-fn main() {}
+//! `hushd`: wires flags, config, tracing, signals and shutdown; the logic is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use hush_store::config::{Config, DevConfig, LogFormat, RawConfig};
+
+/// hushd: the Hush secret store. Speaks a subset of the HashiCorp Vault HTTP API.
+///
+/// Production: `hushd --storage sqlite:///var/lib/hush/hush.db --listen 0.0.0.0:8200
+/// --tls-cert cert.pem --tls-key key.pem`, then `hush operator init` and `hush operator unseal`.
+/// The store starts sealed every time.
+///
+/// Local demo: `hushd --dev` (in-memory, unsealed, kv v2 at secret/, plain HTTP on loopback).
+#[derive(Debug, Parser)]
+#[command(name = "hushd", version, about, long_about)]
+struct Cli {
+    /// Dev mode: in-memory storage, initialised and unsealed, kv v2 mounted at secret/,
+    /// plain HTTP on loopback. Nothing is kept. Never use it for real secrets.
+    #[arg(long)]
+    dev: bool,
+    /// Root token to create in dev mode (default: a random one, printed at start).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        requires = "dev",
+        env = "HUSH_DEV_ROOT_TOKEN",
+        hide_env_values = true
+    )]
+    dev_root_token: Option<String>,
+    /// TOML config file with the same settings; flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Storage URL: sqlite://PATH (durable; the embedded default) or inmem.
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8200].
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// PEM certificate chain for TLS (reloaded when the file changes).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (reloaded when the file changes).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP. Only allowed on loopback addresses unless
+    /// --allow-insecure-non-loopback is also given.
+    #[arg(long)]
+    insecure_no_tls: bool,
+    /// Allow plain HTTP on a non-loopback address (tokens and secrets cross the network in the clear).
+    #[arg(long)]
+    allow_insecure_non_loopback: bool,
+    /// Log format: plain or json.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log filter, e.g. info, debug, hush_store=debug [env: RUST_LOG].
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+impl Cli {
+    fn raw(&self) -> RawConfig {
+        RawConfig {
+            storage: self.storage.clone(),
+            listen: self.listen.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            insecure_no_tls: self.insecure_no_tls.then_some(true),
+            allow_insecure_non_loopback: self.allow_insecure_non_loopback.then_some(true),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+const EX_CONFIG: u8 = 64;
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let file = match &cli.config {
+        Some(p) => RawConfig::from_file(p).map_err(|e| e.0)?,
+        None => RawConfig::default(),
+    };
+    let dev = cli.dev.then(|| DevConfig {
+        root_token: cli.dev_root_token.clone().map(SecretString::from),
+    });
+    Config::validate(file.overlay(cli.raw()), dev).map_err(|e| e.0)
+}
+
+fn init_tracing(config: &Config) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Plain => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("hushd: invalid configuration: {msg}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hushd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(&mut config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("hushd: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: &mut Config) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (core, dev) = hush_store::build_core(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if let Some(dev) = &dev {
+        use base64::Engine as _;
+        println!("hushd dev server: in-memory, unsealed, kv v2 at secret/. Do not use it for real secrets.");
+        println!();
+        println!("    export HUSH_ADDR='{scheme}://{addr}'");
+        println!("    export HUSH_TOKEN='{}'", dev.root_token.expose_secret());
+        println!();
+        println!(
+            "Unseal key: {}",
+            base64::engine::general_purpose::STANDARD.encode(dev.unseal_key.as_slice())
+        );
+        println!("Root token: {}", dev.root_token.expose_secret());
+    }
+    println!("hushd listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, storage = ?config.storage, "hushd listening");
+
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    hush_store::run(core, config, listener, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,9 +1,255 @@
-//! The core: router of mounts, token store, policies, audit, and the `sys/` backend.
+//! The core: everything between the barrier and HTTP.
+//!
+//! - [`router`]: the mount table and longest-prefix routing to engines.
+//! - [`token`]: the token store (`auth/token/`) and token authentication.
+//! - [`policy`]: ACL policies and their evaluation.
+//! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices).
+//! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys).
+//!
+//! [`Core::handle`] is the one entry point: it authenticates the token, turns a write into a
+//! create when the target does not exist, checks the ACL, audits, and dispatches.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use secrecy::SecretString;
+use tracing::debug;
+
+use crate::barrier::seal::Seal;
+use crate::barrier::{Barrier, BarrierView};
+use crate::logical::{path_matches_any, LogicalError, Operation, Request, Response};
+use crate::storage::Backend;
 
 pub mod audit;
 pub mod policy;
+pub mod router;
+pub mod sys;
 pub mod token;
 
-/// The store's core. Placeholder until wired.
-#[derive(Debug)]
-pub struct Core;
+use audit::AuditBroker;
+use policy::PolicyStore;
+use router::Router;
+use token::TokenStore;
+
+/// Subsystems that exist only while unsealed.
+pub struct Unsealed {
+    pub router: Router,
+    pub tokens: Arc<TokenStore>,
+    pub policies: PolicyStore,
+    pub audit: AuditBroker,
+}
+
+impl std::fmt::Debug for Unsealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsealed").finish_non_exhaustive()
+    }
+}
+
+/// The store's core.
+pub struct Core {
+    barrier: Arc<Barrier>,
+    seal: Seal,
+    state: ArcSwapOption<Unsealed>,
+    /// Serialises init, unseal, seal and mount-table changes.
+    lifecycle: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("barrier", &self.barrier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    pub fn new(backend: Arc<dyn Backend>) -> Arc<Self> {
+        Arc::new(Core {
+            barrier: Arc::new(Barrier::new(backend.clone())),
+            seal: Seal::new(backend),
+            state: ArcSwapOption::empty(),
+            lifecycle: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn barrier(&self) -> &Arc<Barrier> {
+        &self.barrier
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.state.load().is_none()
+    }
+
+    pub fn unsealed(&self) -> Result<Arc<Unsealed>, LogicalError> {
+        self.state.load_full().ok_or(LogicalError::Sealed)
+    }
+
+    fn view(&self, prefix: &str) -> BarrierView {
+        BarrierView::new(self.barrier.clone(), prefix)
+    }
+
+    /// Build the unsealed subsystems once the barrier is open.
+    async fn post_unseal(&self) -> Result<(), LogicalError> {
+        let tokens = Arc::new(TokenStore::open(self.view("sys/token/")).await?);
+        let policies = PolicyStore::open(self.view("sys/policy/")).await?;
+        let audit = AuditBroker::open(self.view("core/audit/")).await?;
+        let router = Router::load(self.barrier.clone(), tokens.clone()).await?;
+        self.state.store(Some(Arc::new(Unsealed {
+            router,
+            tokens,
+            policies,
+            audit,
+        })));
+        Ok(())
+    }
+
+    /// Initialise a dev store: one unseal key, unsealed, kv v2 at `secret/`. Returns the root
+    /// token and the unseal key.
+    pub async fn init_dev(
+        &self,
+        root_token: Option<SecretString>,
+    ) -> Result<(SecretString, Vec<u8>), LogicalError> {
+        let (keys, generated) = self.initialize(1, 1).await?;
+        let key = keys.into_iter().next().expect("one key");
+        self.unseal_with(&key).await?;
+        let st = self.unsealed()?;
+        st.router
+            .mount(
+                "secret/",
+                "kv",
+                "key/value secret storage",
+                serde_json::json!({"version": "2"}),
+            )
+            .await?;
+        let token = match root_token {
+            Some(t) => {
+                st.tokens.create_root_token_with_id(&t).await?;
+                t
+            }
+            None => generated,
+        };
+        Ok((token, key.to_vec()))
+    }
+
+    /// `sys/init`: make the keys and the root token; the store is left sealed, as in Vault.
+    pub async fn initialize(
+        &self,
+        shares: u8,
+        threshold: u8,
+    ) -> Result<(Vec<zeroize::Zeroizing<Vec<u8>>>, SecretString), LogicalError> {
+        let _guard = self.lifecycle.lock().await;
+        let out = self
+            .seal
+            .initialize(&self.barrier, shares, threshold)
+            .await
+            .map_err(seal_err)?;
+        let result = async {
+            self.post_unseal().await?;
+            self.unsealed()?.tokens.create_root_token().await
+        }
+        .await;
+        self.state.store(None);
+        self.seal.seal(&self.barrier);
+        let root = result?;
+        Ok((out.keys, root))
+    }
+
+    /// `sys/unseal` with one key share.
+    pub async fn unseal_with(
+        &self,
+        key: &[u8],
+    ) -> Result<crate::barrier::seal::UnsealProgress, LogicalError> {
+        let _guard = self.lifecycle.lock().await;
+        if !self.is_sealed() {
+            let (progress, nonce) = self.seal.progress();
+            let cfg = self.seal.config().await.map_err(seal_err)?;
+            return Ok(crate::barrier::seal::UnsealProgress {
+                sealed: false,
+                progress,
+                threshold: cfg.as_ref().map_or(0, |c| c.secret_threshold),
+                shares: cfg.as_ref().map_or(0, |c| c.secret_shares),
+                nonce,
+            });
+        }
+        let progress = self
+            .seal
+            .submit(&self.barrier, key)
+            .await
+            .map_err(seal_err)?;
+        if !progress.sealed {
+            if let Err(e) = self.post_unseal().await {
+                self.seal.seal(&self.barrier);
+                return Err(e);
+            }
+            tracing::info!("hushd unsealed");
+        }
+        Ok(progress)
+    }
+
+    /// `sys/seal`.
+    pub async fn seal(&self) {
+        let _guard = self.lifecycle.lock().await;
+        if let Some(st) = self.state.swap(None) {
+            st.router.cleanup().await;
+        }
+        self.seal.seal(&self.barrier);
+        tracing::info!("hushd sealed");
+    }
+
+    pub fn seal_handle(&self) -> &Seal {
+        &self.seal
+    }
+
+    /// Handle one API request end to end.
+    pub async fn handle(&self, mut req: Request) -> Result<Response, LogicalError> {
+        if let Some(resp) = sys::handle_unauthenticated(self, &req).await {
+            return resp;
+        }
+        let st = self.unsealed()?;
+        let target = st.router.route(&req.path)?;
+        req.mount_point = target.mount_point().to_string();
+        req.mount_type = target.mount_type().to_string();
+        let rel = req.rel_path().to_string();
+
+        if !path_matches_any(&rel, target.unauthenticated_paths()) {
+            let token = req
+                .client_token
+                .as_ref()
+                .ok_or(LogicalError::PermissionDenied)?;
+            let entry = st.tokens.authenticate(token).await?;
+            req.token_entry = Some(entry.clone());
+            if req.operation == Operation::Update && target.exists(&req).await? == Some(false) {
+                req.operation = Operation::Create;
+            }
+            let acl = st.policies.acl(&entry.policies).await?;
+            let sudo = path_matches_any(&rel, target.root_paths());
+            let allowed = acl.allows(&req.path, req.operation, sudo)
+                || target.is_always_allowed(&rel, req.operation);
+            if !allowed {
+                debug!(path = %req.path, op = req.operation.as_str(), "permission denied");
+                st.audit.log_request(&req).await?;
+                let err = LogicalError::PermissionDenied;
+                st.audit.log_response(&req, Err(&err)).await?;
+                return Err(err);
+            }
+        }
+
+        st.audit.log_request(&req).await?;
+        let resp = target.handle(self, &st, &req).await;
+        st.audit.log_response(&req, resp.as_ref()).await?;
+        resp
+    }
+}
+
+pub(crate) fn seal_err(e: crate::barrier::seal::SealError) -> LogicalError {
+    use crate::barrier::seal::SealError;
+    match e {
+        SealError::AlreadyInitialized => LogicalError::invalid("hushd is already initialized"),
+        SealError::NotInitialized => LogicalError::NotInitialized,
+        SealError::InvalidParameters(m) | SealError::InvalidKey(m) => {
+            LogicalError::InvalidRequest(m)
+        }
+        SealError::Barrier(b) => LogicalError::Barrier(b),
+        SealError::Storage(s) => LogicalError::Storage(s),
+    }
+}

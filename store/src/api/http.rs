@@ -1,0 +1,359 @@
+//! Vault's HTTP wire format over the core.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use http_body_util::BodyExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::core::Core;
+use crate::logical::{Data, LogicalError, Operation, Request, Response};
+
+/// Vault's default request size limit: 32 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+
+/// The client's address, inserted by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub SocketAddr);
+
+#[derive(Clone)]
+struct AppState {
+    core: Arc<Core>,
+    max_body: usize,
+}
+
+/// The axum app serving `/v1/...`.
+pub fn app(core: Arc<Core>, max_body: usize) -> axum::Router {
+    axum::Router::new()
+        .fallback(handle)
+        .with_state(AppState { core, max_body })
+}
+
+fn error_response(status: u16, errors: Vec<String>) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &json!({ "errors": errors }))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).expect("JSON values serialize");
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn logical_error(err: &LogicalError) -> HttpResponse {
+    let status = err.status();
+    if status >= 500 && !matches!(err, LogicalError::Sealed | LogicalError::NotInitialized) {
+        tracing::error!(error = %err, "request failed");
+    }
+    error_response(status, err.messages())
+}
+
+/// Split, percent-decode and check the path after `/v1/`. Empty segments are only allowed at
+/// the end (a trailing slash, as list requests use); `.` and `..` are refused.
+pub fn normalize_path(raw: &str) -> Result<String, LogicalError> {
+    let rest = raw
+        .strip_prefix("/v1/")
+        .ok_or_else(|| LogicalError::NotFound(String::new()))?;
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .map_err(|_| LogicalError::invalid("invalid path: not valid UTF-8"))?;
+    if decoded.chars().any(|c| c.is_control()) {
+        return Err(LogicalError::invalid(
+            "invalid path: control characters are not allowed",
+        ));
+    }
+    let segments: Vec<&str> = decoded.split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        if *seg == ".." || *seg == "." {
+            return Err(LogicalError::invalid(
+                "invalid path: '.' and '..' segments are not allowed",
+            ));
+        }
+        if seg.is_empty() && i + 1 != segments.len() {
+            return Err(LogicalError::invalid(
+                "invalid path: empty path segments are not allowed",
+            ));
+        }
+    }
+    if decoded.is_empty() {
+        return Err(LogicalError::NotFound(String::new()));
+    }
+    Ok(decoded.into_owned())
+}
+
+fn operation(method: &Method, query: &Data) -> Result<Operation, LogicalError> {
+    let list_flag = matches!(
+        query.get("list").and_then(Value::as_str),
+        Some("true" | "1")
+    );
+    match method.as_str() {
+        "GET" | "HEAD" if list_flag => Ok(Operation::List),
+        "GET" | "HEAD" => Ok(Operation::Read),
+        "POST" | "PUT" => Ok(Operation::Update),
+        "DELETE" => Ok(Operation::Delete),
+        "LIST" => Ok(Operation::List),
+        "PATCH" => Ok(Operation::Patch),
+        _ => Err(LogicalError::UnsupportedOperation),
+    }
+}
+
+fn client_token(headers: &HeaderMap) -> Option<SecretString> {
+    if let Some(v) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        if !v.is_empty() {
+            return Some(SecretString::from(v.to_string()));
+        }
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty())
+        .map(|t| SecretString::from(t.to_string()))
+}
+
+fn parse_query(q: Option<&str>) -> Data {
+    let mut data = Data::new();
+    if let Some(q) = q {
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            data.insert(dec(k), Value::String(dec(v)));
+        }
+    }
+    data
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Zeroizing<Vec<u8>>, LogicalError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(Zeroizing::new(c.to_bytes().to_vec())),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(LogicalError::TooLarge(limit))
+        }
+        Err(_) => Err(LogicalError::invalid("failed to read the request body")),
+    }
+}
+
+fn parse_body(bytes: &[u8]) -> Result<Data, LogicalError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Data::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(LogicalError::invalid(
+            "failed to parse JSON input: the body must be a JSON object",
+        )),
+        Err(e) => Err(LogicalError::invalid(format!(
+            "failed to parse JSON input: {} at line {} column {}",
+            match e.classify() {
+                serde_json::error::Category::Eof => "unexpected end of input",
+                serde_json::error::Category::Syntax => "syntax error",
+                _ => "invalid JSON",
+            },
+            e.line(),
+            e.column()
+        ))),
+    }
+}
+
+async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let head = parts.method == Method::HEAD;
+    let resp = match decode(&state, &parts, body).await {
+        Ok(logical) => {
+            let id = logical.id.clone();
+            match state.core.handle(logical).await {
+                Ok(r) => encode(&id, r),
+                Err(e) => logical_error(&e),
+            }
+        }
+        Err(e) => logical_error(&e),
+    };
+    if head {
+        let (parts, _) = resp.into_parts();
+        return HttpResponse::from_parts(parts, Body::empty());
+    }
+    resp
+}
+
+async fn decode(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<Request, LogicalError> {
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > state.max_body {
+            return Err(LogicalError::TooLarge(state.max_body));
+        }
+    }
+    let path = normalize_path(parts.uri.path())?;
+    let query = parse_query(parts.uri.query());
+    let op = operation(&parts.method, &query)?;
+    let bytes = read_body(body, state.max_body).await?;
+    let mut data = match op {
+        Operation::Update | Operation::Create | Operation::Patch => parse_body(&bytes)?,
+        _ => {
+            let mut d = if bytes.is_empty() {
+                Data::new()
+            } else {
+                parse_body(&bytes)?
+            };
+            for (k, v) in query {
+                d.entry(k).or_insert(v);
+            }
+            d
+        }
+    };
+    if op == Operation::List {
+        data.remove("list");
+    }
+    let mut req = Request::new(op, path);
+    req.data = data;
+    req.client_token = client_token(&parts.headers);
+    req.content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    req.remote_addr = parts.extensions.get::<RemoteAddr>().map(|a| a.0.ip());
+    Ok(req)
+}
+
+/// Vault's response envelope.
+fn encode(request_id: &str, resp: Response) -> HttpResponse {
+    if let Some(raw) = resp.raw {
+        let status = StatusCode::from_u16(resp.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
+        return json_response(status, &raw);
+    }
+    if resp.data.is_none() && resp.auth.is_none() && resp.warnings.is_empty() {
+        let status = resp.status.unwrap_or(204);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
+        if status == StatusCode::NO_CONTENT {
+            return (status, [(header::CACHE_CONTROL, "no-store")]).into_response();
+        }
+        return error_response(status.as_u16(), vec![]);
+    }
+    let auth = resp.auth.as_ref().map(|a| {
+        json!({
+            "client_token": a.client_token.expose_secret(),
+            "accessor": a.accessor,
+            "policies": a.policies,
+            "token_policies": a.token_policies,
+            "identity_policies": null,
+            "metadata": a.metadata,
+            "lease_duration": a.lease_duration,
+            "renewable": a.renewable,
+            "entity_id": a.entity_id,
+            "token_type": a.token_type,
+            "orphan": a.orphan,
+            "mfa_requirement": null,
+            "num_uses": a.num_uses,
+        })
+    });
+    let lease = resp.lease.clone().unwrap_or_default();
+    let body = json!({
+        "request_id": request_id,
+        "lease_id": lease.lease_id,
+        "renewable": lease.renewable,
+        "lease_duration": lease.lease_duration,
+        "data": resp.data,
+        "wrap_info": null,
+        "warnings": if resp.warnings.is_empty() { Value::Null } else { json!(resp.warnings) },
+        "auth": auth,
+        "mount_type": "",
+    });
+    let status = StatusCode::from_u16(resp.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
+    json_response(status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised() {
+        assert_eq!(
+            normalize_path("/v1/secret/data/a").unwrap(),
+            "secret/data/a"
+        );
+        assert_eq!(
+            normalize_path("/v1/secret/metadata/").unwrap(),
+            "secret/metadata/"
+        );
+        assert_eq!(
+            normalize_path("/v1/secret/data/a%20b").unwrap(),
+            "secret/data/a b"
+        );
+        for bad in [
+            "/v1/secret/../sys/seal",
+            "/v1/secret/%2e%2e/x",
+            "/v1/secret//x",
+            "/v1/./x",
+            "/v1/a/%00",
+            "/v1/a/%ff",
+        ] {
+            let err = normalize_path(bad).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad}");
+        }
+        assert_eq!(normalize_path("/v2/x").unwrap_err().status(), 404);
+        assert_eq!(normalize_path("/v1/").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn methods_map_to_operations() {
+        let q = parse_query(Some("list=true"));
+        assert_eq!(operation(&Method::GET, &q).unwrap(), Operation::List);
+        let q = Data::new();
+        assert_eq!(operation(&Method::GET, &q).unwrap(), Operation::Read);
+        assert_eq!(operation(&Method::PUT, &q).unwrap(), Operation::Update);
+        assert_eq!(
+            operation(&Method::from_bytes(b"LIST").unwrap(), &q).unwrap(),
+            Operation::List
+        );
+        assert_eq!(operation(&Method::OPTIONS, &q).unwrap_err().status(), 405);
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        assert!(parse_body(b"").unwrap().is_empty());
+        assert!(parse_body(b" \n").unwrap().is_empty());
+        assert_eq!(parse_body(b"{\"a\":1}").unwrap()["a"], 1);
+        assert_eq!(parse_body(b"[1]").unwrap_err().status(), 400);
+        assert_eq!(parse_body(b"{\"a\":").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn token_from_either_header() {
+        let mut h = HeaderMap::new();
+        assert!(client_token(&h).is_none());
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(client_token(&h).unwrap().expose_secret(), "abc");
+        h.insert("x-vault-token", "xyz".parse().unwrap());
+        assert_eq!(client_token(&h).unwrap().expose_secret(), "xyz");
+    }
+}

@@ -1,0 +1,139 @@
+//! The `sys/` system backend: init and seal, mounts, policies, audit devices, keys.
+//!
+//! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
+//! health, leader) are answered by [`handle_unauthenticated`] even while sealed.
+
+use serde_json::{json, Value};
+
+use super::{Core, Unsealed};
+use crate::logical::{Data, LogicalError, Operation, Request, Response};
+
+mod audit;
+mod mounts;
+mod policy;
+mod seal;
+
+/// Sys paths (relative to `sys/`) served without a token; routed before the seal check.
+pub const UNAUTHENTICATED_PATHS: &[&str] = &[];
+
+/// Sys paths that need `sudo` on top of the operation's capability.
+pub const ROOT_PATHS: &[&str] = &[
+    "audit",
+    "audit/*",
+    "rotate",
+    "seal",
+    "key-status",
+    "raw",
+    "raw/*",
+];
+
+/// Sys paths any valid token may read (they reveal only mount types).
+pub const ANY_TOKEN_PATHS: &[&str] = &["internal/ui/mounts", "internal/ui/mounts/*"];
+
+/// Endpoints that work without a token and while sealed. `None`: not one of them.
+pub async fn handle_unauthenticated(
+    core: &Core,
+    req: &Request,
+) -> Option<Result<Response, LogicalError>> {
+    let rel = req.path.strip_prefix("sys/")?;
+    let op = req.operation;
+    Some(match (rel, op) {
+        ("init", Operation::Read) => seal::init_status(core).await,
+        ("init", Operation::Update | Operation::Create) => seal::init(core, req).await,
+        ("seal-status", Operation::Read) => seal::seal_status(core).await,
+        ("unseal", Operation::Update | Operation::Create) => seal::unseal(core, req).await,
+        ("health", Operation::Read) => seal::health(core, req).await,
+        ("leader", Operation::Read) => Ok(seal::leader(core)),
+        ("init" | "seal-status" | "unseal" | "health" | "leader", _) => {
+            Err(LogicalError::UnsupportedOperation)
+        }
+        _ => return None,
+    })
+}
+
+/// Authenticated `sys/` endpoints; the core has checked the token and the ACL.
+pub async fn handle(core: &Core, st: &Unsealed, req: &Request) -> Result<Response, LogicalError> {
+    let rel = req.path.strip_prefix("sys/").unwrap_or("");
+    let op = req.operation;
+    let write = matches!(op, Operation::Update | Operation::Create);
+    let read = op == Operation::Read;
+    let list = matches!(op, Operation::List | Operation::Read);
+    match rel {
+        "seal" if write => {
+            core.seal().await;
+            return Ok(Response::empty());
+        }
+        "rotate" if write => return seal::rotate(core).await,
+        "key-status" if read => return seal::key_status(core, req),
+        "mounts" if read => return Ok(mounts::list(st, req)),
+        "auth" if read => return Ok(mounts::list_auth(st, req)),
+        "policy" if list => return policy::list_legacy(st, req).await,
+        "policies/acl" | "policies/acl/" if list => return policy::list(st).await,
+        "capabilities-self" if write => return policy::capabilities_self(st, req).await,
+        "capabilities" if write => return policy::capabilities(st, req).await,
+        "audit" if read => return Ok(both(req, st.audit.list())),
+        _ => {}
+    }
+    if let Some(rest) = rel.strip_prefix("mounts/") {
+        if let Some(path) = rest.strip_suffix("/tune") {
+            return match op {
+                Operation::Read => mounts::read_tune(st, path),
+                _ if write => mounts::tune(st, req, path).await,
+                _ => Err(LogicalError::UnsupportedOperation),
+            };
+        }
+        return match op {
+            Operation::Read => mounts::read(st, rest),
+            Operation::Delete => mounts::disable(st, rest).await,
+            _ if write => mounts::enable(st, req, rest).await,
+            _ => Err(LogicalError::UnsupportedOperation),
+        };
+    }
+    if let Some(path) = rel.strip_prefix("internal/ui/mounts/") {
+        return mounts::ui_mount(st, path);
+    }
+    if let Some(path) = rel.strip_prefix("auth/") {
+        return mounts::enable_auth(path, op);
+    }
+    for (prefix, legacy) in [("policies/acl/", false), ("policy/", true)] {
+        if let Some(name) = rel.strip_prefix(prefix) {
+            return match op {
+                Operation::Read => policy::read(st, name, legacy).await,
+                Operation::Delete => policy::delete(st, name).await,
+                _ if write => policy::write(st, req, name).await,
+                _ => Err(LogicalError::UnsupportedOperation),
+            };
+        }
+    }
+    if let Some(path) = rel.strip_prefix("audit/") {
+        return match op {
+            Operation::Delete => audit::disable(st, path).await,
+            _ if write => audit::enable(st, req, path).await,
+            _ => Err(LogicalError::UnsupportedOperation),
+        };
+    }
+    if let Some(path) = rel.strip_prefix("audit-hash/") {
+        return match op {
+            _ if write => audit::hash(st, req, path).await,
+            _ => Err(LogicalError::UnsupportedOperation),
+        };
+    }
+    Err(LogicalError::UnsupportedPath)
+}
+
+/// Vault answers many `sys/` reads with the data both at the top level and under `data`.
+pub(crate) fn both(req: &Request, data: Value) -> Response {
+    let mut body = match &data {
+        Value::Object(m) => m.clone(),
+        _ => Data::new(),
+    };
+    body.insert("request_id".into(), json!(req.id));
+    body.insert("lease_id".into(), json!(""));
+    body.insert("renewable".into(), json!(false));
+    body.insert("lease_duration".into(), json!(0));
+    body.insert("data".into(), data);
+    body.insert("wrap_info".into(), Value::Null);
+    body.insert("warnings".into(), Value::Null);
+    body.insert("auth".into(), Value::Null);
+    Response::raw(Value::Object(body))
+}
