@@ -1,1 +1,221 @@
-fn main() {}
+//! hush-bench: start a real hushd (SQLite, durable) and drive KV v2 reads and writes over
+//! loopback HTTP with 1..N keep-alive clients, with the file audit device on and off.
+//! Prints a Markdown table for docs/BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+/// Benchmark hushd over loopback HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "hush-bench", version, about)]
+struct Args {
+    /// Client counts to run, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Distinct keys read (and written).
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// hushd binary (default: next to this binary).
+    #[arg(long)]
+    hushd: Option<PathBuf>,
+    /// Which scenarios: read, write or both.
+    #[arg(long, default_value = "read,write", value_delimiter = ',')]
+    ops: Vec<String>,
+    /// Audit settings to run: off, on or both.
+    #[arg(long, default_value = "off,on", value_delimiter = ',')]
+    audit: Vec<String>,
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Conn = http1::SendRequest<Full<Bytes>>;
+
+async fn connect(port: u16) -> Result<Conn> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+async fn call(conn: &mut Conn, method: &str, path: &str, token: &str, body: Option<&Value>) -> Result<(u16, Bytes)> {
+    conn.ready().await?;
+    let body = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap())).unwrap_or_default();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("/v1/{path}"))
+        .header("host", "127.0.0.1")
+        .header("x-vault-token", token)
+        .body(Full::new(body))?;
+    let resp = conn.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+fn hushd_path(args: &Args) -> Result<PathBuf> {
+    if let Some(p) = &args.hushd {
+        return Ok(p.clone());
+    }
+    let me = std::env::current_exe()?;
+    let p = me.parent().context("exe dir")?.join("hushd");
+    if !p.exists() {
+        bail!("{} not found: build it with `cargo build --release --workspace`", p.display());
+    }
+    Ok(p)
+}
+
+async fn start(args: &Args, audit: bool) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(hushd_path(args)?)
+        .args(["--storage", &format!("sqlite://{}/hush.db", dir.path().display())])
+        .args(["--insecure-no-tls", "--listen", &format!("127.0.0.1:{port}"), "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut conn = loop {
+        match connect(port).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let (_, init) = call(&mut conn, "PUT", "sys/init", "", Some(&json!({"secret_shares": 1, "secret_threshold": 1}))).await?;
+    let init: Value = serde_json::from_slice(&init)?;
+    let key = init["keys"][0].as_str().context("init keys")?.to_string();
+    let token = init["root_token"].as_str().context("root token")?.to_string();
+    call(&mut conn, "PUT", "sys/unseal", "", Some(&json!({ "key": key }))).await?;
+    let (s, _) = call(&mut conn, "POST", "sys/mounts/secret", &token, Some(&json!({"type": "kv-v2"}))).await?;
+    if s != 204 {
+        bail!("mount failed: {s}");
+    }
+    if audit {
+        let path = dir.path().join("audit.log");
+        let (s, b) = call(&mut conn, "PUT", "sys/audit/file", &token,
+            Some(&json!({"type": "file", "options": {"file_path": path}}))).await?;
+        if s != 204 {
+            bail!("audit enable failed: {s} {}", String::from_utf8_lossy(&b));
+        }
+    }
+    for i in 0..args.keys {
+        let (s, _) = call(&mut conn, "POST", &format!("secret/data/bench/k{i}"), &token,
+            Some(&json!({"data": {"username": "app", "password": format!("pw-{i}-xxxxxxxxxxxxxxxx")}}))).await?;
+        if s != 200 {
+            bail!("seed write failed: {s}");
+        }
+    }
+    Ok(Server { child, port, token, _dir: dir })
+}
+
+struct Run {
+    ops: u64,
+    errors: u64,
+    secs: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+async fn run(server: &Server, clients: usize, seconds: u64, keys: usize, write: bool) -> Result<Run> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for c in 0..clients {
+        let mut conn = connect(server.port).await?;
+        let (stop, token) = (stop.clone(), server.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let k = i % keys;
+                let t = Instant::now();
+                let r = if write {
+                    let body = json!({"data": {"username": "app", "password": format!("pw-{i}")}});
+                    call(&mut conn, "POST", &format!("secret/data/bench/k{k}"), &token, Some(&body)).await
+                } else {
+                    call(&mut conn, "GET", &format!("secret/data/bench/k{k}"), &token, None).await
+                };
+                match r {
+                    Ok((200, _)) => lat.push(t.elapsed().as_micros() as u32),
+                    _ => errors += 1,
+                }
+                i += clients;
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as u64;
+    Ok(Run { ops: all.len() as u64, errors, secs, p50_us: pct(0.50), p99_us: pct(0.99) })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // One client thread: leave the other core to hushd as far as possible.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async {
+        println!("| audit | op | clients | ops/s | p50 ms | p99 ms | errors |");
+        println!("|---|---|---:|---:|---:|---:|---:|");
+        for audit in &args.audit {
+            let on = match audit.as_str() {
+                "on" => true,
+                "off" => false,
+                other => bail!("--audit takes on/off, not {other}"),
+            };
+            let server = start(&args, on).await?;
+            for op in &args.ops {
+                let write = match op.as_str() {
+                    "write" => true,
+                    "read" => false,
+                    other => bail!("--ops takes read/write, not {other}"),
+                };
+                for &clients in &args.clients {
+                    let r = run(&server, clients, args.seconds, args.keys, write).await?;
+                    println!(
+                        "| {audit} | {op} | {clients} | {:.0} | {:.2} | {:.2} | {} |",
+                        r.ops as f64 / r.secs,
+                        r.p50_us as f64 / 1000.0,
+                        r.p99_us as f64 / 1000.0,
+                        r.errors
+                    );
+                }
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,203 @@
+"""Compatibility: the real `hvac` client against hushd (KV v2, policies, tokens, sys, audit)."""
+import json
+import subprocess
+
+import hvac
+import pytest
+import requests
+from hvac import exceptions
+
+from conftest import _bin
+
+
+def test_seal_status_and_health(server, root_client):
+    status = root_client.sys.read_seal_status()
+    assert status["sealed"] is False and status["t"] == 3 and status["n"] == 5
+    assert root_client.sys.read_health_status(method="GET")["initialized"] is True
+    assert "secret/" in root_client.sys.list_mounted_secrets_engines()["data"]
+
+
+def test_kv_v2_crud_versions_and_cas(root_client):
+    kv = root_client.secrets.kv.v2
+    r = kv.create_or_update_secret(path="app/db", secret={"user": "app", "password": "s1"})
+    assert r["data"]["version"] == 1
+    kv.create_or_update_secret(path="app/db", secret={"user": "app", "password": "s2"}, cas=1)
+    with pytest.raises((exceptions.InvalidRequest, exceptions.PreconditionFailed)):
+        kv.create_or_update_secret(path="app/db", secret={"password": "bad"}, cas=1)
+    latest = kv.read_secret_version(path="app/db", raise_on_deleted_version=True)
+    assert latest["data"]["data"] == {"user": "app", "password": "s2"}
+    assert latest["data"]["metadata"]["version"] == 2
+    v1 = kv.read_secret_version(path="app/db", version=1, raise_on_deleted_version=True)
+    assert v1["data"]["data"]["password"] == "s1"
+    with pytest.raises(exceptions.InvalidPath):
+        kv.read_secret_version(path="app/missing", raise_on_deleted_version=True)
+
+
+def test_kv_v2_patch_and_merge_patch(server, root_client):
+    kv = root_client.secrets.kv.v2
+    kv.create_or_update_secret(path="patch/me", secret={"a": "1", "b": "2"})
+    kv.patch(path="patch/me", secret={"b": "3", "c": "4"})
+    got = kv.read_secret_version(path="patch/me", raise_on_deleted_version=True)["data"]["data"]
+    assert got == {"a": "1", "b": "3", "c": "4"}
+    # A real JSON merge patch (what `vault kv patch` sends): null deletes a field.
+    r = requests.patch(server.addr + "/v1/secret/data/patch/me",
+                       headers={"X-Vault-Token": root_client.token,
+                                "Content-Type": "application/merge-patch+json"},
+                       data=json.dumps({"data": {"a": None, "d": "5"}}))
+    assert r.status_code == 200, r.text
+    got = kv.read_secret_version(path="patch/me", raise_on_deleted_version=True)["data"]["data"]
+    assert got == {"b": "3", "c": "4", "d": "5"}
+    bad = requests.patch(server.addr + "/v1/secret/data/patch/me",
+                         headers={"X-Vault-Token": root_client.token, "Content-Type": "application/json"},
+                         data=json.dumps({"data": {"x": "y"}}))
+    assert bad.status_code >= 400
+
+
+def test_kv_v2_metadata(root_client):
+    kv = root_client.secrets.kv.v2
+    kv.create_or_update_secret(path="meta/k", secret={"x": "1"})
+    kv.update_metadata(path="meta/k", max_versions=2, custom_metadata={"owner": "team-a"})
+    for i in range(3):
+        kv.create_or_update_secret(path="meta/k", secret={"x": str(i + 2)})
+    meta = kv.read_secret_metadata(path="meta/k")["data"]
+    assert meta["max_versions"] == 2
+    assert meta["custom_metadata"] == {"owner": "team-a"}
+    assert meta["current_version"] == 4
+    assert sorted(meta["versions"].keys(), key=int) == ["3", "4"]
+    assert meta["oldest_version"] == 3
+    keys = kv.list_secrets(path="meta")["data"]["keys"]
+    assert keys == ["k"]
+    top = kv.list_secrets(path="")["data"]["keys"]
+    assert "meta/" in top and "app/" in top
+    kv.delete_metadata_and_all_versions(path="meta/k")
+    with pytest.raises(exceptions.InvalidPath):
+        kv.read_secret_metadata(path="meta/k")
+    kv.configure(max_versions=5, cas_required=False)
+    assert kv.read_configuration()["data"]["max_versions"] == 5
+
+
+def test_kv_v2_soft_delete_undelete_destroy(root_client):
+    kv = root_client.secrets.kv.v2
+    kv.create_or_update_secret(path="life/k", secret={"v": "1"})
+    kv.create_or_update_secret(path="life/k", secret={"v": "2"})
+    kv.delete_latest_version_of_secret(path="life/k")
+    with pytest.raises(exceptions.InvalidPath):
+        kv.read_secret_version(path="life/k", raise_on_deleted_version=True)
+    kv.undelete_secret_versions(path="life/k", versions=[2])
+    assert kv.read_secret_version(path="life/k", raise_on_deleted_version=True)["data"]["data"] == {"v": "2"}
+    kv.delete_secret_versions(path="life/k", versions=[1])
+    kv.destroy_secret_versions(path="life/k", versions=[1])
+    meta = kv.read_secret_metadata(path="life/k")["data"]
+    assert meta["versions"]["1"]["destroyed"] is True
+    kv.undelete_secret_versions(path="life/k", versions=[1])
+    with pytest.raises(exceptions.InvalidPath):
+        kv.read_secret_version(path="life/k", version=1, raise_on_deleted_version=True)
+
+
+def test_policies_and_scoped_tokens(server, root_client):
+    hcl = '''
+path "secret/data/team/*" { capabilities = ["create", "read", "update"] }
+path "secret/data/team/locked" { capabilities = ["deny"] }
+path "secret/metadata/team/*" { capabilities = ["list"] }
+'''
+    root_client.sys.create_or_update_acl_policy(name="team", policy=hcl)
+    assert "team" in root_client.sys.list_acl_policies()["data"]["keys"]
+    assert "path" in root_client.sys.read_acl_policy("team")["data"]["policy"]
+    root_client.sys.create_or_update_acl_policy(
+        name="json-pol", policy=json.dumps({"path": {"secret/data/json/*": {"capabilities": ["read"]}}}))
+    with pytest.raises(exceptions.InvalidRequest):
+        root_client.sys.create_or_update_acl_policy(name="broken", policy='path "x" { capabilities = ["fly"] }')
+
+    tok = root_client.auth.token.create(policies=["team"], ttl="1h")["auth"]
+    assert "team" in tok["policies"] and "default" in tok["policies"]
+    user = hvac.Client(url=server.addr, token=tok["client_token"])
+    user.secrets.kv.v2.create_or_update_secret(path="team/app", secret={"k": "v"})
+    assert user.secrets.kv.v2.read_secret_version(path="team/app", raise_on_deleted_version=True)["data"]["data"] == {"k": "v"}
+    with pytest.raises(exceptions.Forbidden):
+        user.secrets.kv.v2.read_secret_version(path="other/app", raise_on_deleted_version=True)
+    with pytest.raises(exceptions.Forbidden):
+        user.secrets.kv.v2.create_or_update_secret(path="team/locked", secret={"k": "v"})
+    with pytest.raises(exceptions.Forbidden):
+        user.sys.enable_secrets_engine("kv", path="evil", options={"version": "2"})
+    caps = user.sys.get_capabilities(paths=["secret/data/team/x"])  # capabilities-self
+    assert sorted(caps["capabilities"]) == ["create", "read", "update"]
+    root_client.sys.delete_acl_policy("json-pol")
+    with pytest.raises(exceptions.InvalidRequest):
+        root_client.sys.delete_acl_policy("default")
+
+
+def test_token_lifecycle(server, root_client):
+    tokens = root_client.auth.token
+    parent = tokens.create(policies=["default"], ttl="1h", renewable=True, meta={"app": "x"})["auth"]
+    assert parent["renewable"] is True and parent["lease_duration"] == 3600
+    pclient = hvac.Client(url=server.addr, token=parent["client_token"])
+    child = pclient.auth.token.create(policies=["default"], ttl="30m")["auth"]
+    looked = tokens.lookup(parent["client_token"])["data"]
+    assert looked["meta"] == {"app": "x"} and looked["accessor"] == parent["accessor"]
+    self_lookup = pclient.auth.token.lookup_self()["data"]
+    assert self_lookup["display_name"].startswith("token")
+    by_accessor = tokens.lookup_accessor(parent["accessor"])["data"]
+    assert by_accessor["id"] == ""
+    renewed = tokens.renew(parent["client_token"], increment="2h")["auth"]
+    assert renewed["lease_duration"] >= 7000
+    pclient.auth.token.renew_self()
+    with pytest.raises(exceptions.InvalidRequest):
+        pclient.auth.token.create(policies=["root"])
+    # Revoking the parent revokes the child.
+    tokens.revoke(parent["client_token"])
+    for t in (parent["client_token"], child["client_token"]):
+        with pytest.raises(exceptions.Forbidden):
+            hvac.Client(url=server.addr, token=t).auth.token.lookup_self()
+    orphan = tokens.create_orphan(policies=["default"], ttl="10m")["auth"]
+    assert orphan["orphan"] is True
+    tokens.revoke_accessor(orphan["accessor"])
+    with pytest.raises(exceptions.Forbidden):
+        hvac.Client(url=server.addr, token=orphan["client_token"]).auth.token.lookup_self()
+    once = tokens.create(policies=["default"], num_uses=1)["auth"]
+    oclient = hvac.Client(url=server.addr, token=once["client_token"])
+    oclient.auth.token.lookup_self()
+    with pytest.raises(exceptions.Forbidden):
+        oclient.auth.token.lookup_self()
+    selfrev = tokens.create(policies=["default"])["auth"]
+    sclient = hvac.Client(url=server.addr, token=selfrev["client_token"])
+    sclient.auth.token.revoke_self()
+    assert not sclient.is_authenticated()
+
+
+def test_audit_device_and_chain(server, root_client, tmp_path):
+    log = tmp_path / "audit.log"
+    root_client.sys.enable_audit_device(device_type="file", path="file", options={"file_path": str(log)})
+    assert "file/" in root_client.sys.list_enabled_audit_devices()["data"]
+    root_client.secrets.kv.v2.create_or_update_secret(path="audited", secret={"pw": "hunter2-audit"})
+    root_client.secrets.kv.v2.read_secret_version(path="audited", raise_on_deleted_version=True)
+    text = log.read_text()
+    assert "hunter2-audit" not in text and root_client.token not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert {l["type"] for l in lines} == {"request", "response"}
+    assert any(l["request"]["path"] == "secret/data/audited" for l in lines)
+    h = root_client.sys.calculate_hash(path="file", input_to_hash="hunter2-audit")["data"]["hash"]
+    assert h in text
+    ok = subprocess.run([_bin("hush"), "audit", "verify", str(log)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    root_client.sys.disable_audit_device("file")
+    raw = log.read_text().splitlines()
+    raw[1], raw[2] = raw[2], raw[1]
+    (tmp_path / "reordered.log").write_text("\n".join(raw) + "\n")
+    bad = subprocess.run([_bin("hush"), "audit", "verify", str(tmp_path / "reordered.log")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "line 2" in (bad.stdout + bad.stderr)
+
+
+def test_key_rotation_and_reseal(server, root_client):
+    before = root_client.sys.get_encryption_key_status()["data"]["term"]
+    root_client.sys.rotate_encryption_key()
+    assert root_client.sys.get_encryption_key_status()["data"]["term"] == before + 1
+    root_client.secrets.kv.v2.create_or_update_secret(path="rotated", secret={"k": "after"})
+    root_client.sys.seal()
+    assert root_client.sys.is_sealed()
+    with pytest.raises(exceptions.VaultDown):
+        root_client.secrets.kv.v2.read_secret_version(path="rotated", raise_on_deleted_version=True)
+    root_client.sys.submit_unseal_keys(server.unseal_keys[2:5])
+    assert root_client.secrets.kv.v2.read_secret_version(path="rotated", raise_on_deleted_version=True)["data"]["data"] == {"k": "after"}
+    assert root_client.secrets.kv.v2.read_secret_version(path="app/db", version=1, raise_on_deleted_version=True)["data"]["data"]["password"] == "s1"

@@ -1,0 +1,188 @@
+//! Test harness: start real `hushd` processes on free loopback ports and talk to them over
+//! real HTTP(S). Binaries come from the workspace target directory (`cargo build --workspace`
+//! first; the README's test command does it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Path of a workspace binary next to the running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/test-hash -> target/debug/NAME
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace --bins` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A running hushd child process, killed on drop.
+#[derive(Debug)]
+pub struct Hushd {
+    pub child: Child,
+    pub addr: String,
+    pub port: u16,
+    pub args: Vec<String>,
+    pub client: reqwest::Client,
+    pub token: Option<String>,
+    pub stderr_path: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Drop for Hushd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plain HTTP client.
+pub fn http_client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+impl Hushd {
+    /// Start `hushd` with `args` (the listen flag is added) and wait until it answers.
+    pub async fn start(args: &[&str], scheme: &str, client: reqwest::Client) -> Hushd {
+        Self::start_on(free_port(), args, scheme, client).await
+    }
+
+    pub async fn start_on(port: u16, args: &[&str], scheme: &str, client: reqwest::Client) -> Hushd {
+        let logdir = tempfile::tempdir().unwrap();
+        let stderr_path = logdir.path().join("stderr.log");
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.push("--listen".into());
+        all.push(format!("127.0.0.1:{port}"));
+        let child = Command::new(bin("hushd"))
+            .args(&all)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn hushd");
+        let mut h = Hushd {
+            child,
+            addr: format!("{scheme}://127.0.0.1:{port}"),
+            port,
+            args: all,
+            client,
+            token: None,
+            stderr_path,
+            _logdir: logdir,
+        };
+        h.wait_ready().await;
+        h
+    }
+
+    /// A dev server with root token `root`.
+    pub async fn dev() -> Hushd {
+        let mut h = Self::start(&["--dev", "--dev-root-token", "root"], "http", http_client()).await;
+        h.token = Some("root".into());
+        h
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("hushd exited early with {status}: {}", self.stderr());
+            }
+            let url = format!("{}/v1/sys/seal-status", self.addr);
+            if self.client.get(&url).send().await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "hushd did not start: {}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Send a request; returns (status, JSON body or Null).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(self.token.as_deref(), method, path, body).await
+    }
+
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}/v1/{}", self.addr, path);
+        let mut rb = self.client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &url);
+        if let Some(t) = token {
+            rb = rb.header("X-Vault-Token", t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `sys/init` with 1 share, unseal, and keep the root token. Returns the unseal key.
+    pub async fn init_unseal(&mut self) -> String {
+        let (s, body) = self
+            .call("PUT", "sys/init", Some(json!({"secret_shares": 1, "secret_threshold": 1})))
+            .await;
+        assert_eq!(s, 200, "init: {body}");
+        let key = body["keys"][0].as_str().unwrap().to_string();
+        self.token = Some(body["root_token"].as_str().unwrap().to_string());
+        self.unseal(&key).await;
+        key
+    }
+
+    pub async fn unseal(&self, key: &str) {
+        let (s, body) = self.call("PUT", "sys/unseal", Some(json!({ "key": key }))).await;
+        assert_eq!(s, 200, "unseal: {body}");
+        assert_eq!(body["sealed"], false, "unseal: {body}");
+    }
+
+    /// SIGKILL the process.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1/localhost written to `dir`. Returns (cert, key).
+pub fn write_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// A client that trusts only `ca`.
+pub fn tls_client(ca: &Path) -> reqwest::Client {
+    install_crypto();
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
