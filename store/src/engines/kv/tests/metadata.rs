@@ -168,6 +168,9 @@ async fn custom_metadata_round_trips_and_shows_in_data_reads() {
     );
     assert_eq!(m["current_version"], 0);
     assert_eq!(m["cas_required"], true);
+    // Metadata without any version: data reads are a bare 404.
+    let (status, _) = fail(&f.kv, Operation::Read, "data/c", json!({})).await;
+    assert_eq!(status, 404);
     let w = ok(
         &f.kv,
         Operation::Update,

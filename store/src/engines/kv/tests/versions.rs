@@ -178,3 +178,38 @@ async fn version_ops_on_absent_keys_are_no_ops() {
     }
     assert!(stored_keys(&f.view).await.is_empty());
 }
+
+#[tokio::test]
+async fn undelete_restarts_the_delete_after_clock() {
+    let f = setup().await;
+    ok(
+        &f.kv,
+        Operation::Update,
+        "config",
+        json!({"delete_version_after": "1h"}),
+    )
+    .await;
+    put(&f.kv, "t", json!({"a": 1})).await;
+    f.kv.advance_clock(2 * 3600);
+    let resp = call(&f.kv, Operation::Read, "data/t", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, Some(404));
+    // Soft delete of an expired version changes nothing.
+    ok(&f.kv, Operation::Delete, "data/t", json!({})).await;
+    ok(
+        &f.kv,
+        Operation::Update,
+        "undelete/t",
+        json!({"versions": [1]}),
+    )
+    .await;
+    let r = ok(&f.kv, Operation::Read, "data/t", json!({})).await;
+    assert_eq!(r["data"]["a"], 1);
+    assert_ne!(r["metadata"]["deletion_time"], "");
+    f.kv.advance_clock(3601);
+    let resp = call(&f.kv, Operation::Read, "data/t", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, Some(404));
+}
