@@ -1,18 +1,233 @@
-//! STUB (replaced by the KV work): signatures only.
-#![allow(clippy::todo, dead_code, unused_variables)]
-use crate::barrier::BarrierView;
-use crate::logical::{LogicalBackend, LogicalError, Request, Response};
+//! The KV version 2 secrets engine, speaking Vault's `kv-v2` HTTP API.
+//!
+//! # Layout
+//!
+//! - `config`: `config`, the mount-wide settings (max versions, cas, delete-after).
+//! - `data`: `data/:path` (read, write, patch, soft delete) and `subkeys/:path`.
+//! - `metadata`: `metadata/:path` (read, write, patch, delete, list) and the stored
+//!   per-key metadata with its version window.
+//! - `versions`: `delete/`, `undelete/` and `destroy/` of chosen versions.
+//! - `params`: Vault-style weakly typed parameters, Go durations, path rules.
+//!
+//! # Storage (below the mount's view)
+//!
+//! - `config`: the mount config (JSON).
+//! - `metadata/<path>`: one key's metadata (JSON); listing `metadata/` shows the user's tree.
+//! - `versions/<sha256-hex of path>/<version, 20 digits>`: one version's data (JSON object).
+//!   Hashing the path keeps `a` and `a/b` apart and keeps data out of the listed tree.
+//!
+//! Every change to a key (new version, pruned versions, metadata) is one atomic
+//! [`BarrierView::write`] batch. Read-modify-write of a key is serialised by a lock stripe
+//! chosen by the key's hash, so concurrent writers never lose a version or both pass one
+//! check-and-set; readers share the stripe so they never see a half-pruned key.
+//!
+//! # Compatibility notes
+//!
+//! - A failed check-and-set is a 400 with "check-and-set parameter did not match the current
+//!   version", as Vault answers (hvac raises `InvalidRequest`; clients match on it).
+//! - PATCH with another Content-Type than `application/merge-patch+json` answers 415 with a
+//!   Vault error body (a raw response with a status), 400 when the header is missing.
+//! - A deleted or destroyed version reads as 404 *with* a body (`Response::with_status`).
+//! - `max_versions`: the key's setting, else the mount's, else 10 (as Vault documents it).
 
-#[derive(Debug)]
-pub struct KvBackend;
-impl KvBackend {
-    pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
-        todo!()
+mod config;
+mod data;
+mod metadata;
+mod params;
+mod versions;
+
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::barrier::BarrierView;
+use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
+
+use self::metadata::KeyMetadata;
+use self::params::PatchContentTypeError;
+
+/// Number of lock stripes (one per first byte of a key's SHA-256).
+const STRIPES: usize = 256;
+
+/// The KV v2 engine mounted at one path.
+pub struct KvBackend {
+    view: BarrierView,
+    stripes: Box<[RwLock<()>]>,
+    /// Serialises read-modify-write of `config`.
+    config_lock: Mutex<()>,
+    /// Seconds added to the wall clock (tests move time forward with it).
+    #[cfg(test)]
+    clock_offset: std::sync::atomic::AtomicI64,
+}
+
+impl std::fmt::Debug for KvBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvBackend")
+            .field("view", &self.view)
+            .finish_non_exhaustive()
     }
 }
-#[async_trait::async_trait]
+
+/// What a request path below the mount names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Config,
+    Data(&'a str),
+    Metadata(&'a str),
+    Delete(&'a str),
+    Undelete(&'a str),
+    Destroy(&'a str),
+    Subkeys(&'a str),
+}
+
+impl<'a> Route<'a> {
+    fn parse(rel: &'a str) -> Option<Route<'a>> {
+        let (head, rest) = match rel.split_once('/') {
+            Some((h, r)) => (h, Some(r)),
+            None => (rel, None),
+        };
+        Some(match (head, rest) {
+            ("config", None) => Route::Config,
+            // `LIST secret/metadata` without the slash lists the root.
+            ("metadata", rest) => Route::Metadata(rest.unwrap_or("")),
+            ("data", Some(p)) => Route::Data(p),
+            ("delete", Some(p)) => Route::Delete(p),
+            ("undelete", Some(p)) => Route::Undelete(p),
+            ("destroy", Some(p)) => Route::Destroy(p),
+            ("subkeys", Some(p)) => Route::Subkeys(p),
+            _ => return None,
+        })
+    }
+}
+
+/// A validated key path and the hash that names its version folder and lock stripe.
+#[derive(Debug, Clone)]
+struct KeyRef<'a> {
+    path: &'a str,
+    hash: [u8; 32],
+}
+
+impl<'a> KeyRef<'a> {
+    fn new(path: &'a str) -> Result<Self, LogicalError> {
+        params::validate_key(path)?;
+        Ok(KeyRef {
+            path,
+            hash: Sha256::digest(path.as_bytes()).into(),
+        })
+    }
+
+    fn meta_key(&self) -> String {
+        format!("metadata/{}", self.path)
+    }
+
+    fn versions_prefix(&self) -> String {
+        format!("versions/{}/", hex::encode(self.hash))
+    }
+
+    fn version_key(&self, version: u64) -> String {
+        format!("{}{version:020}", self.versions_prefix())
+    }
+}
+
+impl KvBackend {
+    /// Open the engine over its mount's view; fails if the stored config is unreadable.
+    pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
+        let kv = KvBackend {
+            view,
+            stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
+            config_lock: Mutex::new(()),
+            #[cfg(test)]
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
+        };
+        kv.load_config().await?;
+        Ok(kv)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        #[cfg(test)]
+        {
+            let offset = self.clock_offset.load(std::sync::atomic::Ordering::SeqCst);
+            Utc::now() + chrono::TimeDelta::seconds(offset)
+        }
+        #[cfg(not(test))]
+        Utc::now()
+    }
+
+    /// Move this engine's clock forward (tests of `delete_version_after`).
+    #[cfg(test)]
+    fn advance_clock(&self, secs: i64) {
+        self.clock_offset
+            .fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn stripe(&self, key: &KeyRef<'_>) -> &RwLock<()> {
+        &self.stripes[usize::from(key.hash[0]) % STRIPES]
+    }
+
+    async fn load_meta(&self, key: &KeyRef<'_>) -> Result<Option<KeyMetadata>, LogicalError> {
+        Ok(self.view.get_json(&key.meta_key()).await?)
+    }
+}
+
+/// The per-version metadata object Vault returns from writes and inside reads.
+fn version_json(meta: &KeyMetadata, version: u64) -> serde_json::Value {
+    let vm = meta.versions.get(&version);
+    json!({
+        "created_time": vm.map(|v| params::ts(&v.created_time)).unwrap_or_default(),
+        "custom_metadata": meta.custom_metadata_json(),
+        "deletion_time": vm.map(|v| params::ts_opt(&v.deletion_time)).unwrap_or_default(),
+        "destroyed": vm.is_some_and(|v| v.destroyed),
+        "version": version,
+    })
+}
+
+/// Vault refuses PATCH bodies that are not JSON merge patches: 415 for a wrong type (sent as
+/// a Vault error body with that status), 400 when the header is missing.
+fn patch_content_type_refusal(req: &Request) -> Result<Option<Response>, LogicalError> {
+    match params::check_patch_content_type(req) {
+        Ok(()) => Ok(None),
+        Err(e @ PatchContentTypeError::Missing) => Err(LogicalError::invalid(e.to_string())),
+        Err(e @ PatchContentTypeError::Unsupported(_)) => Ok(Some(
+            Response::raw(json!({ "errors": [e.to_string()] })).with_status(415),
+        )),
+    }
+}
+
+#[async_trait]
 impl LogicalBackend for KvBackend {
     async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
-        todo!()
+        let route = Route::parse(req.rel_path()).ok_or(LogicalError::UnsupportedPath)?;
+        if req.operation == Operation::Patch {
+            if let Some(refusal) = patch_content_type_refusal(req)? {
+                return Ok(refusal);
+            }
+        }
+        match route {
+            Route::Config => config::handle(self, req).await,
+            Route::Data(path) => data::handle(self, req, path).await,
+            Route::Subkeys(path) => data::subkeys(self, req, path).await,
+            Route::Metadata(path) => metadata::handle(self, req, path).await,
+            Route::Delete(path) => versions::delete(self, req, path).await,
+            Route::Undelete(path) => versions::undelete(self, req, path).await,
+            Route::Destroy(path) => versions::destroy(self, req, path).await,
+        }
+    }
+
+    /// `Some(metadata exists)` for `data/` and `metadata/` paths, so the core can tell a
+    /// create from an update; `None` elsewhere.
+    async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
+        let path = match Route::parse(req.rel_path()) {
+            Some(Route::Data(p) | Route::Metadata(p)) => p,
+            _ => return Ok(None),
+        };
+        let Ok(key) = KeyRef::new(path) else {
+            return Ok(None);
+        };
+        Ok(Some(self.load_meta(&key).await?.is_some()))
     }
 }
