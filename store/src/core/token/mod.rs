@@ -1,11 +1,27 @@
 //! The token store, mounted at `auth/token/`. Tokens are stored only as keyed hashes
 //! (HMAC-SHA256 with a key kept behind the barrier); accessors index them; children are
 //! revoked with their parent.
+//!
+//! # Layout
+//!
+//! - this file: the stored [`TokenEntry`];
+//! - [`store`]: the [`TokenStore`] (storage, authentication, creation, renewal, revocation);
+//! - [`backend`]: the `auth/token/` endpoints;
+//! - [`ttl`]: duration parsing and Vault's TTL rules.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub mod backend;
+pub mod store;
+pub mod ttl;
+
+#[cfg(test)]
+mod tests;
+
+pub use store::{Clock, CreateParams, Renewed, TokenStore};
 
 /// A stored token. The token string itself is never stored: `id_hash` is its HMAC.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
