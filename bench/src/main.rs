@@ -64,9 +64,17 @@ async fn connect(port: u16) -> Result<Conn> {
     Ok(send)
 }
 
-async fn call(conn: &mut Conn, method: &str, path: &str, token: &str, body: Option<&Value>) -> Result<(u16, Bytes)> {
+async fn call(
+    conn: &mut Conn,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Bytes)> {
     conn.ready().await?;
-    let body = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap())).unwrap_or_default();
+    let body = body
+        .map(|b| Bytes::from(serde_json::to_vec(b).unwrap()))
+        .unwrap_or_default();
     let req = hyper::Request::builder()
         .method(method)
         .uri(format!("/v1/{path}"))
@@ -86,17 +94,31 @@ fn hushd_path(args: &Args) -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let p = me.parent().context("exe dir")?.join("hushd");
     if !p.exists() {
-        bail!("{} not found: build it with `cargo build --release --workspace`", p.display());
+        bail!(
+            "{} not found: build it with `cargo build --release --workspace`",
+            p.display()
+        );
     }
     Ok(p)
 }
 
 async fn start(args: &Args, audit: bool) -> Result<Server> {
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new(hushd_path(args)?)
-        .args(["--storage", &format!("sqlite://{}/hush.db", dir.path().display())])
-        .args(["--insecure-no-tls", "--listen", &format!("127.0.0.1:{port}"), "--log-level", "warn"])
+        .args([
+            "--storage",
+            &format!("sqlite://{}/hush.db", dir.path().display()),
+        ])
+        .args([
+            "--insecure-no-tls",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-level",
+            "warn",
+        ])
         .stdout(Stdio::null())
         .spawn()?;
     let mut conn = loop {
@@ -105,19 +127,49 @@ async fn start(args: &Args, audit: bool) -> Result<Server> {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
-    let (_, init) = call(&mut conn, "PUT", "sys/init", "", Some(&json!({"secret_shares": 1, "secret_threshold": 1}))).await?;
+    let (_, init) = call(
+        &mut conn,
+        "PUT",
+        "sys/init",
+        "",
+        Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+    )
+    .await?;
     let init: Value = serde_json::from_slice(&init)?;
     let key = init["keys"][0].as_str().context("init keys")?.to_string();
-    let token = init["root_token"].as_str().context("root token")?.to_string();
-    call(&mut conn, "PUT", "sys/unseal", "", Some(&json!({ "key": key }))).await?;
-    let (s, _) = call(&mut conn, "POST", "sys/mounts/secret", &token, Some(&json!({"type": "kv-v2"}))).await?;
+    let token = init["root_token"]
+        .as_str()
+        .context("root token")?
+        .to_string();
+    call(
+        &mut conn,
+        "PUT",
+        "sys/unseal",
+        "",
+        Some(&json!({ "key": key })),
+    )
+    .await?;
+    let (s, _) = call(
+        &mut conn,
+        "POST",
+        "sys/mounts/secret",
+        &token,
+        Some(&json!({"type": "kv-v2"})),
+    )
+    .await?;
     if s != 204 {
         bail!("mount failed: {s}");
     }
     if audit {
         let path = dir.path().join("audit.log");
-        let (s, b) = call(&mut conn, "PUT", "sys/audit/file", &token,
-            Some(&json!({"type": "file", "options": {"file_path": path}}))).await?;
+        let (s, b) = call(
+            &mut conn,
+            "PUT",
+            "sys/audit/file",
+            &token,
+            Some(&json!({"type": "file", "options": {"file_path": path}})),
+        )
+        .await?;
         if s != 204 {
             bail!("audit enable failed: {s} {}", String::from_utf8_lossy(&b));
         }
@@ -129,7 +181,12 @@ async fn start(args: &Args, audit: bool) -> Result<Server> {
             bail!("seed write failed: {s}");
         }
     }
-    Ok(Server { child, port, token, _dir: dir })
+    Ok(Server {
+        child,
+        port,
+        token,
+        _dir: dir,
+    })
 }
 
 struct Run {
@@ -140,7 +197,13 @@ struct Run {
     p99_us: u64,
 }
 
-async fn run(server: &Server, clients: usize, seconds: u64, keys: usize, write: bool) -> Result<Run> {
+async fn run(
+    server: &Server,
+    clients: usize,
+    seconds: u64,
+    keys: usize,
+    write: bool,
+) -> Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let start = Instant::now();
@@ -156,9 +219,23 @@ async fn run(server: &Server, clients: usize, seconds: u64, keys: usize, write: 
                 let t = Instant::now();
                 let r = if write {
                     let body = json!({"data": {"username": "app", "password": format!("pw-{i}")}});
-                    call(&mut conn, "POST", &format!("secret/data/bench/k{k}"), &token, Some(&body)).await
+                    call(
+                        &mut conn,
+                        "POST",
+                        &format!("secret/data/bench/k{k}"),
+                        &token,
+                        Some(&body),
+                    )
+                    .await
                 } else {
-                    call(&mut conn, "GET", &format!("secret/data/bench/k{k}"), &token, None).await
+                    call(
+                        &mut conn,
+                        "GET",
+                        &format!("secret/data/bench/k{k}"),
+                        &token,
+                        None,
+                    )
+                    .await
                 };
                 match r {
                     Ok((200, _)) => lat.push(t.elapsed().as_micros() as u32),
@@ -180,14 +257,27 @@ async fn run(server: &Server, clients: usize, seconds: u64, keys: usize, write: 
     }
     let secs = start.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as u64;
-    Ok(Run { ops: all.len() as u64, errors, secs, p50_us: pct(0.50), p99_us: pct(0.99) })
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as u64
+    };
+    Ok(Run {
+        ops: all.len() as u64,
+        errors,
+        secs,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     // One client thread: leave the other core to hushd as far as possible.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         println!("| audit | op | clients | ops/s | p50 ms | p99 ms | errors |");
         println!("|---|---|---:|---:|---:|---:|---:|");

@@ -24,7 +24,11 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn install_crypto() {
@@ -54,7 +58,10 @@ impl Drop for Hushd {
 /// Plain HTTP client.
 pub fn http_client() -> reqwest::Client {
     install_crypto();
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 impl Hushd {
@@ -63,7 +70,12 @@ impl Hushd {
         Self::start_on(free_port(), args, scheme, client).await
     }
 
-    pub async fn start_on(port: u16, args: &[&str], scheme: &str, client: reqwest::Client) -> Hushd {
+    pub async fn start_on(
+        port: u16,
+        args: &[&str],
+        scheme: &str,
+        client: reqwest::Client,
+    ) -> Hushd {
         let logdir = tempfile::tempdir().unwrap();
         let stderr_path = logdir.path().join("stderr.log");
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -91,7 +103,12 @@ impl Hushd {
 
     /// A dev server with root token `root`.
     pub async fn dev() -> Hushd {
-        let mut h = Self::start(&["--dev", "--dev-root-token", "root"], "http", http_client()).await;
+        let mut h = Self::start(
+            &["--dev", "--dev-root-token", "root"],
+            "http",
+            http_client(),
+        )
+        .await;
         h.token = Some("root".into());
         h
     }
@@ -110,14 +127,19 @@ impl Hushd {
             if self.client.get(&url).send().await.is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "hushd did not start: {}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "hushd did not start: {}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Send a request; returns (status, JSON body or Null).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_as(self.token.as_deref(), method, path, body).await
+        self.call_as(self.token.as_deref(), method, path, body)
+            .await
     }
 
     pub async fn call_as(
@@ -128,7 +150,10 @@ impl Hushd {
         body: Option<Value>,
     ) -> (u16, Value) {
         let url = format!("{}/v1/{}", self.addr, path);
-        let mut rb = self.client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &url);
+        let mut rb = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            &url,
+        );
         if let Some(t) = token {
             rb = rb.header("X-Vault-Token", t);
         }
@@ -144,7 +169,11 @@ impl Hushd {
     /// `sys/init` with 1 share, unseal, and keep the root token. Returns the unseal key.
     pub async fn init_unseal(&mut self) -> String {
         let (s, body) = self
-            .call("PUT", "sys/init", Some(json!({"secret_shares": 1, "secret_threshold": 1})))
+            .call(
+                "PUT",
+                "sys/init",
+                Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+            )
             .await;
         assert_eq!(s, 200, "init: {body}");
         let key = body["keys"][0].as_str().unwrap().to_string();
@@ -154,7 +183,9 @@ impl Hushd {
     }
 
     pub async fn unseal(&self, key: &str) {
-        let (s, body) = self.call("PUT", "sys/unseal", Some(json!({ "key": key }))).await;
+        let (s, body) = self
+            .call("PUT", "sys/unseal", Some(json!({ "key": key })))
+            .await;
         assert_eq!(s, 200, "unseal: {body}");
         assert_eq!(body["sealed"], false, "unseal: {body}");
     }
@@ -168,7 +199,8 @@ impl Hushd {
 
 /// A self-signed certificate for 127.0.0.1/localhost written to `dir`. Returns (cert, key).
 pub fn write_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = dir.join(format!("{name}.pem"));
     let key = dir.join(format!("{name}.key"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();

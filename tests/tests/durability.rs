@@ -9,9 +9,16 @@ use serde_json::json;
 
 async fn sqlite_store(dir: &std::path::Path) -> (Hushd, String, String) {
     let storage = format!("sqlite://{}/hush.db", dir.display());
-    let mut h = Hushd::start(&["--storage", &storage, "--insecure-no-tls"], "http", http_client()).await;
+    let mut h = Hushd::start(
+        &["--storage", &storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
     let key = h.init_unseal().await;
-    let (s, b) = h.call("POST", "sys/mounts/secret", Some(json!({"type": "kv-v2"}))).await;
+    let (s, b) = h
+        .call("POST", "sys/mounts/secret", Some(json!({"type": "kv-v2"})))
+        .await;
     assert_eq!(s, 204, "{b}");
     (h, storage, key)
 }
@@ -25,8 +32,13 @@ async fn acknowledged_writes_survive_kill_9() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..32 {
-        let (client, addr, token, acked, stop) =
-            (h.client.clone(), h.addr.clone(), token.clone(), acked.clone(), stop.clone());
+        let (client, addr, token, acked, stop) = (
+            h.client.clone(),
+            h.addr.clone(),
+            token.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -60,9 +72,18 @@ async fn acknowledged_writes_survive_kill_9() {
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "too few writes landed before the kill: {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "too few writes landed before the kill: {}",
+        acked.len()
+    );
 
-    let mut h2 = Hushd::start(&["--storage", &storage, "--insecure-no-tls"], "http", http_client()).await;
+    let mut h2 = Hushd::start(
+        &["--storage", &storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
     h2.unseal(&key).await;
     h2.token = Some(token);
     for (k, (ver, v)) in &acked {
@@ -74,7 +95,9 @@ async fn acknowledged_writes_survive_kill_9() {
         if got == *ver {
             assert_eq!(b["data"]["data"]["v"], json!(v), "{k}");
         }
-        let (_, m) = h2.call("GET", &format!("secret/data/{k}?version={ver}"), None).await;
+        let (_, m) = h2
+            .call("GET", &format!("secret/data/{k}?version={ver}"), None)
+            .await;
         assert_eq!(m["data"]["data"]["v"], json!(v), "{k} v{ver}");
     }
 }
@@ -84,7 +107,13 @@ async fn flipped_byte_on_disk_is_an_integrity_error_and_no_plaintext_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let (mut h, storage, key) = sqlite_store(dir.path()).await;
     let marker = "PLAINTEXT-MARKER-7f3a9c";
-    let (s, _) = h.call("POST", "secret/data/tamper", Some(json!({"data": {"password": marker}}))).await;
+    let (s, _) = h
+        .call(
+            "POST",
+            "secret/data/tamper",
+            Some(json!({"data": {"password": marker}})),
+        )
+        .await;
     assert_eq!(s, 200);
     let token = h.token.clone().unwrap();
     h.kill9();
@@ -92,28 +121,53 @@ async fn flipped_byte_on_disk_is_an_integrity_error_and_no_plaintext_on_disk() {
     let db = dir.path().join("hush.db");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
     }
     for f in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(f.unwrap().path()).unwrap();
-        assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_bytes()), "plaintext on disk");
-        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "token on disk");
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "plaintext on disk"
+        );
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token on disk"
+        );
     }
     // Find the stored version blob and flip one byte of it in the file.
     let blob: Vec<u8> = {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        let mut stmt = conn.prepare("SELECT key, value FROM kv WHERE key LIKE 'logical/%/versions/%'").unwrap();
-        let rows: Vec<(String, Vec<u8>)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
-        assert_eq!(rows.len(), 1, "one version stored: {:?}", rows.iter().map(|r| &r.0).collect::<Vec<_>>());
+        let mut stmt = conn
+            .prepare("SELECT key, value FROM kv WHERE key LIKE 'logical/%/versions/%'")
+            .unwrap();
+        let rows: Vec<(String, Vec<u8>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "one version stored: {:?}",
+            rows.iter().map(|r| &r.0).collect::<Vec<_>>()
+        );
         rows[0].1.clone()
     };
     let mut file = std::fs::read(&db).unwrap();
-    let at = file.windows(blob.len()).position(|w| w == blob.as_slice()).expect("blob in file");
+    let at = file
+        .windows(blob.len())
+        .position(|w| w == blob.as_slice())
+        .expect("blob in file");
     file[at + blob.len() / 2] ^= 0x01;
     std::fs::write(&db, &file).unwrap();
 
-    let mut h2 = Hushd::start(&["--storage", &storage, "--insecure-no-tls"], "http", http_client()).await;
+    let mut h2 = Hushd::start(
+        &["--storage", &storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
     h2.unseal(&key).await;
     h2.token = Some(token);
     let (s, b) = h2.call("GET", "secret/data/tamper", None).await;

@@ -11,7 +11,12 @@ use serde_json::json;
 async fn lifecycle_init_unseal_seal_and_health_codes() {
     let dir = tempfile::tempdir().unwrap();
     let storage = format!("sqlite://{}/hush.db", dir.path().display());
-    let mut h = Hushd::start(&["--storage", &storage, "--insecure-no-tls"], "http", http_client()).await;
+    let mut h = Hushd::start(
+        &["--storage", &storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
 
     let (s, _) = h.call("GET", "sys/health", None).await;
     assert_eq!(s, 501, "not initialised");
@@ -22,26 +27,55 @@ async fn lifecycle_init_unseal_seal_and_health_codes() {
     assert!(b["errors"][0].as_str().unwrap().contains("sealed"), "{b}");
 
     // Bad init parameters.
-    let (s, b) = h.call("PUT", "sys/init", Some(json!({"secret_shares": 3, "secret_threshold": 5}))).await;
+    let (s, b) = h
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 3, "secret_threshold": 5})),
+        )
+        .await;
     assert_eq!(s, 400, "{b}");
-    let (s, _) = h.call("PUT", "sys/init", Some(json!({"secret_shares": "x"}))).await;
+    let (s, _) = h
+        .call("PUT", "sys/init", Some(json!({"secret_shares": "x"})))
+        .await;
     assert_eq!(s, 400);
 
-    let (s, init) = h.call("PUT", "sys/init", Some(json!({"secret_shares": 5, "secret_threshold": 3}))).await;
+    let (s, init) = h
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 5, "secret_threshold": 3})),
+        )
+        .await;
     assert_eq!(s, 200, "{init}");
     assert_eq!(init["keys"].as_array().unwrap().len(), 5);
     assert_eq!(init["keys_base64"].as_array().unwrap().len(), 5);
-    let (s, _) = h.call("PUT", "sys/init", Some(json!({"secret_shares": 1, "secret_threshold": 1}))).await;
+    let (s, _) = h
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+        )
+        .await;
     assert_eq!(s, 400, "second init refused");
     let (s, _) = h.call("GET", "sys/health", None).await;
     assert_eq!(s, 503, "sealed after init");
 
     // Unseal with 3 of 5 (base64 and hex both accepted), checking progress.
-    let (s, b) = h.call("PUT", "sys/unseal", Some(json!({"key": init["keys"][4]}))).await;
-    assert_eq!((s, b["progress"].clone(), b["sealed"].clone()), (200, json!(1), json!(true)));
-    let (s, b) = h.call("PUT", "sys/unseal", Some(json!({"reset": true}))).await;
+    let (s, b) = h
+        .call("PUT", "sys/unseal", Some(json!({"key": init["keys"][4]})))
+        .await;
+    assert_eq!(
+        (s, b["progress"].clone(), b["sealed"].clone()),
+        (200, json!(1), json!(true))
+    );
+    let (s, b) = h
+        .call("PUT", "sys/unseal", Some(json!({"reset": true})))
+        .await;
     assert_eq!((s, b["progress"].clone()), (200, json!(0)));
-    let (s, _) = h.call("PUT", "sys/unseal", Some(json!({"key": "not-a-key!"}))).await;
+    let (s, _) = h
+        .call("PUT", "sys/unseal", Some(json!({"key": "not-a-key!"})))
+        .await;
     assert_eq!(s, 400);
     let (s, _) = h.call("PUT", "sys/unseal", Some(json!({}))).await;
     assert_eq!(s, 400);
@@ -50,17 +84,30 @@ async fn lifecycle_init_unseal_seal_and_health_codes() {
         assert_eq!(s, 200);
     }
     let (s, b) = h.call("GET", "sys/seal-status", None).await;
-    assert_eq!((s, b["sealed"].clone(), b["t"].clone(), b["n"].clone()), (200, json!(false), json!(3), json!(5)));
+    assert_eq!(
+        (s, b["sealed"].clone(), b["t"].clone(), b["n"].clone()),
+        (200, json!(false), json!(3), json!(5))
+    );
     assert_eq!(b["storage_type"], "sqlite");
     let (s, _) = h.call("GET", "sys/health", None).await;
     assert_eq!(s, 200);
-    let (s, _) = h.call("GET", "sys/health?sealedcode=299&activecode=204", None).await;
+    let (s, _) = h
+        .call("GET", "sys/health?sealedcode=299&activecode=204", None)
+        .await;
     assert_eq!(s, 204);
 
     h.token = Some(init["root_token"].as_str().unwrap().to_string());
-    let (s, b) = h.call("POST", "sys/mounts/secret", Some(json!({"type": "kv", "options": {"version": "2"}}))).await;
+    let (s, b) = h
+        .call(
+            "POST",
+            "sys/mounts/secret",
+            Some(json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await;
     assert_eq!(s, 204, "{b}");
-    let (s, b) = h.call("POST", "secret/data/app", Some(json!({"data": {"k": "v"}}))).await;
+    let (s, b) = h
+        .call("POST", "secret/data/app", Some(json!({"data": {"k": "v"}})))
+        .await;
     assert_eq!(s, 200, "{b}");
 
     // Seal needs a token with sudo; then everything is 503 again.
@@ -72,33 +119,61 @@ async fn lifecycle_init_unseal_seal_and_health_codes() {
     assert_eq!(s, 503);
     // Restart: still initialised, sealed; unseal and the data is there.
     drop(h);
-    let mut h = Hushd::start(&["--storage", &storage, "--insecure-no-tls"], "http", http_client()).await;
+    let mut h = Hushd::start(
+        &["--storage", &storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
     let (_, b) = h.call("GET", "sys/seal-status", None).await;
-    assert_eq!((b["initialized"].clone(), b["sealed"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (b["initialized"].clone(), b["sealed"].clone()),
+        (json!(true), json!(true))
+    );
     for k in [&init["keys"][1], &init["keys"][2], &init["keys"][3]] {
         h.call("PUT", "sys/unseal", Some(json!({ "key": k }))).await;
     }
     h.token = Some(init["root_token"].as_str().unwrap().to_string());
     let (s, b) = h.call("GET", "secret/data/app", None).await;
-    assert_eq!((s, b["data"]["data"]["k"].clone()), (200, json!("v")), "{b}");
+    assert_eq!(
+        (s, b["data"]["data"]["k"].clone()),
+        (200, json!("v")),
+        "{b}"
+    );
 }
 
 #[tokio::test]
 async fn wrong_unseal_keys_keep_it_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let storage = format!("sqlite://{}/hush.db", dir.path().display());
-    let h = Hushd::start(&["--storage", &storage, "--insecure-no-tls"], "http", http_client()).await;
-    let (_, init) = h.call("PUT", "sys/init", Some(json!({"secret_shares": 1, "secret_threshold": 1}))).await;
+    let h = Hushd::start(
+        &["--storage", &storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
+    let (_, init) = h
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+        )
+        .await;
     let mut key = hex_decode(init["keys"][0].as_str().unwrap());
     key[3] ^= 0xff;
-    let (s, b) = h.call("PUT", "sys/unseal", Some(json!({"key": hex_encode(&key)}))).await;
+    let (s, b) = h
+        .call("PUT", "sys/unseal", Some(json!({"key": hex_encode(&key)})))
+        .await;
     assert_eq!(s, 400, "{b}");
     let (_, b) = h.call("GET", "sys/seal-status", None).await;
     assert_eq!(b["sealed"], true);
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn hex_encode(b: &[u8]) -> String {
@@ -109,55 +184,127 @@ fn hex_encode(b: &[u8]) -> String {
 async fn vault_error_shapes_and_codes() {
     let h = Hushd::dev().await;
     // Path traversal and empty segments.
-    for bad in ["secret/../sys/seal", "secret/%2e%2e/sys", "secret//data/x", "secret/./data"] {
+    for bad in [
+        "secret/../sys/seal",
+        "secret/%2e%2e/sys",
+        "secret//data/x",
+        "secret/./data",
+    ] {
         let (s, b) = h.call("GET", bad, None).await;
         assert_eq!(s, 400, "{bad}: {b}");
         assert!(b["errors"].is_array(), "{b}");
     }
     // Bad JSON, wrong JSON type.
     let url = format!("{}/v1/secret/data/x", h.addr);
-    let r = h.client.post(&url).header("X-Vault-Token", "root").body("{\"data\":").send().await.unwrap();
+    let r = h
+        .client
+        .post(&url)
+        .header("X-Vault-Token", "root")
+        .body("{\"data\":")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let b: serde_json::Value = r.json().await.unwrap();
     assert!(b["errors"][0].as_str().unwrap().contains("JSON"), "{b}");
-    let r = h.client.post(&url).header("X-Vault-Token", "root").body("[1,2]").send().await.unwrap();
+    let r = h
+        .client
+        .post(&url)
+        .header("X-Vault-Token", "root")
+        .body("[1,2]")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // Over the body limit: 413 without reading it all.
     let big = vec![b' '; 33 * 1024 * 1024];
-    let r = h.client.post(&url).header("X-Vault-Token", "root").body(big).send().await.unwrap();
+    let r = h
+        .client
+        .post(&url)
+        .header("X-Vault-Token", "root")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     // Missing, forged and Bearer tokens.
     let (s, b) = h.call_as(None, "GET", "secret/data/x", None).await;
     assert_eq!(s, 403, "{b}");
     assert_eq!(b["errors"][0], "permission denied");
-    let (s, _) = h.call_as(Some("hvs.forgedforgedforgedforged12"), "GET", "secret/data/x", None).await;
+    let (s, _) = h
+        .call_as(
+            Some("hvs.forgedforgedforgedforged12"),
+            "GET",
+            "secret/data/x",
+            None,
+        )
+        .await;
     assert_eq!(s, 403);
-    let r = h.client.get(format!("{}/v1/auth/token/lookup-self", h.addr)).bearer_auth("root").send().await.unwrap();
+    let r = h
+        .client
+        .get(format!("{}/v1/auth/token/lookup-self", h.addr))
+        .bearer_auth("root")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Unknown route, unsupported method.
     let (s, _) = h.call("GET", "nope/x", None).await;
     assert_eq!(s, 404);
     let (s, _) = h.call("OPTIONS", "secret/data/x", None).await;
     assert_eq!(s, 405);
-    let r = h.client.get(format!("{}/v2/secret", h.addr)).send().await.unwrap();
+    let r = h
+        .client
+        .get(format!("{}/v2/secret", h.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     // Mounts: good and bad.
-    let (s, b) = h.call("POST", "sys/mounts/team", Some(json!({"type": "kv-v2"}))).await;
+    let (s, b) = h
+        .call("POST", "sys/mounts/team", Some(json!({"type": "kv-v2"})))
+        .await;
     assert_eq!(s, 204, "{b}");
     let (s, b) = h.call("GET", "sys/mounts", None).await;
     assert_eq!(s, 200);
     assert_eq!(b["data"]["team/"]["options"]["version"], "2", "{b}");
-    let (s, b) = h.call("POST", "sys/mounts/team/sub", Some(json!({"type": "kv-v2"}))).await;
+    let (s, b) = h
+        .call(
+            "POST",
+            "sys/mounts/team/sub",
+            Some(json!({"type": "kv-v2"})),
+        )
+        .await;
     assert_eq!(s, 400, "overlapping mount: {b}");
-    let (s, b) = h.call("POST", "sys/mounts/v1", Some(json!({"type": "kv", "options": {"version": "1"}}))).await;
+    let (s, b) = h
+        .call(
+            "POST",
+            "sys/mounts/v1",
+            Some(json!({"type": "kv", "options": {"version": "1"}})),
+        )
+        .await;
     assert_eq!(s, 400, "{b}");
-    let (s, _) = h.call("POST", "sys/mounts/x", Some(json!({"type": "transit"}))).await;
+    let (s, _) = h
+        .call("POST", "sys/mounts/x", Some(json!({"type": "transit"})))
+        .await;
     assert_eq!(s, 400);
-    let (s, b) = h.call("POST", "sys/mounts/team/tune", Some(json!({"default_lease_ttl": "1h", "max_lease_ttl": "2h"}))).await;
+    let (s, b) = h
+        .call(
+            "POST",
+            "sys/mounts/team/tune",
+            Some(json!({"default_lease_ttl": "1h", "max_lease_ttl": "2h"})),
+        )
+        .await;
     assert_eq!(s, 204, "{b}");
     let (_, b) = h.call("GET", "sys/mounts/team/tune", None).await;
     assert_eq!(b["data"]["max_lease_ttl"], 7200, "{b}");
-    let (s, _) = h.call("POST", "sys/mounts/team/tune", Some(json!({"default_lease_ttl": "3h"}))).await;
+    let (s, _) = h
+        .call(
+            "POST",
+            "sys/mounts/team/tune",
+            Some(json!({"default_lease_ttl": "3h"})),
+        )
+        .await;
     assert_eq!(s, 400, "default above max");
     let (s, b) = h.call("GET", "sys/internal/ui/mounts/team/app", None).await;
     assert_eq!((s, b["data"]["path"].clone()), (200, json!("team/")), "{b}");
@@ -182,7 +329,14 @@ async fn tls_serves_and_reloads_the_certificate() {
     let cert_s = cert.to_string_lossy().to_string();
     let key_s = key.to_string_lossy().to_string();
     let mut h = Hushd::start(
-        &["--storage", "inmem", "--tls-cert", &cert_s, "--tls-key", &key_s],
+        &[
+            "--storage",
+            "inmem",
+            "--tls-cert",
+            &cert_s,
+            "--tls-key",
+            &key_s,
+        ],
         "https",
         tls_client(&cert),
     )
@@ -191,26 +345,40 @@ async fn tls_serves_and_reloads_the_certificate() {
     assert_eq!(s, 200);
     // A client that trusts another CA is refused.
     let other = tls_client(&cert_b);
-    assert!(other.get(format!("{}/v1/sys/seal-status", h.addr)).send().await.is_err());
-    // Plain HTTP to the TLS port fails.
-    let plain = http_client();
-    assert!(plain
-        .get(format!("http://127.0.0.1:{}/v1/sys/seal-status", h.port))
+    assert!(other
+        .get(format!("{}/v1/sys/seal-status", h.addr))
         .send()
         .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-        == false);
+        .is_err());
+    // Plain HTTP to the TLS port fails.
+    let plain = http_client();
+    assert!(
+        plain
+            .get(format!("http://127.0.0.1:{}/v1/sys/seal-status", h.port))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+            == false
+    );
     // Swap in certificate b: new connections get it without a restart.
     std::fs::copy(&cert_b, &cert).unwrap();
     std::fs::copy(&key_b, &key).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
         let fresh = tls_client(&cert_b);
-        if fresh.get(format!("{}/v1/sys/seal-status", h.addr)).send().await.is_ok() {
+        if fresh
+            .get(format!("{}/v1/sys/seal-status", h.addr))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "certificate not reloaded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "certificate not reloaded"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     h.client = tls_client(&cert_b);
@@ -220,7 +388,10 @@ async fn tls_serves_and_reloads_the_certificate() {
 
 fn hushd_fails(args: &[&str]) -> (i32, String) {
     let out = Command::new(bin("hushd")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -229,13 +400,50 @@ fn bad_configuration_exits_64_with_one_exact_message() {
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--listen", &listen, "--insecure-no-tls"], "missing storage"),
-        (vec!["--storage", "inmem", "--listen", &listen], "TLS is required"),
-        (vec!["--storage", "inmem", "--insecure-no-tls", "--listen", "0.0.0.0:0"], "refusing plain HTTP"),
-        (vec!["--storage", "mysql://x", "--insecure-no-tls"], "unsupported storage"),
-        (vec!["--storage", "inmem", "--insecure-no-tls", "--listen", "localhost"], "invalid listen address"),
+        (
+            vec!["--listen", &listen, "--insecure-no-tls"],
+            "missing storage",
+        ),
+        (
+            vec!["--storage", "inmem", "--listen", &listen],
+            "TLS is required",
+        ),
+        (
+            vec![
+                "--storage",
+                "inmem",
+                "--insecure-no-tls",
+                "--listen",
+                "0.0.0.0:0",
+            ],
+            "refusing plain HTTP",
+        ),
+        (
+            vec!["--storage", "mysql://x", "--insecure-no-tls"],
+            "unsupported storage",
+        ),
+        (
+            vec![
+                "--storage",
+                "inmem",
+                "--insecure-no-tls",
+                "--listen",
+                "localhost",
+            ],
+            "invalid listen address",
+        ),
         (vec!["--dev", "--storage", "inmem"], "do not combine"),
-        (vec!["--storage", "inmem", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], "does not exist"),
+        (
+            vec![
+                "--storage",
+                "inmem",
+                "--tls-cert",
+                "/nonexistent.pem",
+                "--tls-key",
+                "/nonexistent.key",
+            ],
+            "does not exist",
+        ),
     ];
     for (args, want) in cases {
         let (code, err) = hushd_fails(&args);
@@ -263,7 +471,12 @@ async fn config_file_is_honoured() {
         format!("storage = \"sqlite://{}/h.db\"\nlisten = \"127.0.0.1:{port}\"\ninsecure_no_tls = true\nlog_format = \"json\"\n", dir.path().display()),
     )
     .unwrap();
-    let child = Command::new(bin("hushd")).args(["--config", cfg.to_str().unwrap()]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let child = Command::new(bin("hushd"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {

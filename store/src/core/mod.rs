@@ -35,8 +35,10 @@ use token::TokenStore;
 pub struct Unsealed {
     pub router: Router,
     pub tokens: Arc<TokenStore>,
-    pub policies: PolicyStore,
+    pub policies: Arc<PolicyStore>,
     pub audit: AuditBroker,
+    /// Stops background tasks (token expiry) when sealing.
+    pub background: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Unsealed {
@@ -90,15 +92,22 @@ impl Core {
 
     /// Build the unsealed subsystems once the barrier is open.
     async fn post_unseal(&self) -> Result<(), LogicalError> {
-        let tokens = Arc::new(TokenStore::open(self.view("sys/token/")).await?);
-        let policies = PolicyStore::open(self.view("sys/policy/")).await?;
+        let policies = Arc::new(PolicyStore::open(self.view("sys/policy/")).await?);
+        let tokens = Arc::new(
+            TokenStore::open(self.view("sys/token/"))
+                .await?
+                .with_policy_store(policies.clone()),
+        );
         let audit = AuditBroker::open(self.view("core/audit/")).await?;
         let router = Router::load(self.barrier.clone(), tokens.clone()).await?;
+        let background = tokio_util::sync::CancellationToken::new();
+        spawn_token_expiry(tokens.clone(), background.clone());
         self.state.store(Some(Arc::new(Unsealed {
             router,
             tokens,
             policies,
             audit,
+            background,
         })));
         Ok(())
     }
@@ -148,7 +157,9 @@ impl Core {
             self.unsealed()?.tokens.create_root_token().await
         }
         .await;
-        self.state.store(None);
+        if let Some(st) = self.state.swap(None) {
+            st.background.cancel();
+        }
         self.seal.seal(&self.barrier);
         let root = result?;
         Ok((out.keys, root))
@@ -190,6 +201,7 @@ impl Core {
     pub async fn seal(&self) {
         let _guard = self.lifecycle.lock().await;
         if let Some(st) = self.state.swap(None) {
+            st.background.cancel();
             st.router.cleanup().await;
         }
         self.seal.seal(&self.barrier);
@@ -239,6 +251,26 @@ impl Core {
         st.audit.log_response(&req, resp.as_ref()).await?;
         resp
     }
+}
+
+/// How often expired tokens (and their children) are swept.
+const TOKEN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn spawn_token_expiry(tokens: Arc<TokenStore>, stop: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TOKEN_SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match tokens.revoke_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(revoked = n, "expired tokens revoked"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired tokens failed"),
+            }
+        }
+    });
 }
 
 pub(crate) fn seal_err(e: crate::barrier::seal::SealError) -> LogicalError {

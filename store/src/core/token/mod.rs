@@ -1,11 +1,27 @@
 //! The token store, mounted at `auth/token/`. Tokens are stored only as keyed hashes
 //! (HMAC-SHA256 with a key kept behind the barrier); accessors index them; children are
 //! revoked with their parent.
+//!
+//! # Layout
+//!
+//! - this file: the stored [`TokenEntry`];
+//! - [`store`]: the [`TokenStore`] (storage, authentication, creation, renewal, revocation);
+//! - [`backend`]: the `auth/token/` endpoints;
+//! - [`ttl`]: duration parsing and Vault's TTL rules.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub mod backend;
+pub mod store;
+pub mod ttl;
+
+#[cfg(test)]
+mod tests;
+
+pub use store::{Clock, CreateParams, Renewed, TokenStore};
 
 /// A stored token. The token string itself is never stored: `id_hash` is its HMAC.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -48,45 +64,3 @@ impl TokenEntry {
         self.policies.iter().any(|p| p == "root")
     }
 }
-
-// STUB (replaced by the token work): signatures only.
-#[allow(clippy::todo, dead_code, unused_variables)]
-mod stub {
-    use std::sync::Arc;
-
-    use secrecy::SecretString;
-
-    use super::TokenEntry;
-    use crate::barrier::BarrierView;
-    use crate::logical::{LogicalBackend, LogicalError, Request, Response};
-
-    #[derive(Debug)]
-    pub struct TokenStore;
-    impl TokenStore {
-        pub async fn open(view: BarrierView) -> Result<TokenStore, LogicalError> {
-            todo!()
-        }
-        pub async fn create_root_token(&self) -> Result<SecretString, LogicalError> {
-            todo!()
-        }
-        pub async fn create_root_token_with_id(
-            &self,
-            token: &SecretString,
-        ) -> Result<(), LogicalError> {
-            todo!()
-        }
-        pub async fn authenticate(
-            &self,
-            token: &SecretString,
-        ) -> Result<Arc<TokenEntry>, LogicalError> {
-            todo!()
-        }
-    }
-    #[async_trait::async_trait]
-    impl LogicalBackend for TokenStore {
-        async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
-            todo!()
-        }
-    }
-}
-pub use stub::TokenStore;
