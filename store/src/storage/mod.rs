@@ -6,6 +6,8 @@
 use async_trait::async_trait;
 
 pub mod cache;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod memory;
 pub mod sqlite;
 
@@ -67,7 +69,9 @@ pub trait Backend: Send + Sync + 'static {
 pub fn children_of<'a>(prefix: &str, keys: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for key in keys {
-        let Some(rest) = key.strip_prefix(prefix) else { continue };
+        let Some(rest) = key.strip_prefix(prefix) else {
+            continue;
+        };
         if rest.is_empty() {
             continue;
         }
