@@ -1,76 +1,384 @@
-//! STUB (replaced by the seal work): signatures only.
-#![allow(clippy::todo, dead_code, unused_variables)]
+//! The Shamir seal: initialisation, unseal progress, sealing.
+//!
+//! At init a random 32-byte unseal key (the KEK) and a random 32-byte root key are made. The
+//! root key is stored encrypted under the KEK; the KEK itself is never stored, only handed out
+//! split into Shamir shares (`blahaj`, GF(256)), or whole when there is a single share.
+//! Unsealing collects shares until the threshold, recombines the KEK, decrypts the root key
+//! and hands it to [`Barrier::unseal`], which opens the keyring.
+//!
+//! Storage layout (written straight to the [`Backend`]; the barrier refuses [`SEAL_PREFIX`]):
+//! - `core/seal/config`: plaintext JSON `{"type":"shamir","secret_shares":N,"secret_threshold":T}`
+//! - `core/seal/root-key`: the root key sealed with [`seal_with`] under the KEK (AAD = path).
+//!
+//! A share is 33 bytes: the x coordinate (1..=255) then 32 y bytes. With one share the key is
+//! the 32-byte KEK itself.
+
 use std::sync::Arc;
 
-use super::{Barrier, BarrierError, KeyBytes};
-use crate::storage::{Backend, StorageError};
+use aes_gcm::{Aes256Gcm, KeyInit};
+use blahaj::{Share, Sharks};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
+use super::{open_with, seal_with, Barrier, BarrierError, KeyBytes};
+use crate::storage::{Backend, Op, StorageError};
+
+/// Storage keys under this prefix belong to the seal and are written in the clear or under
+/// the unseal key, never through the barrier.
 pub const SEAL_PREFIX: &str = "core/seal/";
+/// The seal configuration (plaintext JSON).
+pub const CONFIG_PATH: &str = "core/seal/config";
+/// The root key, encrypted under the unseal key.
+pub const ROOT_KEY_PATH: &str = "core/seal/root-key";
 
-#[derive(Debug)]
-pub struct Seal;
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+const KEY_LEN: usize = 32;
+const SHARE_LEN: usize = KEY_LEN + 1;
+
+/// How many shares the unseal key is split into and how many unseal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealConfig {
     pub secret_shares: u8,
     pub secret_threshold: u8,
 }
-pub struct InitOutput {
-    pub keys: Vec<zeroize::Zeroizing<Vec<u8>>>,
+
+impl SealConfig {
+    /// Length in bytes of one unseal key under this config.
+    pub fn key_len(&self) -> usize {
+        if self.secret_shares == 1 {
+            KEY_LEN
+        } else {
+            SHARE_LEN
+        }
+    }
 }
-#[derive(Debug)]
+
+/// The stored form of [`SealConfig`].
+#[derive(Serialize, Deserialize)]
+struct StoredConfig {
+    #[serde(rename = "type")]
+    kind: String,
+    secret_shares: u8,
+    secret_threshold: u8,
+}
+
+/// The unseal keys made by [`Seal::initialize`]: shown once to the operator, never stored.
+pub struct InitOutput {
+    pub keys: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for InitOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InitOutput {{ keys: [{} redacted] }}", self.keys.len())
+    }
+}
+
+/// Where an unseal attempt stands (the fields of Vault's `sys/unseal` answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnsealProgress {
     pub sealed: bool,
     pub progress: u8,
     pub threshold: u8,
     pub shares: u8,
+    /// Identifies the current attempt; empty when no share was submitted yet.
     pub nonce: String,
 }
+
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("already initialized")]
+    #[error("hushd is already initialized")]
     AlreadyInitialized,
-    #[error("not initialized")]
+    #[error("hushd is not initialized")]
     NotInitialized,
-    #[error("{0}")]
+    #[error("invalid seal parameters: {0}")]
     InvalidParameters(String),
-    #[error("{0}")]
+    /// The message never holds key material.
+    #[error("invalid unseal key: {0}")]
     InvalidKey(String),
     #[error(transparent)]
     Barrier(#[from] BarrierError),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
+
+/// Shares submitted so far in the current unseal attempt.
+#[derive(Default)]
+struct Progress {
+    shares: Vec<Zeroizing<Vec<u8>>>,
+    nonce: String,
+}
+
+/// The Shamir seal over a backend. See the module docs.
+pub struct Seal {
+    backend: Arc<dyn Backend>,
+    progress: Mutex<Progress>,
+    root: Mutex<Option<KeyBytes>>,
+    init_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Seal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seal")
+            .field("backend", &self.backend.kind())
+            .field("progress", &self.progress.lock().shares.len())
+            .field("root_key", &self.root.lock().as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// Check Vault's rules: 1 <= threshold <= shares <= 255, and threshold > 1 when shares > 1.
+pub fn validate(shares: u8, threshold: u8) -> Result<(), SealError> {
+    let bad = |m: &str| Err(SealError::InvalidParameters(m.to_string()));
+    if shares == 0 {
+        return bad("secret_shares must be at least 1");
+    }
+    if threshold == 0 {
+        return bad("secret_threshold must be at least 1");
+    }
+    if threshold > shares {
+        return bad("secret_threshold cannot be larger than secret_shares");
+    }
+    if shares > 1 && threshold == 1 {
+        return bad("secret_threshold must be greater than 1 when secret_shares is greater than 1");
+    }
+    Ok(())
+}
+
+fn corrupt(what: &str) -> SealError {
+    SealError::Storage(StorageError::Backend(format!(
+        "the stored seal {what} is unreadable"
+    )))
+}
+
+fn kek_cipher(kek: &[u8]) -> Result<Aes256Gcm, SealError> {
+    Aes256Gcm::new_from_slice(kek)
+        .map_err(|_| SealError::InvalidKey(format!("expected a {KEY_LEN}-byte unseal key")))
+}
+
+/// Rebuild the unseal key from the submitted parts.
+fn combine(
+    config: &SealConfig,
+    parts: &[Zeroizing<Vec<u8>>],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    if config.secret_shares == 1 {
+        let only = parts
+            .first()
+            .ok_or_else(|| SealError::InvalidKey("no key submitted".into()))?;
+        return Ok(only.clone());
+    }
+    let shares = parts
+        .iter()
+        .map(|p| Share::try_from(p.as_slice()))
+        .collect::<Result<Vec<Share>, _>>()
+        .map_err(|_| SealError::InvalidKey("malformed share".into()))?;
+    let kek = Sharks(config.secret_threshold)
+        .recover(&shares)
+        .map_err(|_| SealError::InvalidKey("the shares could not be combined".into()))?;
+    Ok(Zeroizing::new(kek))
+}
+
 impl Seal {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        todo!()
+        Seal {
+            backend,
+            progress: Mutex::new(Progress::default()),
+            root: Mutex::new(None),
+            init_lock: tokio::sync::Mutex::new(()),
+        }
     }
+
+    /// The stored configuration, `None` before init.
     pub async fn config(&self) -> Result<Option<SealConfig>, SealError> {
-        todo!()
+        let Some(raw) = self.backend.get(CONFIG_PATH).await? else {
+            return Ok(None);
+        };
+        let stored: StoredConfig =
+            serde_json::from_slice(&raw).map_err(|_| corrupt("configuration"))?;
+        if stored.kind != "shamir"
+            || validate(stored.secret_shares, stored.secret_threshold).is_err()
+        {
+            return Err(corrupt("configuration"));
+        }
+        Ok(Some(SealConfig {
+            secret_shares: stored.secret_shares,
+            secret_threshold: stored.secret_threshold,
+        }))
     }
+
     pub async fn is_initialized(&self) -> Result<bool, SealError> {
-        todo!()
+        Ok(self.config().await?.is_some())
     }
+
+    /// Validates 1 <= threshold <= shares <= 255 (and threshold > 1 when shares > 1, as Vault);
+    /// makes KEK + root key, stores both entries, calls `barrier.initialize(&root)`, returns the
+    /// shares. With `shares == 1` the single key is the KEK itself. Leaves the barrier
+    /// unsealed (the core seals it).
     pub async fn initialize(
         &self,
         barrier: &Barrier,
         shares: u8,
         threshold: u8,
     ) -> Result<InitOutput, SealError> {
-        todo!()
+        validate(shares, threshold)?;
+        let _one_at_a_time = self.init_lock.lock().await;
+        if self.config().await?.is_some() || barrier.is_initialized().await? {
+            return Err(SealError::AlreadyInitialized);
+        }
+        let kek = KeyBytes::random();
+        let root = KeyBytes::random();
+        let sealed_root = seal_with(&kek_cipher(&kek.0)?, 0, ROOT_KEY_PATH, &root.0);
+        let config = StoredConfig {
+            kind: "shamir".into(),
+            secret_shares: shares,
+            secret_threshold: threshold,
+        };
+        let config = serde_json::to_vec(&config).expect("config serialises");
+        self.backend
+            .write(vec![
+                Op::Put {
+                    key: CONFIG_PATH.into(),
+                    value: config,
+                },
+                Op::Put {
+                    key: ROOT_KEY_PATH.into(),
+                    value: sealed_root,
+                },
+            ])
+            .await?;
+        if let Err(e) = barrier.initialize(&root).await {
+            // Best effort: leave no seal behind for a keyring that was not written.
+            let _ = self
+                .backend
+                .write(vec![
+                    Op::Delete {
+                        key: CONFIG_PATH.into(),
+                    },
+                    Op::Delete {
+                        key: ROOT_KEY_PATH.into(),
+                    },
+                ])
+                .await;
+            return Err(e.into());
+        }
+        let keys = if shares == 1 {
+            vec![Zeroizing::new(kek.0.to_vec())]
+        } else {
+            Sharks(threshold)
+                .dealer(&kek.0)
+                .take(usize::from(shares))
+                .map(|s| Zeroizing::new(Vec::from(&s)))
+                .collect()
+        };
+        *self.root.lock() = Some(root);
+        self.reset();
+        Ok(InitOutput { keys })
     }
+
+    /// One unseal key (raw bytes; the HTTP layer decodes hex or base64). A duplicate share is
+    /// ignored with no progress (as Vault). On reaching the threshold: combine, decrypt the
+    /// root key (failure = [`SealError::InvalidKey`], progress reset), `barrier.unseal(root)`.
     pub async fn submit(&self, barrier: &Barrier, key: &[u8]) -> Result<UnsealProgress, SealError> {
-        todo!()
+        let config = self.config().await?.ok_or(SealError::NotInitialized)?;
+        if !barrier.is_sealed() {
+            return Ok(status(&config, false, &Progress::default()));
+        }
+        let expected = config.key_len();
+        if key.len() != expected {
+            return Err(SealError::InvalidKey(format!(
+                "wrong length: expected {expected} bytes, got {}",
+                key.len()
+            )));
+        }
+        if config.secret_shares > 1 && key[0] == 0 {
+            return Err(SealError::InvalidKey(
+                "not a share of this seal (index 0)".into(),
+            ));
+        }
+        let parts = {
+            let mut p = self.progress.lock();
+            if let Some(same) = p
+                .shares
+                .iter()
+                .find(|s| s[0] == key[0] && config.secret_shares > 1)
+            {
+                if bool::from(same.as_slice().ct_eq(key)) {
+                    return Ok(status(&config, true, &p));
+                }
+                return Err(SealError::InvalidKey(
+                    "a different share with the same index was already submitted".into(),
+                ));
+            }
+            if p.shares.is_empty() {
+                p.nonce = uuid::Uuid::new_v4().to_string();
+            }
+            p.shares.push(Zeroizing::new(key.to_vec()));
+            if p.shares.len() < usize::from(config.secret_threshold) {
+                return Ok(status(&config, true, &p));
+            }
+            p.nonce.clear();
+            std::mem::take(&mut p.shares)
+        };
+
+        let kek = combine(&config, &parts)?;
+        drop(parts);
+        let entry = self
+            .backend
+            .get(ROOT_KEY_PATH)
+            .await?
+            .ok_or(SealError::NotInitialized)?;
+        let plain = open_with(&kek_cipher(&kek)?, ROOT_KEY_PATH, &entry).map_err(|_| {
+            SealError::InvalidKey(
+                "the unseal keys do not open the root key; unseal progress was reset".into(),
+            )
+        })?;
+        if plain.len() != KEY_LEN {
+            return Err(corrupt("root key"));
+        }
+        let mut root = KeyBytes([0; KEY_LEN]);
+        root.0.copy_from_slice(&plain);
+        barrier.unseal(&root).await?;
+        *self.root.lock() = Some(root);
+        Ok(status(&config, false, &Progress::default()))
     }
+
+    /// Forget the shares submitted so far.
     pub fn reset(&self) {
-        todo!()
+        *self.progress.lock() = Progress::default();
     }
+
+    /// `(shares submitted so far, nonce of the attempt)`.
     pub fn progress(&self) -> (u8, String) {
-        todo!()
+        let p = self.progress.lock();
+        (
+            u8::try_from(p.shares.len()).unwrap_or(u8::MAX),
+            p.nonce.clone(),
+        )
     }
+
+    /// Root key while unsealed (needed by `barrier.rotate`); `None` when sealed.
     pub fn root_key(&self) -> Option<KeyBytes> {
-        todo!()
+        self.root.lock().clone()
     }
+
+    /// `barrier.seal()`, forget the root key, reset progress.
     pub fn seal(&self, barrier: &Barrier) {
-        todo!()
+        barrier.seal();
+        *self.root.lock() = None;
+        self.reset();
     }
 }
+
+fn status(config: &SealConfig, sealed: bool, p: &Progress) -> UnsealProgress {
+    UnsealProgress {
+        sealed,
+        progress: u8::try_from(p.shares.len()).unwrap_or(u8::MAX),
+        threshold: config.secret_threshold,
+        shares: config.secret_shares,
+        nonce: p.nonce.clone(),
+    }
+}
+
+#[cfg(test)]
+#[path = "seal_tests.rs"]
+mod tests;

@@ -1,32 +1,321 @@
-//! STUB (replaced by the storage work).
-#![allow(clippy::todo, dead_code, unused_variables)]
+//! A read cache in front of a backend. It sits below the barrier, so it only ever holds
+//! ciphertext.
+//!
+//! `get` results are cached, including "absent", in a bounded [`quick_cache`] map (entry
+//! count given at construction). Writes go through to the inner backend and then invalidate
+//! the written keys (invalidate rather than update: two concurrent writes to one key may
+//! finish in either order, and only the backend knows which landed last). `list` and
+//! `scan_prefix` pass straight through.
+//!
+//! # The stale-insert race
+//! A reader that fetched the old value just before a write could insert it just after the
+//! write's invalidation, leaving a stale entry. Each key hashes to one of [`STRIPES`]
+//! generation counters. A reader notes its stripe's generation before going to the backend and
+//! inserts only if it is unchanged; a writer bumps the generation and invalidates under the
+//! same stripe lock once the write returned. The invalidation runs in a spawned task, so it
+//! happens even when the caller stops waiting for the write (the write itself may still land).
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 
 use super::{Backend, Op, StorageError};
 
-pub struct CachedBackend;
-impl CachedBackend {
-    pub fn new(inner: Arc<dyn Backend>, entries: usize) -> Self {
-        todo!()
+/// Generation stripes; a write only disturbs readers of keys in its own stripes.
+pub const STRIPES: usize = 64;
+
+type Entries = quick_cache::sync::Cache<String, Option<Vec<u8>>>;
+
+/// State shared with the spawned write tasks.
+struct Shared {
+    entries: Entries,
+    generations: Box<[Mutex<u64>]>,
+    hasher: std::hash::RandomState,
+}
+
+impl Shared {
+    fn stripe(&self, key: &str) -> &Mutex<u64> {
+        let i = (self.hasher.hash_one(key) % STRIPES as u64) as usize;
+        &self.generations[i]
+    }
+
+    fn invalidate(&self, key: &str) {
+        let mut generation = self.stripe(key).lock();
+        *generation += 1;
+        self.entries.remove(key);
     }
 }
+
+/// Hit and miss counts since construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// A [`Backend`] that caches another one's `get` results. See the module docs.
+pub struct CachedBackend {
+    inner: Arc<dyn Backend>,
+    shared: Arc<Shared>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for CachedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedBackend")
+            .field("inner", &self.inner.kind())
+            .field("entries", &self.shared.entries.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl CachedBackend {
+    /// Cache up to `capacity` entries (at least one) of `inner`.
+    pub fn new(inner: Arc<dyn Backend>, capacity: usize) -> Self {
+        let generations = (0..STRIPES).map(|_| Mutex::new(0)).collect();
+        CachedBackend {
+            inner,
+            shared: Arc::new(Shared {
+                entries: Entries::new(capacity.max(1)),
+                generations,
+                hasher: std::hash::RandomState::new(),
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn inner(&self) -> &Arc<dyn Backend> {
+        &self.inner
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.shared.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shared.entries.is_empty()
+    }
+
+    /// Drop every entry (e.g. after restoring a backup under the running process).
+    pub fn clear(&self) {
+        for g in self.shared.generations.iter() {
+            *g.lock() += 1;
+        }
+        self.shared.entries.clear();
+    }
+}
+
 #[async_trait]
 impl Backend for CachedBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        todo!()
+        if let Some(v) = self.shared.entries.get(key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let stripe = self.shared.stripe(key);
+        let before = *stripe.lock();
+        let value = self.inner.get(key).await?;
+        let generation = stripe.lock();
+        if *generation == before {
+            self.shared.entries.insert(key.to_string(), value.clone());
+        }
+        Ok(value)
     }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        todo!()
+        self.inner.list(prefix).await
     }
+
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        todo!()
+        self.inner.scan_prefix(prefix).await
     }
+
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
-        todo!()
+        let inner = self.inner.clone();
+        let shared = self.shared.clone();
+        let task = tokio::spawn(async move {
+            let keys: Vec<String> = ops.iter().map(|op| op.key().to_string()).collect();
+            // Invalidate even on error: the outcome of a failed write is not known here.
+            let result = inner.write(ops).await;
+            for key in &keys {
+                shared.invalidate(key);
+            }
+            result
+        });
+        task.await
+            .map_err(|e| StorageError::Backend(format!("cached write task failed: {e}")))?
     }
+
     fn kind(&self) -> &'static str {
-        todo!()
+        self.inner.kind()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::storage::{conformance, MemoryBackend, SqliteBackend};
+
+    /// A memory backend whose `get` can be held after it fetched, and whose writes can fail.
+    #[derive(Debug, Default)]
+    struct Gated {
+        inner: MemoryBackend,
+        hold_gets: AtomicBool,
+        fail_writes: AtomicBool,
+        fetched: Notify,
+        release: Notify,
+    }
+
+    #[async_trait]
+    impl Backend for Gated {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+            let v = self.inner.get(key).await?;
+            if self.hold_gets.load(Ordering::SeqCst) {
+                self.fetched.notify_one();
+                self.release.notified().await;
+            }
+            Ok(v)
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            self.inner.list(prefix).await
+        }
+        async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            self.inner.scan_prefix(prefix).await
+        }
+        async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
+            if self.fail_writes.load(Ordering::SeqCst) {
+                return Err(StorageError::Backend("injected failure".into()));
+            }
+            self.inner.write(ops).await
+        }
+        fn kind(&self) -> &'static str {
+            "gated"
+        }
+    }
+
+    fn put(key: &str, value: &[u8]) -> Op {
+        Op::Put {
+            key: key.to_string(),
+            value: value.to_vec(),
+        }
+    }
+
+    fn setup() -> (Arc<Gated>, CachedBackend) {
+        let gated = Arc::new(Gated::default());
+        let cached = CachedBackend::new(gated.clone(), 100);
+        (gated, cached)
+    }
+
+    #[tokio::test]
+    async fn cached_backend_conforms_over_memory_and_sqlite() {
+        conformance::check(&CachedBackend::new(Arc::new(MemoryBackend::new()), 1000)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Arc::new(SqliteBackend::open(&dir.path().join("c.db")).unwrap());
+        let cached = CachedBackend::new(sqlite, 1000);
+        conformance::check(&cached).await;
+        assert_eq!(cached.kind(), "sqlite");
+    }
+
+    #[tokio::test]
+    async fn hit_after_miss_and_absent_is_cached() {
+        let (gated, cached) = setup();
+        gated.inner.write(vec![put("k", b"v1")]).await.unwrap();
+        assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(cached.get("none").await.unwrap(), None);
+        assert_eq!(cached.stats(), CacheStats { hits: 0, misses: 2 });
+        // Change the backend behind the cache's back: the cache keeps answering.
+        gated
+            .inner
+            .write(vec![put("k", b"v2"), put("none", b"x")])
+            .await
+            .unwrap();
+        assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(
+            cached.get("none").await.unwrap(),
+            None,
+            "absent is cached too"
+        );
+        assert_eq!(cached.stats(), CacheStats { hits: 2, misses: 2 });
+        cached.clear();
+        assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    }
+
+    #[tokio::test]
+    async fn writes_invalidate_the_written_keys() {
+        let (gated, cached) = setup();
+        cached
+            .write(vec![put("a", b"1"), put("b", b"1")])
+            .await
+            .unwrap();
+        assert_eq!(cached.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(cached.get("b").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(cached.get("gone").await.unwrap(), None);
+        cached
+            .write(vec![
+                put("a", b"2"),
+                put("gone", b"new"),
+                Op::Delete { key: "b".into() },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(cached.get("a").await.unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(cached.get("b").await.unwrap(), None);
+        assert_eq!(
+            cached.get("gone").await.unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+        // A failed write still invalidates (its outcome is unknown to the cache).
+        gated.inner.write(vec![put("a", b"3")]).await.unwrap();
+        gated.fail_writes.store(true, Ordering::SeqCst);
+        assert!(cached.write(vec![put("a", b"4")]).await.is_err());
+        assert_eq!(cached.get("a").await.unwrap().as_deref(), Some(&b"3"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_does_not_cache_the_value_a_write_replaced() {
+        let (gated, cached) = setup();
+        let cached = Arc::new(cached);
+        gated.inner.write(vec![put("k", b"old")]).await.unwrap();
+        gated.hold_gets.store(true, Ordering::SeqCst);
+        let reader = tokio::spawn({
+            let cached = cached.clone();
+            async move { cached.get("k").await }
+        });
+        gated.fetched.notified().await; // the reader holds "old"…
+        gated.hold_gets.store(false, Ordering::SeqCst);
+        cached.write(vec![put("k", b"new")]).await.unwrap(); // …while a write lands
+        gated.release.notify_one();
+        assert_eq!(reader.await.unwrap().unwrap().as_deref(), Some(&b"old"[..]));
+        assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_bounded() {
+        let inner = Arc::new(MemoryBackend::new());
+        let cached = CachedBackend::new(inner, 16);
+        for i in 0..500 {
+            assert_eq!(cached.get(&format!("k{i}")).await.unwrap(), None);
+        }
+        assert!(cached.len() <= 16, "{} entries", cached.len());
+        assert!(!cached.is_empty());
     }
 }

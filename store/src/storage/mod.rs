@@ -6,6 +6,8 @@
 use async_trait::async_trait;
 
 pub mod cache;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod memory;
 pub mod sqlite;
 

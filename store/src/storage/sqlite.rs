@@ -1,29 +1,494 @@
-//! STUB (replaced by the storage work).
-#![allow(clippy::todo, dead_code, unused_variables)]
-use super::StorageError;
+//! SQLite backend: one file, WAL journal, `synchronous=FULL`, group commit.
+//!
+//! # Writes
+//! One dedicated writer thread owns the only write connection. [`Backend::write`] sends its
+//! batch over a channel and waits for the reply. The thread blocks for the first request,
+//! then drains every request already queued (up to [`MAX_GROUP`]) and commits them all in
+//! one `BEGIN IMMEDIATE … COMMIT`, so concurrent writers share one fsync. Each request runs
+//! inside its own savepoint: a request whose statement fails is rolled back alone and answered
+//! with its error, the rest of the group still commits. Replies go out only after `COMMIT`
+//! returned, so a write that returned `Ok` is on disk (WAL + `synchronous=FULL`) and survives
+//! `kill -9` or power loss. Nothing is buffered in memory ahead of the commit.
+//!
+//! # Reads
+//! [`READERS`] dedicated reader threads, each owning a read-only connection, take jobs from
+//! one shared queue. A quick measurement (`read_path_cost`, an ignored test, debug build)
+//! found this about half the cost per `get` of a connection pool used through
+//! `tokio::task::spawn_blocking` (~25 µs against ~50 µs), so dedicated threads were chosen.
+//! `list` and `scan_prefix` are range scans (`key >= prefix AND key < upper_bound(prefix)`),
+//! never `LIKE`, so `%` and `_` in keys are plain characters.
 
-#[derive(Debug)]
-pub struct SqliteBackend;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::{children_of, Backend, Op, StorageError};
+
+/// Most requests committed in one transaction.
+pub const MAX_GROUP: usize = 1024;
+/// Read-only connections in the pool.
+pub const READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID";
+const SQL_GET: &str = "SELECT value FROM kv WHERE key = ?1";
+const SQL_PUT: &str = "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)";
+const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
+const SQL_RANGE: &str = "SELECT key FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key";
+const SQL_FROM: &str = "SELECT key FROM kv WHERE key >= ?1 ORDER BY key";
+
+type Reply = oneshot::Sender<Result<(), StorageError>>;
+
+enum Msg {
+    Write { ops: Vec<Op>, reply: Reply },
+    Checkpoint { reply: Reply },
+}
+
+/// Counters shared with the writer thread.
+#[derive(Default)]
+struct Stats {
+    /// Transactions committed (one per group, or one per request on fallback).
+    commits: AtomicU64,
+    /// Messages sent but not yet taken by the writer thread.
+    queued: AtomicUsize,
+    /// Messages taken by the writer thread since open.
+    taken: AtomicU64,
+}
+
+/// A read job: runs on one reader thread's connection and replies on its own channel.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// SQLite storage. See the module docs.
+pub struct SqliteBackend {
+    path: PathBuf,
+    tx: Option<mpsc::Sender<Msg>>,
+    writer: Option<JoinHandle<()>>,
+    read_tx: Option<mpsc::Sender<ReadJob>>,
+    readers: Vec<JoinHandle<()>>,
+    stats: Arc<Stats>,
+    /// Test hook: while held, the writer thread waits before draining its queue.
+    #[cfg(test)]
+    gate: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.path)
+            .field("commits", &self.commits())
+            .finish()
+    }
+}
+
+fn backend_err(e: rusqlite::Error) -> StorageError {
+    StorageError::Backend(format!("sqlite: {e}"))
+}
+
+/// The least string greater than every string that starts with `prefix`, or `None` when no
+/// such string exists (empty prefix, or only `char::MAX`). Bumps the last char to the next
+/// valid code point; UTF-8 byte order equals code point order, so the range is exact.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 impl SqliteBackend {
-    pub fn open(path: &std::path::Path) -> Result<Self, StorageError> {
-        todo!()
+    /// Open (or create) the database at `path`, set WAL + `synchronous=FULL`, create the table,
+    /// start the writer thread and open the reader pool.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        create_private_file(path)?;
+        let writer_conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend_err)?;
+        writer_conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(backend_err)?;
+        let mode: String = writer_conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(backend_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StorageError::Backend(format!(
+                "sqlite: could not enable WAL journal mode (got {mode:?})"
+            )));
+        }
+        writer_conn
+            .execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(backend_err)?;
+        writer_conn.execute_batch(SCHEMA).map_err(backend_err)?;
+
+        let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        let mut readers = Vec::with_capacity(READERS);
+        for i in 0..READERS {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(backend_err)?;
+            c.busy_timeout(BUSY_TIMEOUT).map_err(backend_err)?;
+            let rx = read_rx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("hush-sqlite-reader-{i}"))
+                .spawn(move || reader_loop(&c, &rx))
+                .map_err(|e| StorageError::Backend(format!("sqlite: cannot start reader: {e}")))?;
+            readers.push(handle);
+        }
+
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel();
+        #[cfg(test)]
+        let gate = Arc::new(Mutex::new(()));
+        let writer = {
+            let stats = stats.clone();
+            #[cfg(test)]
+            let gate = gate.clone();
+            std::thread::Builder::new()
+                .name("hush-sqlite-writer".into())
+                .spawn(move || {
+                    let mut w = Writer {
+                        conn: writer_conn,
+                        stats,
+                        #[cfg(test)]
+                        gate,
+                    };
+                    w.run(rx);
+                })
+                .map_err(|e| StorageError::Backend(format!("sqlite: cannot start writer: {e}")))?
+        };
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+            tx: Some(tx),
+            writer: Some(writer),
+            read_tx: Some(read_tx),
+            readers,
+            stats,
+            #[cfg(test)]
+            gate,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Transactions committed since open. Fewer than the writes when group commit works.
+    pub fn commits(&self) -> u64 {
+        self.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// Fold the WAL back into the main file and truncate it (`wal_checkpoint(TRUNCATE)`), for
+    /// tests and backups. Runs on the writer thread after the writes queued before it.
+    pub async fn checkpoint(&self) -> Result<(), StorageError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Checkpoint { reply })?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StorageError> {
+        let tx = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        self.stats.queued.fetch_add(1, Ordering::SeqCst);
+        tx.send(msg).map_err(|_| {
+            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+            StorageError::Closed
+        })
+    }
+
+    /// Run `f` on one of the reader threads' read-only connections.
+    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |c| {
+            let _ = reply.send(f(c).map_err(backend_err));
+        });
+        let tx = self.read_tx.as_ref().ok_or(StorageError::Closed)?;
+        tx.send(job).map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?
     }
 }
-#[async_trait::async_trait]
-impl super::Backend for SqliteBackend {
+
+/// A reader thread: takes jobs from the shared queue until it closes. A panicking job only
+/// loses its own reply (the caller sees `Closed`); the thread keeps serving.
+fn reader_loop(conn: &Connection, jobs: &Mutex<mpsc::Receiver<ReadJob>>) {
+    loop {
+        let job = jobs.lock().recv();
+        let Ok(job) = job else { return };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)));
+    }
+}
+
+/// Create the database file owner-only (0600) if it does not exist yet. SQLite gives the
+/// `-wal` and `-shm` files the permissions of the main file.
+fn create_private_file(path: &Path) -> Result<(), StorageError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StorageError::Backend(format!(
+            "cannot create database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Keys of the range below `prefix`, optionally skipping whole sub-folders (for `list`).
+fn scan_keys(conn: &Connection, prefix: &str, skip_folders: bool) -> rusqlite::Result<Vec<String>> {
+    let upper = prefix_upper_bound(prefix);
+    let mut out = Vec::new();
+    let mut from = prefix.to_string();
+    // A read transaction so the restarted scans below all see one snapshot.
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let result = (|| {
+        'restart: loop {
+            let mut stmt;
+            let mut rows = match &upper {
+                Some(u) => {
+                    stmt = conn.prepare_cached(SQL_RANGE)?;
+                    stmt.query(rusqlite::params![from, u])?
+                }
+                None => {
+                    stmt = conn.prepare_cached(SQL_FROM)?;
+                    stmt.query(rusqlite::params![from])?
+                }
+            };
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                let Some(rest) = key.strip_prefix(prefix) else {
+                    break 'restart;
+                };
+                if skip_folders {
+                    if let Some(i) = rest.find('/') {
+                        // A folder: keep one key for it, then jump past everything below it.
+                        let folder = format!("{prefix}{}", &rest[..=i]);
+                        out.push(key);
+                        match prefix_upper_bound(&folder) {
+                            Some(next) => {
+                                from = next;
+                                continue 'restart;
+                            }
+                            None => break 'restart,
+                        }
+                    }
+                }
+                out.push(key);
+            }
+            break;
+        }
+        Ok(())
+    })();
+    let end = conn.execute_batch("COMMIT");
+    if end.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result.and(end).map(|()| out)
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        todo!()
+        let key = key.to_string();
+        self.read(move |c| {
+            c.prepare_cached(SQL_GET)?
+                .query_row([&key], |r| r.get(0))
+                .optional()
+        })
+        .await
     }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        todo!()
+        let p = prefix.to_string();
+        let keys = self.read(move |c| scan_keys(c, &p, true)).await?;
+        Ok(children_of(prefix, keys.iter().map(String::as_str)))
     }
+
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        todo!()
+        let p = prefix.to_string();
+        self.read(move |c| scan_keys(c, &p, false)).await
     }
-    async fn write(&self, ops: Vec<super::Op>) -> Result<(), StorageError> {
-        todo!()
+
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Write { ops, reply })?;
+        rx.await.map_err(|_| StorageError::Closed)?
     }
+
     fn kind(&self) -> &'static str {
-        todo!()
+        "sqlite"
     }
 }
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer drain what is queued, then stop.
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        self.read_tx.take();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    stats: Arc<Stats>,
+    #[cfg(test)]
+    gate: Arc<Mutex<()>>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+            self.stats.taken.fetch_add(1, Ordering::SeqCst);
+            #[cfg(test)]
+            drop(self.gate.lock());
+            let mut writes = Vec::new();
+            let mut checkpoints = Vec::new();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Write { ops, reply } => writes.push((ops, reply)),
+                    Msg::Checkpoint { reply } => checkpoints.push(reply),
+                }
+                if writes.len() + checkpoints.len() >= MAX_GROUP {
+                    break;
+                }
+                if let Ok(m) = rx.try_recv() {
+                    self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.stats.taken.fetch_add(1, Ordering::SeqCst);
+                    next = Some(m);
+                }
+            }
+            if !writes.is_empty() {
+                self.commit_group(writes);
+            }
+            for reply in checkpoints {
+                let _ = reply.send(self.checkpoint());
+            }
+        }
+    }
+
+    /// Commit every request in one transaction, one savepoint each. If the transaction as a
+    /// whole fails (COMMIT error, or SQLite rolled it back), commit each request on its own.
+    fn commit_group(&mut self, writes: Vec<(Vec<Op>, Reply)>) {
+        let (ops, replies): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+        match self.try_group(&ops) {
+            Ok(results) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(_) => {
+                for (ops, reply) in ops.iter().zip(replies) {
+                    let r = self.commit_one(ops);
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+
+    /// Outer error: the whole group must be retried one by one. Inner: per request.
+    fn try_group(&mut self, group: &[Vec<Op>]) -> rusqlite::Result<Vec<Result<(), StorageError>>> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(group.len());
+        for ops in group {
+            let mut sp = tx.savepoint()?;
+            match apply(&sp, ops) {
+                Ok(()) => {
+                    sp.commit()?;
+                    results.push(Ok(()));
+                }
+                Err(e) => {
+                    if sp.is_autocommit() {
+                        // SQLite rolled back the whole transaction (I/O error, disk full…).
+                        return Err(e);
+                    }
+                    sp.rollback()?;
+                    sp.commit()?; // RELEASE the now empty savepoint
+                    results.push(Err(backend_err(e)));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+
+    fn commit_one(&mut self, ops: &[Op]) -> Result<(), StorageError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend_err)?;
+        apply(&tx, ops).map_err(backend_err)?;
+        tx.commit().map_err(backend_err)?;
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), StorageError> {
+        let (busy, _log, _done): (i64, i64, i64) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(backend_err)?;
+        if busy != 0 {
+            return Err(StorageError::Backend(
+                "sqlite: checkpoint could not complete, readers are active".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn apply(conn: &Connection, ops: &[Op]) -> rusqlite::Result<()> {
+    for op in ops {
+        match op {
+            Op::Put { key, value } => {
+                conn.prepare_cached(SQL_PUT)?
+                    .execute(rusqlite::params![key, value])?;
+            }
+            Op::Delete { key } => {
+                conn.prepare_cached(SQL_DELETE)?.execute([key])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;

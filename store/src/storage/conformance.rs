@@ -1,0 +1,117 @@
+//! One set of assertions every [`Backend`] must pass, run against each implementation so they
+//! all behave like [`MemoryBackend`](super::MemoryBackend).
+
+use super::{Backend, Op};
+
+fn put(key: &str, value: &[u8]) -> Op {
+    Op::Put {
+        key: key.to_string(),
+        value: value.to_vec(),
+    }
+}
+
+fn del(key: &str) -> Op {
+    Op::Delete {
+        key: key.to_string(),
+    }
+}
+
+/// Run the shared semantics checks against an empty backend.
+pub(crate) async fn check(b: &dyn Backend) {
+    // Empty store.
+    assert_eq!(b.get("missing").await.unwrap(), None);
+    assert!(b.list("").await.unwrap().is_empty());
+    assert!(b.scan_prefix("").await.unwrap().is_empty());
+    b.write(vec![]).await.unwrap();
+
+    // Put / get / overwrite / empty value.
+    b.write(vec![put("a/b", b"1")]).await.unwrap();
+    assert_eq!(b.get("a/b").await.unwrap().as_deref(), Some(&b"1"[..]));
+    b.write(vec![put("a/b", b"2")]).await.unwrap();
+    assert_eq!(b.get("a/b").await.unwrap().as_deref(), Some(&b"2"[..]));
+    b.write(vec![put("empty", b"")]).await.unwrap();
+    assert_eq!(b.get("empty").await.unwrap().as_deref(), Some(&b""[..]));
+    assert_eq!(b.get("a").await.unwrap(), None, "a folder is not a key");
+
+    // Keys around the `/` boundary: '.' < '/' < '0' in byte order; LIKE wildcards are literal.
+    b.write(vec![
+        put("a/c/d", b"x"),
+        put("a/c/e", b"x"),
+        put("a/f", b"x"),
+        put("a/f/g", b"x"),
+        put("a.b", b"x"),
+        put("a0", b"x"),
+        put("a", b"x"),
+        put("%/_", b"x"),
+        put("ü/x", b"x"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        b.scan_prefix("a/").await.unwrap(),
+        vec!["a/b", "a/c/d", "a/c/e", "a/f", "a/f/g"]
+    );
+    assert_eq!(b.list("a/").await.unwrap(), vec!["b", "c/", "f", "f/"]);
+    assert_eq!(b.list("a/c/").await.unwrap(), vec!["d", "e"]);
+    assert_eq!(
+        b.list("").await.unwrap(),
+        vec!["%/", "a", "a.b", "a/", "a0", "empty", "ü/"]
+    );
+    assert_eq!(b.scan_prefix("%").await.unwrap(), vec!["%/_"]);
+    assert_eq!(b.scan_prefix("_").await.unwrap(), Vec::<String>::new());
+    assert_eq!(b.list("ü/").await.unwrap(), vec!["x"]);
+    assert!(b.list("nothing/").await.unwrap().is_empty());
+    assert!(
+        b.list("a/b/").await.unwrap().is_empty(),
+        "a leaf has no children"
+    );
+
+    // Prefixes whose upper bound needs a carry or skips the surrogate gap.
+    b.write(vec![
+        put("m\u{10FFFF}a", b"x"),
+        put("m\u{10FFFF}", b"x"),
+        put("n", b"x"),
+        put("p\u{D7FF}q", b"x"),
+        put("p\u{E000}", b"x"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        b.scan_prefix("m\u{10FFFF}").await.unwrap(),
+        vec!["m\u{10FFFF}", "m\u{10FFFF}a"]
+    );
+    assert_eq!(
+        b.scan_prefix("p\u{D7FF}").await.unwrap(),
+        vec!["p\u{D7FF}q"]
+    );
+
+    // Delete, delete of a missing key, order inside one batch.
+    b.write(vec![del("a/f"), del("never-there")]).await.unwrap();
+    assert_eq!(b.get("a/f").await.unwrap(), None);
+    assert_eq!(b.list("a/").await.unwrap(), vec!["b", "c/", "f/"]);
+    b.write(vec![put("k", b"1"), del("k")]).await.unwrap();
+    assert_eq!(b.get("k").await.unwrap(), None, "later delete wins");
+    b.write(vec![del("k"), put("k", b"2")]).await.unwrap();
+    assert_eq!(
+        b.get("k").await.unwrap().as_deref(),
+        Some(&b"2"[..]),
+        "later put wins"
+    );
+
+    // Removing every key under a folder removes the folder from its parent's listing.
+    b.write(vec![del("a/c/d"), del("a/c/e")]).await.unwrap();
+    assert_eq!(b.list("a/").await.unwrap(), vec!["b", "f/"]);
+
+    // Binary values round-trip exactly.
+    let bin: Vec<u8> = (0..=255u8).collect();
+    b.write(vec![put("bin", &bin)]).await.unwrap();
+    assert_eq!(b.get("bin").await.unwrap(), Some(bin));
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_backend_conforms() {
+        super::check(&crate::storage::MemoryBackend::new()).await;
+    }
+}
