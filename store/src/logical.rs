@@ -100,7 +100,9 @@ impl Request {
 
     /// The path below the mount point, e.g. `data/app/db` for `secret/data/app/db`.
     pub fn rel_path(&self) -> &str {
-        self.path.strip_prefix(self.mount_point.as_str()).unwrap_or(&self.path)
+        self.path
+            .strip_prefix(self.mount_point.as_str())
+            .unwrap_or(&self.path)
     }
 
     /// A string field of the request data.
@@ -169,11 +171,17 @@ impl std::fmt::Debug for Response {
 impl Response {
     pub fn data(data: Value) -> Self {
         match data {
-            Value::Object(map) => Response { data: Some(map), ..Default::default() },
+            Value::Object(map) => Response {
+                data: Some(map),
+                ..Default::default()
+            },
             other => {
                 let mut map = Data::new();
                 map.insert("value".into(), other);
-                Response { data: Some(map), ..Default::default() }
+                Response {
+                    data: Some(map),
+                    ..Default::default()
+                }
             }
         }
     }
@@ -184,7 +192,10 @@ impl Response {
     }
 
     pub fn raw(body: Value) -> Self {
-        Response { raw: Some(body), ..Default::default() }
+        Response {
+            raw: Some(body),
+            ..Default::default()
+        }
     }
 
     /// Vault's list response: `{"keys": [...]}`.

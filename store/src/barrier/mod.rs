@@ -128,8 +128,11 @@ impl Keyring {
     fn from_stored(stored: &StoredKeyring) -> Option<Self> {
         let mut terms = BTreeMap::new();
         for t in &stored.keys {
-            let raw =
-                Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(&t.key).ok()?);
+            let raw = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&t.key)
+                    .ok()?,
+            );
             let bytes: [u8; 32] = raw.as_slice().try_into().ok()?;
             terms.insert(t.term, TermKey::new(KeyBytes(bytes), t.install_time));
         }
@@ -143,7 +146,11 @@ impl Keyring {
 impl TermKey {
     fn new(key: KeyBytes, install_time: DateTime<Utc>) -> Self {
         let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
-        TermKey { cipher, key, install_time }
+        TermKey {
+            cipher,
+            key,
+            install_time,
+        }
     }
 }
 
@@ -153,7 +160,13 @@ pub fn seal_with(cipher: &Aes256Gcm, term: u32, path: &str, plaintext: &[u8]) ->
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: path.as_bytes() })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: path.as_bytes(),
+            },
+        )
         .expect("AES-GCM encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
     out.push(VERSION);
@@ -166,7 +179,9 @@ pub fn seal_with(cipher: &Aes256Gcm, term: u32, path: &str, plaintext: &[u8]) ->
 /// Read the term of a stored entry without decrypting it.
 pub fn entry_term(path: &str, entry: &[u8]) -> Result<u32, BarrierError> {
     if entry.len() < HEADER_LEN + 16 || entry[0] != VERSION {
-        return Err(BarrierError::Integrity { key: path.to_string() });
+        return Err(BarrierError::Integrity {
+            key: path.to_string(),
+        });
     }
     Ok(u32::from_be_bytes(entry[1..5].try_into().expect("4 bytes")))
 }
@@ -180,9 +195,17 @@ pub fn open_with(
     entry_term(path, entry)?;
     let nonce = Nonce::from_slice(&entry[5..HEADER_LEN]);
     cipher
-        .decrypt(nonce, Payload { msg: &entry[HEADER_LEN..], aad: path.as_bytes() })
+        .decrypt(
+            nonce,
+            Payload {
+                msg: &entry[HEADER_LEN..],
+                aad: path.as_bytes(),
+            },
+        )
         .map(Zeroizing::new)
-        .map_err(|_| BarrierError::Integrity { key: path.to_string() })
+        .map_err(|_| BarrierError::Integrity {
+            key: path.to_string(),
+        })
 }
 
 /// Key status as `sys/key-status` reports it.
@@ -211,7 +234,11 @@ impl std::fmt::Debug for Barrier {
 
 impl Barrier {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Barrier { backend, keyring: ArcSwapOption::empty(), encryptions: AtomicU64::new(0) }
+        Barrier {
+            backend,
+            keyring: ArcSwapOption::empty(),
+            encryptions: AtomicU64::new(0),
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -240,14 +267,20 @@ impl Barrier {
 
     /// Load the keyring with the root key. A wrong root key is an integrity error.
     pub async fn unseal(&self, root_key: &KeyBytes) -> Result<(), BarrierError> {
-        let entry =
-            self.backend.get(KEYRING_PATH).await?.ok_or(BarrierError::NotInitialized)?;
+        let entry = self
+            .backend
+            .get(KEYRING_PATH)
+            .await?
+            .ok_or(BarrierError::NotInitialized)?;
         let cipher = Aes256Gcm::new_from_slice(&root_key.0).expect("32-byte key");
         let plain = open_with(&cipher, KEYRING_PATH, &entry)?;
-        let stored: StoredKeyring = serde_json::from_slice(&plain)
-            .map_err(|_| BarrierError::Integrity { key: KEYRING_PATH.into() })?;
-        let keyring = Keyring::from_stored(&stored)
-            .ok_or_else(|| BarrierError::Integrity { key: KEYRING_PATH.into() })?;
+        let stored: StoredKeyring =
+            serde_json::from_slice(&plain).map_err(|_| BarrierError::Integrity {
+                key: KEYRING_PATH.into(),
+            })?;
+        let keyring = Keyring::from_stored(&stored).ok_or_else(|| BarrierError::Integrity {
+            key: KEYRING_PATH.into(),
+        })?;
         self.keyring.store(Some(Arc::new(keyring)));
         Ok(())
     }
@@ -266,7 +299,10 @@ impl Barrier {
             terms.insert(*t, TermKey::new(k.key.clone(), k.install_time));
         }
         terms.insert(next, TermKey::new(KeyBytes::random(), Utc::now()));
-        let keyring = Keyring { active: next, terms };
+        let keyring = Keyring {
+            active: next,
+            terms,
+        };
         self.persist_keyring(root_key, &keyring).await?;
         self.keyring.store(Some(Arc::new(keyring)));
         self.encryptions.store(0, Ordering::Relaxed);
@@ -291,7 +327,12 @@ impl Barrier {
         let plain = Zeroizing::new(serde_json::to_vec(&keyring.to_stored()).expect("json"));
         let cipher = Aes256Gcm::new_from_slice(&root_key.0).expect("32-byte key");
         let entry = seal_with(&cipher, 0, KEYRING_PATH, &plain);
-        self.backend.write(vec![Op::Put { key: KEYRING_PATH.into(), value: entry }]).await?;
+        self.backend
+            .write(vec![Op::Put {
+                key: KEYRING_PATH.into(),
+                value: entry,
+            }])
+            .await?;
         Ok(())
     }
 
@@ -311,12 +352,17 @@ impl Barrier {
     pub async fn get(&self, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, BarrierError> {
         Self::check_key(key)?;
         let ring = self.keyring.load_full().ok_or(BarrierError::Sealed)?;
-        let Some(entry) = self.backend.get(key).await? else { return Ok(None) };
+        let Some(entry) = self.backend.get(key).await? else {
+            return Ok(None);
+        };
         let term = entry_term(key, &entry)?;
         let tk = ring
             .terms
             .get(&term)
-            .ok_or_else(|| BarrierError::UnknownTerm { key: key.to_string(), term })?;
+            .ok_or_else(|| BarrierError::UnknownTerm {
+                key: key.to_string(),
+                term,
+            })?;
         open_with(&tk.cipher, key, &entry).map(Some)
     }
 
@@ -350,18 +396,28 @@ impl Barrier {
                 del @ Op::Delete { .. } => sealed.push(del),
             }
         }
-        let n = sealed.iter().filter(|o| matches!(o, Op::Put { .. })).count() as u64;
+        let n = sealed
+            .iter()
+            .filter(|o| matches!(o, Op::Put { .. }))
+            .count() as u64;
         self.backend.write(sealed).await?;
         self.encryptions.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), BarrierError> {
-        self.write(vec![Op::Put { key: key.to_string(), value }]).await
+        self.write(vec![Op::Put {
+            key: key.to_string(),
+            value,
+        }])
+        .await
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), BarrierError> {
-        self.write(vec![Op::Delete { key: key.to_string() }]).await
+        self.write(vec![Op::Delete {
+            key: key.to_string(),
+        }])
+        .await
     }
 }
 
@@ -382,12 +438,24 @@ mod tests {
     async fn round_trip_and_ciphertext_bound_to_key() {
         let (backend, barrier, _) = unsealed().await;
         barrier.put("a/b", b"top secret".to_vec()).await.unwrap();
-        assert_eq!(barrier.get("a/b").await.unwrap().unwrap().as_slice(), b"top secret");
+        assert_eq!(
+            barrier.get("a/b").await.unwrap().unwrap().as_slice(),
+            b"top secret"
+        );
         let raw = backend.get("a/b").await.unwrap().unwrap();
         assert!(!raw.windows(10).any(|w| w == b"top secret"));
         // Copy the ciphertext to another key: it must not open there.
-        backend.write(vec![Op::Put { key: "a/c".into(), value: raw }]).await.unwrap();
-        assert!(matches!(barrier.get("a/c").await, Err(BarrierError::Integrity { .. })));
+        backend
+            .write(vec![Op::Put {
+                key: "a/c".into(),
+                value: raw,
+            }])
+            .await
+            .unwrap();
+        assert!(matches!(
+            barrier.get("a/c").await,
+            Err(BarrierError::Integrity { .. })
+        ));
     }
 
     #[tokio::test]
@@ -397,8 +465,17 @@ mod tests {
         let mut raw = backend.get("k").await.unwrap().unwrap();
         let last = raw.len() - 1;
         raw[last] ^= 1;
-        backend.write(vec![Op::Put { key: "k".into(), value: raw }]).await.unwrap();
-        assert!(matches!(barrier.get("k").await, Err(BarrierError::Integrity { .. })));
+        backend
+            .write(vec![Op::Put {
+                key: "k".into(),
+                value: raw,
+            }])
+            .await
+            .unwrap();
+        assert!(matches!(
+            barrier.get("k").await,
+            Err(BarrierError::Integrity { .. })
+        ));
     }
 
     #[tokio::test]
@@ -408,9 +485,15 @@ mod tests {
         let st = barrier.rotate(&root).await.unwrap();
         assert_eq!(st.term, 2);
         barrier.put("new", b"2".to_vec()).await.unwrap();
-        assert_eq!(entry_term("new", &backend.get("new").await.unwrap().unwrap()).unwrap(), 2);
+        assert_eq!(
+            entry_term("new", &backend.get("new").await.unwrap().unwrap()).unwrap(),
+            2
+        );
         barrier.seal();
-        assert!(matches!(barrier.get("old").await, Err(BarrierError::Sealed)));
+        assert!(matches!(
+            barrier.get("old").await,
+            Err(BarrierError::Sealed)
+        ));
         barrier.unseal(&root).await.unwrap();
         assert_eq!(barrier.get("old").await.unwrap().unwrap().as_slice(), b"1");
         assert_eq!(barrier.get("new").await.unwrap().unwrap().as_slice(), b"2");

@@ -18,7 +18,9 @@ pub struct BarrierView {
 
 impl std::fmt::Debug for BarrierView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BarrierView").field("prefix", &self.prefix).finish()
+        f.debug_struct("BarrierView")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -50,11 +52,18 @@ impl BarrierView {
     }
 
     /// Read and parse JSON. A value that does not parse is reported as an integrity error.
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, BarrierError> {
-        let Some(raw) = self.get(key).await? else { return Ok(None) };
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, BarrierError> {
+        let Some(raw) = self.get(key).await? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&raw)
             .map(Some)
-            .map_err(|_| BarrierError::Integrity { key: format!("{}{}", self.prefix, key) })
+            .map_err(|_| BarrierError::Integrity {
+                key: format!("{}{}", self.prefix, key),
+            })
     }
 
     /// Immediate children of `prefix` (relative to the view).
@@ -65,12 +74,18 @@ impl BarrierView {
     /// Every key under `prefix`, relative to the view.
     pub async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, BarrierError> {
         let keys = self.barrier.scan_prefix(&self.full(prefix)?).await?;
-        Ok(keys.into_iter().map(|k| k[self.prefix.len()..].to_string()).collect())
+        Ok(keys
+            .into_iter()
+            .map(|k| k[self.prefix.len()..].to_string())
+            .collect())
     }
 
     /// Build a put op for [`BarrierView::write`] (key relative to the view).
     pub fn put_op(&self, key: &str, value: Vec<u8>) -> Result<Op, BarrierError> {
-        Ok(Op::Put { key: self.full(key)?, value })
+        Ok(Op::Put {
+            key: self.full(key)?,
+            value,
+        })
     }
 
     pub fn put_json_op<T: Serialize>(&self, key: &str, value: &T) -> Result<Op, BarrierError> {
@@ -78,7 +93,9 @@ impl BarrierView {
     }
 
     pub fn delete_op(&self, key: &str) -> Result<Op, BarrierError> {
-        Ok(Op::Delete { key: self.full(key)? })
+        Ok(Op::Delete {
+            key: self.full(key)?,
+        })
     }
 
     /// Apply ops built by this or another view of the same barrier, atomically.
@@ -102,7 +119,10 @@ impl BarrierView {
     pub async fn clear(&self) -> Result<(), BarrierError> {
         let keys = self.barrier.scan_prefix(&self.prefix).await?;
         for chunk in keys.chunks(1000) {
-            let ops = chunk.iter().map(|k| Op::Delete { key: k.clone() }).collect();
+            let ops = chunk
+                .iter()
+                .map(|k| Op::Delete { key: k.clone() })
+                .collect();
             self.barrier.write(ops).await?;
         }
         Ok(())

@@ -67,7 +67,9 @@ pub trait Backend: Send + Sync + 'static {
 pub fn children_of<'a>(prefix: &str, keys: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for key in keys {
-        let Some(rest) = key.strip_prefix(prefix) else { continue };
+        let Some(rest) = key.strip_prefix(prefix) else {
+            continue;
+        };
         if rest.is_empty() {
             continue;
         }
