@@ -1,16 +1,242 @@
-//! STUB (replaced by the audit work): signatures only.
-#![allow(clippy::todo, dead_code, unused_variables)]
+//! The audit broker and the `file` audit device: one HMAC'd, hash-chained JSON line per
+//! request and per response.
+//!
+//! # Layout
+//!
+//! - this module: [`AuditBroker`], the table of enabled devices (kept behind the barrier at
+//!   `core/audit/table`, with each device's HMAC salt), option checking, fan-out of entries.
+//! - `entry`: Vault's audit entry shape, with every secret string HMAC'd.
+//! - `file`: the output and its hash chain ([`hush_api::audit`] describes the format).
+//!
+//! # Rules (Vault's)
+//!
+//! - When devices are enabled and none can record an entry, the request fails with
+//!   [`LogicalError::AuditFailed`]; when only some fail, a warning is logged and work goes on.
+//! - Nothing in clear: data strings, tokens and accessors are `hmac-sha256:<hex>` under the
+//!   device's salt; `sys/audit-hash` ([`AuditBroker::hash`]) computes the same for a value an
+//!   operator looks for.
+//! - The file alone cannot show a removed or edited *last* line; [`AuditBroker::list`] reports
+//!   each device's chain head (`hash_chain.seq`, `hash_chain.last_hash`) to compare with.
+
+mod entry;
+mod file;
+
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use zeroize::Zeroize;
 
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalError, Request, Response};
+use entry::{format_time, Formatter, Salt};
+use file::{ChainHead, ChainWriter, SinkSpec};
 
-#[derive(Debug)]
-pub struct AuditBroker;
-impl AuditBroker {
-    pub async fn open(view: BarrierView) -> Result<Self, LogicalError> {
-        todo!()
+/// Storage key of the device table inside the broker's view.
+const TABLE_KEY: &str = "table";
+
+/// Options the `file` device accepts.
+const KNOWN_OPTIONS: &[&str] = &["file_path", "mode", "hmac_accessor", "format", "log_raw"];
+
+/// One enabled device.
+struct Device {
+    path: String,
+    description: String,
+    options: BTreeMap<String, String>,
+    spec: SinkSpec,
+    salt: Salt,
+    hmac_accessor: bool,
+    writer: tokio::sync::Mutex<ChainWriter>,
+    /// Copy of the writer's head for [`AuditBroker::list`], which must not wait.
+    head: parking_lot::Mutex<ChainHead>,
+}
+
+impl Device {
+    fn formatter(&self) -> Formatter<'_> {
+        Formatter {
+            salt: &self.salt,
+            hmac_accessor: self.hmac_accessor,
+        }
     }
+
+    async fn append(&self, entry: Map<String, Value>) -> std::io::Result<()> {
+        let mut w = self.writer.lock().await;
+        let result = w.append(entry).await;
+        *self.head.lock() = w.head().clone();
+        result
+    }
+
+    fn stored(&self) -> StoredDevice {
+        StoredDevice {
+            path: self.path.clone(),
+            kind: "file".into(),
+            description: self.description.clone(),
+            options: self.options.clone(),
+            local: false,
+            salt: self.salt.to_hex(),
+        }
+    }
+}
+
+/// A device as kept in the table. The salt is hex and wiped on drop.
+#[derive(Serialize, Deserialize)]
+struct StoredDevice {
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+    description: String,
+    options: BTreeMap<String, String>,
+    local: bool,
+    salt: String,
+}
+
+impl Drop for StoredDevice {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct StoredTable {
+    devices: Vec<StoredDevice>,
+}
+
+type DeviceMap = BTreeMap<String, Arc<Device>>;
+
+/// Fans each request and response out to the enabled audit devices.
+pub struct AuditBroker {
+    view: BarrierView,
+    devices: ArcSwap<DeviceMap>,
+    /// Serialises enable/disable so the stored table and the live map agree.
+    config_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AuditBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditBroker")
+            .field("devices", &self.devices.load().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// `file`, `/file/` -> `file/`.
+fn normalise_path(path: &str) -> Result<String, LogicalError> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(LogicalError::invalid("missing audit device path"));
+    }
+    if trimmed
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(LogicalError::invalid(format!(
+            "invalid audit device path {path:?}"
+        )));
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+/// Go's `strconv.ParseBool`, which Vault uses for options.
+fn parse_bool(key: &str, v: &str) -> Result<bool, LogicalError> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(LogicalError::invalid(format!(
+            "option {key} must be true or false, got {v:?}"
+        ))),
+    }
+}
+
+/// Check the options of a `file` device.
+fn parse_options(options: &BTreeMap<String, String>) -> Result<(SinkSpec, bool), LogicalError> {
+    if let Some(unknown) = options
+        .keys()
+        .find(|k| !KNOWN_OPTIONS.contains(&k.as_str()))
+    {
+        return Err(LogicalError::invalid(format!(
+            "unknown option {unknown:?} for the file audit device; known options: {}",
+            KNOWN_OPTIONS.join(", ")
+        )));
+    }
+    let file_path = options
+        .get("file_path")
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| LogicalError::invalid("file_path is required for the file audit device"))?;
+    if let Some(format) = options.get("format") {
+        if format != "json" {
+            return Err(LogicalError::invalid(format!(
+                "unsupported format {format:?}: hushd writes \"json\" only"
+            )));
+        }
+    }
+    if let Some(raw) = options.get("log_raw") {
+        if parse_bool("log_raw", raw)? {
+            return Err(LogicalError::invalid(
+                "log_raw=true is not supported: hushd never writes secrets in clear to audit devices",
+            ));
+        }
+    }
+    let hmac_accessor = match options.get("hmac_accessor") {
+        Some(v) => parse_bool("hmac_accessor", v)?,
+        None => true,
+    };
+    let mode = match options.get("mode").map(String::as_str) {
+        None => Some(0o600),
+        Some(m) => {
+            let bits = u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|b| *b <= 0o7777)
+                .ok_or_else(|| {
+                    LogicalError::invalid(format!("invalid mode {m:?}: want octal like 0600"))
+                })?;
+            if bits & 0o111 != 0 {
+                return Err(LogicalError::invalid(format!(
+                    "invalid mode {m:?}: audit files cannot be executable"
+                )));
+            }
+            (bits != 0).then_some(bits)
+        }
+    };
+    let spec = match file_path.as_str() {
+        "stdout" => SinkSpec::Stdout,
+        "discard" => SinkSpec::Discard,
+        p => SinkSpec::File {
+            path: PathBuf::from(p),
+            mode,
+        },
+    };
+    Ok((spec, hmac_accessor))
+}
+
+impl AuditBroker {
+    /// Load the enabled devices from `view` and open them. A device that cannot be opened
+    /// stays enabled (a warning is logged): it fails its writes, and retries opening at each.
+    pub async fn open(view: BarrierView) -> Result<Self, LogicalError> {
+        let table: StoredTable = view.get_json(TABLE_KEY).await?.unwrap_or_default();
+        let mut map = DeviceMap::new();
+        for stored in &table.devices {
+            let (spec, hmac_accessor) = parse_options(&stored.options)?;
+            let salt = Salt::from_hex(&stored.salt).ok_or_else(|| {
+                LogicalError::Internal(format!("audit device {} has a malformed salt", stored.path))
+            })?;
+            let device = build_device(stored, spec, salt, hmac_accessor);
+            if let Err(e) = device.writer.lock().await.ensure_open().await {
+                tracing::warn!(device = %stored.path, error = %e, "audit device could not be opened");
+            }
+            *device.head.lock() = device.writer.lock().await.head().clone();
+            map.insert(stored.path.clone(), Arc::new(device));
+        }
+        Ok(AuditBroker {
+            view,
+            devices: ArcSwap::from_pointee(map),
+            config_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Enable a device at `path` (`sys/audit/:path`). Only `kind` `file` exists.
     pub async fn enable(
         &self,
         path: &str,
@@ -18,28 +244,193 @@ impl AuditBroker {
         description: &str,
         options: BTreeMap<String, String>,
     ) -> Result<(), LogicalError> {
-        todo!()
+        let path = normalise_path(path)?;
+        if kind != "file" {
+            return Err(LogicalError::invalid(format!(
+                "unsupported audit device type {kind:?}: hushd supports \"file\""
+            )));
+        }
+        let (spec, hmac_accessor) = parse_options(&options)?;
+        let _guard = self.config_lock.lock().await;
+        let current = self.devices.load_full();
+        if current.contains_key(&path) {
+            return Err(LogicalError::invalid(format!(
+                "path already in use: {path}"
+            )));
+        }
+        if let SinkSpec::File { path: file, .. } = &spec {
+            if let Some(other) = current.values().find(|d| same_file(&d.spec, file)) {
+                return Err(LogicalError::invalid(format!(
+                    "file_path {} is already written by audit device {}",
+                    file.display(),
+                    other.path
+                )));
+            }
+        }
+        let stored = StoredDevice {
+            path: path.clone(),
+            kind: kind.into(),
+            description: description.into(),
+            options,
+            local: false,
+            salt: String::new(),
+        };
+        let device = build_device(&stored, spec, Salt::random(), hmac_accessor);
+        {
+            let mut w = device.writer.lock().await;
+            w.ensure_open()
+                .await
+                .map_err(|e| LogicalError::invalid(e.to_string()))?;
+            *device.head.lock() = w.head().clone();
+        }
+        let mut next = (*current).clone();
+        next.insert(path, Arc::new(device));
+        self.persist(&next).await?;
+        self.devices.store(Arc::new(next));
+        Ok(())
     }
+
+    /// Disable the device at `path`. Disabling a path that has no device is not an error.
     pub async fn disable(&self, path: &str) -> Result<(), LogicalError> {
-        todo!()
+        let path = normalise_path(path)?;
+        let _guard = self.config_lock.lock().await;
+        let current = self.devices.load_full();
+        if !current.contains_key(&path) {
+            return Ok(());
+        }
+        let mut next = (*current).clone();
+        next.remove(&path);
+        self.persist(&next).await?;
+        self.devices.store(Arc::new(next));
+        Ok(())
     }
-    pub fn list(&self) -> serde_json::Value {
-        todo!()
+
+    async fn persist(&self, devices: &DeviceMap) -> Result<(), LogicalError> {
+        let table = StoredTable {
+            devices: devices.values().map(|d| d.stored()).collect(),
+        };
+        self.view.put_json(TABLE_KEY, &table).await?;
+        Ok(())
     }
+
+    /// Vault's `GET sys/audit` body: `{"file/": {type, description, options, path, local}}`,
+    /// plus `hash_chain: {seq, last_hash}`, the device's chain head.
+    pub fn list(&self) -> Value {
+        let map: Map<String, Value> = self
+            .devices
+            .load()
+            .iter()
+            .map(|(path, d)| {
+                let head = d.head.lock().clone();
+                let entry = json!({
+                    "type": "file",
+                    "description": d.description,
+                    "options": d.options,
+                    "path": path,
+                    "local": false,
+                    "hash_chain": { "seq": head.seq, "last_hash": head.last_hash },
+                });
+                (path.clone(), entry)
+            })
+            .collect();
+        Value::Object(map)
+    }
+
     pub fn is_enabled(&self) -> bool {
-        todo!()
+        !self.devices.load().is_empty()
     }
+
+    /// `sys/audit-hash/:path`: the HMAC of `input` as device `path` writes it.
     pub async fn hash(&self, path: &str, input: &str) -> Result<String, LogicalError> {
-        todo!()
+        let path = normalise_path(path)?;
+        let devices = self.devices.load();
+        let device = devices
+            .get(&path)
+            .ok_or_else(|| LogicalError::invalid(format!("unknown audit device {path:?}")))?;
+        Ok(device.salt.hmac(input))
     }
+
+    /// Close every file; each reopens at its next write (log rotation on SIGHUP).
+    pub async fn reopen(&self) {
+        for device in self.devices.load().values() {
+            device.writer.lock().await.close();
+        }
+    }
+
+    /// Record a request before it is handled.
     pub async fn log_request(&self, req: &Request) -> Result<(), LogicalError> {
-        todo!()
+        let time = format_time(chrono::Utc::now());
+        self.fan_out(req, "request", |d| d.formatter().request_entry(req, &time))
+            .await
     }
+
+    /// Record the answer (or the error) to a request.
     pub async fn log_response(
         &self,
         req: &Request,
         resp: Result<&Response, &LogicalError>,
     ) -> Result<(), LogicalError> {
-        todo!()
+        let time = format_time(chrono::Utc::now());
+        self.fan_out(req, "response", |d| {
+            d.formatter().response_entry(req, resp, &time)
+        })
+        .await
+    }
+
+    async fn fan_out(
+        &self,
+        req: &Request,
+        kind: &str,
+        build: impl Fn(&Device) -> Map<String, Value>,
+    ) -> Result<(), LogicalError> {
+        let devices = self.devices.load_full();
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let mut written = 0usize;
+        for device in devices.values() {
+            match device.append(build(device)).await {
+                Ok(()) => written += 1,
+                Err(e) => tracing::warn!(
+                    device = %device.path,
+                    request_id = %req.id,
+                    entry = kind,
+                    error = %e,
+                    "audit device could not record an entry"
+                ),
+            }
+        }
+        if written == 0 {
+            tracing::error!(request_id = %req.id, entry = kind, "no audit device could record an entry");
+            return Err(LogicalError::AuditFailed);
+        }
+        Ok(())
     }
 }
+
+fn build_device(stored: &StoredDevice, spec: SinkSpec, salt: Salt, hmac_accessor: bool) -> Device {
+    Device {
+        path: stored.path.clone(),
+        description: stored.description.clone(),
+        options: stored.options.clone(),
+        writer: tokio::sync::Mutex::new(ChainWriter::new(spec.clone())),
+        head: parking_lot::Mutex::new(ChainHead::genesis()),
+        spec,
+        salt,
+        hmac_accessor,
+    }
+}
+
+/// Do two devices write the same file? Compares canonical paths when both exist.
+fn same_file(spec: &SinkSpec, file: &std::path::Path) -> bool {
+    let SinkSpec::File { path, .. } = spec else {
+        return false;
+    };
+    match (std::fs::canonicalize(path), std::fs::canonicalize(file)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => path == file,
+    }
+}
+
+#[cfg(test)]
+mod tests;
