@@ -128,7 +128,10 @@ path "secret/metadata/team/*" { capabilities = ["list"] }
 
 def test_token_lifecycle(server, root_client):
     tokens = root_client.auth.token
-    parent = tokens.create(policies=["default"], ttl="1h", renewable=True, meta={"app": "x"})["auth"]
+    root_client.sys.create_or_update_acl_policy(
+        name="tokener", policy='path "auth/token/create" { capabilities = ["update"] }')
+    parent = tokens.create(policies=["default", "tokener"], ttl="1h", renewable=True,
+                           meta={"app": "x"})["auth"]
     assert parent["renewable"] is True and parent["lease_duration"] == 3600
     pclient = hvac.Client(url=server.addr, token=parent["client_token"])
     child = pclient.auth.token.create(policies=["default"], ttl="30m")["auth"]
