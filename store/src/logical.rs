@@ -232,9 +232,6 @@ pub enum LogicalError {
     /// 404: no route for this path.
     #[error("unsupported path")]
     UnsupportedPath,
-    /// 412: a check-and-set precondition failed.
-    #[error("{0}")]
-    PreconditionFailed(String),
     /// 413: body over the limit.
     #[error("request body too large: the limit is {0} bytes")]
     TooLarge(usize),
@@ -268,7 +265,6 @@ impl LogicalError {
             LogicalError::PermissionDenied => 403,
             LogicalError::NotFound(_) | LogicalError::UnsupportedPath => 404,
             LogicalError::UnsupportedOperation => 405,
-            LogicalError::PreconditionFailed(_) => 412,
             LogicalError::TooLarge(_) => 413,
             LogicalError::Sealed | LogicalError::NotInitialized => 503,
             LogicalError::Barrier(BarrierError::Sealed) => 503,

@@ -180,7 +180,9 @@ async fn raw_get(port: u16, path: &str) -> (u16, String) {
 /// Write `req` as-is (the server may stop reading early) and read the status line and body.
 async fn raw_send(port: u16, req: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let (mut rd, mut wr) = s.into_split();
     let bytes = req.as_bytes().to_vec();
     let writer = tokio::spawn(async move {
@@ -191,7 +193,12 @@ async fn raw_send(port: u16, req: &str) -> (u16, String) {
     let _ = rd.read_to_end(&mut out).await;
     drop(writer);
     let out = String::from_utf8_lossy(&out).to_string();
-    let status = out.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
     (status, out)
 }
 

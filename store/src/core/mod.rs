@@ -224,23 +224,10 @@ impl Core {
         let rel = req.rel_path().to_string();
 
         if !path_matches_any(&rel, target.unauthenticated_paths()) {
-            let token = req
-                .client_token
-                .as_ref()
-                .ok_or(LogicalError::PermissionDenied)?;
-            let entry = st.tokens.authenticate(token).await?;
-            req.token_entry = Some(entry.clone());
-            if req.operation == Operation::Update && target.exists(&req).await? == Some(false) {
-                req.operation = Operation::Create;
-            }
-            let acl = st.policies.acl(&entry.policies).await?;
-            let sudo = path_matches_any(&rel, target.root_paths());
-            let allowed = acl.allows(&req.path, req.operation, sudo)
-                || target.is_always_allowed(&rel, req.operation);
-            if !allowed {
-                debug!(path = %req.path, op = req.operation.as_str(), "permission denied");
+            if let Err(err) = authorize(&st, &target, &rel, &mut req).await {
+                debug!(path = %req.path, op = req.operation.as_str(), error = %err, "request refused");
+                // Refused requests are audited too: failed attempts matter most.
                 st.audit.log_request(&req).await?;
-                let err = LogicalError::PermissionDenied;
                 st.audit.log_response(&req, Err(&err)).await?;
                 return Err(err);
             }
@@ -250,6 +237,31 @@ impl Core {
         let resp = target.handle(self, &st, &req).await;
         st.audit.log_response(&req, resp.as_ref()).await?;
         resp
+    }
+}
+
+/// Check the token, turn a write to something absent into a create, and check the ACL.
+async fn authorize(
+    st: &Unsealed,
+    target: &router::Target,
+    rel: &str,
+    req: &mut Request,
+) -> Result<(), LogicalError> {
+    let token = req
+        .client_token
+        .as_ref()
+        .ok_or(LogicalError::PermissionDenied)?;
+    let entry = st.tokens.authenticate(token).await?;
+    req.token_entry = Some(entry.clone());
+    if req.operation == Operation::Update && target.exists(req).await? == Some(false) {
+        req.operation = Operation::Create;
+    }
+    let acl = st.policies.acl(&entry.policies).await?;
+    let sudo = path_matches_any(rel, target.root_paths());
+    if acl.allows(&req.path, req.operation, sudo) || target.is_always_allowed(rel, req.operation) {
+        Ok(())
+    } else {
+        Err(LogicalError::PermissionDenied)
     }
 }
 
