@@ -15,11 +15,13 @@
 //! - [`engines`]: secrets engines mounted under the router (KV version 2).
 //! - [`api`]: HTTP(S) front end: Vault's wire format, TLS, body limits, path normalisation.
 //! - [`logical`]: the request/response/error types every layer above the barrier shares.
+//! - [`duration`]: Vault's duration strings, parsed and printed the way Go does.
 
 pub mod api;
 pub mod barrier;
 pub mod config;
 pub mod core;
+pub mod duration;
 pub mod engines;
 pub mod logical;
 pub mod storage;

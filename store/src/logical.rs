@@ -351,88 +351,10 @@ pub fn field_bool(data: &Data, key: &str) -> Result<Option<bool>, LogicalError> 
     }
 }
 
-/// Parse a Vault duration: integer seconds, or a string such as "90", "90s", "15m", "1h30m",
-/// "2d". Returns seconds.
-pub fn parse_duration(key: &str, value: &Value) -> Result<u64, LogicalError> {
-    let bad = || {
-        LogicalError::invalid(format!(
-            "{key}: invalid duration {value}: use seconds or a string like \"30s\", \"15m\", \"1h\""
-        ))
-    };
-    match value {
-        Value::Number(n) => n.as_u64().ok_or_else(bad),
-        Value::String(s) => parse_duration_str(s).ok_or_else(bad),
-        _ => Err(bad()),
-    }
-}
-
-/// Parse "1h30m", "45s", "10" (seconds), "2d"; `None` when malformed or overflowing.
-pub fn parse_duration_str(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(n);
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                // Milliseconds round down to whole seconds.
-                total = total.checked_add(n / 1000)?;
-                continue;
-            }
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(total)
-}
-
-/// Read an optional duration field.
-pub fn field_duration(data: &Data, key: &str) -> Result<Option<u64>, LogicalError> {
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_duration(key, v).map(Some),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_str("90"), Some(90));
-        assert_eq!(parse_duration_str("90s"), Some(90));
-        assert_eq!(parse_duration_str("1h30m"), Some(5400));
-        assert_eq!(parse_duration_str("2d"), Some(172_800));
-        assert_eq!(parse_duration_str("1500ms"), Some(1));
-        assert_eq!(parse_duration_str("0s"), Some(0));
-        for bad in ["", "h", "1x", "10m5", "-3s", "99999999999999999999d"] {
-            assert_eq!(parse_duration_str(bad), None, "{bad}");
-        }
-        assert!(parse_duration("ttl", &json!(true)).is_err());
-        assert_eq!(parse_duration("ttl", &json!(60)).unwrap(), 60);
-    }
 
     #[test]
     fn typed_fields() {

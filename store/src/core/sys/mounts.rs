@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 use super::both;
 use crate::core::router::{normalize_mount_path, MountConfig};
 use crate::core::Unsealed;
-use crate::logical::{field_duration, LogicalError, Operation, Request, Response};
+use crate::duration::field_secs;
+use crate::logical::{LogicalError, Operation, Request, Response};
 
 pub fn list(st: &Unsealed, req: &Request) -> Response {
     let mut map = Map::new();
@@ -84,10 +85,10 @@ pub async fn tune(st: &Unsealed, req: &Request, path: &str) -> Result<Response, 
         }
     }
     let mut config = current.config.clone();
-    if let Some(v) = field_duration(&req.data, "default_lease_ttl")? {
+    if let Some(v) = field_secs(&req.data, "default_lease_ttl")? {
         config.default_lease_ttl = v;
     }
-    if let Some(v) = field_duration(&req.data, "max_lease_ttl")? {
+    if let Some(v) = field_secs(&req.data, "max_lease_ttl")? {
         config.max_lease_ttl = v;
     }
     let description = req.get_str("description").map(str::to_string);
@@ -100,10 +101,10 @@ fn parse_config(v: Option<&Value>) -> Result<MountConfig, LogicalError> {
     match v {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => {
-            if let Some(x) = field_duration(m, "default_lease_ttl")? {
+            if let Some(x) = field_secs(m, "default_lease_ttl")? {
                 c.default_lease_ttl = x;
             }
-            if let Some(x) = field_duration(m, "max_lease_ttl")? {
+            if let Some(x) = field_secs(m, "max_lease_ttl")? {
                 c.max_lease_ttl = x;
             }
         }

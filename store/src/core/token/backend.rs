@@ -6,8 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::store::{auth_for, CreateParams, TokenStore};
-use super::ttl::duration_field;
 use super::TokenEntry;
+use crate::duration::field_secs;
 use crate::logical::{Data, LogicalBackend, LogicalError, Operation, Request, Response};
 
 /// Vault's answer to a lookup of a token that does not exist.
@@ -214,9 +214,9 @@ impl TokenStore {
                 "root or sudo privileges required to create orphan token",
             ));
         }
-        let ttl = match duration_field(data, "ttl")? {
+        let ttl = match field_secs(data, "ttl")? {
             Some(t) => Some(t),
-            None => duration_field(data, "lease")?,
+            None => field_secs(data, "lease")?,
         };
         let params = CreateParams {
             policies: list_field(data, "policies")?,
@@ -225,8 +225,8 @@ impl TokenStore {
             no_default_policy: bool_field(data, "no_default_policy")?.unwrap_or(false),
             renewable: bool_field(data, "renewable")?,
             ttl,
-            explicit_max_ttl: duration_field(data, "explicit_max_ttl")?,
-            period: duration_field(data, "period")?,
+            explicit_max_ttl: field_secs(data, "explicit_max_ttl")?,
+            period: field_secs(data, "period")?,
             display_name: string_field(data, "display_name")?.map(str::to_string),
             num_uses: num_uses_field(data)?,
             path: format!("auth/token/{}", req.rel_path()),
@@ -275,7 +275,7 @@ impl TokenStore {
     }
 
     async fn handle_renew(&self, req: &Request, token: &str) -> Result<Response, LogicalError> {
-        let increment = duration_field(&req.data, "increment")?.unwrap_or(0);
+        let increment = field_secs(&req.data, "increment")?.unwrap_or(0);
         let Some(entry) = self.lookup(token).await? else {
             return Err(LogicalError::invalid("token not found"));
         };

@@ -7,7 +7,7 @@
 //! - this file: the stored [`TokenEntry`];
 //! - [`store`]: the [`TokenStore`] (storage, authentication, creation, renewal, revocation);
 //! - [`backend`]: the `auth/token/` endpoints;
-//! - [`ttl`]: duration parsing and Vault's TTL rules.
+//! - [`ttl`]: Vault's TTL rules.
 
 use std::collections::BTreeMap;
 

@@ -1,96 +1,20 @@
-//! Durations for tokens: parsing Vault's duration strings and computing a token's TTL from
-//! the requested TTL, period, explicit max TTL and the system maximum.
+//! A token's TTL from the requested TTL, period, explicit max TTL and the system maximum.
+//! Duration fields are read with [`crate::duration`].
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
-use crate::logical::{Data, LogicalError};
+use crate::duration::format_secs;
+use crate::logical::LogicalError;
 
 /// TTL of a token created without one (Vault's default: 768h).
 pub const DEFAULT_TTL: u64 = 768 * 3600;
 /// Longest lifetime of a non-periodic token, counted from its creation (768h).
 pub const MAX_TTL: u64 = 768 * 3600;
 
-/// Parse `"90"`, `"90s"`, `"30m"`, `"1h"`, `"1h30m"` or `"2d"` into seconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(secs);
-    }
-    if text.starts_with('-') {
-        return Err("duration must not be negative".into());
-    }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration {text:?}"));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => {
-                return Err(format!(
-                    "invalid duration {text:?} (use s, m, h or d units)"
-                ))
-            }
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(factor)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration {text:?} is too large"))?;
-    }
-    Ok(total)
-}
-
-/// A duration field of a request: integer seconds or a duration string. Absent, `null` and
-/// `""` are `None`. Errors name the field.
-pub fn duration_field(data: &Data, key: &str) -> Result<Option<u64>, LogicalError> {
-    let bad = |why: String| LogicalError::invalid(format!("invalid value for {key:?}: {why}"));
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => parse_duration(s).map(Some).map_err(bad),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(v) => Ok(Some(v)),
-            None => Err(bad("must be a non-negative whole number of seconds".into())),
-        },
-        Some(_) => Err(bad(
-            "must be a duration such as \"1h\" or a number of seconds".into(),
-        )),
-    }
-}
-
 /// `t` plus `secs`, or `None` past the representable range.
 pub fn add_seconds(t: DateTime<Utc>, secs: u64) -> Option<DateTime<Utc>> {
     let delta = chrono::TimeDelta::try_seconds(i64::try_from(secs).ok()?)?;
     t.checked_add_signed(delta)
-}
-
-/// Go's `time.Duration` rendering of whole seconds, as Vault's warnings show it.
-pub fn go_duration(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
 }
 
 /// Inputs of [`calculate_ttl`], all in seconds (0 = not set).
@@ -124,8 +48,8 @@ pub fn calculate_ttl(
             warnings.push(format!(
                 "period of {:?} exceeded the effective max_ttl of {:?}; period value is capped \
                  accordingly",
-                go_duration(period),
-                go_duration(max_ttl)
+                format_secs(period),
+                format_secs(max_ttl)
             ));
             period = max_ttl;
         }
@@ -148,8 +72,8 @@ pub fn calculate_ttl(
             warnings.push(format!(
                 "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped \
                  accordingly",
-                go_duration(ttl),
-                go_duration(left)
+                format_secs(ttl),
+                format_secs(left)
             ));
             ttl = left;
         }
@@ -160,33 +84,6 @@ pub fn calculate_ttl(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("30m"), Ok(1800));
-        assert_eq!(parse_duration("1h"), Ok(3600));
-        assert_eq!(parse_duration("1h30m10s"), Ok(5410));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        for bad in ["", "h", "1x", "-5", "1.5h", "5 m", "99999999999999999999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn duration_fields_name_the_field() {
-        let data = serde_json::json!({"ttl": "1h", "n": 30, "e": "", "bad": "soon", "neg": -1});
-        let data = data.as_object().unwrap();
-        assert_eq!(duration_field(data, "ttl").unwrap(), Some(3600));
-        assert_eq!(duration_field(data, "n").unwrap(), Some(30));
-        assert_eq!(duration_field(data, "e").unwrap(), None);
-        assert_eq!(duration_field(data, "missing").unwrap(), None);
-        let err = duration_field(data, "bad").unwrap_err();
-        assert_eq!(err.status(), 400);
-        assert!(err.to_string().contains("\"bad\""));
-        assert!(duration_field(data, "neg").is_err());
-    }
 
     #[test]
     fn ttl_defaults_and_caps() {

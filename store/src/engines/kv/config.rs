@@ -5,10 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::metadata::KeyMetadata;
-use super::params::{
-    bool_field, duration_field, format_go_duration, ignored_params_warning, u32_field,
-};
+use super::params::{bool_field, duration_field, ignored_params_warning, u32_field};
 use super::KvBackend;
+use crate::duration;
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 const CONFIG_KEY: &str = "config";
@@ -64,7 +63,7 @@ async fn read(kv: &KvBackend) -> Result<Response, LogicalError> {
     let config = kv.load_config().await?;
     Ok(Response::data(json!({
         "cas_required": config.cas_required,
-        "delete_version_after": format_go_duration(config.delete_version_after),
+        "delete_version_after": duration::format_secs(config.delete_version_after),
         "max_versions": config.max_versions,
     })))
 }

@@ -11,10 +11,10 @@ use serde_json::{json, Map, Value};
 
 use super::config::{with_optional_warning, Config, DEFAULT_MAX_VERSIONS};
 use super::params::{
-    bool_field, duration_field, format_go_duration, ignored_params_warning, ts, ts_opt, u32_field,
-    validate_folder,
+    bool_field, duration_field, ignored_params_warning, ts, ts_opt, u32_field, validate_folder,
 };
 use super::{KeyRef, KvBackend};
+use crate::duration;
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 /// Vault's limits on `custom_metadata`.
@@ -147,7 +147,7 @@ impl KeyMetadata {
             "created_time": ts(&self.created_time),
             "current_version": self.current_version,
             "custom_metadata": self.custom_metadata_json(),
-            "delete_version_after": format_go_duration(self.delete_version_after),
+            "delete_version_after": duration::format_secs(self.delete_version_after),
             "max_versions": self.max_versions,
             "oldest_version": self.oldest_version,
             "updated_time": ts(&self.updated_time),

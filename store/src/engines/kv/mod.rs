@@ -7,7 +7,7 @@
 //! - `metadata`: `metadata/:path` (read, write, patch, delete, list) and the stored
 //!   per-key metadata with its version window.
 //! - `versions`: `delete/`, `undelete/` and `destroy/` of chosen versions.
-//! - `params`: Vault-style weakly typed parameters, Go durations, path rules.
+//! - `params`: Vault-style weakly typed parameters, signed duration fields, path rules.
 //!
 //! # Storage (below the mount's view)
 //!

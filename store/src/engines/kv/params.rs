@@ -1,6 +1,6 @@
 //! Parsing of request parameters the way Vault's framework does it (weakly typed: the query
-//! string gives `"3"` where a JSON body gives `3`), Go duration strings, timestamps, and the
-//! key path rules.
+//! string gives `"3"` where a JSON body gives `3`), signed duration fields (over the shared
+//! [`crate::duration`] parser), timestamps, and the key path rules.
 //!
 //! Error messages may quote a parameter's value only for parameters that can never hold a
 //! secret (versions, durations, flags); secret data is never quoted.
@@ -8,6 +8,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
+use crate::duration;
 use crate::logical::{Data, LogicalError, Request};
 
 /// The longest value quoted back in an error message.
@@ -97,8 +98,8 @@ pub fn bool_field(data: &Data, field: &str) -> Result<Option<bool>, LogicalError
         .ok_or_else(|| conversion_error(field, v, "expected a boolean"))
 }
 
-/// A duration in whole seconds: a number of seconds, a decimal string of seconds, or a Go
-/// duration string (`"3h25m19s"`, `"1.5h"`, `"-1s"`; units ns, us, µs, ms, s, m, h, d).
+/// A signed duration in whole seconds (KV keeps a negative `delete_version_after`): a number
+/// of seconds or a string [`duration::parse_secs`] reads (`"3h25m19s"`, `"1.5h"`, `"-1s"`).
 pub fn duration_field(data: &Data, field: &str) -> Result<Option<i64>, LogicalError> {
     let Some(v) = data.get(field) else {
         return Ok(None);
@@ -107,77 +108,11 @@ pub fn duration_field(data: &Data, field: &str) -> Result<Option<i64>, LogicalEr
         Value::Null => return Ok(None),
         Value::Number(_) => parse_int(v).flatten(),
         Value::String(s) if s.trim().is_empty() => Some(0),
-        Value::String(s) => parse_go_duration_secs(s.trim()),
+        Value::String(s) => duration::parse_secs(s.trim()),
         _ => None,
     };
     secs.map(Some)
         .ok_or_else(|| conversion_error(field, v, "expected a duration"))
-}
-
-/// Parse a Go duration (or plain seconds) into whole seconds, truncating toward zero.
-pub fn parse_go_duration_secs(s: &str) -> Option<i64> {
-    if let Ok(secs) = s.parse::<i64>() {
-        return Some(secs);
-    }
-    let (neg, mut rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total_ns: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number = &rest[..num_end];
-        if number.is_empty() || number == "." {
-            return None;
-        }
-        let value: f64 = number.parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_end];
-        rest = &rest[unit_end..];
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60.0 * 1e9,
-            "h" => 3600.0 * 1e9,
-            "d" => 86400.0 * 1e9,
-            _ => return None,
-        };
-        total_ns += value * scale;
-    }
-    let secs = (total_ns / 1e9).trunc();
-    if !secs.is_finite() || secs.abs() > 9.2e18 {
-        return None;
-    }
-    let secs = secs as i64;
-    Some(if neg { -secs } else { secs })
-}
-
-/// Format whole seconds as Go's `time.Duration.String()` does: `0s`, `45s`, `1m30s`, `3h0m0s`.
-pub fn format_go_duration(secs: i64) -> String {
-    if secs == 0 {
-        return "0s".into();
-    }
-    let sign = if secs < 0 { "-" } else { "" };
-    let abs = secs.unsigned_abs();
-    let (h, m, s) = (abs / 3600, (abs / 60) % 60, abs % 60);
-    if h > 0 {
-        format!("{sign}{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{sign}{m}m{s}s")
-    } else {
-        format!("{sign}{s}s")
-    }
 }
 
 /// A list of version numbers as Vault's `TypeCommaIntSlice` takes it: `[1, 2]`, `["1","2"]`,
@@ -350,31 +285,20 @@ mod tests {
     }
 
     #[test]
-    fn go_durations_parse_and_print() {
-        assert_eq!(
-            parse_go_duration_secs("3h25m19s"),
-            Some(3 * 3600 + 25 * 60 + 19)
-        );
-        assert_eq!(parse_go_duration_secs("1.5h"), Some(5400));
-        assert_eq!(parse_go_duration_secs("-1s"), Some(-1));
-        assert_eq!(parse_go_duration_secs("90"), Some(90));
-        assert_eq!(parse_go_duration_secs("1500ms"), Some(1));
-        assert_eq!(parse_go_duration_secs("2d"), Some(172_800));
-        assert_eq!(parse_go_duration_secs("0"), Some(0));
-        for bad in ["", "h", "3x", "1h-2m", "..s", "-"] {
-            assert_eq!(parse_go_duration_secs(bad), None, "{bad}");
-        }
-        assert_eq!(format_go_duration(0), "0s");
-        assert_eq!(format_go_duration(45), "45s");
-        assert_eq!(format_go_duration(90), "1m30s");
-        assert_eq!(format_go_duration(3600), "1h0m0s");
-        assert_eq!(format_go_duration(12319), "3h25m19s");
-        assert_eq!(format_go_duration(-1), "-1s");
-        let d = data(json!({"a": "3h", "b": 60, "c": "soon", "d": true}));
+    fn signed_duration_fields() {
+        let d = json!({"a": "3h", "b": 60, "c": "soon", "d": true, "n": "-1s", "m": -5});
+        let mut d = data(d);
+        d.extend(data(json!({"e": "", "f": null, "g": 4.0})));
         assert_eq!(duration_field(&d, "a").unwrap(), Some(10800));
         assert_eq!(duration_field(&d, "b").unwrap(), Some(60));
         assert!(duration_field(&d, "c").is_err());
         assert!(duration_field(&d, "d").is_err());
+        assert_eq!(duration_field(&d, "n").unwrap(), Some(-1));
+        assert_eq!(duration_field(&d, "m").unwrap(), Some(-5));
+        assert_eq!(duration_field(&d, "e").unwrap(), Some(0));
+        assert_eq!(duration_field(&d, "f").unwrap(), None);
+        assert_eq!(duration_field(&d, "g").unwrap(), Some(4));
+        assert_eq!(duration_field(&d, "missing").unwrap(), None);
     }
 
     #[test]
