@@ -70,7 +70,7 @@ impl MountEntry {
 
 #[derive(Clone)]
 struct Mounted {
-    entry: MountEntry,
+    entry: Arc<MountEntry>,
     backend: Arc<dyn LogicalBackend>,
 }
 
@@ -79,7 +79,7 @@ pub enum Target {
     /// The built-in `sys/` backend.
     Sys,
     /// A mounted backend.
-    Mount(MountEntry, Arc<dyn LogicalBackend>),
+    Mount(Arc<MountEntry>, Arc<dyn LogicalBackend>),
 }
 
 impl std::fmt::Debug for Target {
@@ -201,19 +201,19 @@ impl Router {
             changes: tokio::sync::Mutex::new(()),
         };
         let mut mounted = vec![Mounted {
-            entry: token_mount_entry(),
+            entry: Arc::new(token_mount_entry()),
             backend: router.tokens.clone() as Arc<dyn LogicalBackend>,
         }];
         for entry in entries {
             let backend = router.start(&entry).await?;
-            mounted.push(Mounted { entry, backend });
+            mounted.push(Mounted { entry: Arc::new(entry), backend });
         }
         router.publish(mounted);
         Ok(router)
     }
 
     fn publish(&self, mut mounted: Vec<Mounted>) {
-        mounted.sort_by(|a, b| b.entry.path.len().cmp(&a.entry.path.len()));
+        mounted.sort_by_key(|m| std::cmp::Reverse(m.entry.path.len()));
         self.mounts.store(Arc::new(mounted));
     }
 
@@ -250,7 +250,7 @@ impl Router {
             .load()
             .iter()
             .filter(|m| !m.entry.path.starts_with("auth/"))
-            .map(|m| m.entry.clone())
+            .map(|m| (*m.entry).clone())
             .collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
@@ -263,7 +263,7 @@ impl Router {
             .load()
             .iter()
             .filter(|m| m.entry.path.starts_with("auth/"))
-            .map(|m| m.entry.clone())
+            .map(|m| (*m.entry).clone())
             .collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
@@ -275,14 +275,14 @@ impl Router {
             .load()
             .iter()
             .find(|m| m.entry.path == path)
-            .map(|m| m.entry.clone())
+            .map(|m| (*m.entry).clone())
     }
 
     async fn persist(&self, mounted: &[Mounted]) -> Result<(), LogicalError> {
         let entries: Vec<&MountEntry> = mounted
             .iter()
             .filter(|m| m.entry.kind != "token")
-            .map(|m| &m.entry)
+            .map(|m| m.entry.as_ref())
             .collect();
         self.barrier
             .put(MOUNTS_PATH, serde_json::to_vec(&entries).expect("json"))
@@ -326,7 +326,7 @@ impl Router {
         let backend = self.start(&entry).await?;
         let mut next: Vec<Mounted> = current.iter().cloned().collect();
         next.push(Mounted {
-            entry: entry.clone(),
+            entry: Arc::new(entry.clone()),
             backend,
         });
         self.persist(&next).await?;
@@ -386,10 +386,10 @@ impl Router {
                     "default_lease_ttl cannot be greater than max_lease_ttl",
                 ));
             }
-            m.entry.config = c;
+            Arc::make_mut(&mut m.entry).config = c;
         }
         if let Some(d) = description {
-            m.entry.description = d;
+            Arc::make_mut(&mut m.entry).description = d;
         }
         self.persist(&next).await?;
         self.publish(next);
