@@ -1,6 +1,19 @@
-//! hush-api: what the Hush programs share about the wire.
+//! hush-api: what the Hush programs share about the wire. The CLI and the agent depend on this
+//! crate, never on the server.
 //!
 //! # Layout
 //!
+//! - [`wire`]: Vault's JSON shapes (response envelope, `auth`, `sys/` bodies, KV v2, tokens).
+//! - [`client`]: [`Client`], an HTTP(S) client over reqwest + rustls (ring), with generic
+//!   `read`/`write`/`list`/`delete`/`patch` and typed helpers per API area.
+//! - [`error`]: [`ClientError`], keeping the HTTP status and the server's `errors`.
 //! - [`audit`]: the hash chain over audit log lines (written by hushd, checked by `hush`).
+
 pub mod audit;
+pub mod client;
+pub mod error;
+pub mod wire;
+
+pub use client::{install_crypto_provider, Client};
+pub use error::ClientError;
+pub use wire::VaultResponse;

@@ -1,0 +1,113 @@
+//! `sys/` helpers: init, seal and unseal, key rotation, policies.
+
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::{data_of, top_or_data, Body, Client};
+use crate::error::ClientError;
+use crate::wire::sys::{
+    InitRequest, InitResponse, InitStatus, KeyStatus, SealStatus, UnsealRequest,
+};
+use crate::wire::{ListData, PolicyData};
+
+/// Path of ACL policies (what the vault CLI uses).
+const POLICIES: &str = "sys/policies/acl";
+
+impl Client {
+    /// `GET sys/init`.
+    pub async fn init_status(&self) -> Result<bool, ClientError> {
+        let body = self.call(Method::GET, "sys/init", &[], None).await?;
+        Ok(top_or_data::<InitStatus>("sys/init", body)?.initialized)
+    }
+
+    /// `PUT sys/init`: the key shares and root token. Shown once; keep them safe.
+    pub async fn init(&self, req: &InitRequest) -> Result<InitResponse, ClientError> {
+        let body = serde_json::to_value(req).map_err(|e| super::decode_error("sys/init", &e))?;
+        let reply = self
+            .call(Method::PUT, "sys/init", &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data("sys/init", reply)
+    }
+
+    /// `GET sys/seal-status` (no token needed).
+    pub async fn seal_status(&self) -> Result<SealStatus, ClientError> {
+        let body = self.call(Method::GET, "sys/seal-status", &[], None).await?;
+        top_or_data("sys/seal-status", body)
+    }
+
+    /// `PUT sys/unseal` with one key share.
+    pub async fn unseal(&self, key: SecretString) -> Result<SealStatus, ClientError> {
+        self.unseal_request(&UnsealRequest {
+            key: Some(key),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// `PUT sys/unseal` with `reset`: forget the shares entered so far.
+    pub async fn unseal_reset(&self) -> Result<SealStatus, ClientError> {
+        self.unseal_request(&UnsealRequest {
+            reset: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn unseal_request(&self, req: &UnsealRequest) -> Result<SealStatus, ClientError> {
+        let body = serde_json::to_value(req).map_err(|e| super::decode_error("sys/unseal", &e))?;
+        let reply = self
+            .call(Method::PUT, "sys/unseal", &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data("sys/unseal", reply)
+    }
+
+    /// `PUT sys/seal`.
+    pub async fn seal(&self) -> Result<(), ClientError> {
+        self.call(Method::PUT, "sys/seal", &[], None)
+            .await
+            .map(drop)
+    }
+
+    /// `PUT sys/rotate`: a new encryption key term.
+    pub async fn rotate(&self) -> Result<(), ClientError> {
+        self.call(Method::PUT, "sys/rotate", &[], None)
+            .await
+            .map(drop)
+    }
+
+    /// `GET sys/key-status`.
+    pub async fn key_status(&self) -> Result<KeyStatus, ClientError> {
+        let body = self.call(Method::GET, "sys/key-status", &[], None).await?;
+        top_or_data("sys/key-status", body)
+    }
+
+    /// `PUT sys/policies/acl/NAME`.
+    pub async fn policy_write(&self, name: &str, policy: &str) -> Result<(), ClientError> {
+        self.write(&format!("{POLICIES}/{name}"), &json!({ "policy": policy }))
+            .await
+            .map(drop)
+    }
+
+    /// `GET sys/policies/acl/NAME`: the policy text, `None` if there is no such policy.
+    pub async fn policy_read(&self, name: &str) -> Result<Option<String>, ClientError> {
+        let path = format!("{POLICIES}/{name}");
+        match self.read(&path).await? {
+            None => Ok(None),
+            some => Ok(Some(data_of::<PolicyData>(&path, some)?.policy)),
+        }
+    }
+
+    /// `LIST sys/policies/acl`.
+    pub async fn policy_list(&self) -> Result<Vec<String>, ClientError> {
+        match self.list(POLICIES).await? {
+            None => Ok(Vec::new()),
+            some => Ok(data_of::<ListData>(POLICIES, some)?.keys),
+        }
+    }
+
+    /// `DELETE sys/policies/acl/NAME`.
+    pub async fn policy_delete(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("{POLICIES}/{name}")).await.map(drop)
+    }
+}

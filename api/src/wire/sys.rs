@@ -1,0 +1,172 @@
+//! `sys/` shapes: init, seal status, unseal, key status.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::expose;
+
+/// `GET sys/seal-status`, also the answer of `sys/unseal`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SealStatus {
+    #[serde(rename = "type")]
+    pub seal_type: String,
+    pub initialized: bool,
+    pub sealed: bool,
+    /// Threshold.
+    pub t: u32,
+    /// Number of shares.
+    pub n: u32,
+    /// Shares entered so far.
+    pub progress: u32,
+    pub nonce: String,
+    pub version: String,
+    pub build_date: String,
+    pub migration: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    pub recovery_seal: bool,
+    pub storage_type: String,
+}
+
+/// `PUT sys/init` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InitRequest {
+    pub secret_shares: u32,
+    pub secret_threshold: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgp_keys: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_token_pgp_key: Option<String>,
+}
+
+impl Default for InitRequest {
+    /// Vault's defaults: 5 shares, threshold 3.
+    fn default() -> Self {
+        InitRequest {
+            secret_shares: 5,
+            secret_threshold: 3,
+            pgp_keys: None,
+            root_token_pgp_key: None,
+        }
+    }
+}
+
+/// `PUT sys/init` answer: the unseal key shares and the initial root token.
+#[derive(Serialize, Deserialize, Default)]
+pub struct InitResponse {
+    /// Shares, hex.
+    #[serde(default, serialize_with = "expose::serialize_vec")]
+    pub keys: Vec<SecretString>,
+    /// The same shares, base64.
+    #[serde(default, serialize_with = "expose::serialize_vec")]
+    pub keys_base64: Vec<SecretString>,
+    #[serde(serialize_with = "expose::serialize")]
+    pub root_token: SecretString,
+}
+
+impl std::fmt::Debug for InitResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitResponse")
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field("root_token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// `GET sys/init`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InitStatus {
+    pub initialized: bool,
+}
+
+/// `PUT sys/unseal` body: one key share, or `reset` to throw away the shares entered so far.
+#[derive(Serialize, Deserialize, Default)]
+pub struct UnsealRequest {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose::serialize_opt"
+    )]
+    pub key: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub migrate: bool,
+}
+
+impl std::fmt::Debug for UnsealRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnsealRequest")
+            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("reset", &self.reset)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET sys/key-status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct KeyStatus {
+    pub term: u32,
+    pub install_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryptions: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use serde_json::json;
+
+    #[test]
+    fn seal_status_parses_vault_body() {
+        let s: SealStatus = serde_json::from_value(json!({
+            "type": "shamir", "initialized": true, "sealed": true, "t": 3, "n": 5,
+            "progress": 1, "nonce": "n", "version": "1.15.0", "migration": false,
+            "recovery_seal": false, "storage_type": "raft"
+        }))
+        .unwrap();
+        assert_eq!((s.t, s.n, s.progress), (3, 5, 1));
+        assert!(s.sealed);
+        assert_eq!(s.seal_type, "shamir");
+    }
+
+    #[test]
+    fn init_response_keeps_secrets_out_of_debug() {
+        let r: InitResponse = serde_json::from_value(json!({
+            "keys": ["aa11"], "keys_base64": ["qhE="], "root_token": "hvs.root"
+        }))
+        .unwrap();
+        assert_eq!(r.root_token.expose_secret(), "hvs.root");
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains("aa11") && !dbg.contains("hvs.root"), "{dbg}");
+        let back = serde_json::to_value(&r).unwrap();
+        assert_eq!(back["keys"][0], "aa11");
+        assert!(serde_json::from_value::<InitResponse>(json!({"keys": []})).is_err());
+    }
+
+    #[test]
+    fn unseal_request_shapes() {
+        let r = UnsealRequest {
+            key: Some("k1".into()),
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_value(&r).unwrap(), json!({"key": "k1"}));
+        assert!(!format!("{r:?}").contains("k1"));
+        let r = UnsealRequest {
+            reset: true,
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_value(&r).unwrap(), json!({"reset": true}));
+    }
+
+    #[test]
+    fn init_request_defaults_to_five_of_three() {
+        let body = serde_json::to_value(InitRequest::default()).unwrap();
+        assert_eq!(body, json!({"secret_shares": 5, "secret_threshold": 3}));
+    }
+}

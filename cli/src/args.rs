@@ -1,0 +1,644 @@
+//! Command-line grammar (clap derive). Flags are spelled as in the vault CLI; single-dash
+//! long flags (`-format=json`, `-key-shares 5`) are rewritten to clap's `--` form by
+//! [`normalise`] before parsing.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hush",
+    version,
+    about = "Operate hushd and read and write its secrets",
+    long_about = "Operate hushd and read and write its secrets.\n\n\
+        The server address comes from -address, else HUSH_ADDR, else VAULT_ADDR; the token from \
+        HUSH_TOKEN, else VAULT_TOKEN; a CA file from -ca-cert, else HUSH_CACERT, else \
+        VAULT_CACERT. Flags take one dash or two: -format=json and --format json are the same.\n\n\
+        Exit status: 0 success, 1 error, 2 usage error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Address of hushd, e.g. https://127.0.0.1:8200 [env: HUSH_ADDR, VAULT_ADDR]
+    #[arg(long, global = true, value_name = "URL")]
+    pub address: Option<String>,
+    /// PEM file of the CA that signed hushd's certificate [env: HUSH_CACERT, VAULT_CACERT]
+    #[arg(long = "ca-cert", global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable tables
+    Table,
+    /// JSON on stdout
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Initialise, unseal, seal and rotate the server
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// Read and write secrets in a KV version 2 engine
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// Manage ACL policies
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Create, inspect, renew and revoke tokens
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Work with audit logs
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCmd {
+    /// Initialise a new server: prints the unseal key shares and the initial root token
+    Init {
+        /// Number of key shares to split the root key into
+        #[arg(long = "key-shares", default_value_t = 5, value_name = "N")]
+        key_shares: u32,
+        /// Number of shares needed to unseal
+        #[arg(long = "key-threshold", default_value_t = 3, value_name = "N")]
+        key_threshold: u32,
+    },
+    /// Enter one unseal key share (prompted for, or read from stdin, when omitted)
+    Unseal {
+        /// The key share; omit it to be prompted (safer: it stays out of shell history)
+        key: Option<String>,
+        /// Forget the shares entered so far
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Seal the server: it stops serving until unsealed again
+    Seal,
+    /// Show whether the server is initialised and sealed
+    #[command(name = "seal-status")]
+    SealStatus,
+    /// Rotate the encryption key (start a new key term)
+    Rotate,
+    /// Show the current key term and when it was installed
+    #[command(name = "key-status")]
+    KeyStatus,
+}
+
+/// Where a KV secret is: `MOUNT/PATH`, or `-mount=MOUNT PATH`.
+#[derive(Debug, Clone, Args)]
+pub struct KvTarget {
+    /// Secret path: MOUNT/PATH (e.g. secret/app/db), or PATH with -mount
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// Mount of the KV v2 engine; PATH is then relative to it
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Write a new version: k=v pairs, k=@file (value from a file), k=- (value from stdin),
+    /// @file.json, or - (a JSON object on stdin)
+    Put {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Check-and-set: write only if the current version is this one (0: must not exist)
+        #[arg(long)]
+        cas: Option<u64>,
+        /// Data: k=v, k=@file, k=-, @file.json or -
+        #[arg(value_name = "DATA", required = true)]
+        data: Vec<String>,
+    },
+    /// Read a secret
+    Get {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Version to read (default: latest)
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print only this field's value
+        #[arg(long)]
+        field: Option<String>,
+    },
+    /// Change some fields of the latest version, keeping the others
+    Patch {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Check-and-set: patch only if the current version is this one
+        #[arg(long)]
+        cas: Option<u64>,
+        /// Data: k=v, k=@file, k=-, @file.json or -
+        #[arg(value_name = "DATA", required = true)]
+        data: Vec<String>,
+    },
+    /// List the keys below a path (folders end in /)
+    List {
+        #[command(flatten)]
+        target: KvTarget,
+    },
+    /// Soft-delete the latest version, or the given versions (restorable with undelete)
+    Delete {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Versions to delete, comma-separated (default: latest)
+        #[arg(long, value_delimiter = ',', value_name = "N,...")]
+        versions: Vec<u64>,
+    },
+    /// Restore soft-deleted versions
+    Undelete {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Versions to restore, comma-separated
+        #[arg(long, value_delimiter = ',', required = true, value_name = "N,...")]
+        versions: Vec<u64>,
+    },
+    /// Destroy versions for good (their data cannot be restored)
+    Destroy {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Versions to destroy, comma-separated
+        #[arg(long, value_delimiter = ',', required = true, value_name = "N,...")]
+        versions: Vec<u64>,
+    },
+    /// Read or change a secret's metadata (versions kept, custom metadata)
+    #[command(subcommand)]
+    Metadata(KvMetadataCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvMetadataCmd {
+    /// Show the metadata and version history
+    Get {
+        #[command(flatten)]
+        target: KvTarget,
+    },
+    /// Change metadata settings
+    Put {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Versions to keep (0: the engine's default)
+        #[arg(long = "max-versions")]
+        max_versions: Option<u64>,
+        /// Require check-and-set on every write
+        #[arg(long = "cas-required", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        cas_required: Option<bool>,
+        /// Delete versions this long after they are written (e.g. 720h; 0s: never)
+        #[arg(long = "delete-version-after", value_name = "DURATION")]
+        delete_version_after: Option<String>,
+        /// Custom metadata key=value; repeat for more
+        #[arg(long = "custom-metadata", value_name = "K=V")]
+        custom_metadata: Vec<String>,
+    },
+    /// Delete the metadata and all versions of a secret
+    Delete {
+        #[command(flatten)]
+        target: KvTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Upload a policy from a file, or from stdin with -
+    Write {
+        /// Policy name
+        name: String,
+        /// HCL policy file, or - for stdin
+        file: String,
+    },
+    /// Print a policy
+    Read {
+        /// Policy name
+        name: String,
+    },
+    /// List policy names
+    List,
+    /// Delete a policy
+    Delete {
+        /// Policy name
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a child token of the current one (or an orphan with -orphan)
+    Create(TokenCreateArgs),
+    /// Show a token's properties (the current token when none is given)
+    Lookup {
+        /// Token to look up, or - to read it from stdin; with -accessor, an accessor
+        token: Option<String>,
+        /// TOKEN is an accessor
+        #[arg(long)]
+        accessor: bool,
+        /// Print only this field's value
+        #[arg(long)]
+        field: Option<String>,
+    },
+    /// Extend a token's lease (the current token when none is given)
+    Renew {
+        /// Token to renew, or - to read it from stdin; with -accessor, an accessor
+        token: Option<String>,
+        /// Requested extension, e.g. 1h (the server may grant less)
+        #[arg(long, value_name = "DURATION")]
+        increment: Option<String>,
+        /// TOKEN is an accessor
+        #[arg(long)]
+        accessor: bool,
+    },
+    /// Revoke a token and its children
+    Revoke {
+        /// Token to revoke, or - to read it from stdin; with -accessor, an accessor
+        token: Option<String>,
+        /// Revoke the current token
+        #[arg(long = "self", conflicts_with_all = ["token", "accessor"])]
+        self_: bool,
+        /// TOKEN is an accessor
+        #[arg(long)]
+        accessor: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Policy to attach; repeat for more
+    #[arg(long = "policy", value_name = "NAME")]
+    pub policies: Vec<String>,
+    /// Time to live, e.g. 1h or 30m
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Hard limit on the token's life, renewals included
+    #[arg(long = "explicit-max-ttl", value_name = "DURATION")]
+    pub explicit_max_ttl: Option<String>,
+    /// Make a periodic token that lives as long as it is renewed within this period
+    #[arg(long, value_name = "DURATION")]
+    pub period: Option<String>,
+    /// Number of uses before the token is revoked (0: unlimited)
+    #[arg(long = "use-limit", value_name = "N")]
+    pub use_limit: Option<u64>,
+    /// Create a token with no parent (needs root or sudo)
+    #[arg(long)]
+    pub orphan: bool,
+    /// Name shown in audit logs and lookups
+    #[arg(long = "display-name", value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// Whether the token can be renewed
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub renewable: Option<bool>,
+    /// Metadata key=value; repeat for more
+    #[arg(long, value_name = "K=V")]
+    pub metadata: Vec<String>,
+    /// Do not attach the default policy
+    #[arg(long = "no-default-policy")]
+    pub no_default_policy: bool,
+    /// Print only this field (e.g. token, token_accessor)
+    #[arg(long)]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain of an audit log file, offline. Exit 0 when intact, 1 naming the
+    /// first bad line otherwise. The file alone cannot show a removed or edited last line:
+    /// pass the device's hash_chain.last_hash from `GET sys/audit` with -last-hash for that.
+    Verify {
+        /// Audit log file written by a hushd file audit device
+        file: PathBuf,
+        /// Expected hash of the last line (sha256:...), as `GET sys/audit` reports it
+        #[arg(long = "last-hash", value_name = "HASH")]
+        last_hash: Option<String>,
+    },
+}
+
+/// Every long flag name the grammar knows, in all subcommands.
+fn long_flags() -> Vec<String> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                out.push(long.to_string());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = vec!["help".to_string(), "version".to_string()];
+    walk(&Cli::command(), &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Rewrite vault-style `-flag` / `-flag=value` into `--flag` / `--flag=value` for flags the
+/// grammar knows. Anything else (values like `-`, `k=v`, text after `--`) is left alone.
+pub fn normalise(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let known = long_flags();
+    let mut out = Vec::new();
+    let mut rest_verbatim = false;
+    for arg in args {
+        if rest_verbatim {
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if s == "--" {
+            rest_verbatim = true;
+            out.push(arg);
+            continue;
+        }
+        let rewritten = s
+            .strip_prefix('-')
+            .filter(|r| !r.starts_with('-'))
+            .and_then(|r| {
+                let name = r.split_once('=').map_or(r, |(n, _)| n);
+                (name.len() > 1 && known.iter().any(|k| k == name)).then(|| format!("--{r}"))
+            });
+        out.push(rewritten.map_or(arg, OsString::from));
+    }
+    out
+}
+
+/// Parse the process arguments (program name first).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(normalise(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cli, clap::Error> {
+        parse(
+            std::iter::once("hush")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn single_and_double_dash_flags_are_the_same() {
+        for args in [
+            &["kv", "get", "-format=json", "secret/app"][..],
+            &["kv", "get", "--format", "json", "secret/app"],
+            &["kv", "get", "-format", "json", "secret/app"],
+            &["-format=json", "kv", "get", "secret/app"],
+        ] {
+            let cli = p(args).unwrap();
+            assert_eq!(cli.global.format, Format::Json, "{args:?}");
+        }
+        assert_eq!(
+            p(&["kv", "get", "secret/app"]).unwrap().global.format,
+            Format::Table
+        );
+    }
+
+    #[test]
+    fn operator_init_flags() {
+        let cli = p(&["operator", "init", "-key-shares", "3", "-key-threshold=2"]).unwrap();
+        match cli.command {
+            Command::Operator(OperatorCmd::Init {
+                key_shares,
+                key_threshold,
+            }) => {
+                assert_eq!((key_shares, key_threshold), (3, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = p(&["operator", "init"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::Init {
+                key_shares: 5,
+                key_threshold: 3
+            })
+        ));
+        assert!(p(&["operator", "init", "-key-shares=lots"]).is_err());
+    }
+
+    #[test]
+    fn unseal_key_is_optional() {
+        let cli = p(&["operator", "unseal"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::Unseal { key: None, .. })
+        ));
+        let cli = p(&["operator", "unseal", "abcd"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::Unseal { key: Some(_), .. })
+        ));
+    }
+
+    #[test]
+    fn kv_put_keeps_data_and_stdin_dash() {
+        let cli = p(&["kv", "put", "-cas=0", "secret/app", "a=1", "b=@f", "-"]).unwrap();
+        match cli.command {
+            Command::Kv(KvCmd::Put { target, cas, data }) => {
+                assert_eq!(target.path, "secret/app");
+                assert_eq!(cas, Some(0));
+                assert_eq!(data, ["a=1", "b=@f", "-"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["kv", "put", "secret/app"]).is_err(), "data is required");
+    }
+
+    #[test]
+    fn kv_versions_are_comma_separated() {
+        let cli = p(&["kv", "destroy", "-versions=1,3", "secret/app"]).unwrap();
+        match cli.command {
+            Command::Kv(KvCmd::Destroy { versions, .. }) => assert_eq!(versions, [1, 3]),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            p(&["kv", "undelete", "secret/app"]).is_err(),
+            "versions are required"
+        );
+        let cli = p(&["kv", "delete", "secret/app"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Kv(KvCmd::Delete { versions, .. }) if versions.is_empty())
+        );
+    }
+
+    #[test]
+    fn kv_get_field_version_and_mount() {
+        let cli = p(&["kv", "get", "-version=2", "-field=pw", "-mount=kv", "app"]).unwrap();
+        match cli.command {
+            Command::Kv(KvCmd::Get {
+                target,
+                version,
+                field,
+            }) => {
+                assert_eq!(target.mount.as_deref(), Some("kv"));
+                assert_eq!(version, Some(2));
+                assert_eq!(field.as_deref(), Some("pw"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kv_metadata_subcommands() {
+        let cli = p(&[
+            "kv",
+            "metadata",
+            "put",
+            "-max-versions=4",
+            "-cas-required",
+            "secret/a",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Kv(KvCmd::Metadata(KvMetadataCmd::Put {
+                max_versions,
+                cas_required,
+                ..
+            })) => {
+                assert_eq!(max_versions, Some(4));
+                assert_eq!(cas_required, Some(true));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["kv", "metadata", "get", "secret/a"]).is_ok());
+        assert!(p(&["kv", "metadata", "delete", "secret/a"]).is_ok());
+    }
+
+    #[test]
+    fn token_create_flags() {
+        let cli = p(&[
+            "token",
+            "create",
+            "-policy=a",
+            "-policy",
+            "b",
+            "-ttl=1h",
+            "-period=24h",
+            "-use-limit=3",
+            "-orphan",
+            "-display-name=ci",
+            "-renewable=false",
+            "-metadata=k=v",
+        ])
+        .unwrap();
+        let Command::Token(TokenCmd::Create(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.policies, ["a", "b"]);
+        assert_eq!(a.ttl.as_deref(), Some("1h"));
+        assert_eq!(a.period.as_deref(), Some("24h"));
+        assert_eq!(a.use_limit, Some(3));
+        assert!(a.orphan);
+        assert_eq!(a.display_name.as_deref(), Some("ci"));
+        assert_eq!(a.renewable, Some(false));
+        assert_eq!(a.metadata, ["k=v"]);
+    }
+
+    #[test]
+    fn token_revoke_self_conflicts_with_a_token() {
+        assert!(p(&["token", "revoke", "-self"]).is_ok());
+        assert!(p(&["token", "revoke", "-self", "hvs.x"]).is_err());
+        let cli = p(&["token", "revoke", "-accessor", "acc1"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Token(TokenCmd::Revoke {
+                accessor: true,
+                self_: false,
+                ..
+            })
+        ));
+        let cli = p(&["token", "renew", "-increment=1h"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Token(TokenCmd::Renew { token: None, .. })
+        ));
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let cli = p(&[
+            "policy",
+            "list",
+            "-address=https://h:8200",
+            "-ca-cert",
+            "/tmp/ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.address.as_deref(), Some("https://h:8200"));
+        assert_eq!(cli.global.ca_cert.unwrap(), PathBuf::from("/tmp/ca.pem"));
+    }
+
+    #[test]
+    fn audit_verify_args() {
+        let cli = p(&["audit", "verify", "/var/log/a.log", "-last-hash=sha256:ab"]).unwrap();
+        let Command::Audit(AuditCmd::Verify { file, last_hash }) = cli.command else {
+            panic!()
+        };
+        assert_eq!(file, PathBuf::from("/var/log/a.log"));
+        assert_eq!(last_hash.as_deref(), Some("sha256:ab"));
+    }
+
+    #[test]
+    fn normalise_leaves_values_alone() {
+        let out = normalise(
+            [
+                "hush",
+                "kv",
+                "put",
+                "secret/a",
+                "-",
+                "k=-v",
+                "-unknownflag",
+                "--",
+                "-format",
+            ]
+            .map(OsString::from),
+        );
+        let out: Vec<_> = out.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            out,
+            [
+                "hush",
+                "kv",
+                "put",
+                "secret/a",
+                "-",
+                "k=-v",
+                "-unknownflag",
+                "--",
+                "-format"
+            ]
+        );
+        let out = normalise(["hush", "-h", "-help", "-version"].map(OsString::from));
+        let out: Vec<_> = out.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(out, ["hush", "-h", "--help", "--version"]);
+    }
+
+    #[test]
+    fn unknown_commands_and_flags_are_usage_errors() {
+        let err = p(&["frobnicate"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = p(&["kv", "get", "-bogus", "secret/a"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(p(&["-format=yaml", "policy", "list"]).is_err());
+    }
+}

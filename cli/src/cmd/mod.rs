@@ -1,0 +1,22 @@
+//! One module per command group; each turns parsed arguments into client calls and output.
+
+pub mod audit;
+pub mod kv;
+pub mod operator;
+pub mod policy;
+pub mod token;
+
+use crate::args::{Cli, Command};
+use crate::context::Ctx;
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&cli.global, env);
+    match cli.command {
+        Command::Operator(cmd) => operator::run(&ctx, cmd).await,
+        Command::Kv(cmd) => kv::run(&ctx, cmd).await,
+        Command::Policy(cmd) => policy::run(&ctx, cmd).await,
+        Command::Token(cmd) => token::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd),
+    }
+}
