@@ -284,13 +284,17 @@ async fn audit_routes_and_chain_verification() {
     };
     let owned: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
     let mut edited = owned.clone();
-    edited[4] = edited[4].replacen("secret/data/", "secret/data/x", 1);
+    let victim = (1..owned.len() - 1)
+        .find(|&i| owned[i].contains("secret/data/a2"))
+        .unwrap();
+    edited[victim] = edited[victim].replacen("secret/data/a2", "secret/data/a9", 1);
+    assert_ne!(edited[victim], owned[victim]);
     let mut deleted = owned.clone();
     deleted.remove(6);
     let mut reordered = owned.clone();
     reordered.swap(7, 8);
     for (name, lines, bad_line) in [
-        ("edited", edited, 5),
+        ("edited", edited, victim + 2),
         ("deleted", deleted, 7),
         ("reordered", reordered, 8),
     ] {

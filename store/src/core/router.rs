@@ -206,7 +206,10 @@ impl Router {
         }];
         for entry in entries {
             let backend = router.start(&entry).await?;
-            mounted.push(Mounted { entry: Arc::new(entry), backend });
+            mounted.push(Mounted {
+                entry: Arc::new(entry),
+                backend,
+            });
         }
         router.publish(mounted);
         Ok(router)
