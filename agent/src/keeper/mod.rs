@@ -1,0 +1,1 @@
+//! The keeper: reads secrets, follows new versions, retries with backoff, keeps the last good values.

@@ -1,0 +1,1 @@
+//! Telling the application after a swap: a command, a signal, or a supervised child.

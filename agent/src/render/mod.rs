@@ -1,0 +1,1 @@
+//! Rendering: secret data to file bytes (raw field, JSON, dotenv, templates).

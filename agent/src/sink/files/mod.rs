@@ -1,0 +1,1 @@
+//! Files on tmpfs, changed all together through a `..data` symlink swap.

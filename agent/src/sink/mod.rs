@@ -1,0 +1,3 @@
+//! Sinks: where rendered secrets go.
+
+pub mod files;
