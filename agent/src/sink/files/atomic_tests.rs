@@ -316,3 +316,26 @@ fn a_reader_resolving_data_once_never_sees_a_mixed_set() {
     assert!(reads.load(Ordering::Relaxed) > 0);
     assert_eq!(generation_dirs(&target).len(), 2);
 }
+
+#[test]
+fn writes_on_a_real_tmpfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mnt");
+    if let Err(e) = crate::sink::files::mount_tmpfs(&dir, 1 << 20, 0o755) {
+        assert!(!nix::unistd::geteuid().is_root(), "root can mount: {e}");
+        return;
+    }
+    let result = (|| -> Result<(u64, String), WriteError> {
+        let w = AtomicWriter::new(&dir)?;
+        w.write(&payload(&[("a", "1"), ("db/p", "2")]))?;
+        let out = w.write(&payload(&[("db/p", "3")]))?;
+        Ok((
+            out.generation,
+            fs::read_to_string(dir.join("db/p")).unwrap(),
+        ))
+    })();
+    let kind = crate::sink::files::check_destination(&dir, false);
+    crate::sink::files::fs_check::unmount(&dir).unwrap();
+    assert_eq!(result.unwrap(), (2, "3".to_string()));
+    assert_eq!(kind.unwrap(), crate::sink::files::FsKind::Tmpfs);
+}
