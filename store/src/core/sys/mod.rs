@@ -196,4 +196,23 @@ mod tests {
         );
         assert!(call(Operation::Read, "sys/key-status").await.is_ok());
     }
+
+    #[tokio::test]
+    async fn an_empty_policy_is_refused() {
+        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        for body in [
+            serde_json::json!({"policy": ""}),
+            serde_json::json!({"rules": "  \n"}),
+        ] {
+            let mut req = Request::new(Operation::Update, "sys/policies/acl/empty").with_data(body);
+            req.client_token = Some(SecretString::from("root"));
+            assert_eq!(core.handle(req).await.unwrap_err().status(), 400);
+        }
+        let mut req = Request::new(Operation::Read, "sys/policies/acl/empty");
+        req.client_token = Some(SecretString::from("root"));
+        assert_eq!(core.handle(req).await.unwrap_err().status(), 404);
+    }
 }
