@@ -198,6 +198,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn protected_mounts_cannot_be_disabled() {
+        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let call = |op, path: &str| {
+            let mut req = Request::new(op, path);
+            req.client_token = Some(SecretString::from("root"));
+            core.handle(req)
+        };
+        for path in ["sys/mounts/sys", "sys/mounts/sys/", "sys/mounts/identity/x"] {
+            let err = call(Operation::Delete, path).await.unwrap_err();
+            assert_eq!(err.status(), 400, "{path}");
+        }
+        // An unmounted path is still a no-op 204, and a real mount goes away.
+        assert!(call(Operation::Delete, "sys/mounts/nothing-here")
+            .await
+            .is_ok());
+        assert!(call(Operation::Delete, "sys/mounts/secret").await.is_ok());
+        let err = call(Operation::Read, "secret/data/x").await.unwrap_err();
+        assert_eq!(err.status(), 404);
+    }
+
+    #[tokio::test]
     async fn an_empty_policy_is_refused() {
         let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
         core.init_dev(Some(SecretString::from("root")))
