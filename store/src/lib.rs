@@ -98,6 +98,15 @@ pub async fn build_core(
     Ok((core, dev))
 }
 
+/// Close every audit file so each is opened again at its next write: what `hushd` does on
+/// SIGHUP, so logrotate can move a file away. A sealed store has no open audit files.
+pub async fn reopen_audit_files(core: &Core) {
+    if let Ok(st) = core.unsealed() {
+        st.audit.reopen().await;
+        tracing::info!("audit files reopened");
+    }
+}
+
 /// Serve the API on `listener` until `shutdown` is cancelled, then drain and seal.
 pub async fn run(
     core: Arc<Core>,
@@ -118,4 +127,59 @@ pub async fn run(
     api::serve(listener, tls, app, shutdown).await?;
     core.seal().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+    use serde_json::json;
+
+    use crate::logical::{Operation, Request};
+    use crate::Core;
+
+    #[tokio::test]
+    async fn reopening_audit_files_follows_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let call = |op, path: &str, body| {
+            let mut req = Request::new(op, path).with_data(body);
+            req.client_token = Some(SecretString::from("root"));
+            core.handle(req)
+        };
+        call(
+            Operation::Update,
+            "sys/audit/file",
+            json!({"type": "file", "options": {"file_path": log}}),
+        )
+        .await
+        .unwrap();
+        call(Operation::Read, "sys/mounts", json!({}))
+            .await
+            .unwrap();
+        let rotated = dir.path().join("audit.log.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        let before = std::fs::read_to_string(&rotated).unwrap();
+        // Without a reopen the old file keeps growing; after it, the new one does.
+        call(Operation::Read, "sys/mounts", json!({}))
+            .await
+            .unwrap();
+        assert!(!log.exists());
+        let grown = std::fs::read_to_string(&rotated).unwrap();
+        assert!(grown.len() > before.len());
+        super::reopen_audit_files(&core).await;
+        call(Operation::Read, "sys/key-status", json!({}))
+            .await
+            .unwrap();
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("sys/key-status"));
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), grown);
+        // Sealed: nothing to reopen, no panic.
+        core.seal().await;
+        super::reopen_audit_files(&core).await;
+    }
 }

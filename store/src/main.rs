@@ -169,9 +169,35 @@ async fn serve(config: &mut Config) -> Result<(), String> {
         tracing::info!("shutting down");
         signal.cancel();
     });
+    let hup_core = core.clone();
+    let hup_stop = shutdown.clone();
+    tokio::spawn(async move { reopen_on_sighup(hup_core, hup_stop).await });
     hush_store::run(core, config, listener, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// SIGHUP: reopen the audit files (log rotation), until shutdown.
+async fn reopen_on_sighup(core: std::sync::Arc<hush_store::Core>, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; audit files will not be reopened");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                hush_store::reopen_audit_files(&core).await;
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

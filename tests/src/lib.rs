@@ -218,3 +218,102 @@ pub fn tls_client(ca: &Path) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// Write `req` as-is over a raw TCP socket (so the path and headers reach hushd exactly as
+/// written; the server may stop reading early) and return the status and the whole response.
+pub async fn raw_request(port: u16, req: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    let bytes = req.as_bytes().to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&bytes).await;
+        wr
+    });
+    let mut out = Vec::new();
+    let _ = rd.read_to_end(&mut out).await;
+    drop(writer);
+    let out = String::from_utf8_lossy(&out).to_string();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    (status, out)
+}
+
+impl Hushd {
+    /// A request with a raw body and an optional Content-Type, as `token`.
+    pub async fn call_body(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let url = format!("{}/v1/{}", self.addr, path);
+        let mut rb = self
+            .client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                &url,
+            )
+            .body(body);
+        if let Some(t) = token {
+            rb = rb.header("X-Vault-Token", t);
+        }
+        if let Some(ct) = content_type {
+            rb = rb.header("Content-Type", ct);
+        }
+        let resp = rb.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A GET with the path sent byte for byte (no client-side cleaning of `..` or `//`), as
+    /// the harness token.
+    pub async fn raw_get(&self, path: &str) -> (u16, String) {
+        let token = self.token.as_deref().unwrap_or("");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Vault-Token: {token}\r\nConnection: close\r\n\r\n"
+        );
+        raw_request(self.port, &req).await
+    }
+
+    /// Write the ACL policy `name` and create a token with only it (plus `default`).
+    /// Returns the token.
+    pub async fn token_with_policy(&self, name: &str, hcl: &str) -> String {
+        let (s, b) = self
+            .call(
+                "PUT",
+                &format!("sys/policies/acl/{name}"),
+                Some(json!({ "policy": hcl })),
+            )
+            .await;
+        assert_eq!(s, 204, "policy {name}: {b}");
+        let (s, b) = self
+            .call(
+                "POST",
+                "auth/token/create",
+                Some(json!({ "policies": [name] })),
+            )
+            .await;
+        assert_eq!(s, 200, "token for {name}: {b}");
+        b["auth"]["client_token"].as_str().unwrap().to_string()
+    }
+
+    /// A request whose body declares a length over `limit` bytes (nothing more is sent).
+    pub async fn oversize(&self, method: &str, path: &str, limit: usize) -> (u16, String) {
+        let token = self.token.as_deref().unwrap_or("");
+        let req = format!(
+            "{method} /v1/{path} HTTP/1.1\r\nHost: x\r\nX-Vault-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
+            limit + 1
+        );
+        raw_request(self.port, &req).await
+    }
+}

@@ -118,8 +118,27 @@ pub async fn handle(core: &Core, st: &Unsealed, req: &Request) -> Result<Respons
             _ => Err(LogicalError::UnsupportedOperation),
         };
     }
+    if EXACT_PATHS.contains(&rel) {
+        // The path exists, not for this operation: 405 as in Vault, not 404.
+        return Err(LogicalError::UnsupportedOperation);
+    }
     Err(LogicalError::UnsupportedPath)
 }
+
+/// The fixed paths [`handle`] serves for some operations only.
+const EXACT_PATHS: &[&str] = &[
+    "seal",
+    "rotate",
+    "key-status",
+    "mounts",
+    "auth",
+    "policy",
+    "policies/acl",
+    "policies/acl/",
+    "capabilities-self",
+    "capabilities",
+    "audit",
+];
 
 /// Vault answers many `sys/` reads with the data both at the top level and under `data`.
 pub(crate) fn both(req: &Request, data: Value) -> Response {
@@ -136,4 +155,88 @@ pub(crate) fn both(req: &Request, data: Value) -> Response {
     body.insert("warnings".into(), Value::Null);
     body.insert("auth".into(), Value::Null);
     Response::raw(Value::Object(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use crate::core::Core;
+    use crate::logical::{Operation, Request};
+
+    #[tokio::test]
+    async fn known_paths_with_the_wrong_operation_are_405_unknown_paths_404() {
+        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let call = |op, path: &str| {
+            let mut req = Request::new(op, path);
+            req.client_token = Some(SecretString::from("root"));
+            core.handle(req)
+        };
+        for (op, path) in [
+            (Operation::Read, "sys/seal"),
+            (Operation::Read, "sys/rotate"),
+            (Operation::Update, "sys/key-status"),
+            (Operation::Delete, "sys/mounts"),
+            (Operation::Delete, "sys/policies/acl"),
+            (Operation::Read, "sys/capabilities-self"),
+            (Operation::Delete, "sys/audit"),
+        ] {
+            let err = call(op, path).await.unwrap_err();
+            assert_eq!(err.status(), 405, "{op:?} {path}");
+        }
+        assert_eq!(
+            call(Operation::Read, "sys/no-such-thing")
+                .await
+                .unwrap_err()
+                .status(),
+            404
+        );
+        assert!(call(Operation::Read, "sys/key-status").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn protected_mounts_cannot_be_disabled() {
+        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let call = |op, path: &str| {
+            let mut req = Request::new(op, path);
+            req.client_token = Some(SecretString::from("root"));
+            core.handle(req)
+        };
+        for path in ["sys/mounts/sys", "sys/mounts/sys/", "sys/mounts/identity/x"] {
+            let err = call(Operation::Delete, path).await.unwrap_err();
+            assert_eq!(err.status(), 400, "{path}");
+        }
+        // An unmounted path is still a no-op 204, and a real mount goes away.
+        assert!(call(Operation::Delete, "sys/mounts/nothing-here")
+            .await
+            .is_ok());
+        assert!(call(Operation::Delete, "sys/mounts/secret").await.is_ok());
+        let err = call(Operation::Read, "secret/data/x").await.unwrap_err();
+        assert_eq!(err.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn an_empty_policy_is_refused() {
+        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        for body in [
+            serde_json::json!({"policy": ""}),
+            serde_json::json!({"rules": "  \n"}),
+        ] {
+            let mut req = Request::new(Operation::Update, "sys/policies/acl/empty").with_data(body);
+            req.client_token = Some(SecretString::from("root"));
+            assert_eq!(core.handle(req).await.unwrap_err().status(), 400);
+        }
+        let mut req = Request::new(Operation::Read, "sys/policies/acl/empty");
+        req.client_token = Some(SecretString::from("root"));
+        assert_eq!(core.handle(req).await.unwrap_err().status(), 404);
+    }
 }

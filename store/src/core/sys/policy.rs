@@ -37,9 +37,11 @@ pub async fn read(st: &Unsealed, name: &str, legacy: bool) -> Result<Response, L
 }
 
 pub async fn write(st: &Unsealed, req: &Request, name: &str) -> Result<Response, LogicalError> {
+    // An empty policy is refused as a missing one, as in Vault.
     let text = req
         .get_str("policy")
         .or_else(|| req.get_str("rules"))
+        .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| LogicalError::invalid("'policy' parameter not supplied or empty"))?;
     st.policies.set(name, text).await?;
     Ok(Response::empty())

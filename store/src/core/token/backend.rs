@@ -209,11 +209,6 @@ impl TokenStore {
             _ => return Err(LogicalError::invalid("invalid 'token_type' value")),
         }
         let sudo = self.caller_has_sudo(req, parent).await?;
-        if orphan_endpoint && !sudo {
-            return Err(LogicalError::invalid(
-                "root or sudo privileges required to create orphan token",
-            ));
-        }
         let ttl = match field_secs(data, "ttl")? {
             Some(t) => Some(t),
             None => field_secs(data, "lease")?,
@@ -221,7 +216,8 @@ impl TokenStore {
         let params = CreateParams {
             policies: list_field(data, "policies")?,
             meta: meta_field(data)?,
-            no_parent: orphan_endpoint || bool_field(data, "no_parent")?.unwrap_or(false),
+            no_parent: bool_field(data, "no_parent")?.unwrap_or(false),
+            orphan: orphan_endpoint,
             no_default_policy: bool_field(data, "no_default_policy")?.unwrap_or(false),
             renewable: bool_field(data, "renewable")?,
             ttl,
@@ -369,6 +365,7 @@ impl LogicalBackend for TokenStore {
     }
 
     fn root_paths(&self) -> &'static [&'static str] {
-        &["create-orphan", "revoke-orphan"]
+        // `create-orphan` is ACL'd by path alone, as in Vault.
+        &["revoke-orphan"]
     }
 }

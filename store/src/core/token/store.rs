@@ -47,6 +47,9 @@ pub struct CreateParams {
     pub meta: BTreeMap<String, String>,
     /// Make an orphan even though there is a parent (root or sudo only).
     pub no_parent: bool,
+    /// Make an orphan because the caller used `create-orphan`: that path is ACL'd by policy,
+    /// so no sudo is needed (as in Vault); the policy-subset rule still applies.
+    pub orphan: bool,
     pub no_default_policy: bool,
     /// Defaults to true.
     pub renewable: Option<bool>,
@@ -461,7 +464,7 @@ impl TokenStore {
 
         let token =
             SecretString::from(format!("{TOKEN_PREFIX}{}", random_base62(TOKEN_RANDOM_LEN)));
-        let orphan = params.no_parent || parent.is_none();
+        let orphan = params.no_parent || params.orphan || parent.is_none();
         let entry = TokenEntry {
             id_hash: self.hmac(token.expose_secret()),
             accessor: random_base62(TOKEN_RANDOM_LEN),
