@@ -195,6 +195,31 @@ struct Run {
     secs: f64,
     p50_us: u64,
     p99_us: u64,
+    /// CPU seconds (user + system) spent by hushd during the run.
+    server_cpu: f64,
+    /// CPU seconds spent by this bench process (the clients) during the run.
+    client_cpu: f64,
+}
+
+/// User + system CPU seconds of process `pid` ("self" for this one), from `/proc/<pid>/stat`
+/// (fields 14 and 15, in USER_HZ ticks, which is 100 on Linux). 0 when unreadable.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; the fields after it follow the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (tick(11) + tick(12)) as f64 / 100.0
 }
 
 async fn run(
@@ -206,6 +231,8 @@ async fn run(
 ) -> Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
+    let server_pid = server.child.id().to_string();
+    let (server_cpu0, client_cpu0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     let start = Instant::now();
     for c in 0..clients {
         let mut conn = connect(server.port).await?;
@@ -256,6 +283,8 @@ async fn run(
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(&server_pid) - server_cpu0;
+    let client_cpu = cpu_seconds("self") - client_cpu0;
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -268,6 +297,8 @@ async fn run(
         secs,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        server_cpu,
+        client_cpu,
     })
 }
 
@@ -279,8 +310,10 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        println!("| audit | op | clients | ops/s | p50 ms | p99 ms | errors |");
-        println!("|---|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| audit | op | clients | ops/s | p50 ms | p99 ms | errors | hushd CPU µs/op | hushd CPU % | bench CPU % |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for audit in &args.audit {
             let on = match audit.as_str() {
                 "on" => true,
@@ -296,12 +329,16 @@ fn main() -> Result<()> {
                 };
                 for &clients in &args.clients {
                     let r = run(&server, clients, args.seconds, args.keys, write).await?;
+                    let per_op = r.server_cpu * 1e6 / (r.ops.max(1) as f64);
                     println!(
-                        "| {audit} | {op} | {clients} | {:.0} | {:.2} | {:.2} | {} |",
+                        "| {audit} | {op} | {clients} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} |",
                         r.ops as f64 / r.secs,
                         r.p50_us as f64 / 1000.0,
                         r.p99_us as f64 / 1000.0,
-                        r.errors
+                        r.errors,
+                        per_op,
+                        100.0 * r.server_cpu / r.secs,
+                        100.0 * r.client_cpu / r.secs,
                     );
                 }
             }

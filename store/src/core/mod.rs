@@ -101,7 +101,11 @@ impl Core {
         let audit = AuditBroker::open(self.view("core/audit/")).await?;
         let router = Router::load(self.barrier.clone(), tokens.clone()).await?;
         let background = tokio_util::sync::CancellationToken::new();
-        spawn_token_expiry(tokens.clone(), background.clone());
+        drop(spawn_token_expiry(
+            tokens.clone(),
+            background.clone(),
+            TOKEN_SWEEP_INTERVAL,
+        ));
         self.state.store(Some(Arc::new(Unsealed {
             router,
             tokens,
@@ -268,9 +272,14 @@ async fn authorize(
 /// How often expired tokens (and their children) are swept.
 const TOKEN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn spawn_token_expiry(tokens: Arc<TokenStore>, stop: tokio_util::sync::CancellationToken) {
+fn spawn_token_expiry(
+    tokens: Arc<TokenStore>,
+    stop: tokio_util::sync::CancellationToken,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TOKEN_SWEEP_INTERVAL);
+        // The first sweep waits one interval: `sys/init` unseals only for a moment.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -279,10 +288,19 @@ fn spawn_token_expiry(tokens: Arc<TokenStore>, stop: tokio_util::sync::Cancellat
             match tokens.revoke_expired().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(revoked = n, "expired tokens revoked"),
+                // Sealed meanwhile: nothing to sweep until the next unseal starts a new task.
+                Err(e) if stop.is_cancelled() || is_sealed_error(&e) => return,
                 Err(e) => tracing::warn!(error = %e, "sweeping expired tokens failed"),
             }
         }
-    });
+    })
+}
+
+fn is_sealed_error(e: &LogicalError) -> bool {
+    matches!(
+        e,
+        LogicalError::Sealed | LogicalError::Barrier(crate::barrier::BarrierError::Sealed)
+    )
 }
 
 pub(crate) fn seal_err(e: crate::barrier::seal::SealError) -> LogicalError {
@@ -295,5 +313,35 @@ pub(crate) fn seal_err(e: crate::barrier::seal::SealError) -> LogicalError {
         }
         SealError::Barrier(b) => LogicalError::Barrier(b),
         SealError::Storage(s) => LogicalError::Storage(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_token_sweep_stops_quietly_once_sealed() {
+        let backend = Arc::new(crate::storage::MemoryBackend::new());
+        let barrier = Arc::new(Barrier::new(backend));
+        barrier
+            .initialize(&crate::barrier::KeyBytes::random())
+            .await
+            .unwrap();
+        let tokens = Arc::new(
+            TokenStore::open(BarrierView::new(barrier.clone(), "sys/token/"))
+                .await
+                .unwrap(),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let every = std::time::Duration::from_millis(5);
+        let sweep = spawn_token_expiry(tokens, stop.clone(), every);
+        tokio::time::sleep(every * 4).await;
+        assert!(!sweep.is_finished(), "an unsealed store keeps sweeping");
+        barrier.seal();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), sweep).await;
+        assert!(ended.is_ok(), "a sweep that finds the store sealed ends");
+        assert!(is_sealed_error(&LogicalError::Sealed));
+        assert!(!is_sealed_error(&LogicalError::PermissionDenied));
     }
 }

@@ -10,6 +10,14 @@
 //! returned, so a write that returned `Ok` is on disk (WAL + `synchronous=FULL`) and survives
 //! `kill -9` or power loss. Nothing is buffered in memory ahead of the commit.
 //!
+//! # Checkpoints
+//! The writer connection never checkpoints (`wal_autocheckpoint=0`): a checkpoint copies WAL
+//! pages into the main file and fsyncs it, and on the writer it stalled every write queued
+//! behind it (the long tail of write latency). A checkpointer thread with its own connection
+//! runs a `PASSIVE` checkpoint every [`CHECKPOINT_EVERY`], which proceeds alongside new
+//! commits; [`SqliteBackend::checkpoint`] (`TRUNCATE`) runs there too. Durability does not
+//! depend on it: a commit is durable once its WAL frames are fsynced.
+//!
 //! # Reads
 //! [`READERS`] dedicated reader threads, each owning a read-only connection, take jobs from
 //! one shared queue. A quick measurement (`read_path_cost`, an ignored test, debug build)
@@ -36,6 +44,8 @@ pub const MAX_GROUP: usize = 1024;
 /// Read-only connections in the pool.
 pub const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the checkpointer folds the WAL back into the main file.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 const SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID";
@@ -47,9 +57,9 @@ const SQL_FROM: &str = "SELECT key FROM kv WHERE key >= ?1 ORDER BY key";
 
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
-enum Msg {
-    Write { ops: Vec<Op>, reply: Reply },
-    Checkpoint { reply: Reply },
+struct Msg {
+    ops: Vec<Op>,
+    reply: Reply,
 }
 
 /// Counters shared with the writer thread.
@@ -73,6 +83,9 @@ pub struct SqliteBackend {
     writer: Option<JoinHandle<()>>,
     read_tx: Option<mpsc::Sender<ReadJob>>,
     readers: Vec<JoinHandle<()>>,
+    /// Asks the checkpointer for a `TRUNCATE` checkpoint; closing it stops the thread.
+    checkpoint_tx: Option<mpsc::Sender<Reply>>,
+    checkpointer: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
     /// Test hook: while held, the writer thread waits before draining its queue.
     #[cfg(test)]
@@ -131,9 +144,26 @@ impl SqliteBackend {
             )));
         }
         writer_conn
-            .execute_batch("PRAGMA synchronous=FULL;")
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;")
             .map_err(backend_err)?;
         writer_conn.execute_batch(SCHEMA).map_err(backend_err)?;
+
+        let ckpt_conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend_err)?;
+        ckpt_conn.busy_timeout(BUSY_TIMEOUT).map_err(backend_err)?;
+        ckpt_conn
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;")
+            .map_err(backend_err)?;
+        let (checkpoint_tx, checkpoint_rx) = mpsc::channel::<Reply>();
+        let checkpointer = std::thread::Builder::new()
+            .name("hush-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&ckpt_conn, &checkpoint_rx))
+            .map_err(|e| {
+                StorageError::Backend(format!("sqlite: cannot start checkpointer: {e}"))
+            })?;
 
         let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
         let read_rx = Arc::new(Mutex::new(read_rx));
@@ -180,6 +210,8 @@ impl SqliteBackend {
             writer: Some(writer),
             read_tx: Some(read_tx),
             readers,
+            checkpoint_tx: Some(checkpoint_tx),
+            checkpointer: Some(checkpointer),
             stats,
             #[cfg(test)]
             gate,
@@ -196,10 +228,11 @@ impl SqliteBackend {
     }
 
     /// Fold the WAL back into the main file and truncate it (`wal_checkpoint(TRUNCATE)`), for
-    /// tests and backups. Runs on the writer thread after the writes queued before it.
+    /// tests and backups. Covers every write acknowledged before it was called.
     pub async fn checkpoint(&self) -> Result<(), StorageError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::Checkpoint { reply })?;
+        let tx = self.checkpoint_tx.as_ref().ok_or(StorageError::Closed)?;
+        tx.send(reply).map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -335,7 +368,7 @@ impl Backend for SqliteBackend {
             return Ok(());
         }
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::Write { ops, reply })?;
+        self.send(Msg { ops, reply })?;
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -354,6 +387,10 @@ impl Drop for SqliteBackend {
         self.read_tx.take();
         for r in self.readers.drain(..) {
             let _ = r.join();
+        }
+        self.checkpoint_tx.take();
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
         }
     }
 }
@@ -374,14 +411,10 @@ impl Writer {
             #[cfg(test)]
             drop(self.gate.lock());
             let mut writes = Vec::new();
-            let mut checkpoints = Vec::new();
             let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Write { ops, reply } => writes.push((ops, reply)),
-                    Msg::Checkpoint { reply } => checkpoints.push(reply),
-                }
-                if writes.len() + checkpoints.len() >= MAX_GROUP {
+            while let Some(Msg { ops, reply }) = next.take() {
+                writes.push((ops, reply));
+                if writes.len() >= MAX_GROUP {
                     break;
                 }
                 if let Ok(m) = rx.try_recv() {
@@ -390,12 +423,7 @@ impl Writer {
                     next = Some(m);
                 }
             }
-            if !writes.is_empty() {
-                self.commit_group(writes);
-            }
-            for reply in checkpoints {
-                let _ = reply.send(self.checkpoint());
-            }
+            self.commit_group(writes);
         }
     }
 
@@ -457,21 +485,39 @@ impl Writer {
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
 
-    fn checkpoint(&mut self) -> Result<(), StorageError> {
-        let (busy, _log, _done): (i64, i64, i64) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(backend_err)?;
-        if busy != 0 {
-            return Err(StorageError::Backend(
-                "sqlite: checkpoint could not complete, readers are active".into(),
-            ));
+/// The checkpointer thread: a `PASSIVE` checkpoint every [`CHECKPOINT_EVERY`], a `TRUNCATE`
+/// one on request, until the request channel closes.
+fn checkpoint_loop(conn: &Connection, requests: &mpsc::Receiver<Reply>) {
+    loop {
+        match requests.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(reply) => {
+                let _ = reply.send(checkpoint(conn, "TRUNCATE"));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = checkpoint(conn, "PASSIVE") {
+                    tracing::debug!(error = %e, "sqlite: background checkpoint failed");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        Ok(())
     }
+}
+
+/// `PRAGMA wal_checkpoint(<mode>)`; an error when it could not finish (`busy`) for TRUNCATE.
+fn checkpoint(conn: &Connection, mode: &str) -> Result<(), StorageError> {
+    let (busy, _log, _done): (i64, i64, i64) = conn
+        .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(backend_err)?;
+    if busy != 0 && mode == "TRUNCATE" {
+        return Err(StorageError::Backend(
+            "sqlite: checkpoint could not complete, readers are active".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn apply(conn: &Connection, ops: &[Op]) -> rusqlite::Result<()> {

@@ -1,24 +1,39 @@
 //! The `file` audit device's output: an append-only file (or stdout, or nothing) carrying the
 //! hash chain of [`hush_api::audit`].
 //!
-//! Writes to one device are serialised by an async mutex: each entry gets the next `seq` and
-//! the hash of the line before it, and is written with one `write_all` of line + `\n`.
+//! # Group writes
+//! Each device has one writer thread ([`DeviceWriter`]) that owns the output and the chain
+//! head. Requests serialise their entry on their own task and queue it; the thread takes every
+//! entry already queued (up to [`MAX_BATCH`]), gives each the next `seq` and the hash of the
+//! line before it, and writes the whole batch with one `write_all`. Each caller is answered
+//! only after that write returned, so a request never goes on with an entry that was not
+//! handed to the file; concurrent requests share one system call instead of taking turns
+//! through a lock and a thread hop each.
+//!
+//! The head only advances after a successful write. After a failed write every entry of the
+//! batch is reported failed, the output is closed, and the next batch reopens it and re-reads
+//! the chain from the file (a torn last line is cut off there). Lines of a failed batch that
+//! did reach the file stay in it: the log then holds more than the requests that went on, never
+//! less.
 //!
 //! Opening a file that already holds entries continues its chain from the last line, so a
 //! restart keeps the chain intact. A torn last line (a crash or failed write in the middle of
 //! an entry: bytes after the last newline) is cut off when the line before it is a chain
-//! entry; a file whose content is not ours is refused. After a failed write the file is closed
-//! and reopened on the next write, which re-reads the chain from the file; `reopen` does the
-//! same for log rotation (move the file away, then send SIGHUP).
+//! entry; a file whose content is not ours is refused. `reopen` closes the output for log
+//! rotation (move the file away, then send SIGHUP); the next write opens it again.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use hush_api::audit::{line_hash, parse_link, CHAIN_FIELD, GENESIS};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+/// Most entries written in one system call.
+pub(crate) const MAX_BATCH: usize = 1024;
 
 /// Where a device writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +63,15 @@ pub(crate) enum OpenError {
     NotOurs { path: PathBuf },
 }
 
+impl OpenError {
+    fn into_io(self) -> io::Error {
+        match self {
+            OpenError::Io { source, .. } => source,
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}
+
 /// Where the chain stands: the last written `seq` and the hash of that line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainHead {
@@ -65,17 +89,40 @@ impl ChainHead {
 }
 
 enum Output {
-    File(Arc<File>),
+    File(File),
     Stdout,
     Discard,
 }
 
-/// An open output with its chain state. `out` is `None` until opened, and again after a
-/// failed write or a reopen request.
+/// Serialise an entry as a line body (no chain field, no newline) ready for
+/// [`ChainWriter::write_batch`].
+pub(crate) fn entry_bytes(mut entry: Map<String, Value>) -> io::Result<Vec<u8>> {
+    entry.remove(CHAIN_FIELD);
+    serde_json::to_vec(&entry).map_err(io::Error::other)
+}
+
+/// Append `,"hash_chain":{"seq":N,"prev":"..."}` inside the object `body` (a serialised JSON
+/// object), giving the same bytes as serialising the entry with the field inserted last.
+fn push_line(out: &mut Vec<u8>, body: &[u8], seq: u64, prev: &str) {
+    let inner = body.strip_suffix(b"}").unwrap_or(body);
+    out.extend_from_slice(inner);
+    if inner.len() > 1 {
+        out.push(b',');
+    }
+    // `prev` is `sha256:<hex>`: nothing in it needs escaping.
+    out.extend_from_slice(
+        format!("\"{CHAIN_FIELD}\":{{\"seq\":{seq},\"prev\":\"{prev}\"}}}}").as_bytes(),
+    );
+}
+
+/// An output with its chain state. `out` is `None` until opened, and again after a failed
+/// write or a reopen request. Used by one thread at a time (the device's writer thread).
 pub(crate) struct ChainWriter {
     spec: SinkSpec,
     out: Option<Output>,
     head: ChainHead,
+    /// Reused buffer for a batch's lines.
+    buf: Vec<u8>,
 }
 
 impl ChainWriter {
@@ -84,6 +131,7 @@ impl ChainWriter {
             spec,
             out: None,
             head: ChainHead::genesis(),
+            buf: Vec::new(),
         }
     }
 
@@ -92,19 +140,14 @@ impl ChainWriter {
     }
 
     /// Open the output now (if it is not open), reading the chain head from an existing file.
-    pub(crate) async fn ensure_open(&mut self) -> Result<(), OpenError> {
+    pub(crate) fn ensure_open(&mut self) -> Result<(), OpenError> {
         if self.out.is_some() {
             return Ok(());
         }
         let (out, head) = match &self.spec {
             SinkSpec::File { path, mode } => {
-                let (owned, mode) = (path.clone(), *mode);
-                let joined = tokio::task::spawn_blocking(move || open_file(&owned, mode)).await;
-                let (file, head) = joined.map_err(|e| OpenError::Io {
-                    path: path.clone(),
-                    source: io::Error::other(e.to_string()),
-                })??;
-                (Output::File(Arc::new(file)), head)
+                let (file, head) = open_file(path, *mode)?;
+                (Output::File(file), head)
             }
             SinkSpec::Stdout => (Output::Stdout, ChainHead::genesis()),
             SinkSpec::Discard => (Output::Discard, ChainHead::genesis()),
@@ -119,49 +162,46 @@ impl ChainWriter {
         self.out = None;
     }
 
-    /// Append one entry with the next chain link. On failure nothing counts as written: the
-    /// output is closed, and the next write reopens it and re-reads the head from the file.
-    pub(crate) async fn append(&mut self, mut entry: Map<String, Value>) -> io::Result<()> {
-        self.ensure_open().await.map_err(|e| match e {
-            OpenError::Io { source, .. } => source,
-            other => io::Error::other(other.to_string()),
-        })?;
-        let seq = self.head.seq + 1;
-        entry.insert(
-            CHAIN_FIELD.into(),
-            json!({ "seq": seq, "prev": self.head.last_hash }),
-        );
-        let mut line = serde_json::to_vec(&entry).map_err(io::Error::other)?;
-        let hash = line_hash(&line);
-        line.push(b'\n');
-        let result = match self.out.as_ref() {
-            Some(Output::File(file)) => {
-                let file = file.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut f: &File = &file;
-                    f.write_all(&line)?;
-                    f.flush()
-                })
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(e.to_string())))
-            }
+    /// Append one entry with the next chain link.
+    #[cfg(test)]
+    pub(crate) fn append(&mut self, entry: Map<String, Value>) -> io::Result<()> {
+        let body = entry_bytes(entry)?;
+        self.write_batch(&[body.as_slice()])
+    }
+
+    /// Append entries (each from [`entry_bytes`]) in order with the next chain links, in one
+    /// write. All or nothing as far as the head goes: on failure the output is closed, the head
+    /// stays, and the next write reopens the output and re-reads the head from the file.
+    pub(crate) fn write_batch(&mut self, bodies: &[&[u8]]) -> io::Result<()> {
+        self.ensure_open().map_err(OpenError::into_io)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut head = self.head.clone();
+        for body in bodies {
+            let start = buf.len();
+            push_line(&mut buf, body, head.seq + 1, &head.last_hash);
+            head = ChainHead {
+                seq: head.seq + 1,
+                last_hash: line_hash(&buf[start..]),
+            };
+            buf.push(b'\n');
+        }
+        let result = match self.out.as_mut() {
+            Some(Output::File(file)) => file.write_all(&buf).and_then(|()| file.flush()),
             Some(Output::Stdout) => {
-                use tokio::io::AsyncWriteExt;
-                let mut out = tokio::io::stdout();
-                match out.write_all(&line).await {
-                    Ok(()) => out.flush().await,
-                    Err(e) => Err(e),
-                }
+                let mut out = io::stdout().lock();
+                out.write_all(&buf).and_then(|()| out.flush())
             }
             Some(Output::Discard) => Ok(()),
             None => Err(io::Error::other("audit output is not open")),
         };
+        // Keep a moderate buffer for the next batch; drop a huge one.
+        if buf.capacity() <= 1 << 20 {
+            self.buf = buf;
+        }
         match result {
             Ok(()) => {
-                self.head = ChainHead {
-                    seq,
-                    last_hash: hash,
-                };
+                self.head = head;
                 Ok(())
             }
             Err(e) => {
@@ -169,6 +209,122 @@ impl ChainWriter {
                 Err(e)
             }
         }
+    }
+}
+
+/// Work for a device's writer thread.
+enum Job {
+    Append {
+        body: Vec<u8>,
+        reply: oneshot::Sender<io::Result<()>>,
+    },
+    Open {
+        reply: oneshot::Sender<Result<(), OpenError>>,
+    },
+    Close,
+}
+
+/// The handle to a device's writer thread (see the module docs). The thread ends when the
+/// handle is dropped, after the jobs already queued.
+pub(crate) struct DeviceWriter {
+    tx: mpsc::Sender<Job>,
+    /// Copy of the thread's chain head, for `sys/audit`, which must not wait.
+    head: Arc<parking_lot::Mutex<ChainHead>>,
+}
+
+impl DeviceWriter {
+    /// Start the writer thread for `spec`. The output is opened by [`DeviceWriter::open`] or
+    /// the first write.
+    pub(crate) fn start(spec: SinkSpec, name: &str) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let head = Arc::new(parking_lot::Mutex::new(ChainHead::genesis()));
+        let shared = head.clone();
+        std::thread::Builder::new()
+            .name(format!("hush-audit-{}", name.trim_end_matches('/')))
+            .spawn(move || writer_loop(ChainWriter::new(spec), &rx, &shared))?;
+        Ok(DeviceWriter { tx, head })
+    }
+
+    pub(crate) fn head(&self) -> ChainHead {
+        self.head.lock().clone()
+    }
+
+    /// Open the output now, reading the chain head from an existing file.
+    pub(crate) async fn open(&self) -> Result<(), OpenError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || OpenError::Io {
+            path: PathBuf::new(),
+            source: io::Error::other("the audit writer thread stopped"),
+        };
+        self.tx.send(Job::Open { reply }).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Append one entry; returns once it was written (or failed).
+    pub(crate) async fn append(&self, entry: Map<String, Value>) -> io::Result<()> {
+        let body = entry_bytes(entry)?;
+        let (reply, rx) = oneshot::channel();
+        let gone = || io::Error::other("the audit writer thread stopped");
+        self.tx
+            .send(Job::Append { body, reply })
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Close the output; the next write reopens it.
+    pub(crate) fn close(&self) {
+        let _ = self.tx.send(Job::Close);
+    }
+}
+
+fn writer_loop(mut w: ChainWriter, rx: &mpsc::Receiver<Job>, head: &parking_lot::Mutex<ChainHead>) {
+    let mut appends: Vec<(Vec<u8>, oneshot::Sender<io::Result<()>>)> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append { body, reply } => {
+                    appends.push((body, reply));
+                    if appends.len() >= MAX_BATCH {
+                        flush(&mut w, &mut appends, head);
+                    }
+                }
+                // Keep order: write what came before, then open or close.
+                Job::Open { reply } => {
+                    flush(&mut w, &mut appends, head);
+                    let opened = w.ensure_open();
+                    *head.lock() = w.head().clone();
+                    let _ = reply.send(opened);
+                }
+                Job::Close => {
+                    flush(&mut w, &mut appends, head);
+                    w.close();
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        flush(&mut w, &mut appends, head);
+    }
+}
+
+/// Write the queued entries as one batch, publish the head, and answer each caller.
+fn flush(
+    w: &mut ChainWriter,
+    appends: &mut Vec<(Vec<u8>, oneshot::Sender<io::Result<()>>)>,
+    head: &parking_lot::Mutex<ChainHead>,
+) {
+    if appends.is_empty() {
+        return;
+    }
+    let bodies: Vec<&[u8]> = appends.iter().map(|(b, _)| b.as_slice()).collect();
+    let result = w.write_batch(&bodies);
+    *head.lock() = w.head().clone();
+    for (_, reply) in appends.drain(..) {
+        let r = match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        let _ = reply.send(r);
     }
 }
 
@@ -284,6 +440,7 @@ fn rfind_newline(file: &File, before: u64) -> io::Result<Option<u64>> {
 mod tests {
     use super::*;
     use hush_api::audit::verify;
+    use serde_json::json;
 
     fn entry(n: u64) -> Map<String, Value> {
         let v = json!({"time": format!("t{n}"), "type": "request"});
@@ -297,13 +454,13 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn appends_a_verifiable_chain_and_creates_0600() {
+    #[test]
+    fn appends_a_verifiable_chain_and_creates_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let mut w = ChainWriter::new(spec(&path));
         for n in 0..3 {
-            w.append(entry(n)).await.unwrap();
+            w.append(entry(n)).unwrap();
         }
         let summary = verify(std::io::BufReader::new(File::open(&path).unwrap())).unwrap();
         assert_eq!(summary.lines, 3);
@@ -313,98 +470,149 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 
-    #[tokio::test]
-    async fn reopening_continues_the_chain() {
+    #[test]
+    fn spliced_chain_field_is_what_serde_writes() {
+        let mut e = entry(7);
+        e.insert("nested".into(), json!({"a": [1, "x\"y"]}));
+        let mut line = Vec::new();
+        push_line(&mut line, &entry_bytes(e.clone()).unwrap(), 3, GENESIS);
+        e.insert(CHAIN_FIELD.into(), json!({"seq": 3, "prev": GENESIS}));
+        assert_eq!(line, serde_json::to_vec(&e).unwrap());
+        let mut empty = Vec::new();
+        push_line(&mut empty, b"{}", 1, GENESIS);
+        assert_eq!(parse_link(&empty).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn a_batch_is_one_verifiable_run_of_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let mut w = ChainWriter::new(spec(&path));
-        w.append(entry(1)).await.unwrap();
-        w.append(entry(2)).await.unwrap();
+        w.append(entry(0)).unwrap();
+        let bodies: Vec<Vec<u8>> = (1..=5).map(|n| entry_bytes(entry(n)).unwrap()).collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        w.write_batch(&refs).unwrap();
+        let summary = verify(std::io::BufReader::new(File::open(&path).unwrap())).unwrap();
+        assert_eq!(summary.lines, 6);
+        assert_eq!(w.head().seq, 6);
+        assert_eq!(w.head().last_hash, summary.last_hash);
+        // A failed batch leaves the head where it was.
+        let mut full = ChainWriter::new(spec(Path::new("/dev/full")));
+        assert!(full.write_batch(&refs).is_err());
+        assert_eq!(full.head().seq, 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_through_the_thread_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let w = Arc::new(DeviceWriter::start(spec(&path), "test/").unwrap());
+        w.open().await.unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let w = w.clone();
+                tokio::spawn(async move { w.append(entry(n)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let summary = verify(std::io::BufReader::new(File::open(&path).unwrap())).unwrap();
+        assert_eq!(summary.lines, 200);
+        assert_eq!(w.head().seq, 200);
+        assert_eq!(w.head().last_hash, summary.last_hash);
+        // Writes to a full device fail, and each caller hears so.
+        let full = DeviceWriter::start(spec(Path::new("/dev/full")), "full/").unwrap();
+        assert!(full.append(entry(1)).await.is_err());
+        assert_eq!(full.head().seq, 0);
+    }
+
+    #[test]
+    fn reopening_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut w = ChainWriter::new(spec(&path));
+        w.append(entry(1)).unwrap();
+        w.append(entry(2)).unwrap();
         drop(w);
         let mut w = ChainWriter::new(spec(&path));
-        w.ensure_open().await.unwrap();
+        w.ensure_open().unwrap();
         assert_eq!(w.head().seq, 2);
-        w.append(entry(3)).await.unwrap();
+        w.append(entry(3)).unwrap();
         let summary = verify(std::io::BufReader::new(File::open(&path).unwrap())).unwrap();
         assert_eq!(summary.lines, 3);
     }
 
-    #[tokio::test]
-    async fn torn_last_line_is_cut_and_the_chain_goes_on() {
+    #[test]
+    fn torn_last_line_is_cut_and_the_chain_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let mut w = ChainWriter::new(spec(&path));
-        w.append(entry(1)).await.unwrap();
+        w.append(entry(1)).unwrap();
         drop(w);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"time\":\"2025-01-01T00:0").unwrap();
         let mut w = ChainWriter::new(spec(&path));
-        w.append(entry(2)).await.unwrap();
+        w.append(entry(2)).unwrap();
         let summary = verify(std::io::BufReader::new(File::open(&path).unwrap())).unwrap();
         assert_eq!(summary.lines, 2);
     }
 
-    #[tokio::test]
-    async fn foreign_files_are_refused() {
+    #[test]
+    fn foreign_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
         std::fs::write(&path, "hello\nworld\n").unwrap();
         let mut w = ChainWriter::new(spec(&path));
-        assert!(matches!(
-            w.ensure_open().await,
-            Err(OpenError::NotOurs { .. })
-        ));
+        assert!(matches!(w.ensure_open(), Err(OpenError::NotOurs { .. })));
         // A file with one unterminated foreign line is not cut either.
         std::fs::write(&path, "hello").unwrap();
         let mut w = ChainWriter::new(spec(&path));
-        assert!(matches!(
-            w.ensure_open().await,
-            Err(OpenError::NotOurs { .. })
-        ));
+        assert!(matches!(w.ensure_open(), Err(OpenError::NotOurs { .. })));
         assert_eq!(std::fs::read(&path).unwrap(), b"hello");
     }
 
-    #[tokio::test]
-    async fn long_last_line_is_found_across_blocks() {
+    #[test]
+    fn long_last_line_is_found_across_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let mut w = ChainWriter::new(spec(&path));
-        w.append(entry(1)).await.unwrap();
+        w.append(entry(1)).unwrap();
         let mut big = entry(2);
         big.insert("pad".into(), "x".repeat(200_000).into());
-        w.append(big).await.unwrap();
+        w.append(big).unwrap();
         let head = w.head().clone();
         drop(w);
         let mut w = ChainWriter::new(spec(&path));
-        w.ensure_open().await.unwrap();
+        w.ensure_open().unwrap();
         assert_eq!(w.head(), &head);
     }
 
-    #[tokio::test]
-    async fn unopenable_path_names_the_path() {
+    #[test]
+    fn unopenable_path_names_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir/audit.log");
         let mut w = ChainWriter::new(spec(&path));
-        let err = w.ensure_open().await.unwrap_err().to_string();
+        let err = w.ensure_open().unwrap_err().to_string();
         assert!(err.contains("missing-dir/audit.log"), "{err}");
         assert!(err.contains("No such file"), "{err}");
     }
 
-    #[tokio::test]
-    async fn write_failure_is_reported_and_does_not_advance() {
+    #[test]
+    fn write_failure_is_reported_and_does_not_advance() {
         let mut w = ChainWriter::new(spec(Path::new("/dev/full")));
-        assert!(w.append(entry(1)).await.is_err());
+        assert!(w.append(entry(1)).is_err());
         assert_eq!(w.head().seq, 0);
     }
 
-    #[tokio::test]
-    async fn existing_mode_is_tightened() {
+    #[test]
+    fn existing_mode_is_tightened() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut w = ChainWriter::new(spec(&path));
-        w.ensure_open().await.unwrap();
+        w.ensure_open().unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

@@ -33,7 +33,7 @@ use zeroize::Zeroize;
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalError, Request, Response};
 use entry::{format_time, Formatter, Salt};
-use file::{ChainHead, ChainWriter, SinkSpec};
+use file::{DeviceWriter, SinkSpec};
 
 /// Storage key of the device table inside the broker's view.
 const TABLE_KEY: &str = "table";
@@ -49,9 +49,8 @@ struct Device {
     spec: SinkSpec,
     salt: Salt,
     hmac_accessor: bool,
-    writer: tokio::sync::Mutex<ChainWriter>,
-    /// Copy of the writer's head for [`AuditBroker::list`], which must not wait.
-    head: parking_lot::Mutex<ChainHead>,
+    /// The device's writer thread, which owns the output and the hash chain.
+    writer: DeviceWriter,
 }
 
 impl Device {
@@ -63,10 +62,7 @@ impl Device {
     }
 
     async fn append(&self, entry: Map<String, Value>) -> std::io::Result<()> {
-        let mut w = self.writer.lock().await;
-        let result = w.append(entry).await;
-        *self.head.lock() = w.head().clone();
-        result
+        self.writer.append(entry).await
     }
 
     fn stored(&self) -> StoredDevice {
@@ -222,11 +218,10 @@ impl AuditBroker {
             let salt = Salt::from_hex(&stored.salt).ok_or_else(|| {
                 LogicalError::Internal(format!("audit device {} has a malformed salt", stored.path))
             })?;
-            let device = build_device(stored, spec, salt, hmac_accessor);
-            if let Err(e) = device.writer.lock().await.ensure_open().await {
+            let device = build_device(stored, spec, salt, hmac_accessor)?;
+            if let Err(e) = device.writer.open().await {
                 tracing::warn!(device = %stored.path, error = %e, "audit device could not be opened");
             }
-            *device.head.lock() = device.writer.lock().await.head().clone();
             map.insert(stored.path.clone(), Arc::new(device));
         }
         Ok(AuditBroker {
@@ -275,14 +270,12 @@ impl AuditBroker {
             local: false,
             salt: String::new(),
         };
-        let device = build_device(&stored, spec, Salt::random(), hmac_accessor);
-        {
-            let mut w = device.writer.lock().await;
-            w.ensure_open()
-                .await
-                .map_err(|e| LogicalError::invalid(e.to_string()))?;
-            *device.head.lock() = w.head().clone();
-        }
+        let device = build_device(&stored, spec, Salt::random(), hmac_accessor)?;
+        device
+            .writer
+            .open()
+            .await
+            .map_err(|e| LogicalError::invalid(e.to_string()))?;
         let mut next = (*current).clone();
         next.insert(path, Arc::new(device));
         self.persist(&next).await?;
@@ -321,7 +314,7 @@ impl AuditBroker {
             .load()
             .iter()
             .map(|(path, d)| {
-                let head = d.head.lock().clone();
+                let head = d.writer.head();
                 let entry = json!({
                     "type": "file",
                     "description": d.description,
@@ -353,7 +346,7 @@ impl AuditBroker {
     /// Close every file; each reopens at its next write (log rotation on SIGHUP).
     pub async fn reopen(&self) {
         for device in self.devices.load().values() {
-            device.writer.lock().await.close();
+            device.writer.close();
         }
     }
 
@@ -408,17 +401,24 @@ impl AuditBroker {
     }
 }
 
-fn build_device(stored: &StoredDevice, spec: SinkSpec, salt: Salt, hmac_accessor: bool) -> Device {
-    Device {
+fn build_device(
+    stored: &StoredDevice,
+    spec: SinkSpec,
+    salt: Salt,
+    hmac_accessor: bool,
+) -> Result<Device, LogicalError> {
+    let writer = DeviceWriter::start(spec.clone(), &stored.path).map_err(|e| {
+        LogicalError::Internal(format!("cannot start the audit writer thread: {e}"))
+    })?;
+    Ok(Device {
         path: stored.path.clone(),
         description: stored.description.clone(),
         options: stored.options.clone(),
-        writer: tokio::sync::Mutex::new(ChainWriter::new(spec.clone())),
-        head: parking_lot::Mutex::new(ChainHead::genesis()),
+        writer,
         spec,
         salt,
         hmac_accessor,
-    }
+    })
 }
 
 /// Do two devices write the same file? Compares canonical paths when both exist.

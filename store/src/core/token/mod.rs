@@ -7,7 +7,8 @@
 //! - this file: the stored [`TokenEntry`];
 //! - [`store`]: the [`TokenStore`] (storage, authentication, creation, renewal, revocation);
 //! - [`backend`]: the `auth/token/` endpoints;
-//! - [`ttl`]: Vault's TTL rules.
+//! - [`ttl`]: Vault's TTL rules;
+//! - [`cache`]: parsed entries of tokens in use, invalidated by every entry write.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod backend;
+pub mod cache;
 pub mod store;
 pub mod ttl;
 

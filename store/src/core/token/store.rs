@@ -22,11 +22,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::cache::TokenCache;
 use super::ttl::{add_seconds, calculate_ttl, TtlInput};
 use super::TokenEntry;
 use crate::barrier::BarrierView;
 use crate::core::policy::PolicyStore;
 use crate::logical::{Auth, LogicalError};
+use crate::storage::Op;
 
 /// Prefix of every service token.
 pub const TOKEN_PREFIX: &str = "hvs.";
@@ -82,6 +84,7 @@ pub struct TokenStore {
     clock: Clock,
     lock: tokio::sync::Mutex<()>,
     pub(super) policies: Option<Arc<PolicyStore>>,
+    pub(super) cache: TokenCache,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -216,6 +219,7 @@ impl TokenStore {
             clock,
             lock: tokio::sync::Mutex::new(()),
             policies: None,
+            cache: TokenCache::default(),
         })
     }
 
@@ -251,8 +255,12 @@ impl TokenStore {
         if !well_formed(token) {
             return Ok(None);
         }
-        let hash = self.hmac(token);
-        let Some(entry) = self.load(&hash).await? else {
+        self.load_token_hashed(&self.hmac(token)).await
+    }
+
+    /// As [`TokenStore::load_token`] for a token already hashed with [`TokenStore::hmac`].
+    async fn load_token_hashed(&self, hash: &str) -> Result<Option<TokenEntry>, LogicalError> {
+        let Some(entry) = self.load(hash).await? else {
             return Ok(None);
         };
         if !bool::from(entry.id_hash.as_bytes().ct_eq(hash.as_bytes())) {
@@ -323,6 +331,29 @@ impl TokenStore {
         self.write_new(&entry).await
     }
 
+    /// Write `ops` and then drop every token entry they touch from the cache, even when the
+    /// write failed (its outcome is unknown). The only way token storage is written.
+    async fn write(&self, ops: Vec<Op>) -> Result<(), LogicalError> {
+        let id_prefix = format!("{}id/", self.view.prefix());
+        let hashes: Vec<String> = ops
+            .iter()
+            .filter_map(|op| op.key().strip_prefix(&id_prefix).map(str::to_string))
+            .collect();
+        let result = self.view.write(ops).await;
+        if !hashes.is_empty() {
+            self.cache.invalidate(hashes.iter().map(String::as_str));
+        }
+        Ok(result?)
+    }
+
+    /// Write one entry (a spent use, a renewal, a new parent).
+    async fn put_entry(&self, entry: &TokenEntry) -> Result<(), LogicalError> {
+        self.write(vec![self
+            .view
+            .put_json_op(&id_key(&entry.id_hash), entry)?])
+            .await
+    }
+
     async fn write_new(&self, entry: &TokenEntry) -> Result<(), LogicalError> {
         let mut ops = vec![
             self.view.put_json_op(&id_key(&entry.id_hash), entry)?,
@@ -337,7 +368,7 @@ impl TokenStore {
                     .put_op(&format!("parent/{parent}/{}", entry.id_hash), Vec::new())?,
             );
         }
-        Ok(self.view.write(ops).await?)
+        self.write(ops).await
     }
 
     /// Check a presented token. Unknown, malformed, expired and revoked tokens are all
@@ -347,7 +378,18 @@ impl TokenStore {
         &self,
         token: &SecretString,
     ) -> Result<Arc<TokenEntry>, LogicalError> {
-        let Some(entry) = self.load_token(token.expose_secret()).await? else {
+        let token = token.expose_secret();
+        if !well_formed(token) {
+            return Err(LogicalError::PermissionDenied);
+        }
+        let hash = self.hmac(token);
+        let generation = match self.cache.get(&hash) {
+            // Cached entries have no use limit; expiry is checked as for a stored one.
+            Ok(entry) if !expired(&entry, self.now()) => return Ok(entry),
+            Ok(_) => None,
+            Err(generation) => Some(generation),
+        };
+        let Some(entry) = self.load_token_hashed(&hash).await? else {
             return Err(LogicalError::PermissionDenied);
         };
         if expired(&entry, self.now()) {
@@ -355,7 +397,11 @@ impl TokenStore {
             return Err(LogicalError::PermissionDenied);
         }
         if entry.num_uses == 0 {
-            return Ok(Arc::new(entry));
+            let entry = Arc::new(entry);
+            if let Some(generation) = generation {
+                self.cache.insert(generation, entry.clone());
+            }
+            return Ok(entry);
         }
         let _guard = self.lock.lock().await;
         // Re-read under the lock: another request may have spent or revoked it meanwhile.
@@ -373,7 +419,7 @@ impl TokenStore {
         if entry.num_uses == 0 {
             self.revoke_tree_locked(&entry.id_hash).await?;
         } else {
-            self.view.put_json(&id_key(&entry.id_hash), &entry).await?;
+            self.put_entry(&entry).await?;
         }
         Ok(Arc::new(entry))
     }
@@ -541,7 +587,7 @@ impl TokenStore {
         };
         let (ttl, warnings) = calculate_ttl(now, entry.creation_time, input)?;
         entry.expire_time = Some(expiry(now, ttl)?);
-        self.view.put_json(&id_key(&entry.id_hash), &entry).await?;
+        self.put_entry(&entry).await?;
         Ok(Renewed {
             entry,
             ttl,
@@ -587,7 +633,7 @@ impl TokenStore {
                     .iter()
                     .map(|c| self.view.delete_op(&format!("parent/{hash}/{c}")))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.view.write(links).await?;
+                self.write(links).await?;
             }
             if let Some(entry) = self.load(hash).await? {
                 ops.push(
@@ -599,7 +645,7 @@ impl TokenStore {
                 }
             }
             ops.push(self.view.delete_op(&id_key(hash))?);
-            self.view.write(ops).await?;
+            self.write(ops).await?;
         }
         Ok(())
     }
@@ -621,7 +667,7 @@ impl TokenStore {
                 }
                 ops.push(self.view.delete_op(&format!("parent/{id_hash}/{kid}"))?);
             }
-            self.view.write(ops).await?;
+            self.write(ops).await?;
         }
         let mut ops = vec![
             self.view.delete_op(&id_key(id_hash))?,
@@ -631,7 +677,7 @@ impl TokenStore {
         if let Some(parent) = &entry.parent_hash {
             ops.push(self.view.delete_op(&format!("parent/{parent}/{id_hash}"))?);
         }
-        Ok(self.view.write(ops).await?)
+        self.write(ops).await
     }
 
     /// Revoke every expired token (and its children). For a periodic sweep; returns how
