@@ -1,0 +1,1 @@
+//! Config validation: one fixture per bad case, each with the exact message it must give.
