@@ -49,6 +49,18 @@ pub enum Fetch {
     Failed(ClientError),
 }
 
+impl std::fmt::Debug for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetch::Unchanged => f.write_str("Unchanged"),
+            Fetch::New { version, .. } => f.debug_struct("New").field("version", version).finish_non_exhaustive(),
+            Fetch::Gone { version } => f.debug_struct("Gone").field("version", version).finish(),
+            Fetch::MetadataDenied => f.write_str("MetadataDenied"),
+            Fetch::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
 fn timed<T>(
     observer: &dyn Observer,
     op: &'static str,
