@@ -146,7 +146,7 @@ mod tests {
         std::fs::write(&path, "hvs.first\n").unwrap();
         let src = TokenSource::open(&path).unwrap();
         assert_eq!(src.token().expose_secret(), "hvs.first");
-        let mut rx = src.subscribe();
+        let rx = src.subscribe();
         assert!(!src.reload().unwrap(), "unchanged file");
         assert!(!rx.has_changed().unwrap());
 

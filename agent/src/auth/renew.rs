@@ -113,7 +113,11 @@ pub async fn run(
                 }
                 Plan::RenewIn(d) => d,
             };
-            tracing::debug!(ttl_secs = ttl, renew_in_ms = delay.as_millis() as u64, "token renewal scheduled");
+            tracing::debug!(
+                ttl_secs = ttl,
+                renew_in_ms = delay.as_millis() as u64,
+                "token renewal scheduled"
+            );
             match wait!(Some(delay)) {
                 Wake::Shutdown => return,
                 Wake::TokenChanged => continue 'token,
@@ -167,7 +171,9 @@ mod tests {
         assert_eq!(plan(0, true), Plan::Idle);
         assert_eq!(plan(3600, false), Plan::Idle);
         match plan(30, true) {
-            Plan::RenewIn(d) => assert!(d <= Duration::from_secs(20) && d >= Duration::from_secs(17)),
+            Plan::RenewIn(d) => {
+                assert!(d <= Duration::from_secs(20) && d >= Duration::from_secs(17))
+            }
             Plan::Idle => panic!("a renewable token with a TTL is renewed"),
         }
     }

@@ -69,7 +69,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "s", "5x", "-1s", "1.5h", "ms5", "5 m", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "s",
+            "5x",
+            "-1s",
+            "1.5h",
+            "ms5",
+            "5 m",
+            "99999999999999999999s",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

@@ -192,7 +192,9 @@ impl Flags {
             };
             for text in &self.env {
                 let (name, file) = text.split_once('=').ok_or_else(|| {
-                    ConfigError(format!("--env {text:?}: want NAME=FILE, e.g. DB_PASSWORD=db.pw"))
+                    ConfigError(format!(
+                        "--env {text:?}: want NAME=FILE, e.g. DB_PASSWORD=db.pw"
+                    ))
                 })?;
                 exec.env.insert(name.to_string(), file.to_string());
             }

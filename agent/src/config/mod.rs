@@ -194,9 +194,13 @@ pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
 pub fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let msg = e.message().trim_end();
-        let line = e
-            .span()
-            .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
+        let line = e.span().map(|s| {
+            text.as_bytes()[..s.start.min(text.len())]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1
+        });
         match line {
             Some(line) => ConfigError(format!(
                 "invalid config file {} line {line}: {msg}",

@@ -266,7 +266,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     && !var.starts_with(|c: char| c.is_ascii_digit())
                     && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !ok {
-                    return err(format!("env {var:?}: not a valid environment variable name"));
+                    return err(format!(
+                        "env {var:?}: not a valid environment variable name"
+                    ));
                 }
                 if !files.iter().any(|f| f.name == file) {
                     return err(format!("env {var:?}: no file named {file:?}"));

@@ -65,7 +65,11 @@ mod tests {
         for cap in caps {
             let d = b.next_delay();
             let cap = Duration::from_secs(cap);
-            assert!(d >= cap / 2 && d <= cap, "{d:?} not in [{:?}, {cap:?}]", cap / 2);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "{d:?} not in [{:?}, {cap:?}]",
+                cap / 2
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_secs(1));
@@ -75,7 +79,10 @@ mod tests {
     fn renews_at_about_two_thirds() {
         for _ in 0..100 {
             let d = renew_delay(Duration::from_secs(30));
-            assert!(d >= Duration::from_secs(17) && d <= Duration::from_secs(20), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(17) && d <= Duration::from_secs(20),
+                "{d:?}"
+            );
         }
         assert_eq!(renew_delay(Duration::ZERO), Duration::from_millis(100));
     }

@@ -129,7 +129,11 @@ impl Keeper {
         writer: Arc<AtomicWriter>,
         observer: Arc<dyn Observer>,
     ) -> Keeper {
-        let sources = config.sources.iter().map(|_| SourceState::default()).collect();
+        let sources = config
+            .sources
+            .iter()
+            .map(|_| SourceState::default())
+            .collect();
         let rendered = config.files.iter().map(|_| None).collect();
         Keeper {
             config,

@@ -41,9 +41,14 @@ pub enum Fetch {
     /// Same version (or same data) as held.
     Unchanged,
     /// New data.
-    New { data: Data, version: Option<u64> },
+    New {
+        data: Data,
+        version: Option<u64>,
+    },
     /// The secret does not exist, or its current version is deleted or destroyed.
-    Gone { version: Option<u64> },
+    Gone {
+        version: Option<u64>,
+    },
     /// The metadata endpoint is forbidden to this token; try again with full reads.
     MetadataDenied,
     Failed(ClientError),
@@ -53,7 +58,10 @@ impl std::fmt::Debug for Fetch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fetch::Unchanged => f.write_str("Unchanged"),
-            Fetch::New { version, .. } => f.debug_struct("New").field("version", version).finish_non_exhaustive(),
+            Fetch::New { version, .. } => f
+                .debug_struct("New")
+                .field("version", version)
+                .finish_non_exhaustive(),
             Fetch::Gone { version } => f.debug_struct("Gone").field("version", version).finish(),
             Fetch::MetadataDenied => f.write_str("MetadataDenied"),
             Fetch::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
@@ -152,7 +160,12 @@ pub struct Applied {
 }
 
 /// Fold a fetch into the state. Logs problems when they change.
-pub fn apply(source: &Source, state: &mut SourceState, fetch: Fetch, on_forbidden: OnForbidden) -> Applied {
+pub fn apply(
+    source: &Source,
+    state: &mut SourceState,
+    fetch: Fetch,
+    on_forbidden: OnForbidden,
+) -> Applied {
     let label = source.label();
     let mut applied = Applied::default();
     let problem = match fetch {
@@ -224,7 +237,10 @@ mod tests {
     }
 
     fn data(v: &str) -> Data {
-        json!({ "password": v }).as_object().cloned().unwrap_or_default()
+        json!({ "password": v })
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn api(status: u16) -> Fetch {
@@ -238,20 +254,48 @@ mod tests {
     fn new_data_replaces_and_errors_keep_it() {
         let s = source();
         let mut st = SourceState::default();
-        let a = apply(&s, &mut st, Fetch::New { data: data("one"), version: Some(1) }, OnForbidden::Keep);
+        let a = apply(
+            &s,
+            &mut st,
+            Fetch::New {
+                data: data("one"),
+                version: Some(1),
+            },
+            OnForbidden::Keep,
+        );
         assert!(a.changed && !a.transient);
         assert_eq!(st.version, Some(1));
 
-        for f in [api(503), api(500), Fetch::Failed(ClientError::Transport { url: "u".into(), reason: "refused".into() })] {
+        for f in [
+            api(503),
+            api(500),
+            Fetch::Failed(ClientError::Transport {
+                url: "u".into(),
+                reason: "refused".into(),
+            }),
+        ] {
             let a = apply(&s, &mut st, f, OnForbidden::Keep);
             assert!(!a.changed && a.transient);
             assert_eq!(st.data.as_deref(), Some(&data("one")));
         }
-        assert!(st.problem.as_deref().unwrap().contains("keeping the last files"));
+        assert!(st
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("keeping the last files"));
 
-        let a = apply(&s, &mut st, Fetch::Gone { version: Some(2) }, OnForbidden::Keep);
+        let a = apply(
+            &s,
+            &mut st,
+            Fetch::Gone { version: Some(2) },
+            OnForbidden::Keep,
+        );
         assert!(!a.changed && !a.transient);
-        assert_eq!(st.data.as_deref(), Some(&data("one")), "a deleted version keeps the files");
+        assert_eq!(
+            st.data.as_deref(),
+            Some(&data("one")),
+            "a deleted version keeps the files"
+        );
         assert_eq!(st.version, Some(2));
 
         let a = apply(&s, &mut st, Fetch::Unchanged, OnForbidden::Keep);
@@ -263,7 +307,15 @@ mod tests {
     fn forbidden_keeps_or_removes_as_configured() {
         let s = source();
         let mut st = SourceState::default();
-        apply(&s, &mut st, Fetch::New { data: data("one"), version: Some(1) }, OnForbidden::Keep);
+        apply(
+            &s,
+            &mut st,
+            Fetch::New {
+                data: data("one"),
+                version: Some(1),
+            },
+            OnForbidden::Keep,
+        );
         let a = apply(&s, &mut st, api(403), OnForbidden::Keep);
         assert!(!a.changed && !a.transient);
         assert!(st.data.is_some() && !st.removed);
@@ -274,7 +326,15 @@ mod tests {
         let a = apply(&s, &mut st, api(403), OnForbidden::Remove);
         assert!(!a.changed, "already removed");
 
-        let a = apply(&s, &mut st, Fetch::New { data: data("two"), version: Some(1) }, OnForbidden::Remove);
+        let a = apply(
+            &s,
+            &mut st,
+            Fetch::New {
+                data: data("two"),
+                version: Some(1),
+            },
+            OnForbidden::Remove,
+        );
         assert!(a.changed && !st.removed);
     }
 }
