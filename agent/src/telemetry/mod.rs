@@ -1,1 +1,418 @@
 //! Health, readiness and Prometheus metrics.
+//!
+//! # Layout
+//!
+//! - this file: [`Metrics`], the agent's metrics (all named `hush_*`), encoded in the
+//!   OpenMetrics text format;
+//! - [`server`]: the HTTP listener for `/healthz`, `/readyz` and `/metrics`.
+//!
+//! # Metrics
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `hush_renders_total` | counter | `file` | successful renders |
+//! | `hush_render_errors_total` | counter | `file` | failed renders |
+//! | `hush_store_requests_total` | counter | `op`, `outcome` | requests to hushd |
+//! | `hush_store_request_duration_seconds` | histogram | `op`, `outcome` | their latency |
+//! | `hush_last_success_timestamp_seconds` | gauge | `file` | Unix time of the last good render |
+//! | `hush_secret_version` | gauge | `file` | secret version in the file |
+//! | `hush_secret_age_seconds` | gauge | `file` | age of that version, at scrape time |
+//! | `hush_token_ttl_seconds` | gauge | | TTL left on the agent's token |
+//! | `hush_ready` | gauge | | 1 once every file was rendered |
+//! | `hush_process_resident_memory_bytes` | gauge | | RSS of the agent |
+//! | `hush_process_cpu_seconds_total` | counter | | CPU time of the agent |
+//!
+//! Labels carry file names and operation names, never secret values.
+
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    op: String,
+    outcome: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Which version a file holds and since when (for `secret_age_seconds`).
+#[derive(Debug, Clone, Copy)]
+struct FileState {
+    version: u64,
+    since: SystemTime,
+}
+
+/// The agent's metrics. Cheap to update from any task; encoded at scrape.
+pub struct Metrics {
+    registry: Registry,
+    renders: Family<FileLabels, Counter>,
+    render_errors: Family<FileLabels, Counter>,
+    store_requests: Family<StoreLabels, Counter>,
+    store_duration: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    last_success: Family<FileLabels, FloatGauge>,
+    secret_version: Family<FileLabels, Gauge>,
+    secret_age: Family<FileLabels, FloatGauge>,
+    token_ttl: FloatGauge,
+    ready: Gauge,
+    rss: Gauge,
+    cpu: Counter<f64, AtomicU64>,
+    files: Mutex<BTreeMap<String, FileState>>,
+    process: Mutex<ProcessStats>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn store_histogram() -> Histogram {
+    // 1 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+impl Metrics {
+    /// All metrics, registered under the `hush_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hush");
+        let renders = Family::<FileLabels, Counter>::default();
+        let render_errors = Family::<FileLabels, Counter>::default();
+        let store_requests = Family::<StoreLabels, Counter>::default();
+        let store_duration: Family<StoreLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(store_histogram);
+        let last_success = Family::<FileLabels, FloatGauge>::default();
+        let secret_version = Family::<FileLabels, Gauge>::default();
+        let secret_age = Family::<FileLabels, FloatGauge>::default();
+        let token_ttl = FloatGauge::default();
+        let ready = Gauge::default();
+        let rss = Gauge::default();
+        let cpu = Counter::<f64, AtomicU64>::default();
+
+        registry.register("renders", "Successful renders of a file", renders.clone());
+        registry.register(
+            "render_errors",
+            "Failed renders of a file",
+            render_errors.clone(),
+        );
+        registry.register(
+            "store_requests",
+            "Requests to hushd by operation and outcome",
+            store_requests.clone(),
+        );
+        registry.register(
+            "store_request_duration_seconds",
+            "Latency of requests to hushd",
+            store_duration.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful render of a file",
+            last_success.clone(),
+        );
+        registry.register(
+            "secret_version",
+            "Version of the secret in a file",
+            secret_version.clone(),
+        );
+        registry.register(
+            "secret_age_seconds",
+            "Age of the secret version in a file",
+            secret_age.clone(),
+        );
+        registry.register(
+            "token_ttl_seconds",
+            "Time left on the agent's token",
+            token_ttl.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 once every file has been rendered",
+            ready.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the agent",
+            rss.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time used by the agent",
+            cpu.clone(),
+        );
+        Self {
+            registry,
+            renders,
+            render_errors,
+            store_requests,
+            store_duration,
+            last_success,
+            secret_version,
+            secret_age,
+            token_ttl,
+            ready,
+            rss,
+            cpu,
+            files: Mutex::new(BTreeMap::new()),
+            process: Mutex::new(ProcessStats::new()),
+        }
+    }
+
+    fn file(file: &str) -> FileLabels {
+        FileLabels {
+            file: file.to_owned(),
+        }
+    }
+
+    /// A file was rendered (changed or not) with this secret version.
+    pub fn render_ok(&self, file: &str, version: u64) {
+        let now = SystemTime::now();
+        let labels = Self::file(file);
+        self.renders.get_or_create(&labels).inc();
+        self.last_success.get_or_create(&labels).set(unix_secs(now));
+        self.secret_version
+            .get_or_create(&labels)
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.get_mut(file) {
+            Some(state) if state.version == version => {}
+            _ => {
+                files.insert(
+                    file.to_owned(),
+                    FileState {
+                        version,
+                        since: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The store says the file's current secret version was created at `created`; its age is
+    /// counted from there instead of from when the agent first rendered it.
+    pub fn secret_created(&self, file: &str, version: u64, created: SystemTime) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.insert(
+            file.to_owned(),
+            FileState {
+                version,
+                since: created,
+            },
+        );
+    }
+
+    /// Rendering a file failed.
+    pub fn render_error(&self, file: &str) {
+        self.render_errors.get_or_create(&Self::file(file)).inc();
+    }
+
+    /// A request to hushd (`op`: e.g. `read`, `renew`, `login`; `outcome`: e.g. `ok`, `error`,
+    /// `denied`) took `secs` seconds.
+    pub fn observe_store(&self, op: &str, outcome: &str, secs: f64) {
+        let labels = StoreLabels {
+            op: op.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.store_requests.get_or_create(&labels).inc();
+        self.store_duration.get_or_create(&labels).observe(secs);
+    }
+
+    /// Time left on the agent's token.
+    pub fn token_ttl(&self, secs: f64) {
+        self.token_ttl.set(secs);
+    }
+
+    /// Whether the agent is ready (every file rendered at least once).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// The OpenMetrics text of every metric, with ages and process figures taken now.
+    pub fn encode(&self) -> String {
+        let now = SystemTime::now();
+        {
+            let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            for (file, state) in files.iter() {
+                let age = now.duration_since(state.since).unwrap_or(Duration::ZERO);
+                self.secret_age
+                    .get_or_create(&Self::file(file))
+                    .set(age.as_secs_f64());
+            }
+        }
+        {
+            let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((rss, cpu_delta)) = process.refresh() {
+                self.rss.set(i64::try_from(rss).unwrap_or(i64::MAX));
+                self.cpu.inc_by(cpu_delta);
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Our own process's figures through sysinfo, refreshing only our pid.
+struct ProcessStats {
+    system: Option<sysinfo::System>,
+    pid: Option<sysinfo::Pid>,
+    /// CPU seconds already added to the counter.
+    cpu_seen: f64,
+}
+
+impl ProcessStats {
+    fn new() -> Self {
+        Self {
+            system: sysinfo::System::new().ok(),
+            pid: sysinfo::get_current_pid().ok(),
+            cpu_seen: 0.0,
+        }
+    }
+
+    /// (RSS bytes, CPU seconds since the last call).
+    fn refresh(&mut self) -> Option<(u64, f64)> {
+        let (system, pid) = (self.system.as_mut()?, self.pid?);
+        system.refresh_processes_specifics(
+            sysinfo::ProcessesToUpdate::Some(&[pid]),
+            false,
+            sysinfo::ProcessRefreshKind::nothing()
+                .with_memory()
+                .with_cpu(),
+        );
+        let process = system.process(pid)?;
+        let cpu = process.accumulated_cpu_time() as f64 / 1000.0;
+        let delta = (cpu - self.cpu_seen).max(0.0);
+        self.cpu_seen = self.cpu_seen.max(cpu);
+        Some((process.memory(), delta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_value(text: &str, prefix: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn renders_errors_and_versions() {
+        let m = Metrics::new();
+        m.render_ok("db/password", 3);
+        m.render_ok("db/password", 4);
+        m.render_error("api-key");
+        let text = m.encode();
+        assert_eq!(
+            line_value(&text, "hush_renders_total{file=\"db/password\"}"),
+            2.0
+        );
+        assert_eq!(
+            line_value(&text, "hush_render_errors_total{file=\"api-key\"}"),
+            1.0
+        );
+        assert_eq!(
+            line_value(&text, "hush_secret_version{file=\"db/password\"}"),
+            4.0
+        );
+        let ts = line_value(
+            &text,
+            "hush_last_success_timestamp_seconds{file=\"db/password\"}",
+        );
+        assert!(ts > 1.6e9, "{ts}");
+        assert!(!text.contains("hush_renders_total{file=\"api-key\"}"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn secret_age_is_computed_at_scrape() {
+        let m = Metrics::new();
+        let created = SystemTime::now() - Duration::from_secs(3600);
+        m.render_ok("a", 1);
+        m.secret_created("a", 1, created);
+        let age = line_value(&m.encode(), "hush_secret_age_seconds{file=\"a\"}");
+        assert!((3600.0..4000.0).contains(&age), "{age}");
+        // Same version again: still counted from its creation.
+        m.render_ok("a", 1);
+        let age = line_value(&m.encode(), "hush_secret_age_seconds{file=\"a\"}");
+        assert!(age >= 3600.0, "{age}");
+        // A new version starts again from now.
+        m.render_ok("a", 2);
+        let age = line_value(&m.encode(), "hush_secret_age_seconds{file=\"a\"}");
+        assert!(age < 3600.0, "{age}");
+    }
+
+    #[test]
+    fn store_requests_token_ready_and_process() {
+        let m = Metrics::new();
+        m.observe_store("read", "ok", 0.003);
+        m.observe_store("read", "ok", 0.5);
+        m.observe_store("renew", "error", 0.01);
+        m.token_ttl(1234.5);
+        m.set_ready(true);
+        let text = m.encode();
+        assert_eq!(
+            line_value(
+                &text,
+                "hush_store_requests_total{op=\"read\",outcome=\"ok\"}"
+            ),
+            2.0
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "hush_store_request_duration_seconds_count{op=\"read\",outcome=\"ok\"}"
+            ),
+            2.0
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "hush_store_request_duration_seconds_bucket{le=\"0.004\",op=\"read\",outcome=\"ok\"}"
+            ),
+            1.0
+        );
+        assert_eq!(line_value(&text, "hush_token_ttl_seconds "), 1234.5);
+        assert_eq!(line_value(&text, "hush_ready "), 1.0);
+        assert!(line_value(&text, "hush_process_resident_memory_bytes ") > 0.0);
+        assert!(line_value(&text, "hush_process_cpu_seconds_total ") >= 0.0);
+        m.set_ready(false);
+        assert_eq!(line_value(&m.encode(), "hush_ready "), 0.0);
+    }
+}
