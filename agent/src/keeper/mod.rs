@@ -260,6 +260,14 @@ impl Keeper {
         }
     }
 
+    /// A rendered file's content as text (for the supervised child's environment).
+    pub fn file_text(&self, name: &str) -> Option<Zeroizing<String>> {
+        let i = self.config.files.iter().position(|f| f.name == name)?;
+        let bytes = self.rendered[i].as_ref()?;
+        let text = std::str::from_utf8(bytes).ok()?;
+        Some(Zeroizing::new(text.to_string()))
+    }
+
     /// Problems that keep a file from rendering (for `--once`).
     pub fn render_problems(&self) -> Vec<String> {
         let data: Vec<_> = self.sources.iter().map(|s| s.data.clone()).collect();
