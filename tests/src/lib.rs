@@ -243,6 +243,12 @@ impl Tmpfs {
     }
 }
 
+impl Default for Tmpfs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
