@@ -109,7 +109,10 @@ async fn notify_signal_reaches_a_pid_file_process_after_the_swap() {
             &s(&pid_file),
         ],
     ));
-    wait_for(Duration::from_secs(30), "first signal", || read(&log) == "v1\n").await;
+    wait_for(Duration::from_secs(30), "first signal", || {
+        read(&log) == "v1\n"
+    })
+    .await;
     h.kv_put("app/db", json!({"password": "v2"})).await;
     wait_for(Duration::from_secs(10), "second signal", || {
         read(&log) == "v1\nv2\n"

@@ -105,8 +105,10 @@ pub struct Keeper {
     sources: Vec<SourceState>,
     /// The last good bytes of each file (indexed like `config.files`).
     rendered: Vec<Option<Zeroizing<Vec<u8>>>>,
-    /// A render or write is owed (first cycle, a change, or a failed write).
+    /// The data changed since the last render (or nothing was rendered yet).
     dirty: bool,
+    /// The rendered set is not on disk yet (a change, or a failed write).
+    write_owed: bool,
     /// A complete set has been written once.
     written_once: bool,
 }
@@ -145,6 +147,7 @@ impl Keeper {
             sources,
             rendered,
             dirty: true,
+            write_owed: true,
             written_once: false,
         }
     }
@@ -188,28 +191,31 @@ impl Keeper {
         }
         if self.dirty {
             self.render_all();
-            let complete = self.rendered.iter().all(Option::is_some);
-            if complete || self.written_once {
-                match self.write().await {
-                    Ok(outcome) => {
-                        self.dirty = false;
-                        self.written_once |= complete;
-                        if outcome.changed {
-                            tracing::info!(
-                                generation = outcome.generation,
-                                files = ?outcome.changed_files,
-                                "files updated"
-                            );
-                            report.written = Some(outcome);
-                        }
+            self.dirty = false;
+            self.write_owed = true;
+        }
+        let complete = self.rendered.iter().all(Option::is_some);
+        // Nothing is written before every file has content; after that, always the whole set.
+        if self.write_owed && (complete || self.written_once) {
+            match self.write().await {
+                Ok(outcome) => {
+                    self.write_owed = false;
+                    self.written_once |= complete;
+                    if outcome.changed {
+                        tracing::info!(
+                            generation = outcome.generation,
+                            files = ?outcome.changed_files,
+                            "files updated"
+                        );
+                        report.written = Some(outcome);
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not write the files; keeping the last set and retrying");
-                        report.transient = true;
-                        report
-                            .problems
-                            .push(format!("could not write the files: {e}"));
-                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not write the files; keeping the last set and retrying");
+                    report.transient = true;
+                    report
+                        .problems
+                        .push(format!("could not write the files: {e}"));
                 }
             }
         }
