@@ -295,6 +295,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
+    let once = raw.agent.once.unwrap_or(false);
+    if once && exec.is_some() {
+        return err(
+            "--once renders and exits: it cannot supervise a command (drop -- CMD or [exec])",
+        );
+    }
+
     Ok(Config {
         server,
         sources,
@@ -303,7 +310,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         refresh_interval,
         backoff_max,
         on_forbidden,
-        once: raw.agent.once.unwrap_or(false),
+        once,
         revoke_on_exit: raw.agent.revoke_on_exit.unwrap_or(false),
         metrics_listen,
         notify,
