@@ -74,6 +74,8 @@ pub async fn run(
         }};
     }
 
+    let mut errors = ErrorLog::default();
+
     'token: loop {
         changes.borrow_and_update();
         let client = base.with_token(Some(tokens.token()));
@@ -84,7 +86,7 @@ pub async fn run(
             Ok(l) => (l.ttl, l.renewable),
             Err(e) => {
                 let class = classify(&e);
-                tracing::warn!(error = %e, class = ?class, "could not look up the agent's token");
+                errors.log("could not look up the agent's token", &e);
                 let d = match class {
                     ErrorClass::Transient => backoff.next_delay(),
                     _ => settings.recheck,
@@ -96,6 +98,7 @@ pub async fn run(
             }
         };
         backoff.reset();
+        errors.clear();
         observer.token_ttl(ttl);
         let mut renewable = renewable;
         loop {
@@ -135,12 +138,13 @@ pub async fn run(
                             "the agent's token is near its maximum TTL; it will expire unless the token file gets a new one"
                         );
                     }
+                    errors.clear();
                     ttl = auth.lease_duration;
                     renewable = auth.renewable;
                     observer.token_ttl(ttl);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not renew the agent's token");
+                    errors.log("could not renew the agent's token", &e);
                     let d = match classify(&e) {
                         ErrorClass::Transient => backoff.next_delay(),
                         _ => settings.recheck,
@@ -152,6 +156,28 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Logs a lasting problem once at warn level, its repeats at debug.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<String>,
+}
+
+impl ErrorLog {
+    fn log(&mut self, what: &str, e: &hush_api::ClientError) {
+        let text = e.to_string();
+        if self.last.as_deref() == Some(text.as_str()) {
+            tracing::debug!(error = %text, "{what} (again)");
+        } else {
+            tracing::warn!(error = %text, "{what}");
+            self.last = Some(text);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.last = None;
     }
 }
 
