@@ -358,3 +358,42 @@ async fn forbidden_keeps_files_by_default_and_removes_them_when_asked() {
         assert!(agent.running(), "{mode}: {}", agent.stderr());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_metadata_access_still_follows_new_versions() {
+    let h = Hushd::dev().await;
+    h.kv_put("app/db", json!({"password": "v1"})).await;
+    let (st, b) = h
+        .call(
+            "PUT",
+            "sys/policies/acl/data-only",
+            Some(json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"})),
+        )
+        .await;
+    assert!(st == 204 || st == 200, "{b}");
+    let app = h
+        .create_token(json!({"policies": ["data-only"], "ttl": "1h"}))
+        .await;
+    let (st, _) = h
+        .call_as(Some(&app), "GET", "secret/metadata/app/db", None)
+        .await;
+    assert_eq!(st, 403, "metadata is forbidden to this token");
+    let dir = tempfile::tempdir().unwrap();
+    let tmpfs = Tmpfs::new();
+    let token = write_token(dir.path(), &app);
+    let agent = Agent::spawn(&agent_args(
+        &h.addr,
+        &token,
+        &tmpfs.path,
+        &["--secret", "pw=secret/data/app/db#password"],
+    ));
+    let dest = tmpfs.path.clone();
+    wait_for(Duration::from_secs(30), "v1", || read(&dest, "pw") == "v1").await;
+    h.kv_put("app/db", json!({"password": "v2"})).await;
+    wait_for(Duration::from_secs(10), "v2", || read(&dest, "pw") == "v2").await;
+    assert!(
+        agent.stderr().contains("comparing full reads instead"),
+        "{}",
+        agent.stderr()
+    );
+}

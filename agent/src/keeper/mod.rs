@@ -19,7 +19,7 @@ use hush_api::{Client, ClientError};
 use zeroize::Zeroizing;
 
 use crate::auth::TokenSource;
-use crate::config::{Config, FileSpec, Format};
+use crate::config::{Config, FileSpec};
 use crate::render::Renderer;
 use crate::sink::files::{AtomicWriter, FileProjection, WriteOutcome};
 use source::{Fetch, SourceState};
@@ -174,7 +174,7 @@ impl Keeper {
             let state = &mut self.sources[i];
             let mut fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
             if let Fetch::MetadataDenied = fetch {
-                tracing::info!(secret = %src.label(), "the token may not read KV metadata; comparing full reads instead");
+                tracing::info!(secret = %src.path, "the token may not read KV metadata; comparing full reads instead");
                 state.metadata_denied = true;
                 fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
             }
@@ -320,11 +320,6 @@ fn payload(
             ))
         })
         .collect()
-}
-
-/// Whether a file is a template (used by tests and logs).
-pub fn is_template(spec: &FileSpec) -> bool {
-    matches!(spec.format, Format::Template { .. })
 }
 
 #[cfg(test)]

@@ -166,13 +166,13 @@ pub fn apply(
     fetch: Fetch,
     on_forbidden: OnForbidden,
 ) -> Applied {
-    let label = source.label();
+    let label = source.path.as_str();
     let mut applied = Applied::default();
     let problem = match fetch {
         Fetch::Unchanged => None,
         Fetch::MetadataDenied => None,
         Fetch::New { data, version } => {
-            tracing::info!(secret = %label, version = ?version, "read a new version");
+            tracing::info!(secret = %label, version = version.unwrap_or(0), "read a new version");
             state.data = Some(Arc::new(data));
             state.version = version;
             state.removed = false;
