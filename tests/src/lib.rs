@@ -317,3 +317,143 @@ impl Hushd {
         raw_request(self.port, &req).await
     }
 }
+
+// ---- hush-agent (tests/tests/agent_*.rs) ----
+
+/// A real tmpfs mounted on a fresh temp directory (needs root), unmounted on drop.
+#[derive(Debug)]
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn new() -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Tmpfs { path, _dir: dir }
+    }
+}
+
+impl Default for Tmpfs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A running `hush-agent`, killed on drop.
+#[derive(Debug)]
+pub struct Agent {
+    pub child: Child,
+    pub stderr_path: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Agent {
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Agent {
+        let logdir = tempfile::tempdir().unwrap();
+        let stderr_path = logdir.path().join("agent.log");
+        let child = Command::new(bin("hush-agent"))
+            .args(args)
+            .env("HUSH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn hush-agent");
+        Agent {
+            child,
+            stderr_path,
+            _logdir: logdir,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Send a signal by name (`TERM`, `INT`, ...).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait up to `limit` for the agent to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` every 20 ms until it is true; panic with `what` after `limit`.
+pub async fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Write `token` to `dir/token` (mode 0600) and return the path.
+pub fn write_token(dir: &Path, token: &str) -> PathBuf {
+    let path = dir.join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    path
+}
+
+impl Hushd {
+    /// Write a KV v2 secret at `secret/data/PATH`; returns the new version.
+    pub async fn kv_put(&self, path: &str, data: Value) -> u64 {
+        let (s, b) = self
+            .call(
+                "POST",
+                &format!("secret/data/{path}"),
+                Some(json!({ "data": data })),
+            )
+            .await;
+        assert_eq!(s, 200, "kv put {path}: {b}");
+        b["data"]["version"].as_u64().unwrap()
+    }
+
+    /// Create a token (as the current token) with the given request body; returns it.
+    pub async fn create_token(&self, body: Value) -> String {
+        let (s, b) = self.call("POST", "auth/token/create", Some(body)).await;
+        assert_eq!(s, 200, "token create: {b}");
+        b["auth"]["client_token"].as_str().unwrap().to_string()
+    }
+}
