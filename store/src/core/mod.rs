@@ -222,7 +222,10 @@ impl Core {
             return resp;
         }
         let st = self.unsealed()?;
-        let target = st.router.route(&req.path)?;
+        let target = match st.router.route(&req.path) {
+            Ok(target) => target,
+            Err(err) => return Err(refuse_unrouted(&st, &req, err).await),
+        };
         req.mount_point = target.mount_point().to_string();
         req.mount_type = target.mount_type().to_string();
         let rel = req.rel_path().to_string();
@@ -266,6 +269,23 @@ async fn authorize(
         Ok(())
     } else {
         Err(LogicalError::PermissionDenied)
+    }
+}
+
+/// A path under no mount: as in Vault, the token and the ACL are checked before the route, so
+/// a caller without permission learns nothing about which mounts exist (403, not 404).
+async fn refuse_unrouted(st: &Unsealed, req: &Request, not_found: LogicalError) -> LogicalError {
+    let Some(token) = req.client_token.as_ref() else {
+        return LogicalError::PermissionDenied;
+    };
+    let entry = match st.tokens.authenticate(token).await {
+        Ok(entry) => entry,
+        Err(err) => return err,
+    };
+    match st.policies.acl(&entry.policies).await {
+        Ok(acl) if acl.allows(&req.path, req.operation, false) => not_found,
+        Ok(_) => LogicalError::PermissionDenied,
+        Err(err) => err,
     }
 }
 
@@ -343,5 +363,36 @@ mod tests {
         assert!(ended.is_ok(), "a sweep that finds the store sealed ends");
         assert!(is_sealed_error(&LogicalError::Sealed));
         assert!(!is_sealed_error(&LogicalError::PermissionDenied));
+    }
+
+    use secrecy::ExposeSecret;
+
+    #[tokio::test]
+    async fn an_unmounted_path_is_403_until_the_token_may_know_it_is_404() {
+        let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let call = |token: Option<&str>, path: &str| {
+            let mut req = Request::new(Operation::Read, path);
+            req.client_token = token.map(SecretString::from);
+            core.handle(req)
+        };
+        let status =
+            |r: Result<Response, LogicalError>| r.map(|_| 200).unwrap_or_else(|e| e.status());
+        assert_eq!(status(call(None, "nomount/x").await), 403);
+        assert_eq!(
+            status(call(Some("hvs.forged0000000000000000"), "nomount/x").await),
+            403
+        );
+        assert_eq!(status(call(Some("root"), "nomount/x").await), 404);
+        // A token whose policies do not cover the path cannot tell a mount from no mount.
+        let mut create = Request::new(Operation::Update, "auth/token/create")
+            .with_data(serde_json::json!({"policies": ["default"]}));
+        create.client_token = Some(SecretString::from("root"));
+        let resp = core.handle(create).await.unwrap();
+        let narrow = resp.auth.unwrap().client_token.expose_secret().to_string();
+        assert_eq!(status(call(Some(&narrow), "nomount/x").await), 403);
+        assert_eq!(status(call(Some(&narrow), "secret/data/x").await), 403);
     }
 }
