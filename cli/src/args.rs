@@ -61,9 +61,35 @@ pub enum Command {
     /// Create, inspect, renew and revoke tokens
     #[command(subcommand)]
     Token(TokenCmd),
-    /// Work with audit logs
+    /// Enable, list and disable audit devices; verify audit logs
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Start a throwaway dev server and take a short tour of the CLI
+    #[command(
+        long_about = "Start a throwaway dev server and take a short tour of the CLI.\n\n\
+        Runs `hushd --dev` (in memory, unsealed, kv v2 at secret/, plain HTTP on loopback) with a \
+        random root token, then runs a few hush commands against it, printing each command and \
+        its output: KV versions and metadata, a read-only policy and a token scoped by it, a file \
+        audit device and `hush audit verify`. Then it prints the HUSH_ADDR/HUSH_TOKEN (and \
+        VAULT_ADDR/VAULT_TOKEN) exports for other shells and waits until Ctrl-C, which stops \
+        hushd. Nothing is kept. hushd is looked for next to the hush executable, then on PATH."
+    )]
+    Dev(DevArgs),
+}
+
+/// `hush dev` flags.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address for hushd (loopback); port 0 picks a free one [default: 127.0.0.1:8200, or a
+    /// free port when 8200 is taken]
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Stop hushd and exit after the tour instead of waiting for Ctrl-C
+    #[arg(long = "no-wait")]
+    pub no_wait: bool,
+    /// The hushd executable [default: next to hush, else on PATH]
+    #[arg(long, value_name = "FILE")]
+    pub hushd: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +336,34 @@ pub struct TokenCreateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
+    /// Enable an audit device: `hush audit enable file file_path=/var/log/hush/audit.log`.
+    /// Once any device is enabled, requests fail when no device can record them.
+    Enable {
+        /// Device type (hushd has `file`)
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// Options as key=value: file_path (a file, or stdout), mode (octal, e.g. 0600),
+        /// hmac_accessor, format, log_raw
+        #[arg(value_name = "K=V")]
+        options: Vec<String>,
+        /// Where to mount the device (default: the type, e.g. file/)
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        /// Human-readable description
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the enabled audit devices
+    List {
+        /// Also show options and each device's hash chain head (for `audit verify -last-hash`)
+        #[arg(long)]
+        detailed: bool,
+    },
+    /// Disable an audit device (its log file is kept)
+    Disable {
+        /// Path of the device, e.g. file/
+        path: String,
+    },
     /// Check the hash chain of an audit log file, offline. Exit 0 when intact, 1 naming the
     /// first bad line otherwise. The file alone cannot show a removed or edited last line:
     /// pass the device's hash_chain.last_hash from `GET sys/audit` with -last-hash for that.
@@ -595,6 +649,62 @@ mod tests {
         };
         assert_eq!(file, PathBuf::from("/var/log/a.log"));
         assert_eq!(last_hash.as_deref(), Some("sha256:ab"));
+    }
+
+    #[test]
+    fn audit_enable_list_disable_args() {
+        let cli = p(&[
+            "audit",
+            "enable",
+            "-path=ops",
+            "file",
+            "file_path=/var/log/a.log",
+            "mode=0600",
+        ])
+        .unwrap();
+        let Command::Audit(AuditCmd::Enable {
+            kind,
+            options,
+            path,
+            description,
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(kind, "file");
+        assert_eq!(options, ["file_path=/var/log/a.log", "mode=0600"]);
+        assert_eq!(path.as_deref(), Some("ops"));
+        assert_eq!(description, None);
+        assert!(p(&["audit", "enable"]).is_err(), "the type is required");
+        let cli = p(&["audit", "list", "-detailed"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Audit(AuditCmd::List { detailed: true })
+        ));
+        assert!(p(&["audit", "disable"]).is_err(), "the path is required");
+    }
+
+    #[test]
+    fn dev_flags() {
+        let cli = p(&[
+            "dev",
+            "-listen=127.0.0.1:0",
+            "-no-wait",
+            "-hushd",
+            "/opt/hushd",
+        ])
+        .unwrap();
+        let Command::Dev(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.listen.as_deref(), Some("127.0.0.1:0"));
+        assert!(a.no_wait);
+        assert_eq!(a.hushd, Some(PathBuf::from("/opt/hushd")));
+        let Command::Dev(a) = p(&["dev"]).unwrap().command else {
+            panic!()
+        };
+        assert!(a.listen.is_none() && !a.no_wait && a.hushd.is_none());
+        assert!(p(&["dev", "extra"]).is_err());
     }
 
     #[test]

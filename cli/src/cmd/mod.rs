@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into client calls and output.
 
 pub mod audit;
+pub mod dev;
 pub mod kv;
 pub mod operator;
 pub mod policy;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Resu
         Command::Kv(cmd) => kv::run(&ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
-        Command::Audit(cmd) => audit::run(&ctx, cmd),
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Dev(args) => dev::run(args).await,
     }
 }
