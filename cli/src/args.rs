@@ -16,6 +16,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
         The server address comes from -address, else HUSH_ADDR, else VAULT_ADDR; the token from \
         HUSH_TOKEN, else VAULT_TOKEN; a CA file from -ca-cert, else HUSH_CACERT, else \
         VAULT_CACERT. Flags take one dash or two: -format=json and --format json are the same.\n\n\
+        New here? `hush dev` starts a throwaway server and walks through the commands.\n\n\
         Exit status: 0 success, 1 error, 2 usage error."
 )]
 pub struct Cli {
@@ -29,13 +30,29 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Address of hushd, e.g. https://127.0.0.1:8200 [env: HUSH_ADDR, VAULT_ADDR]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     pub address: Option<String>,
     /// PEM file of the CA that signed hushd's certificate [env: HUSH_CACERT, VAULT_CACERT]
-    #[arg(long = "ca-cert", global = true, value_name = "FILE")]
+    #[arg(
+        long = "ca-cert",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     pub ca_cert: Option<PathBuf>,
     /// Output format
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Format::Table,
+        help_heading = "Global options"
+    )]
     pub format: Format,
 }
 
@@ -136,13 +153,16 @@ pub struct KvTarget {
 
 #[derive(Debug, Subcommand)]
 pub enum KvCmd {
-    /// Write a new version: k=v pairs, k=@file (value from a file), k=- (value from stdin),
-    /// @file.json, or - (a JSON object on stdin)
+    /// Write a new version of a secret
+    ///
+    /// DATA is k=v pairs, k=@file (the value from a file), k=- (the value from stdin),
+    /// @file.json or - (a JSON object from a file or stdin). The whole secret is replaced: use
+    /// `hush kv patch` to change some fields only.
     Put {
         #[command(flatten)]
         target: KvTarget,
         /// Check-and-set: write only if the current version is this one (0: must not exist)
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         cas: Option<u64>,
         /// Data: k=v, k=@file, k=-, @file.json or -
         #[arg(value_name = "DATA", required = true)]
@@ -164,7 +184,7 @@ pub enum KvCmd {
         #[command(flatten)]
         target: KvTarget,
         /// Check-and-set: patch only if the current version is this one
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         cas: Option<u64>,
         /// Data: k=v, k=@file, k=-, @file.json or -
         #[arg(value_name = "DATA", required = true)]
@@ -336,8 +356,11 @@ pub struct TokenCreateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Enable an audit device: `hush audit enable file file_path=/var/log/hush/audit.log`.
-    /// Once any device is enabled, requests fail when no device can record them.
+    /// Enable an audit device
+    ///
+    /// For example `hush audit enable file file_path=/var/log/hush/audit.log`. Each request
+    /// and response becomes one hash-chained JSON line with secrets HMAC'd. Once any device is
+    /// enabled, requests fail when no device can record them.
     Enable {
         /// Device type (hushd has `file`)
         #[arg(value_name = "TYPE")]
@@ -364,13 +387,16 @@ pub enum AuditCmd {
         /// Path of the device, e.g. file/
         path: String,
     },
-    /// Check the hash chain of an audit log file, offline. Exit 0 when intact, 1 naming the
-    /// first bad line otherwise. The file alone cannot show a removed or edited last line:
-    /// pass the device's hash_chain.last_hash from `GET sys/audit` with -last-hash for that.
+    /// Check the hash chain of an audit log file, offline
+    ///
+    /// Exit 0 when intact, 1 naming the first bad line otherwise. The file alone cannot show a
+    /// removed or edited last line: for that, pass the device's chain head (`hush audit list
+    /// -detailed`, Last Hash) with -last-hash.
     Verify {
         /// Audit log file written by a hushd file audit device
         file: PathBuf,
-        /// Expected hash of the last line (sha256:...), as `GET sys/audit` reports it
+        /// A chain head hushd reported (sha256:...): the file must reach that line; lines
+        /// written after it are fine
         #[arg(long = "last-hash", value_name = "HASH")]
         last_hash: Option<String>,
     },

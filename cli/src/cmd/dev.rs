@@ -35,13 +35,13 @@ const POLICY: &str = "# Read the demo secrets, nothing else.\n\
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Signals first: from here on Ctrl-C and SIGTERM go through the cleanup below.
     let mut signals = Signals::new()?;
+    let (listen, note) = choose_listen(args.listen.as_deref())?;
     let exe = std::env::current_exe().context("cannot find the hush executable")?;
     let hushd = find_hushd(
         args.hushd.as_deref(),
         &exe,
         std::env::var_os("PATH").as_deref(),
     )?;
-    let (listen, note) = choose_listen(args.listen.as_deref())?;
     let dir = tempfile::Builder::new()
         .prefix("hush-dev-")
         .tempdir()
