@@ -779,3 +779,62 @@ fn hush_dev_failures_exit_1_without_leftovers() {
     assert!(stderr(&out).contains("cannot listen"), "{}", stderr(&out));
     assert!(hushd_processes(&listen).is_empty());
 }
+
+#[test]
+fn hush_dev_waits_then_stops_hushd_on_sigterm_or_sighup() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    for signal in ["TERM", "HUP"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(bin("hush"))
+            .args(["dev", "-listen", &listen])
+            .env_remove("HUSH_ADDR")
+            .env_remove("HUSH_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap() > 0 {
+            seen.push_str(&line);
+            if line.contains("Press Ctrl-C to stop") {
+                break;
+            }
+            line.clear();
+        }
+        assert!(seen.contains("Press Ctrl-C to stop"), "{seen}");
+        assert!(
+            seen.contains(&format!("export HUSH_ADDR='http://{listen}'")),
+            "{seen}"
+        );
+        assert!(seen.contains("export VAULT_TOKEN='hvs."), "{seen}");
+        // Still serving while it waits.
+        assert_eq!(hushd_processes(&listen).len(), 1, "{seen}");
+        assert!(std::net::TcpStream::connect(&listen).is_ok());
+
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        out.read_to_string(&mut seen).unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {seen}{err}");
+        assert!(seen.contains("hushd stopped."), "SIG{signal}: {seen}");
+        assert!(hushd_processes(&listen).is_empty(), "SIG{signal}");
+        assert!(
+            std::net::TcpStream::connect(&listen).is_err(),
+            "SIG{signal}"
+        );
+    }
+}

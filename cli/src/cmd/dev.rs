@@ -119,6 +119,8 @@ async fn session(
     println!("    export VAULT_TOKEN='{t}'\n");
     println!("Everything lives in memory and is gone when hushd stops. Press Ctrl-C to stop.");
     tokio::select! {
+        // Biased: on Ctrl-C hushd gets SIGINT too and exits; that is not "unexpected".
+        biased;
         _ = signals.recv() => {
             println!("\nStopping hushd...");
             Ok(())
@@ -135,9 +137,11 @@ async fn guarded<T>(
     fut: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
     tokio::select! {
-        r = fut => r,
+        // Biased: a signal explains hushd's exit, and hushd's exit explains a failed step.
+        biased;
         _ = signals.recv() => Err(anyhow!("interrupted")),
         status = child.wait() => Err(exited(status, log)),
+        r = fut => r,
     }
 }
 
@@ -378,12 +382,15 @@ fn terminate(child: &Child) {
 #[cfg(not(unix))]
 fn terminate(_child: &Child) {}
 
-/// Ctrl-C and (on unix) SIGTERM.
+/// Ctrl-C and (on unix) SIGTERM and SIGHUP: each stops hushd before hush exits. (A closed
+/// terminal must not leave hushd running.)
 struct Signals {
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -394,6 +401,7 @@ impl Signals {
             Ok(Signals {
                 int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
                 term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
             })
         }
         #[cfg(not(unix))]
@@ -405,6 +413,7 @@ impl Signals {
         tokio::select! {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
