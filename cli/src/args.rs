@@ -16,6 +16,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
         The server address comes from -address, else HUSH_ADDR, else VAULT_ADDR; the token from \
         HUSH_TOKEN, else VAULT_TOKEN; a CA file from -ca-cert, else HUSH_CACERT, else \
         VAULT_CACERT. Flags take one dash or two: -format=json and --format json are the same.\n\n\
+        New here? `hush dev` starts a throwaway server and walks through the commands.\n\n\
         Exit status: 0 success, 1 error, 2 usage error."
 )]
 pub struct Cli {
@@ -29,13 +30,29 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Address of hushd, e.g. https://127.0.0.1:8200 [env: HUSH_ADDR, VAULT_ADDR]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     pub address: Option<String>,
     /// PEM file of the CA that signed hushd's certificate [env: HUSH_CACERT, VAULT_CACERT]
-    #[arg(long = "ca-cert", global = true, value_name = "FILE")]
+    #[arg(
+        long = "ca-cert",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     pub ca_cert: Option<PathBuf>,
     /// Output format
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Format::Table,
+        help_heading = "Global options"
+    )]
     pub format: Format,
 }
 
@@ -61,9 +78,35 @@ pub enum Command {
     /// Create, inspect, renew and revoke tokens
     #[command(subcommand)]
     Token(TokenCmd),
-    /// Work with audit logs
+    /// Enable, list and disable audit devices; verify audit logs
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Start a throwaway dev server and take a short tour of the CLI
+    #[command(
+        long_about = "Start a throwaway dev server and take a short tour of the CLI.\n\n\
+        Runs `hushd --dev` (in memory, unsealed, kv v2 at secret/, plain HTTP on loopback) with a \
+        random root token, then runs a few hush commands against it, printing each command and \
+        its output: KV versions and metadata, a read-only policy and a token scoped by it, a file \
+        audit device and `hush audit verify`. Then it prints the HUSH_ADDR/HUSH_TOKEN (and \
+        VAULT_ADDR/VAULT_TOKEN) exports for other shells and waits until Ctrl-C, which stops \
+        hushd. Nothing is kept. hushd is looked for next to the hush executable, then on PATH."
+    )]
+    Dev(DevArgs),
+}
+
+/// `hush dev` flags.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address for hushd (loopback); port 0 picks a free one [default: 127.0.0.1:8200, or a
+    /// free port when 8200 is taken]
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Stop hushd and exit after the tour instead of waiting for Ctrl-C
+    #[arg(long = "no-wait")]
+    pub no_wait: bool,
+    /// The hushd executable [default: next to hush, else on PATH]
+    #[arg(long, value_name = "FILE")]
+    pub hushd: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,13 +153,16 @@ pub struct KvTarget {
 
 #[derive(Debug, Subcommand)]
 pub enum KvCmd {
-    /// Write a new version: k=v pairs, k=@file (value from a file), k=- (value from stdin),
-    /// @file.json, or - (a JSON object on stdin)
+    /// Write a new version of a secret
+    ///
+    /// DATA is k=v pairs, k=@file (the value from a file), k=- (the value from stdin),
+    /// @file.json or - (a JSON object from a file or stdin). The whole secret is replaced: use
+    /// `hush kv patch` to change some fields only.
     Put {
         #[command(flatten)]
         target: KvTarget,
         /// Check-and-set: write only if the current version is this one (0: must not exist)
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         cas: Option<u64>,
         /// Data: k=v, k=@file, k=-, @file.json or -
         #[arg(value_name = "DATA", required = true)]
@@ -138,7 +184,7 @@ pub enum KvCmd {
         #[command(flatten)]
         target: KvTarget,
         /// Check-and-set: patch only if the current version is this one
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         cas: Option<u64>,
         /// Data: k=v, k=@file, k=-, @file.json or -
         #[arg(value_name = "DATA", required = true)]
@@ -310,13 +356,47 @@ pub struct TokenCreateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Check the hash chain of an audit log file, offline. Exit 0 when intact, 1 naming the
-    /// first bad line otherwise. The file alone cannot show a removed or edited last line:
-    /// pass the device's hash_chain.last_hash from `GET sys/audit` with -last-hash for that.
+    /// Enable an audit device
+    ///
+    /// For example `hush audit enable file file_path=/var/log/hush/audit.log`. Each request
+    /// and response becomes one hash-chained JSON line with secrets HMAC'd. Once any device is
+    /// enabled, requests fail when no device can record them.
+    Enable {
+        /// Device type (hushd has `file`)
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// Options as key=value: file_path (a file, or stdout), mode (octal, e.g. 0600),
+        /// hmac_accessor, format, log_raw
+        #[arg(value_name = "K=V")]
+        options: Vec<String>,
+        /// Where to mount the device (default: the type, e.g. file/)
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        /// Human-readable description
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the enabled audit devices
+    List {
+        /// Also show options and each device's hash chain head (for `audit verify -last-hash`)
+        #[arg(long)]
+        detailed: bool,
+    },
+    /// Disable an audit device (its log file is kept)
+    Disable {
+        /// Path of the device, e.g. file/
+        path: String,
+    },
+    /// Check the hash chain of an audit log file, offline
+    ///
+    /// Exit 0 when intact, 1 naming the first bad line otherwise. The file alone cannot show a
+    /// removed or edited last line: for that, pass the device's chain head (`hush audit list
+    /// -detailed`, Last Hash) with -last-hash.
     Verify {
         /// Audit log file written by a hushd file audit device
         file: PathBuf,
-        /// Expected hash of the last line (sha256:...), as `GET sys/audit` reports it
+        /// A chain head hushd reported (sha256:...): the file must reach that line; lines
+        /// written after it are fine
         #[arg(long = "last-hash", value_name = "HASH")]
         last_hash: Option<String>,
     },
@@ -595,6 +675,62 @@ mod tests {
         };
         assert_eq!(file, PathBuf::from("/var/log/a.log"));
         assert_eq!(last_hash.as_deref(), Some("sha256:ab"));
+    }
+
+    #[test]
+    fn audit_enable_list_disable_args() {
+        let cli = p(&[
+            "audit",
+            "enable",
+            "-path=ops",
+            "file",
+            "file_path=/var/log/a.log",
+            "mode=0600",
+        ])
+        .unwrap();
+        let Command::Audit(AuditCmd::Enable {
+            kind,
+            options,
+            path,
+            description,
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(kind, "file");
+        assert_eq!(options, ["file_path=/var/log/a.log", "mode=0600"]);
+        assert_eq!(path.as_deref(), Some("ops"));
+        assert_eq!(description, None);
+        assert!(p(&["audit", "enable"]).is_err(), "the type is required");
+        let cli = p(&["audit", "list", "-detailed"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Audit(AuditCmd::List { detailed: true })
+        ));
+        assert!(p(&["audit", "disable"]).is_err(), "the path is required");
+    }
+
+    #[test]
+    fn dev_flags() {
+        let cli = p(&[
+            "dev",
+            "-listen=127.0.0.1:0",
+            "-no-wait",
+            "-hushd",
+            "/opt/hushd",
+        ])
+        .unwrap();
+        let Command::Dev(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.listen.as_deref(), Some("127.0.0.1:0"));
+        assert!(a.no_wait);
+        assert_eq!(a.hushd, Some(PathBuf::from("/opt/hushd")));
+        let Command::Dev(a) = p(&["dev"]).unwrap().command else {
+            panic!()
+        };
+        assert!(a.listen.is_none() && !a.no_wait && a.hushd.is_none());
+        assert!(p(&["dev", "extra"]).is_err());
     }
 
     #[test]

@@ -1,11 +1,8 @@
-//! Tests that run the `hush` binary: `audit verify` on generated files, usage errors, help,
-//! and a few commands against a tiny scripted HTTP server.
+//! Tests that run the `hush` binary without a server: `audit verify` on generated files,
+//! usage errors, help. Commands against a real hushd are in `tests/tests/cli.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 
 use hush_api::audit::{line_hash, GENESIS};
 
@@ -179,7 +176,11 @@ fn help_is_there_for_every_command() {
         &["token", "renew"],
         &["token", "revoke"],
         &["audit"],
+        &["audit", "enable"],
+        &["audit", "list"],
+        &["audit", "disable"],
         &["audit", "verify"],
+        &["dev"],
     ];
     for c in commands {
         let mut args = c.to_vec();
@@ -193,150 +194,43 @@ fn help_is_there_for_every_command() {
     }
 }
 
-/// A request the scripted server saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    request_line: String,
-    token: Option<String>,
-    body: String,
-}
-
-/// Serve `replies` (status, body) in order, one per connection; returns the address.
-fn script(replies: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for (status, body) in replies {
-            let Ok((stream, _)) = listener.accept() else {
-                return;
-            };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let (mut token, mut len) = (None, 0usize);
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                let (name, value) = h.split_once(':').unwrap();
-                match name.to_ascii_lowercase().as_str() {
-                    "x-vault-token" => token = Some(value.trim().to_string()),
-                    "content-length" => len = value.trim().parse().unwrap(),
-                    _ => {}
-                }
-            }
-            let mut buf = vec![0u8; len];
-            reader.read_exact(&mut buf).unwrap();
-            log.lock().unwrap().push(Seen {
-                request_line: request_line.trim_end().to_string(),
-                token,
-                body: String::from_utf8_lossy(&buf).into_owned(),
-            });
-            let mut stream = stream;
-            let resp = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                 connection: close\r\n\r\n{body}",
-                body.len()
-            );
-            stream.write_all(resp.as_bytes()).unwrap();
-        }
-    });
-    (addr, seen)
-}
-
 #[test]
-fn kv_get_maps_the_path_and_prints_a_field() {
-    let body = r#"{"data":{"data":{"password":"hunter2"},"metadata":{"version":1,"created_time":"t","deletion_time":"","destroyed":false}}}"#;
-    let (addr, seen) = script(vec![(200, body), (200, body)]);
-    let env = [
-        ("VAULT_ADDR", addr.as_str()),
-        ("HUSH_TOKEN", "hvs.cli-test"),
-    ];
-    let out = hush(&["kv", "get", "-field=password", "secret/app/db"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "hunter2");
-    let s = seen.lock().unwrap()[0].clone();
-    assert_eq!(s.request_line, "GET /v1/secret/data/app/db HTTP/1.1");
-    assert_eq!(s.token.as_deref(), Some("hvs.cli-test"));
-
-    let out = hush(&["kv", "get", "secret/app/db"], &env);
-    let text = stdout(&out);
+fn help_says_the_important_things() {
+    let top = stdout(&hush(&["--help"], &[]));
+    for line in [
+        "The server address comes from -address, else HUSH_ADDR, else VAULT_ADDR",
+        "`hush dev` starts a throwaway server",
+        "Exit status: 0 success, 1 error, 2 usage error.",
+        "  dev       Start a throwaway dev server and take a short tour of the CLI",
+        "Global options:",
+    ] {
+        assert!(top.contains(line), "missing {line:?} in:\n{top}");
+    }
+    let dev = stdout(&hush(&["dev", "--help"], &[]));
+    for line in [
+        "--listen <IP:PORT>",
+        "--no-wait",
+        "--hushd <FILE>",
+        "Ctrl-C",
+    ] {
+        assert!(dev.contains(line), "missing {line:?} in:\n{dev}");
+    }
+    let put = stdout(&hush(&["kv", "put", "-h"], &[]));
     assert!(
-        text.contains("password") && text.contains("hunter2"),
-        "{text}"
+        put.starts_with("Write a new version of a secret\n"),
+        "{put}"
     );
+    assert!(put.contains("--cas <VERSION>"), "{put}");
+    let verify = stdout(&hush(&["audit", "verify", "--help"], &[]));
+    assert!(verify.contains("--last-hash <HASH>"), "{verify}");
 }
 
 #[test]
-fn kv_put_sends_the_data_envelope() {
-    let body = r#"{"data":{"version":2,"created_time":"t","deletion_time":"","destroyed":false}}"#;
-    let (addr, seen) = script(vec![(200, body)]);
-    let out = hush(
-        &[
-            "kv",
-            "put",
-            "-format=json",
-            "-cas=1",
-            "secret/app",
-            "user=bob",
-            "pw=s3",
-        ],
-        &[("HUSH_ADDR", addr.as_str())],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["data"]["version"], 2);
-    let s = seen.lock().unwrap()[0].clone();
-    assert_eq!(s.request_line, "PUT /v1/secret/data/app HTTP/1.1");
-    let sent: serde_json::Value = serde_json::from_str(&s.body).unwrap();
-    assert_eq!(
-        sent,
-        serde_json::json!({"data": {"user": "bob", "pw": "s3"}, "options": {"cas": 1}})
-    );
-}
-
-#[test]
-fn forbidden_says_to_check_the_token() {
-    let (addr, _) = script(vec![(403, r#"{"errors":["permission denied"]}"#)]);
-    let out = hush(
-        &["policy", "list"],
-        &[("HUSH_ADDR", addr.as_str()), ("HUSH_TOKEN", "hvs.nope")],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("permission denied: check HUSH_TOKEN"), "{err}");
-    assert!(!err.contains("hvs.nope"), "{err}");
-}
-
-#[test]
-fn unseal_reads_the_key_from_stdin() {
-    let (addr, seen) = script(vec![(
-        200,
-        r#"{"type":"shamir","initialized":true,"sealed":true,"t":3,"n":5,"progress":1}"#,
-    )]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hush"))
-        .args(["operator", "unseal"])
-        .env("HUSH_ADDR", &addr)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"share-one\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("1/3"), "{}", stdout(&out));
-    let s = seen.lock().unwrap()[0].clone();
-    assert_eq!(s.request_line, "PUT /v1/sys/unseal HTTP/1.1");
-    assert_eq!(s.body, r#"{"key":"share-one"}"#);
+fn dev_refuses_flags_that_do_not_apply() {
+    let out = hush(&["dev", "-address=http://127.0.0.1:1"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("-listen"), "{}", stderr(&out));
+    let out = hush(&["dev", "-listen=nonsense"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("want IP:PORT"), "{}", stderr(&out));
 }

@@ -457,3 +457,58 @@ impl Hushd {
         b["auth"]["client_token"].as_str().unwrap().to_string()
     }
 }
+
+/// A fresh CA and a certificate for 127.0.0.1/localhost signed by it, written to `dir` as
+/// `NAME-ca.pem`, `NAME.pem`, `NAME.key`. Returns (ca, cert, key).
+pub fn write_ca_signed_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Run the `hush` binary with `args`, `env` (HUSH_*/VAULT_* from the test's own environment
+/// removed first) and `stdin`.
+pub fn run_hush(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut cmd = Command::new(bin("hush"));
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "HUSH_ADDR",
+        "VAULT_ADDR",
+        "HUSH_TOKEN",
+        "VAULT_TOKEN",
+        "HUSH_CACERT",
+        "VAULT_CACERT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let mut child = cmd.spawn().expect("spawn hush");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    child.wait_with_output().expect("wait for hush")
+}

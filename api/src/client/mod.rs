@@ -9,8 +9,7 @@ mod kv;
 mod sys;
 mod token;
 
-#[cfg(test)]
-mod tests;
+pub use sys::{AuditChainHead, AuditDevice};
 
 use std::path::Path;
 use std::sync::Once;
@@ -407,5 +406,86 @@ pub(crate) fn top_or_data<T: DeserializeOwned>(
     match body.get("data") {
         Some(data @ Value::Object(_)) => from_value(path, data.clone()),
         _ => from_value(path, body),
+    }
+}
+
+/// Tests that need no server. The client against a real hushd is in `tests/tests/client.rs`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_addresses_and_ca_files_are_rejected() {
+        for addr in [
+            "127.0.0.1:8200",
+            "ftp://h",
+            "not a url",
+            "http://h/?q=1",
+            "http://",
+        ] {
+            let err = Client::new(addr, None, None).unwrap_err();
+            assert!(matches!(err, ClientError::Address { .. }), "{addr}: {err}");
+        }
+        let err =
+            Client::new("https://h", Some(Path::new("/nonexistent/ca.pem")), None).unwrap_err();
+        assert!(matches!(err, ClientError::CaCertRead { .. }), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "no pem here").unwrap();
+        let err = Client::new("https://h", Some(&empty), None).unwrap_err();
+        assert!(matches!(err, ClientError::CaCert { .. }), "{err}");
+        assert!(Client::new("https://h:8200/", None, None).is_ok());
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = Client::new("https://h:8200", None, Some("hvs.sekret".into())).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("hvs.sekret") && dbg.contains("h:8200"),
+            "{dbg}"
+        );
+        assert!(c.has_token());
+        assert!(!c.with_token(None).has_token());
+    }
+
+    #[test]
+    fn urls_keep_the_prefix_and_escape_segments() {
+        let c = Client::new("http://h:1/prefix/", None, None).unwrap();
+        let url = c.url("secret/data/a b", &[]).unwrap();
+        assert_eq!(url.as_str(), "http://h:1/prefix/v1/secret/data/a%20b");
+        let url = c.url("/secret/metadata/dir/", &[("version", "2")]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://h:1/prefix/v1/secret/metadata/dir/?version=2"
+        );
+        let c = Client::new("http://h:1", None, None).unwrap();
+        assert_eq!(c.url("sys/health", &[]).unwrap().path(), "/v1/sys/health");
+    }
+
+    #[test]
+    fn decode_errors_do_not_echo_values() {
+        let e = serde_json::from_str::<u64>(r#""hunter2""#).unwrap_err();
+        let err = decode_error("sys/key-status", &e);
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("sys/key-status"), "{err}");
+    }
+
+    #[test]
+    fn error_bodies_become_api_errors() {
+        let reply = RawReply {
+            status: 403,
+            body: Some(serde_json::json!({"errors": ["permission denied"]})),
+            non_json: None,
+        };
+        let err = reply.into_error();
+        assert_eq!(err.status(), Some(403));
+        assert_eq!(err.errors(), ["permission denied"]);
+        let reply = RawReply {
+            status: 502,
+            body: None,
+            non_json: Some("bad gateway".into()),
+        };
+        assert_eq!(reply.into_error().errors(), ["bad gateway"]);
     }
 }

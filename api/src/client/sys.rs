@@ -1,8 +1,11 @@
-//! `sys/` helpers: init, seal and unseal, key rotation, policies.
+//! `sys/` helpers: init, seal and unseal, key rotation, policies, audit devices.
+
+use std::collections::BTreeMap;
 
 use reqwest::Method;
 use secrecy::SecretString;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::{data_of, top_or_data, Body, Client};
 use crate::error::ClientError;
@@ -13,6 +16,29 @@ use crate::wire::{ListData, PolicyData};
 
 /// Path of ACL policies (what the vault CLI uses).
 const POLICIES: &str = "sys/policies/acl";
+
+/// One enabled audit device, as `GET sys/audit` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditDevice {
+    /// Device type (`file`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub path: String,
+    /// Options as given at enable time (`file_path`, ...).
+    pub options: BTreeMap<String, String>,
+    /// Head of the device's hash chain (a hushd extension): compare with the file's last line.
+    pub hash_chain: Option<AuditChainHead>,
+}
+
+/// `hash_chain` of an audit device: sequence number and hash of the last line written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditChainHead {
+    pub seq: u64,
+    pub last_hash: String,
+}
 
 impl Client {
     /// `GET sys/init`.
@@ -109,5 +135,51 @@ impl Client {
     /// `DELETE sys/policies/acl/NAME`.
     pub async fn policy_delete(&self, name: &str) -> Result<(), ClientError> {
         self.delete(&format!("{POLICIES}/{name}")).await.map(drop)
+    }
+
+    /// `PUT sys/audit/PATH`: enable an audit device of type `kind` (`file`) with `options`
+    /// (for `file`: `file_path`, ...).
+    pub async fn audit_enable(
+        &self,
+        path: &str,
+        kind: &str,
+        description: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(), ClientError> {
+        let body = json!({ "type": kind, "description": description, "options": options });
+        self.write(&format!("sys/audit/{}", path.trim_matches('/')), &body)
+            .await
+            .map(drop)
+    }
+
+    /// `GET sys/audit`: the enabled devices by path (`file/`).
+    pub async fn audit_list(&self) -> Result<BTreeMap<String, AuditDevice>, ClientError> {
+        let body = self.call(Method::GET, "sys/audit", &[], None).await?;
+        match body {
+            None => Ok(BTreeMap::new()),
+            Some(Value::Object(mut top)) => {
+                // Vault answers with the devices at the top level and again under `data`.
+                let devices = match top.remove("data") {
+                    Some(Value::Object(data)) => data,
+                    _ => top,
+                };
+                devices
+                    .into_iter()
+                    .filter(|(_, v)| v.is_object() && v.get("type").is_some())
+                    .map(|(k, v)| super::from_value("sys/audit", v).map(|d| (k, d)))
+                    .collect()
+            }
+            Some(_) => Err(ClientError::Decode {
+                path: "sys/audit".into(),
+                reason: "want a JSON object".into(),
+            }),
+        }
+    }
+
+    /// `DELETE sys/audit/PATH`: disable an audit device (its file is kept).
+    pub async fn audit_disable(&self, path: &str) -> Result<(), ClientError> {
+        self.delete(&format!("sys/audit/{}", path.trim_matches('/')))
+            .await
+            .map(drop)
     }
 }

@@ -1,13 +1,14 @@
 //! One module per command group; each turns parsed arguments into client calls and output.
 
 pub mod audit;
+pub mod dev;
 pub mod kv;
 pub mod operator;
 pub mod policy;
 pub mod token;
 
 use crate::args::{Cli, Command};
-use crate::context::Ctx;
+use crate::context::{usage, Ctx};
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
@@ -17,6 +18,15 @@ pub async fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Resu
         Command::Kv(cmd) => kv::run(&ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
-        Command::Audit(cmd) => audit::run(&ctx, cmd),
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Dev(args) => {
+            if cli.global.address.is_some() || cli.global.ca_cert.is_some() {
+                return Err(usage(
+                    "hush dev starts its own server: -address and -ca-cert do not apply \
+                     (choose its address with -listen)",
+                ));
+            }
+            dev::run(args).await
+        }
     }
 }
