@@ -107,6 +107,9 @@ pub struct DevArgs {
     /// The hushd executable [default: next to hush, else on PATH]
     #[arg(long, value_name = "FILE")]
     pub hushd: Option<PathBuf>,
+    /// The hush-agent executable [default: next to hush, else on PATH]
+    #[arg(long, value_name = "FILE")]
+    pub agent: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

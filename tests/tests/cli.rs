@@ -658,6 +658,11 @@ async fn mistakes_get_clear_messages_and_exit_codes() {
 
 /// hushd processes (not zombies) whose command line mentions `needle`.
 fn hushd_processes(needle: &str) -> Vec<String> {
+    processes("hushd", needle)
+}
+
+/// `program`'s processes (not zombies) whose command line mentions `needle`.
+fn processes(program: &str, needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let p = entry.path();
@@ -670,7 +675,7 @@ fn hushd_processes(needle: &str) -> Vec<String> {
             .rsplit(')')
             .next()
             .is_some_and(|s| s.trim_start().starts_with('Z'));
-        if cmdline.contains("hushd") && cmdline.contains(needle) && !zombie {
+        if cmdline.contains(program) && cmdline.contains(needle) && !zombie {
             found.push(cmdline);
         }
     }
@@ -687,7 +692,7 @@ fn hush_dev_tours_and_cleans_up() {
     for expected in [
         &format!("address     http://{listen}")[..],
         "root token  hvs.",
-        "==> 1/12  Write a secret",
+        "==> 1/14  Write a secret",
         "$ hush kv put secret/demo/app username=demo password=demo-pass-1",
         "$ hush kv get -version=1 -field=password secret/demo/app\n    demo-pass-1\n",
         "====== Version 2 ======",
@@ -696,8 +701,13 @@ fn hush_dev_tours_and_cleans_up() {
         "$ HUSH_TOKEN=$DEMO_TOKEN hush kv get -field=password secret/demo/app\n    demo-pass-2\n",
         "Error: permission denied",
         "$ hush audit enable file file_path=",
-        "==> 12/12",
+        "==> 12/14",
         "lines verified",
+        "==> 13/14  hush-agent renders the secret as files",
+        "--refresh-interval 1s &",
+        "r--------    11  password",
+        "==> 14/14",
+        "password\n    demo-pass-3\n    (changed ",
         "hushd stopped.",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -716,6 +726,14 @@ fn hush_dev_tours_and_cleans_up() {
         hushd_processes(&listen)
     );
     assert!(std::net::TcpStream::connect(&listen).is_err());
+    let agents = processes("hush-agent", &format!("http://{listen}"));
+    assert!(agents.is_empty(), "{agents:?}");
+    // The agent's tmpfs directory went with it.
+    let dest = text
+        .lines()
+        .find_map(|l| l.strip_prefix("$ ls -l "))
+        .expect("the listing step names the directory");
+    assert!(!std::path::Path::new(dest).exists(), "{dest} left behind");
 }
 
 #[test]

@@ -319,7 +319,20 @@ async fn token_helpers() {
     root.token_renew(&auth.client_token, Some("20m"))
         .await
         .unwrap();
-    // (No renew-accessor: hushd does not serve auth/token/renew-accessor yet.)
+    let by_acc = root
+        .token_renew_accessor(&auth.accessor, Some("25m"))
+        .await
+        .unwrap();
+    assert_eq!(by_acc.lease_duration, 1500);
+    assert!(
+        by_acc.client_token.expose_secret().is_empty(),
+        "no token by accessor"
+    );
+    let err = root
+        .token_renew_accessor("no-such-accessor", None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid accessor"), "{err}");
 
     // Revocation, three ways; a revoked token is refused.
     root.token_revoke_accessor(&auth.accessor).await.unwrap();

@@ -419,6 +419,41 @@ async fn renew_and_renew_self_good_and_bad() {
     assert_eq!(s, 403, "the default policy allows renew-self only");
     let (s, _) = h.call("GET", "auth/token/renew", None).await;
     assert_eq!(s, 405);
+
+    // renew-accessor: found by accessor; the reply never names the token.
+    let (s, b) = h
+        .call("POST", "auth/token/lookup", Some(json!({"token": tok})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let accessor = b["data"]["accessor"].as_str().unwrap().to_string();
+    let (s, b) = h
+        .call(
+            "POST",
+            "auth/token/renew-accessor",
+            Some(json!({"accessor": accessor, "increment": "25m"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["auth"]["lease_duration"].clone()),
+        (200, json!(1500)),
+        "{b}"
+    );
+    assert_eq!(b["auth"]["client_token"], "", "{b}");
+    for body in [json!({"accessor": "nope"}), json!({})] {
+        let (s, b) = h
+            .call("POST", "auth/token/renew-accessor", Some(body.clone()))
+            .await;
+        assert_eq!(s, 400, "{body}: {b}");
+    }
+    let (s, _) = h
+        .call_as(
+            Some(&tok),
+            "POST",
+            "auth/token/renew-accessor",
+            Some(json!({"accessor": accessor})),
+        )
+        .await;
+    assert_eq!(s, 403, "the default policy does not cover renew-accessor");
 }
 
 #[tokio::test]

@@ -20,7 +20,9 @@ use tokio::process::{Child, Command};
 use crate::args::DevArgs;
 use crate::context::usage;
 
+mod agent;
 mod tour;
+use agent::DevAgent;
 use tour::Tour;
 
 /// Where hushd listens unless told otherwise (Vault's port).
@@ -42,6 +44,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the hush executable")?;
     let hushd = find_hushd(
         args.hushd.as_deref(),
+        &exe,
+        std::env::var_os("PATH").as_deref(),
+    )?;
+    let agent_bin = find_program(
+        "hush-agent",
+        "-agent",
+        args.agent.as_deref(),
         &exe,
         std::env::var_os("PATH").as_deref(),
     )?;
@@ -72,7 +81,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &mut server,
         &mut signals,
         &args,
-        &exe,
+        Programs {
+            hush: &exe,
+            agent: &agent_bin,
+        },
         &addr,
         &token,
         dir.path(),
@@ -87,12 +99,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The executables the demo runs besides hushd.
+#[derive(Debug, Clone, Copy)]
+struct Programs<'a> {
+    /// This `hush`, for the tour's steps.
+    hush: &'a Path,
+    agent: &'a Path,
+}
+
 /// Everything between starting hushd and stopping it.
 async fn session(
     server: &mut DevServer,
     signals: &mut Signals,
     args: &DevArgs,
-    exe: &Path,
+    programs: Programs<'_>,
     addr: &str,
     token: &SecretString,
     dir: &Path,
@@ -101,16 +121,33 @@ async fn session(
     guarded(child, signals, log, wait_ready(addr)).await?;
     println!("Ready.\n");
     let tour = Tour {
-        exe,
+        exe: programs.hush,
         addr,
         root: token,
         dir,
         done: std::cell::Cell::new(0),
     };
-    guarded(child, signals, log, tour.run()).await?;
+    let scoped = guarded(child, signals, log, tour.run()).await?;
+    let mut agent = guarded(child, signals, log, tour.files(programs.agent, &scoped)).await?;
+    let result = wait(child, signals, log, args, addr, token, &agent).await;
+    if let Err(e) = agent.stop().await {
+        eprintln!("Error: {e:#}");
+    }
+    result
+}
 
+/// After the tour: print how to go on, then wait for Ctrl-C (unless --no-wait).
+async fn wait(
+    child: &mut Child,
+    signals: &mut Signals,
+    log: &Path,
+    args: &DevArgs,
+    addr: &str,
+    token: &SecretString,
+    agent: &DevAgent,
+) -> anyhow::Result<()> {
     if args.no_wait {
-        println!("\nDone (--no-wait): stopping hushd.");
+        println!("\nDone (--no-wait): stopping hush-agent and hushd.");
         return Ok(());
     }
     let t = token.expose_secret();
@@ -120,12 +157,19 @@ async fn session(
     println!("    # the vault CLI and hvac read these instead:");
     println!("    export VAULT_ADDR='{addr}'");
     println!("    export VAULT_TOKEN='{t}'\n");
+    let dest = tour::shell_quote(&agent.dest.display().to_string());
+    println!(
+        "hush-agent keeps {dest} up to date (every {}). Change the secret and watch:\n",
+        agent::REFRESH
+    );
+    println!("    hush kv put {DEMO_SECRET} username=demo password=another-one");
+    println!("    cat {dest}/password\n");
     println!("Everything lives in memory and is gone when hushd stops. Press Ctrl-C to stop.");
     tokio::select! {
         // Biased: on Ctrl-C hushd gets SIGINT too and exits; that is not "unexpected".
         biased;
         _ = signals.recv() => {
-            println!("\nStopping hushd...");
+            println!("\nStopping hush-agent and hushd...");
             Ok(())
         }
         status = child.wait() => Err(exited(status, log)),
@@ -201,21 +245,33 @@ pub fn find_hushd(
     exe: &Path,
     path: Option<&std::ffi::OsStr>,
 ) -> anyhow::Result<PathBuf> {
-    let name = format!("hushd{}", std::env::consts::EXE_SUFFIX);
+    find_program("hushd", "-hushd", explicit, exe, path)
+}
+
+/// The program `name` (hushd, hush-agent): `explicit` (given with `flag`), else the one next
+/// to `exe`, else the first on `path`.
+pub fn find_program(
+    name: &str,
+    flag: &str,
+    explicit: Option<&Path>,
+    exe: &Path,
+    path: Option<&std::ffi::OsStr>,
+) -> anyhow::Result<PathBuf> {
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     if let Some(p) = explicit {
         if is_executable(p) {
             return Ok(p.to_path_buf());
         }
         return Err(usage(format!(
-            "-hushd {}: no such executable file",
+            "{flag} {}: no such executable file",
             p.display()
         )));
     }
-    let beside = exe.parent().map(|d| d.join(&name));
+    let beside = exe.parent().map(|d| d.join(&file));
     let on_path = path
         .into_iter()
         .flat_map(std::env::split_paths)
-        .map(|d| d.join(&name));
+        .map(|d| d.join(&file));
     if let Some(found) = beside
         .clone()
         .into_iter()
@@ -229,9 +285,9 @@ pub fn find_hushd(
         |d| d.display().to_string(),
     );
     Err(anyhow!(
-        "hushd not found in {dir} nor on PATH. Build it next to hush with \
+        "{name} not found in {dir} nor on PATH. Build it next to hush with \
          `cargo build --release --workspace --bins` (scripts/demo does this and then runs \
-         hush dev), or pass -hushd FILE"
+         hush dev), or pass {flag} FILE"
     ))
 }
 

@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context as _};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::process::Command;
 
+use super::agent::DevAgent;
 use super::{DEMO_SECRET, POLICY, POLICY_NAME};
 
 /// What a step must do to count as passed.
@@ -78,10 +79,11 @@ pub(super) struct Tour<'a> {
     pub done: std::cell::Cell<usize>,
 }
 
-const STEPS: usize = 12;
+const STEPS: usize = 14;
 
 impl Tour<'_> {
-    pub(super) async fn run(&self) -> anyhow::Result<()> {
+    /// Steps 1-12; returns the scoped token made on the way.
+    pub(super) async fn run(&self) -> anyhow::Result<SecretString> {
         println!("A short tour: each step is a hush command, then what it printed.");
         let root = self.root;
 
@@ -207,16 +209,74 @@ impl Tour<'_> {
             root,
         ))
         .await?;
-        debug_assert_eq!(self.done.get(), STEPS);
-        Ok(())
+        Ok(scoped)
     }
 
-    /// Number the step and print its title.
-    fn header(&self, step: &Step<'_>) -> usize {
+    /// Steps 13-14: hush-agent, with the scoped token, renders the demo secret as files on
+    /// tmpfs; a new version then shows up in the files by itself. The agent keeps running.
+    pub(super) async fn files(
+        &self,
+        agent_bin: &Path,
+        scoped: &SecretString,
+    ) -> anyhow::Result<DevAgent> {
+        let n = self.next("hush-agent renders the secret as files (with $DEMO_TOKEN's access)");
+        let mut agent = DevAgent::spawn(agent_bin, self.addr, scoped, self.dir)?;
+        println!("$ {}", agent.shown);
+        if agent.on_disk {
+            println!(
+                "    (no /dev/shm here: the demo writes to disk with --allow-disk; \
+                 never do that with real secrets)"
+            );
+        }
+        agent
+            .wait_for("password", None)
+            .await
+            .with_context(|| format!("step {n}/{STEPS}"))?;
+        let dest = agent.dest.display().to_string();
+        println!("$ ls -l {}", shell_quote(&dest));
+        print!("{}", indent(&agent.listing()));
+        println!("$ cat {}/password", shell_quote(&dest));
+        print!("{}", indent(&read(&agent, "password")));
+
+        let args = [
+            "kv",
+            "put",
+            DEMO_SECRET,
+            "username=demo",
+            "password=demo-pass-3",
+        ];
+        let step = Step::new(
+            "Write version 3: the files follow, all of them at once",
+            &args,
+            self.root,
+        );
+        self.exec(step).await?;
+        let n = self.done.get();
+        let waited = agent
+            .wait_for("password", Some("demo-pass-3"))
+            .await
+            .with_context(|| format!("step {n}/{STEPS}"))?;
+        println!("$ cat {}/password", shell_quote(&dest));
+        print!("{}", indent(&read(&agent, "password")));
+        println!(
+            "    (changed {:.1}s after the write; username, password and app.json are swapped \
+             together)",
+            waited.as_secs_f64()
+        );
+        debug_assert_eq!(self.done.get(), STEPS);
+        Ok(agent)
+    }
+
+    /// Number the next step and print its title.
+    fn next(&self, title: &str) -> usize {
         let n = self.done.get() + 1;
         self.done.set(n);
-        println!("\n==> {n}/{STEPS}  {}", step.title);
+        println!("\n==> {n}/{STEPS}  {title}");
         n
+    }
+
+    fn header(&self, step: &Step<'_>) -> usize {
+        self.next(step.title)
     }
 
     async fn exec(&self, step: Step<'_>) -> anyhow::Result<String> {
@@ -274,6 +334,12 @@ impl Tour<'_> {
         }
         Ok(stdout)
     }
+}
+
+/// A rendered file's text, for showing (a line of its own).
+fn read(agent: &DevAgent, name: &str) -> String {
+    let text = std::fs::read_to_string(agent.dest.join(name)).unwrap_or_default();
+    format!("{}\n", text.trim_end())
 }
 
 /// Every line indented by four spaces.

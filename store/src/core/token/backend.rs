@@ -275,12 +275,29 @@ impl TokenStore {
         let Some(entry) = self.lookup(token).await? else {
             return Err(LogicalError::invalid("token not found"));
         };
+        self.renew_entry(&entry, increment, SecretString::from(token.to_string()))
+            .await
+    }
+
+    /// `renew-accessor`: as `renew`, found by accessor; the reply cannot name the token.
+    async fn handle_renew_accessor(&self, req: &Request) -> Result<Response, LogicalError> {
+        let accessor = required(req, "accessor", "missing accessor")?;
+        let increment = field_secs(&req.data, "increment")?.unwrap_or(0);
+        let Some(entry) = self.lookup_accessor(accessor).await? else {
+            return Err(LogicalError::invalid("invalid accessor"));
+        };
+        self.renew_entry(&entry, increment, SecretString::from(String::new()))
+            .await
+    }
+
+    async fn renew_entry(
+        &self,
+        entry: &TokenEntry,
+        increment: u64,
+        shown_token: SecretString,
+    ) -> Result<Response, LogicalError> {
         let renewed = self.renew(&entry.id_hash, increment).await?;
-        let auth = auth_for(
-            &renewed.entry,
-            SecretString::from(token.to_string()),
-            renewed.ttl,
-        );
+        let auth = auth_for(&renewed.entry, shown_token, renewed.ttl);
         Ok(Response {
             auth: Some(auth),
             warnings: renewed.warnings,
@@ -351,12 +368,12 @@ impl LogicalBackend for TokenStore {
                 self.revoke_tree(&caller(req)?.id_hash).await?;
                 Ok(Response::empty())
             }
+            "renew-accessor" if write => self.handle_renew_accessor(req).await,
             "revoke-accessor" if write => self.handle_revoke_accessor(req).await,
             "revoke-orphan" if write => self.handle_revoke_orphan(req).await,
             "create" | "create-orphan" | "lookup" | "lookup-self" | "lookup-accessor" | "renew"
-            | "renew-self" | "revoke" | "revoke-self" | "revoke-accessor" | "revoke-orphan" => {
-                Err(LogicalError::UnsupportedOperation)
-            }
+            | "renew-self" | "renew-accessor" | "revoke" | "revoke-self" | "revoke-accessor"
+            | "revoke-orphan" => Err(LogicalError::UnsupportedOperation),
             p if p.starts_with("create/") || p.starts_with("roles") => Err(LogicalError::invalid(
                 "token roles are not supported by hushd",
             )),
