@@ -1,6 +1,107 @@
 //! `hush-agent`: wires flags, config, tracing, signals and shutdown; the logic is in the library.
 
-fn main() {
-    eprintln!("hush-agent: not built yet");
-    std::process::exit(70);
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use hush_agent::config::{Config, Flags};
+use tokio_util::sync::CancellationToken;
+
+/// Bad flags or config (sysexits' EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+/// The agent could not do its work.
+const EXIT_FAILURE: u8 = 1;
+/// After SIGTERM/SIGINT the process is gone within this long, whatever is still running.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4500);
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if flags.log_format != "text" && flags.log_format != "json" {
+        eprintln!(
+            "hush-agent: --log-format {:?}: want text or json",
+            flags.log_format
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    init_tracing(&flags.log_format);
+    let config = match Config::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hush-agent: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hush-agent: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    // Registered before anything else runs, so an early SIGTERM is not fatal.
+    let signals = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    });
+    let (mut term, mut int) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hush-agent: cannot listen for signals: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let result = runtime.block_on(async {
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "shutting down");
+            signals.cancel();
+            // A last resort: never outlive the deadline after a shutdown signal.
+            std::thread::spawn(|| {
+                std::thread::sleep(SHUTDOWN_DEADLINE);
+                eprintln!("hush-agent: shutdown took too long; exiting, files left in place");
+                std::process::exit(0);
+            });
+        });
+        hush_agent::run(config, shutdown).await
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(finished) => ExitCode::from(u8::try_from(finished.exit_code()).unwrap_or(EXIT_FAILURE)),
+        Err(e) => {
+            eprintln!("hush-agent: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }

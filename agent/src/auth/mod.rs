@@ -1,1 +1,184 @@
 //! The agent's token: read from a file (re-read when it changes) and kept alive with renew-self.
+//!
+//! [`TokenSource`] keeps the file's *path* and the token it last read; [`TokenSource::reload`]
+//! looks at the file again (cheap: a `stat`, a read only when it changed) so a rotated token —
+//! a kubelet-projected file, a sidecar writing a new one — is picked up without a restart.
+//! [`renew`] keeps the current token alive.
+
+pub mod renew;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+/// The token file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("could not read token file {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("token file {} is empty", path.display())]
+    Empty { path: PathBuf },
+}
+
+/// What identifies a version of the file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    ino: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    // Follow symlinks: kubelet swaps a `..data` link under the file.
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        ino: m.ino(),
+    })
+}
+
+struct Current {
+    token: SecretString,
+    stamp: Option<Stamp>,
+}
+
+/// The agent's token, from a file.
+pub struct TokenSource {
+    path: PathBuf,
+    current: Mutex<Current>,
+    /// Bumped each time the token changes.
+    changes: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("path", &self.path)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+fn read_token(path: &Path) -> Result<SecretString, AuthError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
+        path: path.into(),
+        reason: crate::config::io_reason(&e),
+    })?;
+    let text = zeroize::Zeroizing::new(text);
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(AuthError::Empty { path: path.into() });
+    }
+    Ok(SecretString::from(token.to_string()))
+}
+
+impl TokenSource {
+    /// Read the token file once; an error when it is missing, unreadable or empty.
+    pub fn open(path: &Path) -> Result<TokenSource, AuthError> {
+        let stamp = stamp(path);
+        let token = read_token(path)?;
+        Ok(TokenSource {
+            path: path.to_path_buf(),
+            current: Mutex::new(Current { token, stamp }),
+            changes: watch::channel(0).0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current token.
+    pub fn token(&self) -> SecretString {
+        self.lock().token.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Look at the file again. `Ok(true)` when it now holds another token. A file that went
+    /// missing or empty keeps the last token (and is an error for the caller to log).
+    pub fn reload(&self) -> Result<bool, AuthError> {
+        let now = stamp(&self.path);
+        if now.is_some() && now == self.lock().stamp {
+            return Ok(false);
+        }
+        let token = read_token(&self.path)?;
+        let mut cur = self.lock();
+        cur.stamp = now;
+        let same: bool = token
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(cur.token.expose_secret().as_bytes())
+            .into();
+        if same {
+            return Ok(false);
+        }
+        cur.token = token;
+        drop(cur);
+        self.changes.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
+    /// A receiver that sees each change of token.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_trims_and_notices_a_new_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "hvs.first\n").unwrap();
+        let src = TokenSource::open(&path).unwrap();
+        assert_eq!(src.token().expose_secret(), "hvs.first");
+        let rx = src.subscribe();
+        assert!(!src.reload().unwrap(), "unchanged file");
+        assert!(!rx.has_changed().unwrap());
+
+        // Rotate through a rename, as a writer of projected tokens does.
+        let tmp = dir.path().join("token.tmp");
+        std::fs::write(&tmp, "hvs.second-token").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert!(src.reload().unwrap());
+        assert_eq!(src.token().expose_secret(), "hvs.second-token");
+        assert!(rx.has_changed().unwrap());
+        assert!(!format!("{src:?}").contains("hvs."));
+    }
+
+    #[test]
+    fn missing_or_empty_file_is_an_error_and_keeps_the_last_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        assert!(matches!(
+            TokenSource::open(&path),
+            Err(AuthError::Read { .. })
+        ));
+        std::fs::write(&path, " \n").unwrap();
+        let err = TokenSource::open(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("token file {} is empty", path.display())
+        );
+
+        std::fs::write(&path, "hvs.keep").unwrap();
+        let src = TokenSource::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(src.reload().is_err());
+        assert_eq!(src.token().expose_secret(), "hvs.keep");
+    }
+}

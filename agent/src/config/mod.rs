@@ -1,1 +1,221 @@
-//! Configuration: flags and the TOML file, parsed raw, then validated into a typed `Config`.
+//! Configuration: flags and the TOML file, parsed raw, then validated into a typed [`Config`].
+//!
+//! Everything is checked here, before the agent binds a port or reads a secret: an invalid
+//! config is one [`ConfigError`] with one exact message, and the binary exits 64.
+
+pub mod duration;
+pub mod flags;
+pub mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use flags::Flags;
+pub use raw::RawConfig;
+
+/// An invalid configuration, with the message shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    /// One entry per distinct API path.
+    pub sources: Vec<Source>,
+    pub files: Vec<FileSpec>,
+    pub destination: Destination,
+    /// How often non-leased secrets are checked for a new version.
+    pub refresh_interval: Duration,
+    /// Cap of the retry backoff.
+    pub backoff_max: Duration,
+    pub on_forbidden: OnForbidden,
+    pub once: bool,
+    pub revoke_on_exit: bool,
+    pub metrics_listen: Option<SocketAddr>,
+    pub notify: Notify,
+    pub exec: Option<Exec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub addr: String,
+    pub ca_cert: Option<PathBuf>,
+    pub token_file: PathBuf,
+}
+
+/// A secret to read: one API path, however many names and files refer to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The names that refer to it (in `[secrets]`, or the path for `--secret`).
+    pub names: Vec<String>,
+    /// The API path, e.g. `secret/data/app/db`.
+    pub path: String,
+    pub kind: SourceKind,
+}
+
+impl Source {
+    /// The name shown in messages: the first name, and the path when it differs.
+    pub fn label(&self) -> String {
+        match self.names.first() {
+            Some(n) if *n != self.path => format!("{n:?} ({})", self.path),
+            _ => format!("{:?}", self.path),
+        }
+    }
+}
+
+/// How new versions of a source are noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `MOUNT/data/PATH`: a cheap `MOUNT/metadata/PATH` check, data re-read on a new version.
+    KvV2 { mount: String, path: String },
+    /// Any other path: read again every refresh interval.
+    Generic,
+}
+
+/// One file of the destination.
+#[derive(Debug, Clone)]
+pub struct FileSpec {
+    pub name: String,
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub format: Format,
+}
+
+/// What a file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// One field's value: strings as they are, other values as JSON.
+    Raw { source: usize, field: String },
+    /// The secret's data as a JSON object.
+    Json { source: usize },
+    /// `KEY='value'` lines, one per field.
+    Dotenv { source: usize },
+    /// A minijinja template over every secret (`secrets.NAME.FIELD`).
+    Template { source_text: String },
+}
+
+impl Format {
+    /// The source a non-template file reads.
+    pub fn source(&self) -> Option<usize> {
+        match self {
+            Format::Raw { source, .. } | Format::Json { source } | Format::Dotenv { source } => {
+                Some(*source)
+            }
+            Format::Template { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub path: PathBuf,
+    pub allow_disk: bool,
+    /// Mount a tmpfs of this many bytes on the destination first.
+    pub mount_tmpfs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnForbidden {
+    Keep,
+    Remove,
+}
+
+/// What to run or signal after a change.
+#[derive(Debug, Clone, Default)]
+pub struct Notify {
+    pub command: Option<Vec<String>>,
+    pub timeout: Duration,
+    /// Signal name, e.g. `SIGHUP`, and whom to send it to.
+    pub signal: Option<(String, SignalTarget)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalTarget {
+    PidFile(PathBuf),
+    ProcessName(String),
+}
+
+/// A supervised child (`-- CMD ARGS`).
+#[derive(Debug, Clone)]
+pub struct Exec {
+    pub argv: Vec<String>,
+    /// Environment variable -> rendered file name.
+    pub env: Vec<(String, String)>,
+    pub on_change: ChildOnChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildOnChange {
+    Signal(String),
+    Restart,
+}
+
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TMPFS_SIZE: u64 = 16 << 20;
+pub const DEFAULT_MODE: u32 = 0o400;
+
+impl Config {
+    /// Read `--config` if given, fold the flags onto it and validate.
+    pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+        let mut raw = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => RawConfig::default(),
+        };
+        flags.apply(&mut raw)?;
+        validate::validate(raw)
+    }
+
+    /// Validate an already parsed raw config.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        validate::validate(raw)
+    }
+}
+
+/// Parse the TOML file (unknown keys are errors).
+pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "could not read config file {}: {}",
+            path.display(),
+            io_reason(&e)
+        ))
+    })?;
+    parse_toml(path, &text)
+}
+
+/// Parse config text; `path` only names it in messages.
+pub fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim_end();
+        let line = e.span().map(|s| {
+            text.as_bytes()[..s.start.min(text.len())]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1
+        });
+        match line {
+            Some(line) => ConfigError(format!(
+                "invalid config file {} line {line}: {msg}",
+                path.display()
+            )),
+            None => ConfigError(format!("invalid config file {}: {msg}", path.display())),
+        }
+    })
+}
+
+/// An io error without the "(os error N)" suffix.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}

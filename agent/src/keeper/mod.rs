@@ -1,1 +1,347 @@
-//! The keeper: reads secrets, follows new versions, retries with backoff, keeps the last good values.
+//! The keeper: reads secrets, follows new versions, retries with backoff, keeps the last good
+//! values.
+//!
+//! [`Keeper::cycle`] is one pass: re-read the token file, look at every source (a cheap
+//! metadata check for KV v2), and when anything changed render every file and hand the whole
+//! set to the atomic writer (which does nothing when the bytes are the same). A file that fails
+//! to render keeps its last good content; a source that fails keeps its last good data. The
+//! caller ([`crate::run`]) decides when the next cycle runs: the refresh interval, or a backoff
+//! delay after transient failures.
+
+pub mod backoff;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_api::{Client, ClientError};
+use zeroize::Zeroizing;
+
+use crate::auth::TokenSource;
+use crate::config::{Config, FileSpec, Format};
+use crate::render::Renderer;
+use crate::sink::files::{AtomicWriter, FileProjection, WriteOutcome};
+use source::{Fetch, SourceState};
+
+/// Where the keeper reports what it does (metrics). Never given a value.
+pub trait Observer: Send + Sync {
+    /// One request to the store: operation, outcome (`ok`, `transient`, `forbidden`, ...).
+    fn store(&self, op: &'static str, outcome: &'static str, elapsed: Duration);
+    /// The agent token's remaining TTL in seconds.
+    fn token_ttl(&self, secs: u64);
+    /// A file rendered fine from data of this version (0 for templates and non-KV sources).
+    fn render_ok(&self, file: &str, version: u64);
+    fn render_error(&self, file: &str);
+}
+
+/// An observer that drops everything.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn store(&self, _: &'static str, _: &'static str, _: Duration) {}
+    fn token_ttl(&self, _: u64) {}
+    fn render_ok(&self, _: &str, _: u64) {}
+    fn render_error(&self, _: &str) {}
+}
+
+/// How a client error is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Unreachable, 5xx (sealed, standby), 429: retry soon with backoff.
+    Transient,
+    Forbidden,
+    NotFound,
+    /// Anything else (400, a body we do not understand): retry at the refresh interval.
+    Other,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Forbidden => "forbidden",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Other => "error",
+        }
+    }
+}
+
+pub fn classify(e: &ClientError) -> ErrorClass {
+    match e {
+        ClientError::Transport { .. } => ErrorClass::Transient,
+        ClientError::Api { status, .. } => match *status {
+            403 => ErrorClass::Forbidden,
+            404 => ErrorClass::NotFound,
+            429 | 500..=599 => ErrorClass::Transient,
+            _ => ErrorClass::Other,
+        },
+        _ => ErrorClass::Other,
+    }
+}
+
+/// What one cycle did.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    /// Some failure is worth a retry with backoff.
+    pub transient: bool,
+    /// Every file has content and the set is on disk.
+    pub complete: bool,
+    /// The set on disk changed (a new generation).
+    pub written: Option<WriteOutcome>,
+    /// Problems that keep the set from being complete, naming the secret or file.
+    pub problems: Vec<String>,
+}
+
+/// Holds the state between cycles.
+pub struct Keeper {
+    config: Arc<Config>,
+    base: Client,
+    tokens: Arc<TokenSource>,
+    renderer: Renderer,
+    writer: Arc<AtomicWriter>,
+    observer: Arc<dyn Observer>,
+    sources: Vec<SourceState>,
+    /// The last good bytes of each file (indexed like `config.files`).
+    rendered: Vec<Option<Zeroizing<Vec<u8>>>>,
+    /// A render or write is owed (first cycle, a change, or a failed write).
+    dirty: bool,
+    /// A complete set has been written once.
+    written_once: bool,
+}
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("sources", &self.sources)
+            .field("written_once", &self.written_once)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keeper {
+    pub fn new(
+        config: Arc<Config>,
+        base: Client,
+        tokens: Arc<TokenSource>,
+        renderer: Renderer,
+        writer: Arc<AtomicWriter>,
+        observer: Arc<dyn Observer>,
+    ) -> Keeper {
+        let sources = config
+            .sources
+            .iter()
+            .map(|_| SourceState::default())
+            .collect();
+        let rendered = config.files.iter().map(|_| None).collect();
+        Keeper {
+            config,
+            base,
+            tokens,
+            renderer,
+            writer,
+            observer,
+            sources,
+            rendered,
+            dirty: true,
+            written_once: false,
+        }
+    }
+
+    /// A complete set has been on disk since.
+    pub fn ready(&self) -> bool {
+        self.written_once
+    }
+
+    /// The token source (the caller revokes with it on exit).
+    pub fn tokens(&self) -> &Arc<TokenSource> {
+        &self.tokens
+    }
+
+    /// One pass over every source; renders and writes when something changed.
+    pub async fn cycle(&mut self) -> CycleReport {
+        let mut report = CycleReport::default();
+        if let Err(e) = self.tokens.reload() {
+            tracing::warn!(error = %e, "keeping the last token");
+        }
+        let mut client = self.base.with_token(Some(self.tokens.token()));
+        let on_forbidden = self.config.on_forbidden;
+        for (i, src) in self.config.sources.iter().enumerate() {
+            let state = &mut self.sources[i];
+            let mut fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
+            if let Fetch::MetadataDenied = fetch {
+                tracing::info!(secret = %src.label(), "the token may not read KV metadata; comparing full reads instead");
+                state.metadata_denied = true;
+                fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
+            }
+            // A 403 may mean the token was rotated under us: look at the file once more.
+            if matches!(&fetch, Fetch::Failed(e) if classify(e) == ErrorClass::Forbidden)
+                && matches!(self.tokens.reload(), Ok(true))
+            {
+                client = self.base.with_token(Some(self.tokens.token()));
+                fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
+            }
+            let applied = source::apply(src, state, fetch, on_forbidden);
+            self.dirty |= applied.changed;
+            report.transient |= applied.transient;
+        }
+        if self.dirty {
+            self.render_all();
+            let complete = self.rendered.iter().all(Option::is_some);
+            if complete || self.written_once {
+                match self.write().await {
+                    Ok(outcome) => {
+                        self.dirty = false;
+                        self.written_once |= complete;
+                        if outcome.changed {
+                            tracing::info!(
+                                generation = outcome.generation,
+                                files = ?outcome.changed_files,
+                                "files updated"
+                            );
+                            report.written = Some(outcome);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not write the files; keeping the last set and retrying");
+                        report.transient = true;
+                        report
+                            .problems
+                            .push(format!("could not write the files: {e}"));
+                    }
+                }
+            }
+        }
+        for (src, state) in self.config.sources.iter().zip(&self.sources) {
+            if let Some(p) = &state.problem {
+                if state.data.is_none() || !self.written_once {
+                    report.problems.push(format!("secret {}: {p}", src.label()));
+                }
+            }
+        }
+        report.complete = self.written_once && self.rendered.iter().all(Option::is_some);
+        report
+    }
+
+    /// Render every file; a failure keeps the file's last good bytes, unless its secret was
+    /// removed on a 403.
+    fn render_all(&mut self) {
+        let data: Vec<_> = self.sources.iter().map(|s| s.data.clone()).collect();
+        let any_removed = self.sources.iter().any(|s| s.removed);
+        for (i, spec) in self.config.files.iter().enumerate() {
+            match self.renderer.render(spec, &data) {
+                Ok(bytes) => {
+                    let version = spec
+                        .format
+                        .source()
+                        .and_then(|s| self.sources[s].version)
+                        .unwrap_or(0);
+                    self.observer.render_ok(&spec.name, version);
+                    self.rendered[i] = Some(bytes);
+                }
+                Err(e) => {
+                    let removed = match spec.format.source() {
+                        Some(s) => self.sources[s].removed,
+                        None => any_removed,
+                    };
+                    if removed {
+                        self.rendered[i] = None;
+                    } else {
+                        self.observer.render_error(&spec.name);
+                        if self.rendered[i].is_some() {
+                            tracing::error!(error = %e, "could not render; keeping the last content");
+                        } else {
+                            tracing::warn!(error = %e, "could not render yet");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A rendered file's content as text (for the supervised child's environment).
+    pub fn file_text(&self, name: &str) -> Option<Zeroizing<String>> {
+        let i = self.config.files.iter().position(|f| f.name == name)?;
+        let bytes = self.rendered[i].as_ref()?;
+        let text = std::str::from_utf8(bytes).ok()?;
+        Some(Zeroizing::new(text.to_string()))
+    }
+
+    /// Problems that keep a file from rendering (for `--once`).
+    pub fn render_problems(&self) -> Vec<String> {
+        let data: Vec<_> = self.sources.iter().map(|s| s.data.clone()).collect();
+        self.config
+            .files
+            .iter()
+            .filter_map(|spec| self.renderer.render(spec, &data).err())
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    async fn write(&self) -> Result<WriteOutcome, crate::sink::files::WriteError> {
+        let payload = payload(&self.config.files, &self.rendered);
+        let writer = self.writer.clone();
+        match tokio::task::spawn_blocking(move || writer.write(&payload)).await {
+            Ok(r) => r,
+            Err(e) => Err(crate::sink::files::WriteError::Io {
+                op: "write",
+                path: self.writer.target_dir().to_path_buf(),
+                err: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+}
+
+/// The set of files to write: every file that has content.
+fn payload(
+    files: &[FileSpec],
+    rendered: &[Option<Zeroizing<Vec<u8>>>],
+) -> BTreeMap<String, FileProjection> {
+    files
+        .iter()
+        .zip(rendered)
+        .filter_map(|(spec, bytes)| {
+            let bytes = bytes.as_ref()?;
+            Some((
+                spec.name.clone(),
+                FileProjection {
+                    data: bytes.clone(),
+                    mode: spec.mode,
+                    uid: spec.uid,
+                    gid: spec.gid,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Whether a file is a template (used by tests and logs).
+pub fn is_template(spec: &FileSpec) -> bool {
+    matches!(spec.format, Format::Template { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_client_errors() {
+        let api = |status| ClientError::Api {
+            status,
+            errors: vec![],
+        };
+        assert_eq!(classify(&api(503)), ErrorClass::Transient);
+        assert_eq!(classify(&api(500)), ErrorClass::Transient);
+        assert_eq!(classify(&api(429)), ErrorClass::Transient);
+        assert_eq!(classify(&api(403)), ErrorClass::Forbidden);
+        assert_eq!(classify(&api(404)), ErrorClass::NotFound);
+        assert_eq!(classify(&api(400)), ErrorClass::Other);
+        let t = ClientError::Transport {
+            url: "http://x".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(classify(&t), ErrorClass::Transient);
+        assert_eq!(classify(&ClientError::Build("x".into())), ErrorClass::Other);
+    }
+}

@@ -1,0 +1,180 @@
+//! Keeping the token alive: `lookup-self`, then `renew-self` at about 2/3 of its TTL (with
+//! jitter), again and again. A token that is not renewable or has no TTL is left alone. A
+//! new token in the file starts over. Failures are retried with backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hush_api::Client;
+use tokio_util::sync::CancellationToken;
+
+use super::TokenSource;
+use crate::keeper::backoff::{renew_delay, Backoff};
+use crate::keeper::{classify, ErrorClass, Observer};
+
+/// The renewal task's settings.
+#[derive(Debug, Clone)]
+pub struct RenewSettings {
+    /// First retry delay after a failure.
+    pub retry_base: Duration,
+    pub backoff_max: Duration,
+    /// How often to look again at a token that cannot be renewed (it may become valid).
+    pub recheck: Duration,
+}
+
+/// What the last look at the token found (for tests and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Renew after this long.
+    RenewIn(Duration),
+    /// Not renewable or no TTL: nothing to do until the token changes.
+    Idle,
+}
+
+/// Decide from a token's TTL and renewability.
+pub fn plan(ttl_secs: u64, renewable: bool) -> Plan {
+    if !renewable || ttl_secs == 0 {
+        Plan::Idle
+    } else {
+        Plan::RenewIn(renew_delay(Duration::from_secs(ttl_secs)))
+    }
+}
+
+enum Wake {
+    Elapsed,
+    TokenChanged,
+    Shutdown,
+}
+
+/// Keep the token of `tokens` alive until `shutdown`.
+pub async fn run(
+    base: Client,
+    tokens: Arc<TokenSource>,
+    settings: RenewSettings,
+    observer: Arc<dyn Observer>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = tokens.subscribe();
+    let mut backoff = Backoff::new(settings.retry_base, settings.backoff_max);
+    // Wait for `d`, a new token or shutdown.
+    macro_rules! wait {
+        ($d:expr) => {{
+            let d: Option<Duration> = $d;
+            tokio::select! {
+                _ = shutdown.cancelled() => Wake::Shutdown,
+                r = changes.changed() => match r {
+                    Ok(()) => Wake::TokenChanged,
+                    Err(_) => Wake::Shutdown,
+                },
+                _ = async { match d {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                } } => Wake::Elapsed,
+            }
+        }};
+    }
+
+    'token: loop {
+        changes.borrow_and_update();
+        let client = base.with_token(Some(tokens.token()));
+        let started = Instant::now();
+        let lookup = client.token_lookup_self().await;
+        observer.store("token_lookup_self", outcome(&lookup), started.elapsed());
+        let (mut ttl, renewable) = match lookup {
+            Ok(l) => (l.ttl, l.renewable),
+            Err(e) => {
+                let class = classify(&e);
+                tracing::warn!(error = %e, class = ?class, "could not look up the agent's token");
+                let d = match class {
+                    ErrorClass::Transient => backoff.next_delay(),
+                    _ => settings.recheck,
+                };
+                match wait!(Some(d)) {
+                    Wake::Shutdown => return,
+                    _ => continue 'token,
+                }
+            }
+        };
+        backoff.reset();
+        observer.token_ttl(ttl);
+        let mut renewable = renewable;
+        loop {
+            let delay = match plan(ttl, renewable) {
+                Plan::Idle => {
+                    tracing::info!(
+                        ttl_secs = ttl,
+                        renewable,
+                        "the agent's token is not renewable or has no TTL: not renewing it"
+                    );
+                    match wait!(None) {
+                        Wake::Shutdown => return,
+                        _ => continue 'token,
+                    }
+                }
+                Plan::RenewIn(d) => d,
+            };
+            tracing::debug!(
+                ttl_secs = ttl,
+                renew_in_ms = delay.as_millis() as u64,
+                "token renewal scheduled"
+            );
+            match wait!(Some(delay)) {
+                Wake::Shutdown => return,
+                Wake::TokenChanged => continue 'token,
+                Wake::Elapsed => {}
+            }
+            let started = Instant::now();
+            let renewed = client.token_renew_self(None).await;
+            observer.store("token_renew_self", outcome(&renewed), started.elapsed());
+            match renewed {
+                Ok(auth) => {
+                    tracing::info!(ttl_secs = auth.lease_duration, "renewed the agent's token");
+                    if auth.lease_duration <= ttl / 3 && auth.lease_duration > 0 {
+                        tracing::warn!(
+                            ttl_secs = auth.lease_duration,
+                            "the agent's token is near its maximum TTL; it will expire unless the token file gets a new one"
+                        );
+                    }
+                    ttl = auth.lease_duration;
+                    renewable = auth.renewable;
+                    observer.token_ttl(ttl);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not renew the agent's token");
+                    let d = match classify(&e) {
+                        ErrorClass::Transient => backoff.next_delay(),
+                        _ => settings.recheck,
+                    };
+                    match wait!(Some(d)) {
+                        Wake::Shutdown => return,
+                        _ => continue 'token,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn outcome<T>(r: &Result<T, hush_api::ClientError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => classify(e).as_str(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_when_not_renewable_or_no_ttl() {
+        assert_eq!(plan(0, true), Plan::Idle);
+        assert_eq!(plan(3600, false), Plan::Idle);
+        match plan(30, true) {
+            Plan::RenewIn(d) => {
+                assert!(d <= Duration::from_secs(20) && d >= Duration::from_secs(17))
+            }
+            Plan::Idle => panic!("a renewable token with a TTL is renewed"),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The config file as written: plain strings and options, unknown keys refused. Flags are
+//! folded into the same shape (see [`super::flags`]) so one validation serves both.
+//!
+//! ```toml
+//! [server]
+//! addr = "https://127.0.0.1:8200"
+//! ca_cert = "/etc/hush/ca.pem"
+//! token_file = "/var/run/hush/token"
+//!
+//! [agent]
+//! refresh_interval = "60s"    # how often KV metadata is checked for a new version
+//! backoff_max = "5m"          # cap of the retry backoff during outages
+//! on_forbidden = "keep"       # or "remove": what a 403 does to already rendered files
+//! revoke_on_exit = false
+//! metrics_listen = "127.0.0.1:9102"
+//!
+//! [destination]
+//! path = "/run/secrets/app"
+//! allow_disk = false
+//! mount_tmpfs = false
+//! tmpfs_size = "16m"
+//!
+//! [secrets]                   # name -> API path, read once however many files use it
+//! db = "secret/data/app/db"
+//!
+//! [[file]]
+//! name = "db.password"
+//! secret = "db"
+//! format = "raw"              # raw | json | dotenv | template
+//! field = "password"
+//! mode = "0400"
+//! uid = 1000
+//! gid = 1000
+//!
+//! [[file]]
+//! name = "app.conf"
+//! format = "template"
+//! template = "user={{ secrets.db.user }}\n"   # or template_file = "/etc/hush/app.conf.j2"
+//!
+//! [notify]
+//! command = ["/usr/bin/reload-app"]
+//! timeout = "30s"
+//! signal = "SIGHUP"
+//! pid_file = "/run/app.pid"   # or process = "app"
+//!
+//! [exec]
+//! command = ["/usr/bin/app", "--serve"]
+//! env = { DB_PASSWORD = "db.password" }       # env var -> rendered file
+//! on_change = "signal:SIGHUP"                  # or "restart"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub agent: RawAgent,
+    #[serde(default)]
+    pub destination: RawDestination,
+    /// Secret name -> API path (`secret/data/app/db`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default, rename = "file")]
+    pub files: Vec<RawFile>,
+    #[serde(default)]
+    pub notify: RawNotify,
+    #[serde(default)]
+    pub exec: Option<RawExec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub addr: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub refresh_interval: Option<String>,
+    pub backoff_max: Option<String>,
+    pub on_forbidden: Option<String>,
+    pub revoke_on_exit: Option<bool>,
+    pub metrics_listen: Option<String>,
+    pub once: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub path: Option<PathBuf>,
+    pub allow_disk: Option<bool>,
+    pub mount_tmpfs: Option<bool>,
+    pub tmpfs_size: Option<String>,
+}
+
+/// One file of the destination.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub name: String,
+    /// Name in `[secrets]` (or, from flags, the API path itself).
+    pub secret: Option<String>,
+    pub format: Option<String>,
+    pub field: Option<String>,
+    pub template: Option<String>,
+    pub template_file: Option<PathBuf>,
+    /// Octal, as a string (`"0440"`) or an integer written in octal digits (`440`).
+    pub mode: Option<RawMode>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawMode {
+    Text(String),
+    Digits(u64),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// argv of a command run after each change (no shell).
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub signal: Option<String>,
+    pub pid_file: Option<PathBuf>,
+    pub process: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    pub command: Vec<String>,
+    /// Environment variable -> rendered file whose content it gets.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub on_change: Option<String>,
+}

@@ -1,0 +1,174 @@
+//! Config validation: one fixture per bad case (`fixtures/bad_*.toml`), each starting with
+//! `# expect: MESSAGE`, the exact message it must give (`FIXTURE` stands for its path).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::config::{
+    parse_toml, ChildOnChange, Config, Flags, Format, OnForbidden, SignalTarget, SourceKind,
+};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/config/fixtures")
+}
+
+fn load(name: &str) -> Result<Config, ConfigError> {
+    let path = fixtures().join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    Config::from_raw(parse_toml(&path, &text)?)
+}
+
+#[test]
+fn every_bad_fixture_gives_its_exact_message() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.starts_with("bad_") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{name}: no `# expect:` line"))
+            .replace("FIXTURE", &path.display().to_string());
+        let err = load(&name).expect_err(&name);
+        assert_eq!(err.0, expect, "{name}");
+        count += 1;
+    }
+    assert!(count >= 30, "only {count} fixtures");
+}
+
+#[test]
+fn full_fixture_validates_into_typed_config() {
+    let c = load("good_full.toml").unwrap();
+    assert_eq!(c.server.addr, "https://127.0.0.1:8200");
+    assert_eq!(c.refresh_interval, Duration::from_millis(100));
+    assert_eq!(c.backoff_max, Duration::from_secs(30));
+    assert_eq!(c.on_forbidden, OnForbidden::Remove);
+    assert!(c.revoke_on_exit && !c.once);
+    assert_eq!(c.destination.mount_tmpfs, Some(8 << 20));
+    assert_eq!(c.metrics_listen.unwrap().port(), 9102);
+
+    // db and db_again share one read; legacy is not KV v2.
+    assert_eq!(c.sources.len(), 3);
+    let db = c
+        .sources
+        .iter()
+        .position(|s| s.path == "secret/data/app/db")
+        .unwrap();
+    assert_eq!(c.sources[db].names, ["db", "db_again"]);
+    assert_eq!(
+        c.sources[db].kind,
+        SourceKind::KvV2 {
+            mount: "secret".into(),
+            path: "app/db".into()
+        }
+    );
+    let legacy = c
+        .sources
+        .iter()
+        .find(|s| s.path == "kv1/app/legacy")
+        .unwrap();
+    assert_eq!(legacy.kind, SourceKind::Generic);
+
+    let f = |n: &str| c.files.iter().find(|f| f.name == n).unwrap();
+    assert_eq!(
+        f("db.password").format,
+        Format::Raw {
+            source: db,
+            field: "password".into()
+        }
+    );
+    assert_eq!(
+        (
+            f("db.password").mode,
+            f("db.password").uid,
+            f("db.password").gid
+        ),
+        (0o440, Some(1000), Some(1000))
+    );
+    assert_eq!(f("db.env").format, Format::Dotenv { source: db });
+    assert_eq!(f("db.env").mode, 0o600);
+    assert_eq!(f("api.json").mode, 0o400, "default mode");
+    assert!(matches!(f("app.conf").format, Format::Template { .. }));
+
+    assert_eq!(c.notify.command.as_ref().unwrap()[0], "/usr/bin/reload-app");
+    assert_eq!(c.notify.timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.notify.signal,
+        Some(("SIGHUP".into(), SignalTarget::ProcessName("app".into())))
+    );
+    let exec = c.exec.unwrap();
+    assert_eq!(exec.on_change, ChildOnChange::Restart);
+    assert_eq!(exec.env, [("DB_PASSWORD".into(), "db.password".into())]);
+}
+
+#[test]
+fn flags_alone_make_a_config() {
+    use clap::Parser;
+    let flags = Flags::try_parse_from([
+        "hush-agent",
+        "--addr",
+        "http://127.0.0.1:8200",
+        "--token-file",
+        "/t",
+        "--dest",
+        "/d",
+        "--secret",
+        "db.json=secret/data/app/db",
+        "--secret",
+        "pw=secret/data/app/db#password",
+        "--file-mode",
+        "0440",
+        "--refresh-interval",
+        "100ms",
+        "--notify-signal",
+        "USR1",
+        "--notify-pid-file",
+        "/run/app.pid",
+        "--",
+        "/bin/app",
+        "-v",
+    ])
+    .unwrap();
+    let c = Config::load(flags).unwrap();
+    assert_eq!(c.sources.len(), 1, "one read for both files");
+    assert_eq!(c.files.len(), 2);
+    assert!(c.files.iter().all(|f| f.mode == 0o440));
+    assert_eq!(c.refresh_interval, Duration::from_millis(100));
+    assert_eq!(c.backoff_max, DEFAULT_BACKOFF_MAX);
+    assert_eq!(
+        c.notify.signal,
+        Some((
+            "SIGUSR1".into(),
+            SignalTarget::PidFile("/run/app.pid".into())
+        ))
+    );
+    let exec = c.exec.unwrap();
+    assert_eq!(exec.argv, ["/bin/app", "-v"]);
+    assert_eq!(exec.on_change, ChildOnChange::Signal("SIGHUP".into()));
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let flags = Flags {
+        config: Some("/nonexistent/agent.toml".into()),
+        ..Flags::default()
+    };
+    let err = Config::load(flags).unwrap_err();
+    assert_eq!(
+        err.0,
+        "could not read config file /nonexistent/agent.toml: No such file or directory"
+    );
+}
+
+#[test]
+fn signal_names_are_normalised() {
+    assert_eq!(signal_name("hup"), Some("SIGHUP"));
+    assert_eq!(signal_name("SIGUSR2"), Some("SIGUSR2"));
+    assert_eq!(signal_name("KILL"), None);
+}

@@ -1,0 +1,444 @@
+//! Raw config -> [`Config`]: every value checked, one exact message per mistake.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawFile, RawMode, RawNotify};
+use super::{
+    duration, io_reason, ChildOnChange, Config, ConfigError, Destination, Exec, FileSpec, Format,
+    Notify, OnForbidden, Server, SignalTarget, Source, SourceKind, DEFAULT_BACKOFF_MAX,
+    DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT, DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
+};
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Signals the agent will send (to a pid, a process name or its child).
+pub const SIGNALS: &[&str] = &[
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGWINCH",
+];
+
+/// `HUP`, `sighup`, `SIGHUP` -> `SIGHUP`.
+pub fn signal_name(text: &str) -> Option<&'static str> {
+    let up = text.trim().to_ascii_uppercase();
+    let full = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    SIGNALS.iter().copied().find(|s| *s == full)
+}
+
+fn parse_duration(key: &str, text: &str, min: Duration) -> Result<Duration, ConfigError> {
+    let Some(d) = duration::parse(text) else {
+        return err(format!(
+            "{key} {text:?}: want a duration like 100ms, 60s, 5m or 1h"
+        ));
+    };
+    if d < min {
+        return err(format!(
+            "{key} {text:?}: must be at least {}",
+            duration::show(min)
+        ));
+    }
+    Ok(d)
+}
+
+/// `16m`, `1g`, `65536` -> bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t.as_str(), ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale: u64 = match unit {
+        "" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|n| *n > 0)
+}
+
+fn parse_mode(file: &str, mode: &RawMode) -> Result<u32, ConfigError> {
+    let digits = match mode {
+        RawMode::Text(t) => {
+            let t = t.trim();
+            t.strip_prefix("0o").unwrap_or(t).to_string()
+        }
+        RawMode::Digits(n) => n.to_string(),
+    };
+    let shown = match mode {
+        RawMode::Text(t) => t.clone(),
+        RawMode::Digits(n) => n.to_string(),
+    };
+    match u32::from_str_radix(&digits, 8) {
+        Ok(m) if !digits.is_empty() && m <= 0o777 => Ok(m),
+        _ => err(format!(
+            "file {file:?}: mode {shown:?} is not an octal file mode like 0400 or 0440"
+        )),
+    }
+}
+
+/// A file name is one plain path segment (the writer keeps `..data` and dot names for itself).
+fn check_file_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.contains(['/', '\0']);
+    if ok {
+        Ok(())
+    } else {
+        err(format!(
+            "file {name:?}: a file name is one path segment, without \"/\" and not starting with \".\""
+        ))
+    }
+}
+
+fn check_secret_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        err(format!(
+            "secret name {name:?}: use letters, digits, '_' and '-', not starting with a digit"
+        ))
+    }
+}
+
+/// Check an API path and tell how its versions are followed.
+fn source_kind(name: &str, path: &str) -> Result<SourceKind, ConfigError> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let bad = segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..");
+    if bad || path.is_empty() {
+        return err(format!(
+            "secret {name:?}: path {path:?} is not an API path like secret/data/app/db"
+        ));
+    }
+    // KV v2: MOUNT/data/PATH (the first "data" segment after the mount).
+    if let Some(i) = segments.iter().skip(1).position(|s| *s == "data") {
+        let i = i + 1;
+        if i + 1 < segments.len() {
+            return Ok(SourceKind::KvV2 {
+                mount: segments[..i].join("/"),
+                path: segments[i + 1..].join("/"),
+            });
+        }
+    }
+    Ok(SourceKind::Generic)
+}
+
+pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let server = Server {
+        addr: match raw.server.addr {
+            Some(a) if !a.trim().is_empty() => a.trim().to_string(),
+            _ => return err("no server address: set --addr or server.addr"),
+        },
+        ca_cert: raw.server.ca_cert,
+        token_file: match raw.server.token_file {
+            Some(p) => p,
+            None => return err("no token: set --token-file or server.token_file"),
+        },
+    };
+    if !(server.addr.starts_with("http://") || server.addr.starts_with("https://")) {
+        return err(format!(
+            "server address {:?}: want a URL like https://127.0.0.1:8200",
+            server.addr
+        ));
+    }
+
+    // Sources: one per distinct path, in order of first mention.
+    let mut sources: Vec<Source> = Vec::new();
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, path) in &raw.secrets {
+        if name != path {
+            check_secret_name(name)?;
+        }
+        let path = path.trim().trim_matches('/').to_string();
+        let kind = source_kind(name, &path)?;
+        let idx = match sources.iter().position(|s| s.path == path) {
+            Some(i) => i,
+            None => {
+                sources.push(Source {
+                    names: Vec::new(),
+                    path,
+                    kind,
+                });
+                sources.len() - 1
+            }
+        };
+        sources[idx].names.push(name.clone());
+        by_name.insert(name.clone(), idx);
+    }
+
+    if raw.files.is_empty() {
+        return err("no files: give --secret NAME=PATH[#FIELD] or [[file]] entries");
+    }
+    let mut files = Vec::with_capacity(raw.files.len());
+    let mut seen = BTreeSet::new();
+    for f in raw.files {
+        check_file_name(&f.name)?;
+        if !seen.insert(f.name.clone()) {
+            return err(format!("file {:?}: declared twice", f.name));
+        }
+        files.push(file_spec(f, &by_name)?);
+    }
+    let used: BTreeSet<usize> = files.iter().filter_map(|f| f.format.source()).collect();
+    let has_template = files
+        .iter()
+        .any(|f| matches!(f.format, Format::Template { .. }));
+    if !has_template {
+        if let Some(unused) = sources.iter().enumerate().find(|(i, _)| !used.contains(i)) {
+            return err(format!(
+                "secret {}: no file uses it",
+                unused.1.names.first().map(String::as_str).unwrap_or("")
+            ));
+        }
+    }
+
+    let destination = Destination {
+        path: match raw.destination.path {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => return err("no destination: set --dest or destination.path"),
+        },
+        allow_disk: raw.destination.allow_disk.unwrap_or(false),
+        mount_tmpfs: match (raw.destination.mount_tmpfs, raw.destination.tmpfs_size) {
+            (Some(true), size) => Some(match size {
+                Some(s) => parse_size(&s).ok_or_else(|| {
+                    ConfigError(format!("tmpfs_size {s:?}: want a size like 16m or 1g"))
+                })?,
+                None => DEFAULT_TMPFS_SIZE,
+            }),
+            (_, Some(_)) => return err("tmpfs_size is set but mount_tmpfs is not"),
+            _ => None,
+        },
+    };
+    if destination.path.is_relative() {
+        return err(format!(
+            "destination {}: must be an absolute path",
+            destination.path.display()
+        ));
+    }
+
+    let refresh_interval = match raw.agent.refresh_interval {
+        Some(t) => parse_duration("refresh_interval", &t, Duration::from_millis(10))?,
+        None => DEFAULT_REFRESH,
+    };
+    let backoff_max = match raw.agent.backoff_max {
+        Some(t) => parse_duration("backoff_max", &t, Duration::from_millis(10))?,
+        None => DEFAULT_BACKOFF_MAX,
+    };
+    let on_forbidden = match raw.agent.on_forbidden.as_deref() {
+        None | Some("keep") => OnForbidden::Keep,
+        Some("remove") => OnForbidden::Remove,
+        Some(other) => return err(format!("on_forbidden {other:?}: want keep or remove")),
+    };
+    let metrics_listen = match raw.agent.metrics_listen {
+        None => None,
+        Some(t) => Some(t.parse::<SocketAddr>().map_err(|_| {
+            ConfigError(format!(
+                "metrics_listen {t:?}: want an address like 127.0.0.1:9102"
+            ))
+        })?),
+    };
+
+    let notify = notify(raw.notify)?;
+    let exec = match raw.exec {
+        None => None,
+        Some(e) => {
+            if e.command.is_empty() || e.command[0].is_empty() {
+                return err("exec.command is empty");
+            }
+            let mut env = Vec::new();
+            for (var, file) in e.env {
+                let ok = !var.is_empty()
+                    && !var.starts_with(|c: char| c.is_ascii_digit())
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    return err(format!(
+                        "env {var:?}: not a valid environment variable name"
+                    ));
+                }
+                if !files.iter().any(|f| f.name == file) {
+                    return err(format!("env {var:?}: no file named {file:?}"));
+                }
+                env.push((var, file));
+            }
+            let on_change = match e.on_change.as_deref().map(str::trim) {
+                None => ChildOnChange::Signal("SIGHUP".into()),
+                Some("restart") => ChildOnChange::Restart,
+                Some(t) => match t.strip_prefix("signal:").and_then(signal_name) {
+                    Some(sig) => ChildOnChange::Signal(sig.into()),
+                    None => {
+                        return err(format!(
+                            "child_on_change {t:?}: want signal:SIG (e.g. signal:SIGHUP) or restart"
+                        ))
+                    }
+                },
+            };
+            Some(Exec {
+                argv: e.command,
+                env,
+                on_change,
+            })
+        }
+    };
+
+    Ok(Config {
+        server,
+        sources,
+        files,
+        destination,
+        refresh_interval,
+        backoff_max,
+        on_forbidden,
+        once: raw.agent.once.unwrap_or(false),
+        revoke_on_exit: raw.agent.revoke_on_exit.unwrap_or(false),
+        metrics_listen,
+        notify,
+        exec,
+    })
+}
+
+fn file_spec(f: RawFile, by_name: &BTreeMap<String, usize>) -> Result<FileSpec, ConfigError> {
+    let name = f.name;
+    let mode = match &f.mode {
+        Some(m) => parse_mode(&name, m)?,
+        None => DEFAULT_MODE,
+    };
+    let template = match (f.template, f.template_file) {
+        (Some(_), Some(_)) => {
+            return err(format!(
+                "file {name:?}: give template or template_file, not both"
+            ))
+        }
+        (Some(t), None) => Some(t),
+        (None, Some(path)) => Some(read_template(&name, &path)?),
+        (None, None) => None,
+    };
+    let format = f.format.as_deref().unwrap_or(match (&template, &f.field) {
+        (Some(_), _) => "template",
+        (None, Some(_)) => "raw",
+        (None, None) => "json",
+    });
+    let source = || -> Result<usize, ConfigError> {
+        let Some(secret) = &f.secret else {
+            return err(format!("file {name:?}: format {format} needs a secret"));
+        };
+        by_name.get(secret).copied().ok_or_else(|| {
+            ConfigError(format!(
+                "file {name:?}: unknown secret {secret:?}; declare it under [secrets]"
+            ))
+        })
+    };
+    if format != "template" && template.is_some() {
+        return err(format!(
+            "file {name:?}: template is only for format template"
+        ));
+    }
+    if format != "raw" && f.field.is_some() {
+        return err(format!("file {name:?}: field is only for format raw"));
+    }
+    let format = match format {
+        "raw" => Format::Raw {
+            source: source()?,
+            field: match f.field {
+                Some(field) if !field.is_empty() => field,
+                _ => return err(format!("file {name:?}: format raw needs a field")),
+            },
+        },
+        "json" => Format::Json { source: source()? },
+        "dotenv" => Format::Dotenv { source: source()? },
+        "template" => {
+            if f.secret.is_some() {
+                return err(format!(
+                    "file {name:?}: a template takes no secret; it sees every secret as secrets.NAME"
+                ));
+            }
+            let Some(text) = template else {
+                return err(format!(
+                    "file {name:?}: format template needs template or template_file"
+                ));
+            };
+            crate::render::template::check(&name, &text).map_err(ConfigError)?;
+            Format::Template { source_text: text }
+        }
+        other => {
+            return err(format!(
+                "file {name:?}: format {other:?}: want raw, json, dotenv or template"
+            ))
+        }
+    };
+    Ok(FileSpec {
+        name,
+        mode,
+        uid: f.uid,
+        gid: f.gid,
+        format,
+    })
+}
+
+fn read_template(name: &str, path: &PathBuf) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "file {name:?}: could not read template_file {}: {}",
+            path.display(),
+            io_reason(&e)
+        ))
+    })
+}
+
+fn notify(raw: RawNotify) -> Result<Notify, ConfigError> {
+    let timeout = match raw.timeout {
+        Some(t) => parse_duration("notify timeout", &t, Duration::from_millis(10))?,
+        None => DEFAULT_NOTIFY_TIMEOUT,
+    };
+    if let Some(cmd) = &raw.command {
+        if cmd.is_empty() || cmd[0].is_empty() {
+            return err("notify command is empty");
+        }
+    }
+    let target = match (raw.pid_file, raw.process) {
+        (Some(_), Some(_)) => return err("notify: give a pid file or a process name, not both"),
+        (Some(p), None) => Some(SignalTarget::PidFile(p)),
+        (None, Some(n)) if !n.is_empty() => Some(SignalTarget::ProcessName(n)),
+        (None, Some(_)) => return err("notify process name is empty"),
+        (None, None) => None,
+    };
+    let signal = match (raw.signal, target) {
+        (None, None) => None,
+        (Some(s), Some(t)) => match signal_name(&s) {
+            Some(sig) => Some((sig.to_string(), t)),
+            None => {
+                return err(format!(
+                    "notify signal {s:?}: want one of {}",
+                    SIGNALS.join(", ")
+                ))
+            }
+        },
+        (Some(_), None) => {
+            return err("notify signal needs a target: --notify-pid-file or --notify-process")
+        }
+        (None, Some(_)) => return err("notify target given without --notify-signal"),
+    };
+    Ok(Notify {
+        command: raw.command,
+        timeout,
+        signal,
+    })
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
