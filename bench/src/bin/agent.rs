@@ -644,11 +644,16 @@ fn main() -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("hush-bench-agent")
         .tempdir()?;
-    let most = args
-        .secrets
+    let start_counts: &[usize] = if args.skip_start { &[] } else { &args.secrets };
+    let steady_count = if args.skip_steady {
+        0
+    } else {
+        args.steady_secrets
+    };
+    let most = start_counts
         .iter()
         .copied()
-        .chain([args.steady_secrets])
+        .chain([steady_count])
         .max()
         .unwrap_or(0);
     let hushd = Hushd::start(&hushd_bin, dir.path(), most, args.fields.max(1))?;
@@ -776,7 +781,7 @@ fn main() -> Result<()> {
             let pct = |t: u64| t as f64 / tck / secs * 100.0;
             let _ = writeln!(
                 out,
-                "| {refresh} | {:.1} | {:.1} | {:.1} | {:.1} | {threads} | {:.2} | {:.1} | {:.2} | {:.1} |",
+                "| {refresh} | {:.2} | {:.2} | {:.2} | {:.2} | {threads} | {:.2} | {:.1} | {:.2} | {:.2} |",
                 mib(rss),
                 mib(hwm),
                 mib(anon),
