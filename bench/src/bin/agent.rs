@@ -490,6 +490,25 @@ fn wait_ready(
     }
 }
 
+/// (calls, seconds) of the agent's requests to hushd, from its /metrics.
+fn store_calls(agent: &Agent) -> Option<(f64, f64)> {
+    let (status, body) = http(agent.metrics, "GET", "/metrics", None, None).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let text = String::from_utf8(body).ok()?;
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Some((
+        sum("hush_store_request_duration_seconds_count"),
+        sum("hush_store_request_duration_seconds_sum"),
+    ))
+}
+
 /// Every file is there and holds the value written to hushd.
 fn verify(agent: &Agent, hushd: &Hushd, secrets: usize) -> Result<()> {
     for i in 0..secrets {
@@ -689,18 +708,23 @@ fn main() -> Result<()> {
         );
         let _ = writeln!(
             out,
-            "| secrets | input | median ms | p90 ms | min ms | max ms | files (..data) median ms |"
+            "| secrets | input | median ms | p90 ms | min ms | max ms | files (..data) median ms | requests to hushd | time in them, median ms |"
         );
-        let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         for &n in &args.secrets {
             for &input in &inputs {
                 let mut ready = Vec::new();
                 let mut files = Vec::new();
+                let (mut calls, mut store) = (Vec::new(), Vec::new());
                 for r in 0..args.runs {
                     let run = format!("{n}-{}-{r}", input.name());
                     let (mut agent, t0) = setup.spawn(&run, n, input, "60s")?;
                     let (rt, ft) = wait_ready(&mut agent, t0, timeout)?;
                     verify(&agent, &hushd, n)?;
+                    if let Some((c, secs)) = store_calls(&agent) {
+                        calls.push(c);
+                        store.push(secs * 1e3);
+                    }
                     ready.push(ms(rt));
                     files.extend(ft.map(ms));
                     eprintln!(
@@ -715,9 +739,17 @@ fn main() -> Result<()> {
                 } else {
                     format!("{:.1}", summarize(files).median)
                 };
+                let (c, st) = if calls.is_empty() {
+                    ("-".to_string(), "-".to_string())
+                } else {
+                    (
+                        format!("{:.0}", summarize(calls).median),
+                        format!("{:.1}", summarize(store).median),
+                    )
+                };
                 let _ = writeln!(
                     out,
-                    "| {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {f} |",
+                    "| {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {f} | {c} | {st} |",
                     input.name(),
                     s.median,
                     s.p90,
