@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 /// Benchmark hush-agent against a real hushd --dev on loopback.
 #[derive(Debug, Parser)]
-#[command(name = "hush-bench-agent", version, about, max_term_width = 100)]
+#[command(name = "hush-bench-agent", version, max_term_width = 100)]
 struct Args {
     /// Secret counts for start-to-ready, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
