@@ -9,6 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use hush_store::config::{Config, DevConfig, LogFormat, RawConfig};
 
+/// mimalloc: the request path allocates many small, short-lived objects (JSON trees, headers);
+/// glibc malloc spent ~17 % of hushd's CPU on them under load (see docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// hushd: the Hush secret store. Speaks a subset of the HashiCorp Vault HTTP API.
 ///
 /// Production: `hushd --storage sqlite:///var/lib/hush/hush.db --listen 0.0.0.0:8200

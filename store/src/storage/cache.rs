@@ -2,9 +2,12 @@
 //! ciphertext.
 //!
 //! `get` results are cached, including "absent", in a bounded [`quick_cache`] map (entry
-//! count given at construction). Writes go through to the inner backend and then invalidate
-//! the written keys (invalidate rather than update: two concurrent writes to one key may
-//! finish in either order, and only the backend knows which landed last). `list` and
+//! count given at construction). Writes go through to the inner backend; once a write
+//! returned, each written key's entry is *replaced* by the written value when no other write
+//! to that key overlapped it in time, and removed otherwise (two overlapping writes may land in
+//! either order, and only the backend knows which landed last) or when the write failed (its
+//! outcome is unknown). Write-through matters: a KV write reads the key it is about to
+//! replace, so invalidating sent every rewrite of a hot key to SQLite. `list` and
 //! `scan_prefix` pass straight through.
 //!
 //! # The stale-insert race
@@ -15,6 +18,7 @@
 //! same stripe lock once the write returned. The invalidation runs in a spawned task, so it
 //! happens even when the caller stops waiting for the write (the write itself may still land).
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,23 +33,76 @@ pub const STRIPES: usize = 64;
 
 type Entries = quick_cache::sync::Cache<String, Option<Vec<u8>>>;
 
+/// One stripe: its generation, and the writes in flight to its keys.
+#[derive(Default)]
+struct Stripe {
+    generation: u64,
+    in_flight: HashMap<String, InFlight>,
+}
+
+/// Writes to one key that have started and not yet finished.
+struct InFlight {
+    count: u32,
+    /// Another write to the key started while one was in flight.
+    overlapped: bool,
+}
+
 /// State shared with the spawned write tasks.
 struct Shared {
     entries: Entries,
-    generations: Box<[Mutex<u64>]>,
+    stripes: Box<[Mutex<Stripe>]>,
     hasher: std::hash::RandomState,
 }
 
 impl Shared {
-    fn stripe(&self, key: &str) -> &Mutex<u64> {
+    fn stripe(&self, key: &str) -> &Mutex<Stripe> {
         let i = (self.hasher.hash_one(key) % STRIPES as u64) as usize;
-        &self.generations[i]
+        &self.stripes[i]
     }
 
-    fn invalidate(&self, key: &str) {
-        let mut generation = self.stripe(key).lock();
-        *generation += 1;
-        self.entries.remove(key);
+    /// A write to `key` is about to reach the backend.
+    fn begin(&self, key: &str) {
+        let mut stripe = self.stripe(key).lock();
+        match stripe.in_flight.get_mut(key) {
+            Some(f) => {
+                f.count += 1;
+                f.overlapped = true;
+            }
+            None => {
+                stripe.in_flight.insert(
+                    key.to_string(),
+                    InFlight {
+                        count: 1,
+                        overlapped: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A write to `key` returned: `written` is the value it left (`Some(None)`: deleted), or
+    /// `None` when the write failed. Cache it only when no other write overlapped this one.
+    fn finish(&self, key: &str, written: Option<Option<Vec<u8>>>) {
+        let mut stripe = self.stripe(key).lock();
+        stripe.generation += 1;
+        let alone = match stripe.in_flight.get_mut(key) {
+            Some(f) if f.count > 1 => {
+                f.count -= 1;
+                false
+            }
+            Some(f) => {
+                let alone = !f.overlapped;
+                stripe.in_flight.remove(key);
+                alone
+            }
+            None => false,
+        };
+        match written {
+            Some(value) if alone => self.entries.insert(key.to_string(), value),
+            _ => {
+                self.entries.remove(key);
+            }
+        }
     }
 }
 
@@ -77,12 +134,14 @@ impl std::fmt::Debug for CachedBackend {
 impl CachedBackend {
     /// Cache up to `capacity` entries (at least one) of `inner`.
     pub fn new(inner: Arc<dyn Backend>, capacity: usize) -> Self {
-        let generations = (0..STRIPES).map(|_| Mutex::new(0)).collect();
+        let stripes = (0..STRIPES)
+            .map(|_| Mutex::new(Stripe::default()))
+            .collect();
         CachedBackend {
             inner,
             shared: Arc::new(Shared {
                 entries: Entries::new(capacity.max(1)),
-                generations,
+                stripes,
                 hasher: std::hash::RandomState::new(),
             }),
             hits: AtomicU64::new(0),
@@ -112,8 +171,8 @@ impl CachedBackend {
 
     /// Drop every entry (e.g. after restoring a backup under the running process).
     pub fn clear(&self) {
-        for g in self.shared.generations.iter() {
-            *g.lock() += 1;
+        for stripe in self.shared.stripes.iter() {
+            stripe.lock().generation += 1;
         }
         self.shared.entries.clear();
     }
@@ -128,10 +187,10 @@ impl Backend for CachedBackend {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let stripe = self.shared.stripe(key);
-        let before = *stripe.lock();
+        let before = stripe.lock().generation;
         let value = self.inner.get(key).await?;
-        let generation = stripe.lock();
-        if *generation == before {
+        let stripe = stripe.lock();
+        if stripe.generation == before {
             self.shared.entries.insert(key.to_string(), value.clone());
         }
         Ok(value)
@@ -148,12 +207,24 @@ impl Backend for CachedBackend {
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         let inner = self.inner.clone();
         let shared = self.shared.clone();
+        // What each key holds once the write landed (the last op on a key wins).
+        let mut after: HashMap<String, Option<Vec<u8>>> = HashMap::with_capacity(ops.len());
+        for op in &ops {
+            let value = match op {
+                Op::Put { value, .. } => Some(value.clone()),
+                Op::Delete { .. } => None,
+            };
+            after.insert(op.key().to_string(), value);
+        }
+        // In a task, so the cache is settled even when the caller stops waiting.
         let task = tokio::spawn(async move {
-            let keys: Vec<String> = ops.iter().map(|op| op.key().to_string()).collect();
-            // Invalidate even on error: the outcome of a failed write is not known here.
+            for key in after.keys() {
+                shared.begin(key);
+            }
             let result = inner.write(ops).await;
-            for key in &keys {
-                shared.invalidate(key);
+            let ok = result.is_ok();
+            for (key, value) in after {
+                shared.finish(&key, ok.then_some(value));
             }
             result
         });
@@ -183,6 +254,10 @@ mod tests {
         fail_writes: AtomicBool,
         fetched: Notify,
         release: Notify,
+        /// The next write lands, then waits for `write_release` before it returns.
+        hold_writes: AtomicBool,
+        write_landed: Notify,
+        write_release: Notify,
     }
 
     #[async_trait]
@@ -205,7 +280,14 @@ mod tests {
             if self.fail_writes.load(Ordering::SeqCst) {
                 return Err(StorageError::Backend("injected failure".into()));
             }
-            self.inner.write(ops).await
+            let hold = self.hold_writes.swap(false, Ordering::SeqCst);
+            self.inner.write(ops).await?;
+            if hold {
+                // Landed, but the caller has not heard yet.
+                self.write_landed.notify_one();
+                self.write_release.notified().await;
+            }
+            Ok(())
         }
         fn kind(&self) -> &'static str {
             "gated"
@@ -257,6 +339,45 @@ mod tests {
         assert_eq!(cached.stats(), CacheStats { hits: 2, misses: 2 });
         cached.clear();
         assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_write_leaves_its_value_in_the_cache() {
+        let (_gated, cached) = setup();
+        cached.write(vec![put("k", b"1")]).await.unwrap();
+        let before = cached.stats();
+        assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"1"[..]));
+        cached
+            .write(vec![Op::Delete { key: "k".into() }])
+            .await
+            .unwrap();
+        assert_eq!(cached.get("k").await.unwrap(), None);
+        let after = cached.stats();
+        assert_eq!(after.misses, before.misses, "both reads were hits");
+        assert_eq!(after.hits, before.hits + 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_writes_leave_no_value_behind() {
+        let (gated, cached) = setup();
+        let cached = Arc::new(cached);
+        // W1 lands first but returns last; W2 lands second (the backend holds "2").
+        gated.hold_writes.store(true, Ordering::SeqCst);
+        let w1 = tokio::spawn({
+            let cached = cached.clone();
+            async move { cached.write(vec![put("k", b"1")]).await }
+        });
+        gated.write_landed.notified().await;
+        cached.write(vec![put("k", b"2")]).await.unwrap();
+        gated.write_release.notify_one();
+        w1.await.unwrap().unwrap();
+        // Caching W1's value here would serve "1" forever.
+        assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"2"[..]));
+        // A lone write afterwards is cached again.
+        cached.write(vec![put("k", b"3")]).await.unwrap();
+        let misses = cached.stats().misses;
+        assert_eq!(cached.get("k").await.unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(cached.stats().misses, misses);
     }
 
     #[tokio::test]

@@ -427,15 +427,18 @@ impl Writer {
         }
     }
 
-    /// Commit every request in one transaction, one savepoint each. If the transaction as a
-    /// whole fails (COMMIT error, or SQLite rolled it back), commit each request on its own.
+    /// Commit every request in one transaction. If any request fails, or the transaction as
+    /// a whole does (COMMIT error, SQLite rolled it back), the group is rolled back and each
+    /// request is committed on its own, so one bad request fails alone. (No savepoint per
+    /// request: SQLite journals every page a savepoint touches, which cost more than the
+    /// inserts themselves; failures are rare enough to pay for the retry instead.)
     fn commit_group(&mut self, writes: Vec<(Vec<Op>, Reply)>) {
         let (ops, replies): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
         match self.try_group(&ops) {
-            Ok(results) => {
+            Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(r);
+                for reply in replies {
+                    let _ = reply.send(Ok(()));
                 }
             }
             Err(_) => {
@@ -447,32 +450,15 @@ impl Writer {
         }
     }
 
-    /// Outer error: the whole group must be retried one by one. Inner: per request.
-    fn try_group(&mut self, group: &[Vec<Op>]) -> rusqlite::Result<Vec<Result<(), StorageError>>> {
-        let mut tx = self
+    /// All of `group` in one transaction; any error rolls back all of it (on drop).
+    fn try_group(&mut self, group: &[Vec<Op>]) -> rusqlite::Result<()> {
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut results = Vec::with_capacity(group.len());
         for ops in group {
-            let mut sp = tx.savepoint()?;
-            match apply(&sp, ops) {
-                Ok(()) => {
-                    sp.commit()?;
-                    results.push(Ok(()));
-                }
-                Err(e) => {
-                    if sp.is_autocommit() {
-                        // SQLite rolled back the whole transaction (I/O error, disk full…).
-                        return Err(e);
-                    }
-                    sp.rollback()?;
-                    sp.commit()?; // RELEASE the now empty savepoint
-                    results.push(Err(backend_err(e)));
-                }
-            }
+            apply(&tx, ops)?;
         }
-        tx.commit()?;
-        Ok(results)
+        tx.commit()
     }
 
     fn commit_one(&mut self, ops: &[Op]) -> Result<(), StorageError> {
