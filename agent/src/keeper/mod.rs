@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{self, StreamExt};
 use hush_api::{Client, ClientError};
 use zeroize::Zeroizing;
 
@@ -23,6 +24,9 @@ use crate::config::{Config, FileSpec};
 use crate::render::Renderer;
 use crate::sink::files::{AtomicWriter, FileProjection, WriteOutcome};
 use source::{Fetch, SourceState};
+
+/// Secrets read from the store at once.
+const FETCH_CONCURRENCY: usize = 16;
 
 /// Where the keeper reports what it does (metrics). Never given a value.
 pub trait Observer: Send + Sync {
@@ -170,9 +174,16 @@ impl Keeper {
         }
         let mut client = self.base.with_token(Some(self.tokens.token()));
         let on_forbidden = self.config.on_forbidden;
-        for (i, src) in self.config.sources.iter().enumerate() {
+        // Read every source, a few at a time (a start with 1,000 secrets spent 3/4 of its time
+        // waiting on one request after another); results come back in order.
+        let observer = self.observer.as_ref();
+        let fetches: Vec<Fetch> = stream::iter(self.config.sources.iter().zip(&self.sources))
+            .map(|(src, state)| source::fetch(&client, src, state, observer))
+            .buffered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        for (i, (src, mut fetch)) in self.config.sources.iter().zip(fetches).enumerate() {
             let state = &mut self.sources[i];
-            let mut fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
             if let Fetch::MetadataDenied = fetch {
                 tracing::info!(secret = %src.path, "the token may not read KV metadata; comparing full reads instead");
                 state.metadata_denied = true;
