@@ -627,3 +627,29 @@ async fn expired_secret_ids_are_refused() {
     // And it is gone from storage.
     assert!(b.view.list("secret_id/r/").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn auth_mounts_and_roles_survive_a_reseal() {
+    let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+    let (_, key) = core
+        .init_dev(Some(SecretString::from("root")))
+        .await
+        .unwrap();
+    let dev = Dev { core: core.clone() };
+    dev.root(
+        Operation::Update,
+        "sys/auth/approle",
+        json!({"type": "approle"}),
+    )
+    .await
+    .unwrap();
+    dev.root(Operation::Update, "auth/approle/role/web", json!({}))
+        .await
+        .unwrap();
+    let role_id = dev.role_id("web").await;
+    let (secret_id, _) = dev.secret_id("web", json!({})).await;
+    core.seal().await;
+    assert_eq!(status(dev.login(None, &role_id, &secret_id).await), 503);
+    core.unseal_with(&key).await.unwrap();
+    assert!(dev.login(None, &role_id, &secret_id).await.is_ok());
+}
