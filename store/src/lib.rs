@@ -13,11 +13,13 @@
 //! - [`core`]: the router of mounts, the token store, ACL policies, the audit broker and the
 //!   `sys/` system backend.
 //! - [`engines`]: secrets engines mounted under the router (KV version 2).
+//! - [`auth`]: auth methods mounted under `auth/` (AppRole); the core mints their tokens.
 //! - [`api`]: HTTP(S) front end: Vault's wire format, TLS, body limits, path normalisation.
 //! - [`logical`]: the request/response/error types every layer above the barrier shares.
 //! - [`duration`]: Vault's duration strings, parsed and printed the way Go does.
 
 pub mod api;
+pub mod auth;
 pub mod barrier;
 pub mod config;
 pub mod core;

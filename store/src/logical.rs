@@ -136,6 +136,30 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// What an auth method's login path grants when the credentials checked out. The core turns
+/// it into a token (an orphan, created by the token store) and the response's `auth` block;
+/// auth methods never mint tokens themselves. Durations are seconds; 0 = not set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginGrant {
+    /// Policies of the token; `default` is added unless `no_default_policy`.
+    pub policies: Vec<String>,
+    pub no_default_policy: bool,
+    /// Token metadata (Vault: `auth.metadata`), e.g. `role_name`.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Appended to the mount's name: `approle`, or `kubernetes-<name>`. Empty: the mount only.
+    pub display_name: String,
+    /// Token TTL; 0: the mount's default lease TTL, else the system default.
+    pub ttl: u64,
+    /// Explicit max TTL; capped by the mount's max lease TTL and the system max.
+    pub max_ttl: u64,
+    pub period: u64,
+    /// Uses of the token; 0 = unlimited.
+    pub num_uses: u64,
+    /// CIDR blocks the token may be used from (checked at each request).
+    pub bound_cidrs: Vec<String>,
+    pub renewable: bool,
+}
+
 /// A lease attached to a response (dynamic secrets; the lease manager fills it in).
 #[derive(Debug, Clone, Default)]
 pub struct LeaseInfo {
@@ -150,6 +174,8 @@ pub struct Response {
     /// The `data` object of Vault's response envelope.
     pub data: Option<Data>,
     pub auth: Option<Auth>,
+    /// Set by an auth method's login path; the core replaces it with `auth`.
+    pub login: Option<LoginGrant>,
     pub lease: Option<LeaseInfo>,
     pub warnings: Vec<String>,
     /// HTTP status override (e.g. 404 with a body for a deleted KV version).
@@ -163,6 +189,7 @@ impl std::fmt::Debug for Response {
         f.debug_struct("Response")
             .field("has_data", &self.data.is_some())
             .field("auth", &self.auth)
+            .field("login", &self.login)
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
@@ -203,6 +230,14 @@ impl Response {
         Response::data(serde_json::json!({ "keys": keys }))
     }
 
+    /// A successful login: the core mints the token.
+    pub fn login(grant: LoginGrant) -> Self {
+        Response {
+            login: Some(grant),
+            ..Default::default()
+        }
+    }
+
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
@@ -235,6 +270,9 @@ pub enum LogicalError {
     /// 413: body over the limit.
     #[error("request body too large: the limit is {0} bytes")]
     TooLarge(usize),
+    /// 429: too many failed logins from one address.
+    #[error("{0}")]
+    RateLimited(String),
     /// 503: the store is sealed.
     #[error("hushd is sealed: unseal it with `hush operator unseal`")]
     Sealed,
@@ -266,6 +304,7 @@ impl LogicalError {
             LogicalError::NotFound(_) | LogicalError::UnsupportedPath => 404,
             LogicalError::UnsupportedOperation => 405,
             LogicalError::TooLarge(_) => 413,
+            LogicalError::RateLimited(_) => 429,
             LogicalError::Sealed | LogicalError::NotInitialized => 503,
             LogicalError::Barrier(BarrierError::Sealed) => 503,
             LogicalError::Barrier(_)

@@ -204,3 +204,31 @@ def test_key_rotation_and_reseal(server, root_client):
     root_client.sys.submit_unseal_keys(server.unseal_keys[2:5])
     assert root_client.secrets.kv.v2.read_secret_version(path="rotated", raise_on_deleted_version=True)["data"]["data"] == {"k": "after"}
     assert root_client.secrets.kv.v2.read_secret_version(path="app/db", version=1, raise_on_deleted_version=True)["data"]["data"]["password"] == "s1"
+
+
+def test_approle_login(server, root_client):
+    root_client.sys.enable_auth_method("approle")
+    assert root_client.sys.list_auth_methods()["data"]["approle/"]["type"] == "approle"
+    root_client.sys.create_or_update_policy(
+        name="approle-app", policy='path "secret/data/approle/*" { capabilities = ["read"] }')
+    root_client.secrets.kv.v2.create_or_update_secret(path="approle/db", secret={"pw": "ar"})
+    root_client.auth.approle.create_or_update_approle(
+        role_name="web", token_policies=["approle-app"], token_ttl="15m", secret_id_num_uses=1)
+    assert root_client.auth.approle.read_role(role_name="web")["data"]["token_policies"] == ["approle-app"]
+    role_id = root_client.auth.approle.read_role_id(role_name="web")["data"]["role_id"]
+    secret = root_client.auth.approle.generate_secret_id(role_name="web", metadata={"team": "a"})["data"]
+    client = hvac.Client(url=server.addr)
+    resp = client.auth.approle.login(role_id=role_id, secret_id=secret["secret_id"])
+    assert client.token == resp["auth"]["client_token"]
+    assert resp["auth"]["policies"] == ["approle-app", "default"]
+    assert resp["auth"]["lease_duration"] == 900
+    assert resp["auth"]["metadata"] == {"role_name": "web", "team": "a"}
+    read = client.secrets.kv.v2.read_secret_version(path="approle/db", raise_on_deleted_version=True)
+    assert read["data"]["data"] == {"pw": "ar"}
+    with pytest.raises(exceptions.Forbidden):
+        client.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)
+    # The secret ID had one use.
+    with pytest.raises(exceptions.InvalidRequest):
+        hvac.Client(url=server.addr).auth.approle.login(role_id=role_id, secret_id=secret["secret_id"])
+    root_client.sys.disable_auth_method("approle")
+    assert "approle/" not in root_client.sys.list_auth_methods()["data"]

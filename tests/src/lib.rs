@@ -512,3 +512,20 @@ pub fn run_hush(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> std
     }
     child.wait_with_output().expect("wait for hush")
 }
+
+impl Hushd {
+    /// As root: the role ID of AppRole role `role` at `auth/<mount>/` and a new secret ID.
+    pub async fn approle_credentials(&self, mount: &str, role: &str) -> (String, String) {
+        let (s, b) = self
+            .call("GET", &format!("auth/{mount}/role/{role}/role-id"), None)
+            .await;
+        assert_eq!(s, 200, "role-id: {b}");
+        let role_id = b["data"]["role_id"].as_str().unwrap().to_string();
+        let (s, b) = self
+            .call("POST", &format!("auth/{mount}/role/{role}/secret-id"), None)
+            .await;
+        assert_eq!(s, 200, "secret-id: {b}");
+        let secret_id = b["data"]["secret_id"].as_str().unwrap().to_string();
+        (role_id, secret_id)
+    }
+}

@@ -21,6 +21,7 @@ use crate::logical::{path_matches_any, LogicalError, Operation, Request, Respons
 use crate::storage::Backend;
 
 pub mod audit;
+mod login;
 pub mod policy;
 pub mod router;
 pub mod sys;
@@ -37,6 +38,8 @@ pub struct Unsealed {
     pub tokens: Arc<TokenStore>,
     pub policies: Arc<PolicyStore>,
     pub audit: AuditBroker,
+    /// Failed logins per source address.
+    pub logins: crate::auth::limiter::LoginLimiter,
     /// Stops background tasks (token expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
 }
@@ -111,6 +114,7 @@ impl Core {
             tokens,
             policies,
             audit,
+            logins: Default::default(),
             background,
         })));
         Ok(())
@@ -230,7 +234,11 @@ impl Core {
         req.mount_type = target.mount_type().to_string();
         let rel = req.rel_path().to_string();
 
-        if !path_matches_any(&rel, target.unauthenticated_paths()) {
+        let unauthenticated = path_matches_any(&rel, target.unauthenticated_paths());
+        if unauthenticated && req.path.starts_with("auth/") {
+            return login::handle(self, &st, &target, req).await;
+        }
+        if !unauthenticated {
             if let Err(err) = authorize(&st, &target, &rel, &mut req).await {
                 debug!(path = %req.path, op = req.operation.as_str(), error = %err, "request refused");
                 // Refused requests are audited too: failed attempts matter most.

@@ -222,6 +222,9 @@ impl Router {
 
     async fn start(&self, entry: &MountEntry) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
         let view = BarrierView::new(self.barrier.clone(), format!("logical/{}/", entry.uuid));
+        if entry.path.starts_with("auth/") {
+            return crate::auth::new_backend(&entry.kind, view).await;
+        }
         match entry.kind.as_str() {
             "kv" => Ok(Arc::new(KvBackend::new(view).await?)),
             other => Err(LogicalError::invalid(format!(
@@ -304,6 +307,37 @@ impl Router {
         let path = normalize_mount_path(path);
         validate_mount_path(&path)?;
         let (kind, options) = normalize_kind(kind, options)?;
+        self.insert(path, kind, description, options).await
+    }
+
+    /// Enable the auth method `kind` at `auth/<path>`.
+    pub async fn mount_auth(
+        &self,
+        path: &str,
+        kind: &str,
+        description: &str,
+    ) -> Result<MountEntry, LogicalError> {
+        let rel = normalize_mount_path(path);
+        validate_mount_path(&rel)?;
+        if !crate::auth::SUPPORTED_TYPES.contains(&kind) {
+            return Err(match kind {
+                "" => LogicalError::invalid("missing auth method type"),
+                "token" => LogicalError::invalid("the token auth method is built in at auth/token"),
+                other => crate::auth::unsupported(other),
+            });
+        }
+        let path = format!("auth/{rel}");
+        self.insert(path, kind.to_string(), description, Default::default())
+            .await
+    }
+
+    async fn insert(
+        &self,
+        path: String,
+        kind: String,
+        description: &str,
+        options: serde_json::Map<String, Value>,
+    ) -> Result<MountEntry, LogicalError> {
         let _guard = self.changes.lock().await;
         let current = self.mounts.load_full();
         if let Some(m) = current
@@ -334,7 +368,7 @@ impl Router {
         });
         self.persist(&next).await?;
         self.publish(next);
-        tracing::info!(path = %entry.path, kind = %entry.kind, "secrets engine enabled");
+        tracing::info!(path = %entry.path, kind = %entry.kind, "mount enabled");
         Ok(entry)
     }
 
@@ -364,7 +398,7 @@ impl Router {
         )
         .clear()
         .await?;
-        tracing::info!(path = %path, "secrets engine disabled");
+        tracing::info!(path = %path, "mount disabled");
         Ok(())
     }
 

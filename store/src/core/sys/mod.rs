@@ -9,6 +9,7 @@ use super::{Core, Unsealed};
 use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 mod audit;
+mod auth;
 mod mounts;
 mod policy;
 mod seal;
@@ -18,6 +19,7 @@ pub const UNAUTHENTICATED_PATHS: &[&str] = &[];
 
 /// Sys paths that need `sudo` on top of the operation's capability.
 pub const ROOT_PATHS: &[&str] = &[
+    "auth/*",
     "audit",
     "audit/*",
     "rotate",
@@ -93,7 +95,7 @@ pub async fn handle(core: &Core, st: &Unsealed, req: &Request) -> Result<Respons
         return mounts::ui_mount(st, path);
     }
     if let Some(path) = rel.strip_prefix("auth/") {
-        return mounts::enable_auth(path, op);
+        return auth::handle(st, req, path).await;
     }
     for (prefix, legacy) in [("policies/acl/", false), ("policy/", true)] {
         if let Some(name) = rel.strip_prefix(prefix) {

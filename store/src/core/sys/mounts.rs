@@ -7,7 +7,7 @@ use super::both;
 use crate::core::router::{normalize_mount_path, MountConfig};
 use crate::core::Unsealed;
 use crate::duration::field_secs;
-use crate::logical::{LogicalError, Operation, Request, Response};
+use crate::logical::{LogicalError, Request, Response};
 
 pub fn list(st: &Unsealed, req: &Request) -> Response {
     let mut map = Map::new();
@@ -149,18 +149,4 @@ pub fn ui_mount(st: &Unsealed, path: &str) -> Result<Response, LogicalError> {
         "local": false,
         "seal_wrap": false,
     })))
-}
-
-/// Auth methods other than the token store arrive with the workload-identity work.
-pub fn enable_auth(path: &str, op: Operation) -> Result<Response, LogicalError> {
-    match op {
-        Operation::Update | Operation::Create => Err(LogicalError::invalid(format!(
-            "cannot enable an auth method at auth/{path}: hushd does not support other auth methods yet"
-        ))),
-        Operation::Delete if normalize_mount_path(path) == "token/" => {
-            Err(LogicalError::invalid("the token auth method cannot be disabled"))
-        }
-        Operation::Delete => Ok(Response::empty()),
-        _ => Err(LogicalError::UnsupportedOperation),
-    }
 }

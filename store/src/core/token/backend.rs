@@ -224,6 +224,7 @@ impl TokenStore {
             explicit_max_ttl: field_secs(data, "explicit_max_ttl")?,
             period: field_secs(data, "period")?,
             display_name: string_field(data, "display_name")?.map(str::to_string),
+            display_name_as_is: false,
             num_uses: num_uses_field(data)?,
             path: format!("auth/token/{}", req.rel_path()),
             sudo,

@@ -60,6 +60,9 @@ pub struct CreateParams {
     pub period: Option<u64>,
     /// Shown as `token-<name>`; sanitised.
     pub display_name: Option<String>,
+    /// Auth-method logins: `display_name` is shown as given (e.g. `approle`), not as
+    /// `token-<name>`.
+    pub display_name_as_is: bool,
     pub num_uses: u64,
     /// The creating path, e.g. `auth/token/create`.
     pub path: String,
@@ -521,7 +524,10 @@ impl TokenStore {
             },
             policies,
             meta: params.meta,
-            display_name: display_name(params.display_name.as_deref()),
+            display_name: match params.display_name {
+                Some(name) if params.display_name_as_is => name,
+                other => display_name(other.as_deref()),
+            },
             num_uses: params.num_uses,
             creation_time: now,
             ttl,

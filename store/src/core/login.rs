@@ -1,0 +1,150 @@
+//! Logins (Vault's `handleLoginRequest`): a request to an auth method's unauthenticated path
+//! skips the token check; a [`LoginGrant`] it answers with becomes an orphan service token.
+//! Failed logins count against the caller's address; too many and it gets 429 for a while.
+
+use super::router::{MountEntry, Target};
+use super::token::ttl::{DEFAULT_TTL, MAX_TTL};
+use super::token::CreateParams;
+use super::{Core, Unsealed};
+use crate::logical::{Auth, LogicalError, LoginGrant, Request, Response};
+
+/// Serve a login request end to end (rate limit, audit, backend, token).
+pub(super) async fn handle(
+    core: &Core,
+    st: &Unsealed,
+    target: &Target,
+    req: Request,
+) -> Result<Response, LogicalError> {
+    if let Err(err) = st.logins.check(req.remote_addr) {
+        st.audit.log_request(&req).await?;
+        st.audit.log_response(&req, Err(&err)).await?;
+        return Err(err);
+    }
+    st.audit.log_request(&req).await?;
+    let mut resp = target.handle(core, st, &req).await;
+    if let Ok(r) = &mut resp {
+        if let Some(grant) = r.login.take() {
+            if !grant.bound_cidrs.is_empty() {
+                // The auth method checked the address at login; tokens do not carry CIDRs yet.
+                r.warnings.push(
+                    "token_bound_cidrs were checked at login; hushd does not yet bind the \
+                     token itself to them"
+                        .into(),
+                );
+            }
+            match mint(st, target, &req, grant).await {
+                Ok(auth) => r.auth = Some(auth),
+                Err(e) => resp = Err(e),
+            }
+        }
+    }
+    if let Err(e) = &resp {
+        if (400..500).contains(&e.status()) {
+            st.logins.record_failure(req.remote_addr);
+        }
+    }
+    st.audit.log_response(&req, resp.as_ref()).await?;
+    resp
+}
+
+/// The token a grant asks for, within the mount's and the system's limits.
+pub(crate) fn token_params(entry: &MountEntry, path: &str, grant: LoginGrant) -> CreateParams {
+    let cfg = &entry.config;
+    let mount_max = if cfg.max_lease_ttl > 0 {
+        cfg.max_lease_ttl.min(MAX_TTL)
+    } else {
+        MAX_TTL
+    };
+    let max = match grant.max_ttl {
+        0 => mount_max,
+        m => m.min(mount_max),
+    };
+    let ttl = [grant.ttl, cfg.default_lease_ttl, DEFAULT_TTL]
+        .into_iter()
+        .find(|t| *t > 0)
+        .unwrap_or(DEFAULT_TTL)
+        .min(max);
+    let explicit_max_ttl = (grant.max_ttl > 0 || cfg.max_lease_ttl > 0).then_some(max);
+    let source = entry
+        .path
+        .trim_start_matches("auth/")
+        .trim_end_matches('/')
+        .replace('/', "-");
+    let display_name = match grant.display_name.as_str() {
+        "" => source,
+        name => format!("{source}-{name}"),
+    };
+    CreateParams {
+        policies: grant.policies,
+        meta: grant.metadata,
+        no_parent: true,
+        orphan: true,
+        no_default_policy: grant.no_default_policy,
+        renewable: Some(grant.renewable),
+        ttl: Some(ttl),
+        explicit_max_ttl,
+        period: (grant.period > 0).then_some(grant.period),
+        display_name: Some(display_name),
+        display_name_as_is: true,
+        num_uses: grant.num_uses,
+        path: path.to_string(),
+        sudo: true,
+    }
+}
+
+async fn mint(
+    st: &Unsealed,
+    target: &Target,
+    req: &Request,
+    grant: LoginGrant,
+) -> Result<Auth, LogicalError> {
+    let Target::Mount(entry, _) = target else {
+        return Err(LogicalError::Internal("a login outside auth/".into()));
+    };
+    st.tokens
+        .create(token_params(entry, &req.path, grant), None)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::router::MountConfig;
+
+    fn mount(default_lease_ttl: u64, max_lease_ttl: u64) -> MountEntry {
+        MountEntry {
+            path: "auth/team/approle/".into(),
+            kind: "approle".into(),
+            description: String::new(),
+            uuid: "u".into(),
+            accessor: "a".into(),
+            options: Default::default(),
+            config: MountConfig {
+                default_lease_ttl,
+                max_lease_ttl,
+            },
+            created: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn ttls_are_capped_by_the_mount_and_the_system() {
+        let grant = |ttl, max_ttl| LoginGrant {
+            ttl,
+            max_ttl,
+            ..Default::default()
+        };
+        let p = token_params(&mount(0, 0), "auth/team/approle/login", grant(0, 0));
+        assert_eq!((p.ttl, p.explicit_max_ttl), (Some(DEFAULT_TTL), None));
+        assert_eq!(p.display_name.as_deref(), Some("team-approle"));
+        assert!(p.display_name_as_is && p.no_parent);
+        let p = token_params(&mount(60, 600), "x", grant(0, 0));
+        assert_eq!((p.ttl, p.explicit_max_ttl), (Some(60), Some(600)));
+        let p = token_params(&mount(60, 600), "x", grant(3600, 7200));
+        assert_eq!((p.ttl, p.explicit_max_ttl), (Some(600), Some(600)));
+        let p = token_params(&mount(0, 0), "x", grant(300, 400));
+        assert_eq!((p.ttl, p.explicit_max_ttl), (Some(300), Some(400)));
+        let p = token_params(&mount(0, 0), "x", grant(u64::MAX, 0));
+        assert_eq!(p.ttl, Some(MAX_TTL));
+    }
+}

@@ -1,0 +1,81 @@
+//! `sys/auth` (list), `sys/auth/:path` (enable, read, disable), `sys/auth/:path/tune`.
+//!
+//! Auth methods live in the one mount table, under `auth/`. Disabling one deletes its data
+//! (roles, secret IDs); tokens it issued stay valid until they expire (Vault revokes them:
+//! hushd does not yet track tokens by mount).
+
+use serde_json::Value;
+
+use super::mounts;
+use crate::core::router::{normalize_mount_path, MountConfig};
+use crate::core::Unsealed;
+use crate::duration::field_secs;
+use crate::logical::{LogicalError, Operation, Request, Response};
+
+/// `sys/auth/<rest>`: everything below the list.
+pub async fn handle(st: &Unsealed, req: &Request, rest: &str) -> Result<Response, LogicalError> {
+    let write = matches!(req.operation, Operation::Update | Operation::Create);
+    if let Some(path) = rest.strip_suffix("/tune") {
+        let full = full_path(path);
+        return match req.operation {
+            Operation::Read => mounts::read_tune(st, &full),
+            _ if write => mounts::tune(st, req, &full).await,
+            _ => Err(LogicalError::UnsupportedOperation),
+        };
+    }
+    match req.operation {
+        Operation::Read => {
+            let entry = st.router.get(&full_path(rest)).ok_or_else(|| {
+                LogicalError::invalid(format!("no auth method enabled at auth/{rest}"))
+            })?;
+            Ok(Response::data(entry.to_json()))
+        }
+        Operation::Delete => disable(st, rest).await,
+        _ if write => enable(st, req, rest).await,
+        _ => Err(LogicalError::UnsupportedOperation),
+    }
+}
+
+fn full_path(path: &str) -> String {
+    format!("auth/{}", normalize_mount_path(path))
+}
+
+async fn enable(st: &Unsealed, req: &Request, path: &str) -> Result<Response, LogicalError> {
+    let kind = req.get_str("type").unwrap_or_default();
+    let description = req.get_str("description").unwrap_or_default();
+    let mut config = MountConfig::default();
+    match req.data.get("config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            if let Some(x) = field_secs(m, "default_lease_ttl")? {
+                config.default_lease_ttl = x;
+            }
+            if let Some(x) = field_secs(m, "max_lease_ttl")? {
+                config.max_lease_ttl = x;
+            }
+        }
+        Some(_) => return Err(LogicalError::invalid("config must be an object")),
+    }
+    if config.max_lease_ttl != 0 && config.default_lease_ttl > config.max_lease_ttl {
+        return Err(LogicalError::invalid(
+            "default_lease_ttl cannot be greater than max_lease_ttl",
+        ));
+    }
+    let entry = st.router.mount_auth(path, kind, description).await?;
+    if config != MountConfig::default() {
+        st.router.tune(&entry.path, Some(config), None).await?;
+    }
+    Ok(Response::empty())
+}
+
+async fn disable(st: &Unsealed, path: &str) -> Result<Response, LogicalError> {
+    let full = full_path(path);
+    if full == "auth/token/" {
+        return Err(LogicalError::invalid(
+            "the token auth method cannot be disabled",
+        ));
+    }
+    // Vault answers 204 for a path with nothing mounted.
+    st.router.unmount(&full).await?;
+    Ok(Response::empty())
+}

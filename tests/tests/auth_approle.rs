@@ -1,0 +1,224 @@
+//! AppRole end to end against a real `hushd --dev` over HTTP: enable it through `sys/auth`,
+//! make a role and a policy, log in, use the token (allowed and refused), check its TTL and
+//! policies, the rate limit on failed logins, and that the audit log holds neither the
+//! secret ID nor the token in clear.
+
+use hush_tests::Hushd;
+use serde_json::json;
+
+async fn setup(h: &Hushd) {
+    let (s, b) = h
+        .call("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = h
+        .call(
+            "PUT",
+            "sys/policies/acl/app",
+            Some(json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\", \"create\", \"update\"] }"})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = h
+        .call(
+            "POST",
+            "auth/approle/role/web",
+            Some(
+                json!({"token_policies": ["app"], "token_ttl": "20m", "token_max_ttl": "1h",
+                        "secret_id_num_uses": 3}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+}
+
+#[tokio::test]
+async fn login_and_use_the_token() {
+    let h = Hushd::dev().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let (s, b) = h
+        .call(
+            "PUT",
+            "sys/audit/file",
+            Some(json!({"type": "file", "options": {"file_path": log}})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    setup(&h).await;
+
+    let (s, b) = h.call("GET", "sys/auth", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["approle/"]["type"], "approle");
+    assert_eq!(b["data"]["token/"]["type"], "token");
+
+    let (s, b) = h
+        .call(
+            "PUT",
+            "secret/data/app/db",
+            Some(json!({"data": {"password": "p"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    let (role_id, secret_id) = h.approle_credentials("approle", "web").await;
+    let (s, b) = h
+        .call_as(
+            None,
+            "POST",
+            "auth/approle/login",
+            Some(json!({"role_id": role_id, "secret_id": secret_id})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let auth = &b["auth"];
+    let token = auth["client_token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("hvs."));
+    assert_eq!(auth["policies"], json!(["app", "default"]));
+    assert_eq!(auth["token_policies"], json!(["app", "default"]));
+    assert_eq!(auth["lease_duration"], 1200);
+    assert_eq!(auth["renewable"], true);
+    assert_eq!(auth["orphan"], true);
+    assert_eq!(auth["token_type"], "service");
+    assert_eq!(auth["metadata"]["role_name"], "web");
+
+    let (s, b) = h
+        .call_as(Some(&token), "GET", "secret/data/app/db", None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["data"]["password"], "p");
+    let (s, _) = h
+        .call_as(Some(&token), "GET", "secret/data/other", None)
+        .await;
+    assert_eq!(s, 403);
+    let (s, b) = h
+        .call_as(Some(&token), "GET", "auth/token/lookup-self", None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["display_name"], "approle");
+    assert_eq!(b["data"]["path"], "auth/approle/login");
+    // The token cannot manage roles.
+    let (s, _) = h
+        .call_as(
+            Some(&token),
+            "POST",
+            "auth/approle/role/evil",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // Bad logins: wrong secret ID, unknown role ID, missing fields.
+    for body in [
+        json!({"role_id": role_id, "secret_id": "wrong"}),
+        json!({"role_id": "nope", "secret_id": secret_id}),
+        json!({"role_id": role_id}),
+    ] {
+        let (s, b) = h
+            .call_as(None, "POST", "auth/approle/login", Some(body))
+            .await;
+        assert_eq!(s, 400, "{b}");
+        assert!(b["errors"][0].is_string(), "{b}");
+    }
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("auth/approle/login"));
+    assert!(
+        !text.contains(&secret_id),
+        "secret_id in clear in the audit log"
+    );
+    assert!(!text.contains(&token), "token in clear in the audit log");
+}
+
+#[tokio::test]
+async fn secret_id_uses_and_the_failed_login_limit() {
+    let h = Hushd::dev().await;
+    setup(&h).await;
+    let (role_id, secret_id) = h.approle_credentials("approle", "web").await;
+    let login = |sid: String| {
+        let body = json!({"role_id": role_id, "secret_id": sid});
+        let h = &h;
+        async move {
+            h.call_as(None, "POST", "auth/approle/login", Some(body))
+                .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login(secret_id.clone()).await.0, 200);
+    }
+    let (s, b) = login(secret_id.clone()).await;
+    assert_eq!(s, 400, "a secret ID past its uses: {b}");
+
+    // Ten more failures (one done above) and this address is turned away, even with good
+    // credentials.
+    let (_, fresh) = h.approle_credentials("approle", "web").await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(login("wrong".into()).await.0);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let (s, b) = login(fresh).await;
+    assert_eq!(s, 429, "{b}");
+    assert!(
+        b["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("too many failed login attempts"),
+        "{b}"
+    );
+    // Other routes are not limited.
+    let (s, _) = h.call("GET", "sys/auth", None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn sys_auth_refuses_unknown_types_and_needs_sudo() {
+    let h = Hushd::dev().await;
+    let (s, b) = h
+        .call("POST", "sys/auth/ldap", Some(json!({"type": "ldap"})))
+        .await;
+    assert_eq!(s, 400);
+    assert!(b["errors"][0].as_str().unwrap().contains("approle"), "{b}");
+    let (s, b) = h
+        .call(
+            "PUT",
+            "sys/policies/acl/mounter",
+            Some(json!({"policy": "path \"sys/auth/*\" { capabilities = [\"create\", \"update\", \"read\"] }"})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = h
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["mounter"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let narrow = b["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, _) = h
+        .call_as(
+            Some(&narrow),
+            "POST",
+            "sys/auth/approle",
+            Some(json!({"type": "approle"})),
+        )
+        .await;
+    assert_eq!(s, 403, "sys/auth/* needs sudo");
+    let (s, _) = h
+        .call(
+            "POST",
+            "sys/auth/ar",
+            Some(json!({"type": "approle", "config": {"default_lease_ttl": "10m"}})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, b) = h.call("GET", "sys/auth/ar/tune", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["default_lease_ttl"], 600);
+    let (s, _) = h.call("DELETE", "sys/auth/ar", None).await;
+    assert_eq!(s, 204);
+    let (s, b) = h.call("GET", "sys/auth", None).await;
+    assert_eq!(s, 200);
+    assert!(b["data"].get("ar/").is_none(), "{b}");
+}
