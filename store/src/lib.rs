@@ -18,6 +18,7 @@
 //! - [`duration`]: Vault's duration strings, parsed and printed the way Go does.
 
 pub mod api;
+pub mod auth;
 pub mod barrier;
 pub mod config;
 pub mod core;
