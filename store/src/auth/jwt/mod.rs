@@ -37,6 +37,8 @@ pub mod remote;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_claims;
+#[cfg(test)]
 mod tests_remote;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

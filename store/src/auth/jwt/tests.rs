@@ -71,6 +71,10 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+pub(super) fn b64_json(v: &Value) -> String {
+    b64(v.to_string().as_bytes())
+}
+
 fn make_rsa(alg: jsonwebtoken::Algorithm) -> TestKey {
     let private_pem = openssl(&["genrsa", "-traditional", "2048"], None);
     let public_pem = openssl(&["rsa", "-pubout"], Some(&private_pem));
