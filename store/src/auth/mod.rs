@@ -20,6 +20,8 @@
 //!
 //! - [`approle`]: the AppRole method (role IDs and secret IDs).
 //! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`.
+//! - [`jwt`]: JWT verification (keys, algorithms, claims) for the kubernetes, jwt and gcp
+//!   methods to build on.
 //! - [`limiter`]: failed-login rate limiting per source address.
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub use crate::logical::LoginGrant;
 
 pub mod approle;
 pub mod cidr;
+pub mod jwt;
 pub mod limiter;
 
 /// Auth method types `sys/auth/:path` accepts (the token store is built in).

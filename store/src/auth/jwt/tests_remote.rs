@@ -1,0 +1,284 @@
+//! Tests of JWKS fetching and OIDC discovery against a real local HTTPS server whose
+//! certificate is signed by a CA made in the test.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::tests::{claims, rsa_a, rsa_b, NOW};
+use super::*;
+
+/// A tiny HTTPS server: path -> JSON body, with a hit counter per path.
+struct Server {
+    base: String,
+    ca_pem: String,
+    bodies: Arc<Mutex<HashMap<String, String>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    fn set(&self, path: &str, body: String) {
+        self.bodies.lock().insert(path.to_string(), body);
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits.lock().get(path).copied().unwrap_or(0)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn make_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "hush test CA");
+    (p.self_signed(&key).unwrap(), key)
+}
+
+async fn start() -> Server {
+    hush_api::install_crypto_provider();
+    let (ca, ca_key) = make_ca();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::IpAddr::from([
+        127, 0, 0, 1,
+    ]))];
+    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let bodies: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let (b, h) = (bodies.clone(), hits.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, b, h) = (acceptor.clone(), b.clone(), h.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 2048];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req);
+                let path = text.split(' ').nth(1).unwrap_or("").to_string();
+                *h.lock().entry(path.clone()).or_default() += 1;
+                let body = b.lock().get(&path).cloned();
+                let (status, body) = match body {
+                    Some(body) => ("200 OK", body),
+                    None => ("404 Not Found", "{}".to_string()),
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    Server {
+        base,
+        ca_pem: ca.pem(),
+        bodies,
+        hits,
+        task,
+    }
+}
+
+fn jwks(keys: &[(&super::tests::TestKey, &str)]) -> String {
+    json!({ "keys": keys.iter().map(|(k, kid)| k.jwk_with(kid)).collect::<Vec<_>>() }).to_string()
+}
+
+#[tokio::test]
+async fn remote_jwks_verifies_and_caches() {
+    let srv = start().await;
+    srv.set("/jwks", jwks(&[(rsa_a(), "a")]));
+    let remote = RemoteKeySet::new(&srv.url("/jwks"), Some(&srv.ca_pem)).unwrap();
+    let v = Validation::default();
+    let t = rsa_a().sign(Some("a"), &claims());
+    assert_eq!(remote.verify(&t, &v, NOW).await.unwrap()["sub"], "alice");
+    remote.verify(&t, &v, NOW).await.unwrap();
+    assert_eq!(srv.hits("/jwks"), 1, "second verify uses the cache");
+    // A foreign signature with a known kid does not trigger a refetch.
+    let foreign = rsa_b().sign(Some("a"), &claims());
+    assert_eq!(
+        remote.verify(&foreign, &v, NOW).await,
+        Err(JwtError::BadSignature)
+    );
+    // `alg: none` is refused before anything is fetched.
+    let none = format!(
+        "{}.e30.",
+        super::tests::b64_json(&json!({"alg": "none", "kid": "zz"}))
+    );
+    assert_eq!(
+        remote.verify(&none, &v, NOW).await,
+        Err(JwtError::Algorithm)
+    );
+    assert_eq!(srv.hits("/jwks"), 1);
+    // One-shot fetch.
+    let ks = KeySet::from_jwks_url(&srv.url("/jwks"), Some(&srv.ca_pem))
+        .await
+        .unwrap();
+    assert!(ks.has_kid("a"));
+}
+
+#[tokio::test]
+async fn unknown_kid_refetches_rate_limited() {
+    let srv = start().await;
+    srv.set("/jwks", jwks(&[(rsa_a(), "a")]));
+    let v = Validation::default();
+    let rotated = rsa_b().sign(Some("b"), &claims());
+
+    // Rate limit holds: the key rotated within min_refetch, so no second fetch.
+    let limited = RemoteKeySet::new(&srv.url("/jwks"), Some(&srv.ca_pem))
+        .unwrap()
+        .with_intervals(Duration::from_secs(3600), Duration::from_secs(3600));
+    limited
+        .verify(&rsa_a().sign(Some("a"), &claims()), &v, NOW)
+        .await
+        .unwrap();
+    srv.set("/jwks", jwks(&[(rsa_a(), "a"), (rsa_b(), "b")]));
+    assert_eq!(
+        limited.verify(&rotated, &v, NOW).await,
+        Err(JwtError::NoMatchingKey)
+    );
+    assert_eq!(srv.hits("/jwks"), 1);
+
+    // Without the limit, the unknown kid triggers one refetch and then verifies.
+    let eager = RemoteKeySet::new(&srv.url("/jwks"), Some(&srv.ca_pem))
+        .unwrap()
+        .with_intervals(Duration::from_secs(3600), Duration::ZERO);
+    srv.set("/jwks", jwks(&[(rsa_a(), "a")]));
+    eager
+        .verify(&rsa_a().sign(Some("a"), &claims()), &v, NOW)
+        .await
+        .unwrap();
+    assert_eq!(srv.hits("/jwks"), 2);
+    srv.set("/jwks", jwks(&[(rsa_a(), "a"), (rsa_b(), "b")]));
+    eager.verify(&rotated, &v, NOW).await.unwrap();
+    assert_eq!(srv.hits("/jwks"), 3);
+    // Still unknown after a refetch: refused.
+    let ghost = rsa_b().sign(Some("ghost"), &claims());
+    assert_eq!(
+        eager.verify(&ghost, &v, NOW).await,
+        Err(JwtError::NoMatchingKey)
+    );
+    assert_eq!(srv.hits("/jwks"), 4);
+    // A failed refetch keeps the cached keys.
+    srv.bodies.lock().remove("/jwks");
+    assert_eq!(
+        eager.verify(&ghost, &v, NOW).await,
+        Err(JwtError::NoMatchingKey)
+    );
+    eager.verify(&rotated, &v, NOW).await.unwrap();
+}
+
+#[tokio::test]
+async fn fetch_failures() {
+    let srv = start().await;
+    srv.set("/jwks", jwks(&[(rsa_a(), "a")]));
+    let t = rsa_a().sign(Some("a"), &claims());
+    let v = Validation::default();
+    // Another CA, and the system roots: the TLS handshake fails.
+    let other_ca = make_ca().0.pem();
+    for ca in [Some(other_ca.as_str()), None] {
+        let r = RemoteKeySet::new(&srv.url("/jwks"), ca).unwrap();
+        assert!(matches!(
+            r.verify(&t, &v, NOW).await,
+            Err(JwtError::Fetch(_))
+        ));
+    }
+    assert_eq!(srv.hits("/jwks"), 0);
+    // 404 and a document without keys.
+    let r = RemoteKeySet::new(&srv.url("/missing"), Some(&srv.ca_pem)).unwrap();
+    let err = r.verify(&t, &v, NOW).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    srv.set("/empty", r#"{"keys": []}"#.into());
+    let r = RemoteKeySet::new(&srv.url("/empty"), Some(&srv.ca_pem)).unwrap();
+    assert!(matches!(r.verify(&t, &v, NOW).await, Err(JwtError::Key(_))));
+    // Only https URLs, and a CA bundle must hold certificates.
+    assert!(matches!(
+        RemoteKeySet::new("http://127.0.0.1:1/jwks", None),
+        Err(JwtError::Key(_))
+    ));
+    assert!(matches!(
+        RemoteKeySet::new(&srv.url("/jwks"), Some("garbage")),
+        Err(JwtError::Key(_))
+    ));
+}
+
+#[tokio::test]
+async fn oidc_discovery() {
+    let srv = start().await;
+    let issuer = srv.url("/realm");
+    srv.set(
+        "/realm/.well-known/openid-configuration",
+        json!({"issuer": issuer, "jwks_uri": srv.url("/realm/certs")}).to_string(),
+    );
+    let d = discover(&format!("{issuer}/"), Some(&srv.ca_pem))
+        .await
+        .unwrap();
+    assert_eq!(d.issuer, issuer);
+    assert_eq!(d.jwks_uri, srv.url("/realm/certs"));
+
+    srv.set(
+        "/evil/.well-known/openid-configuration",
+        json!({"issuer": "https://elsewhere.test", "jwks_uri": srv.url("/realm/certs")})
+            .to_string(),
+    );
+    let err = discover(&srv.url("/evil"), Some(&srv.ca_pem))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not the discovery URL"),
+        "{err}"
+    );
+    srv.set(
+        "/plain/.well-known/openid-configuration",
+        json!({"issuer": srv.url("/plain"), "jwks_uri": "http://127.0.0.1/certs"}).to_string(),
+    );
+    assert!(matches!(
+        discover(&srv.url("/plain"), Some(&srv.ca_pem)).await,
+        Err(JwtError::Key(_))
+    ));
+}
