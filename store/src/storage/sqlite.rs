@@ -49,6 +49,8 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 const SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID";
+/// Page size of new databases.
+const PAGE_SIZE: u32 = 2048;
 const SQL_GET: &str = "SELECT value FROM kv WHERE key = ?1";
 const SQL_PUT: &str = "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)";
 const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
@@ -134,6 +136,10 @@ impl SqliteBackend {
         .map_err(backend_err)?;
         writer_conn
             .busy_timeout(BUSY_TIMEOUT)
+            .map_err(backend_err)?;
+        // Only takes effect on a new, empty database file (before WAL mode is set).
+        writer_conn
+            .execute_batch(&format!("PRAGMA page_size={PAGE_SIZE};"))
             .map_err(backend_err)?;
         let mode: String = writer_conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
