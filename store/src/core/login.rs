@@ -24,14 +24,6 @@ pub(super) async fn handle(
     let mut resp = target.handle(core, st, &req).await;
     if let Ok(r) = &mut resp {
         if let Some(grant) = r.login.take() {
-            if !grant.bound_cidrs.is_empty() {
-                // The auth method checked the address at login; tokens do not carry CIDRs yet.
-                r.warnings.push(
-                    "token_bound_cidrs were checked at login; hushd does not yet bind the \
-                     token itself to them"
-                        .into(),
-                );
-            }
             match mint(st, target, &req, grant).await {
                 Ok(auth) => r.auth = Some(auth),
                 Err(e) => resp = Err(e),
@@ -89,6 +81,7 @@ pub(crate) fn token_params(entry: &MountEntry, path: &str, grant: LoginGrant) ->
         num_uses: grant.num_uses,
         path: path.to_string(),
         sudo: true,
+        bound_cidrs: grant.bound_cidrs,
     }
 }
 

@@ -267,6 +267,7 @@ async fn authorize(
         .as_ref()
         .ok_or(LogicalError::PermissionDenied)?;
     let entry = st.tokens.authenticate(token).await?;
+    check_bound_cidrs(&entry, req)?;
     req.token_entry = Some(entry.clone());
     if req.operation == Operation::Update && target.exists(req).await? == Some(false) {
         req.operation = Operation::Create;
@@ -274,6 +275,16 @@ async fn authorize(
     let acl = st.policies.acl(&entry.policies).await?;
     let sudo = path_matches_any(rel, target.root_paths());
     if acl.allows(&req.path, req.operation, sudo) || target.is_always_allowed(rel, req.operation) {
+        Ok(())
+    } else {
+        Err(LogicalError::PermissionDenied)
+    }
+}
+
+/// A token bound to CIDR blocks (`token_bound_cidrs` of the role it logged in with) is refused
+/// from any other address, as in Vault.
+fn check_bound_cidrs(entry: &token::TokenEntry, req: &Request) -> Result<(), LogicalError> {
+    if crate::auth::cidr::allowed(&entry.bound_cidrs, req.remote_addr) {
         Ok(())
     } else {
         Err(LogicalError::PermissionDenied)
@@ -290,6 +301,9 @@ async fn refuse_unrouted(st: &Unsealed, req: &Request, not_found: LogicalError) 
         Ok(entry) => entry,
         Err(err) => return err,
     };
+    if let Err(err) = check_bound_cidrs(&entry, req) {
+        return err;
+    }
     match st.policies.acl(&entry.policies).await {
         Ok(acl) if acl.allows(&req.path, req.operation, false) => not_found,
         Ok(_) => LogicalError::PermissionDenied,

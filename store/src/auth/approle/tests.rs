@@ -653,3 +653,48 @@ async fn auth_mounts_and_roles_survive_a_reseal() {
     core.unseal_with(&key).await.unwrap();
     assert!(dev.login(None, &role_id, &secret_id).await.is_ok());
 }
+
+#[tokio::test]
+async fn tokens_from_a_role_with_token_bound_cidrs_only_work_from_there() {
+    let dev = Dev::new().await;
+    dev.root(
+        Operation::Update,
+        "auth/approle/role/edge",
+        json!({"token_policies": ["default"], "token_bound_cidrs": ["10.1.0.0/16"]}),
+    )
+    .await
+    .unwrap();
+    let role_id = dev.role_id("edge").await;
+    let (secret_id, _) = dev.secret_id("edge", json!({})).await;
+    let auth = dev
+        .login(Some("10.1.2.3"), &role_id, &secret_id)
+        .await
+        .unwrap()
+        .auth
+        .unwrap();
+    let token = auth.client_token.expose_secret().to_string();
+    let lookup = |addr: &'static str| {
+        dev.call(
+            Some(&token),
+            Some(addr),
+            Operation::Read,
+            "auth/token/lookup-self",
+            json!({}),
+        )
+    };
+    let inside = lookup("10.1.9.9").await.unwrap();
+    assert_eq!(inside.data.unwrap()["bound_cidrs"], json!(["10.1.0.0/16"]));
+    assert_eq!(status(lookup("10.2.0.1").await), 403);
+    assert_eq!(status(lookup("127.0.0.1").await), 403);
+    // Unmounted paths too: the bound token cannot probe from outside.
+    let probe = dev
+        .call(
+            Some(&token),
+            Some("127.0.0.1"),
+            Operation::Read,
+            "nomount/x",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status(probe), 403);
+}

@@ -43,6 +43,7 @@ fn token_entry() -> Arc<TokenEntry> {
         path: "auth/token/create".into(),
         token_type: "service".into(),
         entity_id: String::new(),
+        bound_cidrs: Vec::new(),
     })
 }
 

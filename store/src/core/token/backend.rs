@@ -155,6 +155,9 @@ fn lookup_data(entry: &TokenEntry, id: &str, now: chrono::DateTime<chrono::Utc>)
     if entry.period > 0 {
         data["period"] = json!(entry.period);
     }
+    if !entry.bound_cidrs.is_empty() {
+        data["bound_cidrs"] = json!(entry.bound_cidrs);
+    }
     match data {
         Value::Object(map) => map,
         _ => Data::new(),
@@ -228,6 +231,7 @@ impl TokenStore {
             num_uses: num_uses_field(data)?,
             path: format!("auth/token/{}", req.rel_path()),
             sudo,
+            bound_cidrs: Vec::new(),
         };
         let (auth, warnings) = self.create_with_warnings(params, Some(parent)).await?;
         Ok(Response {

@@ -49,6 +49,10 @@ pub struct TokenEntry {
     pub path: String,
     pub token_type: String,
     pub entity_id: String,
+    /// CIDR blocks the token may be used from (empty: anywhere). Set by auth-method logins
+    /// from a role's `token_bound_cidrs`; checked on every use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound_cidrs: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenEntry {

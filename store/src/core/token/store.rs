@@ -69,6 +69,8 @@ pub struct CreateParams {
     /// The caller has `sudo` on the creating path (or is root): lifts the policy-subset rule
     /// and allows `no_parent` and `period`.
     pub sudo: bool,
+    /// CIDR blocks the token is bound to (auth-method logins).
+    pub bound_cidrs: Vec<String>,
 }
 
 /// The result of a renewal.
@@ -330,6 +332,7 @@ impl TokenStore {
             path: "auth/token/root".to_string(),
             token_type: "service".to_string(),
             entity_id: String::new(),
+            bound_cidrs: Vec::new(),
         };
         self.write_new(&entry).await
     }
@@ -542,6 +545,7 @@ impl TokenStore {
             path: params.path,
             token_type: "service".to_string(),
             entity_id: String::new(),
+            bound_cidrs: params.bound_cidrs,
         };
 
         {
