@@ -1,0 +1,414 @@
+//! The kubernetes auth method: a service-account JWT logs in.
+//!
+//! Two ways to check the token, picked by `config`:
+//! - **local** (`kubernetes_host` empty): the signature against `pem_keys`, `exp`/`nbf`, the
+//!   issuer (`issuer` when set; else legacy secret tokens must carry Vault's default
+//!   `kubernetes/serviceaccount` and projected tokens are not checked), and the role's
+//!   `audience` when set;
+//! - **TokenReview** (`kubernetes_host` set): the API server reviews the token
+//!   ([`review`]); its answer must name the same service account (and uid) the token claims,
+//!   and include the role's `audience` when set.
+//!
+//! Then the service account's name and namespace must match the role's bound globs. The
+//! grant carries the role's token settings, Vault's metadata and display name `NS-NAME`.
+//!
+//! Storage inside the mount's view: `config` ([`Config`]), `role/<name>` ([`Role`]).
+//! The JWT is never logged, stored, or put in an error message.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::auth::cidr;
+use crate::auth::jwt::{self, Algorithm, JwtError, K8sIdentity, KeySet, Validation};
+use crate::barrier::BarrierView;
+use crate::logical::{
+    field_bool, LogicalBackend, LogicalError, LoginGrant, Operation, Request, Response,
+};
+
+pub mod review;
+pub mod role;
+#[cfg(test)]
+mod tests;
+
+pub use role::Role;
+
+/// Vault's issuer of legacy (secret-based) service-account tokens.
+pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
+/// The mount's configuration.
+#[derive(Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Config {
+    pub kubernetes_host: String,
+    pub kubernetes_ca_cert: String,
+    /// A credential: never shown by `GET config` (only `token_reviewer_jwt_set`).
+    pub token_reviewer_jwt: String,
+    pub pem_keys: Vec<String>,
+    pub issuer: String,
+    pub disable_iss_validation: bool,
+    pub disable_local_ca_jwt: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("kubernetes_host", &self.kubernetes_host)
+            .field("issuer", &self.issuer)
+            .field("pem_keys", &self.pem_keys.len())
+            .field(
+                "token_reviewer_jwt_set",
+                &!self.token_reviewer_jwt.is_empty(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn str_field(req: &Request, key: &str) -> Result<Option<String>, LogicalError> {
+    match req.data.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(LogicalError::invalid(format!("{key} must be a string"))),
+    }
+}
+
+/// `pem_keys`: a list of PEM strings, or one string holding one or more PEM blocks.
+fn pem_list(v: &Value) -> Result<Vec<String>, LogicalError> {
+    let bad = || LogicalError::invalid("pem_keys must be a list of PEM public keys");
+    let split = |s: &str| -> Vec<String> {
+        let end = "-----END PUBLIC KEY-----";
+        let mut out = Vec::new();
+        let mut rest = s;
+        while let Some(i) = rest.find(end) {
+            out.push(rest[..i + end.len()].trim().to_string());
+            rest = &rest[i + end.len()..];
+        }
+        if !rest.trim().is_empty() {
+            out.push(rest.trim().to_string());
+        }
+        out
+    };
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(split(s)),
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                out.extend(split(i.as_str().ok_or_else(bad)?));
+            }
+            Ok(out)
+        }
+        _ => Err(bad()),
+    }
+}
+
+impl Config {
+    /// Apply a `config` write and check the result.
+    fn update(&mut self, req: &Request) -> Result<(), LogicalError> {
+        if let Some(v) = str_field(req, "kubernetes_host")? {
+            self.kubernetes_host = v.trim_end_matches('/').to_string();
+        }
+        if let Some(v) = str_field(req, "kubernetes_ca_cert")? {
+            self.kubernetes_ca_cert = v;
+        }
+        if let Some(v) = str_field(req, "token_reviewer_jwt")? {
+            self.token_reviewer_jwt = v;
+        }
+        if let Some(v) = req.data.get("pem_keys") {
+            self.pem_keys = pem_list(v)?;
+        }
+        if let Some(v) = str_field(req, "issuer")? {
+            self.issuer = v;
+        }
+        if let Some(v) = field_bool(&req.data, "disable_iss_validation")? {
+            self.disable_iss_validation = v;
+        }
+        if let Some(v) = field_bool(&req.data, "disable_local_ca_jwt")? {
+            self.disable_local_ca_jwt = v;
+        }
+        if self.kubernetes_host.is_empty() {
+            if self.pem_keys.is_empty() {
+                return Err(LogicalError::invalid(
+                    "either kubernetes_host (TokenReview) or pem_keys (local verification) \
+                     must be set",
+                ));
+            }
+        } else {
+            match reqwest::Url::parse(&self.kubernetes_host) {
+                Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+                _ => {
+                    return Err(LogicalError::invalid(
+                        "kubernetes_host must be an https URL",
+                    ))
+                }
+            }
+            jwt::remote::http_client(Some(&self.kubernetes_ca_cert))
+                .map_err(|e| LogicalError::invalid(format!("kubernetes_ca_cert: {e}")))?;
+        }
+        if !self.pem_keys.is_empty() {
+            KeySet::from_pem(&self.pem_keys)
+                .map_err(|e| LogicalError::invalid(format!("pem_keys: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "kubernetes_host": self.kubernetes_host,
+            "kubernetes_ca_cert": self.kubernetes_ca_cert,
+            "pem_keys": self.pem_keys,
+            "issuer": self.issuer,
+            "disable_iss_validation": self.disable_iss_validation,
+            "disable_local_ca_jwt": self.disable_local_ca_jwt,
+            "token_reviewer_jwt_set": !self.token_reviewer_jwt.is_empty(),
+        })
+    }
+}
+
+/// A JWT error as the 400 (token) or 500 (configuration) a login answers.
+fn jwt_err(e: JwtError) -> LogicalError {
+    if e.is_token_error() {
+        LogicalError::invalid(e.to_string())
+    } else {
+        LogicalError::Internal(e.to_string())
+    }
+}
+
+/// The kubernetes backend of one mount.
+#[derive(Debug)]
+pub struct KubernetesBackend {
+    view: BarrierView,
+    /// The clock for token times (Unix seconds); injectable for tests.
+    now: fn() -> u64,
+}
+
+impl KubernetesBackend {
+    pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
+        Ok(Self::with_clock(view, jwt::unix_now))
+    }
+
+    /// As [`KubernetesBackend::new`], with an injected clock (tests).
+    pub fn with_clock(view: BarrierView, now: fn() -> u64) -> Self {
+        KubernetesBackend { view, now }
+    }
+
+    async fn config(&self) -> Result<Option<Config>, LogicalError> {
+        Ok(self.view.get_json("config").await?)
+    }
+
+    async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
+        if !role::valid_name(name) {
+            return Ok(None);
+        }
+        Ok(self.view.get_json(&format!("role/{name}")).await?)
+    }
+
+    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
+        let mut cfg = self.config().await?.unwrap_or_default();
+        cfg.update(req)?;
+        self.view.put_json("config", &cfg).await?;
+        Ok(Response::empty())
+    }
+
+    async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
+        if !role::valid_name(name) {
+            return Err(LogicalError::invalid(format!(
+                "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
+            )));
+        }
+        let mut role = self.role(name).await?.unwrap_or_default();
+        role.update(&req.data)?;
+        self.view.put_json(&format!("role/{name}"), &role).await?;
+        Ok(Response::empty())
+    }
+
+    /// The identity of a token checked locally against `pem_keys`.
+    fn verify_local(
+        &self,
+        cfg: &Config,
+        role: &Role,
+        token: &str,
+    ) -> Result<K8sIdentity, LogicalError> {
+        let keys = KeySet::from_pem(&cfg.pem_keys)
+            .map_err(|e| LogicalError::Internal(format!("pem_keys: {e}")))?;
+        let validation = Validation {
+            algorithms: Algorithm::ALL.to_vec(),
+            bound_audiences: if role.audience.is_empty() {
+                Vec::new()
+            } else {
+                vec![role.audience.clone()]
+            },
+            // Legacy secret tokens have no `exp`; projected ones do and it is checked.
+            require_exp: false,
+            ..Validation::default()
+        };
+        let claims = jwt::verify(token, &keys, &validation, (self.now)()).map_err(jwt_err)?;
+        if !cfg.disable_iss_validation {
+            let legacy = !claims.contains_key("kubernetes.io");
+            let want = match cfg.issuer.as_str() {
+                "" if legacy => Some(LEGACY_ISSUER),
+                "" => None,
+                i => Some(i),
+            };
+            if let Some(want) = want {
+                if claims.get("iss").and_then(Value::as_str) != Some(want) {
+                    return Err(jwt_err(JwtError::Issuer));
+                }
+            }
+        }
+        K8sIdentity::from_claims(&claims).map_err(jwt_err)
+    }
+
+    /// The identity of a token reviewed by the API server. The token's own claims (read
+    /// unverified) must name the same service account the review returns.
+    async fn verify_review(
+        &self,
+        cfg: &Config,
+        role: &Role,
+        token: &str,
+    ) -> Result<K8sIdentity, LogicalError> {
+        let parsed = jwt::parse(token, &Algorithm::ALL).map_err(jwt_err)?;
+        let claimed = K8sIdentity::from_claims(&parsed.claims).map_err(jwt_err)?;
+        let bearer = if cfg.token_reviewer_jwt.is_empty() {
+            token
+        } else {
+            cfg.token_reviewer_jwt.as_str()
+        };
+        let ca = Some(cfg.kubernetes_ca_cert.as_str()).filter(|c| !c.is_empty());
+        let audience = Some(role.audience.as_str()).filter(|a| !a.is_empty());
+        let r = review::review(&cfg.kubernetes_host, ca, bearer, token, audience)
+            .await
+            .map_err(|e| match e {
+                review::ReviewError::Denied(_) => LogicalError::invalid(e.to_string()),
+                review::ReviewError::Unavailable(_) => LogicalError::Internal(e.to_string()),
+            })?;
+        if r.namespace != claimed.namespace || r.service_account != claimed.service_account {
+            return Err(LogicalError::invalid(
+                "JWT names were not the same as the TokenReview response",
+            ));
+        }
+        if !r.uid.is_empty() && r.uid != claimed.sa_uid {
+            return Err(LogicalError::invalid(
+                "JWT UID was not the same as the TokenReview response",
+            ));
+        }
+        if let Some(a) = audience {
+            if !r.audiences.iter().any(|x| x == a) {
+                return Err(jwt_err(JwtError::Audience));
+            }
+        }
+        Ok(K8sIdentity {
+            pod_name: r.pod_name.or(claimed.pod_name.clone()),
+            pod_uid: r.pod_uid.or(claimed.pod_uid.clone()),
+            ..claimed
+        })
+    }
+
+    async fn login(&self, req: &Request) -> Result<Response, LogicalError> {
+        let name = str_field(req, "role")?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| LogicalError::invalid("missing role"))?;
+        let token = str_field(req, "jwt")?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| LogicalError::invalid("missing jwt"))?;
+        let role = self
+            .role(&name)
+            .await?
+            .ok_or_else(|| LogicalError::invalid(format!("invalid role name {name:?}")))?;
+        if !cidr::allowed(&role.token_bound_cidrs, req.remote_addr) {
+            return Err(LogicalError::invalid(
+                "source address unauthorized by the role's token_bound_cidrs",
+            ));
+        }
+        let cfg = self
+            .config()
+            .await?
+            .ok_or_else(|| LogicalError::invalid("could not load backend configuration"))?;
+        let id = if cfg.kubernetes_host.is_empty() {
+            self.verify_local(&cfg, &role, &token)?
+        } else {
+            self.verify_review(&cfg, &role, &token).await?
+        };
+        if !jwt::glob_match_any(&role.bound_service_account_names, &id.service_account) {
+            return Err(LogicalError::invalid("service account name not authorized"));
+        }
+        if !jwt::glob_match_any(&role.bound_service_account_namespaces, &id.namespace) {
+            return Err(LogicalError::invalid("namespace not authorized"));
+        }
+        let mut metadata: BTreeMap<String, String> = id.metadata();
+        metadata
+            .entry("service_account_secret_name".into())
+            .or_default();
+        metadata.insert("role".into(), name);
+        Ok(Response::login(LoginGrant {
+            policies: role.token_policies.clone(),
+            no_default_policy: role.token_no_default_policy,
+            metadata,
+            display_name: format!("{}-{}", id.namespace, id.service_account),
+            ttl: role.token_ttl,
+            max_ttl: role.token_max_ttl,
+            period: role.token_period,
+            num_uses: role.token_num_uses,
+            bound_cidrs: role.token_bound_cidrs.clone(),
+            renewable: true,
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl LogicalBackend for KubernetesBackend {
+    async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
+        let rel = req.rel_path().trim_end_matches('/');
+        let op = req.operation;
+        let write = matches!(op, Operation::Update | Operation::Create);
+        match rel {
+            "login" if write => return self.login(req).await,
+            "config" if write => return self.write_config(req).await,
+            "config" if op == Operation::Read => {
+                return match self.config().await? {
+                    Some(c) => Ok(Response::data(c.to_json())),
+                    None => Err(LogicalError::NotFound(String::new())),
+                }
+            }
+            "role" if matches!(op, Operation::List | Operation::Read) => {
+                let keys = self.view.list("role/").await?;
+                if keys.is_empty() {
+                    return Err(LogicalError::NotFound(String::new()));
+                }
+                return Ok(Response::list(keys));
+            }
+            "login" | "config" | "role" => return Err(LogicalError::UnsupportedOperation),
+            _ => {}
+        }
+        let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
+            return Err(LogicalError::UnsupportedPath);
+        };
+        match op {
+            Operation::Read => match self.role(name).await? {
+                Some(r) => Ok(Response::data(r.to_json())),
+                None => Err(LogicalError::NotFound(String::new())),
+            },
+            Operation::Delete => {
+                if role::valid_name(name) {
+                    self.view.delete(&format!("role/{name}")).await?;
+                }
+                Ok(Response::empty())
+            }
+            _ if write => self.write_role(req, name).await,
+            _ => Err(LogicalError::UnsupportedOperation),
+        }
+    }
+
+    async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
+        let rel = req.rel_path().trim_end_matches('/');
+        match rel.strip_prefix("role/") {
+            Some(name) if !name.contains('/') => Ok(Some(self.role(name).await?.is_some())),
+            _ if rel == "config" => Ok(Some(self.config().await?.is_some())),
+            _ => Ok(None),
+        }
+    }
+
+    fn unauthenticated_paths(&self) -> &'static [&'static str] {
+        &["login"]
+    }
+}
