@@ -34,10 +34,11 @@ pub use crate::logical::LoginGrant;
 pub mod approle;
 pub mod cidr;
 pub mod jwt;
+pub mod jwt_method;
 pub mod limiter;
 
 /// Auth method types `sys/auth/:path` accepts (the token store is built in).
-pub const SUPPORTED_TYPES: &[&str] = &["approle"];
+pub const SUPPORTED_TYPES: &[&str] = &["approle", "jwt"];
 
 /// Start the auth method `kind` over its mount's view.
 pub async fn new_backend(
@@ -46,6 +47,7 @@ pub async fn new_backend(
 ) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
     match kind {
         "approle" => Ok(Arc::new(approle::AppRoleBackend::new(view).await?)),
+        "jwt" => Ok(Arc::new(jwt_method::JwtBackend::new(view).await?)),
         "" => Err(LogicalError::invalid("missing auth method type")),
         other => Err(unsupported(other)),
     }
