@@ -316,7 +316,8 @@ async fn bad_tokens_keys_algorithms_roles() {
     assert_eq!(s, 200, "{b}");
 }
 
-/// A tiny HTTPS server answering every request with `body`; its CA's PEM.
+/// A tiny HTTPS server serving `body` at `/keys` and an OIDC discovery document naming it at
+/// `/.well-known/openid-configuration`. Returns its base URL, its CA's PEM and its task.
 async fn jwks_server(body: String) -> (String, String, tokio::task::JoinHandle<()>) {
     hush_tests::install_crypto();
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -348,10 +349,11 @@ async fn jwks_server(body: String) -> (String, String, tokio::task::JoinHandle<(
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://{}/keys", listener.local_addr().unwrap());
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/keys")}).to_string();
     let task = tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, body) = (acceptor.clone(), body.clone());
+            let (acceptor, keys, discovery) = (acceptor.clone(), body.clone(), discovery.clone());
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
@@ -364,6 +366,12 @@ async fn jwks_server(body: String) -> (String, String, tokio::task::JoinHandle<(
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
+                let text = String::from_utf8_lossy(&req);
+                let body = match text.split(' ').nth(1) {
+                    Some("/keys") => keys,
+                    Some("/.well-known/openid-configuration") => discovery,
+                    _ => "{}".to_string(),
+                };
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -373,13 +381,14 @@ async fn jwks_server(body: String) -> (String, String, tokio::task::JoinHandle<(
             });
         }
     });
-    (url, ca.pem(), task)
+    (base, ca.pem(), task)
 }
 
 #[tokio::test]
 async fn jwks_url_over_https_with_a_test_ca() {
     let k = key(jsonwebtoken::Algorithm::EdDSA);
-    let (url, ca_pem, task) = jwks_server(json!({"keys": [k.jwk]}).to_string()).await;
+    let (base, ca_pem, task) = jwks_server(json!({"keys": [k.jwk]}).to_string()).await;
+    let url = format!("{base}/keys");
     let h = Hushd::dev().await;
     // Without the CA the server's certificate is not trusted: 400 at config time.
     let (s, b) = h
@@ -414,6 +423,35 @@ async fn jwks_url_over_https_with_a_test_ca() {
         "ci",
         &foreign.sign_kid(Some("k1"), &claims()),
         "signature",
+    )
+    .await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn oidc_discovery_over_https_with_a_test_ca() {
+    let k = key(jsonwebtoken::Algorithm::ES256);
+    let (base, ca_pem, task) = jwks_server(json!({"keys": [k.jwk]}).to_string()).await;
+    let h = Hushd::dev().await;
+    // No bound_issuer: the discovered issuer (the discovery URL) is required.
+    setup(
+        &h,
+        json!({"oidc_discovery_url": base, "oidc_discovery_ca_pem": ca_pem}),
+    )
+    .await;
+    let (s, b) = login(
+        &h,
+        "ci",
+        &k.sign_kid(Some("k1"), &with(json!({"iss": base}))),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    refused(
+        &h,
+        "issuer",
+        "ci",
+        &k.sign_kid(Some("k1"), &claims()),
+        "issuer",
     )
     .await;
     task.abort();
