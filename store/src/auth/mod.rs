@@ -22,6 +22,8 @@
 //! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`.
 //! - [`jwt`]: JWT verification (keys, algorithms, claims) for the kubernetes, jwt and gcp
 //!   methods to build on.
+//! - [`jwt_method`]: the `jwt` method (generic OIDC: JWT login with PEM keys, JWKS or discovery).
+//! - [`kubernetes`]: the `kubernetes` method (service-account JWTs, locally or by TokenReview).
 //! - [`limiter`]: failed-login rate limiting per source address.
 
 use std::sync::Arc;
@@ -34,11 +36,12 @@ pub use crate::logical::LoginGrant;
 pub mod approle;
 pub mod cidr;
 pub mod jwt;
+pub mod jwt_method;
 pub mod kubernetes;
 pub mod limiter;
 
 /// Auth method types `sys/auth/:path` accepts (the token store is built in).
-pub const SUPPORTED_TYPES: &[&str] = &["approle", "kubernetes"];
+pub const SUPPORTED_TYPES: &[&str] = &["approle", "jwt", "kubernetes"];
 
 /// Start the auth method `kind` over its mount's view.
 pub async fn new_backend(
@@ -47,6 +50,7 @@ pub async fn new_backend(
 ) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
     match kind {
         "approle" => Ok(Arc::new(approle::AppRoleBackend::new(view).await?)),
+        "jwt" => Ok(Arc::new(jwt_method::JwtBackend::new(view).await?)),
         "kubernetes" => Ok(Arc::new(kubernetes::KubernetesBackend::new(view).await?)),
         "" => Err(LogicalError::invalid("missing auth method type")),
         other => Err(unsupported(other)),
