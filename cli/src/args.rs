@@ -81,15 +81,17 @@ pub enum Command {
     /// Enable, list and disable audit devices; verify audit logs
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Start a throwaway dev server and take a short tour of the CLI
+    /// Start a throwaway dev server and agent and take a short tour
     #[command(
-        long_about = "Start a throwaway dev server and take a short tour of the CLI.\n\n\
+        long_about = "Start a throwaway dev server and agent and take a short tour.\n\n\
         Runs `hushd --dev` (in memory, unsealed, kv v2 at secret/, plain HTTP on loopback) with a \
         random root token, then runs a few hush commands against it, printing each command and \
         its output: KV versions and metadata, a read-only policy and a token scoped by it, a file \
-        audit device and `hush audit verify`. Then it prints the HUSH_ADDR/HUSH_TOKEN (and \
-        VAULT_ADDR/VAULT_TOKEN) exports for other shells and waits until Ctrl-C, which stops \
-        hushd. Nothing is kept. hushd is looked for next to the hush executable, then on PATH."
+        audit device and `hush audit verify`. Then hush-agent, with the scoped token, renders the \
+        demo secret as files on tmpfs (/dev/shm) and follows a new version live. Then it prints \
+        the HUSH_ADDR/HUSH_TOKEN (and VAULT_ADDR/VAULT_TOKEN) exports for other shells and waits \
+        until Ctrl-C, which stops the agent and hushd. Nothing is kept. hushd and hush-agent are \
+        looked for next to the hush executable, then on PATH."
     )]
     Dev(DevArgs),
 }

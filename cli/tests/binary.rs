@@ -201,7 +201,7 @@ fn help_says_the_important_things() {
         "The server address comes from -address, else HUSH_ADDR, else VAULT_ADDR",
         "`hush dev` starts a throwaway server",
         "Exit status: 0 success, 1 error, 2 usage error.",
-        "  dev       Start a throwaway dev server and take a short tour of the CLI",
+        "  dev       Start a throwaway dev server and agent and take a short tour",
         "Global options:",
     ] {
         assert!(top.contains(line), "missing {line:?} in:\n{top}");
