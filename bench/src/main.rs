@@ -32,7 +32,7 @@ struct Args {
     /// hushd binary (default: next to this binary).
     #[arg(long)]
     hushd: Option<PathBuf>,
-    /// Which scenarios: read, write or both.
+    /// Which scenarios: read, write, login (AppRole logins, each minting a durable token).
     #[arg(long, default_value = "read,write", value_delimiter = ',')]
     ops: Vec<String>,
     /// Audit settings to run: off, on or both.
@@ -75,12 +75,14 @@ async fn call(
     let body = body
         .map(|b| Bytes::from(serde_json::to_vec(b).unwrap()))
         .unwrap_or_default();
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(format!("/v1/{path}"))
-        .header("host", "127.0.0.1")
-        .header("x-vault-token", token)
-        .body(Full::new(body))?;
+        .header("host", "127.0.0.1");
+    if !token.is_empty() {
+        req = req.header("x-vault-token", token);
+    }
+    let req = req.body(Full::new(body))?;
     let resp = conn.send_request(req).await?;
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await?.to_bytes();
@@ -222,12 +224,58 @@ fn cpu_seconds(pid: &str) -> f64 {
     (tick(11) + tick(12)) as f64 / 100.0
 }
 
+/// What each client does in a loop.
+#[derive(Debug, Clone)]
+enum Workload {
+    Read,
+    Write,
+    /// `POST auth/approle/login` with this body (each success mints a durable token).
+    Login(Value),
+}
+
+/// Enable approle with a role whose secret ID never runs out; the login body.
+async fn approle_setup(server: &Server) -> Result<Value> {
+    let mut conn = connect(server.port).await?;
+    let t = &server.token;
+    let (s, b) = call(
+        &mut conn,
+        "POST",
+        "sys/auth/approle",
+        t,
+        Some(&json!({"type": "approle"})),
+    )
+    .await?;
+    if s != 204 {
+        bail!("approle enable failed: {s} {}", String::from_utf8_lossy(&b));
+    }
+    let role = json!({"token_policies": ["default"], "token_ttl": "10m"});
+    let (s, _) = call(&mut conn, "POST", "auth/approle/role/bench", t, Some(&role)).await?;
+    if s != 204 && s != 200 {
+        bail!("approle role failed: {s}");
+    }
+    let (_, b) = call(&mut conn, "GET", "auth/approle/role/bench/role-id", t, None).await?;
+    let role_id = serde_json::from_slice::<Value>(&b)?["data"]["role_id"].clone();
+    let (_, b) = call(
+        &mut conn,
+        "POST",
+        "auth/approle/role/bench/secret-id",
+        t,
+        Some(&json!({})),
+    )
+    .await?;
+    let secret_id = serde_json::from_slice::<Value>(&b)?["data"]["secret_id"].clone();
+    if !role_id.is_string() || !secret_id.is_string() {
+        bail!("approle setup gave no role_id/secret_id");
+    }
+    Ok(json!({"role_id": role_id, "secret_id": secret_id}))
+}
+
 async fn run(
     server: &Server,
     clients: usize,
     seconds: u64,
     keys: usize,
-    write: bool,
+    work: &Workload,
 ) -> Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -237,6 +285,7 @@ async fn run(
     for c in 0..clients {
         let mut conn = connect(server.port).await?;
         let (stop, token) = (stop.clone(), server.token.clone());
+        let work = work.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
             let mut errors = 0u64;
@@ -244,25 +293,32 @@ async fn run(
             while !stop.load(Ordering::Relaxed) {
                 let k = i % keys;
                 let t = Instant::now();
-                let r = if write {
-                    let body = json!({"data": {"username": "app", "password": format!("pw-{i}")}});
-                    call(
-                        &mut conn,
-                        "POST",
-                        &format!("secret/data/bench/k{k}"),
-                        &token,
-                        Some(&body),
-                    )
-                    .await
-                } else {
-                    call(
-                        &mut conn,
-                        "GET",
-                        &format!("secret/data/bench/k{k}"),
-                        &token,
-                        None,
-                    )
-                    .await
+                let r = match &work {
+                    Workload::Write => {
+                        let body =
+                            json!({"data": {"username": "app", "password": format!("pw-{i}")}});
+                        call(
+                            &mut conn,
+                            "POST",
+                            &format!("secret/data/bench/k{k}"),
+                            &token,
+                            Some(&body),
+                        )
+                        .await
+                    }
+                    Workload::Read => {
+                        call(
+                            &mut conn,
+                            "GET",
+                            &format!("secret/data/bench/k{k}"),
+                            &token,
+                            None,
+                        )
+                        .await
+                    }
+                    Workload::Login(body) => {
+                        call(&mut conn, "POST", "auth/approle/login", "", Some(body)).await
+                    }
                 };
                 match r {
                     Ok((200, _)) => lat.push(t.elapsed().as_micros() as u32),
@@ -322,13 +378,14 @@ fn main() -> Result<()> {
             };
             let server = start(&args, on).await?;
             for op in &args.ops {
-                let write = match op.as_str() {
-                    "write" => true,
-                    "read" => false,
-                    other => bail!("--ops takes read/write, not {other}"),
+                let work = match op.as_str() {
+                    "write" => Workload::Write,
+                    "read" => Workload::Read,
+                    "login" => Workload::Login(approle_setup(&server).await?),
+                    other => bail!("--ops takes read, write or login, not {other}"),
                 };
                 for &clients in &args.clients {
-                    let r = run(&server, clients, args.seconds, args.keys, write).await?;
+                    let r = run(&server, clients, args.seconds, args.keys, &work).await?;
                     let per_op = r.server_cpu * 1e6 / (r.ops.max(1) as f64);
                     println!(
                         "| {audit} | {op} | {clients} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} |",

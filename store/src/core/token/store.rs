@@ -549,7 +549,13 @@ impl TokenStore {
         };
 
         {
-            let _guard = self.lock.lock().await;
+            // The lock orders a child's creation against its parent's revocation. An orphan
+            // (every auth-method login) has no parent to race with and a fresh random id, so
+            // it does not queue behind other tokens' fsyncs.
+            let _guard = match parent {
+                Some(_) => Some(self.lock.lock().await),
+                None => None,
+            };
             if let Some(parent) = parent {
                 // The caller's entry is a snapshot: check the parent is still alive and not
                 // use-limited (a child would let it escape its use count).
