@@ -180,8 +180,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     let config = Arc::new(config);
     // Before any secret is fetched or written.
     prepare_destination(&config)?;
-    let tokens = Arc::new(TokenSource::open(&config.server.token_file)?);
     let base = Client::new(&config.server.addr, config.server.ca_cert.as_deref(), None)?;
+    let tokens = Arc::new(match &config.server.credential {
+        config::Credential::TokenFile(path) => TokenSource::open(path)?,
+        config::Credential::Login(spec) => TokenSource::for_login(spec.clone()),
+    });
+    if tokens.login_spec().is_some() {
+        // With --once a refused credential ends the run; otherwise keep trying.
+        let mut backoff = Backoff::new(
+            config.refresh_interval.min(Duration::from_secs(1)),
+            config.backoff_max,
+        );
+        let logged_in = tokens
+            .login_until_ok(&base, &mut backoff, &shutdown, config.once)
+            .await;
+        if shutdown.is_cancelled() {
+            return Ok(Finished::Done);
+        }
+        logged_in?;
+    }
     let writer = Arc::new(AtomicWriter::new(&config.destination.path)?);
     let renderer = Renderer::new(&config)?;
     let metrics = Arc::new(Metrics::new());

@@ -1,27 +1,48 @@
-//! The agent's token: read from a file (re-read when it changes) and kept alive with renew-self.
+//! The agent's token: read from a file (re-read when it changes) or got by a workload-identity
+//! login ([`login`]), and kept alive with renew-self (logging in again when it runs out).
 //!
 //! [`TokenSource`] keeps the file's *path* and the token it last read; [`TokenSource::reload`]
 //! looks at the file again (cheap: a `stat`, a read only when it changed) so a rotated token —
 //! a kubelet-projected file, a sidecar writing a new one — is picked up without a restart.
-//! [`renew`] keeps the current token alive.
+//! [`renew`] keeps the current token alive. [`TokenSource::for_login`] starts without a token;
+//! [`TokenSource::login`] gets one (and a new one whenever asked).
 
+pub mod login;
 pub mod renew;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use hush_api::wire::Auth;
+use hush_api::Client;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-/// The token file could not be used.
+use crate::config::LoginSpec;
+use crate::keeper::backoff::Backoff;
+use crate::keeper::{classify, ErrorClass};
+
+/// The token file could not be used, or a login failed. Never holds a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("could not read token file {}: {reason}", path.display())]
     Read { path: PathBuf, reason: String },
     #[error("token file {} is empty", path.display())]
     Empty { path: PathBuf },
+    #[error("could not read the {what} from {}: {reason}", path.display())]
+    Credential {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("could not log in at {path}: {source}")]
+    Login {
+        path: String,
+        source: hush_api::ClientError,
+    },
 }
 
 /// What identifies a version of the file without reading it.
@@ -48,9 +69,11 @@ struct Current {
     stamp: Option<Stamp>,
 }
 
-/// The agent's token, from a file.
+/// The agent's token, from a file or a login.
 pub struct TokenSource {
+    /// The token file; empty for a login source.
     path: PathBuf,
+    login: Option<LoginSpec>,
     current: Mutex<Current>,
     /// Bumped each time the token changes.
     changes: watch::Sender<u64>,
@@ -60,6 +83,7 @@ impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSource")
             .field("path", &self.path)
+            .field("login", &self.login)
             .field("token", &"[redacted]")
             .finish()
     }
@@ -85,9 +109,79 @@ impl TokenSource {
         let token = read_token(path)?;
         Ok(TokenSource {
             path: path.to_path_buf(),
+            login: None,
             current: Mutex::new(Current { token, stamp }),
             changes: watch::channel(0).0,
         })
+    }
+
+    /// A source that logs in; it has no token until [`TokenSource::login`] succeeds.
+    pub fn for_login(spec: LoginSpec) -> TokenSource {
+        TokenSource {
+            path: PathBuf::new(),
+            login: Some(spec),
+            current: Mutex::new(Current {
+                token: SecretString::from(String::new()),
+                stamp: None,
+            }),
+            changes: watch::channel(0).0,
+        }
+    }
+
+    /// How this source logs in, if it does.
+    pub fn login_spec(&self) -> Option<&LoginSpec> {
+        self.login.as_ref()
+    }
+
+    /// Log in (again) and make the new token current; tells subscribers. Returns the login's
+    /// `auth` block (TTL, renewable). A file source has nothing to log in with: `Ok(None)`.
+    pub async fn login(&self, base: &Client) -> Result<Option<Auth>, AuthError> {
+        let Some(spec) = &self.login else {
+            return Ok(None);
+        };
+        let auth = login::login(base, spec).await?;
+        tracing::info!(
+            method = spec.method_name(),
+            mount = %spec.mount,
+            ttl_secs = auth.lease_duration,
+            renewable = auth.renewable,
+            "logged in"
+        );
+        self.lock().token = auth.client_token.clone();
+        self.changes.send_modify(|n| *n += 1);
+        Ok(Some(auth))
+    }
+
+    /// Log in with backoff until it works or `shutdown`; `give_up` stops at the first
+    /// failure that is not transient (a refused credential, an unreadable file).
+    pub async fn login_until_ok(
+        &self,
+        base: &Client,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+        give_up: bool,
+    ) -> Result<Option<Auth>, AuthError> {
+        loop {
+            match self.login(base).await {
+                Ok(a) => {
+                    backoff.reset();
+                    return Ok(a);
+                }
+                Err(e) => {
+                    let transient = matches!(&e, AuthError::Login { source, .. }
+                        if classify(source) == ErrorClass::Transient);
+                    if give_up && !transient {
+                        return Err(e);
+                    }
+                    let d = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "login failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(e),
+                        _ = tokio::time::sleep(d) => {}
+                    }
+                }
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -108,6 +202,9 @@ impl TokenSource {
     /// Look at the file again. `Ok(true)` when it now holds another token. A file that went
     /// missing or empty keeps the last token (and is an error for the caller to log).
     pub fn reload(&self) -> Result<bool, AuthError> {
+        if self.login.is_some() {
+            return Ok(false);
+        }
         let now = stamp(&self.path);
         if now.is_some() && now == self.lock().stamp {
             return Ok(false);

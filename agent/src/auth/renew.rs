@@ -1,6 +1,10 @@
 //! Keeping the token alive: `lookup-self`, then `renew-self` at about 2/3 of its TTL (with
 //! jitter), again and again. A token that is not renewable or has no TTL is left alone. A
 //! new token in the file starts over. Failures are retried with backoff.
+//!
+//! A login source ([`TokenSource::for_login`]) logs in again instead of idling: when its token
+//! is not renewable (at about 2/3 of its TTL), when a renewal comes back capped by the maximum
+//! TTL (before it runs out), and when lookup or renewal get a 403 (revoked).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +79,30 @@ pub async fn run(
     }
 
     let mut errors = ErrorLog::default();
+    let logs_in = tokens.login_spec().is_some();
+    // Log in again (with backoff) and start over with the new token.
+    macro_rules! relogin {
+        () => {{
+            if tokens
+                .login_until_ok(&base, &mut backoff, &shutdown, false)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }};
+    }
+    // Wait for `d`, then log in again (unless a new token came meanwhile). The caller then
+    // starts over with `continue 'token`.
+    macro_rules! relogin_in {
+        ($d:expr) => {{
+            match wait!(Some($d)) {
+                Wake::Shutdown => return,
+                Wake::TokenChanged => {}
+                Wake::Elapsed => relogin!(),
+            }
+        }};
+    }
 
     'token: loop {
         changes.borrow_and_update();
@@ -87,6 +115,10 @@ pub async fn run(
             Err(e) => {
                 let class = classify(&e);
                 errors.log("could not look up the agent's token", &e);
+                if logs_in && class == ErrorClass::Forbidden {
+                    relogin!();
+                    continue 'token;
+                }
                 let d = match class {
                     ErrorClass::Transient => backoff.next_delay(),
                     _ => settings.recheck,
@@ -103,6 +135,14 @@ pub async fn run(
         let mut renewable = renewable;
         loop {
             let delay = match plan(ttl, renewable) {
+                Plan::Idle if logs_in && ttl > 0 => {
+                    tracing::info!(
+                        ttl_secs = ttl,
+                        "the agent's token is not renewable: logging in again before it expires"
+                    );
+                    relogin_in!(renew_delay(Duration::from_secs(ttl)));
+                    continue 'token;
+                }
                 Plan::Idle => {
                     tracing::info!(
                         ttl_secs = ttl,
@@ -139,12 +179,25 @@ pub async fn run(
                         );
                     }
                     errors.clear();
+                    let capped = auth.lease_duration < ttl;
                     ttl = auth.lease_duration;
                     renewable = auth.renewable;
                     observer.token_ttl(ttl);
+                    if logs_in && capped && ttl > 0 {
+                        tracing::info!(
+                            ttl_secs = ttl,
+                            "the agent's token reached its maximum TTL: logging in again before it expires"
+                        );
+                        relogin_in!(renew_delay(Duration::from_secs(ttl)));
+                        continue 'token;
+                    }
                 }
                 Err(e) => {
                     errors.log("could not renew the agent's token", &e);
+                    if logs_in && classify(&e) == ErrorClass::Forbidden {
+                        relogin!();
+                        continue 'token;
+                    }
                     let d = match classify(&e) {
                         ErrorClass::Transient => backoff.next_delay(),
                         _ => settings.recheck,

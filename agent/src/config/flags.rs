@@ -24,6 +24,25 @@ pub struct Flags {
     /// File holding the agent's token; re-read when it changes.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Log in by workload identity instead of --token-file: kubernetes, jwt or approle.
+    #[arg(long = "auth", value_name = "METHOD")]
+    pub auth_method: Option<String>,
+    /// Role to log in as (kubernetes, jwt).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Mount path of the auth method [default: the method's name].
+    #[arg(long, value_name = "PATH")]
+    pub auth_mount: Option<String>,
+    /// File holding the JWT, re-read at each login [kubernetes default: the projected
+    /// service-account token].
+    #[arg(long, value_name = "FILE")]
+    pub jwt_file: Option<PathBuf>,
+    /// File holding the AppRole role_id.
+    #[arg(long, value_name = "FILE")]
+    pub role_id_file: Option<PathBuf>,
+    /// File holding the AppRole secret_id.
+    #[arg(long, value_name = "FILE")]
+    pub secret_id_file: Option<PathBuf>,
     /// A file NAME in the destination from the secret at API PATH (e.g. secret/data/app/db):
     /// with #FIELD that field's raw value, without it the JSON of the data. Repeatable.
     #[arg(long = "secret", value_name = "NAME=PATH[#FIELD]")]
@@ -131,6 +150,12 @@ impl Flags {
         set(&mut raw.server.addr, self.addr);
         set(&mut raw.server.ca_cert, self.ca_cert);
         set(&mut raw.server.token_file, self.token_file);
+        set(&mut raw.auth.method, self.auth_method);
+        set(&mut raw.auth.role, self.role);
+        set(&mut raw.auth.mount, self.auth_mount);
+        set(&mut raw.auth.jwt_file, self.jwt_file);
+        set(&mut raw.auth.role_id_file, self.role_id_file);
+        set(&mut raw.auth.secret_id_file, self.secret_id_file);
         set(&mut raw.destination.path, self.dest);
         flag(&mut raw.destination.allow_disk, self.allow_disk);
         flag(&mut raw.destination.mount_tmpfs, self.mount_tmpfs);

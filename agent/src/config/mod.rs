@@ -3,6 +3,7 @@
 //! Everything is checked here, before the agent binds a port or reads a secret: an invalid
 //! config is one [`ConfigError`] with one exact message, and the binary exits 64.
 
+mod credential;
 pub mod duration;
 pub mod flags;
 pub mod raw;
@@ -44,8 +45,64 @@ pub struct Config {
 pub struct Server {
     pub addr: String,
     pub ca_cert: Option<PathBuf>,
-    pub token_file: PathBuf,
+    /// Where the token comes from: a file, or a login.
+    pub credential: Credential,
 }
+
+/// The agent's token: exactly one of a token file or a workload-identity login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    TokenFile(PathBuf),
+    Login(LoginSpec),
+}
+
+/// How the agent logs in (paths only: the credentials are read from them at each login).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSpec {
+    /// Mount path without slashes, e.g. `kubernetes` (login at `auth/<mount>/login`).
+    pub mount: String,
+    pub method: LoginMethod,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// `{role, jwt}` with the JWT read from `jwt_file` (kubernetes and jwt methods).
+    Jwt {
+        kind: JwtKind,
+        role: String,
+        jwt_file: PathBuf,
+    },
+    /// `{role_id, secret_id}`.
+    AppRole {
+        role_id_file: PathBuf,
+        secret_id_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtKind {
+    Kubernetes,
+    Jwt,
+}
+
+impl LoginSpec {
+    /// `kubernetes`, `jwt` or `approle`.
+    pub fn method_name(&self) -> &'static str {
+        match &self.method {
+            LoginMethod::Jwt {
+                kind: JwtKind::Kubernetes,
+                ..
+            } => "kubernetes",
+            LoginMethod::Jwt {
+                kind: JwtKind::Jwt, ..
+            } => "jwt",
+            LoginMethod::AppRole { .. } => "approle",
+        }
+    }
+}
+
+/// Where kubelet projects the service-account token.
+pub const DEFAULT_K8S_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// A secret to read: one API path, however many names and files refer to it.
 #[derive(Debug, Clone, PartialEq, Eq)]

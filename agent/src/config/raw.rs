@@ -7,6 +7,14 @@
 //! ca_cert = "/etc/hush/ca.pem"
 //! token_file = "/var/run/hush/token"
 //!
+//! [auth]                      # instead of server.token_file: log in by workload identity
+//! method = "kubernetes"       # kubernetes | jwt | approle
+//! mount = "kubernetes"        # default: the method's name
+//! role = "web"                # kubernetes and jwt
+//! jwt_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # re-read at each login
+//! # role_id_file = "/etc/hush/role-id"       # approle
+//! # secret_id_file = "/etc/hush/secret-id"   # approle (optional with bind_secret_id=false)
+//!
 //! [agent]
 //! refresh_interval = "60s"    # how often KV metadata is checked for a new version
 //! backoff_max = "5m"          # cap of the retry backoff during outages
@@ -60,6 +68,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
     pub agent: RawAgent,
     #[serde(default)]
     pub destination: RawDestination,
@@ -80,6 +90,18 @@ pub struct RawServer {
     pub addr: Option<String>,
     pub ca_cert: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+}
+
+/// `[auth]`: workload-identity login (paths only; the credentials stay in their files).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub method: Option<String>,
+    pub mount: Option<String>,
+    pub role: Option<String>,
+    pub jwt_file: Option<PathBuf>,
+    pub role_id_file: Option<PathBuf>,
+    pub secret_id_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -146,10 +146,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             _ => return err("no server address: set --addr or server.addr"),
         },
         ca_cert: raw.server.ca_cert,
-        token_file: match raw.server.token_file {
-            Some(p) => p,
-            None => return err("no token: set --token-file or server.token_file"),
-        },
+        credential: super::credential::credential(raw.server.token_file, raw.auth)?,
     };
     if !(server.addr.starts_with("http://") || server.addr.starts_with("https://")) {
         return err(format!(

@@ -174,6 +174,7 @@ impl Keeper {
         }
         let mut client = self.base.with_token(Some(self.tokens.token()));
         let on_forbidden = self.config.on_forbidden;
+        let mut relogin_tried = false;
         // Read every source, a few at a time (a start with 1,000 secrets spent 3/4 of its time
         // waiting on one request after another); results come back in order.
         let observer = self.observer.as_ref();
@@ -195,6 +196,28 @@ impl Keeper {
             {
                 client = self.base.with_token(Some(self.tokens.token()));
                 fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
+            }
+            // A login token that is no longer valid (revoked, expired): log in again, once.
+            if matches!(&fetch, Fetch::Failed(e) if classify(e) == ErrorClass::Forbidden)
+                && self.tokens.login_spec().is_some()
+                && !relogin_tried
+            {
+                relogin_tried = true;
+                let lookup = client.token_lookup_self().await;
+                if matches!(&lookup, Err(e) if classify(e) == ErrorClass::Forbidden) {
+                    tracing::info!("the agent's token is no longer valid; logging in again");
+                    match self.tokens.login(&self.base).await {
+                        Ok(_) => {
+                            client = self.base.with_token(Some(self.tokens.token()));
+                            fetch =
+                                source::fetch(&client, src, state, self.observer.as_ref()).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "login failed");
+                            report.transient = true;
+                        }
+                    }
+                }
             }
             let applied = source::apply(src, state, fetch, on_forbidden);
             self.dirty |= applied.changed;

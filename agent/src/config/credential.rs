@@ -1,0 +1,237 @@
+//! `--token-file` or `--auth` (`server.token_file` or `[auth]`): exactly one, each checked.
+
+use std::path::PathBuf;
+
+use super::raw::RawAuth;
+use super::{ConfigError, Credential, JwtKind, LoginMethod, LoginSpec, DEFAULT_K8S_JWT_FILE};
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// A mount path: segments of letters, digits, `_`, `-` and `.`, slashes trimmed.
+fn mount_path(text: &str) -> Result<String, ConfigError> {
+    let m = text.trim().trim_matches('/');
+    let ok = !m.is_empty()
+        && m.split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
+    if ok {
+        Ok(m.to_string())
+    } else {
+        err(format!(
+            "auth mount {text:?}: want a mount path like kubernetes or k8s/prod"
+        ))
+    }
+}
+
+fn non_empty(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.filter(|p| !p.as_os_str().is_empty())
+}
+
+/// Decide where the agent's token comes from.
+pub fn credential(token_file: Option<PathBuf>, auth: RawAuth) -> Result<Credential, ConfigError> {
+    let token_file = non_empty(token_file);
+    let Some(method) = auth.method.as_deref().map(str::trim) else {
+        if auth.role.is_some()
+            || auth.mount.is_some()
+            || auth.jwt_file.is_some()
+            || auth.role_id_file.is_some()
+            || auth.secret_id_file.is_some()
+        {
+            return err("auth settings given without a method: set --auth or auth.method");
+        }
+        return match token_file {
+            Some(p) => Ok(Credential::TokenFile(p)),
+            None => err("no token: set --token-file or --auth (server.token_file or auth.method)"),
+        };
+    };
+    if token_file.is_some() {
+        return err("--token-file and --auth are mutually exclusive: give one of them");
+    }
+    let kind = match method {
+        "kubernetes" => Some(JwtKind::Kubernetes),
+        "jwt" => Some(JwtKind::Jwt),
+        "approle" => None,
+        other => {
+            return err(format!(
+                "auth method {other:?}: want kubernetes, jwt or approle"
+            ))
+        }
+    };
+    let mount = mount_path(auth.mount.as_deref().unwrap_or(method))?;
+    let method = match kind {
+        Some(kind) => {
+            if auth.role_id_file.is_some() || auth.secret_id_file.is_some() {
+                return err(format!(
+                    "--role-id-file and --secret-id-file are only for --auth approle, not {method}"
+                ));
+            }
+            let role = match auth.role.as_deref().map(str::trim) {
+                Some(r) if !r.is_empty() => r.to_string(),
+                _ => return err(format!("--auth {method} needs --role (auth.role)")),
+            };
+            let jwt_file = match (non_empty(auth.jwt_file), kind) {
+                (Some(p), _) => p,
+                (None, JwtKind::Kubernetes) => PathBuf::from(DEFAULT_K8S_JWT_FILE),
+                (None, JwtKind::Jwt) => {
+                    return err("--auth jwt needs --jwt-file (auth.jwt_file)");
+                }
+            };
+            LoginMethod::Jwt {
+                kind,
+                role,
+                jwt_file,
+            }
+        }
+        None => {
+            if auth.role.is_some() || auth.jwt_file.is_some() {
+                return err(
+                    "--role and --jwt-file are not used by --auth approle: it logs in with --role-id-file and --secret-id-file",
+                );
+            }
+            let Some(role_id_file) = non_empty(auth.role_id_file) else {
+                return err("--auth approle needs --role-id-file (auth.role_id_file)");
+            };
+            LoginMethod::AppRole {
+                role_id_file,
+                secret_id_file: non_empty(auth.secret_id_file),
+            }
+        }
+    };
+    Ok(Credential::Login(LoginSpec { mount, method }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(method: &str) -> RawAuth {
+        RawAuth {
+            method: Some(method.into()),
+            ..RawAuth::default()
+        }
+    }
+
+    fn msg(r: Result<Credential, ConfigError>) -> String {
+        r.expect_err("must be refused").0
+    }
+
+    #[test]
+    fn token_file_alone_and_neither() {
+        assert_eq!(
+            credential(Some("/t".into()), RawAuth::default()).unwrap(),
+            Credential::TokenFile("/t".into())
+        );
+        assert_eq!(
+            msg(credential(None, RawAuth::default())),
+            "no token: set --token-file or --auth (server.token_file or auth.method)"
+        );
+    }
+
+    #[test]
+    fn token_file_and_auth_are_exclusive() {
+        assert_eq!(
+            msg(credential(Some("/t".into()), auth("approle"))),
+            "--token-file and --auth are mutually exclusive: give one of them"
+        );
+    }
+
+    #[test]
+    fn kubernetes_defaults_mount_and_jwt_file() {
+        let mut a = auth("kubernetes");
+        a.role = Some("web".into());
+        let Credential::Login(spec) = credential(None, a).unwrap() else {
+            panic!("a login");
+        };
+        assert_eq!(spec.mount, "kubernetes");
+        assert_eq!(spec.method_name(), "kubernetes");
+        assert_eq!(
+            spec.method,
+            LoginMethod::Jwt {
+                kind: JwtKind::Kubernetes,
+                role: "web".into(),
+                jwt_file: DEFAULT_K8S_JWT_FILE.into(),
+            }
+        );
+    }
+
+    #[test]
+    fn jwt_needs_role_and_file_and_mount_is_checked() {
+        assert_eq!(
+            msg(credential(None, auth("jwt"))),
+            "--auth jwt needs --role (auth.role)"
+        );
+        let mut a = auth("jwt");
+        a.role = Some("r".into());
+        assert_eq!(
+            msg(credential(None, a)),
+            "--auth jwt needs --jwt-file (auth.jwt_file)"
+        );
+        let mut a = auth("jwt");
+        a.role = Some("r".into());
+        a.jwt_file = Some("/j".into());
+        a.mount = Some("/oidc/prod/".into());
+        let Credential::Login(spec) = credential(None, a).unwrap() else {
+            panic!("a login");
+        };
+        assert_eq!(spec.mount, "oidc/prod");
+        let mut a = auth("jwt");
+        a.role = Some("r".into());
+        a.jwt_file = Some("/j".into());
+        a.mount = Some("a/../b".into());
+        assert_eq!(
+            msg(credential(None, a)),
+            "auth mount \"a/../b\": want a mount path like kubernetes or k8s/prod"
+        );
+    }
+
+    #[test]
+    fn approle_needs_role_id_and_refuses_jwt_settings() {
+        assert_eq!(
+            msg(credential(None, auth("approle"))),
+            "--auth approle needs --role-id-file (auth.role_id_file)"
+        );
+        let mut a = auth("approle");
+        a.role_id_file = Some("/r".into());
+        a.role = Some("x".into());
+        assert!(msg(credential(None, a)).contains("not used by --auth approle"));
+        let mut a = auth("approle");
+        a.role_id_file = Some("/r".into());
+        a.secret_id_file = Some("/s".into());
+        assert_eq!(
+            credential(None, a).unwrap(),
+            Credential::Login(LoginSpec {
+                mount: "approle".into(),
+                method: LoginMethod::AppRole {
+                    role_id_file: "/r".into(),
+                    secret_id_file: Some("/s".into()),
+                },
+            })
+        );
+        let mut a = auth("kubernetes");
+        a.role = Some("web".into());
+        a.role_id_file = Some("/r".into());
+        assert!(msg(credential(None, a)).contains("only for --auth approle"));
+    }
+
+    #[test]
+    fn unknown_method_and_settings_without_method() {
+        assert_eq!(
+            msg(credential(None, auth("aws"))),
+            "auth method \"aws\": want kubernetes, jwt or approle"
+        );
+        let a = RawAuth {
+            role: Some("web".into()),
+            ..RawAuth::default()
+        };
+        assert_eq!(
+            msg(credential(Some("/t".into()), a)),
+            "auth settings given without a method: set --auth or auth.method"
+        );
+    }
+}
