@@ -24,6 +24,12 @@ pub enum Operation {
     Patch,
     Delete,
     List,
+    /// Extend a lease: sent to the engine that issued it by the expiration manager only
+    /// (never from HTTP), with [`Request::lease`] set.
+    Renew,
+    /// End a lease (drop the credential): from the expiration manager only, with
+    /// [`Request::lease`] set.
+    Revoke,
 }
 
 impl Operation {
@@ -36,6 +42,8 @@ impl Operation {
             Operation::Patch => "patch",
             Operation::Delete => "delete",
             Operation::List => "list",
+            Operation::Renew => "renew",
+            Operation::Revoke => "revoke",
         }
     }
 }
@@ -60,6 +68,8 @@ pub struct Request {
     /// The caller's token entry, set by the core once the token checked out.
     pub token_entry: Option<Arc<TokenEntry>>,
     pub remote_addr: Option<IpAddr>,
+    /// For [`Operation::Renew`] and [`Operation::Revoke`]: the lease in question.
+    pub lease: Option<LeaseContext>,
 }
 
 impl std::fmt::Debug for Request {
@@ -87,6 +97,7 @@ impl Request {
             client_token: None,
             token_entry: None,
             remote_addr: None,
+            lease: None,
         }
     }
 
@@ -160,6 +171,56 @@ pub struct LoginGrant {
     pub renewable: bool,
 }
 
+/// The lease terms an engine attaches to a dynamic secret it issues (Vault's `logical.Secret`).
+/// The core registers the lease with the expiration manager, which answers the client with
+/// [`LeaseInfo`] and later sends the engine [`Operation::Renew`] / [`Operation::Revoke`]
+/// requests carrying `internal` back in a [`LeaseContext`]. Durations are seconds; a `ttl` of
+/// 0 takes the mount's default lease TTL, a `max_ttl` of 0 the mount's (or system) max.
+#[derive(Clone, Default, PartialEq)]
+pub struct SecretLease {
+    pub ttl: u64,
+    pub max_ttl: u64,
+    pub renewable: bool,
+    /// What the engine needs to renew or revoke (a username, the role name). Stored with the
+    /// lease behind the barrier; never shown to clients or written to logs.
+    pub internal: Data,
+}
+
+impl std::fmt::Debug for SecretLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretLease")
+            .field("ttl", &self.ttl)
+            .field("max_ttl", &self.max_ttl)
+            .field("renewable", &self.renewable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lease a [`Operation::Renew`] or [`Operation::Revoke`] request is about; set only by
+/// the expiration manager. An engine answers a renewal with a [`Response`] whose `secret`
+/// holds the TTL it grants (within `max_ttl`, which the manager enforces again), and a
+/// revocation with an empty response once the credential is gone.
+#[derive(Clone)]
+pub struct LeaseContext {
+    pub lease_id: String,
+    /// [`SecretLease::internal`] as the engine stored it at issue.
+    pub internal: Data,
+    pub issue_time: chrono::DateTime<chrono::Utc>,
+    /// When the lease ends now (before this renewal).
+    pub expire_time: chrono::DateTime<chrono::Utc>,
+    /// The extension the client asked for, in seconds (0: the engine's default TTL).
+    pub increment: u64,
+}
+
+impl std::fmt::Debug for LeaseContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseContext")
+            .field("lease_id", &self.lease_id)
+            .field("expire_time", &self.expire_time)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A lease attached to a response (dynamic secrets; the lease manager fills it in).
 #[derive(Debug, Clone, Default)]
 pub struct LeaseInfo {
@@ -176,6 +237,8 @@ pub struct Response {
     pub auth: Option<Auth>,
     /// Set by an auth method's login path; the core replaces it with `auth`.
     pub login: Option<LoginGrant>,
+    /// Set by an engine issuing a dynamic secret; the core turns it into `lease`.
+    pub secret: Option<SecretLease>,
     pub lease: Option<LeaseInfo>,
     pub warnings: Vec<String>,
     /// HTTP status override (e.g. 404 with a body for a deleted KV version).
@@ -228,6 +291,14 @@ impl Response {
     /// Vault's list response: `{"keys": [...]}`.
     pub fn list(keys: Vec<String>) -> Self {
         Response::data(serde_json::json!({ "keys": keys }))
+    }
+
+    /// A dynamic secret: `data` under a lease with these terms.
+    pub fn leased(data: Value, secret: SecretLease) -> Self {
+        Response {
+            secret: Some(secret),
+            ..Response::data(data)
+        }
     }
 
     /// A successful login: the core mints the token.

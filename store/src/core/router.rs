@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use super::token::TokenStore;
 use super::{sys, Core, Unsealed};
 use crate::barrier::{Barrier, BarrierView};
-use crate::engines::kv::KvBackend;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub const MOUNTS_PATH: &str = "core/mounts";
@@ -225,12 +224,7 @@ impl Router {
         if entry.path.starts_with("auth/") {
             return crate::auth::new_backend(&entry.kind, view).await;
         }
-        match entry.kind.as_str() {
-            "kv" => Ok(Arc::new(KvBackend::new(view).await?)),
-            other => Err(LogicalError::invalid(format!(
-                "unknown secrets engine type {other:?}: hushd supports \"kv\" (version 2)"
-            ))),
-        }
+        crate::engines::new_backend(&entry.kind, view).await
     }
 
     /// Find the target of a request path.
@@ -306,7 +300,7 @@ impl Router {
     ) -> Result<MountEntry, LogicalError> {
         let path = normalize_mount_path(path);
         validate_mount_path(&path)?;
-        let (kind, options) = normalize_kind(kind, options)?;
+        let (kind, options) = crate::engines::normalize_kind(kind, options)?;
         self.insert(path, kind, description, options).await
     }
 
@@ -472,41 +466,6 @@ fn validate_mount_path(path: &str) -> Result<(), LogicalError> {
     Ok(())
 }
 
-/// Accept `kv` with options.version 2, or `kv-v2`; refuse version 1.
-fn normalize_kind(
-    kind: &str,
-    options: Value,
-) -> Result<(String, serde_json::Map<String, Value>), LogicalError> {
-    let mut options = match options {
-        Value::Object(m) => m,
-        Value::Null => Default::default(),
-        _ => return Err(LogicalError::invalid("options must be an object")),
-    };
-    match kind {
-        "kv" | "kv-v2" => {
-            let version = match options.get("version") {
-                None | Some(Value::Null) if kind == "kv-v2" => "2".to_string(),
-                None | Some(Value::Null) => "1".to_string(),
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                Some(_) => return Err(LogicalError::invalid("options.version must be 2")),
-            };
-            if version != "2" {
-                return Err(LogicalError::invalid(format!(
-                    "kv version {version} is not supported: hushd serves kv version 2 only \
-                     (pass options.version=2)"
-                )));
-            }
-            options.insert("version".into(), Value::String("2".into()));
-            Ok(("kv".into(), options))
-        }
-        "" => Err(LogicalError::invalid("missing secrets engine type")),
-        other => Err(LogicalError::invalid(format!(
-            "unknown secrets engine type {other:?}: hushd supports \"kv\" (version 2)"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,15 +480,5 @@ mod tests {
         assert!(validate_mount_path("auth/x/").is_err());
         assert!(validate_mount_path("we ird/").is_err());
         assert!(validate_mount_path("team-a/kv/").is_ok());
-    }
-
-    #[test]
-    fn kv_version_rules() {
-        assert_eq!(normalize_kind("kv-v2", Value::Null).unwrap().0, "kv");
-        assert!(normalize_kind("kv", json!({"version": 2})).is_ok());
-        assert!(normalize_kind("kv", json!({"version": "2"})).is_ok());
-        assert!(normalize_kind("kv", Value::Null).is_err());
-        assert!(normalize_kind("kv", json!({"version": "1"})).is_err());
-        assert!(normalize_kind("transit", Value::Null).is_err());
     }
 }

@@ -185,6 +185,8 @@ impl Acl {
             Operation::Patch => Capabilities::PATCH,
             Operation::Delete => Capabilities::DELETE,
             Operation::List => Capabilities::LIST,
+            // Lease operations come from the expiration manager, never through an ACL.
+            Operation::Renew | Operation::Revoke => return false,
         };
         caps.contains(needed) && (!needs_sudo || caps.contains(Capabilities::SUDO))
     }

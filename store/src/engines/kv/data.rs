@@ -32,6 +32,8 @@ pub(super) async fn handle(
         Operation::Patch => patch(kv, req, &key).await,
         Operation::Delete => soft_delete_latest(kv, &key).await,
         Operation::List => Err(LogicalError::UnsupportedPath),
+        // KV secrets carry no lease.
+        Operation::Renew | Operation::Revoke => Err(LogicalError::UnsupportedOperation),
     }
 }
 

@@ -170,7 +170,9 @@ pub(super) async fn handle(
         Operation::Update | Operation::Create => write(kv, req, &key).await,
         Operation::Patch => patch(kv, req, &key).await,
         Operation::Delete => delete(kv, &key).await,
-        Operation::List => Err(LogicalError::UnsupportedOperation),
+        Operation::List | Operation::Renew | Operation::Revoke => {
+            Err(LogicalError::UnsupportedOperation)
+        }
     }
 }
 
