@@ -39,6 +39,7 @@ pub mod jwt;
 pub mod jwt_method;
 pub mod kubernetes;
 pub mod limiter;
+pub mod role;
 
 /// Auth method types `sys/auth/:path` accepts (the token store is built in).
 pub const SUPPORTED_TYPES: &[&str] = &["approle", "jwt", "kubernetes"];

@@ -28,9 +28,7 @@ use crate::barrier::BarrierView;
 use crate::core::token::ttl::add_seconds;
 use crate::core::token::Clock;
 use crate::duration::field_secs;
-use crate::logical::{
-    field_u64, LogicalBackend, LogicalError, LoginGrant, Operation, Request, Response,
-};
+use crate::logical::{field_u64, LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod role;
 #[cfg(test)]
@@ -167,7 +165,7 @@ impl AppRoleBackend {
     }
 
     async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
-        if !role::valid_name(name) {
+        if !crate::auth::role::valid_name(name) {
             return Ok(None);
         }
         Ok(self.view.get_json(&format!("role/{name}")).await?)
@@ -178,7 +176,7 @@ impl AppRoleBackend {
     }
 
     async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
-        if !role::valid_name(name) {
+        if !crate::auth::role::valid_name(name) {
             return Err(LogicalError::invalid(format!(
                 "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
             )));
@@ -270,10 +268,11 @@ impl AppRoleBackend {
                 "num_uses cannot be higher than the role's secret_id_num_uses",
             ));
         }
-        let cidr_list =
-            cidr::parse_list(&role::list_field(&req.data, "cidr_list")?.unwrap_or_default())?;
+        let cidr_list = cidr::parse_list(
+            &crate::auth::role::list_field(&req.data, "cidr_list")?.unwrap_or_default(),
+        )?;
         let token_bound_cidrs = cidr::parse_list(
-            &role::list_field(&req.data, "token_bound_cidrs")?.unwrap_or_default(),
+            &crate::auth::role::list_field(&req.data, "token_bound_cidrs")?.unwrap_or_default(),
         )?;
         let metadata = metadata_field(req)?;
         let secret_id = Zeroizing::new(uuid::Uuid::new_v4().to_string());
@@ -434,13 +433,13 @@ impl AppRoleBackend {
                 "source address unauthorized by the role's CIDR restrictions",
             ));
         }
-        if !cidr::allowed(&role.token_bound_cidrs, req.remote_addr) {
+        if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
             return Err(LogicalError::invalid(
                 "source address unauthorized by the role's token_bound_cidrs",
             ));
         }
         let mut metadata = BTreeMap::new();
-        let mut bound_cidrs = role.token_bound_cidrs.clone();
+        let mut bound_cidrs = role.token.token_bound_cidrs.clone();
         if role.bind_secret_id {
             let secret_id = required(req, "secret_id")?;
             let _guard = self.lock.lock().await;
@@ -479,18 +478,9 @@ impl AppRoleBackend {
             }
         }
         metadata.insert("role_name".into(), name);
-        Ok(Response::login(LoginGrant {
-            policies: role.token_policies.clone(),
-            no_default_policy: role.token_no_default_policy,
-            metadata,
-            display_name: String::new(),
-            ttl: role.token_ttl,
-            max_ttl: role.token_max_ttl,
-            period: role.token_period,
-            num_uses: role.token_num_uses,
-            bound_cidrs,
-            renewable: true,
-        }))
+        let mut grant = role.token.grant(metadata, String::new());
+        grant.bound_cidrs = bound_cidrs;
+        Ok(Response::login(grant))
     }
 
     async fn role_id(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::cidr;
+use crate::auth::role::{list_field, role_json, TokenParams};
 use crate::duration::field_secs;
 use crate::logical::{field_bool, field_u64, Data, LogicalError};
 
@@ -16,51 +17,16 @@ pub struct Role {
     pub secret_id_ttl: u64,
     pub secret_id_num_uses: u64,
     pub secret_id_bound_cidrs: Vec<String>,
-    pub token_policies: Vec<String>,
-    pub token_ttl: u64,
-    pub token_max_ttl: u64,
-    pub token_num_uses: u64,
-    pub token_period: u64,
-    pub token_bound_cidrs: Vec<String>,
-    pub token_no_default_policy: bool,
+    #[serde(flatten)]
+    pub token: TokenParams,
 }
 
 impl std::fmt::Debug for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Role")
             .field("bind_secret_id", &self.bind_secret_id)
-            .field("token_policies", &self.token_policies)
+            .field("token_policies", &self.token.token_policies)
             .finish_non_exhaustive()
-    }
-}
-
-/// Role names: letters, digits, `-`, `_`, `.`, `@`; at most 128 bytes.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-}
-
-/// A list given as a JSON array of strings or a comma-separated string.
-pub fn list_field(data: &Data, key: &str) -> Result<Option<Vec<String>>, LogicalError> {
-    let bad = || LogicalError::invalid(format!("{key} must be a list of strings"));
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(
-            s.split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect(),
-        )),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
-            .filter(|r| r.as_ref().map_or(true, |s| !s.is_empty()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(bad()),
     }
 }
 
@@ -88,51 +54,18 @@ impl Role {
         if let Some(v) = list_field(data, "secret_id_bound_cidrs")? {
             self.secret_id_bound_cidrs = cidr::parse_list(&v)?;
         }
-        // `policies` is Vault's deprecated name of `token_policies`.
-        if let Some(v) = list_field(data, "token_policies")?.or(list_field(data, "policies")?) {
-            self.token_policies = v.into_iter().map(|p| p.to_lowercase()).collect();
-        }
-        if let Some(v) = field_secs(data, "token_ttl")? {
-            self.token_ttl = v;
-        }
-        if let Some(v) = field_secs(data, "token_max_ttl")? {
-            self.token_max_ttl = v;
-        }
-        if let Some(v) = field_u64(data, "token_num_uses")? {
-            self.token_num_uses = v;
-        }
-        if let Some(v) = field_secs(data, "token_period")?.or(field_secs(data, "period")?) {
-            self.token_period = v;
-        }
-        if let Some(v) = list_field(data, "token_bound_cidrs")? {
-            self.token_bound_cidrs = cidr::parse_list(&v)?;
-        }
-        if let Some(v) = field_bool(data, "token_no_default_policy")? {
-            self.token_no_default_policy = v;
-        }
-        if let Some(t) = data.get("token_type").and_then(Value::as_str) {
-            if !matches!(t, "" | "default" | "service") {
-                return Err(LogicalError::invalid(format!(
-                    "token_type {t:?} is not supported: hushd issues service tokens"
-                )));
-            }
-        }
+        self.token.update(data)?;
         self.check()
     }
 
     fn check(&self) -> Result<(), LogicalError> {
         if !self.bind_secret_id
             && self.secret_id_bound_cidrs.is_empty()
-            && self.token_bound_cidrs.is_empty()
+            && self.token.token_bound_cidrs.is_empty()
         {
             return Err(LogicalError::invalid(
                 "at least one constraint should be enabled on the role: bind_secret_id, \
                  secret_id_bound_cidrs or token_bound_cidrs",
-            ));
-        }
-        if self.token_max_ttl > 0 && self.token_ttl > self.token_max_ttl {
-            return Err(LogicalError::invalid(
-                "token_ttl should not be greater than token_max_ttl",
             ));
         }
         Ok(())
@@ -140,24 +73,16 @@ impl Role {
 
     /// The role as Vault's `GET role/:name` shows it (without the role ID).
     pub fn to_json(&self) -> Value {
-        json!({
-            "bind_secret_id": self.bind_secret_id,
-            "local_secret_ids": false,
-            "secret_id_bound_cidrs": self.secret_id_bound_cidrs,
-            "secret_id_num_uses": self.secret_id_num_uses,
-            "secret_id_ttl": self.secret_id_ttl,
-            "token_bound_cidrs": self.token_bound_cidrs,
-            "token_explicit_max_ttl": 0,
-            "token_max_ttl": self.token_max_ttl,
-            "token_no_default_policy": self.token_no_default_policy,
-            "token_num_uses": self.token_num_uses,
-            "token_period": self.token_period,
-            "token_policies": self.token_policies,
-            "policies": self.token_policies,
-            "period": self.token_period,
-            "token_ttl": self.token_ttl,
-            "token_type": "default",
-        })
+        role_json(
+            json!({
+                "bind_secret_id": self.bind_secret_id,
+                "local_secret_ids": false,
+                "secret_id_bound_cidrs": self.secret_id_bound_cidrs,
+                "secret_id_num_uses": self.secret_id_num_uses,
+                "secret_id_ttl": self.secret_id_ttl,
+            }),
+            &self.token,
+        )
     }
 }
 
@@ -177,12 +102,12 @@ mod tests {
             "secret_id_num_uses": "3", "secret_id_bound_cidrs": ["10.0.0.0/8"],
         })))
         .unwrap();
-        assert_eq!(r.token_policies, vec!["a", "b"]);
-        assert_eq!((r.token_ttl, r.token_max_ttl), (3600, 7200));
+        assert_eq!(r.token.token_policies, vec!["a", "b"]);
+        assert_eq!((r.token.token_ttl, r.token.token_max_ttl), (3600, 7200));
         assert_eq!(r.secret_id_num_uses, 3);
         assert!(r.bind_secret_id);
         r.update(&data(json!({"policies": ["old"]}))).unwrap();
-        assert_eq!(r.token_policies, vec!["old"]);
+        assert_eq!(r.token.token_policies, vec!["old"]);
     }
 
     #[test]
@@ -207,13 +132,5 @@ mod tests {
             json!({"bind_secret_id": false, "token_bound_cidrs": "127.0.0.1/32"}),
         ))
         .unwrap();
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_name("web-app_1.x@y"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("a/b"));
-        assert!(!valid_name(&"a".repeat(129)));
     }
 }

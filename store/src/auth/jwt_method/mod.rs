@@ -20,14 +20,14 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::approle::role::list_field;
 use crate::auth::cidr;
 use crate::auth::jwt::{
     self, claim_mappings, discover, match_bound_claims, user_claim, Algorithm, Claims, JwtError,
     KeySet, RemoteKeySet,
 };
+use crate::auth::role::list_field;
 use crate::barrier::BarrierView;
-use crate::logical::{LogicalBackend, LogicalError, LoginGrant, Operation, Request, Response};
+use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod role;
 #[cfg(test)]
@@ -311,7 +311,7 @@ impl JwtBackend {
             None => return Err(LogicalError::invalid("missing role")),
         };
         let role = self.role(&name).await?.ok_or_else(|| no_role(&name))?;
-        if !cidr::allowed(&role.token_bound_cidrs, req.remote_addr) {
+        if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
             return Err(LogicalError::invalid(
                 "source address unauthorized by the role's token_bound_cidrs",
             ));
@@ -331,18 +331,7 @@ impl JwtBackend {
         let user = user_claim(&claims, &role.user_claim).map_err(token_error)?;
         let mut metadata = claim_mappings(&claims, &role.claim_mappings).map_err(token_error)?;
         metadata.insert("role".into(), name);
-        Ok(Response::login(LoginGrant {
-            policies: role.token_policies.clone(),
-            no_default_policy: role.token_no_default_policy,
-            metadata,
-            display_name: user,
-            ttl: role.token_ttl,
-            max_ttl: role.token_max_ttl,
-            period: role.token_period,
-            num_uses: role.token_num_uses,
-            bound_cidrs: role.token_bound_cidrs.clone(),
-            renewable: true,
-        }))
+        Ok(Response::login(role.token.grant(metadata, user)))
     }
 }
 

@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::auth::approle::role::list_field;
-use crate::auth::cidr;
 use crate::auth::jwt::{BoundClaimsType, Validation};
-use crate::duration::{field_secs, parse_secs};
-use crate::logical::{field_bool, field_u64, Data, LogicalError};
+use crate::auth::role::{list_field, role_json, TokenParams};
+use crate::duration::parse_secs;
+use crate::logical::{Data, LogicalError};
 
-pub use crate::auth::approle::role::valid_name;
+pub use crate::auth::role::valid_name;
 
 /// A stored role. Nothing in it is secret (bound values and policies only).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -27,13 +26,8 @@ pub struct JwtRole {
     pub clock_skew_leeway: i64,
     pub expiration_leeway: i64,
     pub not_before_leeway: i64,
-    pub token_policies: Vec<String>,
-    pub token_ttl: u64,
-    pub token_max_ttl: u64,
-    pub token_num_uses: u64,
-    pub token_period: u64,
-    pub token_bound_cidrs: Vec<String>,
-    pub token_no_default_policy: bool,
+    #[serde(flatten)]
+    pub token: TokenParams,
 }
 
 /// A leeway: whole seconds (negative allowed: "none") or a duration string.
@@ -144,35 +138,7 @@ impl JwtRole {
                 *slot = v;
             }
         }
-        // `policies` and `period` are Vault's deprecated names.
-        if let Some(v) = list_field(data, "token_policies")?.or(list_field(data, "policies")?) {
-            self.token_policies = v.into_iter().map(|p| p.to_lowercase()).collect();
-        }
-        if let Some(v) = field_secs(data, "token_ttl")? {
-            self.token_ttl = v;
-        }
-        if let Some(v) = field_secs(data, "token_max_ttl")? {
-            self.token_max_ttl = v;
-        }
-        if let Some(v) = field_u64(data, "token_num_uses")? {
-            self.token_num_uses = v;
-        }
-        if let Some(v) = field_secs(data, "token_period")?.or(field_secs(data, "period")?) {
-            self.token_period = v;
-        }
-        if let Some(v) = list_field(data, "token_bound_cidrs")? {
-            self.token_bound_cidrs = cidr::parse_list(&v)?;
-        }
-        if let Some(v) = field_bool(data, "token_no_default_policy")? {
-            self.token_no_default_policy = v;
-        }
-        if let Some(t) = data.get("token_type").and_then(Value::as_str) {
-            if !matches!(t, "" | "default" | "service") {
-                return Err(LogicalError::invalid(format!(
-                    "token_type {t:?} is not supported: hushd issues service tokens"
-                )));
-            }
-        }
+        self.token.update(data)?;
         self.check()
     }
 
@@ -185,7 +151,7 @@ impl JwtRole {
         if self.bound_audiences.is_empty()
             && self.bound_subject.is_empty()
             && self.bound_claims.is_empty()
-            && self.token_bound_cidrs.is_empty()
+            && self.token.token_bound_cidrs.is_empty()
         {
             return Err(LogicalError::invalid(
                 "must have at least one bound constraint when creating/updating a role \
@@ -204,11 +170,6 @@ impl JwtRole {
                      bound_claims_type is \"glob\"",
                 ));
             }
-        }
-        if self.token_max_ttl > 0 && self.token_ttl > self.token_max_ttl {
-            return Err(LogicalError::invalid(
-                "token_ttl should not be greater than token_max_ttl",
-            ));
         }
         Ok(())
     }
@@ -231,30 +192,22 @@ impl JwtRole {
 
     /// The role as Vault's `GET role/:name` shows it.
     pub fn to_json(&self) -> Value {
-        json!({
-            "role_type": "jwt",
-            "bound_audiences": self.bound_audiences,
-            "user_claim": self.user_claim,
-            "user_claim_json_pointer": self.user_claim.starts_with('/'),
-            "bound_subject": self.bound_subject,
-            "bound_claims": if self.bound_claims.is_empty() { Value::Null } else { Value::Object(self.bound_claims.clone()) },
-            "bound_claims_type": if self.bound_claims_type.is_empty() { "string" } else { &self.bound_claims_type },
-            "claim_mappings": if self.claim_mappings.is_empty() { Value::Null } else { json!(self.claim_mappings) },
-            "groups_claim": "",
-            "clock_skew_leeway": self.clock_skew_leeway,
-            "expiration_leeway": self.expiration_leeway,
-            "not_before_leeway": self.not_before_leeway,
-            "token_bound_cidrs": self.token_bound_cidrs,
-            "token_explicit_max_ttl": 0,
-            "token_max_ttl": self.token_max_ttl,
-            "token_no_default_policy": self.token_no_default_policy,
-            "token_num_uses": self.token_num_uses,
-            "token_period": self.token_period,
-            "token_policies": self.token_policies,
-            "policies": self.token_policies,
-            "period": self.token_period,
-            "token_ttl": self.token_ttl,
-            "token_type": "default",
-        })
+        role_json(
+            json!({
+                "role_type": "jwt",
+                "bound_audiences": self.bound_audiences,
+                "user_claim": self.user_claim,
+                "user_claim_json_pointer": self.user_claim.starts_with('/'),
+                "bound_subject": self.bound_subject,
+                "bound_claims": if self.bound_claims.is_empty() { Value::Null } else { Value::Object(self.bound_claims.clone()) },
+                "bound_claims_type": if self.bound_claims_type.is_empty() { "string" } else { &self.bound_claims_type },
+                "claim_mappings": if self.claim_mappings.is_empty() { Value::Null } else { json!(self.claim_mappings) },
+                "groups_claim": "",
+                "clock_skew_leeway": self.clock_skew_leeway,
+                "expiration_leeway": self.expiration_leeway,
+                "not_before_leeway": self.not_before_leeway,
+            }),
+            &self.token,
+        )
     }
 }

@@ -23,9 +23,7 @@ use serde_json::{json, Value};
 use crate::auth::cidr;
 use crate::auth::jwt::{self, Algorithm, JwtError, K8sIdentity, KeySet, Validation};
 use crate::barrier::BarrierView;
-use crate::logical::{
-    field_bool, LogicalBackend, LogicalError, LoginGrant, Operation, Request, Response,
-};
+use crate::logical::{field_bool, LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod review;
 pub mod role;
@@ -315,7 +313,7 @@ impl KubernetesBackend {
             .role(&name)
             .await?
             .ok_or_else(|| LogicalError::invalid(format!("invalid role name {name:?}")))?;
-        if !cidr::allowed(&role.token_bound_cidrs, req.remote_addr) {
+        if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
             return Err(LogicalError::invalid(
                 "source address unauthorized by the role's token_bound_cidrs",
             ));
@@ -340,18 +338,10 @@ impl KubernetesBackend {
             .entry("service_account_secret_name".into())
             .or_default();
         metadata.insert("role".into(), name);
-        Ok(Response::login(LoginGrant {
-            policies: role.token_policies.clone(),
-            no_default_policy: role.token_no_default_policy,
+        Ok(Response::login(role.token.grant(
             metadata,
-            display_name: format!("{}-{}", id.namespace, id.service_account),
-            ttl: role.token_ttl,
-            max_ttl: role.token_max_ttl,
-            period: role.token_period,
-            num_uses: role.token_num_uses,
-            bound_cidrs: role.token_bound_cidrs.clone(),
-            renewable: true,
-        }))
+            format!("{}-{}", id.namespace, id.service_account),
+        )))
     }
 }
 

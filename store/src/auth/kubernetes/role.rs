@@ -3,12 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::approle::role::list_field;
-use crate::auth::cidr;
-use crate::duration::field_secs;
-use crate::logical::{field_bool, field_u64, Data, LogicalError};
+use crate::auth::role::{list_field, role_json, TokenParams};
+use crate::logical::{Data, LogicalError};
 
-pub use crate::auth::approle::role::valid_name;
+pub use crate::auth::role::valid_name;
 
 /// A stored role (no secrets in it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -20,13 +18,8 @@ pub struct Role {
     /// When set, the token's `aud` must contain it (and the TokenReview asks for it).
     pub audience: String,
     pub alias_name_source: String,
-    pub token_policies: Vec<String>,
-    pub token_ttl: u64,
-    pub token_max_ttl: u64,
-    pub token_num_uses: u64,
-    pub token_period: u64,
-    pub token_bound_cidrs: Vec<String>,
-    pub token_no_default_policy: bool,
+    #[serde(flatten)]
+    pub token: TokenParams,
 }
 
 impl Role {
@@ -53,35 +46,7 @@ impl Role {
             }
             self.alias_name_source = v.to_string();
         }
-        // `policies` and `period` are Vault's deprecated names.
-        if let Some(v) = list_field(data, "token_policies")?.or(list_field(data, "policies")?) {
-            self.token_policies = v.into_iter().map(|p| p.to_lowercase()).collect();
-        }
-        if let Some(v) = field_secs(data, "token_ttl")?.or(field_secs(data, "ttl")?) {
-            self.token_ttl = v;
-        }
-        if let Some(v) = field_secs(data, "token_max_ttl")?.or(field_secs(data, "max_ttl")?) {
-            self.token_max_ttl = v;
-        }
-        if let Some(v) = field_u64(data, "token_num_uses")? {
-            self.token_num_uses = v;
-        }
-        if let Some(v) = field_secs(data, "token_period")?.or(field_secs(data, "period")?) {
-            self.token_period = v;
-        }
-        if let Some(v) = list_field(data, "token_bound_cidrs")? {
-            self.token_bound_cidrs = cidr::parse_list(&v)?;
-        }
-        if let Some(v) = field_bool(data, "token_no_default_policy")? {
-            self.token_no_default_policy = v;
-        }
-        if let Some(t) = data.get("token_type").and_then(Value::as_str) {
-            if !matches!(t, "" | "default" | "service") {
-                return Err(LogicalError::invalid(format!(
-                    "token_type {t:?} is not supported: hushd issues service tokens"
-                )));
-            }
-        }
+        self.token.update(data)?;
         self.check()
     }
 
@@ -102,38 +67,23 @@ impl Role {
                 "service_account_names and service_account_namespaces can not both be \"*\"",
             ));
         }
-        if self.token_max_ttl > 0 && self.token_ttl > self.token_max_ttl {
-            return Err(LogicalError::invalid(
-                "token_ttl should not be greater than token_max_ttl",
-            ));
-        }
         Ok(())
     }
 
     /// The role as Vault's `GET role/:name` shows it.
     pub fn to_json(&self) -> Value {
-        json!({
-            "bound_service_account_names": self.bound_service_account_names,
-            "bound_service_account_namespaces": self.bound_service_account_namespaces,
-            "audience": self.audience,
-            "alias_name_source": if self.alias_name_source.is_empty() {
-                "serviceaccount_uid"
-            } else {
-                self.alias_name_source.as_str()
-            },
-            "token_bound_cidrs": self.token_bound_cidrs,
-            "token_explicit_max_ttl": 0,
-            "token_max_ttl": self.token_max_ttl,
-            "token_no_default_policy": self.token_no_default_policy,
-            "token_num_uses": self.token_num_uses,
-            "token_period": self.token_period,
-            "token_policies": self.token_policies,
-            "policies": self.token_policies,
-            "period": self.token_period,
-            "ttl": self.token_ttl,
-            "max_ttl": self.token_max_ttl,
-            "token_ttl": self.token_ttl,
-            "token_type": "default",
-        })
+        role_json(
+            json!({
+                "bound_service_account_names": self.bound_service_account_names,
+                "bound_service_account_namespaces": self.bound_service_account_namespaces,
+                "audience": self.audience,
+                "alias_name_source": if self.alias_name_source.is_empty() {
+                    "serviceaccount_uid"
+                } else {
+                    self.alias_name_source.as_str()
+                },
+            }),
+            &self.token,
+        )
     }
 }

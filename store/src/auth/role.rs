@@ -1,0 +1,248 @@
+//! What every auth method's role shares: name rules, list fields and the token parameters
+//! (Vault's `tokenutil.TokenParams`): the `token_*` fields a role stores, reads back and turns
+//! into a [`LoginGrant`] on a good login.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::auth::cidr;
+use crate::duration::field_secs;
+use crate::logical::{field_bool, field_u64, Data, LogicalError, LoginGrant};
+
+/// Role names: letters, digits, `-`, `_`, `.`, `@`; at most 128 bytes.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+/// A list given as a JSON array of strings or a comma-separated string.
+pub fn list_field(data: &Data, key: &str) -> Result<Option<Vec<String>>, LogicalError> {
+    let bad = || LogicalError::invalid(format!("{key} must be a list of strings"));
+    match data.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(
+            s.split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        )),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
+            .filter(|r| r.as_ref().map_or(true, |s| !s.is_empty()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The token a role's logins get. Stored flattened into each role (the same top-level keys
+/// as before it was shared). Durations are seconds; 0 = not set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct TokenParams {
+    pub token_policies: Vec<String>,
+    pub token_ttl: u64,
+    pub token_max_ttl: u64,
+    /// A hard cap that renewals cannot pass, whatever the mount says.
+    pub token_explicit_max_ttl: u64,
+    pub token_num_uses: u64,
+    pub token_period: u64,
+    pub token_bound_cidrs: Vec<String>,
+    pub token_no_default_policy: bool,
+}
+
+impl TokenParams {
+    /// Apply the `token_*` fields present in a role write (and Vault's deprecated names
+    /// `policies`, `ttl`, `max_ttl`, `period`). Checks `token_ttl <= token_max_ttl`.
+    pub fn update(&mut self, data: &Data) -> Result<(), LogicalError> {
+        if let Some(v) = list_field(data, "token_policies")?.or(list_field(data, "policies")?) {
+            self.token_policies = v.into_iter().map(|p| p.to_lowercase()).collect();
+        }
+        if let Some(v) = field_secs(data, "token_ttl")?.or(field_secs(data, "ttl")?) {
+            self.token_ttl = v;
+        }
+        if let Some(v) = field_secs(data, "token_max_ttl")?.or(field_secs(data, "max_ttl")?) {
+            self.token_max_ttl = v;
+        }
+        if let Some(v) = field_secs(data, "token_explicit_max_ttl")? {
+            self.token_explicit_max_ttl = v;
+        }
+        if let Some(v) = field_u64(data, "token_num_uses")? {
+            self.token_num_uses = v;
+        }
+        if let Some(v) = field_secs(data, "token_period")?.or(field_secs(data, "period")?) {
+            self.token_period = v;
+        }
+        if let Some(v) = list_field(data, "token_bound_cidrs")? {
+            self.token_bound_cidrs = cidr::parse_list(&v)?;
+        }
+        if let Some(v) = field_bool(data, "token_no_default_policy")? {
+            self.token_no_default_policy = v;
+        }
+        if let Some(t) = data.get("token_type").and_then(Value::as_str) {
+            if !matches!(t, "" | "default" | "service") {
+                return Err(LogicalError::invalid(format!(
+                    "token_type {t:?} is not supported: hushd issues service tokens"
+                )));
+            }
+        }
+        if self.token_max_ttl > 0 && self.token_ttl > self.token_max_ttl {
+            return Err(LogicalError::invalid(
+                "token_ttl should not be greater than token_max_ttl",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fields as Vault's `GET role/:name` shows them, deprecated names included.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let v = json!({
+            "token_bound_cidrs": self.token_bound_cidrs,
+            "token_explicit_max_ttl": self.token_explicit_max_ttl,
+            "token_max_ttl": self.token_max_ttl,
+            "token_no_default_policy": self.token_no_default_policy,
+            "token_num_uses": self.token_num_uses,
+            "token_period": self.token_period,
+            "token_policies": self.token_policies,
+            "token_ttl": self.token_ttl,
+            "token_type": "default",
+            "policies": self.token_policies,
+            "period": self.token_period,
+            "ttl": self.token_ttl,
+            "max_ttl": self.token_max_ttl,
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// The grant for a good login as this role.
+    pub fn grant(&self, metadata: BTreeMap<String, String>, display_name: String) -> LoginGrant {
+        let max_ttl = match (self.token_max_ttl, self.token_explicit_max_ttl) {
+            (0, e) => e,
+            (m, 0) => m,
+            (m, e) => m.min(e),
+        };
+        LoginGrant {
+            policies: self.token_policies.clone(),
+            no_default_policy: self.token_no_default_policy,
+            metadata,
+            display_name,
+            ttl: self.token_ttl,
+            max_ttl,
+            period: self.token_period,
+            num_uses: self.token_num_uses,
+            bound_cidrs: self.token_bound_cidrs.clone(),
+            renewable: true,
+        }
+    }
+}
+
+/// A role's JSON for `GET role/:name`: its own fields plus the token parameters.
+pub fn role_json(own: Value, token: &TokenParams) -> Value {
+    let mut m = match own {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    m.extend(token.to_json());
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(v: Value) -> Data {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn fields_are_read_as_vault_sends_them() {
+        let mut t = TokenParams::default();
+        t.update(&data(json!({
+            "token_policies": "a, B", "token_ttl": "1h", "token_max_ttl": 7200,
+            "token_num_uses": "3", "token_bound_cidrs": ["10.0.0.0/8"],
+        })))
+        .unwrap();
+        assert_eq!(t.token_policies, vec!["a", "b"]);
+        assert_eq!(
+            (t.token_ttl, t.token_max_ttl, t.token_num_uses),
+            (3600, 7200, 3)
+        );
+        t.update(&data(json!({"policies": ["old"], "period": "1m"})))
+            .unwrap();
+        assert_eq!(
+            (t.token_policies.clone(), t.token_period),
+            (vec!["old".into()], 60)
+        );
+        let j = t.to_json();
+        assert_eq!(j["token_ttl"], 3600);
+        assert_eq!(j["policies"], json!(["old"]));
+    }
+
+    #[test]
+    fn bad_fields_are_refused() {
+        for bad in [
+            json!({"token_ttl": "soon"}),
+            json!({"token_bound_cidrs": ["10.0.0.0/40"]}),
+            json!({"token_policies": [1]}),
+            json!({"token_ttl": 100, "token_max_ttl": 10}),
+            json!({"token_type": "batch"}),
+            json!({"token_no_default_policy": "maybe"}),
+        ] {
+            let mut t = TokenParams::default();
+            assert_eq!(
+                t.update(&data(bad.clone())).unwrap_err().status(),
+                400,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_grant_takes_the_tighter_max_ttl() {
+        let mut t = TokenParams::default();
+        t.update(&data(
+            json!({"token_max_ttl": 600, "token_explicit_max_ttl": 300}),
+        ))
+        .unwrap();
+        let g = t.grant(BTreeMap::new(), "x".into());
+        assert_eq!((g.max_ttl, g.display_name.as_str()), (300, "x"));
+        t.token_explicit_max_ttl = 0;
+        assert_eq!(t.grant(BTreeMap::new(), String::new()).max_ttl, 600);
+        t.token_max_ttl = 0;
+        t.token_explicit_max_ttl = 50;
+        assert_eq!(t.grant(BTreeMap::new(), String::new()).max_ttl, 50);
+    }
+
+    #[test]
+    fn stored_roles_keep_their_shape() {
+        #[derive(Serialize, Deserialize, Default)]
+        struct R {
+            name: String,
+            #[serde(flatten)]
+            token: TokenParams,
+        }
+        let old = json!({"name": "r", "token_policies": ["p"], "token_ttl": 5});
+        let r: R = serde_json::from_value(old).unwrap();
+        assert_eq!((r.token.token_policies.len(), r.token.token_ttl), (1, 5));
+        let back = serde_json::to_value(&r).unwrap();
+        assert_eq!(back["token_ttl"], 5);
+        assert!(back.get("token").is_none());
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web-app_1.x@y"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(&"a".repeat(129)));
+    }
+}
