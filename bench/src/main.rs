@@ -32,7 +32,8 @@ struct Args {
     /// hushd binary (default: next to this binary).
     #[arg(long)]
     hushd: Option<PathBuf>,
-    /// Which scenarios: read, write, login (AppRole logins, each minting a durable token).
+    /// Which scenarios: read, write, login (AppRole logins, each minting a durable token),
+    /// login-k8s (Kubernetes logins in local mode: an ES256 JWT checked against pem_keys).
     #[arg(long, default_value = "read,write", value_delimiter = ',')]
     ops: Vec<String>,
     /// Audit settings to run: off, on or both.
@@ -229,8 +230,8 @@ fn cpu_seconds(pid: &str) -> f64 {
 enum Workload {
     Read,
     Write,
-    /// `POST auth/approle/login` with this body (each success mints a durable token).
-    Login(Value),
+    /// `POST` this login path with this body (each success mints a durable token).
+    Login(&'static str, Value),
 }
 
 /// Enable approle with a role whose secret ID never runs out; the login body.
@@ -268,6 +269,61 @@ async fn approle_setup(server: &Server) -> Result<Value> {
         bail!("approle setup gave no role_id/secret_id");
     }
     Ok(json!({"role_id": role_id, "secret_id": secret_id}))
+}
+
+/// POST `body` to `path` as the root token; fail unless 200 or 204.
+async fn setup_call(server: &Server, path: &str, body: Value) -> Result<()> {
+    let mut conn = connect(server.port).await?;
+    let (s, b) = call(&mut conn, "POST", path, &server.token, Some(&body)).await?;
+    if s != 204 && s != 200 {
+        bail!("{path} failed: {s} {}", String::from_utf8_lossy(&b));
+    }
+    Ok(())
+}
+
+/// Enable kubernetes in local mode (a P-256 key made here, no API server) with a role for
+/// `default/bench`; the login body with a projected-style token signed by that key.
+async fn kubernetes_setup(server: &Server) -> Result<Value> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let issuer = "https://kubernetes.default.svc.cluster.local";
+    setup_call(server, "sys/auth/kubernetes", json!({"type": "kubernetes"})).await?;
+    setup_call(
+        server,
+        "auth/kubernetes/config",
+        json!({"pem_keys": [key.public_key_pem()], "issuer": issuer}),
+    )
+    .await?;
+    setup_call(
+        server,
+        "auth/kubernetes/role/bench",
+        json!({
+            "bound_service_account_names": ["bench"],
+            "bound_service_account_namespaces": ["default"],
+            "audience": "vault",
+            "token_policies": ["default"],
+            "token_ttl": "10m",
+        }),
+    )
+    .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = json!({
+        "iss": issuer, "aud": ["vault"], "sub": "system:serviceaccount:default:bench",
+        "exp": now + 3600, "iat": now, "nbf": now,
+        "kubernetes.io": {
+            "namespace": "default",
+            "serviceaccount": {"name": "bench", "uid": "bench-uid"},
+            "pod": {"name": "bench-0", "uid": "pod-uid"},
+        },
+    });
+    let enc = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes())?;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &enc,
+    )?;
+    Ok(json!({"role": "bench", "jwt": jwt}))
 }
 
 async fn run(
@@ -316,8 +372,8 @@ async fn run(
                         )
                         .await
                     }
-                    Workload::Login(body) => {
-                        call(&mut conn, "POST", "auth/approle/login", "", Some(body)).await
+                    Workload::Login(path, body) => {
+                        call(&mut conn, "POST", path, "", Some(body)).await
                     }
                 };
                 match r {
@@ -381,8 +437,11 @@ fn main() -> Result<()> {
                 let work = match op.as_str() {
                     "write" => Workload::Write,
                     "read" => Workload::Read,
-                    "login" => Workload::Login(approle_setup(&server).await?),
-                    other => bail!("--ops takes read, write or login, not {other}"),
+                    "login" => Workload::Login("auth/approle/login", approle_setup(&server).await?),
+                    "login-k8s" => {
+                        Workload::Login("auth/kubernetes/login", kubernetes_setup(&server).await?)
+                    }
+                    other => bail!("--ops takes read, write, login or login-k8s, not {other}"),
                 };
                 for &clients in &args.clients {
                     let r = run(&server, clients, args.seconds, args.keys, &work).await?;

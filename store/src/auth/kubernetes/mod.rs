@@ -16,6 +16,8 @@
 //! The JWT is never logged, stored, or put in an error message.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -172,12 +174,27 @@ fn jwt_err(e: JwtError) -> LogicalError {
     }
 }
 
+/// The stored config with its `pem_keys` parsed, kept between logins until the config is
+/// written again (a login then costs no decryption, JSON or PEM parsing of the config).
+struct Loaded {
+    cfg: Config,
+    keys: Result<KeySet, JwtError>,
+}
+
 /// The kubernetes backend of one mount.
-#[derive(Debug)]
 pub struct KubernetesBackend {
     view: BarrierView,
     /// The clock for token times (Unix seconds); injectable for tests.
     now: fn() -> u64,
+    loaded: parking_lot::RwLock<Option<Arc<Loaded>>>,
+    /// Bumped by each config write: a load that started before it is not cached.
+    config_gen: AtomicU64,
+}
+
+impl std::fmt::Debug for KubernetesBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesBackend").finish_non_exhaustive()
+    }
 }
 
 impl KubernetesBackend {
@@ -187,11 +204,34 @@ impl KubernetesBackend {
 
     /// As [`KubernetesBackend::new`], with an injected clock (tests).
     pub fn with_clock(view: BarrierView, now: fn() -> u64) -> Self {
-        KubernetesBackend { view, now }
+        KubernetesBackend {
+            view,
+            now,
+            loaded: parking_lot::RwLock::new(None),
+            config_gen: AtomicU64::new(0),
+        }
     }
 
     async fn config(&self) -> Result<Option<Config>, LogicalError> {
         Ok(self.view.get_json("config").await?)
+    }
+
+    /// The config and its parsed keys, from the cache or storage.
+    async fn loaded(&self) -> Result<Option<Arc<Loaded>>, LogicalError> {
+        if let Some(l) = self.loaded.read().clone() {
+            return Ok(Some(l));
+        }
+        let gen = self.config_gen.load(Ordering::Acquire);
+        let Some(cfg) = self.config().await? else {
+            return Ok(None);
+        };
+        let keys = KeySet::from_pem(&cfg.pem_keys);
+        let l = Arc::new(Loaded { cfg, keys });
+        let mut slot = self.loaded.write();
+        if self.config_gen.load(Ordering::Acquire) == gen {
+            *slot = Some(l.clone());
+        }
+        Ok(Some(l))
     }
 
     async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
@@ -205,6 +245,8 @@ impl KubernetesBackend {
         let mut cfg = self.config().await?.unwrap_or_default();
         cfg.update(req)?;
         self.view.put_json("config", &cfg).await?;
+        self.config_gen.fetch_add(1, Ordering::AcqRel);
+        *self.loaded.write() = None;
         Ok(Response::empty())
     }
 
@@ -223,11 +265,14 @@ impl KubernetesBackend {
     /// The identity of a token checked locally against `pem_keys`.
     fn verify_local(
         &self,
-        cfg: &Config,
+        loaded: &Loaded,
         role: &Role,
         token: &str,
     ) -> Result<K8sIdentity, LogicalError> {
-        let keys = KeySet::from_pem(&cfg.pem_keys)
+        let cfg = &loaded.cfg;
+        let keys = loaded
+            .keys
+            .as_ref()
             .map_err(|e| LogicalError::Internal(format!("pem_keys: {e}")))?;
         let validation = Validation {
             algorithms: Algorithm::ALL.to_vec(),
@@ -240,7 +285,7 @@ impl KubernetesBackend {
             require_exp: false,
             ..Validation::default()
         };
-        let claims = jwt::verify(token, &keys, &validation, (self.now)()).map_err(jwt_err)?;
+        let claims = jwt::verify(token, keys, &validation, (self.now)()).map_err(jwt_err)?;
         if !cfg.disable_iss_validation {
             let legacy = !claims.contains_key("kubernetes.io");
             let want = match cfg.issuer.as_str() {
@@ -318,14 +363,14 @@ impl KubernetesBackend {
                 "source address unauthorized by the role's token_bound_cidrs",
             ));
         }
-        let cfg = self
-            .config()
+        let loaded = self
+            .loaded()
             .await?
             .ok_or_else(|| LogicalError::invalid("could not load backend configuration"))?;
-        let id = if cfg.kubernetes_host.is_empty() {
-            self.verify_local(&cfg, &role, &token)?
+        let id = if loaded.cfg.kubernetes_host.is_empty() {
+            self.verify_local(&loaded, &role, &token)?
         } else {
-            self.verify_review(&cfg, &role, &token).await?
+            self.verify_review(&loaded.cfg, &role, &token).await?
         };
         if !jwt::glob_match_any(&role.bound_service_account_names, &id.service_account) {
             return Err(LogicalError::invalid("service account name not authorized"));

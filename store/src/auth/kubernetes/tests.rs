@@ -360,3 +360,23 @@ fn review_responses_are_parsed() {
         Err(ReviewError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn a_new_config_takes_effect_at_the_next_login() {
+    let b = configured().await;
+    let by_a = sign(key_a(), &projected("prod", "web"));
+    let by_b = sign(key_b(), &projected("prod", "web"));
+    assert!(login(&b, "web", &by_a).await.is_ok());
+    assert_eq!(err_msg(login(&b, "web", &by_b).await).0, 400);
+    // The parsed keys are cached between logins; a config write must replace them.
+    call(
+        &b,
+        Operation::Update,
+        "config",
+        json!({"pem_keys": [key_b().public_pem]}),
+    )
+    .await
+    .unwrap();
+    assert!(login(&b, "web", &by_b).await.is_ok());
+    assert_eq!(err_msg(login(&b, "web", &by_a).await).0, 400);
+}
