@@ -49,6 +49,8 @@ use telemetry::Metrics;
 const CHILD_GRACE: Duration = Duration::from_secs(3);
 /// Longest wait for `revoke-self` at exit.
 const REVOKE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Least wait between two cycles driven by lease times.
+const LEASE_MIN_WAIT: Duration = Duration::from_millis(50);
 /// Mode of a tmpfs the agent mounts.
 const TMPFS_MODE: u32 = 0o755;
 
@@ -226,6 +228,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             r = keeper.cycle() => r,
         };
         if report.complete {
+            if keeper.holds_leases() {
+                // Leave the leases (and the token they hang on) to the long-running agent.
+                let state = keeper.handoff_state().await;
+                match keeper::handoff::write(&config.destination.path, &state) {
+                    Ok(()) => tracing::info!(
+                        leases = state.leases.len(),
+                        file = keeper::handoff::FILE_NAME,
+                        "handed the leases over to the next agent"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "could not hand the leases over"),
+                }
+            }
             return Ok(Finished::Done);
         }
         let mut problems = report.problems;
@@ -233,6 +247,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             problems = keeper.render_problems();
         }
         return Err(RunError::Incomplete(problems));
+    }
+
+    match keeper::handoff::take(&config.destination.path) {
+        Ok(Some(state)) => {
+            let n = keeper.adopt(state).await;
+            tracing::info!(adopted = n, "took over the leases of the --once run");
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "ignoring the handed-over leases"),
     }
 
     // Background tasks stop on their own token, after the main loop.
@@ -311,12 +334,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
                 child = Some(Supervisor::spawn(spec, &child_env(&config, &keeper))?);
             }
         }
-        let delay = if report.transient {
+        let mut delay = if report.transient {
             backoff.next_delay()
         } else {
             backoff.reset();
             config.refresh_interval
         };
+        // A lease due sooner (renewal, new credentials, revoking a replaced one) comes first;
+        // after a failure the backoff rules.
+        if let (false, Some(due)) = (report.transient, keeper.next_due()) {
+            let until = due.saturating_duration_since(std::time::Instant::now());
+            delay = delay.min(until.max(LEASE_MIN_WAIT));
+        }
         let child_exit = async {
             match &child {
                 Some(c) => c.exited().await,
@@ -337,6 +366,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     if let (Some(c), Finished::Done) = (&child, finished) {
         let exit = c.shutdown(Signal::SIGTERM).await;
         tracing::info!(exit = %exit, "stopped the supervised process");
+    }
+    if config.revoke_leases_on_exit && keeper.holds_leases() {
+        match tokio::time::timeout(REVOKE_TIMEOUT, keeper.revoke_all_leases()).await {
+            Ok(()) => {}
+            Err(_) => tracing::warn!("revoking the leases timed out; they run out by themselves"),
+        }
     }
     if config.revoke_on_exit {
         let client = base.with_token(Some(tokens.token()));

@@ -14,6 +14,6 @@ pub mod client;
 pub mod error;
 pub mod wire;
 
-pub use client::{install_crypto_provider, Client};
+pub use client::{install_crypto_provider, Client, LeaseTerms};
 pub use error::ClientError;
 pub use wire::VaultResponse;

@@ -184,6 +184,12 @@ impl TokenSource {
         }
     }
 
+    /// Bumped each time the token changes (a login, a new file): leases made under an older
+    /// generation die with their token.
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -83,6 +83,14 @@ pub struct Flags {
     /// Revoke the agent's token when it exits.
     #[arg(long)]
     pub revoke_on_exit: bool,
+    /// How long replaced dynamic credentials stay valid (for the app to move over) before the
+    /// agent revokes their lease [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub lease_grace: Option<String>,
+    /// At exit, leave leases to run out instead of revoking them (--once always does: it hands
+    /// them to the long-running agent).
+    #[arg(long)]
+    pub keep_leases: bool,
     /// What a 403 on a secret does to its files: keep (default) or remove.
     #[arg(long, value_name = "keep|remove")]
     pub on_forbidden: Option<String>,
@@ -165,6 +173,10 @@ impl Flags {
         set(&mut raw.agent.on_forbidden, self.on_forbidden);
         set(&mut raw.agent.metrics_listen, self.metrics_listen);
         flag(&mut raw.agent.revoke_on_exit, self.revoke_on_exit);
+        set(&mut raw.agent.lease_grace, self.lease_grace);
+        if self.keep_leases {
+            raw.agent.revoke_leases_on_exit = Some(false);
+        }
         flag(&mut raw.agent.once, self.once);
         if let Some(cmd) = self.notify_command {
             raw.notify.command = Some(vec!["/bin/sh".into(), "-c".into(), cmd]);

@@ -36,6 +36,10 @@ pub struct Config {
     pub on_forbidden: OnForbidden,
     pub once: bool,
     pub revoke_on_exit: bool,
+    /// How long replaced dynamic credentials stay valid before their lease is revoked.
+    pub lease_grace: Duration,
+    /// Revoke held leases at exit (never with `once`: they are handed over).
+    pub revoke_leases_on_exit: bool,
     pub metrics_listen: Option<SocketAddr>,
     pub notify: Notify,
     pub exec: Option<Exec>,
@@ -214,6 +218,8 @@ pub enum ChildOnChange {
 
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long replaced dynamic credentials stay valid before their lease is revoked.
+pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TMPFS_SIZE: u64 = 16 << 20;
 pub const DEFAULT_MODE: u32 = 0o400;

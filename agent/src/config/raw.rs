@@ -20,6 +20,8 @@
 //! backoff_max = "5m"          # cap of the retry backoff during outages
 //! on_forbidden = "keep"       # or "remove": what a 403 does to already rendered files
 //! revoke_on_exit = false
+//! lease_grace = "30s"         # replaced dynamic credentials stay valid this long, then revoked
+//! revoke_leases_on_exit = true
 //! metrics_listen = "127.0.0.1:9102"
 //!
 //! [destination]
@@ -111,6 +113,8 @@ pub struct RawAgent {
     pub backoff_max: Option<String>,
     pub on_forbidden: Option<String>,
     pub revoke_on_exit: Option<bool>,
+    pub lease_grace: Option<String>,
+    pub revoke_leases_on_exit: Option<bool>,
     pub metrics_listen: Option<String>,
     pub once: Option<bool>,
 }

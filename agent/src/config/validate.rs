@@ -9,7 +9,7 @@ use super::raw::{RawConfig, RawFile, RawMode, RawNotify};
 use super::{
     duration, io_reason, ChildOnChange, Config, ConfigError, Destination, Exec, FileSpec, Format,
     Notify, OnForbidden, Server, SignalTarget, Source, SourceKind, DEFAULT_BACKOFF_MAX,
-    DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT, DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
+    DEFAULT_LEASE_GRACE, DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT, DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
 };
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
@@ -236,6 +236,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(t) => parse_duration("backoff_max", &t, Duration::from_millis(10))?,
         None => DEFAULT_BACKOFF_MAX,
     };
+    let lease_grace = match raw.agent.lease_grace {
+        Some(t) => parse_duration("lease_grace", &t, Duration::ZERO)?,
+        None => DEFAULT_LEASE_GRACE,
+    };
     let on_forbidden = match raw.agent.on_forbidden.as_deref() {
         None | Some("keep") => OnForbidden::Keep,
         Some("remove") => OnForbidden::Remove,
@@ -309,6 +313,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         on_forbidden,
         once,
         revoke_on_exit: raw.agent.revoke_on_exit.unwrap_or(false),
+        lease_grace,
+        revoke_leases_on_exit: raw.agent.revoke_leases_on_exit.unwrap_or(true) && !once,
         metrics_listen,
         notify,
         exec,

@@ -9,11 +9,13 @@
 //! delay after transient failures.
 
 pub mod backoff;
+pub mod handoff;
+pub mod lease;
 pub mod source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use hush_api::{Client, ClientError};
@@ -23,6 +25,7 @@ use crate::auth::TokenSource;
 use crate::config::{Config, FileSpec};
 use crate::render::Renderer;
 use crate::sink::files::{AtomicWriter, FileProjection, WriteOutcome};
+use lease::Retiring;
 use source::{Fetch, SourceState};
 
 /// Secrets read from the store at once.
@@ -115,6 +118,8 @@ pub struct Keeper {
     write_owed: bool,
     /// A complete set has been written once.
     written_once: bool,
+    /// Replaced leases waiting for their grace period, then revocation.
+    retiring: Vec<Retiring>,
 }
 
 impl std::fmt::Debug for Keeper {
@@ -153,6 +158,7 @@ impl Keeper {
             dirty: true,
             write_owed: true,
             written_once: false,
+            retiring: Vec::new(),
         }
     }
 
@@ -178,24 +184,27 @@ impl Keeper {
         // Read every source, a few at a time (a start with 1,000 secrets spent 3/4 of its time
         // waiting on one request after another); results come back in order.
         let observer = self.observer.as_ref();
+        let token_gen = self.tokens.generation();
         let fetches: Vec<Fetch> = stream::iter(self.config.sources.iter().zip(&self.sources))
-            .map(|(src, state)| source::fetch(&client, src, state, observer))
+            .map(|(src, state)| source::fetch(&client, src, state, observer, token_gen))
             .buffered(FETCH_CONCURRENCY)
             .collect()
             .await;
-        for (i, (src, mut fetch)) in self.config.sources.iter().zip(fetches).enumerate() {
+        let mut replaced = Vec::new();
+        let config = self.config.clone();
+        for (i, (src, mut fetch)) in config.sources.iter().zip(fetches).enumerate() {
             let state = &mut self.sources[i];
             if let Fetch::MetadataDenied = fetch {
                 tracing::info!(secret = %src.path, "the token may not read KV metadata; comparing full reads instead");
                 state.metadata_denied = true;
-                fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
+                fetch = source::fetch(&client, src, state, self.observer.as_ref(), token_gen).await;
             }
             // A 403 may mean the token was rotated under us: look at the file once more.
             if matches!(&fetch, Fetch::Failed(e) if classify(e) == ErrorClass::Forbidden)
                 && matches!(self.tokens.reload(), Ok(true))
             {
                 client = self.base.with_token(Some(self.tokens.token()));
-                fetch = source::fetch(&client, src, state, self.observer.as_ref()).await;
+                fetch = source::fetch(&client, src, state, self.observer.as_ref(), token_gen).await;
             }
             // A login token that is no longer valid (revoked, expired): log in again, once.
             if matches!(&fetch, Fetch::Failed(e) if classify(e) == ErrorClass::Forbidden)
@@ -209,8 +218,14 @@ impl Keeper {
                     match self.tokens.login(&self.base).await {
                         Ok(_) => {
                             client = self.base.with_token(Some(self.tokens.token()));
-                            fetch =
-                                source::fetch(&client, src, state, self.observer.as_ref()).await;
+                            fetch = source::fetch(
+                                &client,
+                                src,
+                                state,
+                                self.observer.as_ref(),
+                                token_gen,
+                            )
+                            .await;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "login failed");
@@ -222,6 +237,10 @@ impl Keeper {
             let applied = source::apply(src, state, fetch, on_forbidden);
             self.dirty |= applied.changed;
             report.transient |= applied.transient;
+            replaced.extend(applied.replaced);
+        }
+        for old in replaced {
+            self.retire(old);
         }
         if self.dirty {
             self.render_all();
@@ -253,6 +272,10 @@ impl Keeper {
                 }
             }
         }
+        // Old credentials go only once the new ones are on disk.
+        if !self.write_owed {
+            self.revoke_retired(&client, false).await;
+        }
         for (src, state) in self.config.sources.iter().zip(&self.sources) {
             if let Some(p) = &state.problem {
                 if state.data.is_none() || !self.written_once {
@@ -262,6 +285,161 @@ impl Keeper {
         }
         report.complete = self.written_once && self.rendered.iter().all(Option::is_some);
         report
+    }
+
+    /// Keep a replaced lease until its grace period ends (revoked then by [`Self::cycle`]).
+    fn retire(&mut self, old: lease::Lease) {
+        let now = Instant::now();
+        match old.revoke_at(now, self.config.lease_grace) {
+            Some(revoke_at) => self.retiring.push(Retiring {
+                id: old.id,
+                revoke_at,
+                expires: (!old.ttl.is_zero()).then_some(old.expires),
+            }),
+            None => {
+                tracing::debug!(lease = %old.id, "replaced lease expires within the grace period")
+            }
+        }
+    }
+
+    /// Revoke the replaced leases whose grace ended (all of them with `all`). A failure is
+    /// retried at the next cycle, until the lease would have expired anyway.
+    async fn revoke_retired(&mut self, client: &Client, all: bool) {
+        let now = Instant::now();
+        let mut keep = Vec::new();
+        for r in std::mem::take(&mut self.retiring) {
+            if !all && r.revoke_at > now {
+                keep.push(r);
+                continue;
+            }
+            let t = Instant::now();
+            let res = client.lease_revoke(&r.id).await;
+            let outcome = match &res {
+                Ok(()) => "ok",
+                Err(e) => classify(e).as_str(),
+            };
+            self.observer.store("lease_revoke", outcome, t.elapsed());
+            match res {
+                Ok(()) => tracing::info!(lease = %r.id, "revoked the replaced lease"),
+                Err(e) if r.expires.is_some_and(|x| x <= now) || all => {
+                    tracing::warn!(lease = %r.id, error = %e, "could not revoke the lease; it runs out by itself")
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %r.id, error = %e, "could not revoke the lease; retrying");
+                    keep.push(r);
+                }
+            }
+        }
+        self.retiring = keep;
+    }
+
+    /// The next time a lease needs the keeper (renewal, new credentials, a revocation), if
+    /// sooner than any refresh.
+    pub fn next_due(&self) -> Option<Instant> {
+        let token_gen = self.tokens.generation();
+        let leases = self.sources.iter().filter_map(|s| {
+            s.lease
+                .as_ref()
+                .and_then(|l| match l.action(Instant::now(), token_gen) {
+                    lease::Action::Wait(at) => at,
+                    _ => Some(Instant::now()),
+                })
+        });
+        leases
+            .chain(self.retiring.iter().map(|r| r.revoke_at))
+            .min()
+    }
+
+    /// Revoke every lease held (at exit).
+    pub async fn revoke_all_leases(&mut self) {
+        let client = self.base.with_token(Some(self.tokens.token()));
+        for s in &mut self.sources {
+            if let Some(l) = s.lease.take() {
+                self.retiring.push(Retiring {
+                    id: l.id,
+                    revoke_at: Instant::now(),
+                    expires: None,
+                });
+            }
+        }
+        self.revoke_retired(&client, true).await;
+    }
+
+    /// The leases held, for the long-running agent to adopt (`--once`).
+    pub async fn handoff_state(&self) -> handoff::State {
+        let client = self.base.with_token(Some(self.tokens.token()));
+        let token_expires_unix = match client.token_lookup_self().await {
+            Ok(t) if t.ttl > 0 => Some(handoff::unix_now() + t.ttl),
+            _ => None,
+        };
+        let now = Instant::now();
+        let leases = self
+            .config
+            .sources
+            .iter()
+            .zip(&self.sources)
+            .filter_map(|(src, st)| {
+                let (l, data) = (st.lease.as_ref()?, st.data.as_ref()?);
+                Some(handoff::Held {
+                    path: src.path.clone(),
+                    lease_id: l.id.clone(),
+                    ttl: l.ttl.as_secs(),
+                    renewable: l.renewable,
+                    expires_unix: handoff::unix_now()
+                        + l.expires.saturating_duration_since(now).as_secs(),
+                    data: (**data).clone(),
+                })
+            })
+            .collect();
+        handoff::State {
+            version: 1,
+            token_expires_unix,
+            leases,
+        }
+    }
+
+    /// Take over the leases a once-run handed over, for the sources that have the same path
+    /// and whose lease the store still knows. Returns how many were adopted.
+    pub async fn adopt(&mut self, state: handoff::State) -> usize {
+        let client = self.base.with_token(Some(self.tokens.token()));
+        let token_gen = self.tokens.generation();
+        let token_left = state.token_expires_unix.map(handoff::remaining);
+        let mut adopted = 0;
+        for held in state.leases {
+            let Some(i) = self.config.sources.iter().position(|s| s.path == held.path) else {
+                continue;
+            };
+            match client.lease_lookup(&held.lease_id).await {
+                Ok((ttl, renewable)) if ttl > 0 => {
+                    let now = Instant::now();
+                    let mut l =
+                        lease::Lease::issued(held.lease_id, held.ttl, renewable, now, token_gen);
+                    let mut left = Duration::from_secs(ttl);
+                    if let Some(t) = token_left.filter(|t| *t < left) {
+                        // The lease dies with the once-run's token: lease anew before then.
+                        left = t;
+                        l.capped = true;
+                    }
+                    l.expires = now + left;
+                    l.due = now + backoff::renew_delay(left);
+                    tracing::info!(secret = %held.path, lease = %l.id, ttl_secs = left.as_secs(), "adopted the lease of the --once run");
+                    self.sources[i].data = Some(Arc::new(held.data));
+                    self.sources[i].lease = Some(l);
+                    self.dirty = true;
+                    adopted += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(secret = %held.path, error = %e, "the handed-over lease is gone; leasing anew")
+                }
+            }
+        }
+        adopted
+    }
+
+    /// Whether any lease is held.
+    pub fn holds_leases(&self) -> bool {
+        self.sources.iter().any(|s| s.lease.is_some()) || !self.retiring.is_empty()
     }
 
     /// Render every file; a failure keeps the file's last good bytes, unless its secret was

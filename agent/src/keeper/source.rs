@@ -8,8 +8,13 @@ use std::time::Instant;
 use hush_api::wire::Data;
 use hush_api::{Client, ClientError};
 
+use super::lease::{Action, Lease};
 use super::{classify, ErrorClass, Observer};
 use crate::config::{OnForbidden, Source, SourceKind};
+
+/// How soon a lease action that failed is tried again (the backoff applies on top for
+/// transient failures).
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the agent holds for one source.
 #[derive(Default)]
@@ -24,6 +29,8 @@ pub struct SourceState {
     pub removed: bool,
     /// The last problem, for logging only when it changes, and for `--once`'s message.
     pub problem: Option<String>,
+    /// The lease `data` came with (dynamic secrets), while it is held.
+    pub lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for SourceState {
@@ -32,6 +39,7 @@ impl std::fmt::Debug for SourceState {
             .field("has_data", &self.data.is_some())
             .field("version", &self.version)
             .field("problem", &self.problem)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -40,10 +48,17 @@ impl std::fmt::Debug for SourceState {
 pub enum Fetch {
     /// Same version (or same data) as held.
     Unchanged,
-    /// New data.
+    /// New data (with its lease, for a dynamic secret).
     New {
         data: Data,
         version: Option<u64>,
+        lease: Option<Lease>,
+    },
+    /// The lease was renewed at `at` for `granted` seconds.
+    Renewed {
+        granted: u64,
+        renewable: bool,
+        at: Instant,
     },
     /// The secret does not exist, or its current version is deleted or destroyed.
     Gone {
@@ -61,6 +76,10 @@ impl std::fmt::Debug for Fetch {
             Fetch::New { version, .. } => f
                 .debug_struct("New")
                 .field("version", version)
+                .finish_non_exhaustive(),
+            Fetch::Renewed { granted, .. } => f
+                .debug_struct("Renewed")
+                .field("granted", granted)
                 .finish_non_exhaustive(),
             Fetch::Gone { version } => f.debug_struct("Gone").field("version", version).finish(),
             Fetch::MetadataDenied => f.write_str("MetadataDenied"),
@@ -82,12 +101,14 @@ fn timed<T>(
     observer.store(op, outcome, started.elapsed());
 }
 
-/// Look at `source` once.
+/// Look at `source` once; `token_gen` is the agent token's generation (a new token means
+/// new leases).
 pub async fn fetch(
     client: &Client,
     source: &Source,
     state: &SourceState,
     observer: &dyn Observer,
+    token_gen: u64,
 ) -> Fetch {
     match &source.kind {
         SourceKind::KvV2 { mount, path } => {
@@ -122,7 +143,11 @@ pub async fn fetch(
                             if same {
                                 Fetch::Unchanged
                             } else {
-                                Fetch::New { data, version }
+                                Fetch::New {
+                                    data,
+                                    version,
+                                    lease: None,
+                                }
                             }
                         }
                     }
@@ -131,32 +156,85 @@ pub async fn fetch(
             }
         }
         SourceKind::Generic => {
+            if let (Some(lease), Some(_)) = (&state.lease, &state.data) {
+                match lease.action(Instant::now(), token_gen) {
+                    Action::Wait(_) => return Fetch::Unchanged,
+                    Action::Renew => {
+                        if let Some(f) = renew(client, source, lease, observer).await {
+                            return f;
+                        }
+                    }
+                    Action::NewLease => {
+                        tracing::info!(secret = %source.path, lease = %lease.id, "leasing new credentials");
+                    }
+                }
+            }
             let t = Instant::now();
             let read = client.read(&source.path).await;
             timed(observer, "read", t, &read);
             match read {
                 Ok(None) => Fetch::Gone { version: None },
-                Ok(Some(resp)) => match resp.data {
-                    None => Fetch::Gone { version: None },
-                    Some(data) if state.data.as_deref() == Some(&data) => Fetch::Unchanged,
-                    Some(data) => Fetch::New {
-                        data,
-                        version: None,
-                    },
-                },
+                Ok(Some(resp)) => {
+                    let lease = (!resp.lease_id.is_empty()).then(|| {
+                        Lease::issued(
+                            resp.lease_id.clone(),
+                            resp.lease_duration,
+                            resp.renewable,
+                            t,
+                            token_gen,
+                        )
+                    });
+                    match resp.data {
+                        None => Fetch::Gone { version: None },
+                        Some(data) if lease.is_none() && state.data.as_deref() == Some(&data) => {
+                            Fetch::Unchanged
+                        }
+                        Some(data) => Fetch::New {
+                            data,
+                            version: None,
+                            lease,
+                        },
+                    }
+                }
                 Err(e) => Fetch::Failed(e),
             }
         }
     }
 }
 
+/// Renew `lease`: the fetch to apply, or `None` when the store refused (read anew then).
+async fn renew(
+    client: &Client,
+    source: &Source,
+    lease: &Lease,
+    observer: &dyn Observer,
+) -> Option<Fetch> {
+    let t = Instant::now();
+    let r = client.lease_renew(&lease.id, lease.ttl.as_secs()).await;
+    timed(observer, "lease_renew", t, &r);
+    match r {
+        Ok(terms) => Some(Fetch::Renewed {
+            granted: terms.lease_duration,
+            renewable: terms.renewable,
+            at: t,
+        }),
+        Err(e) if classify(&e) == ErrorClass::Transient => Some(Fetch::Failed(e)),
+        Err(e) => {
+            tracing::info!(secret = %source.path, lease = %lease.id, error = %e, "renewal refused; leasing new credentials");
+            None
+        }
+    }
+}
+
 /// What applying a fetch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// The data held changed (new, or removed).
     pub changed: bool,
     /// The failure is worth a quick retry with backoff (unreachable, 5xx, sealed).
     pub transient: bool,
+    /// A lease replaced by this fetch (to revoke after the grace period).
+    pub replaced: Option<Lease>,
 }
 
 /// Fold a fetch into the state. Logs problems when they change.
@@ -171,12 +249,35 @@ pub fn apply(
     let problem = match fetch {
         Fetch::Unchanged => None,
         Fetch::MetadataDenied => None,
-        Fetch::New { data, version } => {
-            tracing::info!(secret = %label, version = version.unwrap_or(0), "read a new version");
+        Fetch::New {
+            data,
+            version,
+            lease,
+        } => {
+            match &lease {
+                Some(l) => {
+                    tracing::info!(secret = %label, lease = %l.id, ttl_secs = l.ttl.as_secs(), "leased new credentials")
+                }
+                None => {
+                    tracing::info!(secret = %label, version = version.unwrap_or(0), "read a new version")
+                }
+            }
             state.data = Some(Arc::new(data));
             state.version = version;
             state.removed = false;
+            applied.replaced = std::mem::replace(&mut state.lease, lease);
             applied.changed = true;
+            None
+        }
+        Fetch::Renewed {
+            granted,
+            renewable,
+            at,
+        } => {
+            if let Some(l) = &mut state.lease {
+                l.renewed(granted, renewable, at);
+                tracing::info!(secret = %label, lease = %l.id, ttl_secs = granted, capped = l.capped, "renewed the lease");
+            }
             None
         }
         Fetch::Gone { version } => {
@@ -190,6 +291,13 @@ pub fn apply(
             })
         }
         Fetch::Failed(e) => {
+            // A lease that was due stays due: look again in a second, not in a busy loop.
+            if let Some(l) = &mut state.lease {
+                let now = Instant::now();
+                if l.due <= now {
+                    l.due = now + LEASE_RETRY;
+                }
+            }
             let class = classify(&e);
             match class {
                 ErrorClass::Transient => {
@@ -200,6 +308,7 @@ pub fn apply(
                     if state.data.take().is_some() {
                         applied.changed = true;
                     }
+                    applied.replaced = state.lease.take();
                     state.removed = true;
                     Some(format!("{e}; removing its files (on_forbidden = remove)"))
                 }
@@ -260,6 +369,7 @@ mod tests {
             Fetch::New {
                 data: data("one"),
                 version: Some(1),
+                lease: None,
             },
             OnForbidden::Keep,
         );
@@ -313,6 +423,7 @@ mod tests {
             Fetch::New {
                 data: data("one"),
                 version: Some(1),
+                lease: None,
             },
             OnForbidden::Keep,
         );
@@ -332,6 +443,7 @@ mod tests {
             Fetch::New {
                 data: data("two"),
                 version: Some(1),
+                lease: None,
             },
             OnForbidden::Remove,
         );

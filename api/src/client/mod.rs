@@ -6,9 +6,11 @@
 //! never part of `Debug` or of an error.
 
 mod kv;
+mod lease;
 mod sys;
 mod token;
 
+pub use lease::LeaseTerms;
 pub use sys::{AuditChainHead, AuditDevice};
 
 use std::path::Path;
