@@ -348,6 +348,10 @@ def test_gcp_login(server, root_client, tmp_path):
     assert role["bound_service_accounts"] == [sa_email]
     assert role["bound_projects"] == ["proj"] and role["max_jwt_exp"] == 1200
     assert root_client.auth.gcp.list_roles()["keys"] == ["vm", "web"]
+    other = "other@proj.iam.gserviceaccount.com"
+    root_client.auth.gcp.edit_service_accounts_on_iam_role(name="web", add=[other])
+    assert root_client.auth.gcp.read_role(name="web")["bound_service_accounts"] == [sa_email, other]
+    root_client.auth.gcp.edit_service_accounts_on_iam_role(name="web", remove=[other])
 
     now = int(time.time())
     client = hvac.Client(url=server.addr)

@@ -1,7 +1,7 @@
 //! The `gcp` auth method (Vault's Google Cloud method, verified from token signatures alone).
 //!
-//! Routes: `config` (GET/POST), `role/:name` (GET/POST/DELETE), `role` and `roles` (LIST),
-//! `login` {role, jwt}. Two role types:
+//! Routes: `config` (GET/POST), `role/:name` (GET/POST/DELETE), `role/:name/service-accounts`
+//! (POST {add, remove}), `role` and `roles` (LIST), `login` {role, jwt}. Two role types:
 //!
 //! - `iam`: a JWT signed by the service account's own key (`iam.serviceAccounts.signJwt`),
 //!   `sub` = the account's email; keys from `{api}/service_accounts/v1/metadata/jwk/{email}`,
@@ -124,6 +124,31 @@ impl GcpBackend {
         Ok(Response::empty())
     }
 
+    /// `role/:name/service-accounts` {add, remove}; `role/:name/labels` is refused (labels are
+    /// not checkable without the Compute API).
+    async fn edit_role(
+        &self,
+        req: &Request,
+        name: &str,
+        edit: &str,
+    ) -> Result<Response, LogicalError> {
+        let mut role = match edit {
+            "service-accounts" | "labels" => self
+                .role(name)
+                .await?
+                .ok_or_else(|| LogicalError::invalid(format!("role {name:?} not found")))?,
+            _ => return Err(LogicalError::UnsupportedPath),
+        };
+        if edit == "labels" {
+            return Err(LogicalError::invalid(
+                "bound_labels is not supported: hushd does not call the Compute Engine API",
+            ));
+        }
+        role.edit_service_accounts(&req.data)?;
+        self.view.put_json(&format!("role/{name}"), &role).await?;
+        Ok(Response::empty())
+    }
+
     async fn list_roles(&self) -> Result<Response, LogicalError> {
         let keys = self.view.list("role/").await?;
         if keys.is_empty() {
@@ -180,6 +205,13 @@ impl LogicalBackend for GcpBackend {
                 return Err(LogicalError::UnsupportedOperation)
             }
             _ => {}
+        }
+        if let Some((name, edit)) = rel
+            .strip_prefix("role/")
+            .and_then(|r| r.split_once('/'))
+            .filter(|_| write)
+        {
+            return self.edit_role(req, name, edit).await;
         }
         let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
             return Err(LogicalError::UnsupportedPath);

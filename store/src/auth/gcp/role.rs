@@ -147,6 +147,28 @@ impl GcpRole {
         Ok(role)
     }
 
+    /// `role/:name/service-accounts` {add, remove}: edit an iam role's service accounts.
+    pub fn edit_service_accounts(&mut self, data: &Data) -> Result<(), LogicalError> {
+        if self.role_type != RoleType::Iam {
+            return Err(LogicalError::invalid(
+                "service accounts can only be edited on iam roles",
+            ));
+        }
+        let add = list_field(data, "add")?.unwrap_or_default();
+        let remove = list_field(data, "remove")?.unwrap_or_default();
+        if add.is_empty() && remove.is_empty() {
+            return Err(LogicalError::invalid("add or remove must be given"));
+        }
+        for sa in add {
+            if !self.bound_service_accounts.contains(&sa) {
+                self.bound_service_accounts.push(sa);
+            }
+        }
+        self.bound_service_accounts
+            .retain(|sa| !remove.contains(sa));
+        self.check()
+    }
+
     fn check(&self) -> Result<(), LogicalError> {
         let sa = &self.bound_service_accounts;
         if sa.len() > 1 && sa.iter().any(|s| s == "*") {
@@ -274,6 +296,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("Compute Engine API"), "{err}");
+    }
+
+    #[test]
+    fn service_accounts_are_edited_on_iam_roles_only() {
+        let mut r = GcpRole::apply(
+            None,
+            &data(json!({"type": "iam", "bound_service_accounts": "a"})),
+        )
+        .unwrap();
+        r.edit_service_accounts(&data(json!({"add": ["b", "a"], "remove": "a"})))
+            .unwrap();
+        assert_eq!(r.bound_service_accounts, vec!["b"]);
+        for bad in [json!({}), json!({"remove": "b"}), json!({"add": "*"})] {
+            let mut copy = r.clone();
+            assert_eq!(
+                copy.edit_service_accounts(&data(bad.clone()))
+                    .unwrap_err()
+                    .status(),
+                400,
+                "{bad}"
+            );
+        }
+        let mut g =
+            GcpRole::apply(None, &data(json!({"type": "gce", "bound_zones": "z"}))).unwrap();
+        assert!(g.edit_service_accounts(&data(json!({"add": "a"}))).is_err());
     }
 
     #[test]
