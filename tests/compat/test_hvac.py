@@ -232,3 +232,154 @@ def test_approle_login(server, root_client):
         hvac.Client(url=server.addr).auth.approle.login(role_id=role_id, secret_id=secret["secret_id"])
     root_client.sys.disable_auth_method("approle")
     assert "approle/" not in root_client.sys.list_auth_methods()["data"]
+
+
+def _b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _fake_google(tmp_path):
+    """A local HTTPS "Google" (a CA made here) serving key documents; returns (base, ca_pem, docs)."""
+    import datetime
+    import http.server
+    import ipaddress
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hvac test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(hours=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "google.pem", tmp_path / "google.key"
+    cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+    docs = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = docs.get(self.path)
+            self.send_response(200 if body else 404)
+            body = (body or "{}").encode()
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"https://127.0.0.1:{httpd.server_address[1]}"
+    return base, ca.public_bytes(serialization.Encoding.PEM).decode(), docs, httpd
+
+
+class _RsaSigner:
+    """An RSA key that signs RS256 JWTs (as Google and service-account keys do) and shows its JWKS."""
+
+    def __init__(self, kid):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        self.kid = kid
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwks(self):
+        n = self.key.public_key().public_numbers()
+        as_bytes = lambda i: i.to_bytes((i.bit_length() + 7) // 8, "big")
+        return json.dumps({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
+                                     "n": _b64url(as_bytes(n.n)), "e": _b64url(as_bytes(n.e))}]})
+
+    def sign(self, claims):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        head = _b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": self.kid}).encode())
+        body = _b64url(json.dumps(claims).encode())
+        sig = self.key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{head}.{body}.{_b64url(sig)}"
+
+
+def test_gcp_login(server, root_client, tmp_path):
+    import time
+    sa_email = "web@proj.iam.gserviceaccount.com"
+    base, ca_pem, docs, httpd = _fake_google(tmp_path)
+    google, sa = _RsaSigner("g1"), _RsaSigner("sa1")
+    docs["/oauth2/v3/certs"] = google.jwks()
+    docs[f"/service_accounts/v1/metadata/jwk/{sa_email}"] = sa.jwks()
+    root_client.sys.enable_auth_method("gcp")
+    # hvac's configure (credentials, default google_certs_endpoint), then the endpoint override.
+    root_client.auth.gcp.configure(credentials=json.dumps({"type": "service_account", "private_key": "never-shown"}))
+    root_client.adapter.post("/v1/auth/gcp/config",
+                             json={"custom_endpoint": {"api": base}, "custom_endpoint_ca_pem": ca_pem})
+    config = root_client.auth.gcp.read_config()
+    assert config["custom_endpoint"] == {"api": base}
+    assert "never-shown" not in json.dumps(config)
+    root_client.sys.create_or_update_policy(
+        name="gcp-app", policy='path "secret/data/gcp/*" { capabilities = ["read"] }')
+    root_client.secrets.kv.v2.create_or_update_secret(path="gcp/db", secret={"pw": "g"})
+    root_client.auth.gcp.create_role(name="web", role_type="iam", project_id="proj", policies=["gcp-app"],
+                                     bound_service_accounts=[sa_email], ttl="10m", max_jwt_exp="20m")
+    root_client.auth.gcp.create_role(name="vm", role_type="gce", project_id="proj", policies=["gcp-app"],
+                                     bound_zones=["us-central1-a"])
+    role = root_client.auth.gcp.read_role(name="web")
+    assert role["bound_service_accounts"] == [sa_email]
+    assert role["bound_projects"] == ["proj"] and role["max_jwt_exp"] == 1200
+    assert root_client.auth.gcp.list_roles()["keys"] == ["vm", "web"]
+    other = "other@proj.iam.gserviceaccount.com"
+    root_client.auth.gcp.edit_service_accounts_on_iam_role(name="web", add=[other])
+    assert root_client.auth.gcp.read_role(name="web")["bound_service_accounts"] == [sa_email, other]
+    root_client.auth.gcp.edit_service_accounts_on_iam_role(name="web", remove=[other])
+
+    now = int(time.time())
+    client = hvac.Client(url=server.addr)
+    resp = client.auth.gcp.login(role="web", jwt=sa.sign(
+        {"sub": sa_email, "aud": "vault/web", "iat": now, "exp": now + 600}))
+    assert resp["auth"]["policies"] == ["default", "gcp-app"]
+    assert resp["auth"]["lease_duration"] == 600
+    assert resp["auth"]["metadata"]["service_account_email"] == sa_email
+    assert client.secrets.kv.v2.read_secret_version(path="gcp/db", raise_on_deleted_version=True)["data"]["data"] == {"pw": "g"}
+
+    gce_claims = {"iss": "https://accounts.google.com", "aud": "http://vault/vm", "sub": "1122",
+                  "email": "vm@proj.iam.gserviceaccount.com", "iat": now, "exp": now + 3600,
+                  "google": {"compute_engine": {"project_id": "proj", "project_number": 4455,
+                                                "zone": "us-central1-a", "instance_id": "987",
+                                                "instance_name": "vm-1"}}}
+    resp = hvac.Client(url=server.addr).auth.gcp.login(role="vm", jwt=google.sign(gce_claims))
+    assert resp["auth"]["metadata"]["instance_name"] == "vm-1"
+
+    # Too long-lived for max_jwt_exp, the wrong zone, a foreign key: 400s.
+    for role_name, jwt in [
+        ("web", sa.sign({"sub": sa_email, "aud": "vault/web", "iat": now, "exp": now + 7200})),
+        ("vm", google.sign({**gce_claims, "google": {"compute_engine": {
+            **gce_claims["google"]["compute_engine"], "zone": "europe-west1-b"}}})),
+        ("web", _RsaSigner("sa1").sign({"sub": sa_email, "aud": "vault/web", "exp": now + 600})),
+    ]:
+        with pytest.raises(exceptions.InvalidRequest):
+            hvac.Client(url=server.addr).auth.gcp.login(role=role_name, jwt=jwt)
+    root_client.auth.gcp.delete_role(role="vm")
+    assert root_client.auth.gcp.list_roles()["keys"] == ["web"]
+    root_client.sys.disable_auth_method("gcp")
+    httpd.shutdown()

@@ -6,15 +6,13 @@
 //! hushd refuses logins after 10 failures per minute from one address, so the negative cases
 //! are spread over two servers.
 
-use std::sync::Arc;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use hush_tests::https::JsonServer;
+use hush_tests::login::{assert_jwt_refused, jwt_login};
 use hush_tests::Hushd;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const ISSUER: &str = "https://issuer.test";
 
@@ -119,21 +117,11 @@ async fn setup(h: &Hushd, config: Value) {
 }
 
 async fn login(h: &Hushd, role: &str, jwt: &str) -> (u16, Value) {
-    h.call_as(
-        None,
-        "POST",
-        "auth/jwt/login",
-        Some(json!({"role": role, "jwt": jwt})),
-    )
-    .await
+    jwt_login(h, "jwt", role, jwt).await
 }
 
 async fn refused(h: &Hushd, what: &str, role: &str, jwt: &str, want: &str) {
-    let (s, b) = login(h, role, jwt).await;
-    assert_eq!(s, 400, "{what}: {b}");
-    let msg = b["errors"][0].as_str().unwrap_or_default();
-    assert!(msg.contains(want), "{what}: {msg}");
-    assert!(!b.to_string().contains(jwt), "{what}: token echoed");
+    assert_jwt_refused(h, "jwt", what, role, jwt, want).await
 }
 
 fn pem_config(k: &Key) -> Value {
@@ -316,79 +304,21 @@ async fn bad_tokens_keys_algorithms_roles() {
     assert_eq!(s, 200, "{b}");
 }
 
-/// A tiny HTTPS server serving `body` at `/keys` and an OIDC discovery document naming it at
-/// `/.well-known/openid-configuration`. Returns its base URL, its CA's PEM and its task.
-async fn jwks_server(body: String) -> (String, String, tokio::task::JoinHandle<()>) {
-    hush_tests::install_crypto();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "jwt test CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::IpAddr::from([
-        127, 0, 0, 1,
-    ]))];
-    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("https://{}", listener.local_addr().unwrap());
-    let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/keys")}).to_string();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, keys, discovery) = (acceptor.clone(), body.clone(), discovery.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut req = Vec::new();
-                let mut buf = [0u8; 2048];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&req);
-                let body = match text.split(' ').nth(1) {
-                    Some("/keys") => keys,
-                    Some("/.well-known/openid-configuration") => discovery,
-                    _ => "{}".to_string(),
-                };
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(resp.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (base, ca.pem(), task)
+/// A local HTTPS server (test CA) serving `body` at `/keys` and an OIDC discovery document
+/// naming it at `/.well-known/openid-configuration`.
+async fn jwks_server(body: String) -> JsonServer {
+    let srv = JsonServer::start().await;
+    srv.set("/keys", body);
+    let discovery = json!({"issuer": srv.base, "jwks_uri": srv.url("/keys")}).to_string();
+    srv.set("/.well-known/openid-configuration", discovery);
+    srv
 }
 
 #[tokio::test]
 async fn jwks_url_over_https_with_a_test_ca() {
     let k = key(jsonwebtoken::Algorithm::EdDSA);
-    let (base, ca_pem, task) = jwks_server(json!({"keys": [k.jwk]}).to_string()).await;
-    let url = format!("{base}/keys");
+    let srv = jwks_server(json!({"keys": [k.jwk]}).to_string()).await;
+    let (url, ca_pem) = (srv.url("/keys"), srv.ca_pem.clone());
     let h = Hushd::dev().await;
     // Without the CA the server's certificate is not trusted: 400 at config time.
     let (s, b) = h
@@ -425,13 +355,13 @@ async fn jwks_url_over_https_with_a_test_ca() {
         "signature",
     )
     .await;
-    task.abort();
 }
 
 #[tokio::test]
 async fn oidc_discovery_over_https_with_a_test_ca() {
     let k = key(jsonwebtoken::Algorithm::ES256);
-    let (base, ca_pem, task) = jwks_server(json!({"keys": [k.jwk]}).to_string()).await;
+    let srv = jwks_server(json!({"keys": [k.jwk]}).to_string()).await;
+    let (base, ca_pem) = (srv.base.clone(), srv.ca_pem.clone());
     let h = Hushd::dev().await;
     // No bound_issuer: the discovered issuer (the discovery URL) is required.
     setup(
@@ -454,5 +384,4 @@ async fn oidc_discovery_over_https_with_a_test_ca() {
         "issuer",
     )
     .await;
-    task.abort();
 }

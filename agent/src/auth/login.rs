@@ -1,6 +1,6 @@
 //! Workload-identity login: `auth/<mount>/login` with a JWT (kubernetes, jwt) or an AppRole
 //! role_id/secret_id, each read from its file at every login (kubelet rotates projected
-//! tokens). The credentials live only in zeroized buffers and the request body; they are
+//! tokens), or with a GCE identity token fetched fresh from the metadata server (gcp). The credentials live only in zeroized buffers and the request body; they are
 //! never logged and never part of an error message.
 
 use std::path::Path;
@@ -60,6 +60,13 @@ pub async fn login(base: &Client, spec: &LoginSpec) -> Result<Auth, AuthError> {
     let reply = match &spec.method {
         LoginMethod::Jwt { role, jwt_file, .. } => {
             let jwt = read_credential("JWT", jwt_file)?;
+            base.write(&path, &JwtBody { role, jwt: &jwt }).await
+        }
+        LoginMethod::Gcp {
+            role,
+            metadata_host,
+        } => {
+            let jwt = super::gcp::identity_token(metadata_host, role).await?;
             base.write(&path, &JwtBody { role, jwt: &jwt }).await
         }
         LoginMethod::AppRole {

@@ -1,5 +1,5 @@
 //! The agent's token: read from a file (re-read when it changes) or got by a workload-identity
-//! login ([`login`]), and kept alive with renew-self (logging in again when it runs out).
+//! login ([`login`]; [`gcp`] fetches a GCE identity token), and kept alive with renew-self (logging in again when it runs out).
 //!
 //! [`TokenSource`] keeps the file's *path* and the token it last read; [`TokenSource::reload`]
 //! looks at the file again (cheap: a `stat`, a read only when it changed) so a rotated token —
@@ -7,6 +7,7 @@
 //! [`renew`] keeps the current token alive. [`TokenSource::for_login`] starts without a token;
 //! [`TokenSource::login`] gets one (and a new one whenever asked).
 
+pub mod gcp;
 pub mod login;
 pub mod renew;
 
@@ -38,6 +39,9 @@ pub enum AuthError {
         path: PathBuf,
         reason: String,
     },
+    /// The GCE metadata server gave no identity token (`--auth gcp`).
+    #[error("could not get a GCE identity token from {url}: {reason}")]
+    Metadata { url: String, reason: String },
     #[error("could not log in at {path}: {source}")]
     Login {
         path: String,

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use super::raw::RawAuth;
-use super::{ConfigError, Credential, JwtKind, LoginMethod, LoginSpec, DEFAULT_K8S_JWT_FILE};
+use super::{
+    ConfigError, Credential, JwtKind, LoginMethod, LoginSpec, DEFAULT_GCE_METADATA_HOST,
+    DEFAULT_K8S_JWT_FILE,
+};
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -42,6 +45,7 @@ pub fn credential(token_file: Option<PathBuf>, auth: RawAuth) -> Result<Credenti
             || auth.jwt_file.is_some()
             || auth.role_id_file.is_some()
             || auth.secret_id_file.is_some()
+            || auth.gcp_metadata_host.is_some()
         {
             return err("auth settings given without a method: set --auth or auth.method");
         }
@@ -53,13 +57,24 @@ pub fn credential(token_file: Option<PathBuf>, auth: RawAuth) -> Result<Credenti
     if token_file.is_some() {
         return err("--token-file and --auth are mutually exclusive: give one of them");
     }
+    if method == "gcp" {
+        let mount = mount_path(auth.mount.as_deref().unwrap_or(method))?;
+        let env_host = std::env::var("GCE_METADATA_HOST").ok();
+        let method = gcp(auth, env_host)?;
+        return Ok(Credential::Login(LoginSpec { mount, method }));
+    }
+    if auth.gcp_metadata_host.is_some() {
+        return err(format!(
+            "--gcp-metadata-host is only for --auth gcp, not {method}"
+        ));
+    }
     let kind = match method {
         "kubernetes" => Some(JwtKind::Kubernetes),
         "jwt" => Some(JwtKind::Jwt),
         "approle" => None,
         other => {
             return err(format!(
-                "auth method {other:?}: want kubernetes, jwt or approle"
+                "auth method {other:?}: want kubernetes, jwt, gcp or approle"
             ))
         }
     };
@@ -71,10 +86,7 @@ pub fn credential(token_file: Option<PathBuf>, auth: RawAuth) -> Result<Credenti
                     "--role-id-file and --secret-id-file are only for --auth approle, not {method}"
                 ));
             }
-            let role = match auth.role.as_deref().map(str::trim) {
-                Some(r) if !r.is_empty() => r.to_string(),
-                _ => return err(format!("--auth {method} needs --role (auth.role)")),
-            };
+            let role = required_role(&auth, method)?;
             let jwt_file = match (non_empty(auth.jwt_file), kind) {
                 (Some(p), _) => p,
                 (None, JwtKind::Kubernetes) => PathBuf::from(DEFAULT_K8S_JWT_FILE),
@@ -104,6 +116,48 @@ pub fn credential(token_file: Option<PathBuf>, auth: RawAuth) -> Result<Credenti
         }
     };
     Ok(Credential::Login(LoginSpec { mount, method }))
+}
+
+fn required_role(auth: &RawAuth, method: &str) -> Result<String, ConfigError> {
+    match auth.role.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() => Ok(r.to_string()),
+        _ => err(format!("--auth {method} needs --role (auth.role)")),
+    }
+}
+
+/// A metadata server address: `host` or `host:port` (an IPv6 literal in brackets), no scheme.
+fn metadata_host(text: &str) -> Result<String, ConfigError> {
+    let h = text.trim();
+    let ok = !h.is_empty()
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if ok {
+        Ok(h.to_string())
+    } else {
+        err(format!(
+            "gcp metadata host {text:?}: want host or host:port, like {DEFAULT_GCE_METADATA_HOST}"
+        ))
+    }
+}
+
+/// `--auth gcp`: a role, and the metadata server from the flag, else `env_host`
+/// (`GCE_METADATA_HOST`), else the default.
+fn gcp(auth: RawAuth, env_host: Option<String>) -> Result<LoginMethod, ConfigError> {
+    if auth.jwt_file.is_some() || auth.role_id_file.is_some() || auth.secret_id_file.is_some() {
+        return err(
+            "--jwt-file, --role-id-file and --secret-id-file are not used by --auth gcp: it gets its token from the metadata server",
+        );
+    }
+    let role = required_role(&auth, "gcp")?;
+    let host = [auth.gcp_metadata_host, env_host]
+        .into_iter()
+        .flatten()
+        .find(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_GCE_METADATA_HOST.to_string());
+    Ok(LoginMethod::Gcp {
+        role,
+        metadata_host: metadata_host(&host)?,
+    })
 }
 
 #[cfg(test)]
@@ -223,7 +277,7 @@ mod tests {
     fn unknown_method_and_settings_without_method() {
         assert_eq!(
             msg(credential(None, auth("aws"))),
-            "auth method \"aws\": want kubernetes, jwt or approle"
+            "auth method \"aws\": want kubernetes, jwt, gcp or approle"
         );
         let a = RawAuth {
             role: Some("web".into()),
@@ -232,6 +286,64 @@ mod tests {
         assert_eq!(
             msg(credential(Some("/t".into()), a)),
             "auth settings given without a method: set --auth or auth.method"
+        );
+    }
+
+    #[test]
+    fn gcp_needs_a_role_and_takes_the_metadata_host() {
+        assert_eq!(
+            msg(credential(None, auth("gcp"))),
+            "--auth gcp needs --role (auth.role)"
+        );
+        let mut a = auth("gcp");
+        a.role = Some("web".into());
+        assert_eq!(
+            gcp(a, None).unwrap(),
+            LoginMethod::Gcp {
+                role: "web".into(),
+                metadata_host: DEFAULT_GCE_METADATA_HOST.into(),
+            }
+        );
+        let mut a = auth("gcp");
+        a.role = Some("web".into());
+        let m = gcp(a, Some("169.254.169.254:80".into())).unwrap();
+        assert!(
+            matches!(m, LoginMethod::Gcp { metadata_host, .. } if metadata_host == "169.254.169.254:80")
+        );
+        let mut a = auth("gcp");
+        a.role = Some("web".into());
+        a.gcp_metadata_host = Some("127.0.0.1:8080".into());
+        let m = gcp(a, Some("env.invalid".into())).unwrap();
+        assert!(
+            matches!(m, LoginMethod::Gcp { metadata_host, .. } if metadata_host == "127.0.0.1:8080")
+        );
+        let mut a = auth("gcp");
+        a.role = Some("web".into());
+        a.gcp_metadata_host = Some("http://x/".into());
+        assert_eq!(
+            gcp(a, None).unwrap_err().0,
+            "gcp metadata host \"http://x/\": want host or host:port, like metadata.google.internal"
+        );
+        let mut a = auth("gcp");
+        a.role = Some("web".into());
+        a.jwt_file = Some("/j".into());
+        assert!(msg(credential(None, a)).contains("not used by --auth gcp"));
+        let mut a = auth("kubernetes");
+        a.role = Some("web".into());
+        a.gcp_metadata_host = Some("h".into());
+        assert_eq!(
+            msg(credential(None, a)),
+            "--gcp-metadata-host is only for --auth gcp, not kubernetes"
+        );
+        let mut a = auth("gcp");
+        a.role = Some("web".into());
+        a.mount = Some("gcp/prod".into());
+        let Credential::Login(spec) = credential(None, a).unwrap() else {
+            panic!("a login");
+        };
+        assert_eq!(
+            (spec.mount.as_str(), spec.method_name()),
+            ("gcp/prod", "gcp")
         );
     }
 }

@@ -24,10 +24,10 @@ pub struct Flags {
     /// File holding the agent's token; re-read when it changes.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Log in by workload identity instead of --token-file: kubernetes, jwt or approle.
+    /// Log in by workload identity instead of --token-file: kubernetes, jwt, gcp or approle.
     #[arg(long = "auth", value_name = "METHOD")]
     pub auth_method: Option<String>,
-    /// Role to log in as (kubernetes, jwt).
+    /// Role to log in as (kubernetes, jwt, gcp).
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
     /// Mount path of the auth method [default: the method's name].
@@ -43,6 +43,10 @@ pub struct Flags {
     /// File holding the AppRole secret_id.
     #[arg(long, value_name = "FILE")]
     pub secret_id_file: Option<PathBuf>,
+    /// GCE metadata server (host or host:port) for --auth gcp, asked over plain HTTP as on
+    /// every GCE instance [default: $GCE_METADATA_HOST, else metadata.google.internal].
+    #[arg(long, value_name = "HOST")]
+    pub gcp_metadata_host: Option<String>,
     /// A file NAME in the destination from the secret at API PATH (e.g. secret/data/app/db):
     /// with #FIELD that field's raw value, without it the JSON of the data. Repeatable.
     #[arg(long = "secret", value_name = "NAME=PATH[#FIELD]")]
@@ -164,6 +168,7 @@ impl Flags {
         set(&mut raw.auth.jwt_file, self.jwt_file);
         set(&mut raw.auth.role_id_file, self.role_id_file);
         set(&mut raw.auth.secret_id_file, self.secret_id_file);
+        set(&mut raw.auth.gcp_metadata_host, self.gcp_metadata_host);
         set(&mut raw.destination.path, self.dest);
         flag(&mut raw.destination.allow_disk, self.allow_disk);
         flag(&mut raw.destination.mount_tmpfs, self.mount_tmpfs);

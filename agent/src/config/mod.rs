@@ -81,6 +81,13 @@ pub enum LoginMethod {
         role_id_file: PathBuf,
         secret_id_file: Option<PathBuf>,
     },
+    /// `{role, jwt}` with a GCE identity token fetched from the metadata server (plain HTTP,
+    /// as on every GCE instance) at each login.
+    Gcp {
+        role: String,
+        /// `host` or `host:port` of the metadata server.
+        metadata_host: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +97,7 @@ pub enum JwtKind {
 }
 
 impl LoginSpec {
-    /// `kubernetes`, `jwt` or `approle`.
+    /// `kubernetes`, `jwt`, `gcp` or `approle`.
     pub fn method_name(&self) -> &'static str {
         match &self.method {
             LoginMethod::Jwt {
@@ -101,12 +108,16 @@ impl LoginSpec {
                 kind: JwtKind::Jwt, ..
             } => "jwt",
             LoginMethod::AppRole { .. } => "approle",
+            LoginMethod::Gcp { .. } => "gcp",
         }
     }
 }
 
 /// Where kubelet projects the service-account token.
 pub const DEFAULT_K8S_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// The GCE metadata server, unless `--gcp-metadata-host` or `GCE_METADATA_HOST` says otherwise.
+pub const DEFAULT_GCE_METADATA_HOST: &str = "metadata.google.internal";
 
 /// A secret to read: one API path, however many names and files refer to it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,12 +8,13 @@
 //! token_file = "/var/run/hush/token"
 //!
 //! [auth]                      # instead of server.token_file: log in by workload identity
-//! method = "kubernetes"       # kubernetes | jwt | approle
+//! method = "kubernetes"       # kubernetes | jwt | gcp | approle
 //! mount = "kubernetes"        # default: the method's name
-//! role = "web"                # kubernetes and jwt
+//! role = "web"                # kubernetes, jwt and gcp
 //! jwt_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # re-read at each login
 //! # role_id_file = "/etc/hush/role-id"       # approle
 //! # secret_id_file = "/etc/hush/secret-id"   # approle (optional with bind_secret_id=false)
+//! # gcp_metadata_host = "metadata.google.internal"  # gcp (default: $GCE_METADATA_HOST or this)
 //!
 //! [agent]
 //! refresh_interval = "60s"    # how often KV metadata is checked for a new version
@@ -104,6 +105,7 @@ pub struct RawAuth {
     pub jwt_file: Option<PathBuf>,
     pub role_id_file: Option<PathBuf>,
     pub secret_id_file: Option<PathBuf>,
+    pub gcp_metadata_host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

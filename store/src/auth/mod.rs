@@ -20,6 +20,7 @@
 //!
 //! - [`approle`]: the AppRole method (role IDs and secret IDs).
 //! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`.
+//! - [`gcp`]: the `gcp` method (iam service-account JWTs and gce instance identity tokens).
 //! - [`jwt`]: JWT verification (keys, algorithms, claims) for the kubernetes, jwt and gcp
 //!   methods to build on.
 //! - [`jwt_method`]: the `jwt` method (generic OIDC: JWT login with PEM keys, JWKS or discovery).
@@ -35,6 +36,7 @@ pub use crate::logical::LoginGrant;
 
 pub mod approle;
 pub mod cidr;
+pub mod gcp;
 pub mod jwt;
 pub mod jwt_method;
 pub mod kubernetes;
@@ -42,7 +44,7 @@ pub mod limiter;
 pub mod role;
 
 /// Auth method types `sys/auth/:path` accepts (the token store is built in).
-pub const SUPPORTED_TYPES: &[&str] = &["approle", "jwt", "kubernetes"];
+pub const SUPPORTED_TYPES: &[&str] = &["approle", "gcp", "jwt", "kubernetes"];
 
 /// Start the auth method `kind` over its mount's view.
 pub async fn new_backend(
@@ -51,6 +53,7 @@ pub async fn new_backend(
 ) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
     match kind {
         "approle" => Ok(Arc::new(approle::AppRoleBackend::new(view).await?)),
+        "gcp" => Ok(Arc::new(gcp::GcpBackend::new(view).await?)),
         "jwt" => Ok(Arc::new(jwt_method::JwtBackend::new(view).await?)),
         "kubernetes" => Ok(Arc::new(kubernetes::KubernetesBackend::new(view).await?)),
         "" => Err(LogicalError::invalid("missing auth method type")),

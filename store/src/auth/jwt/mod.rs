@@ -35,11 +35,11 @@ pub mod keys;
 pub mod remote;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_claims;
 #[cfg(test)]
-mod tests_remote;
+pub(crate) mod tests_remote;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 
 use super::*;
 
-pub(super) const NOW: u64 = 1_700_000_000;
+pub(crate) const NOW: u64 = 1_700_000_000;
 
 /// A private key to sign with and its public forms.
-pub(super) struct TestKey {
+pub(crate) struct TestKey {
     pub alg: jsonwebtoken::Algorithm,
     pub private_pem: String,
     pub public_pem: String,
@@ -71,7 +71,7 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub(super) fn b64_json(v: &Value) -> String {
+pub(crate) fn b64_json(v: &Value) -> String {
     b64(v.to_string().as_bytes())
 }
 
@@ -111,15 +111,20 @@ fn make_rcgen(alg: jsonwebtoken::Algorithm) -> TestKey {
 }
 
 /// Keys are made once per test binary (RSA generation is slow-ish).
-pub(super) fn rsa_a() -> &'static TestKey {
+pub(crate) fn rsa_a() -> &'static TestKey {
     static K: OnceLock<TestKey> = OnceLock::new();
     K.get_or_init(|| make_rsa(jsonwebtoken::Algorithm::RS256))
 }
-pub(super) fn rsa_b() -> &'static TestKey {
+pub(crate) fn rsa_b() -> &'static TestKey {
     static K: OnceLock<TestKey> = OnceLock::new();
     K.get_or_init(|| make_rsa(jsonwebtoken::Algorithm::RS256))
 }
-fn es256() -> &'static TestKey {
+pub(crate) fn es256() -> &'static TestKey {
+    static K: OnceLock<TestKey> = OnceLock::new();
+    K.get_or_init(|| make_rcgen(jsonwebtoken::Algorithm::ES256))
+}
+/// Another P-256 key, for "signed by a foreign key of the right kind".
+pub(crate) fn es256_other() -> &'static TestKey {
     static K: OnceLock<TestKey> = OnceLock::new();
     K.get_or_init(|| make_rcgen(jsonwebtoken::Algorithm::ES256))
 }
@@ -142,7 +147,7 @@ fn with_alg(k: &TestKey, alg: jsonwebtoken::Algorithm) -> TestKey {
     }
 }
 
-pub(super) fn claims() -> Value {
+pub(crate) fn claims() -> Value {
     json!({"iss": "https://issuer.test", "sub": "alice", "aud": "hush", "exp": NOW + 300, "iat": NOW - 10})
 }
 

@@ -1,5 +1,5 @@
 //! Tests of JWKS fetching and OIDC discovery against a real local HTTPS server whose
-//! certificate is signed by a CA made in the test.
+//! certificate is signed by a CA made in the test. [`start`] serves other methods' tests too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use super::tests::{claims, rsa_a, rsa_b, NOW};
 use super::*;
 
 /// A tiny HTTPS server: path -> JSON body, with a hit counter per path.
-struct Server {
+pub(crate) struct Server {
     base: String,
-    ca_pem: String,
+    pub(crate) ca_pem: String,
     bodies: Arc<Mutex<HashMap<String, String>>>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
     task: tokio::task::JoinHandle<()>,
@@ -29,20 +29,20 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn set(&self, path: &str, body: String) {
+    pub(crate) fn set(&self, path: &str, body: String) {
         self.bodies.lock().insert(path.to_string(), body);
     }
 
-    fn hits(&self, path: &str) -> usize {
+    pub(crate) fn hits(&self, path: &str) -> usize {
         self.hits.lock().get(path).copied().unwrap_or(0)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 }
 
-fn make_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+pub(crate) fn make_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -55,7 +55,7 @@ fn make_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
     (p.self_signed(&key).unwrap(), key)
 }
 
-async fn start() -> Server {
+pub(crate) async fn start() -> Server {
     hush_api::install_crypto_provider();
     let (ca, ca_key) = make_ca();
     let key = rcgen::KeyPair::generate().unwrap();

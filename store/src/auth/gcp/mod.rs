@@ -1,0 +1,246 @@
+//! The `gcp` auth method (Vault's Google Cloud method, verified from token signatures alone).
+//!
+//! Routes: `config` (GET/POST), `role/:name` (GET/POST/DELETE), `role/:name/service-accounts`
+//! (POST {add, remove}), `role` and `roles` (LIST), `login` {role, jwt}. Two role types:
+//!
+//! - `iam`: a JWT signed by the service account's own key (`iam.serviceAccounts.signJwt`),
+//!   `sub` = the account's email; keys from `{api}/service_accounts/v1/metadata/jwk/{email}`,
+//!   `exp` at most `max_jwt_exp` (default 15m) ahead.
+//! - `gce`: an instance identity token from the metadata server (`format=full`), signed by
+//!   Google (`{api}/oauth2/v3/certs`), checked against `bound_projects`, `bound_zones`,
+//!   `bound_regions` and `bound_service_accounts` from its `google.compute_engine` claims.
+//!
+//! Both need `aud` ending in `vault/<role>` (see [`verify`]). hushd never calls the IAM,
+//! Resource Manager or Compute APIs: a binding only those could check (`bound_labels`,
+//! `bound_instance_groups`) is refused when a role is written, and for iam logins the
+//! service account's project is read from its email.
+//!
+//! Storage inside the mount's view: `config` ([`GcpConfig`], holding the unused but sealed
+//! `credentials`) and `role/<name>` ([`GcpRole`]). The presented JWT is never logged nor
+//! echoed in an error.
+//!
+//! # Layout
+//!
+//! - [`config`]: `config` and the cached Google key documents.
+//! - [`role`]: role types, bindings and their Vault fields.
+//! - [`verify`]: the login checks.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::auth::cidr;
+use crate::auth::jwt;
+use crate::barrier::BarrierView;
+use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
+
+pub mod config;
+pub mod role;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{GcpConfig, Google};
+pub use role::{GcpRole, RoleType};
+
+const CONFIG_KEY: &str = "config";
+
+/// The `gcp` backend of one mount.
+pub struct GcpBackend {
+    view: BarrierView,
+    /// Key sources for the current configuration; `None` until first needed.
+    google: Mutex<Option<Arc<Google>>>,
+    /// Serialises config writes and loads, so a stale load cannot replace a newer one.
+    load_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for GcpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcpBackend")
+            .field("view", &self.view)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GcpBackend {
+    pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
+        Ok(GcpBackend {
+            view,
+            google: Mutex::new(None),
+            load_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn config(&self) -> Result<Option<GcpConfig>, LogicalError> {
+        Ok(self.view.get_json(CONFIG_KEY).await?)
+    }
+
+    /// The key sources: from the stored configuration, or Google's defaults without one.
+    async fn google(&self) -> Result<Arc<Google>, LogicalError> {
+        if let Some(g) = self.google.lock().clone() {
+            return Ok(g);
+        }
+        let _guard = self.load_lock.lock().await;
+        if let Some(g) = self.google.lock().clone() {
+            return Ok(g);
+        }
+        let cfg = self.config().await?.unwrap_or_default();
+        let g =
+            Arc::new(Google::new(&cfg).map_err(|e| {
+                LogicalError::Internal(format!("could not load configuration: {e}"))
+            })?);
+        *self.google.lock() = Some(g.clone());
+        Ok(g)
+    }
+
+    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
+        let _guard = self.load_lock.lock().await;
+        let mut cfg = self.config().await?.unwrap_or_default();
+        cfg.update(&req.data)?;
+        let google = Google::new(&cfg)
+            .map_err(|e| LogicalError::invalid(format!("invalid custom endpoint: {e}")))?;
+        self.view.put_json(CONFIG_KEY, &cfg).await?;
+        *self.google.lock() = Some(Arc::new(google));
+        Ok(Response::empty())
+    }
+
+    async fn role(&self, name: &str) -> Result<Option<GcpRole>, LogicalError> {
+        if !role::valid_name(name) {
+            return Ok(None);
+        }
+        Ok(self.view.get_json(&format!("role/{name}")).await?)
+    }
+
+    async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
+        if !role::valid_name(name) {
+            return Err(LogicalError::invalid(format!(
+                "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
+            )));
+        }
+        let role = GcpRole::apply(self.role(name).await?, &req.data)?;
+        self.view.put_json(&format!("role/{name}"), &role).await?;
+        Ok(Response::empty())
+    }
+
+    /// `role/:name/service-accounts` {add, remove}; `role/:name/labels` is refused (labels are
+    /// not checkable without the Compute API).
+    async fn edit_role(
+        &self,
+        req: &Request,
+        name: &str,
+        edit: &str,
+    ) -> Result<Response, LogicalError> {
+        let mut role = match edit {
+            "service-accounts" | "labels" => self
+                .role(name)
+                .await?
+                .ok_or_else(|| LogicalError::invalid(format!("role {name:?} not found")))?,
+            _ => return Err(LogicalError::UnsupportedPath),
+        };
+        if edit == "labels" {
+            return Err(LogicalError::invalid(
+                "bound_labels is not supported: hushd does not call the Compute Engine API",
+            ));
+        }
+        role.edit_service_accounts(&req.data)?;
+        self.view.put_json(&format!("role/{name}"), &role).await?;
+        Ok(Response::empty())
+    }
+
+    async fn list_roles(&self) -> Result<Response, LogicalError> {
+        let keys = self.view.list("role/").await?;
+        if keys.is_empty() {
+            return Err(LogicalError::NotFound(String::new()));
+        }
+        Ok(Response::list(keys))
+    }
+
+    async fn login(&self, req: &Request) -> Result<Response, LogicalError> {
+        let name = match req.get_str("role").map(str::trim) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => return Err(LogicalError::invalid("role is required")),
+        };
+        let token = match req.data.get("jwt") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
+            _ => return Err(LogicalError::invalid("jwt is required")),
+        };
+        let role = self
+            .role(&name)
+            .await?
+            .ok_or_else(|| LogicalError::invalid(format!("role {name:?} not found")))?;
+        if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
+            return Err(LogicalError::invalid(
+                "source address unauthorized by the role's token_bound_cidrs",
+            ));
+        }
+        let google = self.google().await?;
+        let id = verify::login(&google, &role, &name, token, jwt::unix_now()).await?;
+        Ok(Response::login(
+            role.token.grant(id.metadata, id.display_name),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl LogicalBackend for GcpBackend {
+    async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
+        let rel = req.rel_path().trim_end_matches('/');
+        let op = req.operation;
+        let write = matches!(op, Operation::Update | Operation::Create);
+        match rel {
+            "login" if write => return self.login(req).await,
+            "config" if write => return self.write_config(req).await,
+            "config" if op == Operation::Read => {
+                return match self.config().await? {
+                    Some(c) => Ok(Response::data(c.to_json())),
+                    None => Err(LogicalError::NotFound(String::new())),
+                }
+            }
+            "role" | "roles" if matches!(op, Operation::List | Operation::Read) => {
+                return self.list_roles().await
+            }
+            "login" | "config" | "role" | "roles" => {
+                return Err(LogicalError::UnsupportedOperation)
+            }
+            _ => {}
+        }
+        if let Some((name, edit)) = rel
+            .strip_prefix("role/")
+            .and_then(|r| r.split_once('/'))
+            .filter(|_| write)
+        {
+            return self.edit_role(req, name, edit).await;
+        }
+        let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
+            return Err(LogicalError::UnsupportedPath);
+        };
+        match op {
+            Operation::Read => match self.role(name).await? {
+                Some(role) => Ok(Response::data(role.to_json())),
+                None => Err(LogicalError::NotFound(String::new())),
+            },
+            Operation::Delete => {
+                if role::valid_name(name) {
+                    self.view.delete(&format!("role/{name}")).await?;
+                }
+                Ok(Response::empty())
+            }
+            _ if write => self.write_role(req, name).await,
+            _ => Err(LogicalError::UnsupportedOperation),
+        }
+    }
+
+    async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
+        let rel = req.rel_path().trim_end_matches('/');
+        match rel.strip_prefix("role/") {
+            Some(name) if !name.contains('/') => Ok(Some(self.role(name).await?.is_some())),
+            _ => Ok(None),
+        }
+    }
+
+    fn unauthenticated_paths(&self) -> &'static [&'static str] {
+        &["login"]
+    }
+}
