@@ -7,6 +7,8 @@
 //! [`renew`] keeps the current token alive. [`TokenSource::for_login`] starts without a token;
 //! [`TokenSource::login`] gets one (and a new one whenever asked).
 
+pub mod aws;
+pub mod aws_creds;
 pub mod login;
 pub mod renew;
 
@@ -38,6 +40,9 @@ pub enum AuthError {
         path: PathBuf,
         reason: String,
     },
+    /// `--auth aws` could not get AWS credentials or sign (never holds a credential).
+    #[error("aws login: {0}")]
+    Aws(String),
     #[error("could not log in at {path}: {source}")]
     Login {
         path: String,
