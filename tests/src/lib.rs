@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod moto;
+
 /// Path of a workspace binary next to the running test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -364,11 +366,17 @@ pub struct Agent {
 
 impl Agent {
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Agent {
+        Self::spawn_env(args, &[])
+    }
+
+    /// As [`Agent::spawn`], with extra environment variables.
+    pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Agent {
         let logdir = tempfile::tempdir().unwrap();
         let stderr_path = logdir.path().join("agent.log");
         let child = Command::new(bin("hush-agent"))
             .args(args)
             .env("HUSH_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
