@@ -354,6 +354,57 @@ mod tests {
             .contains("IMDS at http://127.0.0.1:9 did not answer"));
     }
 
+    /// An IMDSv2 stand-in: a session token by PUT, then the role and its credentials only
+    /// for requests that carry the token.
+    async fn imds() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                let line = text.lines().next().unwrap_or_default().to_string();
+                let authed = text.contains("x-aws-ec2-metadata-token: imds-tok");
+                let creds = r#"{"Code": "Success", "AccessKeyId": "ASIAIMDS", "SecretAccessKey": "imds-secret", "Token": "imds-session"}"#;
+                let (status, body) = match line.split(' ').take(2).collect::<Vec<_>>()[..] {
+                    ["put", "/latest/api/token"]
+                        if text.contains("x-aws-ec2-metadata-token-ttl-seconds") =>
+                    {
+                        (200, "imds-tok")
+                    }
+                    [_, _] if !authed => (401, ""),
+                    ["get", "/latest/meta-data/iam/security-credentials/"] => (200, "web-role\n"),
+                    ["get", "/latest/meta-data/iam/security-credentials/web-role"] => (200, creds),
+                    _ => (404, ""),
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(resp.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn imds_v2_gives_the_instance_role_credentials() {
+        let url = imds().await;
+        let env = env_of(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", url.as_str())]);
+        let c = load(&env, &http(), "http://127.0.0.1:9").await.unwrap();
+        assert_eq!((c.access_key_id.as_str(), c.source), ("ASIAIMDS", "IMDS"));
+        assert_eq!(c.secret_access_key.expose_secret(), "imds-secret");
+        assert_eq!(c.session_token.unwrap().expose_secret(), "imds-session");
+    }
+
     #[test]
     fn sts_credentials_are_read_from_xml() {
         let xml = "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>\
