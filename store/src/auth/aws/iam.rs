@@ -20,6 +20,20 @@ pub const SERVER_ID_HEADER: &str = "X-Vault-AWS-IAM-Server-ID";
 const ACTION: &str = "GetCallerIdentity";
 const VERSION: &str = "2011-06-15";
 
+/// Headers never forwarded: the connection's own, and those the caller sets.
+const NOT_FORWARDED: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
 fn bad(msg: impl Into<String>) -> LogicalError {
     LogicalError::invalid(msg)
 }
@@ -173,8 +187,8 @@ impl SignedRequest {
         Ok(())
     }
 
-    /// The headers to forward to STS: `Authorization` and the signed ones (`Host` and
-    /// `Content-Length` are set by the caller).
+    /// The headers to forward to STS: `Authorization` and the signed ones, less `Host`,
+    /// `Content-Length` (set by the caller) and hop-by-hop headers.
     pub fn forward_headers(&self) -> Vec<(&str, &str)> {
         let signed = self
             .header("authorization")
@@ -184,7 +198,7 @@ impl SignedRequest {
             .iter()
             .filter(|(k, _)| {
                 *k == "authorization"
-                    || (signed.contains(k) && !matches!(k.as_str(), "host" | "content-length"))
+                    || (signed.contains(k) && !NOT_FORWARDED.contains(&k.as_str()))
             })
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()

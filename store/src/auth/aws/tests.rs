@@ -168,7 +168,7 @@ fn login_body(role: &str, headers: Value, signed: &str, body: &str) -> Value {
 }
 
 const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
-const SIGNED: &str = "content-type;host;x-amz-date;x-vault-aws-iam-server-id";
+const SIGNED: &str = "content-type;host;transfer-encoding;x-amz-date;x-vault-aws-iam-server-id";
 
 fn good_headers() -> Value {
     json!({
@@ -177,6 +177,7 @@ fn good_headers() -> Value {
         "X-Amz-Date": "20260101T000000Z",
         "X-Vault-AWS-IAM-Server-ID": ["vault.example"],
         "X-Unsigned-Extra": "not forwarded",
+        "Transfer-Encoding": "chunked",
     })
 }
 
@@ -230,6 +231,10 @@ async fn a_signed_request_logs_in_and_is_sent_to_the_configured_endpoint() {
     assert!(
         !raw.contains("x-unsigned-extra"),
         "unsigned headers stay out: {raw}"
+    );
+    assert!(
+        !raw.contains("\r\ntransfer-encoding:"),
+        "hop-by-hop headers stay out, signed or not: {raw}"
     );
     assert!(raw.ends_with(&BODY.to_ascii_lowercase()), "{raw}");
 }
