@@ -383,3 +383,85 @@ def test_gcp_login(server, root_client, tmp_path):
     assert root_client.auth.gcp.list_roles()["keys"] == ["web"]
     root_client.sys.disable_auth_method("gcp")
     httpd.shutdown()
+@pytest.fixture()
+def moto_sts():
+    """The Python moto server (moto[server]) as STS and IAM on a free loopback port."""
+    import socket
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            requests.get(url + "/moto-api/", timeout=1)
+            break
+        except requests.ConnectionError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("moto did not start")
+            time.sleep(0.05)
+    yield url
+    proc.kill()
+    proc.wait()
+
+
+def test_aws_iam_login(server, root_client, moto_sts):
+    """hvac's iam_login signs for sts.amazonaws.com (its Host header is signed); hushd sends
+    the request to the configured sts_endpoint (moto here) keeping that signed Host."""
+    import boto3
+    kw = dict(endpoint_url=moto_sts, region_name="us-east-1",
+              aws_access_key_id="testing", aws_secret_access_key="testing")
+    iam = boto3.client("iam", **kw)
+    iam.create_user(UserName="hvac-user")
+    key = iam.create_access_key(UserName="hvac-user")["AccessKey"]
+    role_arn = iam.create_role(RoleName="HvacRole", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    temp = boto3.client("sts", **kw).assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+
+    root_client.sys.enable_auth_method("aws")
+    root_client.auth.aws.configure(sts_endpoint=moto_sts, iam_server_id_header_value="hushd.compat",
+                                   access_key="AKIAHUSHD", secret_key="never-shown")
+    cfg = root_client.auth.aws.read_config()
+    assert cfg["sts_endpoint"] == moto_sts and cfg["iam_server_id_header_value"] == "hushd.compat"
+    assert "never-shown" not in json.dumps(cfg)
+    root_client.sys.create_or_update_policy(
+        name="aws-app", policy='path "secret/data/aws/*" { capabilities = ["read"] }')
+    root_client.secrets.kv.v2.create_or_update_secret(path="aws/db", secret={"pw": "aw"})
+    root_client.auth.aws.create_role(
+        role="dev", auth_type="iam", policies=["aws-app"], ttl="15m",
+        bound_iam_principal_arn=["arn:aws:iam::123456789012:user/hvac-*", "arn:aws:iam::123456789012:role/HvacRole"])
+    assert root_client.auth.aws.read_role(role="dev")["auth_type"] == "iam"
+    assert root_client.auth.aws.list_roles()["keys"] == ["dev"]
+    with pytest.raises(exceptions.InvalidRequest):
+        root_client.auth.aws.create_role(role="ec2", auth_type="ec2", bound_ami_id=["ami-1"])
+
+    client = hvac.Client(url=server.addr)
+    resp = client.auth.aws.iam_login(key["AccessKeyId"], key["SecretAccessKey"],
+                                     header_value="hushd.compat", role="dev")
+    assert client.token == resp["auth"]["client_token"]
+    assert resp["auth"]["policies"] == ["aws-app", "default"]
+    assert resp["auth"]["lease_duration"] == 900
+    assert resp["auth"]["metadata"]["canonical_arn"] == "arn:aws:iam::123456789012:user/hvac-user"
+    assert client.secrets.kv.v2.read_secret_version(path="aws/db", raise_on_deleted_version=True)["data"]["data"] == {"pw": "aw"}
+    with pytest.raises(exceptions.Forbidden):
+        client.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)
+
+    # An assumed role with a session token, signed for another region.
+    resp = hvac.Client(url=server.addr).auth.aws.iam_login(
+        temp["AccessKeyId"], temp["SecretAccessKey"], session_token=temp["SessionToken"],
+        header_value="hushd.compat", role="dev", region="eu-west-1")
+    assert resp["auth"]["metadata"]["client_arn"] == "arn:aws:sts::123456789012:assumed-role/HvacRole/s1"
+    assert resp["auth"]["metadata"]["canonical_arn"] == "arn:aws:iam::123456789012:role/HvacRole"
+
+    # The server-id header missing, or meant for another server.
+    for header_value in (None, "other-vault"):
+        with pytest.raises(exceptions.InvalidRequest) as err:
+            hvac.Client(url=server.addr).auth.aws.iam_login(
+                key["AccessKeyId"], key["SecretAccessKey"], header_value=header_value, role="dev")
+        assert "X-Vault-AWS-IAM-Server-ID" in str(err.value)
+    with pytest.raises(exceptions.InvalidRequest):
+        hvac.Client(url=server.addr).auth.aws.iam_login(
+            key["AccessKeyId"], key["SecretAccessKey"], header_value="hushd.compat", role="nobody")
+    root_client.sys.disable_auth_method("aws")

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 pub mod https;
 pub mod login;
+pub mod moto;
 
 /// Path of a workspace binary next to the running test executable.
 pub fn bin(name: &str) -> PathBuf {
@@ -367,11 +368,17 @@ pub struct Agent {
 
 impl Agent {
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Agent {
+        Self::spawn_env(args, &[])
+    }
+
+    /// As [`Agent::spawn`], with extra environment variables.
+    pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Agent {
         let logdir = tempfile::tempdir().unwrap();
         let stderr_path = logdir.path().join("agent.log");
         let child = Command::new(bin("hush-agent"))
             .args(args)
             .env("HUSH_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())

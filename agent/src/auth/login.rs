@@ -1,6 +1,8 @@
 //! Workload-identity login: `auth/<mount>/login` with a JWT (kubernetes, jwt) or an AppRole
 //! role_id/secret_id, each read from its file at every login (kubelet rotates projected
-//! tokens), or with a GCE identity token fetched fresh from the metadata server (gcp). The credentials live only in zeroized buffers and the request body; they are
+//! tokens), with a GCE identity token fetched fresh from the metadata server (gcp), or with an
+//! STS request signed with AWS credentials ([`super::aws`]). The credentials live only in
+//! zeroized buffers and the request body; they are
 //! never logged and never part of an error message.
 
 use std::path::Path;
@@ -82,6 +84,10 @@ pub async fn login(base: &Client, spec: &LoginSpec) -> Result<Auth, AuthError> {
                 role_id: &role_id,
                 secret_id: secret_id.as_ref().map(|s| s.as_str()),
             };
+            base.write(&path, &body).await
+        }
+        LoginMethod::Aws(aws) => {
+            let body = super::aws::login_body(aws).await?;
             base.write(&path, &body).await
         }
     };

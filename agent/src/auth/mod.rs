@@ -7,6 +7,8 @@
 //! [`renew`] keeps the current token alive. [`TokenSource::for_login`] starts without a token;
 //! [`TokenSource::login`] gets one (and a new one whenever asked).
 
+pub mod aws;
+pub mod aws_creds;
 pub mod gcp;
 pub mod login;
 pub mod renew;
@@ -42,6 +44,9 @@ pub enum AuthError {
     /// The GCE metadata server gave no identity token (`--auth gcp`).
     #[error("could not get a GCE identity token from {url}: {reason}")]
     Metadata { url: String, reason: String },
+    /// `--auth aws` could not get AWS credentials or sign (never holds a credential).
+    #[error("aws login: {0}")]
+    Aws(String),
     #[error("could not log in at {path}: {source}")]
     Login {
         path: String,

@@ -46,6 +46,7 @@ pub fn credential(token_file: Option<PathBuf>, auth: RawAuth) -> Result<Credenti
             || auth.role_id_file.is_some()
             || auth.secret_id_file.is_some()
             || auth.gcp_metadata_host.is_some()
+            || super::aws::any_set(&auth)
         {
             return err("auth settings given without a method: set --auth or auth.method");
         }
@@ -68,13 +69,23 @@ pub fn credential(token_file: Option<PathBuf>, auth: RawAuth) -> Result<Credenti
             "--gcp-metadata-host is only for --auth gcp, not {method}"
         ));
     }
+    if method == "aws" {
+        let mount = mount_path(auth.mount.as_deref().unwrap_or(method))?;
+        let method = LoginMethod::Aws(super::aws::login(auth)?);
+        return Ok(Credential::Login(LoginSpec { mount, method }));
+    }
+    if super::aws::any_set(&auth) {
+        return err(format!(
+            "--aws-region, --aws-server-id and --aws-sts-endpoint are only for --auth aws, not {method}"
+        ));
+    }
     let kind = match method {
         "kubernetes" => Some(JwtKind::Kubernetes),
         "jwt" => Some(JwtKind::Jwt),
         "approle" => None,
         other => {
             return err(format!(
-                "auth method {other:?}: want kubernetes, jwt, gcp or approle"
+                "auth method {other:?}: want kubernetes, jwt, gcp, approle or aws"
             ))
         }
     };
@@ -276,8 +287,22 @@ mod tests {
     #[test]
     fn unknown_method_and_settings_without_method() {
         assert_eq!(
-            msg(credential(None, auth("aws"))),
-            "auth method \"aws\": want kubernetes, jwt, gcp or approle"
+            msg(credential(None, auth("ldap"))),
+            "auth method \"ldap\": want kubernetes, jwt, gcp, approle or aws"
+        );
+        let mut a = auth("approle");
+        a.role_id_file = Some("/r".into());
+        a.aws_region = Some("us-east-1".into());
+        assert!(msg(credential(None, a)).contains("only for --auth aws, not approle"));
+        let mut a = auth("aws");
+        a.role = Some("web".into());
+        a.mount = Some("aws/prod".into());
+        let Credential::Login(spec) = credential(None, a).unwrap() else {
+            panic!("a login");
+        };
+        assert_eq!(
+            (spec.mount.as_str(), spec.method_name()),
+            ("aws/prod", "aws")
         );
         let a = RawAuth {
             role: Some("web".into()),

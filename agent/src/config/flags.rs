@@ -24,10 +24,11 @@ pub struct Flags {
     /// File holding the agent's token; re-read when it changes.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Log in by workload identity instead of --token-file: kubernetes, jwt, gcp or approle.
+    /// Log in by workload identity instead of --token-file: kubernetes, jwt, gcp, approle or
+    /// aws.
     #[arg(long = "auth", value_name = "METHOD")]
     pub auth_method: Option<String>,
-    /// Role to log in as (kubernetes, jwt, gcp).
+    /// Role to log in as (kubernetes, jwt, gcp, aws).
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
     /// Mount path of the auth method [default: the method's name].
@@ -47,6 +48,16 @@ pub struct Flags {
     /// every GCE instance [default: $GCE_METADATA_HOST, else metadata.google.internal].
     #[arg(long, value_name = "HOST")]
     pub gcp_metadata_host: Option<String>,
+    /// Region to sign the aws login for [default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+    /// Value of the X-Vault-AWS-IAM-Server-ID header, when hushd requires one (aws).
+    #[arg(long, value_name = "VALUE")]
+    pub aws_server_id: Option<String>,
+    /// STS endpoint the aws login is signed for [default: AWS_ENDPOINT_URL_STS,
+    /// https://sts.amazonaws.com].
+    #[arg(long, value_name = "URL")]
+    pub aws_sts_endpoint: Option<String>,
     /// A file NAME in the destination from the secret at API PATH (e.g. secret/data/app/db):
     /// with #FIELD that field's raw value, without it the JSON of the data. Repeatable.
     #[arg(long = "secret", value_name = "NAME=PATH[#FIELD]")]
@@ -169,6 +180,9 @@ impl Flags {
         set(&mut raw.auth.role_id_file, self.role_id_file);
         set(&mut raw.auth.secret_id_file, self.secret_id_file);
         set(&mut raw.auth.gcp_metadata_host, self.gcp_metadata_host);
+        set(&mut raw.auth.aws_region, self.aws_region);
+        set(&mut raw.auth.aws_server_id, self.aws_server_id);
+        set(&mut raw.auth.aws_sts_endpoint, self.aws_sts_endpoint);
         set(&mut raw.destination.path, self.dest);
         flag(&mut raw.destination.allow_disk, self.allow_disk);
         flag(&mut raw.destination.mount_tmpfs, self.mount_tmpfs);

@@ -3,6 +3,7 @@
 //! Everything is checked here, before the agent binds a port or reads a secret: an invalid
 //! config is one [`ConfigError`] with one exact message, and the binary exits 64.
 
+mod aws;
 mod credential;
 pub mod duration;
 pub mod flags;
@@ -88,6 +89,21 @@ pub enum LoginMethod {
         /// `host` or `host:port` of the metadata server.
         metadata_host: String,
     },
+    /// A signed STS GetCallerIdentity request, with credentials from the standard chain
+    /// (read again at each login).
+    Aws(AwsLogin),
+}
+
+/// `--auth aws`: what to sign with; unset values come from the environment at each login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsLogin {
+    pub role: String,
+    /// Signing region [default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1].
+    pub region: Option<String>,
+    /// The `X-Vault-AWS-IAM-Server-ID` header value, when hushd requires one.
+    pub server_id: Option<String>,
+    /// STS endpoint [default: AWS_ENDPOINT_URL_STS, https://sts.amazonaws.com].
+    pub sts_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +125,7 @@ impl LoginSpec {
             } => "jwt",
             LoginMethod::AppRole { .. } => "approle",
             LoginMethod::Gcp { .. } => "gcp",
+            LoginMethod::Aws(_) => "aws",
         }
     }
 }

@@ -8,13 +8,16 @@
 //! token_file = "/var/run/hush/token"
 //!
 //! [auth]                      # instead of server.token_file: log in by workload identity
-//! method = "kubernetes"       # kubernetes | jwt | gcp | approle
+//! method = "kubernetes"       # kubernetes | jwt | gcp | approle | aws
 //! mount = "kubernetes"        # default: the method's name
-//! role = "web"                # kubernetes, jwt and gcp
+//! role = "web"                # kubernetes, jwt, gcp and aws
 //! jwt_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # re-read at each login
 //! # role_id_file = "/etc/hush/role-id"       # approle
 //! # secret_id_file = "/etc/hush/secret-id"   # approle (optional with bind_secret_id=false)
 //! # gcp_metadata_host = "metadata.google.internal"  # gcp (default: $GCE_METADATA_HOST or this)
+//! # aws_region = "eu-west-1"                  # aws: signing region (default: AWS_REGION)
+//! # aws_server_id = "hushd.example.com"       # aws: X-Vault-AWS-IAM-Server-ID value
+//! # aws_sts_endpoint = "https://sts.eu-west-1.amazonaws.com"  # aws (default: AWS_ENDPOINT_URL_STS)
 //!
 //! [agent]
 //! refresh_interval = "60s"    # how often KV metadata is checked for a new version
@@ -106,6 +109,9 @@ pub struct RawAuth {
     pub role_id_file: Option<PathBuf>,
     pub secret_id_file: Option<PathBuf>,
     pub gcp_metadata_host: Option<String>,
+    pub aws_region: Option<String>,
+    pub aws_server_id: Option<String>,
+    pub aws_sts_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

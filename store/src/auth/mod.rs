@@ -19,6 +19,7 @@
 //! # Layout
 //!
 //! - [`approle`]: the AppRole method (role IDs and secret IDs).
+//! - [`aws`]: the `aws` method, iam type (signed STS GetCallerIdentity requests).
 //! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`.
 //! - [`gcp`]: the `gcp` method (iam service-account JWTs and gce instance identity tokens).
 //! - [`jwt`]: JWT verification (keys, algorithms, claims) for the kubernetes, jwt and gcp
@@ -35,6 +36,7 @@ use crate::logical::{LogicalBackend, LogicalError};
 pub use crate::logical::LoginGrant;
 
 pub mod approle;
+pub mod aws;
 pub mod cidr;
 pub mod gcp;
 pub mod jwt;
@@ -44,7 +46,7 @@ pub mod limiter;
 pub mod role;
 
 /// Auth method types `sys/auth/:path` accepts (the token store is built in).
-pub const SUPPORTED_TYPES: &[&str] = &["approle", "gcp", "jwt", "kubernetes"];
+pub const SUPPORTED_TYPES: &[&str] = &["approle", "aws", "gcp", "jwt", "kubernetes"];
 
 /// Start the auth method `kind` over its mount's view.
 pub async fn new_backend(
@@ -54,6 +56,7 @@ pub async fn new_backend(
     match kind {
         "approle" => Ok(Arc::new(approle::AppRoleBackend::new(view).await?)),
         "gcp" => Ok(Arc::new(gcp::GcpBackend::new(view).await?)),
+        "aws" => Ok(Arc::new(aws::AwsBackend::new(view).await?)),
         "jwt" => Ok(Arc::new(jwt_method::JwtBackend::new(view).await?)),
         "kubernetes" => Ok(Arc::new(kubernetes::KubernetesBackend::new(view).await?)),
         "" => Err(LogicalError::invalid("missing auth method type")),
