@@ -92,7 +92,12 @@ async fn lookup(st: &Unsealed, req: &Request) -> Result<Response, LogicalError> 
 }
 
 async fn list_prefix(st: &Unsealed, prefix: &str) -> Result<Response, LogicalError> {
-    let keys = st.expiration.list(prefix).await?;
+    // A prefix names a folder whether or not the client kept its trailing slash.
+    let prefix = match prefix.trim_end_matches('/') {
+        "" => String::new(),
+        p => format!("{p}/"),
+    };
+    let keys = st.expiration.list(&prefix).await?;
     if keys.is_empty() {
         return Err(LogicalError::NotFound(String::new()));
     }
