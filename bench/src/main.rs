@@ -32,7 +32,8 @@ struct Args {
     /// hushd binary (default: next to this binary).
     #[arg(long)]
     hushd: Option<PathBuf>,
-    /// Which scenarios: read, write, login (AppRole logins, each minting a durable token).
+    /// Which scenarios: read, write, login (AppRole logins, each minting a durable token),
+    /// lease (`auth/token/create-orphan` with a TTL: a durable token and its durable lease).
     #[arg(long, default_value = "read,write", value_delimiter = ',')]
     ops: Vec<String>,
     /// Audit settings to run: off, on or both.
@@ -231,6 +232,8 @@ enum Workload {
     Write,
     /// `POST auth/approle/login` with this body (each success mints a durable token).
     Login(Value),
+    /// `POST auth/token/create-orphan` with a TTL: each success writes a token and its lease.
+    Lease,
 }
 
 /// Enable approle with a role whose secret ID never runs out; the login body.
@@ -319,6 +322,11 @@ async fn run(
                     Workload::Login(body) => {
                         call(&mut conn, "POST", "auth/approle/login", "", Some(body)).await
                     }
+                    Workload::Lease => {
+                        let body = json!({"ttl": "10m", "policies": ["default"]});
+                        let path = "auth/token/create-orphan";
+                        call(&mut conn, "POST", path, &token, Some(&body)).await
+                    }
                 };
                 match r {
                     Ok((200, _)) => lat.push(t.elapsed().as_micros() as u32),
@@ -382,7 +390,8 @@ fn main() -> Result<()> {
                     "write" => Workload::Write,
                     "read" => Workload::Read,
                     "login" => Workload::Login(approle_setup(&server).await?),
-                    other => bail!("--ops takes read, write or login, not {other}"),
+                    "lease" => Workload::Lease,
+                    other => bail!("--ops takes read, write, login or lease, not {other}"),
                 };
                 for &clients in &args.clients {
                     let r = run(&server, clients, args.seconds, args.keys, &work).await?;

@@ -47,37 +47,52 @@ pub enum LeaseKind {
     Token,
 }
 
-/// One stored lease.
+/// One stored lease. Kept small (times as unix millis, nothing empty stored): SQLite keeps a
+/// row of up to about 480 bytes in its b-tree page and spills longer ones to overflow pages.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct LeaseEntry {
     /// `<request path>/<random>`, or `<creating path>/<token hash>` for a token.
     pub lease_id: String,
     pub kind: LeaseKind,
-    /// The request path that issued it; renewals and revocations are routed by it.
-    pub path: String,
     /// Accessor of the mount that issued it (a remounted path is another engine).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mount_accessor: String,
     /// The engine's [`SecretLease::internal`]: may hold what identifies a credential.
     #[serde(default, skip_serializing_if = "Data::is_empty")]
     pub internal: Data,
     /// Secret leases: hash of the token that created it. Token leases: the token's own hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_hash: Option<String>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub issue_time: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub expire_time: DateTime<Utc>,
     /// Issue time plus the max TTL (secret leases; a token keeps its own limits).
-    #[serde(default)]
+    #[serde(
+        default,
+        with = "chrono::serde::ts_milliseconds_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_expire: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(
+        default,
+        with = "chrono::serde::ts_milliseconds_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_renewal: Option<DateTime<Utc>>,
     pub renewable: bool,
     /// When the expiry task takes it next: the expiry, or a retry after a failed revocation.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub due: DateTime<Utc>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub revoke_attempts: u32,
     /// Why revocation gave up; such a lease stays stored but is no longer retried.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irrevocable: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl std::fmt::Debug for LeaseEntry {
@@ -93,6 +108,14 @@ impl std::fmt::Debug for LeaseEntry {
 }
 
 impl LeaseEntry {
+    /// The request path that issued it (the lease id without its last segment): renewals and
+    /// revocations are routed by it.
+    pub fn path(&self) -> &str {
+        self.lease_id
+            .rsplit_once('/')
+            .map_or(self.lease_id.as_str(), |(p, _)| p)
+    }
+
     /// Still waiting for the expiry task (not irrevocable).
     pub fn pending(&self) -> bool {
         self.irrevocable.is_none()
@@ -104,7 +127,6 @@ impl LeaseEntry {
         Some(LeaseEntry {
             lease_id: token_lease_id(token),
             kind: LeaseKind::Token,
-            path: token.path.clone(),
             mount_accessor: String::new(),
             internal: Data::new(),
             token_hash: Some(token.id_hash.clone()),
@@ -119,9 +141,11 @@ impl LeaseEntry {
         })
     }
 
-    /// Seconds left until it expires, from `now`.
+    /// Seconds left until it expires, from `now`, to the nearest second (times are stored
+    /// to the millisecond).
     pub fn ttl(&self, now: DateTime<Utc>) -> u64 {
-        u64::try_from((self.expire_time - now).num_seconds()).unwrap_or(0)
+        let ms = (self.expire_time - now).num_milliseconds();
+        u64::try_from((ms + 500) / 1000).unwrap_or(0)
     }
 }
 
@@ -286,7 +310,6 @@ impl ExpirationManager {
         let entry = LeaseEntry {
             lease_id: lease_id.clone(),
             kind: LeaseKind::Secret,
-            path: req.path.clone(),
             mount_accessor: mount.accessor.clone(),
             internal: secret.internal.clone(),
             token_hash: req.token_entry.as_ref().map(|t| t.id_hash.clone()),
@@ -347,7 +370,7 @@ impl ExpirationManager {
             ))
         };
         let backends = self.backends.upgrade().ok_or(LogicalError::Sealed)?;
-        let (mount, backend) = backends.lease_backend(&entry.path).ok_or_else(gone)?;
+        let (mount, backend) = backends.lease_backend(entry.path()).ok_or_else(gone)?;
         if mount.accessor != entry.mount_accessor {
             return Err(gone());
         }

@@ -292,7 +292,7 @@ fn engine_request(
     mount: &crate::core::router::MountEntry,
     increment: u64,
 ) -> Request {
-    let mut req = Request::new(op, entry.path.clone());
+    let mut req = Request::new(op, entry.path());
     req.mount_point = mount.path.clone();
     req.mount_type = mount.kind.clone();
     req.lease = Some(LeaseContext {

@@ -101,7 +101,8 @@ async fn harness() -> Harness {
     let mount = Arc::new(mount(0));
     let backends: Arc<dyn LeaseBackends> = Arc::new(Mounted(mount.clone(), engine.clone()));
     let offset = Arc::new(AtomicI64::new(0));
-    let start = Utc::now();
+    // Whole milliseconds, as leases are stored.
+    let start = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
     let (mgr, tokens) = manager(&barrier, &backends, &offset, start).await;
     Harness {
         barrier,
@@ -489,4 +490,33 @@ async fn the_expiry_task_wakes_for_an_earlier_lease_and_stops_once_sealed() {
     mgr.index.wake.notify_one();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
     assert!(ended.is_ok(), "a task that finds the store sealed ends");
+}
+
+#[test]
+fn a_stored_entry_stays_small() {
+    // SQLite keeps rows up to about 480 bytes in the b-tree page (2 KiB pages); a lease with a
+    // creating token and a small internal map must fit, encryption and key included.
+    let now = Utc::now();
+    let mut internal = Data::new();
+    internal.insert("username".into(), json!("v-token-ro-1a2b3c4d5e6f7g8h"));
+    let entry = LeaseEntry {
+        lease_id: format!("database/creds/ro/{}", "x".repeat(24)),
+        kind: LeaseKind::Secret,
+        mount_accessor: "database_0a1b2c3d".into(),
+        internal,
+        token_hash: Some("a".repeat(64)),
+        issue_time: now,
+        expire_time: now,
+        max_expire: Some(now),
+        last_renewal: Some(now),
+        renewable: true,
+        due: now,
+        revoke_attempts: 0,
+        irrevocable: None,
+    };
+    let json = serde_json::to_vec(&entry).unwrap();
+    assert!(json.len() < 400, "{}", json.len());
+    let back: LeaseEntry = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back.path(), "database/creds/ro");
+    assert_eq!(back.due.timestamp_millis(), now.timestamp_millis());
 }

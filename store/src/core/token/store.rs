@@ -570,11 +570,11 @@ impl TokenStore {
 
         {
             // The lock orders a child's creation against its parent's revocation. An orphan
-            // (every auth-method login) has no parent to race with and a fresh random id, so
-            // it does not queue behind other tokens' fsyncs.
+            // (every auth-method login, `create-orphan`) is not linked to a parent and has a
+            // fresh random id, so it does not queue behind other tokens' fsyncs.
             let _guard = match parent {
-                Some(_) => Some(self.lock.lock().await),
-                None => None,
+                Some(_) if !orphan => Some(self.lock.lock().await),
+                _ => None,
             };
             if let Some(parent) = parent {
                 // The caller's entry is a snapshot: check the parent is still alive and not
