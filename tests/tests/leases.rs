@@ -220,3 +220,38 @@ async fn leases_expire_on_time_after_kill_9() {
         .await;
     assert_eq!(s, 200, "the 1h token survives");
 }
+
+/// Disabling an auth method revokes the leases of the tokens its logins made.
+#[tokio::test]
+async fn disabling_an_auth_method_revokes_its_logins() {
+    let h = Hushd::dev().await;
+    let (s, b) = h
+        .call("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let role = json!({"token_policies": ["default"], "token_ttl": "20m"});
+    let (s, b) = h.call("POST", "auth/approle/role/web", Some(role)).await;
+    assert_eq!(s, 204, "{b}");
+    let (role_id, secret_id) = h.approle_credentials("approle", "web").await;
+    let login = json!({"role_id": role_id, "secret_id": secret_id});
+    let (s, b) = h
+        .call_as(None, "POST", "auth/approle/login", Some(login))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let token = b["auth"]["client_token"].as_str().unwrap().to_string();
+    let ids = lease_ids(&h, "auth/approle/login/").await;
+    assert_eq!(ids.len(), 1, "a login is a lease");
+    let (s, b) = lookup(&h, &ids[0]).await;
+    assert_eq!(
+        (s, b["data"]["ttl"].as_u64().unwrap() > 1100),
+        (200, true),
+        "{b}"
+    );
+    let (s, _) = h.call("DELETE", "sys/auth/approle", None).await;
+    assert_eq!(s, 204);
+    let (s, _) = h
+        .call_as(Some(&token), "GET", "auth/token/lookup-self", None)
+        .await;
+    assert_eq!(s, 403);
+    assert!(lease_ids(&h, "auth/approle/login/").await.is_empty());
+}

@@ -34,12 +34,9 @@ impl ExpirationManager {
     /// capped at its max TTL with a warning; refused once expired, past the max or when not
     /// renewable.
     pub async fn renew(&self, lease_id: &str, increment: u64) -> Result<Renewal, LogicalError> {
-        let _guard = self.stripe(lease_id).lock().await;
-        let entry = self
-            .index
-            .load(lease_id)
-            .await?
-            .ok_or_else(|| LogicalError::invalid("lease not found"))?;
+        let Some((entry, _guard)) = self.lock_lease(lease_id).await? else {
+            return Err(LogicalError::invalid("lease not found"));
+        };
         if entry.kind == LeaseKind::Token {
             let hash = entry.token_hash.as_deref().unwrap_or_default();
             let renewed = self.tokens.renew(hash, increment).await?;
@@ -111,8 +108,7 @@ impl ExpirationManager {
         if !sync {
             return self.expire_now(lease_id).await;
         }
-        let _guard = self.stripe(lease_id).lock().await;
-        let Some(entry) = self.index.load(lease_id).await? else {
+        let Some((entry, _guard)) = self.lock_lease(lease_id).await? else {
             return Ok(());
         };
         self.revoke_or_retry(entry).await
@@ -148,8 +144,7 @@ impl ExpirationManager {
 
     /// Remove a lease without asking its engine (a token is still revoked: that is local).
     async fn force_remove(&self, lease_id: &str) -> Result<(), LogicalError> {
-        let _guard = self.stripe(lease_id).lock().await;
-        let Some(entry) = self.index.load(lease_id).await? else {
+        let Some((entry, _guard)) = self.lock_lease(lease_id).await? else {
             return Ok(());
         };
         if entry.kind == LeaseKind::Token {
@@ -161,8 +156,7 @@ impl ExpirationManager {
 
     /// Make the lease due now: the expiry task revokes it at once.
     pub(super) async fn expire_now(&self, lease_id: &str) -> Result<(), LogicalError> {
-        let _guard = self.stripe(lease_id).lock().await;
-        let Some(entry) = self.index.load(lease_id).await? else {
+        let Some((entry, _guard)) = self.lock_lease(lease_id).await? else {
             return Ok(());
         };
         if !entry.pending() {
@@ -177,8 +171,11 @@ impl ExpirationManager {
     /// The expiry task's step for one due lease.
     /// `millis` is the due time of the index key the task read.
     pub(super) async fn expire(&self, millis: i64, lease_id: &str) -> Result<(), LogicalError> {
-        let _guard = self.stripe(lease_id).lock().await;
-        let entry = self.index.load(lease_id).await?;
+        let locked = self.lock_lease(lease_id).await?;
+        let (entry, _guard) = match locked {
+            Some((entry, guard)) => (Some(entry), guard),
+            None => (None, None),
+        };
         let current = entry
             .as_ref()
             .is_some_and(|e| e.pending() && e.due.timestamp_millis() == millis);
@@ -195,6 +192,26 @@ impl ExpirationManager {
             // Recorded for a retry (or marked irrevocable); the task carries on.
             Err(LogicalError::InvalidRequest(_)) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Load `lease_id`; a secret lease is returned with its stripe locked, so renewals,
+    /// revocations and expiry of one lease do not interleave. A token lease is not locked
+    /// here: the token store serialises its own changes, and holding a stripe while waiting
+    /// for its lock could deadlock against a token revocation making leases due (which takes
+    /// stripes under that lock).
+    async fn lock_lease(
+        &self,
+        lease_id: &str,
+    ) -> Result<Option<(LeaseEntry, Option<tokio::sync::MutexGuard<'_, ()>>)>, LogicalError> {
+        match self.index.load(lease_id).await? {
+            None => Ok(None),
+            Some(e) if e.kind == LeaseKind::Token => Ok(Some((e, None))),
+            Some(_) => {
+                let guard = self.stripe(lease_id).lock().await;
+                // Re-read under the lock: it may have changed meanwhile.
+                Ok(self.index.load(lease_id).await?.map(|e| (e, Some(guard))))
+            }
         }
     }
 

@@ -55,6 +55,15 @@ pub async fn handle(
     })
 }
 
+/// Before a mount at `path` (normalised) is disabled: revoke the leases it issued (an auth
+/// method's: the tokens its logins made), as Vault does; once unmounted, nothing could.
+pub(super) async fn revoke_mount(st: &Unsealed, path: &str) -> Result<(), LogicalError> {
+    if st.router.get(path).is_some() {
+        st.expiration.revoke_prefix(path, PrefixMode::Sync).await?;
+    }
+    Ok(())
+}
+
 /// The lease id from the body, else from the path (`renew/:lease_id`).
 fn lease_id<'a>(req: &'a Request, from_path: &'a str) -> Result<&'a str, LogicalError> {
     match req.data.get("lease_id") {

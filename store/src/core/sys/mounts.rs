@@ -64,12 +64,7 @@ pub async fn disable(st: &Unsealed, path: &str) -> Result<Response, LogicalError
             "cannot unmount {normalized:?}"
         )));
     }
-    // Its leases first (Vault's order): once unmounted, nothing could revoke them.
-    if st.router.get(path).is_some() {
-        st.expiration
-            .revoke_prefix(&normalized, crate::core::expiration::PrefixMode::Sync)
-            .await?;
-    }
+    super::leases::revoke_mount(st, &normalized).await?;
     st.router.unmount(path).await?;
     Ok(Response::empty())
 }
