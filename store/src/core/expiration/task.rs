@@ -22,6 +22,14 @@ impl ExpirationManager {
     pub fn spawn_expiry(self: &Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
+            match me.tokens.index_unleased_tokens().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tokens = n, "leases written for tokens stored without one"),
+                Err(e) if stop.is_cancelled() || is_sealed(&e) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "indexing tokens stored without a lease failed")
+                }
+            }
             loop {
                 let wait = tokio::select! {
                     _ = stop.cancelled() => return,

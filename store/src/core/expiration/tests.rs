@@ -520,3 +520,36 @@ fn a_stored_entry_stays_small() {
     assert_eq!(back.path(), "database/creds/ro");
     assert_eq!(back.due.timestamp_millis(), now.timestamp_millis());
 }
+
+#[tokio::test]
+async fn tokens_stored_before_leases_get_one_once() {
+    let h = harness().await;
+    // A token store without a lease index: tokens as stored before leases existed.
+    let clock: Clock = Arc::new(Utc::now);
+    let old = TokenStore::open_with_clock(BarrierView::new(h.barrier.clone(), "sys/token/"), clock)
+        .await
+        .unwrap();
+    let params = CreateParams {
+        ttl: Some(60),
+        path: "auth/token/create".into(),
+        ..Default::default()
+    };
+    let auth = old.create(params, None).await.unwrap();
+    let hash = old.hmac(auth.client_token.expose_secret());
+    assert_eq!(h.mgr.count().await.unwrap(), 0);
+    assert_eq!(h.tokens.index_unleased_tokens().await.unwrap(), 1);
+    let lease = h
+        .mgr
+        .lookup(&format!("auth/token/create/{hash}"))
+        .await
+        .unwrap();
+    assert_eq!(lease.kind, LeaseKind::Token);
+    // Once per store: a second token without a lease is not looked for again.
+    let params = CreateParams {
+        ttl: Some(60),
+        ..Default::default()
+    };
+    old.create(params, None).await.unwrap();
+    assert_eq!(h.tokens.index_unleased_tokens().await.unwrap(), 0);
+    assert_eq!(h.mgr.count().await.unwrap(), 1);
+}

@@ -1,9 +1,11 @@
 //! The token store's side of token leases: the lease index it writes with every token that
-//! expires, and the hook that revokes the leases a revoked token created.
+//! expires, the hook that revokes the leases a revoked token created, and the one-time
+//! indexing of tokens stored before tokens had leases.
 
 use std::sync::Arc;
 
 use super::{TokenEntry, TokenStore};
+use crate::barrier::BarrierError;
 use crate::core::expiration::{LeaseEntry, LeaseIndex, TokenRevocationHook};
 use crate::logical::LogicalError;
 use crate::storage::Op;
@@ -44,4 +46,38 @@ impl TokenStore {
         let stored = index.load(&derived.lease_id).await?;
         Ok(index.delete_ops(stored.as_ref().unwrap_or(&derived))?)
     }
+
+    /// Give a lease to every expiring token that has none: tokens stored before tokens had
+    /// leases. Runs once per store (a marker in the lease view records it), in the
+    /// background, so it never delays an unseal. Returns how many leases it wrote.
+    pub async fn index_unleased_tokens(&self) -> Result<usize, LogicalError> {
+        let Some(index) = &self.leases else {
+            return Ok(0);
+        };
+        if index.view().get(TOKENS_INDEXED).await?.is_some() {
+            return Ok(0);
+        }
+        let mut written = 0;
+        for key in self.view.scan_prefix("id/").await? {
+            let _guard = self.lock.lock().await;
+            let entry = match self.view.get_json::<TokenEntry>(&key).await {
+                Ok(Some(entry)) => entry,
+                Ok(None) | Err(BarrierError::Integrity { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Some(lease) = LeaseEntry::for_token(&entry) else {
+                continue;
+            };
+            if index.load(&lease.lease_id).await?.is_none() {
+                self.view.write(index.put_ops(&lease, None)?).await?;
+                index.note_due(lease.due);
+                written += 1;
+            }
+        }
+        index.view().put(TOKENS_INDEXED, Vec::new()).await?;
+        Ok(written)
+    }
 }
+
+/// Set once every stored token has its lease.
+const TOKENS_INDEXED: &str = "tokens-indexed";

@@ -92,7 +92,7 @@ pub struct TokenStore {
     pub(super) view: BarrierView,
     hmac_key: Zeroizing<Vec<u8>>,
     clock: Clock,
-    lock: tokio::sync::Mutex<()>,
+    pub(super) lock: tokio::sync::Mutex<()>,
     pub(super) policies: Option<Arc<PolicyStore>>,
     pub(super) cache: TokenCache,
     /// Where token leases go; `None`: tokens have no leases (some unit tests).
