@@ -383,4 +383,36 @@ mod tests {
         assert_eq!(status(call(Some(&narrow), "nomount/x").await), 403);
         assert_eq!(status(call(Some(&narrow), "secret/data/x").await), 403);
     }
+
+    #[tokio::test]
+    async fn a_leased_answer_gets_its_lease_before_it_is_audited() {
+        let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let st = core.unsealed().unwrap();
+        let mut mount = st.router.get("secret/").unwrap();
+        mount.config.max_lease_ttl = 90;
+        let req = Request::new(Operation::Read, "secret/creds/ro");
+        let secret = crate::logical::SecretLease {
+            ttl: 600,
+            renewable: true,
+            ..Default::default()
+        };
+        let mut resp = Response::leased(serde_json::json!({"username": "u"}), secret);
+        register_lease(&st, &req, &mount, &mut resp).await.unwrap();
+        assert!(resp.secret.is_none());
+        let lease = resp.lease.unwrap();
+        assert!(lease.lease_id.starts_with("secret/creds/ro/"));
+        assert_eq!(
+            (lease.lease_duration, lease.renewable),
+            (90, true),
+            "mount max applies"
+        );
+        assert!(st.expiration.lookup(&lease.lease_id).await.is_ok());
+        // An answer without a secret gets no lease.
+        let mut plain = Response::data(serde_json::json!({"a": 1}));
+        register_lease(&st, &req, &mount, &mut plain).await.unwrap();
+        assert!(plain.lease.is_none());
+    }
 }
