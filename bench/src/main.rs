@@ -34,6 +34,7 @@ struct Args {
     hushd: Option<PathBuf>,
     /// Which scenarios: read, write, login (AppRole logins, each minting a durable token),
     /// login-k8s (Kubernetes logins in local mode: an ES256 JWT checked against pem_keys).
+    /// lease (`auth/token/create-orphan` with a TTL: a durable token and its durable lease).
     #[arg(long, default_value = "read,write", value_delimiter = ',')]
     ops: Vec<String>,
     /// Audit settings to run: off, on or both.
@@ -232,6 +233,8 @@ enum Workload {
     Write,
     /// `POST` this login path with this body (each success mints a durable token).
     Login(&'static str, Value),
+    /// `POST auth/token/create-orphan` with a TTL: each success writes a token and its lease.
+    Lease,
 }
 
 /// Enable approle with a role whose secret ID never runs out; the login body.
@@ -375,6 +378,11 @@ async fn run(
                     Workload::Login(path, body) => {
                         call(&mut conn, "POST", path, "", Some(body)).await
                     }
+                    Workload::Lease => {
+                        let body = json!({"ttl": "10m", "policies": ["default"]});
+                        let path = "auth/token/create-orphan";
+                        call(&mut conn, "POST", path, &token, Some(&body)).await
+                    }
                 };
                 match r {
                     Ok((200, _)) => lat.push(t.elapsed().as_micros() as u32),
@@ -441,7 +449,8 @@ fn main() -> Result<()> {
                     "login-k8s" => {
                         Workload::Login("auth/kubernetes/login", kubernetes_setup(&server).await?)
                     }
-                    other => bail!("--ops takes read, write, login or login-k8s, not {other}"),
+                    "lease" => Workload::Lease,
+                    other => bail!("--ops takes read, write, login, login-k8s or lease, not {other}"),
                 };
                 for &clients in &args.clients {
                     let r = run(&server, clients, args.seconds, args.keys, &work).await?;

@@ -465,3 +465,49 @@ def test_aws_iam_login(server, root_client, moto_sts):
         hvac.Client(url=server.addr).auth.aws.iam_login(
             key["AccessKeyId"], key["SecretAccessKey"], header_value="hushd.compat", role="nobody")
     root_client.sys.disable_auth_method("aws")
+def _new_token_lease(client, orphan=False, **create):
+    """Create a token and return (token, its lease id): the one new lease of its path."""
+    prefix = "auth/token/create-orphan/" if orphan else "auth/token/create/"
+    def keys():
+        try:
+            return set(client.sys.list_leases(prefix=prefix)["data"]["keys"])
+        except exceptions.InvalidPath:
+            return set()
+    before = keys()
+    create_fn = client.auth.token.create_orphan if orphan else client.auth.token.create
+    token = create_fn(**create)["auth"]["client_token"]
+    new = keys() - before
+    assert len(new) == 1, new
+    return token, prefix + new.pop()
+
+
+def test_sys_lease_helpers_on_token_leases(server, root_client):
+    sys = root_client.sys
+    token, lease_id = _new_token_lease(root_client, ttl="1h", policies=["default"])
+    lease = sys.read_lease(lease_id=lease_id)["data"]
+    assert lease["id"] == lease_id and lease["renewable"] is True
+    assert 3500 < lease["ttl"] <= 3600
+    renewed = sys.renew_lease(lease_id=lease_id, increment=7200)
+    assert renewed["lease_id"] == lease_id and renewed["lease_duration"] == 7200
+    assert sys.read_lease(lease_id=lease_id)["data"]["last_renewal"]
+    with pytest.raises(exceptions.InvalidRequest):
+        sys.read_lease(lease_id="auth/token/create/does-not-exist")
+    sys.revoke_lease(lease_id=lease_id)
+    with pytest.raises(exceptions.Forbidden):
+        hvac.Client(url=server.addr, token=token).auth.token.lookup_self()
+    with pytest.raises(exceptions.InvalidRequest):
+        sys.renew_lease(lease_id=lease_id)
+    # Prefixes (sudo): revoke-prefix asks the owner (the token store), revoke-force does not.
+    a, _ = _new_token_lease(root_client, orphan=True, ttl="1h")
+    sys.revoke_prefix(prefix="auth/token/create-orphan")
+    b, _ = _new_token_lease(root_client, orphan=True, ttl="1h")
+    sys.revoke_force(prefix="auth/token/create-orphan/")
+    for t in (a, b):
+        with pytest.raises(exceptions.Forbidden):
+            hvac.Client(url=server.addr, token=t).auth.token.lookup_self()
+    with pytest.raises(exceptions.InvalidPath):
+        sys.list_leases(prefix="auth/token/create-orphan/")
+    # Without sudo: refused.
+    plain, _ = _new_token_lease(root_client, ttl="1h", policies=["default"])
+    with pytest.raises(exceptions.Forbidden):
+        hvac.Client(url=server.addr, token=plain).sys.list_leases(prefix="auth/")

@@ -380,6 +380,20 @@ impl Barrier {
         Ok(self.backend.scan_prefix(prefix).await?)
     }
 
+    /// Up to `limit` keys below `prefix` after `start_after`, in key order (see
+    /// [`Backend::scan_range`](crate::storage::Backend::scan_range)).
+    pub async fn scan_range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, BarrierError> {
+        if self.is_sealed() {
+            return Err(BarrierError::Sealed);
+        }
+        Ok(self.backend.scan_range(prefix, start_after, limit).await?)
+    }
+
     /// Encrypt and write a batch atomically. Plaintext buffers are wiped once encrypted.
     pub async fn write(&self, ops: Vec<Op>) -> Result<(), BarrierError> {
         let ring = self.keyring.load_full().ok_or(BarrierError::Sealed)?;

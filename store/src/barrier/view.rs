@@ -80,6 +80,25 @@ impl BarrierView {
             .collect())
     }
 
+    /// Up to `limit` keys under `prefix` after `start_after` (both relative to the view), in
+    /// key order, relative to the view.
+    pub async fn scan_range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, BarrierError> {
+        let after = start_after.map(|s| self.full(s)).transpose()?;
+        let keys = self
+            .barrier
+            .scan_range(&self.full(prefix)?, after.as_deref(), limit)
+            .await?;
+        Ok(keys
+            .into_iter()
+            .map(|k| k[self.prefix.len()..].to_string())
+            .collect())
+    }
+
     /// Build a put op for [`BarrierView::write`] (key relative to the view).
     pub fn put_op(&self, key: &str, value: Vec<u8>) -> Result<Op, BarrierError> {
         Ok(Op::Put {

@@ -3,7 +3,6 @@
 //! Failed logins count against the caller's address; too many and it gets 429 for a while.
 
 use super::router::{MountEntry, Target};
-use super::token::ttl::{DEFAULT_TTL, MAX_TTL};
 use super::token::CreateParams;
 use super::{Core, Unsealed};
 use crate::logical::{Auth, LogicalError, LoginGrant, Request, Response};
@@ -42,20 +41,7 @@ pub(super) async fn handle(
 /// The token a grant asks for, within the mount's and the system's limits.
 pub(crate) fn token_params(entry: &MountEntry, path: &str, grant: LoginGrant) -> CreateParams {
     let cfg = &entry.config;
-    let mount_max = if cfg.max_lease_ttl > 0 {
-        cfg.max_lease_ttl.min(MAX_TTL)
-    } else {
-        MAX_TTL
-    };
-    let max = match grant.max_ttl {
-        0 => mount_max,
-        m => m.min(mount_max),
-    };
-    let ttl = [grant.ttl, cfg.default_lease_ttl, DEFAULT_TTL]
-        .into_iter()
-        .find(|t| *t > 0)
-        .unwrap_or(DEFAULT_TTL)
-        .min(max);
+    let (ttl, max) = super::expiration::effective_ttls(cfg, grant.ttl, grant.max_ttl);
     let explicit_max_ttl = (grant.max_ttl > 0 || cfg.max_lease_ttl > 0).then_some(max);
     let source = entry
         .path
@@ -103,6 +89,7 @@ async fn mint(
 mod tests {
     use super::*;
     use crate::core::router::MountConfig;
+    use crate::core::token::ttl::{DEFAULT_TTL, MAX_TTL};
 
     fn mount(default_lease_ttl: u64, max_lease_ttl: u64) -> MountEntry {
         MountEntry {

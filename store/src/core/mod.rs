@@ -4,6 +4,7 @@
 //! - [`token`]: the token store (`auth/token/`) and token authentication.
 //! - [`policy`]: ACL policies and their evaluation.
 //! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices).
+//! - [`expiration`]: leases of dynamic secrets and tokens, and the one expiry task.
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys).
 //!
 //! [`Core::handle`] is the one entry point: it authenticates the token, turns a write into a
@@ -21,6 +22,7 @@ use crate::logical::{path_matches_any, LogicalError, Operation, Request, Respons
 use crate::storage::Backend;
 
 pub mod audit;
+pub mod expiration;
 mod login;
 pub mod policy;
 pub mod router;
@@ -28,19 +30,21 @@ pub mod sys;
 pub mod token;
 
 use audit::AuditBroker;
+use expiration::{ExpirationManager, LeaseIndex};
 use policy::PolicyStore;
 use router::Router;
 use token::TokenStore;
 
 /// Subsystems that exist only while unsealed.
 pub struct Unsealed {
-    pub router: Router,
+    pub router: Arc<Router>,
     pub tokens: Arc<TokenStore>,
     pub policies: Arc<PolicyStore>,
     pub audit: AuditBroker,
+    pub expiration: Arc<ExpirationManager>,
     /// Failed logins per source address.
     pub logins: crate::auth::limiter::LoginLimiter,
-    /// Stops background tasks (token expiry) when sealing.
+    /// Stops background tasks (lease expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
 }
 
@@ -96,24 +100,26 @@ impl Core {
     /// Build the unsealed subsystems once the barrier is open.
     async fn post_unseal(&self) -> Result<(), LogicalError> {
         let policies = Arc::new(PolicyStore::open(self.view("sys/policy/")).await?);
+        let leases = Arc::new(LeaseIndex::new(self.view("sys/expire/")));
         let tokens = Arc::new(
             TokenStore::open(self.view("sys/token/"))
                 .await?
-                .with_policy_store(policies.clone()),
+                .with_policy_store(policies.clone())
+                .with_lease_index(leases.clone()),
         );
         let audit = AuditBroker::open(self.view("core/audit/")).await?;
-        let router = Router::load(self.barrier.clone(), tokens.clone()).await?;
+        let router = Arc::new(Router::load(self.barrier.clone(), tokens.clone()).await?);
+        let backends: Arc<dyn expiration::LeaseBackends> = router.clone();
+        let expiration = ExpirationManager::new(leases, tokens.clone(), Arc::downgrade(&backends));
         let background = tokio_util::sync::CancellationToken::new();
-        drop(spawn_token_expiry(
-            tokens.clone(),
-            background.clone(),
-            TOKEN_SWEEP_INTERVAL,
-        ));
+        // Nothing is loaded: the task reads the head of the stored expiry index.
+        drop(expiration.spawn_expiry(background.clone()));
         self.state.store(Some(Arc::new(Unsealed {
             router,
             tokens,
             policies,
             audit,
+            expiration,
             logins: Default::default(),
             background,
         })));
@@ -249,10 +255,29 @@ impl Core {
         }
 
         st.audit.log_request(&req).await?;
-        let resp = target.handle(self, &st, &req).await;
+        let mut resp = target.handle(self, &st, &req).await;
+        if let (Ok(r), router::Target::Mount(mount, _)) = (&mut resp, &target) {
+            if let Err(e) = register_lease(&st, &req, mount, r).await {
+                resp = Err(e);
+            }
+        }
         st.audit.log_response(&req, resp.as_ref()).await?;
         resp
     }
+}
+
+/// A dynamic secret in `resp`: register its lease and tell the client (before it is audited).
+async fn register_lease(
+    st: &Unsealed,
+    req: &Request,
+    mount: &router::MountEntry,
+    resp: &mut Response,
+) -> Result<(), LogicalError> {
+    let Some(secret) = resp.secret.take() else {
+        return Ok(());
+    };
+    resp.lease = Some(st.expiration.register(req, mount, &secret).await?);
+    Ok(())
 }
 
 /// Check the token, turn a write to something absent into a create, and check the ACL.
@@ -311,40 +336,6 @@ async fn refuse_unrouted(st: &Unsealed, req: &Request, not_found: LogicalError) 
     }
 }
 
-/// How often expired tokens (and their children) are swept.
-const TOKEN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn spawn_token_expiry(
-    tokens: Arc<TokenStore>,
-    stop: tokio_util::sync::CancellationToken,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // The first sweep waits one interval: `sys/init` unseals only for a moment.
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match tokens.revoke_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(revoked = n, "expired tokens revoked"),
-                // Sealed meanwhile: nothing to sweep until the next unseal starts a new task.
-                Err(e) if stop.is_cancelled() || is_sealed_error(&e) => return,
-                Err(e) => tracing::warn!(error = %e, "sweeping expired tokens failed"),
-            }
-        }
-    })
-}
-
-fn is_sealed_error(e: &LogicalError) -> bool {
-    matches!(
-        e,
-        LogicalError::Sealed | LogicalError::Barrier(crate::barrier::BarrierError::Sealed)
-    )
-}
-
 pub(crate) fn seal_err(e: crate::barrier::seal::SealError) -> LogicalError {
     use crate::barrier::seal::SealError;
     match e {
@@ -361,31 +352,6 @@ pub(crate) fn seal_err(e: crate::barrier::seal::SealError) -> LogicalError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn the_token_sweep_stops_quietly_once_sealed() {
-        let backend = Arc::new(crate::storage::MemoryBackend::new());
-        let barrier = Arc::new(Barrier::new(backend));
-        barrier
-            .initialize(&crate::barrier::KeyBytes::random())
-            .await
-            .unwrap();
-        let tokens = Arc::new(
-            TokenStore::open(BarrierView::new(barrier.clone(), "sys/token/"))
-                .await
-                .unwrap(),
-        );
-        let stop = tokio_util::sync::CancellationToken::new();
-        let every = std::time::Duration::from_millis(5);
-        let sweep = spawn_token_expiry(tokens, stop.clone(), every);
-        tokio::time::sleep(every * 4).await;
-        assert!(!sweep.is_finished(), "an unsealed store keeps sweeping");
-        barrier.seal();
-        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), sweep).await;
-        assert!(ended.is_ok(), "a sweep that finds the store sealed ends");
-        assert!(is_sealed_error(&LogicalError::Sealed));
-        assert!(!is_sealed_error(&LogicalError::PermissionDenied));
-    }
 
     use secrecy::ExposeSecret;
 
@@ -416,5 +382,37 @@ mod tests {
         let narrow = resp.auth.unwrap().client_token.expose_secret().to_string();
         assert_eq!(status(call(Some(&narrow), "nomount/x").await), 403);
         assert_eq!(status(call(Some(&narrow), "secret/data/x").await), 403);
+    }
+
+    #[tokio::test]
+    async fn a_leased_answer_gets_its_lease_before_it_is_audited() {
+        let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let st = core.unsealed().unwrap();
+        let mut mount = st.router.get("secret/").unwrap();
+        mount.config.max_lease_ttl = 90;
+        let req = Request::new(Operation::Read, "secret/creds/ro");
+        let secret = crate::logical::SecretLease {
+            ttl: 600,
+            renewable: true,
+            ..Default::default()
+        };
+        let mut resp = Response::leased(serde_json::json!({"username": "u"}), secret);
+        register_lease(&st, &req, &mount, &mut resp).await.unwrap();
+        assert!(resp.secret.is_none());
+        let lease = resp.lease.unwrap();
+        assert!(lease.lease_id.starts_with("secret/creds/ro/"));
+        assert_eq!(
+            (lease.lease_duration, lease.renewable),
+            (90, true),
+            "mount max applies"
+        );
+        assert!(st.expiration.lookup(&lease.lease_id).await.is_ok());
+        // An answer without a secret gets no lease.
+        let mut plain = Response::data(serde_json::json!({"a": 1}));
+        register_lease(&st, &req, &mount, &mut plain).await.unwrap();
+        assert!(plain.lease.is_none());
     }
 }

@@ -204,6 +204,15 @@ impl Backend for CachedBackend {
         self.inner.scan_prefix(prefix).await
     }
 
+    async fn scan_range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        self.inner.scan_range(prefix, start_after, limit).await
+    }
+
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         let inner = self.inner.clone();
         let shared = self.shared.clone();

@@ -17,12 +17,47 @@ fn del(key: &str) -> Op {
 }
 
 /// Run the shared semantics checks against an empty backend.
+/// Ordered, bounded, resumable range reads ([`Backend::scan_range`]).
+async fn check_scan_range(b: &dyn Backend) {
+    let keys = [
+        "ix/0003/c",
+        "ix/0001/a",
+        "ix/0002/b",
+        "ix/0002/a",
+        "ix0",
+        "iw/9",
+        "ix/",
+    ];
+    b.write(keys.iter().map(|k| put(k, b"")).collect())
+        .await
+        .unwrap();
+    let page = b.scan_range("ix/", None, 2).await.unwrap();
+    assert_eq!(page, vec!["ix/", "ix/0001/a"]);
+    let page = b.scan_range("ix/", Some("ix/0001/a"), 2).await.unwrap();
+    assert_eq!(page, vec!["ix/0002/a", "ix/0002/b"]);
+    let page = b.scan_range("ix/", Some("ix/0002/b"), 10).await.unwrap();
+    assert_eq!(page, vec!["ix/0003/c"], "stays inside the prefix");
+    assert!(b
+        .scan_range("ix/", Some("ix/9"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b.scan_range("ix/", None, 0).await.unwrap().is_empty());
+    // A start before the prefix does not leak keys from outside it.
+    let page = b.scan_range("ix/", Some("a"), 1).await.unwrap();
+    assert_eq!(page, vec!["ix/"]);
+    b.write(keys.iter().map(|k| del(k)).collect())
+        .await
+        .unwrap();
+}
+
 pub(crate) async fn check(b: &dyn Backend) {
     // Empty store.
     assert_eq!(b.get("missing").await.unwrap(), None);
     assert!(b.list("").await.unwrap().is_empty());
     assert!(b.scan_prefix("").await.unwrap().is_empty());
     b.write(vec![]).await.unwrap();
+    check_scan_range(b).await;
 
     // Put / get / overwrite / empty value.
     b.write(vec![put("a/b", b"1")]).await.unwrap();

@@ -42,6 +42,27 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
+    async fn scan_range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        use std::ops::Bound;
+        let map = self.map.read();
+        let lower = match start_after {
+            Some(s) if s >= prefix => Bound::Excluded(s.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        Ok(map
+            .range((lower, Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         let mut map = self.map.write();
         for op in ops {

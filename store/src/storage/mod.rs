@@ -58,6 +58,24 @@ pub trait Backend: Send + Sync + 'static {
     /// Every key below `prefix`, at any depth, sorted, as full keys.
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
 
+    /// Up to `limit` full keys below `prefix`, in key order, each greater than `start_after`
+    /// when given: a bounded, resumable walk of an ordered index (the lease expiry index reads
+    /// only its head this way). The default filters [`Backend::scan_prefix`]; real backends
+    /// answer from their ordered key index without reading the rest.
+    async fn scan_range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        let keys = self.scan_prefix(prefix).await?;
+        Ok(keys
+            .into_iter()
+            .filter(|k| start_after.is_none_or(|s| k.as_str() > s))
+            .take(limit)
+            .collect())
+    }
+
     /// Apply all ops atomically and durably.
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError>;
 

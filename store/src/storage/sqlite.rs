@@ -56,6 +56,11 @@ const SQL_PUT: &str = "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)";
 const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
 const SQL_RANGE: &str = "SELECT key FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key";
 const SQL_FROM: &str = "SELECT key FROM kv WHERE key >= ?1 ORDER BY key";
+/// A bounded page of an ordered range: served from the primary key's b-tree, so it reads
+/// only the rows it returns whatever the size of the range.
+const SQL_PAGE: &str =
+    "SELECT key FROM kv WHERE key > ?1 AND key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4";
+const SQL_PAGE_FROM: &str = "SELECT key FROM kv WHERE key > ?1 AND key >= ?2 ORDER BY key LIMIT ?3";
 
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
@@ -367,6 +372,31 @@ impl Backend for SqliteBackend {
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let p = prefix.to_string();
         self.read(move |c| scan_keys(c, &p, false)).await
+    }
+
+    async fn scan_range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        let prefix = prefix.to_string();
+        let after = start_after.unwrap_or("").to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let rows = match prefix_upper_bound(&prefix) {
+                Some(upper) => c
+                    .prepare_cached(SQL_PAGE)?
+                    .query_map(rusqlite::params![after, prefix, upper, limit], |r| r.get(0))?
+                    .collect(),
+                None => c
+                    .prepare_cached(SQL_PAGE_FROM)?
+                    .query_map(rusqlite::params![after, prefix, limit], |r| r.get(0))?
+                    .collect(),
+            };
+            rows
+        })
+        .await
     }
 
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {

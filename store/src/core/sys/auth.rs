@@ -76,6 +76,7 @@ async fn disable(st: &Unsealed, path: &str) -> Result<Response, LogicalError> {
         ));
     }
     // Vault answers 204 for a path with nothing mounted.
+    super::leases::revoke_mount(st, &full).await?;
     st.router.unmount(&full).await?;
     Ok(Response::empty())
 }

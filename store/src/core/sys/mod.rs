@@ -1,4 +1,4 @@
-//! The `sys/` system backend: init and seal, mounts, policies, audit devices, keys.
+//! The `sys/` system backend: init and seal, mounts, policies, audit devices, keys, leases.
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader) are answered by [`handle_unauthenticated`] even while sealed.
@@ -10,6 +10,7 @@ use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 mod audit;
 mod auth;
+mod leases;
 mod mounts;
 mod policy;
 mod seal;
@@ -27,6 +28,13 @@ pub const ROOT_PATHS: &[&str] = &[
     "key-status",
     "raw",
     "raw/*",
+    "leases/lookup/*",
+    "leases/revoke-prefix/*",
+    "leases/revoke-force/*",
+    "revoke-prefix/*",
+    "revoke-force/*",
+    "leases",
+    "leases/count",
 ];
 
 /// Sys paths any valid token may read (they reveal only mount types).
@@ -75,6 +83,9 @@ pub async fn handle(core: &Core, st: &Unsealed, req: &Request) -> Result<Respons
         "capabilities" if write => return policy::capabilities(st, req).await,
         "audit" if read => return Ok(both(req, st.audit.list())),
         _ => {}
+    }
+    if let Some(resp) = leases::handle(st, req, rel).await {
+        return resp;
     }
     if let Some(rest) = rel.strip_prefix("mounts/") {
         if let Some(path) = rest.strip_suffix("/tune") {

@@ -64,6 +64,7 @@ pub async fn disable(st: &Unsealed, path: &str) -> Result<Response, LogicalError
             "cannot unmount {normalized:?}"
         )));
     }
+    super::leases::revoke_mount(st, &normalized).await?;
     st.router.unmount(path).await?;
     Ok(Response::empty())
 }

@@ -8,6 +8,7 @@
 //! - [`store`]: the [`TokenStore`] (storage, authentication, creation, renewal, revocation);
 //! - [`backend`]: the `auth/token/` endpoints;
 //! - [`ttl`]: Vault's TTL rules;
+//! - `lease`: token leases in the expiration manager's index;
 //! - [`cache`]: parsed entries of tokens in use, invalidated by every entry write.
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod backend;
 pub mod cache;
+mod lease;
 pub mod store;
 pub mod ttl;
 

@@ -6,6 +6,10 @@
 //! - `accessor/<accessor>`: the entry's HMAC;
 //! - `parent/<parent-hmac>/<child-hmac>`: empty, one per child, for tree revocation.
 //!
+//! With a lease index ([`TokenStore::with_lease_index`]), every token with a TTL also has a
+//! lease (`sys/expire/`) written in the same atomic batch as the token: the expiration
+//! manager's one expiry task revokes it when due, and renewals move it.
+//!
 //! The token string itself is never stored. Every read-modify-write of entries (use counts,
 //! renewals, creation under a parent, revocation) runs under one async lock, so a revocation
 //! cannot race with a write that would bring a token back.
@@ -26,6 +30,7 @@ use super::cache::TokenCache;
 use super::ttl::{add_seconds, calculate_ttl, TtlInput};
 use super::TokenEntry;
 use crate::barrier::BarrierView;
+use crate::core::expiration::{LeaseEntry, LeaseIndex, TokenRevocationHook};
 use crate::core::policy::PolicyStore;
 use crate::logical::{Auth, LogicalError};
 use crate::storage::Op;
@@ -87,9 +92,14 @@ pub struct TokenStore {
     pub(super) view: BarrierView,
     hmac_key: Zeroizing<Vec<u8>>,
     clock: Clock,
-    lock: tokio::sync::Mutex<()>,
+    pub(super) lock: tokio::sync::Mutex<()>,
     pub(super) policies: Option<Arc<PolicyStore>>,
     pub(super) cache: TokenCache,
+    /// Where token leases go; `None`: tokens have no leases (some unit tests).
+    pub(super) leases: Option<Arc<LeaseIndex>>,
+    /// Told before tokens are revoked, so the leases they created go with them.
+    pub(super) revocation_hook:
+        parking_lot::RwLock<Option<std::sync::Weak<dyn TokenRevocationHook>>>,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -225,6 +235,8 @@ impl TokenStore {
             lock: tokio::sync::Mutex::new(()),
             policies: None,
             cache: TokenCache::default(),
+            leases: None,
+            revocation_hook: parking_lot::RwLock::new(None),
         })
     }
 
@@ -374,7 +386,15 @@ impl TokenStore {
                     .put_op(&format!("parent/{parent}/{}", entry.id_hash), Vec::new())?,
             );
         }
-        self.write(ops).await
+        let lease = self.leases.as_ref().zip(LeaseEntry::for_token(entry));
+        if let Some((index, lease)) = &lease {
+            ops.extend(index.put_ops(lease, None)?);
+        }
+        self.write(ops).await?;
+        if let Some((index, lease)) = lease {
+            index.note_due(lease.due);
+        }
+        Ok(())
     }
 
     /// Check a presented token. Unknown, malformed, expired and revoked tokens are all
@@ -550,11 +570,11 @@ impl TokenStore {
 
         {
             // The lock orders a child's creation against its parent's revocation. An orphan
-            // (every auth-method login) has no parent to race with and a fresh random id, so
-            // it does not queue behind other tokens' fsyncs.
+            // (every auth-method login, `create-orphan`) is not linked to a parent and has a
+            // fresh random id, so it does not queue behind other tokens' fsyncs.
             let _guard = match parent {
-                Some(_) => Some(self.lock.lock().await),
-                None => None,
+                Some(_) if !orphan => Some(self.lock.lock().await),
+                _ => None,
             };
             if let Some(parent) = parent {
                 // The caller's entry is a snapshot: check the parent is still alive and not
@@ -603,7 +623,20 @@ impl TokenStore {
         };
         let (ttl, warnings) = calculate_ttl(now, entry.creation_time, input)?;
         entry.expire_time = Some(expiry(now, ttl)?);
-        self.put_entry(&entry).await?;
+        let mut ops = vec![self.view.put_json_op(&id_key(&entry.id_hash), &entry)?];
+        let lease = self.leases.as_ref().zip(LeaseEntry::for_token(&entry));
+        if let Some((index, lease)) = lease {
+            let old = index.load(&lease.lease_id).await?;
+            let lease = LeaseEntry {
+                last_renewal: Some(now),
+                ..lease
+            };
+            ops.extend(index.put_ops(&lease, old.as_ref())?);
+            self.write(ops).await?;
+            index.note_due(lease.due);
+        } else {
+            self.write(ops).await?;
+        }
         Ok(Renewed {
             entry,
             ttl,
@@ -642,6 +675,9 @@ impl TokenStore {
             children.insert(hash.clone(), kids);
             order.push(hash);
         }
+        // Their leases first (Vault's order): a crash half way leaves tokens, not leases
+        // without the token that owns them.
+        self.tokens_revoked(&order).await?;
         for hash in order.iter().rev() {
             let mut ops = Vec::new();
             for chunk in children[hash].chunks(BATCH) {
@@ -652,6 +688,7 @@ impl TokenStore {
                 self.write(links).await?;
             }
             if let Some(entry) = self.load(hash).await? {
+                ops.extend(self.lease_delete_ops(&entry).await?);
                 ops.push(
                     self.view
                         .delete_op(&format!("accessor/{}", entry.accessor))?,
@@ -672,6 +709,7 @@ impl TokenStore {
         let Some(entry) = self.load(id_hash).await? else {
             return Err(LogicalError::invalid("token to revoke not found"));
         };
+        self.tokens_revoked(&[id_hash.to_string()]).await?;
         let kids = self.view.list(&format!("parent/{id_hash}/")).await?;
         for chunk in kids.chunks(BATCH) {
             let mut ops = Vec::new();
@@ -685,30 +723,16 @@ impl TokenStore {
             }
             self.write(ops).await?;
         }
-        let mut ops = vec![
-            self.view.delete_op(&id_key(id_hash))?,
+        let mut ops = self.lease_delete_ops(&entry).await?;
+        ops.push(self.view.delete_op(&id_key(id_hash))?);
+        ops.push(
             self.view
                 .delete_op(&format!("accessor/{}", entry.accessor))?,
-        ];
+        );
         if let Some(parent) = &entry.parent_hash {
             ops.push(self.view.delete_op(&format!("parent/{parent}/{id_hash}"))?);
         }
         self.write(ops).await
-    }
-
-    /// Revoke every expired token (and its children). For a periodic sweep; returns how
-    /// many expired tokens were found.
-    pub async fn revoke_expired(&self) -> Result<usize, LogicalError> {
-        let now = self.now();
-        let mut count = 0;
-        for key in self.view.scan_prefix("id/").await? {
-            let hash = key.trim_start_matches("id/");
-            if self.load(hash).await?.is_some_and(|e| expired(&e, now)) {
-                self.revoke_tree(hash).await?;
-                count += 1;
-            }
-        }
-        Ok(count)
     }
 }
 

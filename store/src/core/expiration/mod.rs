@@ -1,0 +1,398 @@
+//! The expiration manager (Vault's `ExpirationManager`): every dynamic secret and every
+//! token with a TTL has a durable lease; one task revokes each lease when it is due.
+//!
+//! # Layout
+//!
+//! - this file: the stored [`LeaseEntry`], [`ExpirationManager`] registration and lookup;
+//! - [`index`]: the storage layout (`sys/expire/`): entries, the by-expiry index the task
+//!   reads the head of, the by-token index, irrevocable leases;
+//! - [`revoke`]: renewal, revocation (with retries, then irrevocable), prefixes, tokens;
+//! - [`task`]: the one expiry task.
+//!
+//! The index lives in storage, not in memory: an unseal reads nothing but the head of the
+//! by-expiry range, so start-up time does not grow with the number of leases (Vault reads
+//! every lease at unseal), and a crash loses no lease.
+//!
+//! Token leases (`<creating path>/<token hash>`, as Vault's `auth/token/create/<hash>`) are
+//! written by the token store in the same atomic batches as the tokens themselves; the
+//! manager revokes and renews them through the token store.
+
+use std::sync::{Arc, Weak};
+
+use chrono::{DateTime, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
+
+use super::router::{MountConfig, MountEntry, Router, Target};
+use super::token::ttl::{add_seconds, DEFAULT_TTL, MAX_TTL};
+use super::token::{Clock, TokenEntry, TokenStore};
+use crate::logical::{Data, LeaseInfo, LogicalBackend, LogicalError, Request, SecretLease};
+
+pub mod index;
+mod revoke;
+mod task;
+#[cfg(test)]
+mod tests;
+
+pub use index::LeaseIndex;
+pub use revoke::{PrefixMode, Renewal};
+
+/// What a lease stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseKind {
+    /// A dynamic secret from an engine: renewed and revoked by the engine.
+    Secret,
+    /// A token: renewed and revoked by the token store.
+    Token,
+}
+
+/// One stored lease. Kept small (times as unix millis, nothing empty stored): SQLite keeps a
+/// row of up to about 480 bytes in its b-tree page and spills longer ones to overflow pages.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseEntry {
+    /// `<request path>/<random>`, or `<creating path>/<token hash>` for a token.
+    pub lease_id: String,
+    pub kind: LeaseKind,
+    /// Accessor of the mount that issued it (a remounted path is another engine).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mount_accessor: String,
+    /// The engine's [`SecretLease::internal`]: may hold what identifies a credential.
+    #[serde(default, skip_serializing_if = "Data::is_empty")]
+    pub internal: Data,
+    /// Secret leases: hash of the token that created it. Token leases: the token's own hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub issue_time: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub expire_time: DateTime<Utc>,
+    /// Issue time plus the max TTL (secret leases; a token keeps its own limits).
+    #[serde(
+        default,
+        with = "chrono::serde::ts_milliseconds_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_expire: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        with = "chrono::serde::ts_milliseconds_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_renewal: Option<DateTime<Utc>>,
+    pub renewable: bool,
+    /// When the expiry task takes it next: the expiry, or a retry after a failed revocation.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub due: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revoke_attempts: u32,
+    /// Why revocation gave up; such a lease stays stored but is no longer retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irrevocable: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl std::fmt::Debug for LeaseEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the internal data.
+        f.debug_struct("LeaseEntry")
+            .field("lease_id", &self.lease_id)
+            .field("kind", &self.kind)
+            .field("expire_time", &self.expire_time)
+            .field("irrevocable", &self.irrevocable.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseEntry {
+    /// The request path that issued it (the lease id without its last segment): renewals and
+    /// revocations are routed by it.
+    pub fn path(&self) -> &str {
+        self.lease_id
+            .rsplit_once('/')
+            .map_or(self.lease_id.as_str(), |(p, _)| p)
+    }
+
+    /// Still waiting for the expiry task (not irrevocable).
+    pub fn pending(&self) -> bool {
+        self.irrevocable.is_none()
+    }
+
+    /// The lease of a token with an expiry; `None` for tokens that never expire.
+    pub fn for_token(token: &TokenEntry) -> Option<LeaseEntry> {
+        let expire_time = token.expire_time?;
+        Some(LeaseEntry {
+            lease_id: token_lease_id(token),
+            kind: LeaseKind::Token,
+            mount_accessor: String::new(),
+            internal: Data::new(),
+            token_hash: Some(token.id_hash.clone()),
+            issue_time: token.creation_time,
+            expire_time,
+            max_expire: None,
+            last_renewal: None,
+            renewable: token.renewable,
+            due: expire_time,
+            revoke_attempts: 0,
+            irrevocable: None,
+        })
+    }
+
+    /// Seconds left until it expires, from `now`, to the nearest second (times are stored
+    /// to the millisecond).
+    pub fn ttl(&self, now: DateTime<Utc>) -> u64 {
+        let ms = (self.expire_time - now).num_milliseconds();
+        u64::try_from((ms + 500) / 1000).unwrap_or(0)
+    }
+}
+
+/// The lease id of a token: `<creating path>/<token hash>`.
+pub fn token_lease_id(token: &TokenEntry) -> String {
+    format!("{}/{}", token.path.trim_end_matches('/'), token.id_hash)
+}
+
+/// A lease's TTL and max TTL (seconds) from what was asked and the mount's tuning: the TTL
+/// is the first set of `ttl`, the mount's default and the system default; both are capped by
+/// the mount's max lease TTL and the system max.
+pub fn effective_ttls(cfg: &MountConfig, ttl: u64, max_ttl: u64) -> (u64, u64) {
+    let mount_max = match cfg.max_lease_ttl {
+        0 => MAX_TTL,
+        m => m.min(MAX_TTL),
+    };
+    let max = match max_ttl {
+        0 => mount_max,
+        m => m.min(mount_max),
+    };
+    let ttl = [ttl, cfg.default_lease_ttl, DEFAULT_TTL]
+        .into_iter()
+        .find(|t| *t > 0)
+        .unwrap_or(DEFAULT_TTL)
+        .min(max);
+    (ttl, max)
+}
+
+/// How a failed revocation is retried before the lease is marked irrevocable.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub base: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            base: std::time::Duration::from_secs(2),
+            max: std::time::Duration::from_secs(120),
+        }
+    }
+}
+
+/// Finds the engine that issued a lease. The router in production; tests mount their own.
+pub trait LeaseBackends: Send + Sync {
+    /// The mount serving `path` and its backend, if any.
+    fn lease_backend(&self, path: &str) -> Option<(Arc<MountEntry>, Arc<dyn LogicalBackend>)>;
+}
+
+impl LeaseBackends for Router {
+    fn lease_backend(&self, path: &str) -> Option<(Arc<MountEntry>, Arc<dyn LogicalBackend>)> {
+        match self.route(path) {
+            Ok(Target::Mount(entry, backend)) => Some((entry, backend)),
+            _ => None,
+        }
+    }
+}
+
+/// Told by the token store which tokens it is about to revoke, so their leases go too.
+#[async_trait::async_trait]
+pub trait TokenRevocationHook: Send + Sync {
+    async fn tokens_revoked(&self, hashes: &[String]) -> Result<(), LogicalError>;
+}
+
+/// The expiration manager. One per unseal.
+pub struct ExpirationManager {
+    index: Arc<LeaseIndex>,
+    tokens: Arc<TokenStore>,
+    backends: Weak<dyn LeaseBackends>,
+    clock: Clock,
+    retry: RetryPolicy,
+    /// Serialises changes to one lease (renew, revoke, expiry); striped by lease id.
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for ExpirationManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExpirationManager")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+const STRIPES: usize = 64;
+
+impl ExpirationManager {
+    /// A manager over `index` (which the token store writes token leases to as well).
+    /// `backends` is held weakly: the router owns the engines.
+    pub fn new(
+        index: Arc<LeaseIndex>,
+        tokens: Arc<TokenStore>,
+        backends: Weak<dyn LeaseBackends>,
+    ) -> Arc<Self> {
+        Self::with_options(
+            index,
+            tokens,
+            backends,
+            Arc::new(Utc::now),
+            RetryPolicy::default(),
+        )
+    }
+
+    pub fn with_options(
+        index: Arc<LeaseIndex>,
+        tokens: Arc<TokenStore>,
+        backends: Weak<dyn LeaseBackends>,
+        clock: Clock,
+        retry: RetryPolicy,
+    ) -> Arc<Self> {
+        let manager = Arc::new(ExpirationManager {
+            index,
+            tokens: tokens.clone(),
+            backends,
+            clock,
+            retry,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        });
+        let hook: Weak<dyn TokenRevocationHook> = Arc::downgrade(&manager) as _;
+        tokens.set_revocation_hook(hook);
+        manager
+    }
+
+    pub fn index(&self) -> &Arc<LeaseIndex> {
+        &self.index
+    }
+
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn stripe(&self, lease_id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        lease_id.hash(&mut h);
+        &self.stripes[(h.finish() as usize) % STRIPES]
+    }
+
+    /// Register the lease an engine attached to its answer to `req` (served by `mount`),
+    /// and return what the client is told.
+    pub async fn register(
+        &self,
+        req: &Request,
+        mount: &MountEntry,
+        secret: &SecretLease,
+    ) -> Result<LeaseInfo, LogicalError> {
+        let now = self.now();
+        let (ttl, max) = effective_ttls(&mount.config, secret.ttl, secret.max_ttl);
+        let lease_id = format!(
+            "{}/{}",
+            req.path.trim_end_matches('/'),
+            Alphanumeric.sample_string(&mut rand::rng(), 24)
+        );
+        if !index::valid_lease_id(&lease_id) {
+            return Err(LogicalError::invalid("cannot lease a secret at this path"));
+        }
+        let expire_time = at(now, ttl)?;
+        let entry = LeaseEntry {
+            lease_id: lease_id.clone(),
+            kind: LeaseKind::Secret,
+            mount_accessor: mount.accessor.clone(),
+            internal: secret.internal.clone(),
+            token_hash: req.token_entry.as_ref().map(|t| t.id_hash.clone()),
+            issue_time: now,
+            expire_time,
+            max_expire: Some(at(now, max)?),
+            last_renewal: None,
+            renewable: secret.renewable,
+            due: expire_time,
+            revoke_attempts: 0,
+            irrevocable: None,
+        };
+        self.index.put(&entry, None).await?;
+        Ok(LeaseInfo {
+            lease_id,
+            lease_duration: ttl,
+            renewable: secret.renewable,
+        })
+    }
+
+    /// The stored lease `lease_id`; 400 "invalid lease" when there is none.
+    pub async fn lookup(&self, lease_id: &str) -> Result<LeaseEntry, LogicalError> {
+        self.index
+            .load(lease_id)
+            .await?
+            .ok_or_else(|| LogicalError::invalid("invalid lease"))
+    }
+
+    /// Immediate children of `prefix` among lease ids.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, LogicalError> {
+        Ok(self.index.list(prefix).await?)
+    }
+
+    /// Leases whose revocation gave up: (lease id, reason).
+    pub async fn irrevocable(&self) -> Result<Vec<(String, String)>, LogicalError> {
+        let mut out = Vec::new();
+        for id in self.index.irrevocable().await? {
+            if let Some(e) = self.index.load(&id).await? {
+                out.push((id, e.irrevocable.unwrap_or_default()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many leases are stored (tokens included).
+    pub async fn count(&self) -> Result<usize, LogicalError> {
+        Ok(self.index.count().await?)
+    }
+
+    fn backend_for(
+        &self,
+        entry: &LeaseEntry,
+    ) -> Result<(Arc<MountEntry>, Arc<dyn LogicalBackend>), LogicalError> {
+        let gone = || {
+            LogicalError::invalid(format!(
+                "no secrets engine that issued {} is mounted",
+                entry.lease_id
+            ))
+        };
+        let backends = self.backends.upgrade().ok_or(LogicalError::Sealed)?;
+        let (mount, backend) = backends.lease_backend(entry.path()).ok_or_else(gone)?;
+        if mount.accessor != entry.mount_accessor {
+            return Err(gone());
+        }
+        Ok((mount, backend))
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenRevocationHook for ExpirationManager {
+    /// Vault's `RevokeByToken`: the leases a revoked token created expire now; the expiry
+    /// task revokes them (with retries) right away.
+    async fn tokens_revoked(&self, hashes: &[String]) -> Result<(), LogicalError> {
+        for hash in hashes {
+            for id in self.index.by_token(hash).await? {
+                self.expire_now(&id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `now` plus `secs`, or 400 past the representable range.
+pub(crate) fn at(now: DateTime<Utc>, secs: u64) -> Result<DateTime<Utc>, LogicalError> {
+    add_seconds(now, secs).ok_or_else(|| LogicalError::invalid("the TTL is too large"))
+}
