@@ -218,7 +218,13 @@ impl Pool {
     pub(super) async fn client(&self) -> Result<Object, DbError> {
         self.pool.get().await.map_err(|e| {
             DbError::Connect(scrub(
-                &format!("error connecting to the database: {e}"),
+                &format!(
+                    "error connecting to the database: {}",
+                    match &e {
+                        deadpool_postgres::PoolError::Backend(pe) => describe(pe),
+                        other => other.to_string(),
+                    }
+                ),
                 &[&self.password],
             ))
         })
@@ -238,7 +244,10 @@ impl Pool {
     pub(super) fn statement_error(&self, e: &tokio_postgres::Error, extra: &[&str]) -> DbError {
         let mut secrets = vec![self.password.as_str()];
         secrets.extend_from_slice(extra);
-        DbError::Statement(scrub(&format!("error running statements: {e}"), &secrets))
+        DbError::Statement(scrub(
+            &format!("error running statements: {}", describe(e)),
+            &secrets,
+        ))
     }
 
     /// Run `statements` (each rendered with `vars`; one may hold several SQL statements)
@@ -274,6 +283,21 @@ impl Pool {
     pub(super) fn close(&self) {
         self.pool.close();
     }
+}
+
+/// The server's message of a failed statement (the client's `Display` says only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+    };
+    let mut out = format!("{}: {}", db.severity(), db.message());
+    if let Some(detail) = db.detail() {
+        out.push_str(&format!(" ({detail})"));
+    }
+    out
 }
 
 /// Render and run each statement in `tx` (simple query protocol, so a statement may hold
