@@ -190,6 +190,58 @@ async fn rotate_root_changes_the_password_and_the_engine_still_works() {
     assert_eq!(s, 400);
 }
 
+#[tokio::test]
+async fn scram_password_authentication_keeps_plain_passwords_out_of_sql() {
+    let pg = Postgres::start().await;
+    let h = hushd_with_db(&pg).await;
+    let body = json!({"password_authentication": "scram-sha-256", "max_connection_lifetime": "1m"});
+    let (s, b) = h.call("POST", "database/config/pg", Some(body)).await;
+    assert!(s == 204 || s == 200, "{b}");
+    let (s, b) = h.call("GET", "database/config/pg", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        b["data"]["connection_details"]["password_authentication"],
+        "scram-sha-256"
+    );
+    assert_eq!(
+        b["data"]["connection_details"]["max_connection_lifetime"],
+        "1m0s"
+    );
+    let (user, password) = creds(&h, "ro").await;
+    assert_eq!(count_things(&pg, &user, &password).await, 2);
+    let stored: String = pg
+        .admin()
+        .await
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
+    // Root rotation goes the same way and the engine keeps working.
+    let (s, b) = h.call("POST", "database/rotate-root/pg", None).await;
+    assert_eq!(s, 204, "{b}");
+    let (user, password) = creds(&h, "ro").await;
+    assert_eq!(count_things(&pg, &user, &password).await, 2);
+    // The last statement of the engine's session was that CREATE ROLE: it carried the SCRAM
+    // verifier, not the plain password (with `password` it would hold the password itself).
+    let last: Vec<String> = pg
+        .admin()
+        .await
+        .query(
+            "SELECT query FROM pg_stat_activity WHERE usename = $1",
+            &[&ENGINE_USER],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(last.iter().all(|q| !q.contains(&password)), "{last:?}");
+}
+
 async fn static_creds(h: &Hushd, name: &str) -> Value {
     let (s, b) = h
         .call("GET", &format!("database/static-creds/{name}"), None)

@@ -31,7 +31,7 @@ pub(super) struct DbConfig {
     pub verify_connection: bool,
     pub max_open_connections: u32,
     pub max_idle_connections: u32,
-    /// Seconds; stored and shown (the pool recycles connections on error instead).
+    /// Seconds; a pooled connection older than this is closed instead of reused (0: never).
     pub max_connection_lifetime: u64,
     /// `password` (plain text in statements) or `scram-sha-256` (a SCRAM verifier).
     pub password_authentication: String,
@@ -93,6 +93,7 @@ impl DbConfig {
             username: &self.username,
             password: self.password.expose(),
             max_open: self.max_open_connections as usize,
+            max_lifetime: std::time::Duration::from_secs(self.max_connection_lifetime),
             disable_escaping: self.disable_escaping,
         }
     }
@@ -241,8 +242,7 @@ async fn write(inner: &Inner, req: &Request, name: &str) -> Result<Response, Log
         })?;
     }
     inner.view.put_json(&config_key(name), &c).await?;
-    inner.pools.remove(name);
-    inner.pools.insert(name, pool);
+    inner.pools.replace(name, pool);
     tracing::info!(connection = %name, "database connection configured");
     let mut resp = Response::empty();
     if c.masked_url() != c.connection_url {
@@ -311,7 +311,7 @@ pub(super) async fn rotate_root(inner: &Inner, name: &str) -> Result<Response, L
         )
         .await
         .map_err(|e| super::context("failed to rotate root credentials", e))?;
-    inner.pools.remove(name);
+    inner.pools.replace(name, Pool::open(&new.params())?);
     tracing::info!(connection = %name, "root credentials rotated");
     Ok(Response::empty())
 }

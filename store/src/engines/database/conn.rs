@@ -49,6 +49,8 @@ pub(super) struct ConnParams<'a> {
     pub username: &'a str,
     pub password: &'a str,
     pub max_open: usize,
+    /// Connections older than this are closed instead of reused (zero: no limit).
+    pub max_lifetime: Duration,
     pub disable_escaping: bool,
 }
 
@@ -200,7 +202,20 @@ impl Pool {
                 )
             }
         };
-        let pool = deadpool_postgres::Pool::builder(manager)
+        let mut builder = deadpool_postgres::Pool::builder(manager);
+        if !p.max_lifetime.is_zero() {
+            let lifetime = p.max_lifetime;
+            builder = builder.pre_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
+                if metrics.age() > lifetime {
+                    Err(deadpool_postgres::HookError::message(
+                        "past max_connection_lifetime",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }));
+        }
+        let pool = builder
             .max_size(p.max_open.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(CONNECT_TIMEOUT))
@@ -336,6 +351,13 @@ impl Pools {
             .clone()
     }
 
+    /// Put `pool` in place of the pool of `name` (closing the old one).
+    pub(super) fn replace(&self, name: &str, pool: Pool) {
+        if let Some(old) = self.map.lock().insert(name.to_string(), Arc::new(pool)) {
+            old.close();
+        }
+    }
+
     /// Close and forget the pool of `name`.
     pub(super) fn remove(&self, name: &str) {
         if let Some(pool) = self.map.lock().remove(name) {
@@ -360,6 +382,7 @@ mod tests {
             username: "root",
             password: "p@ss word",
             max_open: 2,
+            max_lifetime: Duration::ZERO,
             disable_escaping: false,
         }
     }
