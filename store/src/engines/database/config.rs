@@ -283,6 +283,12 @@ pub(super) async fn rotate_root(inner: &Inner, name: &str) -> Result<Response, L
             "unable to rotate root credentials: no password in configuration",
         ));
     }
+    if old.masked_url() != old.connection_url {
+        return Err(LogicalError::invalid(
+            "unable to rotate root credentials: connection_url holds a literal password; \
+             use a templated url with {{password}}",
+        ));
+    }
     let pool = inner.pool(name, &old)?;
     let password = super::template::generate_password();
     let sql_password = old.password_for_sql(&password);

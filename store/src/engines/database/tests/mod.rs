@@ -127,6 +127,11 @@ async fn literal_password_in_url_is_masked_and_warned_about() {
         .as_str()
         .unwrap();
     assert_eq!(url, "postgresql://root:*****@127.0.0.1:1/postgres");
+    // Rotating would leave the literal password behind: refused before any connection.
+    let (status, msg) = err_text(call(&db, Operation::Update, "rotate-root/pg", json!({})).await);
+    assert_eq!(status, 400);
+    assert!(msg.contains("templated url"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
 }
 
 #[tokio::test]
