@@ -2,6 +2,8 @@
 //! real HTTP(S). Binaries come from the workspace target directory (`cargo build --workspace`
 //! first; the README's test command does it).
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

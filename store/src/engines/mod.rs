@@ -14,10 +14,11 @@ use serde_json::Value;
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalBackend, LogicalError};
 
+pub mod database;
 pub mod kv;
 
 /// Secrets engine types `sys/mounts/:path` accepts.
-pub const SUPPORTED_TYPES: &[&str] = &["kv"];
+pub const SUPPORTED_TYPES: &[&str] = &["kv", "database"];
 
 fn supported() -> String {
     let names: Vec<String> = SUPPORTED_TYPES.iter().map(|t| format!("{t:?}")).collect();
@@ -31,6 +32,7 @@ pub async fn new_backend(
 ) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
     match kind {
         "kv" => Ok(Arc::new(kv::KvBackend::new(view).await?)),
+        "database" => Ok(Arc::new(database::DatabaseBackend::new(view).await?)),
         other => Err(LogicalError::invalid(format!(
             "unknown secrets engine type {other:?}: hushd supports {}",
             supported()
@@ -66,6 +68,7 @@ pub fn normalize_kind(
             options.insert("version".into(), Value::String("2".into()));
             Ok(("kv".into(), options))
         }
+        "database" => Ok(("database".into(), options)),
         "" => Err(LogicalError::invalid("missing secrets engine type")),
         other => Err(LogicalError::invalid(format!(
             "unknown secrets engine type {other:?}: hushd supports {}",
@@ -87,5 +90,9 @@ mod tests {
         assert!(normalize_kind("kv", Value::Null).is_err());
         assert!(normalize_kind("kv", json!({"version": "1"})).is_err());
         assert!(normalize_kind("transit", Value::Null).is_err());
+        assert_eq!(
+            normalize_kind("database", Value::Null).unwrap().0,
+            "database"
+        );
     }
 }

@@ -1,0 +1,209 @@
+//! TLS to PostgreSQL over rustls (the ring provider, as everywhere in hushd), with libpq's
+//! `sslmode` meanings:
+//!
+//! - `require` / `prefer`: encrypted, the certificate not checked (libpq's behaviour without a
+//!   root certificate). With `sslrootcert` given, `require` checks the chain as `verify-ca`.
+//! - `verify-ca`: the chain must lead to `sslrootcert` (or the system roots); any host name.
+//! - `verify-full`: the chain and the host name.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// How much of the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verify {
+    None,
+    Chain,
+    Full,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The roots: the PEM file `root_cert` when given, else the system's.
+fn roots(root_cert: Option<&str>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read sslrootcert {path:?}: {e}"))?;
+            for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+                let cert: CertificateDer<'static> =
+                    cert.map_err(|e| format!("bad certificate in sslrootcert {path:?}: {e}"))?;
+                store
+                    .add(cert)
+                    .map_err(|e| format!("bad certificate in sslrootcert {path:?}: {e}"))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = store.add(cert);
+            }
+        }
+    }
+    if store.is_empty() {
+        return Err("no root certificate to verify the database server with".into());
+    }
+    Ok(store)
+}
+
+/// A rustls client config for `verify`.
+pub(super) fn client_config(
+    verify: Verify,
+    root_cert: Option<&str>,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = match verify {
+        Verify::Full => builder
+            .with_root_certificates(roots(root_cert)?)
+            .with_no_client_auth(),
+        Verify::Chain => {
+            let inner =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root_cert)?), provider)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
+                .with_no_client_auth()
+        }
+        Verify::None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified { provider }))
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// `verify-ca`: the WebPKI checks less the host name.
+#[derive(Debug)]
+struct ChainOnly {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `require`: any certificate, but the handshake signatures are still checked.
+#[derive(Debug)]
+struct Unverified {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_build_and_bad_roots_are_refused() {
+        assert!(client_config(Verify::None, None).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let path = path.to_str().unwrap();
+        assert!(client_config(Verify::Full, Some(path)).is_ok());
+        assert!(client_config(Verify::Chain, Some(path)).is_ok());
+        let err = client_config(Verify::Full, Some("/nonexistent/ca.pem")).unwrap_err();
+        assert!(err.contains("sslrootcert"), "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        assert!(client_config(Verify::Full, empty.to_str()).is_err());
+    }
+}
