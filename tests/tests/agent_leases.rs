@@ -1,0 +1,201 @@
+//! hush-agent with dynamic PostgreSQL credentials, end to end: real hushd, real PostgreSQL,
+//! real tmpfs. The agent renews the lease, leases new credentials before the max TTL ends
+//! (username and password always from the same lease), an app connecting every 100 ms with
+//! the files' credentials never fails, shutdown revokes the lease, and a `--once` run hands
+//! its lease to the long-running agent instead of the pod holding two.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hush_tests::pg::{Postgres, ENGINE_PASSWORD, ENGINE_USER};
+use hush_tests::{wait_for, write_token, Agent, Hushd, Tmpfs};
+use serde_json::json;
+
+const CREATE: &str =
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; \
+     GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{{name}}\";";
+
+/// What the agent's token may do: read creds, renew, look up and revoke leases.
+const POLICY: &str = r#"
+path "database/creds/ro" { capabilities = ["read"] }
+path "sys/leases/renew" { capabilities = ["update"] }
+path "sys/leases/lookup" { capabilities = ["update"] }
+path "sys/leases/revoke" { capabilities = ["update"] }
+"#;
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// hushd with `database/` against `pg`, role `ro` with these TTLs; a token file for the agent.
+async fn setup(pg: &Postgres, ttl: u64, max_ttl: u64) -> (Hushd, tempfile::TempDir) {
+    let h = Hushd::dev().await;
+    let ok = |(st, b): (u16, serde_json::Value)| assert!(st == 200 || st == 204, "{st} {b}");
+    ok(h.call(
+        "POST",
+        "sys/mounts/database",
+        Some(json!({"type": "database"})),
+    )
+    .await);
+    ok(h.call(
+        "POST",
+        "database/config/pg",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": pg.template_url("sslmode=disable"),
+            "username": ENGINE_USER,
+            "password": ENGINE_PASSWORD,
+            "allowed_roles": ["ro"],
+        })),
+    )
+    .await);
+    ok(h.call(
+        "POST",
+        "database/roles/ro",
+        Some(json!({"db_name": "pg", "creation_statements": [CREATE],
+                    "default_ttl": ttl, "max_ttl": max_ttl})),
+    )
+    .await);
+    let token = h.token_with_policy("app", POLICY).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_token(dir.path(), &token);
+    (h, dir)
+}
+
+fn agent_args(h: &Hushd, token_dir: &Path, dest: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--addr",
+        &h.addr,
+        "--token-file",
+        &s(&token_dir.join("token")),
+        "--dest",
+        &s(dest),
+        "--secret",
+        "user=database/creds/ro#username",
+        "--secret",
+        "pass=database/creds/ro#password",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    a.extend(extra.iter().map(|x| x.to_string()));
+    a
+}
+
+fn read_pair(dest: &Path) -> Option<(String, String)> {
+    let u = std::fs::read_to_string(dest.join("user")).ok()?;
+    let p = std::fs::read_to_string(dest.join("pass")).ok()?;
+    Some((u, p))
+}
+
+/// Roles the engine made (`v-...`), as the database sees them.
+async fn dynamic_roles(pg: &Postgres) -> Vec<String> {
+    pg.admin()
+        .await
+        .query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_app_never_holds_expired_credentials_across_three_max_ttls() {
+    let pg = Postgres::start().await;
+    // 4 s leases, 8 s max: renewed once, then new credentials each ~7 s.
+    let (h, token_dir) = setup(&pg, 4, 8).await;
+    let tmpfs = Tmpfs::new();
+    let mut agent = Agent::spawn(&agent_args(&h, token_dir.path(), &tmpfs.path, &[]));
+    wait_for(Duration::from_secs(20), "first credentials", || {
+        read_pair(&tmpfs.path).is_some()
+    })
+    .await;
+
+    let mut seen = std::collections::BTreeSet::new();
+    let mut connects = 0u32;
+    let started = Instant::now();
+    // Until three new leases were taken after the first (or 40 s).
+    while seen.len() < 4 && started.elapsed() < Duration::from_secs(40) {
+        let (user, pass) = read_pair(&tmpfs.path).expect("the files are always there");
+        // A pair read while the set is swapped must still be one lease's pair.
+        if let Err(e) = pg.connect(&user, &pass).await {
+            panic!(
+                "connecting as {user} failed after {:?} ({connects} good connections): {e}\n{}",
+                started.elapsed(),
+                agent.stderr()
+            );
+        }
+        connects += 1;
+        seen.insert(user);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = agent.stderr();
+    assert!(
+        seen.len() >= 4,
+        "only {} leases in {:?}:\n{log}",
+        seen.len(),
+        started.elapsed()
+    );
+    assert!(log.contains("renewed the lease"), "{log}");
+    assert!(
+        !log.contains(&read_pair(&tmpfs.path).unwrap().1),
+        "a password leaked into the log"
+    );
+    assert!(agent.running());
+
+    // Shutdown revokes the lease it holds: its user is dropped at once.
+    let (last, _) = read_pair(&tmpfs.path).unwrap();
+    agent.signal("TERM");
+    let status = agent.wait_exit(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success(), "{}", agent.stderr());
+    assert!(
+        !pg.role_exists(&last).await,
+        "the agent's lease was not revoked at exit:\n{}",
+        agent.stderr()
+    );
+}
+
+#[tokio::test]
+async fn a_once_run_hands_its_lease_to_the_long_running_agent() {
+    let pg = Postgres::start().await;
+    let (h, token_dir) = setup(&pg, 60, 600).await;
+    let tmpfs = Tmpfs::new();
+    let mut once = Agent::spawn(&agent_args(&h, token_dir.path(), &tmpfs.path, &["--once"]));
+    let status = once.wait_exit(Duration::from_secs(30)).await.unwrap();
+    assert!(status.success(), "{}", once.stderr());
+    let (user, pass) = read_pair(&tmpfs.path).unwrap();
+    let state = tmpfs.path.join(".hush-leases.json");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&state).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o400);
+    assert!(
+        !once.stderr().contains(&pass),
+        "a password leaked into the log"
+    );
+
+    let mut agent = Agent::spawn(&agent_args(&h, token_dir.path(), &tmpfs.path, &[]));
+    wait_for(Duration::from_secs(20), "the adoption", || {
+        agent.stderr().contains("adopted the lease")
+    })
+    .await;
+    // Same credentials, one database user: no second lease.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        read_pair(&tmpfs.path).unwrap(),
+        (user.clone(), pass.clone())
+    );
+    assert_eq!(dynamic_roles(&pg).await, vec![user.clone()]);
+    assert!(
+        !state.exists(),
+        "the hand-over file is removed once adopted"
+    );
+    assert!(pg.connect(&user, &pass).await.is_ok());
+    agent.signal("TERM");
+    assert!(agent
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .success());
+    assert!(!pg.role_exists(&user).await, "{}", agent.stderr());
+}
