@@ -80,6 +80,17 @@ pub struct Flags {
     /// Size of the tmpfs mounted by --mount-tmpfs, e.g. 16m [default: 16m].
     #[arg(long, value_name = "SIZE")]
     pub tmpfs_size: Option<String>,
+    /// Serve the files through a read-only FUSE filesystem mounted on --dest (from memory, no
+    /// tmpfs), logging every open.
+    #[arg(long)]
+    pub fuse: bool,
+    /// FUSE cache mode: audited (every open reaches the agent and is logged) or fast (the
+    /// kernel answers opens; logged per lookup) [default: audited].
+    #[arg(long, value_name = "audited|fast")]
+    pub fuse_cache: Option<String>,
+    /// FUSE access log: one JSON line per open [default: stdout].
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// Revoke the agent's token when it exits.
     #[arg(long)]
     pub revoke_on_exit: bool,
@@ -160,6 +171,9 @@ impl Flags {
         flag(&mut raw.destination.allow_disk, self.allow_disk);
         flag(&mut raw.destination.mount_tmpfs, self.mount_tmpfs);
         set(&mut raw.destination.tmpfs_size, self.tmpfs_size);
+        flag(&mut raw.destination.fuse, self.fuse);
+        set(&mut raw.destination.fuse_cache, self.fuse_cache);
+        set(&mut raw.destination.access_log, self.access_log);
         set(&mut raw.agent.refresh_interval, self.refresh_interval);
         set(&mut raw.agent.backoff_max, self.backoff_max);
         set(&mut raw.agent.on_forbidden, self.on_forbidden);
