@@ -55,6 +55,11 @@ pub enum FuseError {
 /// Makes `dest` ready to mount on: created when missing; a stale FUSE mount (its agent died:
 /// `ENOTCONN`) is detached first; a live one is refused.
 pub fn prepare_mount_point(dest: &Path) -> Result<(), FuseError> {
+    // statfs always reaches the filesystem (a stat may be answered from the kernel's cache
+    // for a while after the agent died).
+    if let Err(Errno::ENOTCONN | Errno::ECONNABORTED) = nix::sys::statfs::statfs(dest) {
+        return clean_stale(dest);
+    }
     match std::fs::metadata(dest) {
         Ok(m) if !m.is_dir() => Err(FuseError::NotDir {
             path: dest.to_path_buf(),
@@ -69,12 +74,6 @@ pub fn prepare_mount_point(dest: &Path) -> Result<(), FuseError> {
                 path: dest.to_path_buf(),
                 err,
             })
-        }
-        Err(e)
-            if e.raw_os_error() == Some(Errno::ENOTCONN as i32)
-                || e.raw_os_error() == Some(Errno::ECONNABORTED as i32) =>
-        {
-            clean_stale(dest)
         }
         Err(err) => Err(FuseError::Io {
             op: "inspect",
