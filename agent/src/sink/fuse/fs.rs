@@ -1,8 +1,12 @@
 //! The `fuser` callbacks: a thin read-only adapter over the current [`Tree`].
 //!
 //! - **audited** (default): every open reaches here. It is checked (read-only, the file's uid
-//!   list), logged, and given a handle that keeps the bytes it opened; reads use direct I/O so
-//!   each handle reads its own version, never another's through the shared page cache.
+//!   list), logged, and given a handle that keeps the bytes it opened. Reads come from the
+//!   kernel's page cache (`FOPEN_KEEP_CACHE`) when that is known to hold exactly this version:
+//!   its pages and attributes were invalidated since the content last changed, and no handle
+//!   of another version that reads through the cache is open (the page cache is per inode,
+//!   shared by every handle). Otherwise the handle uses direct I/O and reads its own bytes
+//!   from here. Either way a handle reads the version it opened.
 //! - **fast**: `open` answers `ENOSYS`, so the kernel stops asking (`no_open`) and serves opens
 //!   and reads from its page cache (`FOPEN_KEEP_CACHE` by default), with long entry and
 //!   attribute TTLs. Accesses are logged per lookup; on a rotation the notifier thread drops
@@ -14,7 +18,8 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -25,7 +30,7 @@ use fuser::{
 };
 
 use super::access_log::{AccessEvent, AccessLog, Event, Outcome};
-use super::tree::{Bytes, Node, Tree, ROOT_INO};
+use super::tree::{Bytes, Change, Node, Tree, ROOT_INO};
 use crate::config::FuseCache;
 
 /// Entry and attribute TTL in audited mode: opens reach the agent whatever the TTL; rotations
@@ -40,6 +45,24 @@ const ROOT_MODE: u16 = 0o755;
 pub const DENIED_UID: &str = "uid not in the file's uids list";
 pub const DENIED_WRITE: &str = "opened for writing; the filesystem is read-only";
 
+/// Work for the invalidation thread (it talks to the kernel; callbacks never do).
+#[derive(Debug)]
+pub enum Inval {
+    /// Drop the kernel's caches of these changes, then mark the inodes clean.
+    Changes(Vec<Change>),
+    Stop,
+}
+
+/// Per inode (audited mode): may opens read through the kernel's page cache?
+#[derive(Debug, Default)]
+pub struct PageCache {
+    /// The content id the kernel's cached pages and attributes are known to match.
+    clean: Option<u64>,
+    /// The content id of the open handles that read through the page cache, and their count.
+    cached_id: u64,
+    cached_open: usize,
+}
+
 /// State shared between the filesystem callbacks and the agent (which swaps trees).
 #[derive(Debug)]
 pub struct Shared {
@@ -52,14 +75,47 @@ pub struct Shared {
     pub uid: u32,
     pub gid: u32,
     pub started: SystemTime,
+    pub page_cache: Mutex<HashMap<u64, PageCache>>,
+    /// To the invalidation thread.
+    pub invalidate: Mutex<Sender<Inval>>,
+}
+
+impl Shared {
+    pub fn page_cache(&self) -> MutexGuard<'_, HashMap<u64, PageCache>> {
+        self.page_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues work for the invalidation thread (never blocks).
+    pub fn send(&self, work: Inval) {
+        let tx = self.invalidate.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = tx.send(work);
+    }
+
+    /// After the kernel's caches of `ino` were dropped: they now match content `id`, unless a
+    /// handle of another version still reads through them (it would refill them).
+    pub fn mark_clean(&self, ino: u64, id: Option<u64>) {
+        let mut pc = self.page_cache();
+        let state = pc.entry(ino).or_default();
+        let other_reader = state.cached_open > 0 && Some(state.cached_id) != id;
+        state.clean = if other_reader { None } else { id };
+    }
+}
+
+/// An open file: the bytes it opened, and whether it reads through the page cache.
+#[derive(Debug)]
+struct Handle {
+    data: Bytes,
+    ino: u64,
+    id: u64,
+    cached: bool,
 }
 
 /// The filesystem handed to `fuser`.
 #[derive(Debug)]
 pub struct HushFs {
     shared: Arc<Shared>,
-    /// Open handles -> the bytes they opened.
-    handles: Mutex<HashMap<u64, Bytes>>,
+    /// Open handles by number.
+    handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
 }
 
@@ -79,7 +135,7 @@ impl HushFs {
         }
     }
 
-    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Bytes>> {
+    fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -169,12 +225,34 @@ impl Filesystem for HushFs {
         reply.entry(&self.ttl(), &file_attr(ino, node), Generation(0));
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let tree = self.shared.tree.load();
         if ino.0 == ROOT_INO {
             return reply.attr(&self.ttl(), &self.root_attr(&tree));
         }
-        match tree.node(ino.0) {
+        let node = tree.node(ino.0);
+        // Asked for an open handle of an older version (the kernel sizes page-cache reads by
+        // it): that version's size, not to be cached.
+        if let Some(fh) = fh {
+            if let Some(h) = self.handles().get(&fh.0) {
+                if node.is_none_or(|n| n.id != h.id) {
+                    let mut a = attr(
+                        ino.0,
+                        FileType::RegularFile,
+                        h.data.len() as u64,
+                        0o400,
+                        (self.shared.uid, self.shared.gid),
+                        self.shared.started,
+                    );
+                    if let Some(n) = node {
+                        a.perm = (n.mode & 0o777) as u16;
+                        (a.uid, a.gid) = (n.uid, n.gid);
+                    }
+                    return reply.attr(&Duration::ZERO, &a);
+                }
+            }
+        }
+        match node {
             Some(node) => reply.attr(&self.ttl(), &file_attr(ino.0, node)),
             None => reply.error(Errno::ENOENT),
         }
@@ -213,10 +291,34 @@ impl Filesystem for HushFs {
             );
             return reply.error(Errno::EACCES);
         }
+        let cached = {
+            let mut pc = self.shared.page_cache();
+            let state = pc.entry(ino.0).or_default();
+            let other_reader = state.cached_open > 0 && state.cached_id != node.id;
+            let ok = !other_reader && state.clean == Some(node.id);
+            if ok {
+                state.cached_id = node.id;
+                state.cached_open += 1;
+            }
+            ok
+        };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(fh, node.data.clone());
+        self.handles().insert(
+            fh,
+            Handle {
+                data: node.data.clone(),
+                ino: ino.0,
+                id: node.id,
+                cached,
+            },
+        );
         self.log(req, Event::Open, node, tree.generation, Outcome::Allowed);
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        let flags = if cached {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::FOPEN_DIRECT_IO
+        };
+        reply.opened(FileHandle(fh), flags);
     }
 
     fn read(
@@ -231,7 +333,7 @@ impl Filesystem for HushFs {
         reply: ReplyData,
     ) {
         // A handle reads the version it opened; without one (fast mode) the current version.
-        let held = self.handles().get(&fh.0).cloned();
+        let held = self.handles().get(&fh.0).map(|h| h.data.clone());
         let data = match held {
             Some(d) => d,
             None => match self.shared.tree.load().node(ino.0) {
@@ -255,8 +357,25 @@ impl Filesystem for HushFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles().remove(&fh.0);
+        let handle = self.handles().remove(&fh.0);
         reply.ok();
+        let Some(h) = handle.filter(|h| h.cached) else {
+            return;
+        };
+        let current = self.shared.tree.load().node(h.ino).map(|n| n.id);
+        let mut pc = self.shared.page_cache();
+        let state = pc.entry(h.ino).or_default();
+        state.cached_open = state.cached_open.saturating_sub(1);
+        if state.cached_open == 0 && current != Some(h.id) {
+            // The last reader of an old version through the cache: its pages may be there
+            // again; have them dropped (by the invalidation thread) before the cache is used.
+            state.clean = None;
+            drop(pc);
+            if let Some(id) = current {
+                self.shared
+                    .send(Inval::Changes(vec![Change::Content { ino: h.ino, id }]));
+            }
+        }
     }
 
     fn readdir(

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -45,7 +45,7 @@ use crate::keeper::Observer;
 use crate::sink::files::atomic::DATA_DIR_NAME;
 use crate::telemetry::Metrics;
 use access_log::{AccessLog, Target};
-use fs::{HushFs, Shared};
+use fs::{HushFs, Inval, Shared};
 pub use mount::FuseError;
 use tree::{Change, Node, Tree, ROOT_INO};
 
@@ -54,7 +54,6 @@ use tree::{Change, Node, Tree, ROOT_INO};
 pub struct FuseSink {
     shared: Arc<Shared>,
     session: Option<BackgroundSession>,
-    invalidate: Option<Sender<Vec<Change>>>,
     invalidator: Option<JoinHandle<()>>,
     log_writer: Option<JoinHandle<()>>,
     staging: mount::Staging,
@@ -87,6 +86,7 @@ impl FuseSink {
             })?;
         mount::prepare_mount_point(&dest)?;
         let staging = mount::staging(DEFAULT_TMPFS_SIZE)?;
+        let (tx, rx) = channel::<Inval>();
         let shared = Arc::new(Shared {
             tree: ArcSwap::from_pointee(Tree::empty(config.files.len())),
             dest: dest.clone(),
@@ -95,17 +95,15 @@ impl FuseSink {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
             started: SystemTime::now(),
+            page_cache: Mutex::new(HashMap::new()),
+            invalidate: Mutex::new(tx),
         });
         let session = mount::mount(HushFs::new(shared.clone()), &dest)?;
-        let (tx, rx) = channel::<Vec<Change>>();
         let notifier = session.notifier();
+        let inval_shared = shared.clone();
         let invalidator = std::thread::Builder::new()
             .name("hush-fuse-inval".into())
-            .spawn(move || {
-                for changes in rx {
-                    invalidate(&notifier, &changes);
-                }
-            })
+            .spawn(move || invalidation_loop(&notifier, &inval_shared, rx))
             .map_err(|err| FuseError::Io {
                 op: "start the invalidation thread for",
                 path: dest.clone(),
@@ -115,7 +113,6 @@ impl FuseSink {
         Ok(FuseSink {
             shared,
             session: Some(session),
-            invalidate: Some(tx),
             invalidator: Some(invalidator),
             log_writer: Some(log_writer),
             staging,
@@ -162,6 +159,7 @@ impl FuseSink {
                 version: versions.get(name).copied().unwrap_or(0),
                 uids: uids.clone(),
                 mtime: now,
+                id: generation,
             });
             tree.files.push(node);
         }
@@ -170,9 +168,7 @@ impl FuseSink {
         self.shared.tree.store(Arc::new(tree));
         tracing::info!(generation, changed = changes.len(), "FUSE tree swapped");
         if !changes.is_empty() {
-            if let Some(tx) = &self.invalidate {
-                let _ = tx.send(changes);
-            }
+            self.shared.send(Inval::Changes(changes));
         }
         Ok(())
     }
@@ -185,7 +181,7 @@ impl FuseSink {
         if let Some(session) = self.session.take() {
             mount::unmount(session, &self.shared.dest);
         }
-        self.invalidate.take();
+        self.shared.send(Inval::Stop);
         if let Some(t) = self.invalidator.take() {
             let _ = t.join();
         }
@@ -211,18 +207,31 @@ impl Drop for FuseSink {
     }
 }
 
-/// Drops the kernel's cached pages, attributes and names of what changed. `ENOENT` means the
-/// kernel had nothing cached, which is fine.
-fn invalidate(notifier: &Notifier, changes: &[Change]) {
-    for change in changes {
-        let result = match change {
-            Change::Content { ino } => notifier.inval_inode(INodeNo(*ino), 0, 0),
-            Change::Entry { name, .. } => notifier.inval_entry(INodeNo(ROOT_INO), name.as_ref()),
-        };
-        if let Err(e) = result {
-            if e.raw_os_error() != Some(nix::errno::Errno::ENOENT as i32) {
-                tracing::warn!(change = ?change, error = %e, "could not invalidate a kernel cache");
+/// The invalidation thread: drops the kernel's cached pages, attributes and names of what
+/// changed, then marks the inodes clean for their new content. `ENOENT` means the kernel had
+/// nothing cached, which is fine.
+fn invalidation_loop(notifier: &Notifier, shared: &Shared, rx: Receiver<Inval>) {
+    while let Ok(Inval::Changes(changes)) = rx.recv() {
+        for change in &changes {
+            let (ino, id, result) = match change {
+                Change::Content { ino, id } => {
+                    (*ino, Some(*id), notifier.inval_inode(INodeNo(*ino), 0, 0))
+                }
+                Change::Entry { ino, name, id } => {
+                    let entry = notifier.inval_entry(INodeNo(ROOT_INO), name.as_ref());
+                    let inode = notifier.inval_inode(INodeNo(*ino), 0, 0);
+                    (*ino, *id, entry.and(inode))
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) => {}
+                Err(e) => {
+                    tracing::warn!(change = ?change, error = %e, "could not invalidate a kernel cache");
+                    continue;
+                }
             }
+            shared.mark_clean(ino, id);
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct Node {
     /// lets in.
     pub uids: Option<Arc<[u32]>>,
     pub mtime: SystemTime,
+    /// Names this content (and mode and owner): the generation it first appeared in. Kept
+    /// across snapshots while the file does not change.
+    pub id: u64,
 }
 
 impl fmt::Debug for Node {
@@ -48,6 +51,7 @@ impl fmt::Debug for Node {
             .field("gid", &self.gid)
             .field("version", &self.version)
             .field("uids", &self.uids)
+            .field("id", &self.id)
             .finish()
     }
 }
@@ -81,10 +85,14 @@ pub struct Tree {
 /// Why a file changed between two snapshots, for kernel cache invalidation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// New content, mode or owner: drop the inode's cached pages and attributes.
-    Content { ino: u64 },
-    /// The name appeared or went away: drop the cached directory entry.
-    Entry { ino: u64, name: String },
+    /// New content, mode or owner (now `id`): drop the inode's cached pages and attributes.
+    Content { ino: u64, id: u64 },
+    /// The name appeared (with content `id`) or went away (`None`): drop the cached entry.
+    Entry {
+        ino: u64,
+        name: String,
+        id: Option<u64>,
+    },
 }
 
 impl Tree {
@@ -121,7 +129,7 @@ impl Tree {
         })
     }
 
-    /// What changed from `old` to `self`; `self` keeps `old`'s versions' mtimes for unchanged
+    /// What changed from `old` to `self`; `self` keeps `old`'s ids and mtimes for unchanged
     /// files.
     pub fn changes_from(&mut self, old: &Tree) -> Vec<Change> {
         let mut out = Vec::new();
@@ -129,15 +137,20 @@ impl Tree {
             let ino = Self::ino(i);
             match (old.files.get(i).and_then(Option::as_ref), new.as_mut()) {
                 (None, None) => {}
-                (Some(o), Some(n)) if o.same_as(n) => n.mtime = o.mtime,
-                (Some(_), Some(_)) => out.push(Change::Content { ino }),
+                (Some(o), Some(n)) if o.same_as(n) => {
+                    n.mtime = o.mtime;
+                    n.id = o.id;
+                }
+                (Some(_), Some(n)) => out.push(Change::Content { ino, id: n.id }),
                 (Some(o), None) => out.push(Change::Entry {
                     ino,
                     name: o.name.clone(),
+                    id: None,
                 }),
                 (None, Some(n)) => out.push(Change::Entry {
                     ino,
                     name: n.name.clone(),
+                    id: Some(n.id),
                 }),
             }
         }
@@ -159,6 +172,7 @@ mod tests {
             version: 1,
             uids: uids.map(Arc::from),
             mtime: SystemTime::UNIX_EPOCH,
+            id: 1,
         }
     }
 
@@ -193,19 +207,28 @@ mod tests {
         let mut new = Tree::empty(3);
         let mut same = node("same", b"1", None);
         same.mtime = SystemTime::now();
+        same.id = 2;
         new.files[0] = Some(same);
-        new.files[1] = Some(node("rotated", b"new", None));
+        let mut rotated = node("rotated", b"new", None);
+        rotated.id = 2;
+        new.files[1] = Some(rotated);
         new.files[2] = Some(node("added", b"z", None));
         let changes = new.changes_from(&old);
         assert_eq!(
             changes,
             [
-                Change::Content { ino: 3 },
+                Change::Content { ino: 3, id: 2 },
                 Change::Entry {
                     ino: 4,
-                    name: "added".into()
+                    name: "added".into(),
+                    id: Some(1),
                 }
             ]
+        );
+        assert_eq!(
+            new.files[0].as_ref().unwrap().id,
+            1,
+            "an unchanged file keeps its id"
         );
         assert_eq!(
             new.files[0].as_ref().unwrap().mtime,
