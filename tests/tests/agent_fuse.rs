@@ -315,14 +315,17 @@ async fn rotation_is_seen_at_the_next_open_while_open_handles_keep_their_version
     // Same inode across versions.
     assert_eq!(std::fs::metadata(&pw).unwrap().ino(), 2);
 
-    let lines = log_lines(&st.log);
-    let versions: Vec<u64> = lines
-        .iter()
-        .filter(|v| v["file"] == "db.password")
-        .map(|v| v["version"].as_u64().unwrap())
-        .collect();
-    assert_eq!(versions.first(), Some(&1));
-    assert_eq!(versions.last(), Some(&2));
+    // The log is written asynchronously: wait for the new version's opens.
+    let line = logged(&st.log, "an open of version 2", |v| {
+        v["file"] == "db.password" && v["version"] == 2
+    })
+    .await;
+    assert!(line["generation"].as_u64().unwrap() >= 2, "{line}");
+    let first = log_lines(&st.log)
+        .into_iter()
+        .find(|v| v["file"] == "db.password")
+        .unwrap();
+    assert_eq!(first["version"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

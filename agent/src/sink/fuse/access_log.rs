@@ -34,6 +34,10 @@ const QUEUE: usize = 4096;
 const CONTAINER_TTL: Duration = Duration::from_secs(2);
 /// Pids remembered at most (the cache is cleared when full).
 const CONTAINER_CACHE_MAX: usize = 1024;
+/// After writing a batch the writer waits this long before taking the next: under load it
+/// wakes at most this often instead of once per open (wake-ups cost readers most). Idle, it
+/// blocks until an event comes.
+const BATCH_PAUSE: Duration = Duration::from_millis(10);
 
 /// What was done: `open` (audited mode) or `lookup` (fast mode: the kernel answers opens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,11 +169,17 @@ impl AccessLog {
     }
 }
 
-/// The writer thread: one line per event, flushed when the queue is momentarily empty.
+/// The writer thread: one line per event, flushed after each batch (what the queue holds).
 fn write_lines(rx: Receiver<AccessEvent>, out: Box<dyn Write + Send>) {
     let mut out = io::BufWriter::new(out);
     let mut failed = false;
+    let mut first_batch = true;
     while let Ok(first) = rx.recv() {
+        if !first_batch {
+            // Let the batch grow (a burst of opens then costs one wake-up).
+            std::thread::sleep(BATCH_PAUSE);
+        }
+        first_batch = false;
         let mut next = Some(first);
         while let Some(event) = next {
             let line = event.to_line();
