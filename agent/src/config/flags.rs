@@ -56,7 +56,7 @@ pub struct Flags {
     /// Owner gid of the files given with --secret.
     #[arg(long, value_name = "GID")]
     pub file_gid: Option<u32>,
-    /// Destination directory (must be on tmpfs unless --allow-disk).
+    /// Destination directory: on tmpfs (unless --allow-disk), or the mount point with --fuse.
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
     /// How often to check for new versions of non-leased secrets [default: 60s].
