@@ -314,6 +314,25 @@ async fn rotation_is_seen_at_the_next_open_while_open_handles_keep_their_version
     assert_eq!(rest, "-1");
     // Same inode across versions.
     assert_eq!(std::fs::metadata(&pw).unwrap().ino(), 2);
+    drop(held);
+
+    // Now a rotation to something shorter while a handle on the longer version is open: the
+    // handle still reads all of its version (the kernel must not size it by the new one).
+    let mut long = std::fs::File::open(&pw).unwrap();
+    let mut head = [0u8; 3];
+    long.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"pw-");
+    h.kv_put("app/db", json!({"user": "app", "password": "pw3"}))
+        .await;
+    wait_for(WAIT, "the shorter version at the next open", || {
+        std::fs::read_to_string(&pw).unwrap() == "pw3"
+    })
+    .await;
+    let mut rest = String::new();
+    long.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "2-longer", "the open handle kept its whole version");
+    drop(long);
+    assert_eq!(std::fs::read_to_string(&pw).unwrap(), "pw3");
 
     // The log is written asynchronously: wait for the new version's opens.
     let line = logged(&st.log, "an open of version 2", |v| {

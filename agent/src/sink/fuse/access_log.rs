@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -261,15 +261,6 @@ pub fn container_id(cgroup: &str) -> Option<String> {
         }
     }
     pod
-}
-
-/// Opens (creating) an access log file up front, so a bad path is a start-up error.
-pub fn check_target(path: &Path) -> io::Result<()> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map(drop)
 }
 
 #[cfg(test)]

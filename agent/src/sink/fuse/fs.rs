@@ -61,6 +61,50 @@ pub struct PageCache {
     /// The content id of the open handles that read through the page cache, and their count.
     cached_id: u64,
     cached_open: usize,
+    /// Their content's length.
+    cached_len: u64,
+}
+
+impl PageCache {
+    /// An open of content `id` (`len` bytes): may it read through the page cache? Counted if
+    /// so.
+    fn open(&mut self, id: u64, len: u64) -> bool {
+        let other_reader = self.cached_open > 0 && self.cached_id != id;
+        let ok = !other_reader && self.clean == Some(id);
+        if ok {
+            self.cached_id = id;
+            self.cached_len = len;
+            self.cached_open += 1;
+        }
+        ok
+    }
+
+    /// The size to show for content `id` of `len` bytes, when it is not simply `len`: while
+    /// handles of another version read through the page cache, the kernel bounds their reads
+    /// by the inode's one size, so it must cover theirs too (new handles use direct I/O, which
+    /// the size does not bound).
+    fn overlap_size(&self, id: u64, len: u64) -> Option<u64> {
+        (self.cached_open > 0 && self.cached_id != id).then(|| len.max(self.cached_len))
+    }
+
+    /// A handle that read through the cache was released; `current` is the file's content id
+    /// now. True when the cache must be invalidated again before use: the last reader of an
+    /// older version is gone and may have refilled it with that version's pages.
+    fn release(&mut self, current: Option<u64>) -> bool {
+        self.cached_open = self.cached_open.saturating_sub(1);
+        let stale = self.cached_open == 0 && current != Some(self.cached_id);
+        if stale {
+            self.clean = None;
+        }
+        stale
+    }
+
+    /// The kernel's caches were just dropped: they now match content `id` (`None`: the file
+    /// is gone), unless a handle of another version still reads through them.
+    fn invalidated(&mut self, id: Option<u64>) {
+        let other_reader = self.cached_open > 0 && Some(self.cached_id) != id;
+        self.clean = if other_reader { None } else { id };
+    }
 }
 
 /// State shared between the filesystem callbacks and the agent (which swaps trees).
@@ -94,10 +138,7 @@ impl Shared {
     /// After the kernel's caches of `ino` were dropped: they now match content `id`, unless a
     /// handle of another version still reads through them (it would refill them).
     pub fn mark_clean(&self, ino: u64, id: Option<u64>) {
-        let mut pc = self.page_cache();
-        let state = pc.entry(ino).or_default();
-        let other_reader = state.cached_open > 0 && Some(state.cached_id) != id;
-        state.clean = if other_reader { None } else { id };
+        self.page_cache().entry(ino).or_default().invalidated(id);
     }
 }
 
@@ -149,6 +190,24 @@ impl HushFs {
             (self.shared.uid, self.shared.gid),
             t,
         )
+    }
+
+    /// A file's attributes and their TTL; while old versions are read through the page cache,
+    /// a size covering them, not to be cached (see [`PageCache::overlap_size`]).
+    fn node_attr(&self, ino: u64, node: &Node) -> (FileAttr, Duration) {
+        let mut attr = file_attr(ino, node);
+        let overlap = self
+            .shared
+            .page_cache()
+            .get(&ino)
+            .and_then(|pc| pc.overlap_size(node.id, attr.size));
+        match overlap {
+            Some(size) => {
+                attr.size = size;
+                (attr, Duration::ZERO)
+            }
+            None => (attr, self.ttl()),
+        }
     }
 
     /// Logs one access of `node` by the caller of `req`.
@@ -222,7 +281,8 @@ impl Filesystem for HushFs {
         if self.shared.cache == FuseCache::Fast {
             self.log(req, Event::Lookup, node, tree.generation, Outcome::Allowed);
         }
-        reply.entry(&self.ttl(), &file_attr(ino, node), Generation(0));
+        let (attr, ttl) = self.node_attr(ino, node);
+        reply.entry(&ttl, &attr, Generation(0));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -253,7 +313,10 @@ impl Filesystem for HushFs {
             }
         }
         match node {
-            Some(node) => reply.attr(&self.ttl(), &file_attr(ino.0, node)),
+            Some(node) => {
+                let (attr, ttl) = self.node_attr(ino.0, node);
+                reply.attr(&ttl, &attr)
+            }
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -291,17 +354,12 @@ impl Filesystem for HushFs {
             );
             return reply.error(Errno::EACCES);
         }
-        let cached = {
-            let mut pc = self.shared.page_cache();
-            let state = pc.entry(ino.0).or_default();
-            let other_reader = state.cached_open > 0 && state.cached_id != node.id;
-            let ok = !other_reader && state.clean == Some(node.id);
-            if ok {
-                state.cached_id = node.id;
-                state.cached_open += 1;
-            }
-            ok
-        };
+        let cached = self
+            .shared
+            .page_cache()
+            .entry(ino.0)
+            .or_default()
+            .open(node.id, node.data.len() as u64);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(
             fh,
@@ -363,18 +421,17 @@ impl Filesystem for HushFs {
             return;
         };
         let current = self.shared.tree.load().node(h.ino).map(|n| n.id);
-        let mut pc = self.shared.page_cache();
-        let state = pc.entry(h.ino).or_default();
-        state.cached_open = state.cached_open.saturating_sub(1);
-        if state.cached_open == 0 && current != Some(h.id) {
-            // The last reader of an old version through the cache: its pages may be there
-            // again; have them dropped (by the invalidation thread) before the cache is used.
-            state.clean = None;
-            drop(pc);
-            if let Some(id) = current {
-                self.shared
-                    .send(Inval::Changes(vec![Change::Content { ino: h.ino, id }]));
-            }
+        let stale = self
+            .shared
+            .page_cache()
+            .entry(h.ino)
+            .or_default()
+            .release(current);
+        // Its pages may be an old version's again: have them dropped (by the invalidation
+        // thread) before the cache is used.
+        if let (true, Some(id)) = (stale, current) {
+            self.shared
+                .send(Inval::Changes(vec![Change::Content { ino: h.ino, id }]));
         }
     }
 
@@ -552,5 +609,63 @@ impl Filesystem for HushFs {
         reply: ReplyEntry,
     ) {
         reply.error(Errno::EROFS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageCache;
+
+    #[test]
+    fn the_cache_is_used_only_once_invalidated_for_that_version() {
+        let mut pc = PageCache::default();
+        assert!(!pc.open(1, 10), "nothing known yet: direct I/O");
+        pc.invalidated(Some(1));
+        assert!(pc.open(1, 10) && pc.open(1, 10), "clean for version 1");
+        assert!(!pc.open(2, 20), "version 2 before its invalidation");
+    }
+
+    #[test]
+    fn a_rotation_with_old_readers_open_keeps_new_opens_direct_until_they_close() {
+        let mut pc = PageCache::default();
+        pc.invalidated(Some(1));
+        assert!(pc.open(1, 10));
+        assert_eq!(pc.overlap_size(1, 10), None);
+        // Rotation to 2: caches dropped, but the version-1 reader may refill them.
+        pc.invalidated(Some(2));
+        assert!(!pc.open(2, 20), "another version reads through the cache");
+        assert_eq!(pc.overlap_size(2, 20), Some(20));
+        assert_eq!(
+            pc.overlap_size(2, 5),
+            Some(10),
+            "covers the old reader's length"
+        );
+        assert!(
+            pc.release(Some(2)),
+            "last old reader gone: invalidate again"
+        );
+        assert!(!pc.open(2, 20), "not before that invalidation");
+        pc.invalidated(Some(2));
+        assert!(pc.open(2, 20));
+        assert!(
+            !pc.release(Some(2)),
+            "a current-version reader leaves the cache clean"
+        );
+        assert!(pc.open(2, 20));
+    }
+
+    #[test]
+    fn same_version_readers_share_the_cache_and_removal_clears_it() {
+        let mut pc = PageCache::default();
+        pc.invalidated(Some(3));
+        assert!(pc.open(3, 30) && pc.open(3, 30));
+        assert!(!pc.release(Some(3)) && !pc.release(Some(3)));
+        pc.invalidated(None);
+        assert!(!pc.open(3, 30), "the file went away");
+        // Released while the file is gone: stale, nothing to re-invalidate for.
+        let mut pc = PageCache::default();
+        pc.invalidated(Some(4));
+        assert!(pc.open(4, 40));
+        assert!(pc.release(None));
     }
 }

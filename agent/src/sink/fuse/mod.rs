@@ -30,7 +30,7 @@ pub mod tree;
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -173,10 +173,7 @@ impl FuseSink {
         Ok(())
     }
 
-    /// Unmounts (lazily) and stops the threads; the access log is flushed. Dropping the sink
-    /// does the same.
-    pub fn shutdown(self) {}
-
+    /// Unmounts (lazily) and stops the threads; the access log is flushed. Run on drop.
     fn stop(&mut self) {
         if let Some(session) = self.session.take() {
             mount::unmount(session, &self.shared.dest);
@@ -193,11 +190,6 @@ impl FuseSink {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-    }
-
-    /// The mount point.
-    pub fn dest(&self) -> &PathBuf {
-        &self.shared.dest
     }
 }
 
