@@ -1,5 +1,5 @@
 //! hush-agent: logs in to hushd, reads and leases secrets, and exposes them as files that change
-//! all together (tmpfs) — or, later, through a read-only FUSE filesystem.
+//! all together (tmpfs) — or through a read-only FUSE filesystem that logs who opened what.
 //!
 //! # Layout
 //!
@@ -12,7 +12,8 @@
 //!   retries with backoff during outages and never throws away the last good values.
 //! - [`render`]: turns secret data into file contents (raw field, JSON, dotenv, templates).
 //! - [`sink`]: where rendered files go: [`sink::files`] writes a set of files atomically
-//!   (kubelet's `..data` symlink swap) on a checked tmpfs.
+//!   (kubelet's `..data` symlink swap) on a checked tmpfs; [`sink::fuse`] (`--fuse`) serves
+//!   them from memory through a read-only FUSE mount that logs every open.
 //! - [`notify`]: tells the application after a swap (command, signal, supervised child).
 //! - [`telemetry`]: `/healthz`, `/readyz`, `/metrics`.
 //!
@@ -42,6 +43,7 @@ use notify::{Notifier, NotifyConfig, Signal};
 use render::Renderer;
 use sink::files::fs_check::{self, DestError};
 use sink::files::{AtomicWriter, WriteError};
+use sink::fuse::{FuseError, FuseSink};
 use telemetry::Metrics;
 
 /// How long a supervised child has to exit after `SIGTERM` (the agent itself must be gone
@@ -65,6 +67,8 @@ pub enum RunError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Writer(#[from] WriteError),
+    #[error(transparent)]
+    Fuse(#[from] FuseError),
     #[error("{0}")]
     Render(#[from] render::RenderError),
     #[error("cannot listen on {addr} for metrics: {err}")]
@@ -180,8 +184,16 @@ fn change_policy(on_change: &ChildOnChange) -> ChangePolicy {
 /// Run the agent until `shutdown` is cancelled (or, with `--once`, one pass).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished, RunError> {
     let config = Arc::new(config);
-    // Before any secret is fetched or written.
-    prepare_destination(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    // Before any secret is fetched or written: a checked tmpfs, or the FUSE mount (which keeps
+    // the files in memory; the keeper renders into its private staging tmpfs).
+    let fuse = match &config.destination.fuse {
+        Some(settings) => Some(FuseSink::start(&config, settings, metrics.clone())?),
+        None => {
+            prepare_destination(&config)?;
+            None
+        }
+    };
     let base = Client::new(&config.server.addr, config.server.ca_cert.as_deref(), None)?;
     let tokens = Arc::new(match &config.server.credential {
         config::Credential::TokenFile(path) => TokenSource::open(path)?,
@@ -201,10 +213,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
         }
         logged_in?;
     }
-    let writer = Arc::new(AtomicWriter::new(&config.destination.path)?);
+    let target = match &fuse {
+        Some(f) => f.staging_dir(),
+        None => config.destination.path.as_path(),
+    };
+    let writer = Arc::new(AtomicWriter::new(target)?);
     let renderer = Renderer::new(&config)?;
-    let metrics = Arc::new(Metrics::new());
-    let observer: Arc<dyn Observer> = metrics.clone();
+    let observer: Arc<dyn Observer> = match &fuse {
+        Some(f) => f.observer(),
+        None => metrics.clone(),
+    };
     let mut keeper = Keeper::new(
         config.clone(),
         base.clone(),
@@ -219,6 +237,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
         files = config.files.len(),
         secrets = config.sources.len(),
         once = config.once,
+        fuse = fuse.is_some(),
         "hush-agent starting"
     );
 
@@ -291,12 +310,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
         config.refresh_interval.min(Duration::from_secs(1)),
         config.backoff_max,
     );
+    // FUSE: the generation written to staging but not yet swapped into the mount.
+    let mut publish_owed: Option<u64> = None;
     let finished = loop {
         let report = tokio::select! {
             _ = shutdown.cancelled() => break Finished::Done,
             r = keeper.cycle() => r,
         };
-        if keeper.ready() && !*ready_tx.borrow() {
+        if let Some(f) = &fuse {
+            if let Some(outcome) = &report.written {
+                publish_owed = Some(outcome.generation);
+            }
+            if let Some(generation) = publish_owed {
+                match f.publish(generation) {
+                    Ok(()) => publish_owed = None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not update the FUSE tree; retrying")
+                    }
+                }
+            }
+        }
+        if keeper.ready() && publish_owed.is_none() && !*ready_tx.borrow() {
             tracing::info!("every file rendered: ready");
             metrics.set_ready(true);
             let _ = ready_tx.send(true);
@@ -373,6 +407,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             Err(_) => tracing::warn!("revoking the leases timed out; they run out by themselves"),
         }
     }
+    // Then the mount: readers holding a file open keep the detached mount until they close.
+    let fuse_mode = fuse.is_some();
+    drop(fuse);
     if config.revoke_on_exit {
         let client = base.with_token(Some(tokens.token()));
         match tokio::time::timeout(REVOKE_TIMEOUT, client.token_revoke_self()).await {
@@ -386,6 +423,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     if let Some(s) = server {
         let _ = tokio::time::timeout(Duration::from_millis(500), s).await;
     }
-    tracing::info!("hush-agent stopped; files left in place");
+    if fuse_mode {
+        tracing::info!("hush-agent stopped; the FUSE filesystem is unmounted");
+    } else {
+        tracing::info!("hush-agent stopped; files left in place");
+    }
     Ok(finished)
 }

@@ -541,3 +541,26 @@ impl Hushd {
         (role_id, secret_id)
     }
 }
+
+// ---- hush-agent --fuse (tests/tests/agent_fuse.rs) ----
+
+/// Whether `path` is a mount point (in `/proc/self/mountinfo`; paths without spaces).
+pub fn is_mount_point(path: &Path) -> bool {
+    let want = path.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Lazily unmounts a path on drop, so a failed FUSE test leaves no mount behind.
+#[derive(Debug)]
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mount_point(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}

@@ -71,7 +71,7 @@ pub struct Flags {
     /// Owner gid of the files given with --secret.
     #[arg(long, value_name = "GID")]
     pub file_gid: Option<u32>,
-    /// Destination directory (must be on tmpfs unless --allow-disk).
+    /// Destination directory: on tmpfs (unless --allow-disk), or the mount point with --fuse.
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
     /// How often to check for new versions of non-leased secrets [default: 60s].
@@ -95,6 +95,17 @@ pub struct Flags {
     /// Size of the tmpfs mounted by --mount-tmpfs, e.g. 16m [default: 16m].
     #[arg(long, value_name = "SIZE")]
     pub tmpfs_size: Option<String>,
+    /// Serve the files through a read-only FUSE filesystem mounted on --dest (from memory, no
+    /// tmpfs), logging every open.
+    #[arg(long)]
+    pub fuse: bool,
+    /// FUSE cache mode: audited (every open reaches the agent and is logged) or fast (the
+    /// kernel answers opens; logged per lookup) [default: audited].
+    #[arg(long, value_name = "audited|fast")]
+    pub fuse_cache: Option<String>,
+    /// FUSE access log: one JSON line per open [default: stdout].
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// Revoke the agent's token when it exits.
     #[arg(long)]
     pub revoke_on_exit: bool,
@@ -187,6 +198,9 @@ impl Flags {
         flag(&mut raw.destination.allow_disk, self.allow_disk);
         flag(&mut raw.destination.mount_tmpfs, self.mount_tmpfs);
         set(&mut raw.destination.tmpfs_size, self.tmpfs_size);
+        flag(&mut raw.destination.fuse, self.fuse);
+        set(&mut raw.destination.fuse_cache, self.fuse_cache);
+        set(&mut raw.destination.access_log, self.access_log);
         set(&mut raw.agent.refresh_interval, self.refresh_interval);
         set(&mut raw.agent.backoff_max, self.backoff_max);
         set(&mut raw.agent.on_forbidden, self.on_forbidden);

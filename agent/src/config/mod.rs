@@ -172,6 +172,8 @@ pub struct FileSpec {
     pub mode: u32,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// FUSE mode only: the uids allowed to open the file, on top of its mode bits.
+    pub uids: Option<Vec<u32>>,
     pub format: Format,
 }
 
@@ -206,6 +208,26 @@ pub struct Destination {
     pub allow_disk: bool,
     /// Mount a tmpfs of this many bytes on the destination first.
     pub mount_tmpfs: Option<u64>,
+    /// Serve the files through a read-only FUSE mount on the destination instead of writing
+    /// them (see [`crate::sink::fuse`]).
+    pub fuse: Option<FuseSettings>,
+}
+
+/// FUSE mode settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuseSettings {
+    pub cache: FuseCache,
+    /// Where the access log goes; `None`: stdout.
+    pub access_log: Option<PathBuf>,
+}
+
+/// How much the kernel may cache in FUSE mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FuseCache {
+    /// Every open reaches the agent: checked, logged, and the handle keeps its version.
+    Audited,
+    /// The kernel answers opens from its caches; accesses are logged per lookup.
+    Fast,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,6 +33,9 @@
 //! allow_disk = false
 //! mount_tmpfs = false
 //! tmpfs_size = "16m"
+//! # fuse = true              # serve through a read-only FUSE mount instead (no tmpfs)
+//! # fuse_cache = "audited"   # or "fast"
+//! # access_log = "/var/log/hush/access.log"   # default: stdout
 //!
 //! [secrets]                   # name -> API path, read once however many files use it
 //! db = "secret/data/app/db"
@@ -45,6 +48,7 @@
 //! mode = "0400"
 //! uid = 1000
 //! gid = 1000
+//! # uids = [1000]             # FUSE mode: only these uids may open it (on top of the mode)
 //!
 //! [[file]]
 //! name = "app.conf"
@@ -134,6 +138,9 @@ pub struct RawDestination {
     pub allow_disk: Option<bool>,
     pub mount_tmpfs: Option<bool>,
     pub tmpfs_size: Option<String>,
+    pub fuse: Option<bool>,
+    pub fuse_cache: Option<String>,
+    pub access_log: Option<PathBuf>,
 }
 
 /// One file of the destination.
@@ -151,6 +158,8 @@ pub struct RawFile {
     pub mode: Option<RawMode>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// FUSE mode: uids allowed to open the file.
+    pub uids: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

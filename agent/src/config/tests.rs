@@ -172,3 +172,56 @@ fn signal_names_are_normalised() {
     assert_eq!(signal_name("SIGUSR2"), Some("SIGUSR2"));
     assert_eq!(signal_name("KILL"), None);
 }
+
+#[test]
+fn fuse_fixture_and_flags() {
+    use crate::config::{FuseCache, FuseSettings};
+    let c = load("good_fuse.toml").unwrap();
+    assert_eq!(
+        c.destination.fuse,
+        Some(FuseSettings {
+            cache: FuseCache::Audited,
+            access_log: Some("/var/log/hush/access.log".into()),
+        })
+    );
+    assert_eq!(c.destination.mount_tmpfs, None);
+    let pw = c.files.iter().find(|f| f.name == "db.password").unwrap();
+    assert_eq!(pw.uids.as_deref(), Some(&[1000, 1001][..]));
+    assert_eq!(pw.mode, 0o444);
+    assert_eq!(
+        c.files.iter().find(|f| f.name == "db.json").unwrap().uids,
+        None
+    );
+    assert_eq!(
+        load("good_full.toml").unwrap().destination.fuse,
+        None,
+        "tmpfs mode"
+    );
+
+    use clap::Parser;
+    let flags = Flags::try_parse_from([
+        "hush-agent",
+        "--addr",
+        "http://127.0.0.1:8200",
+        "--token-file",
+        "/t",
+        "--dest",
+        "/d",
+        "--secret",
+        "pw=secret/data/app/db#password",
+        "--fuse",
+        "--fuse-cache",
+        "fast",
+        "--access-log",
+        "-",
+    ])
+    .unwrap();
+    let c = Config::load(flags).unwrap();
+    assert_eq!(
+        c.destination.fuse,
+        Some(FuseSettings {
+            cache: FuseCache::Fast,
+            access_log: None,
+        })
+    );
+}

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::raw::{RawConfig, RawFile, RawMode, RawNotify};
 use super::{
     duration, io_reason, ChildOnChange, Config, ConfigError, Destination, Exec, FileSpec, Format,
-    Notify, OnForbidden, Server, SignalTarget, Source, SourceKind, DEFAULT_BACKOFF_MAX,
-    DEFAULT_LEASE_GRACE, DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT, DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
+    FuseCache, FuseSettings, Notify, OnForbidden, Server, SignalTarget, Source, SourceKind,
+    DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_GRACE, DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT,
+    DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
 };
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
@@ -204,6 +205,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    let fuse = fuse_settings(&raw.destination)?;
     let destination = Destination {
         path: match raw.destination.path {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -220,6 +222,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             (_, Some(_)) => return err("tmpfs_size is set but mount_tmpfs is not"),
             _ => None,
         },
+        fuse,
     };
     if destination.path.is_relative() {
         return err(format!(
@@ -302,6 +305,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "--once renders and exits: it cannot supervise a command (drop -- CMD or [exec])",
         );
     }
+    if once && destination.fuse.is_some() {
+        return err(
+            "--once renders and exits: it cannot serve a FUSE filesystem (drop --once or --fuse)",
+        );
+    }
+    check_uids(&files, destination.fuse.as_ref())?;
 
     Ok(Config {
         server,
@@ -319,6 +328,67 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         notify,
         exec,
     })
+}
+
+/// `[destination]`'s FUSE keys: only with `fuse = true`, which excludes the tmpfs ones.
+fn fuse_settings(d: &super::raw::RawDestination) -> Result<Option<FuseSettings>, ConfigError> {
+    if d.fuse != Some(true) {
+        if d.fuse_cache.is_some() {
+            return err("fuse_cache is set but fuse is not (add --fuse)");
+        }
+        if d.access_log.is_some() {
+            return err("access_log is set but fuse is not (add --fuse)");
+        }
+        return Ok(None);
+    }
+    if d.mount_tmpfs == Some(true) || d.tmpfs_size.is_some() {
+        return err("mount_tmpfs and tmpfs_size are for tmpfs mode; --fuse serves the files from memory (drop one)");
+    }
+    if d.allow_disk == Some(true) {
+        return err("allow_disk is for tmpfs mode; --fuse serves the files from memory (drop one)");
+    }
+    let cache = match d.fuse_cache.as_deref().map(str::trim) {
+        None | Some("audited") => FuseCache::Audited,
+        Some("fast") => FuseCache::Fast,
+        Some(other) => return err(format!("fuse_cache {other:?}: want audited or fast")),
+    };
+    let access_log = match &d.access_log {
+        Some(p) if p.as_os_str() == "-" => None,
+        Some(p) if p.is_relative() => {
+            return err(format!(
+                "access_log {}: must be an absolute path (or - for stdout)",
+                p.display()
+            ))
+        }
+        other => other.clone(),
+    };
+    Ok(Some(FuseSettings { cache, access_log }))
+}
+
+/// A file's `uids` needs FUSE (a tmpfs cannot tell who opens) in audited mode (in fast mode
+/// the kernel answers opens itself).
+fn check_uids(files: &[FileSpec], fuse: Option<&FuseSettings>) -> Result<(), ConfigError> {
+    for f in files {
+        let Some(uids) = &f.uids else { continue };
+        let name = &f.name;
+        match fuse {
+            None => {
+                return err(format!(
+                    "file {name:?}: uids needs FUSE mode (--fuse): a tmpfs cannot restrict by uid"
+                ))
+            }
+            Some(s) if s.cache == FuseCache::Fast => {
+                return err(format!(
+                    "file {name:?}: uids needs --fuse-cache audited: in fast mode the kernel answers opens itself"
+                ))
+            }
+            Some(_) if uids.is_empty() => {
+                return err(format!("file {name:?}: uids is empty: nobody could open it"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn file_spec(f: RawFile, by_name: &BTreeMap<String, usize>) -> Result<FileSpec, ConfigError> {
@@ -395,6 +465,7 @@ fn file_spec(f: RawFile, by_name: &BTreeMap<String, usize>) -> Result<FileSpec, 
         mode,
         uid: f.uid,
         gid: f.gid,
+        uids: f.uids,
         format,
     })
 }

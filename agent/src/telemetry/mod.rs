@@ -21,6 +21,9 @@
 //! | `hush_ready` | gauge | | 1 once every file was rendered |
 //! | `hush_process_resident_memory_bytes` | gauge | | RSS of the agent |
 //! | `hush_process_cpu_seconds_total` | counter | | CPU time of the agent |
+//! | `hush_fuse_opens_total` | counter | `result` | opens of FUSE files (`allowed`, `denied`) |
+//! | `hush_fuse_lookups_total` | counter | `result` | logged lookups (FUSE fast cache mode) |
+//! | `hush_fuse_access_log_dropped_total` | counter | | access-log lines dropped (queue full) |
 //!
 //! Labels carry file names and operation names, never secret values.
 
@@ -45,6 +48,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FileLabels {
     file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,6 +84,9 @@ pub struct Metrics {
     ready: Gauge,
     rss: Gauge,
     cpu: Counter<f64, AtomicU64>,
+    fuse_opens: Family<ResultLabels, Counter>,
+    fuse_lookups: Family<ResultLabels, Counter>,
+    fuse_log_dropped: Counter,
     files: Mutex<BTreeMap<String, FileState>>,
     process: Mutex<ProcessStats>,
 }
@@ -119,6 +130,9 @@ impl Metrics {
         let ready = Gauge::default();
         let rss = Gauge::default();
         let cpu = Counter::<f64, AtomicU64>::default();
+        let fuse_opens = Family::<ResultLabels, Counter>::default();
+        let fuse_lookups = Family::<ResultLabels, Counter>::default();
+        let fuse_log_dropped = Counter::default();
 
         registry.register("renders", "Successful renders of a file", renders.clone());
         registry.register(
@@ -171,6 +185,21 @@ impl Metrics {
             "CPU time used by the agent",
             cpu.clone(),
         );
+        registry.register(
+            "fuse_opens",
+            "Opens of FUSE-served files by result",
+            fuse_opens.clone(),
+        );
+        registry.register(
+            "fuse_lookups",
+            "Logged lookups of FUSE-served files (fast cache mode) by result",
+            fuse_lookups.clone(),
+        );
+        registry.register(
+            "fuse_access_log_dropped",
+            "Access-log lines dropped because the queue was full",
+            fuse_log_dropped.clone(),
+        );
         Self {
             registry,
             renders,
@@ -184,6 +213,9 @@ impl Metrics {
             ready,
             rss,
             cpu,
+            fuse_opens,
+            fuse_lookups,
+            fuse_log_dropped,
             files: Mutex::new(BTreeMap::new()),
             process: Mutex::new(ProcessStats::new()),
         }
@@ -251,6 +283,22 @@ impl Metrics {
     /// Time left on the agent's token.
     pub fn token_ttl(&self, secs: f64) {
         self.token_ttl.set(secs);
+    }
+
+    /// An open (or, with `lookup`, a logged lookup) of a FUSE file; `result` is `allowed` or
+    /// `denied`.
+    pub fn fuse_access(&self, lookup: bool, result: &'static str) {
+        let family = if lookup {
+            &self.fuse_lookups
+        } else {
+            &self.fuse_opens
+        };
+        family.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// An access-log line was dropped (its queue was full).
+    pub fn fuse_access_log_dropped(&self) {
+        self.fuse_log_dropped.inc();
     }
 
     /// Whether the agent is ready (every file rendered at least once).

@@ -1,0 +1,291 @@
+//! FUSE mode: the rendered files served from the agent's memory through a read-only
+//! filesystem that logs who opened what.
+//!
+//! # Layout
+//!
+//! - [`tree`]: the immutable snapshot served (name -> bytes, mode, owner, version, uids), with
+//!   stable inode numbers; rotations swap a whole new one in (`ArcSwap`).
+//! - [`fs`]: the `fuser` callbacks over the current snapshot (audited and fast cache modes).
+//! - [`access_log`]: one JSON line per open (or lookup), written by its own thread.
+//! - [`mount`]: mount, unmount, stale-mount cleanup and the keeper's private staging tmpfs.
+//!
+//! # How it fits the agent
+//!
+//! The keeper renders into an [`AtomicWriter`](crate::sink::files::AtomicWriter) as in tmpfs
+//! mode, but on a private tmpfs that is detached as soon as it is mounted (reachable only
+//! through the agent's own descriptor). After each change, [`FuseSink::publish`] reads that set
+//! into a new [`tree::Tree`], swaps it in, and sends the changed inodes to the invalidation
+//! thread, which drops the kernel's cached entries, attributes and pages through `fuser`'s
+//! `Notifier` (never from inside a callback). Open handles keep the bytes they opened.
+//!
+//! Lazy leasing (a dynamic secret leased at its first open rather than at start) is not built
+//! yet: its hook is [`fs::HushFs`]'s `open`, which would ask the keeper for a lease for a node
+//! marked lazy before handing out the handle.
+
+pub mod access_log;
+pub mod fs;
+pub mod mount;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use fuser::{BackgroundSession, INodeNo, Notifier};
+use zeroize::Zeroizing;
+
+use crate::config::{Config, FuseSettings, DEFAULT_TMPFS_SIZE};
+use crate::keeper::Observer;
+use crate::sink::files::atomic::DATA_DIR_NAME;
+use crate::telemetry::Metrics;
+use access_log::{AccessLog, Target};
+use fs::{HushFs, Inval, Shared};
+pub use mount::FuseError;
+use tree::{Change, Node, Tree, ROOT_INO};
+
+/// A running FUSE sink: the mount, its snapshot, and the threads beside it.
+#[derive(Debug)]
+pub struct FuseSink {
+    shared: Arc<Shared>,
+    session: Option<BackgroundSession>,
+    invalidator: Option<JoinHandle<()>>,
+    log_writer: Option<JoinHandle<()>>,
+    staging: mount::Staging,
+    /// Per configured file: its name and allowed uids.
+    files: Vec<(String, Option<Arc<[u32]>>)>,
+    versions: Arc<VersionTap>,
+}
+
+impl FuseSink {
+    /// Cleans a stale mount, mounts an empty filesystem on the destination, and prepares the
+    /// keeper's staging area. `observer` gets every keeper report (the sink notes versions).
+    pub fn start(
+        config: &Config,
+        settings: &FuseSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<FuseSink, FuseError> {
+        let dest = config.destination.path.clone();
+        let target = match &settings.access_log {
+            Some(path) => Target::File(path.clone()),
+            None => Target::Stdout,
+        };
+        let (log, log_writer) =
+            AccessLog::start(&target, metrics.clone()).map_err(|err| FuseError::Io {
+                op: "open the access log",
+                path: settings
+                    .access_log
+                    .clone()
+                    .unwrap_or_else(|| "stdout".into()),
+                err,
+            })?;
+        mount::prepare_mount_point(&dest)?;
+        let staging = mount::staging(DEFAULT_TMPFS_SIZE)?;
+        let (tx, rx) = channel::<Inval>();
+        let shared = Arc::new(Shared {
+            tree: ArcSwap::from_pointee(Tree::empty(config.files.len())),
+            dest: dest.clone(),
+            cache: settings.cache,
+            log,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            started: SystemTime::now(),
+            page_cache: Mutex::new(HashMap::new()),
+            invalidate: Mutex::new(tx),
+        });
+        let session = mount::mount(HushFs::new(shared.clone()), &dest)?;
+        let notifier = session.notifier();
+        let inval_shared = shared.clone();
+        let invalidator = std::thread::Builder::new()
+            .name("hush-fuse-inval".into())
+            .spawn(move || invalidation_loop(&notifier, &inval_shared, rx))
+            .map_err(|err| FuseError::Io {
+                op: "start the invalidation thread for",
+                path: dest.clone(),
+                err,
+            })?;
+        tracing::info!(path = %dest.display(), cache = ?settings.cache, "mounted the FUSE filesystem");
+        Ok(FuseSink {
+            shared,
+            session: Some(session),
+            invalidator: Some(invalidator),
+            log_writer: Some(log_writer),
+            staging,
+            files: config
+                .files
+                .iter()
+                .map(|f| (f.name.clone(), f.uids.as_deref().map(Arc::from)))
+                .collect(),
+            versions: Arc::new(VersionTap {
+                inner: metrics,
+                versions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Where the keeper's writer renders (the private staging tmpfs).
+    pub fn staging_dir(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// The observer to give the keeper: metrics, plus the versions the sink logs.
+    pub fn observer(&self) -> Arc<dyn Observer> {
+        self.versions.clone()
+    }
+
+    /// Reads the set the keeper just wrote, swaps it in, and has the kernel's caches of what
+    /// changed invalidated.
+    pub fn publish(&self, generation: u64) -> Result<(), FuseError> {
+        let now = SystemTime::now();
+        let versions = self.versions.snapshot();
+        let data_dir = self.staging.path().join(DATA_DIR_NAME);
+        let mut tree = Tree {
+            generation,
+            files: Vec::with_capacity(self.files.len()),
+            mtime: Some(now),
+        };
+        for (name, uids) in &self.files {
+            let node = read_node(&data_dir.join(name))?.map(|(data, mode, uid, gid)| Node {
+                name: name.clone(),
+                data: Arc::new(data),
+                mode,
+                uid,
+                gid,
+                version: versions.get(name).copied().unwrap_or(0),
+                uids: uids.clone(),
+                mtime: now,
+                id: generation,
+            });
+            tree.files.push(node);
+        }
+        let old = self.shared.tree.load_full();
+        let changes = tree.changes_from(&old);
+        self.shared.tree.store(Arc::new(tree));
+        tracing::info!(generation, changed = changes.len(), "FUSE tree swapped");
+        if !changes.is_empty() {
+            self.shared.send(Inval::Changes(changes));
+        }
+        Ok(())
+    }
+
+    /// Unmounts (lazily) and stops the threads; the access log is flushed. Run on drop.
+    fn stop(&mut self) {
+        if let Some(session) = self.session.take() {
+            mount::unmount(session, &self.shared.dest);
+        }
+        self.shared.send(Inval::Stop);
+        if let Some(t) = self.invalidator.take() {
+            let _ = t.join();
+        }
+        // The writer ends when the last sender (in the filesystem, now gone or going) drops;
+        // do not wait on a reader still holding a file open on the detached mount.
+        if let Some(t) = self.log_writer.take() {
+            let deadline = std::time::Instant::now() + Duration::from_millis(300);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+impl Drop for FuseSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The invalidation thread: drops the kernel's cached pages, attributes and names of what
+/// changed, then marks the inodes clean for their new content. `ENOENT` means the kernel had
+/// nothing cached, which is fine.
+fn invalidation_loop(notifier: &Notifier, shared: &Shared, rx: Receiver<Inval>) {
+    while let Ok(Inval::Changes(changes)) = rx.recv() {
+        for change in &changes {
+            let (ino, id, result) = match change {
+                Change::Content { ino, id } => {
+                    (*ino, Some(*id), notifier.inval_inode(INodeNo(*ino), 0, 0))
+                }
+                Change::Entry { ino, name, id } => {
+                    let entry = notifier.inval_entry(INodeNo(ROOT_INO), name.as_ref());
+                    let inode = notifier.inval_inode(INodeNo(*ino), 0, 0);
+                    (*ino, *id, entry.and(inode))
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) => {}
+                Err(e) => {
+                    tracing::warn!(change = ?change, error = %e, "could not invalidate a kernel cache");
+                    continue;
+                }
+            }
+            shared.mark_clean(ino, id);
+        }
+    }
+}
+
+type ReadNode = (Zeroizing<Vec<u8>>, u32, u32, u32);
+
+/// A rendered file's bytes, mode, uid and gid; `None` when it is not in the set.
+fn read_node(path: &Path) -> Result<Option<ReadNode>, FuseError> {
+    let io_err = |err| FuseError::Io {
+        op: "read the staged file",
+        path: path.to_path_buf(),
+        err,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    let meta = file.metadata().map_err(io_err)?;
+    // Sized up front so the buffer never reallocates (a reallocation would leave a copy).
+    let mut data = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
+    file.read_to_end(&mut data).map_err(io_err)?;
+    Ok(Some((data, meta.mode() & 0o777, meta.uid(), meta.gid())))
+}
+
+/// The keeper's observer in FUSE mode: passes everything to the metrics and notes the secret
+/// version of each rendered file, for the access log.
+pub struct VersionTap {
+    inner: Arc<Metrics>,
+    versions: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for VersionTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionTap").finish_non_exhaustive()
+    }
+}
+
+impl VersionTap {
+    fn snapshot(&self) -> HashMap<String, u64> {
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Observer for VersionTap {
+    fn store(&self, op: &'static str, outcome: &'static str, elapsed: Duration) {
+        Observer::store(self.inner.as_ref(), op, outcome, elapsed);
+    }
+    fn token_ttl(&self, secs: u64) {
+        Observer::token_ttl(self.inner.as_ref(), secs);
+    }
+    fn render_ok(&self, file: &str, version: u64) {
+        Observer::render_ok(self.inner.as_ref(), file, version);
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(file.to_owned(), version);
+    }
+    fn render_error(&self, file: &str) {
+        Observer::render_error(self.inner.as_ref(), file);
+    }
+}
