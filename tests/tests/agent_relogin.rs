@@ -1,6 +1,7 @@
 //! hush-agent logs in by itself, against a real `hushd --dev` and a real tmpfs: again and again
-//! as its tokens reach the role's max TTL (proved by a new secret version reaching the file
-//! afterwards: only a live token can read it), and with the `jwt` method.
+//! as its tokens reach the role's max TTL, and again when its token is revoked behind its back
+//! (each proved by a new secret version reaching the file afterwards: only a live token can
+//! read it), and with the `jwt` method.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -120,6 +121,26 @@ async fn the_agent_logs_in_again_before_the_max_ttl_ends() {
     new_version_arrives(&h, &tmpfs, &agent, "v2").await;
     assert!(agent.running(), "{}", agent.stderr());
     assert!(!agent.stderr().contains(&secret_id), "the secret_id leaked");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_replaced_by_a_new_login() {
+    let h = Hushd::dev().await;
+    let tmpfs = Tmpfs::new();
+    let (mut agent, _, _dir) = approle_agent(&h, json!({"token_ttl": "10m"}), &tmpfs).await;
+    assert_eq!(logins(&agent), 1, "{}", agent.stderr());
+    // Revoke every token the approle mount issued (the agent's) behind its back: login
+    // tokens are leases under their login path.
+    ok(
+        &h,
+        "PUT",
+        "sys/leases/revoke-prefix/auth/approle/login",
+        json!({}),
+    )
+    .await;
+    new_version_arrives(&h, &tmpfs, &agent, "after-revoke").await;
+    assert!(logins(&agent) >= 2, "{}", agent.stderr());
+    assert!(agent.running(), "{}", agent.stderr());
 }
 
 #[tokio::test]
