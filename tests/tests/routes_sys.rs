@@ -286,7 +286,7 @@ async fn mounts_list_enable_tune_disable_good_and_bad() {
             "bad",
             json!({"type": "kv-v2", "config": {"max_lease_ttl": "soon"}}),
         ),
-        ("bad", json!({"type": "database"})),
+        ("bad", json!({"type": "transit"})),
         ("bad", json!({"type": "kv", "options": {"version": "1"}})),
         ("bad", json!({})),
         ("apps", json!({"type": "kv-v2"})),
