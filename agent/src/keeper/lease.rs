@@ -53,8 +53,16 @@ pub enum Action {
     NewLease,
 }
 
-/// Tolerance when comparing a granted renewal with the one asked for.
-const SLACK: Duration = Duration::from_secs(1);
+/// Least time the old credentials still have when new ones are swapped in: stores keep expiry
+/// times to the second (PostgreSQL's `VALID UNTIL` from a truncated timestamp), so a smaller
+/// margin could hand the app credentials that the database already refuses.
+const MIN_MARGIN: Duration = Duration::from_secs(2);
+
+/// When to lease anew, with `left` to run: at about 2/3 of it, but at least [`MIN_MARGIN`]
+/// before the end (at once when less is left).
+fn new_lease_due(now: Instant, left: Duration) -> Instant {
+    now + renew_delay(left).min(left.saturating_sub(MIN_MARGIN))
+}
 
 impl Lease {
     /// A lease just issued (`ttl_secs` from `now`).
@@ -71,7 +79,11 @@ impl Lease {
             ttl,
             renewable,
             expires: now + ttl,
-            due: now + renew_delay(ttl),
+            due: if renewable {
+                now + renew_delay(ttl)
+            } else {
+                new_lease_due(now, ttl)
+            },
             capped: false,
             token_gen,
         }
@@ -100,8 +112,24 @@ impl Lease {
         let granted = Duration::from_secs(granted_secs);
         self.expires = now + granted;
         self.renewable = renewable;
-        self.capped = granted + SLACK < self.ttl;
-        self.due = now + renew_delay(granted);
+        // Less than asked (the store counts the increment from now): the max TTL is near.
+        self.capped = granted < self.ttl;
+        self.due = if self.capped || !renewable {
+            new_lease_due(now, granted)
+        } else {
+            now + renew_delay(granted)
+        };
+    }
+
+    /// Adopted with `left` to run; `capped` when it cannot outlive that (its token ends first).
+    pub fn adopted(&mut self, now: Instant, left: Duration, capped: bool) {
+        self.expires = now + left;
+        self.capped = capped;
+        self.due = if capped || !self.renewable {
+            new_lease_due(now, left)
+        } else {
+            now + renew_delay(left)
+        };
     }
 
     /// When a replaced lease should be revoked: after `grace`, unless it expires before.
@@ -155,6 +183,15 @@ mod tests {
             l.due < l.expires,
             "new credentials come before the old expire"
         );
+        // Any shortfall is a cap; with little left, new credentials at once, 2 s before the end.
+        let t3 = l.due;
+        l.renewed(29, true, t3);
+        assert!(l.capped);
+        assert!(l.expires - l.due >= MIN_MARGIN);
+        l.renewed(1, true, t3);
+        assert_eq!(l.due, t3);
+        l.renewed(3, true, t3);
+        assert_eq!(l.due, t3 + secs(1));
     }
 
     #[test]

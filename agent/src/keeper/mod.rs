@@ -415,13 +415,13 @@ impl Keeper {
                     let mut l =
                         lease::Lease::issued(held.lease_id, held.ttl, renewable, now, token_gen);
                     let mut left = Duration::from_secs(ttl);
+                    let mut capped = false;
                     if let Some(t) = token_left.filter(|t| *t < left) {
                         // The lease dies with the once-run's token: lease anew before then.
                         left = t;
-                        l.capped = true;
+                        capped = true;
                     }
-                    l.expires = now + left;
-                    l.due = now + backoff::renew_delay(left);
+                    l.adopted(now, left, capped);
                     tracing::info!(secret = %held.path, lease = %l.id, ttl_secs = left.as_secs(), "adopted the lease of the --once run");
                     self.sources[i].data = Some(Arc::new(held.data));
                     self.sources[i].lease = Some(l);
