@@ -336,13 +336,13 @@ impl Keeper {
     /// The next time a lease needs the keeper (renewal, new credentials, a revocation), if
     /// sooner than any refresh.
     pub fn next_due(&self) -> Option<Instant> {
-        let token_gen = self.tokens.generation();
+        let (now, token_gen) = (Instant::now(), self.tokens.generation());
         let leases = self.sources.iter().filter_map(|s| {
             s.lease
                 .as_ref()
-                .and_then(|l| match l.action(Instant::now(), token_gen) {
+                .and_then(|l| match l.action(now, token_gen) {
                     lease::Action::Wait(at) => at,
-                    _ => Some(Instant::now()),
+                    _ => Some(now),
                 })
         });
         leases
