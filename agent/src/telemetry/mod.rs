@@ -288,12 +288,18 @@ impl Metrics {
     /// An open (or, with `lookup`, a logged lookup) of a FUSE file; `result` is `allowed` or
     /// `denied`.
     pub fn fuse_access(&self, lookup: bool, result: &'static str) {
+        self.fuse_access_counter(lookup, result).inc();
+    }
+
+    /// The counter [`Metrics::fuse_access`] increments, to keep and increment directly (no
+    /// label lookup per access).
+    pub fn fuse_access_counter(&self, lookup: bool, result: &'static str) -> Counter {
         let family = if lookup {
             &self.fuse_lookups
         } else {
             &self.fuse_opens
         };
-        family.get_or_create(&ResultLabels { result }).inc();
+        family.get_or_create(&ResultLabels { result }).clone()
     }
 
     /// An access-log line was dropped (its queue was full).

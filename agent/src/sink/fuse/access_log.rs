@@ -18,13 +18,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
 
 use crate::telemetry::Metrics;
 
@@ -68,41 +69,126 @@ impl Outcome {
 pub struct AccessEvent {
     pub time: SystemTime,
     pub event: Event,
-    pub path: PathBuf,
-    pub file: String,
+    /// The file's name; its path is the mount point joined with it.
+    pub file: Arc<str>,
     pub version: u64,
     pub generation: u64,
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
     pub exe: Option<String>,
-    pub container: Option<String>,
+    pub container: Option<Arc<str>>,
     pub outcome: Outcome,
 }
 
-impl AccessEvent {
-    /// The JSON line (without the newline).
-    pub fn to_line(&self) -> String {
-        let time = chrono::DateTime::<chrono::Utc>::from(self.time)
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut v = json!({
-            "time": time,
-            "event": match self.event { Event::Open => "open", Event::Lookup => "lookup" },
-            "path": self.path.to_string_lossy(),
-            "file": self.file,
-            "version": self.version,
-            "generation": self.generation,
-            "pid": self.pid,
-            "uid": self.uid,
-            "gid": self.gid,
-            "exe": self.exe,
-            "container": self.container,
-            "result": self.outcome.label(),
-        });
-        if let (Outcome::Denied(reason), Some(map)) = (&self.outcome, v.as_object_mut()) {
-            map.insert("reason".into(), json!(reason));
+/// The JSON line of an event, in field order.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: &'a str,
+    event: &'static str,
+    path: &'a str,
+    file: &'a str,
+    version: u64,
+    generation: u64,
+    pid: u32,
+    uid: u32,
+    gid: u32,
+    exe: Option<&'a str>,
+    container: Option<&'a str>,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+/// Turns events into lines, reusing its buffers: the writer thread's, so formatting costs
+/// readers as little CPU as it can on a small machine.
+#[derive(Debug)]
+pub struct Formatter {
+    /// The mount point as text, without a trailing `/`.
+    dest: String,
+    path: String,
+    /// The whole seconds `time_prefix` shows (`YYYY-MM-DDTHH:MM:SS`, UTC).
+    time_secs: Option<u64>,
+    time_prefix: String,
+    time: String,
+}
+
+impl Formatter {
+    /// For files under the mount point `dest`.
+    pub fn new(dest: &Path) -> Formatter {
+        let dest = dest.to_string_lossy();
+        Formatter {
+            dest: dest.trim_end_matches('/').to_owned(),
+            path: String::new(),
+            time_secs: None,
+            time_prefix: String::new(),
+            time: String::new(),
         }
-        v.to_string()
+    }
+
+    /// Writes the event's line, newline included.
+    pub fn write(&mut self, event: &AccessEvent, out: &mut impl Write) -> io::Result<()> {
+        self.fill(event);
+        let line = Line {
+            time: &self.time,
+            event: match event.event {
+                Event::Open => "open",
+                Event::Lookup => "lookup",
+            },
+            path: &self.path,
+            file: &event.file,
+            version: event.version,
+            generation: event.generation,
+            pid: event.pid,
+            uid: event.uid,
+            gid: event.gid,
+            exe: event.exe.as_deref(),
+            container: event.container.as_deref(),
+            result: event.outcome.label(),
+            reason: match event.outcome {
+                Outcome::Allowed => None,
+                Outcome::Denied(reason) => Some(reason),
+            },
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")
+    }
+
+    /// The event's line without the newline.
+    pub fn line(&mut self, event: &AccessEvent) -> String {
+        let mut out = Vec::new();
+        // Writing to memory cannot fail.
+        let _ = self.write(event, &mut out);
+        out.pop();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Sets `path` and `time` (RFC 3339, microseconds, UTC; the date part is formatted once
+    /// per second).
+    fn fill(&mut self, event: &AccessEvent) {
+        use std::fmt::Write as _;
+        self.path.clear();
+        self.path.push_str(&self.dest);
+        self.path.push('/');
+        self.path.push_str(&event.file);
+        let since = event.time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        if self.time_secs != Some(secs) {
+            let at = i64::try_from(secs)
+                .ok()
+                .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0))
+                .unwrap_or_default();
+            self.time_prefix.clear();
+            let _ = write!(self.time_prefix, "{}", at.format("%Y-%m-%dT%H:%M:%S"));
+            self.time_secs = Some(secs);
+        }
+        self.time.clear();
+        let _ = write!(
+            self.time,
+            "{}.{:06}Z",
+            self.time_prefix,
+            since.subsec_micros()
+        );
     }
 }
 
@@ -113,19 +199,51 @@ pub enum Target {
     File(PathBuf),
 }
 
+/// The counters of accesses, kept so recording one needs no label lookup.
+#[derive(Debug, Clone)]
+struct Counters {
+    open_allowed: Counter,
+    open_denied: Counter,
+    lookup_allowed: Counter,
+    lookup_denied: Counter,
+}
+
+impl Counters {
+    fn new(metrics: &Metrics) -> Counters {
+        Counters {
+            open_allowed: metrics.fuse_access_counter(false, "allowed"),
+            open_denied: metrics.fuse_access_counter(false, "denied"),
+            lookup_allowed: metrics.fuse_access_counter(true, "allowed"),
+            lookup_denied: metrics.fuse_access_counter(true, "denied"),
+        }
+    }
+
+    fn count(&self, event: &AccessEvent) {
+        let counter = match (event.event, &event.outcome) {
+            (Event::Open, Outcome::Allowed) => &self.open_allowed,
+            (Event::Open, Outcome::Denied(_)) => &self.open_denied,
+            (Event::Lookup, Outcome::Allowed) => &self.lookup_allowed,
+            (Event::Lookup, Outcome::Denied(_)) => &self.lookup_denied,
+        };
+        counter.inc();
+    }
+}
+
 /// The sending side, used from FUSE callbacks: never blocks.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     tx: SyncSender<AccessEvent>,
     metrics: Arc<Metrics>,
+    counters: Counters,
     procs: Arc<ProcCache>,
 }
 
 impl AccessLog {
     /// Opens the target (a file is created if missing and appended to) and starts the writer
-    /// thread, which ends when every sender is gone.
+    /// thread, which ends when every sender is gone. Paths are shown under `dest`.
     pub fn start(
         target: &Target,
+        dest: &Path,
         metrics: Arc<Metrics>,
     ) -> io::Result<(AccessLog, JoinHandle<()>)> {
         let out: Box<dyn Write + Send> = match target {
@@ -138,28 +256,30 @@ impl AccessLog {
             ),
         };
         let (tx, rx) = sync_channel(QUEUE);
+        let formatter = Formatter::new(dest);
         let writer = std::thread::Builder::new()
             .name("hush-access-log".into())
-            .spawn(move || write_lines(rx, out))?;
-        Ok((
-            AccessLog {
-                tx,
-                metrics,
-                procs: Arc::new(ProcCache::default()),
-            },
-            writer,
-        ))
+            .spawn(move || write_lines(rx, out, formatter))?;
+        Ok((AccessLog::with_sender(tx, metrics), writer))
+    }
+
+    fn with_sender(tx: SyncSender<AccessEvent>, metrics: Arc<Metrics>) -> AccessLog {
+        AccessLog {
+            tx,
+            counters: Counters::new(&metrics),
+            metrics,
+            procs: Arc::new(ProcCache::default()),
+        }
     }
 
     /// The reader's executable and container (from procfs).
-    pub fn process(&self, pid: u32) -> (Option<String>, Option<String>) {
+    pub fn process(&self, pid: u32) -> (Option<String>, Option<Arc<str>>) {
         (exe(pid), self.procs.container(pid))
     }
 
     /// Counts the access and queues its line; a full queue drops it (and counts the drop).
     pub fn record(&self, event: AccessEvent) {
-        self.metrics
-            .fuse_access(event.event == Event::Lookup, event.outcome.label());
+        self.counters.count(&event);
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -170,7 +290,7 @@ impl AccessLog {
 }
 
 /// The writer thread: one line per event, flushed after each batch (what the queue holds).
-fn write_lines(rx: Receiver<AccessEvent>, out: Box<dyn Write + Send>) {
+fn write_lines(rx: Receiver<AccessEvent>, out: Box<dyn Write + Send>, mut lines: Formatter) {
     let mut out = io::BufWriter::new(out);
     let mut failed = false;
     let mut first_batch = true;
@@ -182,8 +302,7 @@ fn write_lines(rx: Receiver<AccessEvent>, out: Box<dyn Write + Send>) {
         first_batch = false;
         let mut next = Some(first);
         while let Some(event) = next {
-            let line = event.to_line();
-            if let Err(e) = writeln!(out, "{line}") {
+            if let Err(e) = lines.write(&event, &mut out) {
                 if !failed {
                     tracing::error!(error = %e, "cannot write the access log");
                     failed = true;
@@ -205,14 +324,17 @@ fn exe(pid: u32) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// A reader's container or pod id, if any.
+type Container = Option<Arc<str>>;
+
 /// Container ids by pid, kept briefly: a reader opening many files is read once.
 #[derive(Debug, Default)]
 struct ProcCache {
-    by_pid: Mutex<HashMap<u32, (Instant, Option<String>)>>,
+    by_pid: Mutex<HashMap<u32, (Instant, Container)>>,
 }
 
 impl ProcCache {
-    fn container(&self, pid: u32) -> Option<String> {
+    fn container(&self, pid: u32) -> Option<Arc<str>> {
         let now = Instant::now();
         {
             let cache = self.by_pid.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,7 +346,8 @@ impl ProcCache {
         }
         let id = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
-            .and_then(|text| container_id(&text));
+            .and_then(|text| container_id(&text))
+            .map(Arc::from);
         let mut cache = self.by_pid.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CONTAINER_CACHE_MAX {
             cache.clear();
@@ -317,7 +440,6 @@ mod tests {
         AccessEvent {
             time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             event: Event::Open,
-            path: "/run/secrets/db.password".into(),
             file: "db.password".into(),
             version: 3,
             generation: 7,
@@ -332,7 +454,8 @@ mod tests {
 
     #[test]
     fn line_shape_allowed_and_denied() {
-        let line = event(Outcome::Allowed).to_line();
+        let mut lines = Formatter::new(Path::new("/run/secrets/"));
+        let line = lines.line(&event(Outcome::Allowed));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["time"], "2023-11-14T22:13:20.123000Z");
         assert_eq!(v["event"], "open");
@@ -354,7 +477,7 @@ mod tests {
         assert!(!line.contains('\n'));
 
         let v: serde_json::Value =
-            serde_json::from_str(&event(Outcome::Denied("uid not allowed")).to_line()).unwrap();
+            serde_json::from_str(&lines.line(&event(Outcome::Denied("uid not allowed")))).unwrap();
         assert_eq!(v["result"], "denied");
         assert_eq!(v["reason"], "uid not allowed");
     }
@@ -364,7 +487,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         let metrics = Arc::new(Metrics::new());
-        let (log, writer) = AccessLog::start(&Target::File(path.clone()), metrics.clone()).unwrap();
+        let (log, writer) = AccessLog::start(
+            &Target::File(path.clone()),
+            Path::new("/run/secrets"),
+            metrics.clone(),
+        )
+        .unwrap();
         log.record(event(Outcome::Allowed));
         log.record(event(Outcome::Denied("uid not allowed")));
         drop(log);
@@ -385,11 +513,7 @@ mod tests {
 
         // No writer: every event beyond the queue is dropped, and counted.
         let (tx, _rx) = sync_channel(1);
-        let log = AccessLog {
-            tx,
-            metrics: metrics.clone(),
-            procs: Arc::default(),
-        };
+        let log = AccessLog::with_sender(tx, metrics.clone());
         for _ in 0..3 {
             log.record(event(Outcome::Allowed));
         }
@@ -399,11 +523,7 @@ mod tests {
 
     #[test]
     fn own_process_is_described() {
-        let log = AccessLog {
-            tx: sync_channel(1).0,
-            metrics: Arc::new(Metrics::new()),
-            procs: Arc::default(),
-        };
+        let log = AccessLog::with_sender(sync_channel(1).0, Arc::new(Metrics::new()));
         let (exe, _container) = log.process(std::process::id());
         let me = std::env::current_exe().unwrap();
         assert_eq!(exe.as_deref(), Some(me.to_string_lossy().as_ref()));

@@ -216,7 +216,6 @@ impl HushFs {
         self.shared.log.record(AccessEvent {
             time: SystemTime::now(),
             event,
-            path: self.shared.dest.join(&node.name),
             file: node.name.clone(),
             version: node.version,
             generation,
@@ -453,7 +452,7 @@ impl Filesystem for HushFs {
         ];
         let files = tree.files.iter().enumerate().filter_map(|(i, n)| {
             n.as_ref()
-                .map(|n| (Tree::ino(i), FileType::RegularFile, n.name.as_str()))
+                .map(|n| (Tree::ino(i), FileType::RegularFile, &*n.name))
         });
         let entries = dots.into_iter().chain(files);
         for (i, (ino, kind, name)) in entries.enumerate().skip(offset as usize) {

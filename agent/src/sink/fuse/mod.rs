@@ -49,6 +49,9 @@ use fs::{HushFs, Inval, Shared};
 pub use mount::FuseError;
 use tree::{Change, Node, Tree, ROOT_INO};
 
+/// A configured file: its name and the uids allowed to open it (`None`: any).
+type FileSpec = (Arc<str>, Option<Arc<[u32]>>);
+
 /// A running FUSE sink: the mount, its snapshot, and the threads beside it.
 #[derive(Debug)]
 pub struct FuseSink {
@@ -58,7 +61,7 @@ pub struct FuseSink {
     log_writer: Option<JoinHandle<()>>,
     staging: mount::Staging,
     /// Per configured file: its name and allowed uids.
-    files: Vec<(String, Option<Arc<[u32]>>)>,
+    files: Vec<FileSpec>,
     versions: Arc<VersionTap>,
 }
 
@@ -76,7 +79,7 @@ impl FuseSink {
             None => Target::Stdout,
         };
         let (log, log_writer) =
-            AccessLog::start(&target, metrics.clone()).map_err(|err| FuseError::Io {
+            AccessLog::start(&target, &dest, metrics.clone()).map_err(|err| FuseError::Io {
                 op: "open the access log",
                 path: settings
                     .access_log
@@ -119,7 +122,7 @@ impl FuseSink {
             files: config
                 .files
                 .iter()
-                .map(|f| (f.name.clone(), f.uids.as_deref().map(Arc::from)))
+                .map(|f| (Arc::from(f.name.as_str()), f.uids.as_deref().map(Arc::from)))
                 .collect(),
             versions: Arc::new(VersionTap {
                 inner: metrics,
@@ -150,13 +153,13 @@ impl FuseSink {
             mtime: Some(now),
         };
         for (name, uids) in &self.files {
-            let node = read_node(&data_dir.join(name))?.map(|(data, mode, uid, gid)| Node {
+            let node = read_node(&data_dir.join(&**name))?.map(|(data, mode, uid, gid)| Node {
                 name: name.clone(),
                 data: Arc::new(data),
                 mode,
                 uid,
                 gid,
-                version: versions.get(name).copied().unwrap_or(0),
+                version: versions.get(&**name).copied().unwrap_or(0),
                 uids: uids.clone(),
                 mtime: now,
                 id: generation,

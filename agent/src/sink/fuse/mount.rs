@@ -155,11 +155,10 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Mounts `fs` on `dest`, served by one background thread.
-pub fn mount(fs: HushFs, dest: &Path) -> Result<BackgroundSession, FuseError> {
-    if !Path::new("/dev/fuse").exists() {
-        return Err(FuseError::NoDevice);
-    }
+/// The session settings every hush FUSE mount uses: `ro,nosuid,nodev,noexec,noatime,
+/// default_permissions`, `allow_other` (other users may look, subject to the files' modes), one
+/// session thread.
+pub fn session_config() -> fuser::Config {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -171,9 +170,17 @@ pub fn mount(fs: HushFs, dest: &Path) -> Result<BackgroundSession, FuseError> {
         MountOption::FSName("hush".into()),
         MountOption::Subtype("hush".into()),
     ];
-    // allow_other: other users may look, subject to the files' modes (default_permissions).
     config.acl = SessionACL::All;
     config.n_threads = Some(1);
+    config
+}
+
+/// Mounts `fs` on `dest`, served by one background thread.
+pub fn mount(fs: HushFs, dest: &Path) -> Result<BackgroundSession, FuseError> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(FuseError::NoDevice);
+    }
+    let config = session_config();
     fuser::spawn_mount(fs, dest, &config).map_err(|err| {
         let not_root = !nix::unistd::geteuid().is_root();
         match err.kind() {

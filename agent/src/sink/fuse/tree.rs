@@ -21,7 +21,7 @@ pub type Bytes = Arc<Zeroizing<Vec<u8>>>;
 /// One file of a snapshot.
 #[derive(Clone)]
 pub struct Node {
-    pub name: String,
+    pub name: Arc<str>,
     pub data: Bytes,
     /// Permission bits (at most 0o777).
     pub mode: u32,
@@ -124,7 +124,7 @@ impl Tree {
     pub fn lookup(&self, name: &str) -> Option<(u64, &Node)> {
         self.files.iter().enumerate().find_map(|(i, n)| {
             n.as_ref()
-                .filter(|n| n.name == name)
+                .filter(|n| &*n.name == name)
                 .map(|n| (Self::ino(i), n))
         })
     }
@@ -144,12 +144,12 @@ impl Tree {
                 (Some(_), Some(n)) => out.push(Change::Content { ino, id: n.id }),
                 (Some(o), None) => out.push(Change::Entry {
                     ino,
-                    name: o.name.clone(),
+                    name: o.name.to_string(),
                     id: None,
                 }),
                 (None, Some(n)) => out.push(Change::Entry {
                     ino,
-                    name: n.name.clone(),
+                    name: n.name.to_string(),
                     id: Some(n.id),
                 }),
             }

@@ -7,7 +7,12 @@
 //! - `tmpfs`: the agent in tmpfs mode (`--mount-tmpfs`); read through its `..data` link, as an
 //!   application does; `tmpfs-plain`: the same bytes in a plain tmpfs file (no link);
 //! - `fuse-audited` and `fuse-fast`: the agent with `--fuse --fuse-cache MODE`, its access log
-//!   written to a file.
+//!   written to a file;
+//! - `fuse-floor`: a no-op filesystem with the same `fuser` and mount options, answering opens as
+//!   audited mode does ([`floor`]), served by a child process (this binary again, with the
+//!   hidden `--serve-floor DIR`) as the agent is: the kernel's FUSE round trips alone, the least
+//!   any audited open costs on this machine. Build this binary with the agent's optimizations
+//!   (`--release`) for a fair floor.
 //!
 //! Each op is single-threaded `open` + `read` to EOF + `close` (`std::fs::File`). The modes are
 //! interleaved in rounds (each round runs every mode once, in turn), and each mode's result is
@@ -28,6 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+mod floor;
+
 /// Benchmark reading a secret through hush-agent --fuse against tmpfs.
 #[derive(Debug, Parser)]
 #[command(name = "hush-bench-fuse", version, max_term_width = 100)]
@@ -47,6 +54,9 @@ struct Args {
     /// hush-agent binary [default: next to this binary].
     #[arg(long, value_name = "PATH")]
     agent: Option<PathBuf>,
+    /// Internal: serve the floor filesystem on DIR until killed.
+    #[arg(long, hide = true, value_name = "DIR")]
+    serve_floor: Option<PathBuf>,
 }
 
 const FILE: &str = "secret.txt";
@@ -153,21 +163,61 @@ fn start_agent(
         .stderr(fs::File::create(&log)?)
         .spawn()
         .context("cannot start hush-agent")?;
-    let mut agent = Proc(child);
+    let agent = Proc(child);
+    wait_serving(
+        agent,
+        &dest.join(FILE),
+        value,
+        &format!("hush-agent {mode:?}"),
+        &log,
+    )
+}
+
+/// Starts this binary serving the floor filesystem on `dest`.
+fn start_floor(dir: &Path, dest: &Path, size: usize, value: &str) -> Result<Proc> {
+    fs::create_dir(dest)?;
+    let log = dir.join("floor.log");
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--serve-floor")
+        .arg(dest)
+        .args(["--size", &size.to_string()])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log)?)
+        .spawn()
+        .context("cannot start the floor filesystem")?;
+    wait_serving(Proc(child), &dest.join(FILE), value, "the floor", &log)
+}
+
+/// Waits until `path` reads `value` (20 s at most); `proc` must not exit meanwhile.
+fn wait_serving(mut proc: Proc, path: &Path, value: &str, what: &str, log: &Path) -> Result<Proc> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while fs::read_to_string(dest.join(FILE)).ok().as_deref() != Some(value) {
-        if let Some(st) = agent.0.try_wait()? {
-            bail!(
-                "hush-agent {mode:?} exited ({st}): {}",
-                fs::read_to_string(&log)?
-            );
+    while fs::read_to_string(path).ok().as_deref() != Some(value) {
+        if let Some(st) = proc.0.try_wait()? {
+            bail!("{what} exited ({st}): {}", fs::read_to_string(log)?);
         }
         if Instant::now() > deadline {
-            bail!("hush-agent {mode:?} not serving within 20 s");
+            bail!("{what} not serving within 20 s");
         }
         sleep(Duration::from_millis(20));
     }
-    Ok(agent)
+    Ok(proc)
+}
+
+/// The secret's bytes: `size` letters.
+fn secret_value(size: usize) -> String {
+    (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect()
+}
+
+/// `--serve-floor`: mount the floor on `dest` and serve until killed.
+fn serve_floor(dest: &Path, size: usize) -> Result<()> {
+    let floor = floor::Floor {
+        name: FILE.into(),
+        data: secret_value(size).into_bytes(),
+    };
+    let _session = floor::mount(floor, dest).context("cannot mount the floor filesystem")?;
+    loop {
+        sleep(Duration::from_secs(3600));
+    }
 }
 
 /// Mean nanoseconds per open + read-to-EOF + close of `path`, over `ops`.
@@ -232,18 +282,21 @@ fn main() -> Result<()> {
     if args.ops == 0 || args.rounds == 0 || args.size == 0 {
         bail!("--ops, --rounds and --size must be at least 1");
     }
+    if let Some(dest) = &args.serve_floor {
+        return serve_floor(dest, args.size);
+    }
     let hushd_bin = binary(&args.hushd, "hushd")?;
     let agent_bin = binary(&args.agent, "hush-agent")?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
-    let value: String = (0..args.size)
-        .map(|i| (b'a' + (i % 26) as u8) as char)
-        .collect();
+    let value = secret_value(args.size);
     let (_hushd, addr) = start_hushd(&hushd_bin, dir, &value)?;
 
     let tmpfs_dest = dir.join("tmpfs");
     let audited_dest = dir.join("audited");
     let fast_dest = dir.join("fast");
+    let floor_dest = dir.join("floor");
+    let floor = start_floor(dir, &floor_dest, args.size, &value)?;
     let access_log = dir.join("access.log");
     let log_flag = access_log.display().to_string();
     let tmpfs_agent = start_agent(
@@ -280,9 +333,10 @@ fn main() -> Result<()> {
     let plain = tmpfs_dest.join("plain.txt");
     fs::write(&plain, &value)?;
 
-    let modes: [(&str, PathBuf); 4] = [
+    let modes: [(&str, PathBuf); 5] = [
         ("tmpfs-plain", plain.clone()),
         ("tmpfs", tmpfs_dest.join(FILE)),
+        ("fuse-floor", floor_dest.join(FILE)),
         ("fuse-audited", audited_dest.join(FILE)),
         ("fuse-fast", fast_dest.join(FILE)),
     ];
@@ -328,7 +382,13 @@ fn main() -> Result<()> {
         kib(hwm),
         kib(fast_rss)
     );
-    drop((tmpfs_agent, audited, fast));
+    println!(
+        "The agent's own work per audited open (audited minus the no-op floor): {:.2} µs.",
+        (med[3] - med[2]) / 1e3
+    );
+    drop((tmpfs_agent, audited, fast, floor));
+    // The floor dies by SIGTERM without unmounting.
+    let _ = Command::new("umount").arg("-l").arg(&floor_dest).status();
     // tmpfs mode leaves its files (and the tmpfs it mounted) in place.
     let _ = Command::new("umount").arg("-l").arg(&tmpfs_dest).status();
     Ok(())
