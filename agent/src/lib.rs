@@ -187,7 +187,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     let metrics = Arc::new(Metrics::new());
     // Before any secret is fetched or written: a checked tmpfs, or the FUSE mount (which keeps
     // the files in memory; the keeper renders into its private staging tmpfs).
-    let fuse = match &config.destination.fuse {
+    let mut fuse = match &config.destination.fuse {
         Some(settings) => Some(FuseSink::start(&config, settings, metrics.clone())?),
         None => {
             prepare_destination(&config)?;
@@ -312,6 +312,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     );
     // FUSE: the generation written to staging but not yet swapped into the mount.
     let mut publish_owed: Option<u64> = None;
+    // FUSE: files whose lazy secrets a first open asks for.
+    let mut lazy_requests = fuse.as_mut().and_then(FuseSink::take_requests);
+    // FUSE: the soonest deadline of an open waiting for a lazy secret.
+    let mut lazy_deadline = None;
     let finished = loop {
         let report = tokio::select! {
             _ = shutdown.cancelled() => break Finished::Done,
@@ -322,13 +326,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
                 publish_owed = Some(outcome.generation);
             }
             if let Some(generation) = publish_owed {
-                match f.publish(generation) {
+                match f.publish(generation, |i| keeper.placeholder(i)) {
                     Ok(()) => publish_owed = None,
                     Err(e) => {
                         tracing::error!(error = %e, "could not update the FUSE tree; retrying")
                     }
                 }
             }
+            // Opens waiting for a lazy secret that failed for good fail now; others at their
+            // deadline.
+            for file in f.waited_files() {
+                if let keeper::LazyState::Failed(class) = keeper.lazy_state(file) {
+                    f.fail_waiting(file, class);
+                }
+            }
+            lazy_deadline = f.expire_waiting(std::time::Instant::now());
         }
         if keeper.ready() && publish_owed.is_none() && !*ready_tx.borrow() {
             tracing::info!("every file rendered: ready");
@@ -380,9 +392,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             let until = due.saturating_duration_since(std::time::Instant::now());
             delay = delay.min(until.max(LEASE_MIN_WAIT));
         }
+        if let Some(at) = lazy_deadline {
+            let until = at.saturating_duration_since(std::time::Instant::now());
+            delay = delay.min(until.max(LEASE_MIN_WAIT));
+        }
         let child_exit = async {
             match &child {
                 Some(c) => c.exited().await,
+                None => std::future::pending().await,
+            }
+        };
+        let lazy_request = async {
+            match &mut lazy_requests {
+                Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
@@ -391,6 +413,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             exit = child_exit => {
                 tracing::info!(exit = %exit, "the supervised process exited; stopping");
                 break Finished::ChildExited(exit);
+            }
+            Some(file) = lazy_request => {
+                // A first open of a lazy file: lease its secrets now (with any other asked).
+                keeper.want_file(file);
+                while let Some(file) = lazy_requests.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    keeper.want_file(file);
+                }
             }
             _ = tokio::time::sleep(delay) => {}
         }

@@ -449,6 +449,21 @@ pub fn write_token(dir: &Path, token: &str) -> PathBuf {
 }
 
 impl Hushd {
+    /// The keys under `prefix` in `LIST sys/leases/lookup/PREFIX` (empty on 404).
+    pub async fn lease_keys(&self, prefix: &str) -> Vec<String> {
+        let (s, b) = self
+            .call("LIST", &format!("sys/leases/lookup/{prefix}"), None)
+            .await;
+        if s == 404 {
+            return Vec::new();
+        }
+        assert_eq!(s, 200, "{b}");
+        let keys = b["data"]["keys"].as_array().expect("keys");
+        keys.iter()
+            .map(|k| k.as_str().expect("a key").to_string())
+            .collect()
+    }
+
     /// Write a KV v2 secret at `secret/data/PATH`; returns the new version.
     pub async fn kv_put(&self, path: &str, data: Value) -> u64 {
         let (s, b) = self

@@ -77,6 +77,47 @@ fn chown_postgres(path: &Path) {
 }
 
 impl Postgres {
+    /// Mounts `database/` on `h` against this cluster (connection `pg`) with role `role`:
+    /// `create` as its creation statement, these TTLs (seconds).
+    pub async fn mount_engine(
+        &self,
+        h: &crate::Hushd,
+        role: &str,
+        create: &str,
+        ttl: u64,
+        max_ttl: u64,
+    ) {
+        let ok = |(st, b): (u16, serde_json::Value)| assert!(st == 200 || st == 204, "{st} {b}");
+        let mount = serde_json::json!({"type": "database"});
+        ok(h.call("POST", "sys/mounts/database", Some(mount)).await);
+        let config = serde_json::json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": self.template_url("sslmode=disable"),
+            "username": ENGINE_USER,
+            "password": ENGINE_PASSWORD,
+            "allowed_roles": [role],
+        });
+        ok(h.call("POST", "database/config/pg", Some(config)).await);
+        let role_body = serde_json::json!({"db_name": "pg", "creation_statements": [create],
+                                           "default_ttl": ttl, "max_ttl": max_ttl});
+        ok(
+            h.call("POST", &format!("database/roles/{role}"), Some(role_body))
+                .await,
+        );
+    }
+
+    /// The roles the engine made (`v-...`), as the database sees them.
+    pub async fn dynamic_roles(&self) -> Vec<String> {
+        self.admin()
+            .await
+            .query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+    }
+
     /// A plain (no TLS) cluster.
     pub async fn start() -> Postgres {
         Self::start_inner(false).await

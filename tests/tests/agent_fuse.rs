@@ -2,14 +2,16 @@
 //! modes and listing; read-only (EROFS); a reader that drops to another uid is denied by the
 //! file's uid list and the denial is logged; access-log lines name the reader's pid and exe;
 //! rotation visible at the next open while an open handle keeps its version; fast cache mode;
-//! SIGTERM unmounts and exits 0; a stale mount left by kill -9 is cleaned at the next start.
+//! SIGTERM unmounts and exits 0; a stale mount left by kill -9 is cleaned at the next start;
+//! lazy secrets (a real PostgreSQL for the dynamic one) leased at the first open, or failing it.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hush_tests::pg::Postgres;
 use hush_tests::{is_mount_point, wait_for, write_token, Agent, Hushd, UnmountOnDrop};
 use serde_json::{json, Value};
 
@@ -31,29 +33,9 @@ struct Setup {
 /// Files: `db.password` (0444, only uid 0 may open), `db.json` (0440, owner 1000:1000),
 /// `api.key` (0444, anyone).
 fn setup(h: &Hushd, cache: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    let log = dir.path().join("access.log");
-    let token = write_token(dir.path(), "root");
     let uids = if cache == "audited" { "uids = [0]" } else { "" };
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-addr = "{addr}"
-token_file = "{token}"
-
-[agent]
-refresh_interval = "100ms"
-
-[destination]
-path = "{mnt}"
-fuse = true
-fuse_cache = "{cache}"
-access_log = "{log}"
-
+    let body = format!(
+        r#"
 [secrets]
 db = "secret/data/app/db"
 api = "secret/data/app/api"
@@ -77,7 +59,35 @@ name = "api.key"
 secret = "api"
 field = "key"
 mode = "0444"
-"#,
+"#
+    );
+    setup_with(h, cache, "root", &body)
+}
+
+/// A config with this token, cache mode and `[secrets]` + `[[file]]` part.
+fn setup_with(h: &Hushd, cache: &str, token: &str, body: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let log = dir.path().join("access.log");
+    let token = write_token(dir.path(), token);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+addr = "{addr}"
+token_file = "{token}"
+
+[agent]
+refresh_interval = "100ms"
+
+[destination]
+path = "{mnt}"
+fuse = true
+fuse_cache = "{cache}"
+access_log = "{log}"
+{body}"#,
             addr = h.addr,
             token = s(&token),
             mnt = s(&mnt),
@@ -103,8 +113,13 @@ async fn seeded() -> Hushd {
 }
 
 async fn start(st: &Setup) -> Agent {
+    start_serving(st, "db.password").await
+}
+
+/// Starts the agent and waits until `file` reads.
+async fn start_serving(st: &Setup, file: &str) -> Agent {
     let mut agent = Agent::spawn(&["--config", &s(&st.config)]);
-    let pw = st.mnt.join("db.password");
+    let pw = st.mnt.join(file);
     wait_for(WAIT, "the FUSE files", || {
         assert!(agent.running(), "agent exited: {}", agent.stderr());
         // Read, not stat: a stale mount's attributes may still be cached.
@@ -430,4 +445,196 @@ async fn a_stale_mount_from_kill_9_is_cleaned_at_the_next_start() {
         third.stderr()
     );
     drop(st.dir);
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `[[file]]` entries (mode 0444) for (name, secret, field).
+fn files_toml(files: &[(&str, &str, &str)]) -> String {
+    files
+        .iter()
+        .map(|(name, secret, field)| {
+            format!(
+                "\n[[file]]\nname = \"{name}\"\nsecret = \"{secret}\"\nfield = \"{field}\"\n\
+                 mode = \"0444\"\n"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_database_secret_is_leased_at_its_first_open() {
+    let pg = Postgres::start().await;
+    let h = seeded().await;
+    let create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' \
+                  VALID UNTIL '{{expiration}}';";
+    pg.mount_engine(&h, "ro", create, 300, 600).await;
+    let st = setup_with(
+        &h,
+        "audited",
+        "root",
+        &(r#"
+[secrets]
+api = "secret/data/app/api"
+pg = { path = "database/creds/ro", lazy = true }
+"#
+        .to_owned()
+            + &files_toml(&[
+                ("api.key", "api", "key"),
+                ("pg.user", "pg", "username"),
+                ("pg.pass", "pg", "password"),
+            ])),
+    );
+    let mut agent = start_serving(&st, "api.key").await;
+
+    // Listed and empty; nothing leased, no role made.
+    assert_eq!(listing(&st.mnt), ["api.key", "pg.pass", "pg.user"]);
+    assert_eq!(std::fs::metadata(st.mnt.join("pg.user")).unwrap().len(), 0);
+    tokio::time::sleep(Duration::from_millis(500)).await; // several refresh intervals
+    assert!(h.lease_keys("database/creds/ro/").await.is_empty());
+    assert!(pg.dynamic_roles().await.is_empty());
+
+    // The first open leases: the reader waits for the credentials, then reads them.
+    let (pid, read, user, err) = run(&["cat", &s(&st.mnt.join("pg.user"))]);
+    assert!(read, "{err}\n{}", agent.stderr());
+    assert!(user.starts_with("v-"), "{user:?}");
+    let pass = std::fs::read_to_string(st.mnt.join("pg.pass")).unwrap();
+    pg.connect(&user, &pass)
+        .await
+        .expect("the lazily leased credentials log in");
+    assert_eq!(h.lease_keys("database/creds/ro/").await.len(), 1);
+    // One lease for both files, kept: later opens read the same credentials.
+    assert_eq!(
+        std::fs::read_to_string(st.mnt.join("pg.user")).unwrap(),
+        user
+    );
+    assert_eq!(pg.dynamic_roles().await, std::slice::from_ref(&user));
+    assert_eq!(
+        std::fs::metadata(st.mnt.join("pg.user")).unwrap().len() as usize,
+        user.len()
+    );
+
+    let line = logged(&st.log, "the first open", |v| {
+        v["file"] == "pg.user" && v["pid"] == pid
+    })
+    .await;
+    assert_eq!(line["result"], "allowed");
+    assert_eq!(line["event"], "open");
+    assert!(line["exe"].as_str().unwrap().ends_with("/cat"), "{line}");
+    let text = std::fs::read_to_string(&st.log).unwrap() + &agent.stderr();
+    assert!(!text.contains(&pass), "a password reached a log");
+    assert!(agent
+        .stderr()
+        .contains("first open: leasing the lazy secret"));
+
+    // At exit the lease is revoked like any other: the role is dropped.
+    agent.signal("TERM");
+    let status = agent.wait_exit(WAIT).await.expect("exits");
+    assert!(status.success(), "{}", agent.stderr());
+    let deadline = Instant::now() + WAIT;
+    while !pg.dynamic_roles().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the role was not dropped at exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_opens_fail_when_the_secret_is_missing_or_refused_and_recover() {
+    let h = seeded().await;
+    let token = h
+        .token_with_policy(
+            "app",
+            r#"
+path "secret/data/app/api" { capabilities = ["read"] }
+path "secret/metadata/app/api" { capabilities = ["read"] }
+path "secret/data/app/later" { capabilities = ["read"] }
+path "secret/metadata/app/later" { capabilities = ["read"] }
+"#,
+        )
+        .await;
+    let st = setup_with(
+        &h,
+        "audited",
+        &token,
+        &(r#"
+[secrets]
+api = "secret/data/app/api"
+later = { path = "secret/data/app/later", lazy = true }
+hidden = { path = "secret/data/app/db", lazy = true }
+"#
+        .to_owned()
+            + &files_toml(&[
+                ("api.key", "api", "key"),
+                ("later.key", "later", "key"),
+                ("hidden.pw", "hidden", "password"),
+            ])),
+    );
+    // Ready without the lazy files.
+    let mut agent = start_serving(&st, "api.key").await;
+
+    let (pid, read, _, err) = run(&["cat", &s(&st.mnt.join("later.key"))]);
+    assert!(!read && err.contains("No such file or directory"), "{err}");
+    let line = logged(&st.log, "the missing one", |v| v["pid"] == pid).await;
+    assert_eq!(
+        (&line["result"], &line["reason"]),
+        (&json!("denied"), &json!("lazy secret not found"))
+    );
+
+    let (pid, read, _, err) = run(&["cat", &s(&st.mnt.join("hidden.pw"))]);
+    assert!(!read && err.contains("Permission denied"), "{err}");
+    let line = logged(&st.log, "the refused one", |v| v["pid"] == pid).await;
+    assert_eq!(line["reason"], "lazy secret refused by the store");
+    assert_eq!(line["file"], "hidden.pw");
+
+    // Once the secret exists, the next open gets it.
+    h.kv_put("app/later", json!({"key": "later-1"})).await;
+    let (_, read, out, err) = run(&["cat", &s(&st.mnt.join("later.key"))]);
+    assert!(read, "{err}\n{}", agent.stderr());
+    assert_eq!(out, "later-1");
+    assert!(agent.running());
+    assert_eq!(
+        std::fs::read_to_string(st.mnt.join("api.key")).unwrap(),
+        "k-1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_mode_leases_a_lazy_secret_at_its_first_lookup() {
+    let h = seeded().await;
+    let st = setup_with(
+        &h,
+        "fast",
+        "root",
+        &(r#"
+[secrets]
+api = "secret/data/app/api"
+db = { path = "secret/data/app/db", lazy = true }
+"#
+        .to_owned()
+            + &files_toml(&[("api.key", "api", "key"), ("db.password", "db", "password")])),
+    );
+    let _agent = start_serving(&st, "api.key").await;
+    assert_eq!(listing(&st.mnt), ["api.key", "db.password"]);
+    // Opens never reach the agent in fast mode: the lookup of a new path leases.
+    let (pid, read, out, err) = run(&["cat", &s(&st.mnt.join("db.password"))]);
+    assert!(read, "{err}");
+    assert_eq!(out, "pw-1");
+    let line = logged(&st.log, "the lookup", |v| {
+        v["pid"] == pid && v["file"] == "db.password"
+    })
+    .await;
+    assert_eq!(
+        (&line["event"], &line["result"]),
+        (&json!("lookup"), &json!("allowed"))
+    );
 }

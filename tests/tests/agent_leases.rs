@@ -7,9 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hush_tests::pg::{Postgres, ENGINE_PASSWORD, ENGINE_USER};
+use hush_tests::pg::Postgres;
 use hush_tests::{wait_for, write_token, Agent, Hushd, Tmpfs};
-use serde_json::json;
 
 const CREATE: &str =
     "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; \
@@ -30,32 +29,7 @@ fn s(p: &Path) -> String {
 /// hushd with `database/` against `pg`, role `ro` with these TTLs; a token file for the agent.
 async fn setup(pg: &Postgres, ttl: u64, max_ttl: u64) -> (Hushd, tempfile::TempDir) {
     let h = Hushd::dev().await;
-    let ok = |(st, b): (u16, serde_json::Value)| assert!(st == 200 || st == 204, "{st} {b}");
-    ok(h.call(
-        "POST",
-        "sys/mounts/database",
-        Some(json!({"type": "database"})),
-    )
-    .await);
-    ok(h.call(
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": pg.template_url("sslmode=disable"),
-            "username": ENGINE_USER,
-            "password": ENGINE_PASSWORD,
-            "allowed_roles": ["ro"],
-        })),
-    )
-    .await);
-    ok(h.call(
-        "POST",
-        "database/roles/ro",
-        Some(json!({"db_name": "pg", "creation_statements": [CREATE],
-                    "default_ttl": ttl, "max_ttl": max_ttl})),
-    )
-    .await);
+    pg.mount_engine(&h, "ro", CREATE, ttl, max_ttl).await;
     let token = h.token_with_policy("app", POLICY).await;
     let dir = tempfile::tempdir().unwrap();
     write_token(dir.path(), &token);
@@ -86,18 +60,6 @@ fn read_pair(dest: &Path) -> Option<(String, String)> {
     let u = std::fs::read_to_string(dest.join("user")).ok()?;
     let p = std::fs::read_to_string(dest.join("pass")).ok()?;
     Some((u, p))
-}
-
-/// Roles the engine made (`v-...`), as the database sees them.
-async fn dynamic_roles(pg: &Postgres) -> Vec<String> {
-    pg.admin()
-        .await
-        .query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect()
 }
 
 #[tokio::test]
@@ -185,7 +147,7 @@ async fn a_once_run_hands_its_lease_to_the_long_running_agent() {
         read_pair(&tmpfs.path).unwrap(),
         (user.clone(), pass.clone())
     );
-    assert_eq!(dynamic_roles(&pg).await, vec![user.clone()]);
+    assert_eq!(pg.dynamic_roles().await, vec![user.clone()]);
     assert!(
         !state.exists(),
         "the hand-over file is removed once adopted"

@@ -17,19 +17,8 @@ async fn create_token(h: &Hushd, body: Value) -> String {
 
 /// The lease ids under `prefix` (LIST sys/leases/lookup/...); empty on 404.
 async fn lease_ids(h: &Hushd, prefix: &str) -> Vec<String> {
-    let (s, b) = h
-        .call("LIST", &format!("sys/leases/lookup/{prefix}"), None)
-        .await;
-    if s == 404 {
-        return Vec::new();
-    }
-    assert_eq!(s, 200, "{b}");
-    b["data"]["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| format!("{prefix}{}", k.as_str().unwrap()))
-        .collect()
+    let keys = h.lease_keys(prefix).await;
+    keys.iter().map(|k| format!("{prefix}{k}")).collect()
 }
 
 async fn lookup(h: &Hushd, lease_id: &str) -> (u16, Value) {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::raw::{RawConfig, RawExec, RawFile, RawMode};
+use super::raw::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 use super::ConfigError;
 
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
@@ -103,6 +103,10 @@ pub struct Flags {
     /// kernel answers opens; logged per lookup) [default: audited].
     #[arg(long, value_name = "audited|fast")]
     pub fuse_cache: Option<String>,
+    /// FUSE mode: lease this secret (a [secrets] name, or the PATH of a --secret) at the first
+    /// open of a file that reads it, not at start. Repeatable.
+    #[arg(long = "lazy", value_name = "SECRET")]
+    pub lazy: Vec<String>,
     /// FUSE access log: one JSON line per open [default: stdout].
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
@@ -219,18 +223,20 @@ impl Flags {
         set(&mut raw.notify.pid_file, self.notify_pid_file);
         set(&mut raw.notify.process, self.notify_process);
 
+        raw.lazy.extend(self.lazy);
         let mode = self.file_mode.map(RawMode::Text);
         for text in &self.secrets {
             let (name, path, field) = parse_secret_flag(text)?;
             // A flag's secret is named by its path; files of one path share one read.
             match raw.secrets.get(&path) {
-                Some(existing) if *existing != path => {
+                Some(existing) if existing.path() != path => {
                     return Err(ConfigError(format!(
                         "--secret {text:?}: the name {path:?} is already used under [secrets]"
                     )));
                 }
                 _ => {
-                    raw.secrets.insert(path.clone(), path.clone());
+                    raw.secrets
+                        .insert(path.clone(), RawSecret::Path(path.clone()));
                 }
             }
             let format = if field.is_some() { "raw" } else { "json" };

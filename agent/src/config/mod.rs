@@ -46,6 +46,19 @@ pub struct Config {
     pub exec: Option<Exec>,
 }
 
+impl Config {
+    /// The lazy sources file `file` reads: its own secret's, or for a template every lazy
+    /// one (a template sees every secret). Empty: the file is rendered from the start.
+    pub fn lazy_sources(&self, file: usize) -> Vec<usize> {
+        let lazy = |s: &usize| self.sources.get(*s).is_some_and(|src| src.lazy);
+        match self.files.get(file).map(|f| &f.format) {
+            Some(Format::Template { .. }) => (0..self.sources.len()).filter(lazy).collect(),
+            Some(f) => f.source().filter(lazy).into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Server {
     pub addr: String,
@@ -144,6 +157,8 @@ pub struct Source {
     /// The API path, e.g. `secret/data/app/db`.
     pub path: String,
     pub kind: SourceKind,
+    /// FUSE mode: leased (read) at the first open of a file that reads it, not at start.
+    pub lazy: bool,
 }
 
 impl Source {

@@ -39,6 +39,7 @@
 //!
 //! [secrets]                   # name -> API path, read once however many files use it
 //! db = "secret/data/app/db"
+//! # pg = { path = "database/creds/app", lazy = true }   # FUSE: leased at the first open
 //!
 //! [[file]]
 //! name = "db.password"
@@ -83,15 +84,51 @@ pub struct RawConfig {
     pub agent: RawAgent,
     #[serde(default)]
     pub destination: RawDestination,
-    /// Secret name -> API path (`secret/data/app/db`).
+    /// Secret name -> API path (`secret/data/app/db`), or a table with options.
     #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, RawSecret>,
+    /// Secrets named by `--lazy` (names, or `--secret` paths).
+    #[serde(skip)]
+    pub lazy: Vec<String>,
     #[serde(default, rename = "file")]
     pub files: Vec<RawFile>,
     #[serde(default)]
     pub notify: RawNotify,
     #[serde(default)]
     pub exec: Option<RawExec>,
+}
+
+/// A `[secrets]` entry: the API path, or `{ path = "...", lazy = true }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a [secrets] entry is an API path (\"secret/data/app/db\") or a table { path = \"...\", lazy = true }"
+)]
+pub enum RawSecret {
+    Path(String),
+    Table(RawSecretTable),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretTable {
+    pub path: String,
+    /// FUSE mode: leased at the first open of a file that reads it, not at start.
+    #[serde(default)]
+    pub lazy: bool,
+}
+
+impl RawSecret {
+    pub fn path(&self) -> &str {
+        match self {
+            RawSecret::Path(p) => p,
+            RawSecret::Table(t) => &t.path,
+        }
+    }
+
+    pub fn lazy(&self) -> bool {
+        matches!(self, RawSecret::Table(t) if t.lazy)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -225,3 +225,55 @@ fn fuse_fixture_and_flags() {
         })
     );
 }
+
+#[test]
+fn lazy_secrets_from_the_file_and_flags() {
+    let c = load("good_fuse_lazy.toml").unwrap();
+    let lazy: Vec<(&str, bool)> = c
+        .sources
+        .iter()
+        .map(|s| (s.path.as_str(), s.lazy))
+        .collect();
+    // A path one name reads at start is read at start, whatever another name says.
+    assert_eq!(
+        lazy,
+        [("secret/data/app/db", false), ("database/creds/app", true)]
+    );
+    let file = |name: &str| c.files.iter().position(|f| f.name == name).unwrap();
+    assert_eq!(c.lazy_sources(file("pg.json")), [1]);
+    assert!(c.lazy_sources(file("db.json")).is_empty());
+    assert_eq!(
+        c.lazy_sources(file("dsn")),
+        [1],
+        "a template sees every secret"
+    );
+
+    use clap::Parser;
+    let args = |lazy: &str| {
+        Flags::try_parse_from([
+            "hush-agent",
+            "--addr",
+            "http://127.0.0.1:8200",
+            "--token-file",
+            "/t",
+            "--dest",
+            "/d",
+            "--secret",
+            "pg=database/creds/app",
+            "--secret",
+            "kv=secret/data/app/db#password",
+            "--fuse",
+            "--lazy",
+            lazy,
+        ])
+        .unwrap()
+    };
+    let c = Config::load(args("database/creds/app")).unwrap();
+    let pg = c.sources.iter().find(|s| s.path == "database/creds/app");
+    assert!(pg.unwrap().lazy);
+    assert!(c.sources.iter().filter(|s| s.lazy).count() == 1);
+    assert_eq!(
+        Config::load(args("pg")).unwrap_err().0,
+        "--lazy \"pg\": no such secret; give a [secrets] name or the PATH of a --secret"
+    );
+}

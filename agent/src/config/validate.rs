@@ -159,19 +159,33 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     // Sources: one per distinct path, in order of first mention.
     let mut sources: Vec<Source> = Vec::new();
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
-    for (name, path) in &raw.secrets {
+    for name in &raw.lazy {
+        if !raw.secrets.contains_key(name) {
+            return err(format!(
+                "--lazy {name:?}: no such secret; give a [secrets] name or the PATH of a --secret"
+            ));
+        }
+    }
+    for (name, secret) in &raw.secrets {
+        let path = secret.path();
         if name != path {
             check_secret_name(name)?;
         }
         let path = path.trim().trim_matches('/').to_string();
         let kind = source_kind(name, &path)?;
+        let lazy = secret.lazy() || raw.lazy.contains(name);
         let idx = match sources.iter().position(|s| s.path == path) {
-            Some(i) => i,
+            Some(i) => {
+                // Read at start if any of its names is: lazy only when all are.
+                sources[i].lazy &= lazy;
+                i
+            }
             None => {
                 sources.push(Source {
                     names: Vec::new(),
                     path,
                     kind,
+                    lazy,
                 });
                 sources.len() - 1
             }
@@ -305,6 +319,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "--once renders and exits: it cannot supervise a command (drop -- CMD or [exec])",
         );
     }
+    if let (Some(lazy), None) = (sources.iter().find(|s| s.lazy), &destination.fuse) {
+        return err(format!(
+            "secret {}: lazy leasing needs --fuse (the agent must see the first open; in tmpfs \
+             mode every file exists before the application reads it)",
+            lazy.label()
+        ));
+    }
     if once && destination.fuse.is_some() {
         return err(
             "--once renders and exits: it cannot serve a FUSE filesystem (drop --once or --fuse)",
@@ -312,7 +333,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     check_uids(&files, destination.fuse.as_ref())?;
 
-    Ok(Config {
+    let config = Config {
         server,
         sources,
         files,
@@ -327,7 +348,20 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         metrics_listen,
         notify,
         exec,
-    })
+    };
+    if let Some(exec) = &config.exec {
+        for (var, file) in &exec.env {
+            let i = config.files.iter().position(|f| f.name == *file);
+            if let Some(s) = i.and_then(|i| config.lazy_sources(i).first().copied()) {
+                return err(format!(
+                    "env {var:?}: file {file:?} reads the lazy secret {}, which is not read \
+                     before the command starts",
+                    config.sources[s].label()
+                ));
+            }
+        }
+    }
+    Ok(config)
 }
 
 /// `[destination]`'s FUSE keys: only with `fuse = true`, which excludes the tmpfs ones.

@@ -120,6 +120,19 @@ pub struct Keeper {
     written_once: bool,
     /// Replaced leases waiting for their grace period, then revocation.
     retiring: Vec<Retiring>,
+    /// Per source: read it. False for a lazy source until a file that reads it is opened.
+    wanted: Vec<bool>,
+}
+
+/// Where a file that reads lazy secrets stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LazyState {
+    /// Its secrets are read (or it reads none): it has content, or will at the next write.
+    Ready,
+    /// Wanted, not read yet (or failing in a way worth retrying).
+    Waiting,
+    /// A secret it reads failed for good (refused, missing, or a bad request).
+    Failed(ErrorClass),
 }
 
 impl std::fmt::Debug for Keeper {
@@ -146,7 +159,9 @@ impl Keeper {
             .map(|_| SourceState::default())
             .collect();
         let rendered = config.files.iter().map(|_| None).collect();
+        let wanted = config.sources.iter().map(|s| !s.lazy).collect();
         Keeper {
+            wanted,
             config,
             base,
             tokens,
@@ -185,14 +200,28 @@ impl Keeper {
         // waiting on one request after another); results come back in order.
         let observer = self.observer.as_ref();
         let token_gen = self.tokens.generation();
-        let fetches: Vec<Fetch> = stream::iter(self.config.sources.iter().zip(&self.sources))
-            .map(|(src, state)| source::fetch(&client, src, state, observer, token_gen))
+        // Lazy sources nobody opened yet are left alone.
+        let active: Vec<usize> = (0..self.sources.len())
+            .filter(|i| self.wanted[*i])
+            .collect();
+        let sources = &self.sources;
+        let config = self.config.clone();
+        let fetches: Vec<Fetch> = stream::iter(&active)
+            .map(|&i| {
+                source::fetch(
+                    &client,
+                    &config.sources[i],
+                    &sources[i],
+                    observer,
+                    token_gen,
+                )
+            })
             .buffered(FETCH_CONCURRENCY)
             .collect()
             .await;
         let mut replaced = Vec::new();
-        let config = self.config.clone();
-        for (i, (src, mut fetch)) in config.sources.iter().zip(fetches).enumerate() {
+        for (&i, mut fetch) in active.iter().zip(fetches) {
+            let src = &config.sources[i];
             let state = &mut self.sources[i];
             if let Fetch::MetadataDenied = fetch {
                 tracing::info!(secret = %src.path, "the token may not read KV metadata; comparing full reads instead");
@@ -247,7 +276,7 @@ impl Keeper {
             self.dirty = false;
             self.write_owed = true;
         }
-        let complete = self.rendered.iter().all(Option::is_some);
+        let complete = self.all_rendered();
         // Nothing is written before every file has content; after that, always the whole set.
         if self.write_owed && (complete || self.written_once) {
             match self.write().await {
@@ -276,15 +305,79 @@ impl Keeper {
         if !self.write_owed {
             self.revoke_retired(&client, false).await;
         }
-        for (src, state) in self.config.sources.iter().zip(&self.sources) {
+        for (i, (src, state)) in self.config.sources.iter().zip(&self.sources).enumerate() {
+            if !self.wanted[i] {
+                continue;
+            }
             if let Some(p) = &state.problem {
                 if state.data.is_none() || !self.written_once {
                     report.problems.push(format!("secret {}: {p}", src.label()));
                 }
             }
         }
-        report.complete = self.written_once && self.rendered.iter().all(Option::is_some);
+        report.complete = self.written_once && self.all_rendered();
         report
+    }
+
+    /// Every file has content, lazy files aside (they come at their first open, and do not
+    /// hold back the others or readiness).
+    fn all_rendered(&self) -> bool {
+        (0..self.rendered.len())
+            .all(|i| self.rendered[i].is_some() || !self.config.lazy_sources(i).is_empty())
+    }
+
+    /// File `file` reads a lazy secret that is not wanted yet (it has no content then).
+    fn unopened(&self, file: usize) -> bool {
+        self.config
+            .lazy_sources(file)
+            .iter()
+            .any(|s| !self.wanted[*s])
+    }
+
+    /// Whether file `file` reads lazy secrets and has no content yet: the FUSE sink shows it
+    /// empty, and its first open waits for the content.
+    pub fn placeholder(&self, file: usize) -> bool {
+        self.rendered.get(file).is_some_and(Option::is_none)
+            && !self.config.lazy_sources(file).is_empty()
+    }
+
+    /// File `file` was opened: read the lazy secrets it needs from the next cycle on. True
+    /// when that is news (a cycle should run now).
+    pub fn want_file(&mut self, file: usize) -> bool {
+        let mut news = false;
+        for s in self.config.lazy_sources(file) {
+            if !self.wanted[s] {
+                tracing::info!(secret = %self.config.sources[s].label(), "first open: leasing the lazy secret");
+                self.wanted[s] = true;
+                news = true;
+            }
+        }
+        news
+    }
+
+    /// Where file `file` stands with its lazy secrets.
+    pub fn lazy_state(&self, file: usize) -> LazyState {
+        if self.rendered.get(file).is_some_and(Option::is_some) {
+            return LazyState::Ready;
+        }
+        let mut waiting = false;
+        for s in self.config.lazy_sources(file) {
+            let src = &self.sources[s];
+            match src.failure {
+                _ if !self.wanted[s] => waiting = true,
+                Some(class) if src.data.is_none() && class != ErrorClass::Transient => {
+                    return LazyState::Failed(class)
+                }
+                _ if src.data.is_none() => waiting = true,
+                _ => {}
+            }
+        }
+        if waiting {
+            LazyState::Waiting
+        } else {
+            // Its secrets are here but it did not render (a missing field, a template error).
+            LazyState::Failed(ErrorClass::Other)
+        }
     }
 
     /// Keep a replaced lease until its grace period ends (revoked then by [`Self::cycle`]).
@@ -448,6 +541,9 @@ impl Keeper {
         let data: Vec<_> = self.sources.iter().map(|s| s.data.clone()).collect();
         let any_removed = self.sources.iter().any(|s| s.removed);
         for (i, spec) in self.config.files.iter().enumerate() {
+            if self.unopened(i) {
+                continue;
+            }
             match self.renderer.render(spec, &data) {
                 Ok(bytes) => {
                     let version = spec

@@ -31,6 +31,9 @@ pub struct SourceState {
     pub problem: Option<String>,
     /// The lease `data` came with (dynamic secrets), while it is held.
     pub lease: Option<Lease>,
+    /// How the last look failed (`NotFound` for a missing or deleted secret); `None` when it
+    /// went fine.
+    pub failure: Option<ErrorClass>,
 }
 
 impl std::fmt::Debug for SourceState {
@@ -246,6 +249,11 @@ pub fn apply(
 ) -> Applied {
     let label = source.path.as_str();
     let mut applied = Applied::default();
+    state.failure = match &fetch {
+        Fetch::Failed(e) => Some(classify(e)),
+        Fetch::Gone { .. } => Some(ErrorClass::NotFound),
+        _ => None,
+    };
     let problem = match fetch {
         Fetch::Unchanged => None,
         Fetch::MetadataDenied => None,
@@ -342,6 +350,7 @@ mod tests {
                 mount: "secret".into(),
                 path: "app/db".into(),
             },
+            lazy: false,
         }
     }
 

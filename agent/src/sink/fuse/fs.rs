@@ -30,6 +30,7 @@ use fuser::{
 };
 
 use super::access_log::{AccessEvent, AccessLog, Event, Outcome};
+use super::lazy::{Lazy, Waiter};
 use super::tree::{Bytes, Change, Node, Tree, ROOT_INO};
 use crate::config::FuseCache;
 
@@ -122,6 +123,11 @@ pub struct Shared {
     pub page_cache: Mutex<HashMap<u64, PageCache>>,
     /// To the invalidation thread.
     pub invalidate: Mutex<Sender<Inval>>,
+    /// Open handles by number.
+    pub handles: Mutex<HashMap<u64, Handle>>,
+    pub next_fh: AtomicU64,
+    /// Opens (and fast-mode lookups) waiting for a lazy secret.
+    pub lazy: Mutex<Lazy>,
 }
 
 impl Shared {
@@ -140,11 +146,111 @@ impl Shared {
     pub fn mark_clean(&self, ino: u64, id: Option<u64>) {
         self.page_cache().entry(ino).or_default().invalidated(id);
     }
+
+    pub fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn lazy(&self) -> MutexGuard<'_, Lazy> {
+        self.lazy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Entry and attribute TTL for the cache mode.
+    pub fn ttl(&self) -> Duration {
+        match self.cache {
+            FuseCache::Audited => AUDITED_TTL,
+            FuseCache::Fast => FAST_TTL,
+        }
+    }
+
+    /// A handle on `node` (inode `ino`) and the open flags to reply with: the page cache when
+    /// it holds exactly this version, direct I/O otherwise.
+    pub fn open_handle(&self, ino: u64, node: &Node) -> (FileHandle, FopenFlags) {
+        let cached = self
+            .page_cache()
+            .entry(ino)
+            .or_default()
+            .open(node.id, node.data.len() as u64);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(
+            fh,
+            Handle {
+                data: node.data.clone(),
+                ino,
+                id: node.id,
+                cached,
+            },
+        );
+        let flags = if cached {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::FOPEN_DIRECT_IO
+        };
+        (FileHandle(fh), flags)
+    }
+
+    /// A file's attributes and their TTL; while old versions are read through the page cache,
+    /// a size covering them, not to be cached (see [`PageCache::overlap_size`]).
+    pub fn node_attr(&self, ino: u64, node: &Node) -> (FileAttr, Duration) {
+        let mut attr = file_attr(ino, node);
+        let overlap = self
+            .page_cache()
+            .get(&ino)
+            .and_then(|pc| pc.overlap_size(node.id, attr.size));
+        match overlap {
+            Some(size) => {
+                attr.size = size;
+                (attr, Duration::ZERO)
+            }
+            None => (attr, self.ttl()),
+        }
+    }
+
+    /// Logs one access of `node` by `who`.
+    pub fn log(&self, who: &Who, event: Event, node: &Node, generation: u64, outcome: Outcome) {
+        self.log.record(AccessEvent {
+            time: SystemTime::now(),
+            event,
+            file: node.name.clone(),
+            version: node.version,
+            generation,
+            pid: who.pid,
+            uid: who.uid,
+            gid: who.gid,
+            exe: who.exe.clone(),
+            container: who.container.clone(),
+            outcome,
+        });
+    }
+}
+
+/// The process behind a request, as logged: read while it waits on the request (it cannot
+/// exit or exec meanwhile).
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub exe: Option<String>,
+    pub container: Option<Arc<str>>,
+}
+
+impl Who {
+    fn of(req: &Request, log: &AccessLog) -> Who {
+        let (exe, container) = log.process(req.pid());
+        Who {
+            pid: req.pid(),
+            uid: req.uid(),
+            gid: req.gid(),
+            exe,
+            container,
+        }
+    }
 }
 
 /// An open file: the bytes it opened, and whether it reads through the page cache.
 #[derive(Debug)]
-struct Handle {
+pub struct Handle {
     data: Bytes,
     ino: u64,
     id: u64,
@@ -155,29 +261,19 @@ struct Handle {
 #[derive(Debug)]
 pub struct HushFs {
     shared: Arc<Shared>,
-    /// Open handles by number.
-    handles: Mutex<HashMap<u64, Handle>>,
-    next_fh: AtomicU64,
 }
 
 impl HushFs {
     pub fn new(shared: Arc<Shared>) -> HushFs {
-        HushFs {
-            shared,
-            handles: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
-        }
+        HushFs { shared }
     }
 
     fn ttl(&self) -> Duration {
-        match self.shared.cache {
-            FuseCache::Audited => AUDITED_TTL,
-            FuseCache::Fast => FAST_TTL,
-        }
+        self.shared.ttl()
     }
 
     fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.handles()
     }
 
     fn root_attr(&self, tree: &Tree) -> FileAttr {
@@ -192,40 +288,14 @@ impl HushFs {
         )
     }
 
-    /// A file's attributes and their TTL; while old versions are read through the page cache,
-    /// a size covering them, not to be cached (see [`PageCache::overlap_size`]).
     fn node_attr(&self, ino: u64, node: &Node) -> (FileAttr, Duration) {
-        let mut attr = file_attr(ino, node);
-        let overlap = self
-            .shared
-            .page_cache()
-            .get(&ino)
-            .and_then(|pc| pc.overlap_size(node.id, attr.size));
-        match overlap {
-            Some(size) => {
-                attr.size = size;
-                (attr, Duration::ZERO)
-            }
-            None => (attr, self.ttl()),
-        }
+        self.shared.node_attr(ino, node)
     }
 
     /// Logs one access of `node` by the caller of `req`.
     fn log(&self, req: &Request, event: Event, node: &Node, generation: u64, outcome: Outcome) {
-        let (exe, container) = self.shared.log.process(req.pid());
-        self.shared.log.record(AccessEvent {
-            time: SystemTime::now(),
-            event,
-            file: node.name.clone(),
-            version: node.version,
-            generation,
-            pid: req.pid(),
-            uid: req.uid(),
-            gid: req.gid(),
-            exe,
-            container,
-            outcome,
-        });
+        let who = Who::of(req, &self.shared.log);
+        self.shared.log(&who, event, node, generation, outcome);
     }
 }
 
@@ -277,6 +347,13 @@ impl Filesystem for HushFs {
         let Some((ino, node)) = found else {
             return reply.error(Errno::ENOENT);
         };
+        if self.shared.cache == FuseCache::Fast && node.pending {
+            // Fast mode: opens never reach the agent, so the first lookup leases.
+            let who = Who::of(req, &self.shared.log);
+            return self
+                .shared
+                .wait_for_content(ino, Waiter::Lookup(reply), who);
+        }
         if self.shared.cache == FuseCache::Fast {
             self.log(req, Event::Lookup, node, tree.generation, Outcome::Allowed);
         }
@@ -353,29 +430,16 @@ impl Filesystem for HushFs {
             );
             return reply.error(Errno::EACCES);
         }
-        let cached = self
-            .shared
-            .page_cache()
-            .entry(ino.0)
-            .or_default()
-            .open(node.id, node.data.len() as u64);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(
-            fh,
-            Handle {
-                data: node.data.clone(),
-                ino: ino.0,
-                id: node.id,
-                cached,
-            },
-        );
+        if node.pending {
+            // A lazy secret: leased now; the open is answered once it is here.
+            let who = Who::of(req, &self.shared.log);
+            return self
+                .shared
+                .wait_for_content(ino.0, Waiter::Open(reply), who);
+        }
+        let (fh, flags) = self.shared.open_handle(ino.0, node);
         self.log(req, Event::Open, node, tree.generation, Outcome::Allowed);
-        let flags = if cached {
-            FopenFlags::FOPEN_KEEP_CACHE
-        } else {
-            FopenFlags::FOPEN_DIRECT_IO
-        };
-        reply.opened(FileHandle(fh), flags);
+        reply.opened(fh, flags);
     }
 
     fn read(

@@ -18,12 +18,13 @@
 //! thread, which drops the kernel's cached entries, attributes and pages through `fuser`'s
 //! `Notifier` (never from inside a callback). Open handles keep the bytes they opened.
 //!
-//! Lazy leasing (a dynamic secret leased at its first open rather than at start) is not built
-//! yet: its hook is [`fs::HushFs`]'s `open`, which would ask the keeper for a lease for a node
-//! marked lazy before handing out the handle.
+//! Lazy secrets ([`lazy`]): a file that reads one is a placeholder (listed, empty) until its
+//! first open, which has the agent's loop lease the secret and is answered once the content is
+//! published.
 
 pub mod access_log;
 pub mod fs;
+pub mod lazy;
 pub mod mount;
 pub mod tree;
 
@@ -31,26 +32,38 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use fuser::{BackgroundSession, INodeNo, Notifier};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, FuseSettings, DEFAULT_TMPFS_SIZE};
-use crate::keeper::Observer;
+use crate::keeper::{ErrorClass, Observer};
 use crate::sink::files::atomic::DATA_DIR_NAME;
 use crate::telemetry::Metrics;
 use access_log::{AccessLog, Target};
 use fs::{HushFs, Inval, Shared};
+use lazy::Lazy;
 pub use mount::FuseError;
 use tree::{Change, Node, Tree, ROOT_INO};
 
-/// A configured file: its name and the uids allowed to open it (`None`: any).
-type FileSpec = (Arc<str>, Option<Arc<[u32]>>);
+/// A configured file as the sink shows it.
+#[derive(Debug)]
+struct FileSpec {
+    name: Arc<str>,
+    /// The uids allowed to open it (`None`: any the mode lets in).
+    uids: Option<Arc<[u32]>>,
+    /// For its placeholder (a lazy file before its first open): mode, owner.
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
 
 /// A running FUSE sink: the mount, its snapshot, and the threads beside it.
 #[derive(Debug)]
@@ -63,6 +76,8 @@ pub struct FuseSink {
     /// Per configured file: its name and allowed uids.
     files: Vec<FileSpec>,
     versions: Arc<VersionTap>,
+    /// Files whose lazy secrets an open asks for (taken by the agent's loop).
+    requests: Option<UnboundedReceiver<usize>>,
 }
 
 impl FuseSink {
@@ -90,16 +105,43 @@ impl FuseSink {
         mount::prepare_mount_point(&dest)?;
         let staging = mount::staging(DEFAULT_TMPFS_SIZE)?;
         let (tx, rx) = channel::<Inval>();
+        let (uid, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        let files: Vec<FileSpec> = config
+            .files
+            .iter()
+            .map(|f| FileSpec {
+                name: Arc::from(f.name.as_str()),
+                uids: f.uids.as_deref().map(Arc::from),
+                mode: f.mode,
+                uid: f.uid.unwrap_or(uid),
+                gid: f.gid.unwrap_or(gid),
+            })
+            .collect();
+        // Until the first write: the lazy files' placeholders.
+        let mut tree = Tree::empty(files.len());
+        let started = SystemTime::now();
+        for (i, file) in files.iter().enumerate() {
+            if !config.lazy_sources(i).is_empty() {
+                tree.files[i] = Some(placeholder_node(file, 0, started));
+            }
+        }
+        let (requests_tx, requests) = unbounded_channel();
         let shared = Arc::new(Shared {
-            tree: ArcSwap::from_pointee(Tree::empty(config.files.len())),
+            tree: ArcSwap::from_pointee(tree),
             dest: dest.clone(),
             cache: settings.cache,
             log,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-            started: SystemTime::now(),
+            uid,
+            gid,
+            started,
             page_cache: Mutex::new(HashMap::new()),
             invalidate: Mutex::new(tx),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            lazy: Mutex::new(Lazy::new(requests_tx)),
         });
         let session = mount::mount(HushFs::new(shared.clone()), &dest)?;
         let notifier = session.notifier();
@@ -119,11 +161,8 @@ impl FuseSink {
             invalidator: Some(invalidator),
             log_writer: Some(log_writer),
             staging,
-            files: config
-                .files
-                .iter()
-                .map(|f| (Arc::from(f.name.as_str()), f.uids.as_deref().map(Arc::from)))
-                .collect(),
+            files,
+            requests: Some(requests),
             versions: Arc::new(VersionTap {
                 inner: metrics,
                 versions: Mutex::new(HashMap::new()),
@@ -141,9 +180,36 @@ impl FuseSink {
         self.versions.clone()
     }
 
-    /// Reads the set the keeper just wrote, swaps it in, and has the kernel's caches of what
-    /// changed invalidated.
-    pub fn publish(&self, generation: u64) -> Result<(), FuseError> {
+    /// The files (indexes) whose lazy secrets opens ask for; taken once, by the agent's loop.
+    pub fn take_requests(&mut self) -> Option<UnboundedReceiver<usize>> {
+        self.requests.take()
+    }
+
+    /// The files (indexes) that opens wait on.
+    pub fn waited_files(&self) -> Vec<usize> {
+        self.shared.waited_files()
+    }
+
+    /// Fails the opens waiting on file `file`: its lazy secret failed for good.
+    pub fn fail_waiting(&self, file: usize, class: ErrorClass) {
+        self.shared.fail_waiting(file, class);
+    }
+
+    /// Fails the opens that waited too long; returns the next deadline, if any wait.
+    pub fn expire_waiting(&self, now: Instant) -> Option<Instant> {
+        self.shared.expire_waiting(now);
+        self.shared.next_deadline()
+    }
+
+    /// Reads the set the keeper just wrote, swaps it in, has the kernel's caches of what
+    /// changed invalidated, and answers the opens that waited for it. A file not in the set
+    /// for which `placeholder(index)` holds is shown empty (a lazy file before its first
+    /// open).
+    pub fn publish(
+        &self,
+        generation: u64,
+        placeholder: impl Fn(usize) -> bool,
+    ) -> Result<(), FuseError> {
         let now = SystemTime::now();
         let versions = self.versions.snapshot();
         let data_dir = self.staging.path().join(DATA_DIR_NAME);
@@ -152,18 +218,23 @@ impl FuseSink {
             files: Vec::with_capacity(self.files.len()),
             mtime: Some(now),
         };
-        for (name, uids) in &self.files {
-            let node = read_node(&data_dir.join(&**name))?.map(|(data, mode, uid, gid)| Node {
+        for (i, file) in self.files.iter().enumerate() {
+            let name = &file.name;
+            let mut node = read_node(&data_dir.join(&**name))?.map(|(data, mode, uid, gid)| Node {
                 name: name.clone(),
                 data: Arc::new(data),
                 mode,
                 uid,
                 gid,
                 version: versions.get(&**name).copied().unwrap_or(0),
-                uids: uids.clone(),
+                uids: file.uids.clone(),
                 mtime: now,
                 id: generation,
+                pending: false,
             });
+            if node.is_none() && placeholder(i) {
+                node = Some(placeholder_node(file, generation, now));
+            }
             tree.files.push(node);
         }
         let old = self.shared.tree.load_full();
@@ -173,6 +244,7 @@ impl FuseSink {
         if !changes.is_empty() {
             self.shared.send(Inval::Changes(changes));
         }
+        self.shared.answer_ready();
         Ok(())
     }
 
@@ -228,6 +300,22 @@ fn invalidation_loop(notifier: &Notifier, shared: &Shared, rx: Receiver<Inval>) 
             }
             shared.mark_clean(ino, id);
         }
+    }
+}
+
+/// The empty node shown for a lazy file before its first open.
+fn placeholder_node(file: &FileSpec, generation: u64, now: SystemTime) -> Node {
+    Node {
+        name: file.name.clone(),
+        data: Arc::new(Zeroizing::new(Vec::new())),
+        mode: file.mode & 0o777,
+        uid: file.uid,
+        gid: file.gid,
+        version: 0,
+        uids: file.uids.clone(),
+        mtime: now,
+        id: generation,
+        pending: true,
     }
 }
 

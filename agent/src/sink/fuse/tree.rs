@@ -36,6 +36,9 @@ pub struct Node {
     /// Names this content (and mode and owner): the generation it first appeared in. Kept
     /// across snapshots while the file does not change.
     pub id: u64,
+    /// A placeholder (no content yet): the file reads a lazy secret not leased yet. Listed
+    /// and empty; its first open waits for the content.
+    pub pending: bool,
 }
 
 impl fmt::Debug for Node {
@@ -52,6 +55,7 @@ impl fmt::Debug for Node {
             .field("version", &self.version)
             .field("uids", &self.uids)
             .field("id", &self.id)
+            .field("pending", &self.pending)
             .finish()
     }
 }
@@ -66,6 +70,7 @@ impl Node {
     /// Same content, mode and owner (content compared in constant time).
     fn same_as(&self, other: &Node) -> bool {
         self.mode == other.mode
+            && self.pending == other.pending
             && self.uid == other.uid
             && self.gid == other.gid
             && self.data.len() == other.data.len()
@@ -173,6 +178,7 @@ mod tests {
             uids: uids.map(Arc::from),
             mtime: SystemTime::UNIX_EPOCH,
             id: 1,
+            pending: false,
         }
     }
 
