@@ -207,7 +207,7 @@ impl Shared {
     }
 
     /// Logs one access of `node` by `who`.
-    pub fn log(&self, who: &Who, event: Event, node: &Node, generation: u64, outcome: Outcome) {
+    pub fn log(&self, who: Who, event: Event, node: &Node, generation: u64, outcome: Outcome) {
         self.log.record(AccessEvent {
             time: SystemTime::now(),
             event,
@@ -217,8 +217,8 @@ impl Shared {
             pid: who.pid,
             uid: who.uid,
             gid: who.gid,
-            exe: who.exe.clone(),
-            container: who.container.clone(),
+            exe: who.exe,
+            container: who.container,
             outcome,
         });
     }
@@ -295,7 +295,7 @@ impl HushFs {
     /// Logs one access of `node` by the caller of `req`.
     fn log(&self, req: &Request, event: Event, node: &Node, generation: u64, outcome: Outcome) {
         let who = Who::of(req, &self.shared.log);
-        self.shared.log(&who, event, node, generation, outcome);
+        self.shared.log(who, event, node, generation, outcome);
     }
 }
 

@@ -116,7 +116,7 @@ impl Shared {
             None => return waiter.fail(Errno::ENOENT),
             Some(node) if !node.pending => {
                 drop(lazy);
-                return self.answer(ino, waiter, &who, &tree);
+                return self.answer(ino, waiter, who, &tree);
             }
             Some(_) => {}
         }
@@ -141,11 +141,11 @@ impl Shared {
             .lazy()
             .take(|p| tree.node(p.ino).is_some_and(|n| !n.pending));
         for p in ready {
-            self.answer(p.ino, p.waiter, &p.who, &tree);
+            self.answer(p.ino, p.waiter, p.who, &tree);
         }
     }
 
-    fn answer(&self, ino: u64, waiter: Waiter, who: &Who, tree: &Tree) {
+    fn answer(&self, ino: u64, waiter: Waiter, who: Who, tree: &Tree) {
         let Some(node) = tree.node(ino) else {
             return waiter.fail(Errno::ENOENT);
         };
@@ -201,15 +201,9 @@ impl Shared {
         let tree = self.tree.load();
         for p in pending {
             if let Some(node) = tree.node(p.ino) {
-                let event = p.waiter.event();
-                self.log(
-                    &p.who,
-                    event,
-                    node,
-                    tree.generation,
-                    Outcome::Denied(reason),
-                );
                 tracing::warn!(file = %node.name, pid = p.who.pid, reason, "a request for a lazy file failed");
+                let event = p.waiter.event();
+                self.log(p.who, event, node, tree.generation, Outcome::Denied(reason));
             }
             p.waiter.fail(errno);
         }
