@@ -44,6 +44,7 @@ pub mod jwt_method;
 pub mod kubernetes;
 pub mod limiter;
 pub mod role;
+pub mod role_store;
 
 /// Auth method types `sys/auth/:path` accepts (the token store is built in).
 pub const SUPPORTED_TYPES: &[&str] = &["approle", "aws", "gcp", "jwt", "kubernetes"];

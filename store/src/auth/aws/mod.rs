@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 
 use crate::auth::cidr;
 use crate::auth::jwt::glob_match_any;
+use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::{field_u64, LogicalBackend, LogicalError, Operation, Request, Response};
 
@@ -138,11 +139,16 @@ impl ClientConfig {
 #[derive(Debug)]
 pub struct AwsBackend {
     view: BarrierView,
+    /// Role names are case-insensitive, as in Vault.
+    roles: RoleStore<Role>,
 }
 
 impl AwsBackend {
     pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
-        Ok(AwsBackend { view })
+        Ok(AwsBackend {
+            roles: RoleStore::case_insensitive(view.clone()),
+            view,
+        })
     }
 
     async fn config(&self) -> Result<Option<ClientConfig>, LogicalError> {
@@ -150,33 +156,13 @@ impl AwsBackend {
     }
 
     async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
-        if !role::valid_name(name) {
-            return Ok(None);
-        }
-        Ok(self
-            .view
-            .get_json(&format!("role/{}", name.to_lowercase()))
-            .await?)
+        self.roles.get(name).await
     }
 
     async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
         let mut cfg = self.config().await?.unwrap_or_default();
         cfg.update(req)?;
         self.view.put_json("config/client", &cfg).await?;
-        Ok(Response::empty())
-    }
-
-    async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
-        if !role::valid_name(name) {
-            return Err(LogicalError::invalid(format!(
-                "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
-            )));
-        }
-        let mut role = self.role(name).await?.unwrap_or_default();
-        role.update(&req.data)?;
-        self.view
-            .put_json(&format!("role/{}", name.to_lowercase()), &role)
-            .await?;
         Ok(Response::empty())
     }
 
@@ -267,11 +253,7 @@ impl LogicalBackend for AwsBackend {
                 return Ok(Response::empty());
             }
             "role" | "roles" if matches!(op, Operation::List | Operation::Read) => {
-                let keys = self.view.list("role/").await?;
-                if keys.is_empty() {
-                    return Err(LogicalError::NotFound(String::new()));
-                }
-                return Ok(Response::list(keys));
+                return self.roles.list().await
             }
             "login" | "config/client" | "role" | "roles" => {
                 return Err(LogicalError::UnsupportedOperation)
@@ -281,22 +263,7 @@ impl LogicalBackend for AwsBackend {
         let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
             return Err(LogicalError::UnsupportedPath);
         };
-        match op {
-            Operation::Read => match self.role(name).await? {
-                Some(r) => Ok(Response::data(r.to_json())),
-                None => Err(LogicalError::NotFound(String::new())),
-            },
-            Operation::Delete => {
-                if role::valid_name(name) {
-                    self.view
-                        .delete(&format!("role/{}", name.to_lowercase()))
-                        .await?;
-                }
-                Ok(Response::empty())
-            }
-            _ if write => self.write_role(req, name).await,
-            _ => Err(LogicalError::UnsupportedOperation),
-        }
+        self.roles.handle(req, name).await
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {

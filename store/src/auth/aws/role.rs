@@ -106,3 +106,5 @@ impl Role {
         )
     }
 }
+
+crate::role_fields_from_update!(Role);

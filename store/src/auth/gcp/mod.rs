@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use crate::auth::cidr;
 use crate::auth::jwt;
+use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
@@ -50,6 +51,7 @@ const CONFIG_KEY: &str = "config";
 /// The `gcp` backend of one mount.
 pub struct GcpBackend {
     view: BarrierView,
+    roles: RoleStore<GcpRole>,
     /// Key sources for the current configuration; `None` until first needed.
     google: Mutex<Option<Arc<Google>>>,
     /// Serialises config writes and loads, so a stale load cannot replace a newer one.
@@ -67,6 +69,7 @@ impl std::fmt::Debug for GcpBackend {
 impl GcpBackend {
     pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
         Ok(GcpBackend {
+            roles: RoleStore::new(view.clone()),
             view,
             google: Mutex::new(None),
             load_lock: tokio::sync::Mutex::new(()),
@@ -107,21 +110,7 @@ impl GcpBackend {
     }
 
     async fn role(&self, name: &str) -> Result<Option<GcpRole>, LogicalError> {
-        if !role::valid_name(name) {
-            return Ok(None);
-        }
-        Ok(self.view.get_json(&format!("role/{name}")).await?)
-    }
-
-    async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
-        if !role::valid_name(name) {
-            return Err(LogicalError::invalid(format!(
-                "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
-            )));
-        }
-        let role = GcpRole::apply(self.role(name).await?, &req.data)?;
-        self.view.put_json(&format!("role/{name}"), &role).await?;
-        Ok(Response::empty())
+        self.roles.get(name).await
     }
 
     /// `role/:name/service-accounts` {add, remove}; `role/:name/labels` is refused (labels are
@@ -145,16 +134,8 @@ impl GcpBackend {
             ));
         }
         role.edit_service_accounts(&req.data)?;
-        self.view.put_json(&format!("role/{name}"), &role).await?;
+        self.roles.put(name, &role).await?;
         Ok(Response::empty())
-    }
-
-    async fn list_roles(&self) -> Result<Response, LogicalError> {
-        let keys = self.view.list("role/").await?;
-        if keys.is_empty() {
-            return Err(LogicalError::NotFound(String::new()));
-        }
-        Ok(Response::list(keys))
     }
 
     async fn login(&self, req: &Request) -> Result<Response, LogicalError> {
@@ -199,7 +180,7 @@ impl LogicalBackend for GcpBackend {
                 }
             }
             "role" | "roles" if matches!(op, Operation::List | Operation::Read) => {
-                return self.list_roles().await
+                return self.roles.list().await
             }
             "login" | "config" | "role" | "roles" => {
                 return Err(LogicalError::UnsupportedOperation)
@@ -216,20 +197,7 @@ impl LogicalBackend for GcpBackend {
         let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
             return Err(LogicalError::UnsupportedPath);
         };
-        match op {
-            Operation::Read => match self.role(name).await? {
-                Some(role) => Ok(Response::data(role.to_json())),
-                None => Err(LogicalError::NotFound(String::new())),
-            },
-            Operation::Delete => {
-                if role::valid_name(name) {
-                    self.view.delete(&format!("role/{name}")).await?;
-                }
-                Ok(Response::empty())
-            }
-            _ if write => self.write_role(req, name).await,
-            _ => Err(LogicalError::UnsupportedOperation),
-        }
+        self.roles.handle(req, name).await
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::role::{list_field, role_json, TokenParams};
+use crate::auth::role_store::RoleFields;
 use crate::duration::field_secs;
 use crate::logical::{field_bool, Data, LogicalError};
 
@@ -234,6 +235,16 @@ impl GcpRole {
             o.extend(e);
         }
         role_json(own, &self.token)
+    }
+}
+
+impl RoleFields for GcpRole {
+    fn apply(existing: Option<Self>, data: &Data) -> Result<Self, LogicalError> {
+        GcpRole::apply(existing, data)
+    }
+
+    fn to_json(&self) -> Value {
+        GcpRole::to_json(self)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::auth::jwt::{
     KeySet, RemoteKeySet,
 };
 use crate::auth::role::list_field;
+use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
@@ -187,6 +188,7 @@ impl Loaded {
 /// The `jwt` backend of one mount.
 pub struct JwtBackend {
     view: BarrierView,
+    roles: RoleStore<JwtRole>,
     /// The configuration ready for logins; `None` until first needed or after a failed load.
     loaded: Mutex<Option<Arc<Loaded>>>,
     /// Serialises config writes and loads, so a stale load cannot replace a newer one.
@@ -217,6 +219,7 @@ fn token_error(e: JwtError) -> LogicalError {
 impl JwtBackend {
     pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
         Ok(JwtBackend {
+            roles: RoleStore::new(view.clone()),
             view,
             loaded: Mutex::new(None),
             load_lock: tokio::sync::Mutex::new(()),
@@ -257,30 +260,7 @@ impl JwtBackend {
     }
 
     async fn role(&self, name: &str) -> Result<Option<JwtRole>, LogicalError> {
-        if !role::valid_name(name) {
-            return Ok(None);
-        }
-        Ok(self.view.get_json(&format!("role/{name}")).await?)
-    }
-
-    async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
-        if !role::valid_name(name) {
-            return Err(LogicalError::invalid(format!(
-                "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
-            )));
-        }
-        let mut role = self.role(name).await?.unwrap_or_default();
-        role.update(&req.data)?;
-        self.view.put_json(&format!("role/{name}"), &role).await?;
-        Ok(Response::empty())
-    }
-
-    async fn list_roles(&self) -> Result<Response, LogicalError> {
-        let keys = self.view.list("role/").await?;
-        if keys.is_empty() {
-            return Err(LogicalError::NotFound(String::new()));
-        }
-        Ok(Response::list(keys))
+        self.roles.get(name).await
     }
 
     async fn verify(
@@ -351,7 +331,7 @@ impl LogicalBackend for JwtBackend {
                 }
             }
             "role" if matches!(op, Operation::List | Operation::Read) => {
-                return self.list_roles().await
+                return self.roles.list().await
             }
             "login" | "config" | "role" => return Err(LogicalError::UnsupportedOperation),
             _ => {}
@@ -359,20 +339,7 @@ impl LogicalBackend for JwtBackend {
         let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
             return Err(LogicalError::UnsupportedPath);
         };
-        match op {
-            Operation::Read => match self.role(name).await? {
-                Some(role) => Ok(Response::data(role.to_json())),
-                None => Err(LogicalError::NotFound(String::new())),
-            },
-            Operation::Delete => {
-                if role::valid_name(name) {
-                    self.view.delete(&format!("role/{name}")).await?;
-                }
-                Ok(Response::empty())
-            }
-            _ if write => self.write_role(req, name).await,
-            _ => Err(LogicalError::UnsupportedOperation),
-        }
+        self.roles.handle(req, name).await
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {

@@ -211,3 +211,5 @@ impl JwtRole {
         )
     }
 }
+
+crate::role_fields_from_update!(JwtRole);

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::auth::cidr;
 use crate::auth::jwt::{self, Algorithm, JwtError, K8sIdentity, KeySet, Validation};
+use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::{field_bool, LogicalBackend, LogicalError, Operation, Request, Response};
 
@@ -184,6 +185,7 @@ struct Loaded {
 /// The kubernetes backend of one mount.
 pub struct KubernetesBackend {
     view: BarrierView,
+    roles: RoleStore<Role>,
     /// The clock for token times (Unix seconds); injectable for tests.
     now: fn() -> u64,
     loaded: parking_lot::RwLock<Option<Arc<Loaded>>>,
@@ -205,6 +207,7 @@ impl KubernetesBackend {
     /// As [`KubernetesBackend::new`], with an injected clock (tests).
     pub fn with_clock(view: BarrierView, now: fn() -> u64) -> Self {
         KubernetesBackend {
+            roles: RoleStore::new(view.clone()),
             view,
             now,
             loaded: parking_lot::RwLock::new(None),
@@ -235,10 +238,7 @@ impl KubernetesBackend {
     }
 
     async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
-        if !role::valid_name(name) {
-            return Ok(None);
-        }
-        Ok(self.view.get_json(&format!("role/{name}")).await?)
+        self.roles.get(name).await
     }
 
     async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
@@ -247,18 +247,6 @@ impl KubernetesBackend {
         self.view.put_json("config", &cfg).await?;
         self.config_gen.fetch_add(1, Ordering::AcqRel);
         *self.loaded.write() = None;
-        Ok(Response::empty())
-    }
-
-    async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
-        if !role::valid_name(name) {
-            return Err(LogicalError::invalid(format!(
-                "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
-            )));
-        }
-        let mut role = self.role(name).await?.unwrap_or_default();
-        role.update(&req.data)?;
-        self.view.put_json(&format!("role/{name}"), &role).await?;
         Ok(Response::empty())
     }
 
@@ -406,11 +394,7 @@ impl LogicalBackend for KubernetesBackend {
                 }
             }
             "role" if matches!(op, Operation::List | Operation::Read) => {
-                let keys = self.view.list("role/").await?;
-                if keys.is_empty() {
-                    return Err(LogicalError::NotFound(String::new()));
-                }
-                return Ok(Response::list(keys));
+                return self.roles.list().await
             }
             "login" | "config" | "role" => return Err(LogicalError::UnsupportedOperation),
             _ => {}
@@ -418,20 +402,7 @@ impl LogicalBackend for KubernetesBackend {
         let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
             return Err(LogicalError::UnsupportedPath);
         };
-        match op {
-            Operation::Read => match self.role(name).await? {
-                Some(r) => Ok(Response::data(r.to_json())),
-                None => Err(LogicalError::NotFound(String::new())),
-            },
-            Operation::Delete => {
-                if role::valid_name(name) {
-                    self.view.delete(&format!("role/{name}")).await?;
-                }
-                Ok(Response::empty())
-            }
-            _ if write => self.write_role(req, name).await,
-            _ => Err(LogicalError::UnsupportedOperation),
-        }
+        self.roles.handle(req, name).await
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {

@@ -87,3 +87,5 @@ impl Role {
         )
     }
 }
+
+crate::role_fields_from_update!(Role);

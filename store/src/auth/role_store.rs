@@ -1,0 +1,140 @@
+//! The roles of one auth mount, kept as JSON under `role/NAME` in the mount's view, and the
+//! `role/NAME` endpoint every method shares: read, create or update from a write's fields
+//! (merged into what is stored), delete; and the `role` list.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::role::valid_name;
+use crate::barrier::BarrierView;
+use crate::logical::{Data, LogicalError, Operation, Request, Response};
+
+/// A role type that a write's fields build or update.
+pub trait RoleFields: Serialize + DeserializeOwned + Send + Sync {
+    /// A new role (`existing` = `None`) or the stored one updated from `data`, checked.
+    fn apply(existing: Option<Self>, data: &Data) -> Result<Self, LogicalError>;
+    /// What a read of `role/NAME` returns.
+    fn to_json(&self) -> Value;
+}
+
+/// Implements [`RoleFields`] for a role type with `Default`, `update(&mut self, &Data)` and
+/// `to_json(&self)`: a new role is the default one updated.
+#[macro_export]
+macro_rules! role_fields_from_update {
+    ($role:ty) => {
+        impl $crate::auth::role_store::RoleFields for $role {
+            fn apply(
+                existing: Option<Self>,
+                data: &$crate::logical::Data,
+            ) -> Result<Self, $crate::logical::LogicalError> {
+                let mut role = existing.unwrap_or_default();
+                role.update(data)?;
+                Ok(role)
+            }
+
+            fn to_json(&self) -> serde_json::Value {
+                <$role>::to_json(self)
+            }
+        }
+    };
+}
+
+/// The roles of one mount.
+#[derive(Clone)]
+pub struct RoleStore<R> {
+    view: BarrierView,
+    /// Names are case-insensitive (stored lower-case), as AWS's are in Vault.
+    fold_case: bool,
+    _role: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for RoleStore<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleStore")
+            .field("fold_case", &self.fold_case)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: RoleFields> RoleStore<R> {
+    pub fn new(view: BarrierView) -> RoleStore<R> {
+        RoleStore {
+            view,
+            fold_case: false,
+            _role: PhantomData,
+        }
+    }
+
+    /// Role names compared without case.
+    pub fn case_insensitive(view: BarrierView) -> RoleStore<R> {
+        RoleStore {
+            fold_case: true,
+            ..RoleStore::new(view)
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.fold_case {
+            format!("role/{}", name.to_lowercase())
+        } else {
+            format!("role/{name}")
+        }
+    }
+
+    /// The role named `name`; `None` for an unknown or invalid name.
+    pub async fn get(&self, name: &str) -> Result<Option<R>, LogicalError> {
+        if !valid_name(name) {
+            return Ok(None);
+        }
+        Ok(self.view.get_json(&self.key(name)).await?)
+    }
+
+    /// Stores `role` as `name` (already checked by [`RoleStore::get`] or a write).
+    pub async fn put(&self, name: &str, role: &R) -> Result<(), LogicalError> {
+        Ok(self.view.put_json(&self.key(name), role).await?)
+    }
+
+    /// Creates or updates `name` from a write's fields.
+    pub async fn write(&self, name: &str, data: &Data) -> Result<(), LogicalError> {
+        if !valid_name(name) {
+            return Err(LogicalError::invalid(format!(
+                "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
+            )));
+        }
+        let role = R::apply(self.get(name).await?, data)?;
+        self.put(name, &role).await
+    }
+
+    /// The names stored; `NotFound` when there are none (Vault's 404 for an empty list).
+    pub async fn list(&self) -> Result<Response, LogicalError> {
+        let keys = self.view.list("role/").await?;
+        if keys.is_empty() {
+            return Err(LogicalError::NotFound(String::new()));
+        }
+        Ok(Response::list(keys))
+    }
+
+    /// `role/NAME`: read, create or update, delete (deleting a missing role is fine).
+    pub async fn handle(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
+        match req.operation {
+            Operation::Read => match self.get(name).await? {
+                Some(role) => Ok(Response::data(role.to_json())),
+                None => Err(LogicalError::NotFound(String::new())),
+            },
+            Operation::Delete => {
+                if valid_name(name) {
+                    self.view.delete(&self.key(name)).await?;
+                }
+                Ok(Response::empty())
+            }
+            Operation::Update | Operation::Create => {
+                self.write(name, &req.data).await?;
+                Ok(Response::empty())
+            }
+            _ => Err(LogicalError::UnsupportedOperation),
+        }
+    }
+}
