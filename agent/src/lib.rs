@@ -186,7 +186,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     // Before any secret is fetched or written: a checked tmpfs, or the FUSE mount (which keeps
-    // the files in memory; the keeper renders into its private staging tmpfs).
+    // the files in memory).
     let mut fuse = match &config.destination.fuse {
         Some(settings) => Some(FuseSink::start(&config, settings, metrics.clone())?),
         None => {
@@ -213,11 +213,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
         }
         logged_in?;
     }
-    let target = match &fuse {
-        Some(f) => f.staging_dir(),
-        None => config.destination.path.as_path(),
+    let writer: Arc<dyn sink::Sink> = match &fuse {
+        Some(f) => f.writer(),
+        None => Arc::new(AtomicWriter::new(&config.destination.path)?),
     };
-    let writer = Arc::new(AtomicWriter::new(target)?);
     let renderer = Renderer::new(&config)?;
     let observer: Arc<dyn Observer> = match &fuse {
         Some(f) => f.observer(),
@@ -310,8 +309,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
         config.refresh_interval.min(Duration::from_secs(1)),
         config.backoff_max,
     );
-    // FUSE: the generation written to staging but not yet swapped into the mount.
-    let mut publish_owed: Option<u64> = None;
     // FUSE: files whose lazy secrets a first open asks for.
     let mut lazy_requests = fuse.as_mut().and_then(FuseSink::take_requests);
     // FUSE: the soonest deadline of an open waiting for a lazy secret.
@@ -322,17 +319,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             r = keeper.cycle() => r,
         };
         if let Some(f) = &fuse {
-            if let Some(outcome) = &report.written {
-                publish_owed = Some(outcome.generation);
-            }
-            if let Some(generation) = publish_owed {
-                match f.publish(generation, |i| keeper.placeholder(i)) {
-                    Ok(()) => publish_owed = None,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not update the FUSE tree; retrying")
-                    }
-                }
-            }
             // Opens waiting for a lazy secret that failed for good fail now; others at their
             // deadline.
             for file in f.waited_files() {
@@ -342,7 +328,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             }
             lazy_deadline = f.expire_waiting(std::time::Instant::now());
         }
-        if keeper.ready() && publish_owed.is_none() && !*ready_tx.borrow() {
+        if keeper.ready() && !*ready_tx.borrow() {
             tracing::info!("every file rendered: ready");
             metrics.set_ready(true);
             let _ = ready_tx.send(true);

@@ -3,10 +3,10 @@
 //!
 //! [`Keeper::cycle`] is one pass: re-read the token file, look at every source (a cheap
 //! metadata check for KV v2), and when anything changed render every file and hand the whole
-//! set to the atomic writer (which does nothing when the bytes are the same). A file that fails
-//! to render keeps its last good content; a source that fails keeps its last good data. The
-//! caller ([`crate::run`]) decides when the next cycle runs: the refresh interval, or a backoff
-//! delay after transient failures.
+//! set to the sink (the atomic writer, or the FUSE tree; either does nothing when the bytes are
+//! the same). A file that fails to render keeps its last good content; a source that fails
+//! keeps its last good data. The caller ([`crate::run`]) decides when the next cycle runs: the
+//! refresh interval, or a backoff delay after transient failures.
 
 pub mod backoff;
 pub mod handoff;
@@ -24,7 +24,8 @@ use zeroize::Zeroizing;
 use crate::auth::TokenSource;
 use crate::config::{Config, FileSpec};
 use crate::render::Renderer;
-use crate::sink::files::{AtomicWriter, FileProjection, WriteOutcome};
+use crate::sink::files::{FileProjection, WriteOutcome};
+use crate::sink::Sink;
 use lease::Retiring;
 use source::{Fetch, SourceState};
 
@@ -107,7 +108,7 @@ pub struct Keeper {
     base: Client,
     tokens: Arc<TokenSource>,
     renderer: Renderer,
-    writer: Arc<AtomicWriter>,
+    writer: Arc<dyn Sink>,
     observer: Arc<dyn Observer>,
     sources: Vec<SourceState>,
     /// The last good bytes of each file (indexed like `config.files`).
@@ -150,7 +151,7 @@ impl Keeper {
         base: Client,
         tokens: Arc<TokenSource>,
         renderer: Renderer,
-        writer: Arc<AtomicWriter>,
+        writer: Arc<dyn Sink>,
         observer: Arc<dyn Observer>,
     ) -> Keeper {
         let sources = config
@@ -332,13 +333,6 @@ impl Keeper {
             .lazy_sources(file)
             .iter()
             .any(|s| !self.wanted[*s])
-    }
-
-    /// Whether file `file` reads lazy secrets and has no content yet: the FUSE sink shows it
-    /// empty, and its first open waits for the content.
-    pub fn placeholder(&self, file: usize) -> bool {
-        self.rendered.get(file).is_some_and(Option::is_none)
-            && !self.config.lazy_sources(file).is_empty()
     }
 
     /// File `file` was opened: read the lazy secrets it needs from the next cycle on. True
@@ -600,7 +594,7 @@ impl Keeper {
             Ok(r) => r,
             Err(e) => Err(crate::sink::files::WriteError::Io {
                 op: "write",
-                path: self.writer.target_dir().to_path_buf(),
+                path: self.writer.target().to_path_buf(),
                 err: std::io::Error::other(e.to_string()),
             }),
         }

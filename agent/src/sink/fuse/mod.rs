@@ -7,20 +7,19 @@
 //!   stable inode numbers; rotations swap a whole new one in (`ArcSwap`).
 //! - [`fs`]: the `fuser` callbacks over the current snapshot (audited and fast cache modes).
 //! - [`access_log`]: one JSON line per open (or lookup), written by its own thread.
-//! - [`mount`]: mount, unmount, stale-mount cleanup and the keeper's private staging tmpfs.
+//! - [`mount`]: mount, unmount and stale-mount cleanup.
 //!
 //! # How it fits the agent
 //!
-//! The keeper renders into an [`AtomicWriter`](crate::sink::files::AtomicWriter) as in tmpfs
-//! mode, but on a private tmpfs that is detached as soon as it is mounted (reachable only
-//! through the agent's own descriptor). After each change, [`FuseSink::publish`] reads that set
-//! into a new [`tree::Tree`], swaps it in, and sends the changed inodes to the invalidation
-//! thread, which drops the kernel's cached entries, attributes and pages through `fuser`'s
-//! `Notifier` (never from inside a callback). Open handles keep the bytes they opened.
+//! The keeper hands each rendered set to [`TreeWriter`] (its [`Sink`]), which builds a new
+//! [`tree::Tree`] from it in memory, swaps it in, and sends the changed inodes to the
+//! invalidation thread, which drops the kernel's cached entries, attributes and pages through
+//! `fuser`'s `Notifier` (never from inside a callback). Open handles keep the bytes they
+//! opened. The secrets are never written to any filesystem.
 //!
 //! Lazy secrets ([`lazy`]): a file that reads one is a placeholder (listed, empty) until its
 //! first open, which has the agent's loop lease the secret and is answered once the content is
-//! published.
+//! in the tree.
 
 pub mod access_log;
 pub mod fs;
@@ -28,9 +27,7 @@ pub mod lazy;
 pub mod mount;
 pub mod tree;
 
-use std::collections::HashMap;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{channel, Receiver};
@@ -43,9 +40,10 @@ use fuser::{BackgroundSession, INodeNo, Notifier};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use zeroize::Zeroizing;
 
-use crate::config::{Config, FuseSettings, DEFAULT_TMPFS_SIZE};
+use crate::config::{Config, FuseSettings};
 use crate::keeper::{ErrorClass, Observer};
-use crate::sink::files::atomic::DATA_DIR_NAME;
+use crate::sink::files::{FileProjection, WriteError, WriteOutcome};
+use crate::sink::Sink;
 use crate::telemetry::Metrics;
 use access_log::{AccessLog, Target};
 use fs::{HushFs, Inval, Shared};
@@ -59,7 +57,9 @@ struct FileSpec {
     name: Arc<str>,
     /// The uids allowed to open it (`None`: any the mode lets in).
     uids: Option<Arc<[u32]>>,
-    /// For its placeholder (a lazy file before its first open): mode, owner.
+    /// It reads a lazy secret: shown as a placeholder while it has no content.
+    lazy: bool,
+    /// For its placeholder: mode, owner.
     mode: u32,
     uid: u32,
     gid: u32,
@@ -72,17 +72,14 @@ pub struct FuseSink {
     session: Option<BackgroundSession>,
     invalidator: Option<JoinHandle<()>>,
     log_writer: Option<JoinHandle<()>>,
-    staging: mount::Staging,
-    /// Per configured file: its name and allowed uids.
-    files: Vec<FileSpec>,
-    versions: Arc<VersionTap>,
+    writer: Arc<TreeWriter>,
     /// Files whose lazy secrets an open asks for (taken by the agent's loop).
     requests: Option<UnboundedReceiver<usize>>,
 }
 
 impl FuseSink {
-    /// Cleans a stale mount, mounts an empty filesystem on the destination, and prepares the
-    /// keeper's staging area. `observer` gets every keeper report (the sink notes versions).
+    /// Cleans a stale mount and mounts a filesystem on the destination: empty but for the
+    /// placeholders of lazy files until the keeper's first set.
     pub fn start(
         config: &Config,
         settings: &FuseSettings,
@@ -103,7 +100,6 @@ impl FuseSink {
                 err,
             })?;
         mount::prepare_mount_point(&dest)?;
-        let staging = mount::staging(DEFAULT_TMPFS_SIZE)?;
         let (tx, rx) = channel::<Inval>();
         let (uid, gid) = (
             nix::unistd::geteuid().as_raw(),
@@ -112,8 +108,10 @@ impl FuseSink {
         let files: Vec<FileSpec> = config
             .files
             .iter()
-            .map(|f| FileSpec {
+            .enumerate()
+            .map(|(i, f)| FileSpec {
                 name: Arc::from(f.name.as_str()),
+                lazy: !config.lazy_sources(i).is_empty(),
                 uids: f.uids.as_deref().map(Arc::from),
                 mode: f.mode,
                 uid: f.uid.unwrap_or(uid),
@@ -123,9 +121,9 @@ impl FuseSink {
         // Until the first write: the lazy files' placeholders.
         let mut tree = Tree::empty(files.len());
         let started = SystemTime::now();
-        for (i, file) in files.iter().enumerate() {
-            if !config.lazy_sources(i).is_empty() {
-                tree.files[i] = Some(placeholder_node(file, 0, started));
+        for (slot, file) in tree.files.iter_mut().zip(&files) {
+            if file.lazy {
+                *slot = Some(placeholder_node(file, 0, started));
             }
         }
         let (requests_tx, requests) = unbounded_channel();
@@ -156,28 +154,31 @@ impl FuseSink {
             })?;
         tracing::info!(path = %dest.display(), cache = ?settings.cache, "mounted the FUSE filesystem");
         Ok(FuseSink {
-            shared,
             session: Some(session),
             invalidator: Some(invalidator),
             log_writer: Some(log_writer),
-            staging,
-            files,
-            requests: Some(requests),
-            versions: Arc::new(VersionTap {
-                inner: metrics,
-                versions: Mutex::new(HashMap::new()),
+            writer: Arc::new(TreeWriter {
+                shared: shared.clone(),
+                files,
+                versions: Arc::new(VersionTap {
+                    inner: metrics,
+                    versions: Mutex::new(HashMap::new()),
+                }),
+                generation: Mutex::new(0),
             }),
+            shared,
+            requests: Some(requests),
         })
     }
 
-    /// Where the keeper's writer renders (the private staging tmpfs).
-    pub fn staging_dir(&self) -> &Path {
-        self.staging.path()
+    /// The keeper's sink: each set it writes becomes the served tree.
+    pub fn writer(&self) -> Arc<dyn Sink> {
+        self.writer.clone()
     }
 
     /// The observer to give the keeper: metrics, plus the versions the sink logs.
     pub fn observer(&self) -> Arc<dyn Observer> {
-        self.versions.clone()
+        self.writer.versions.clone()
     }
 
     /// The files (indexes) whose lazy secrets opens ask for; taken once, by the agent's loop.
@@ -199,53 +200,6 @@ impl FuseSink {
     pub fn expire_waiting(&self, now: Instant) -> Option<Instant> {
         self.shared.expire_waiting(now);
         self.shared.next_deadline()
-    }
-
-    /// Reads the set the keeper just wrote, swaps it in, has the kernel's caches of what
-    /// changed invalidated, and answers the opens that waited for it. A file not in the set
-    /// for which `placeholder(index)` holds is shown empty (a lazy file before its first
-    /// open).
-    pub fn publish(
-        &self,
-        generation: u64,
-        placeholder: impl Fn(usize) -> bool,
-    ) -> Result<(), FuseError> {
-        let now = SystemTime::now();
-        let versions = self.versions.snapshot();
-        let data_dir = self.staging.path().join(DATA_DIR_NAME);
-        let mut tree = Tree {
-            generation,
-            files: Vec::with_capacity(self.files.len()),
-            mtime: Some(now),
-        };
-        for (i, file) in self.files.iter().enumerate() {
-            let name = &file.name;
-            let mut node = read_node(&data_dir.join(&**name))?.map(|(data, mode, uid, gid)| Node {
-                name: name.clone(),
-                data: Arc::new(data),
-                mode,
-                uid,
-                gid,
-                version: versions.get(&**name).copied().unwrap_or(0),
-                uids: file.uids.clone(),
-                mtime: now,
-                id: generation,
-                pending: false,
-            });
-            if node.is_none() && placeholder(i) {
-                node = Some(placeholder_node(file, generation, now));
-            }
-            tree.files.push(node);
-        }
-        let old = self.shared.tree.load_full();
-        let changes = tree.changes_from(&old);
-        self.shared.tree.store(Arc::new(tree));
-        tracing::info!(generation, changed = changes.len(), "FUSE tree swapped");
-        if !changes.is_empty() {
-            self.shared.send(Inval::Changes(changes));
-        }
-        self.shared.answer_ready();
-        Ok(())
     }
 
     /// Unmounts (lazily) and stops the threads; the access log is flushed. Run on drop.
@@ -319,25 +273,86 @@ fn placeholder_node(file: &FileSpec, generation: u64, now: SystemTime) -> Node {
     }
 }
 
-type ReadNode = (Zeroizing<Vec<u8>>, u32, u32, u32);
+/// The keeper's side of the FUSE sink: each set it writes becomes a new tree.
+#[derive(Debug)]
+pub struct TreeWriter {
+    shared: Arc<Shared>,
+    /// Per configured file, in inode order.
+    files: Vec<FileSpec>,
+    versions: Arc<VersionTap>,
+    /// The generation of the last tree swapped in.
+    generation: Mutex<u64>,
+}
 
-/// A rendered file's bytes, mode, uid and gid; `None` when it is not in the set.
-fn read_node(path: &Path) -> Result<Option<ReadNode>, FuseError> {
-    let io_err = |err| FuseError::Io {
-        op: "read the staged file",
-        path: path.to_path_buf(),
-        err,
-    };
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(e)),
-    };
-    let meta = file.metadata().map_err(io_err)?;
-    // Sized up front so the buffer never reallocates (a reallocation would leave a copy).
-    let mut data = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    file.read_to_end(&mut data).map_err(io_err)?;
-    Ok(Some((data, meta.mode() & 0o777, meta.uid(), meta.gid())))
+impl Sink for TreeWriter {
+    /// Builds the tree of `set` (a lazy file not in it is a placeholder), swaps it in unless
+    /// nothing changed, has the kernel's caches of what changed dropped, and answers the opens
+    /// that waited for a lazy file now here. Never fails: it is all memory.
+    fn write(&self, set: &BTreeMap<String, FileProjection>) -> Result<WriteOutcome, WriteError> {
+        let mut current = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = *current + 1;
+        let now = SystemTime::now();
+        let versions = self.versions.snapshot();
+        let mut tree = Tree {
+            generation,
+            files: Vec::with_capacity(self.files.len()),
+            mtime: Some(now),
+        };
+        for file in &self.files {
+            let node = match set.get(&*file.name) {
+                Some(p) => Some(Node {
+                    name: file.name.clone(),
+                    data: Arc::new(p.data.clone()),
+                    mode: p.mode & 0o777,
+                    uid: p.uid.unwrap_or(self.shared.uid),
+                    gid: p.gid.unwrap_or(self.shared.gid),
+                    version: versions.get(&*file.name).copied().unwrap_or(0),
+                    uids: file.uids.clone(),
+                    mtime: now,
+                    id: generation,
+                    pending: false,
+                }),
+                None if file.lazy => Some(placeholder_node(file, generation, now)),
+                None => None,
+            };
+            tree.files.push(node);
+        }
+        let old = self.shared.tree.load_full();
+        let changes = tree.changes_from(&old);
+        if changes.is_empty() {
+            return Ok(WriteOutcome {
+                changed: false,
+                generation: *current,
+                changed_files: Vec::new(),
+            });
+        }
+        let mut changed_files: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Content { ino, .. } => Tree::index(*ino)
+                    .and_then(|i| self.files.get(i))
+                    .map(|f| f.name.to_string())
+                    .unwrap_or_default(),
+                Change::Entry { name, .. } => name.clone(),
+            })
+            .collect();
+        changed_files.sort();
+        self.shared.tree.store(Arc::new(tree));
+        *current = generation;
+        drop(current);
+        tracing::info!(generation, changed = changes.len(), "FUSE tree swapped");
+        self.shared.send(Inval::Changes(changes));
+        self.shared.answer_ready();
+        Ok(WriteOutcome {
+            changed: true,
+            generation,
+            changed_files,
+        })
+    }
+
+    fn target(&self) -> &Path {
+        &self.shared.dest
+    }
 }
 
 /// The keeper's observer in FUSE mode: passes everything to the metrics and notes the secret

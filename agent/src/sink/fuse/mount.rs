@@ -1,14 +1,11 @@
 //! Mount plumbing, kept in one place: clean a stale mount left by a crashed agent, mount the
 //! filesystem with `fuser` (`ro,nosuid,nodev,noexec,default_permissions,allow_other`,
-//! `fsname=hush`), unmount at shutdown, and the private staging tmpfs the keeper writes into.
+//! `fsname=hush`), and unmount at shutdown.
 //!
 //! No `unsafe`: `fuser` mounts through `mount(2)` when the agent may (root or CAP_SYS_ADMIN)
 //! and through `fusermount3` otherwise; unmounting and the stale-mount cleanup use `nix`.
 
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,7 +14,6 @@ use nix::errno::Errno;
 use nix::mount::MntFlags;
 
 use super::fs::HushFs;
-use crate::sink::files::fs_check::{self, DestError};
 
 /// Why the FUSE sink could not start. Messages name paths, never values.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +43,6 @@ pub enum FuseError {
         path: PathBuf,
         err: io::Error,
     },
-    /// The private staging tmpfs could not be made.
-    #[error("cannot prepare the agent's private staging tmpfs: {0}")]
-    Staging(#[from] DestError),
 }
 
 /// Makes `dest` ready to mount on: created when missing; a stale FUSE mount (its agent died:
@@ -219,58 +212,6 @@ pub fn unmount(session: BackgroundSession, dest: &Path) {
     drop(session);
 }
 
-/// The keeper's private staging area: a tmpfs mounted, opened and detached at once, so it is
-/// reachable only through this process's descriptor (`/proc/self/fd/N`), never by a path.
-#[derive(Debug)]
-pub struct Staging {
-    _dir: File,
-    path: PathBuf,
-}
-
-impl Staging {
-    /// The path the keeper's writer uses (through this process's open descriptor).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Mounts a private tmpfs of `size` bytes and detaches it.
-pub fn staging(size: u64) -> Result<Staging, FuseError> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let point =
-        std::env::temp_dir().join(format!("hush-agent-staging-{}-{nanos}", std::process::id()));
-    let io_err = |op, err| FuseError::Io {
-        op,
-        path: point.clone(),
-        err,
-    };
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&point)
-        .map_err(|e| io_err("create", e))?;
-    let made = (|| -> Result<File, FuseError> {
-        fs_check::mount_tmpfs(&point, size, 0o700)?;
-        let dir = File::open(&point).map_err(|e| io_err("open", e));
-        let detached = nix::mount::umount2(&point, MntFlags::MNT_DETACH);
-        let dir = dir?;
-        detached.map_err(|err| {
-            FuseError::Staging(DestError::Mount {
-                op: "detach",
-                path: point.clone(),
-                err,
-            })
-        })?;
-        Ok(dir)
-    })();
-    let _ = std::fs::remove_dir(&point);
-    let dir = made?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    Ok(Staging { _dir: dir, path })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,22 +248,5 @@ mod tests {
             err.to_string(),
             format!("{} is not a directory", file.display())
         );
-    }
-
-    #[test]
-    fn staging_is_a_detached_tmpfs_reached_only_by_descriptor() {
-        match staging(1 << 20) {
-            Ok(s) => {
-                let kind = fs_check::check_destination(s.path(), false).unwrap();
-                assert_eq!(kind, fs_check::FsKind::Tmpfs);
-                std::fs::write(s.path().join("x"), b"1").unwrap();
-                assert_eq!(std::fs::read(s.path().join("x")).unwrap(), b"1");
-                let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-                assert!(!mounts.contains("hush-agent-staging"), "detached");
-            }
-            Err(e) => {
-                assert!(!nix::unistd::geteuid().is_root(), "root can mount: {e}");
-            }
-        }
     }
 }
