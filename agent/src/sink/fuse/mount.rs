@@ -24,8 +24,10 @@ pub enum FuseError {
     )]
     NoDevice,
     #[error(
-        "cannot mount FUSE on {}: not permitted (it needs CAP_SYS_ADMIN, or a setuid \
-         fusermount3); or drop --fuse to write files on a tmpfs instead",
+        "cannot mount FUSE on {}: not permitted (with CAP_SYS_ADMIN the agent mounts itself; \
+         without, /dev/fuse must be open to its user, fusermount3 setuid root, and \
+         /etc/fuse.conf must say user_allow_other); or drop --fuse to write files on a tmpfs \
+         instead",
         path.display()
     )]
     MountDenied { path: PathBuf },
