@@ -692,7 +692,7 @@ fn hush_dev_tours_and_cleans_up() {
     for expected in [
         &format!("address     http://{listen}")[..],
         "root token  hvs.",
-        "==> 1/14  Write a secret",
+        "==> 1/15  Write a secret",
         "$ hush kv put secret/demo/app username=demo password=demo-pass-1",
         "$ hush kv get -version=1 -field=password secret/demo/app\n    demo-pass-1\n",
         "====== Version 2 ======",
@@ -701,13 +701,19 @@ fn hush_dev_tours_and_cleans_up() {
         "$ HUSH_TOKEN=$DEMO_TOKEN hush kv get -field=password secret/demo/app\n    demo-pass-2\n",
         "Error: permission denied",
         "$ hush audit enable file file_path=",
-        "==> 12/14",
+        "==> 12/15",
         "lines verified",
-        "==> 13/14  hush-agent renders the secret as files",
+        "==> 13/15  hush-agent renders the secret as files",
         "--refresh-interval 1s &",
         "r--------    11  password",
-        "==> 14/14",
+        "==> 14/15",
         "password\n    demo-pass-3\n    (changed ",
+        "==> 15/15  hush-agent --fuse: the same files from memory, and who opened them",
+        "--fuse --access-log ",
+        "\"file\":\"password\",\"version\":3,",
+        "\"exe\":\"/usr/bin/cat\"",
+        "\"result\":\"allowed\"}",
+        "SIGTERM unmounted ",
         "hushd stopped.",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -728,6 +734,14 @@ fn hush_dev_tours_and_cleans_up() {
     assert!(std::net::TcpStream::connect(&listen).is_err());
     let agents = processes("hush-agent", &format!("http://{listen}"));
     assert!(agents.is_empty(), "{agents:?}");
+    // The FUSE agent's mount is gone, and the value never reached its access log.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("hush-dev-"), "{mounts}");
+    let log_line = text
+        .lines()
+        .find(|l| l.contains("\"event\":\"open\""))
+        .expect("the access-log line");
+    assert!(!log_line.contains("demo-pass"), "{log_line}");
     // The agent's tmpfs directory went with it.
     let dest = text
         .lines()

@@ -1,5 +1,6 @@
-//! The demo's hush-agent: renders the demo secret as files on tmpfs with the scoped token, so
-//! the tour can show files appearing and changing live. Runs until `hush dev` stops.
+//! The demo's hush-agents: one renders the demo secret as files on tmpfs with the scoped token,
+//! so the tour can show files appearing and changing live (it runs until `hush dev` stops); the
+//! other serves the same files through FUSE with an access log, for one step.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,8 +48,6 @@ impl DevAgent {
         token: &SecretString,
         work: &Path,
     ) -> anyhow::Result<DevAgent> {
-        let token_file = work.join("agent-token");
-        write_private(&token_file, token.expose_secret())?;
         // /dev/shm is a tmpfs on Linux: the agent accepts it as it is. Elsewhere the demo
         // has to write to disk, and says so.
         let shm = Path::new("/dev/shm");
@@ -58,9 +57,48 @@ impl DevAgent {
         } else {
             shm.to_path_buf()
         };
+        let mut extra = Vec::new();
+        if on_disk {
+            extra.push("--allow-disk".to_string());
+        }
+        let mut agent = Self::start(bin, addr, token, work, "hush-agent", &parent, extra)?;
+        agent.on_disk = on_disk;
+        Ok(agent)
+    }
+
+    /// Start an agent serving the same files through FUSE (`--fuse`), its access log in
+    /// `access_log`.
+    pub fn spawn_fuse(
+        bin: &Path,
+        addr: &str,
+        token: &SecretString,
+        work: &Path,
+        access_log: &Path,
+    ) -> anyhow::Result<DevAgent> {
+        let extra = vec![
+            "--fuse".to_string(),
+            "--access-log".to_string(),
+            access_log.display().to_string(),
+        ];
+        Self::start(bin, addr, token, work, "hush-agent-fuse", work, extra)
+    }
+
+    /// Start an agent named `name` (its token file and log in `work`) with its destination in
+    /// a new directory under `parent`, and `extra` flags.
+    fn start(
+        bin: &Path,
+        addr: &str,
+        token: &SecretString,
+        work: &Path,
+        name: &str,
+        parent: &Path,
+        extra: Vec<String>,
+    ) -> anyhow::Result<DevAgent> {
+        let token_file = work.join(format!("{name}-token"));
+        write_private(&token_file, token.expose_secret())?;
         let dest_dir = tempfile::Builder::new()
             .prefix("hush-dev-")
-            .tempdir_in(&parent)
+            .tempdir_in(parent)
             .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
         let dest = dest_dir.path().join("secrets");
         std::fs::create_dir(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
@@ -81,15 +119,13 @@ impl DevAgent {
             "--refresh-interval".into(),
             REFRESH.into(),
         ]);
-        if on_disk {
-            args.push("--allow-disk".into());
-        }
+        args.extend(extra);
         let shown = std::iter::once("hush-agent".to_string())
             .chain(args.iter().map(|a| super::tour::shell_quote(a)))
             .collect::<Vec<_>>()
             .join(" ");
 
-        let log = work.join("hush-agent.log");
+        let log = work.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(bin)
@@ -108,7 +144,7 @@ impl DevAgent {
             _dest_dir: dest_dir,
             log,
             shown: format!("{shown} &"),
-            on_disk,
+            on_disk: false,
         })
     }
 

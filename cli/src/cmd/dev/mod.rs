@@ -129,6 +129,7 @@ async fn session(
     };
     let scoped = guarded(child, signals, log, tour.run()).await?;
     let mut agent = guarded(child, signals, log, tour.files(programs.agent, &scoped)).await?;
+    guarded(child, signals, log, tour.fuse(programs.agent, &scoped)).await?;
     let result = wait(child, signals, log, args, addr, token, &agent).await;
     if let Err(e) = agent.stop().await {
         eprintln!("Error: {e:#}");

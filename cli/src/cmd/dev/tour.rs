@@ -79,7 +79,7 @@ pub(super) struct Tour<'a> {
     pub done: std::cell::Cell<usize>,
 }
 
-const STEPS: usize = 14;
+const STEPS: usize = 15;
 
 impl Tour<'_> {
     /// Steps 1-12; returns the scoped token made on the way.
@@ -263,8 +263,71 @@ impl Tour<'_> {
              together)",
             waited.as_secs_f64()
         );
-        debug_assert_eq!(self.done.get(), STEPS);
         Ok(agent)
+    }
+
+    /// Step 15: a second agent serves the same files through FUSE; a `cat` of one is an
+    /// access-log line naming the reader. Stopped (and unmounted) at the end of the step.
+    /// Skipped, saying why, where FUSE cannot be mounted.
+    pub(super) async fn fuse(&self, agent_bin: &Path, scoped: &SecretString) -> anyhow::Result<()> {
+        let n = self.next("hush-agent --fuse: the same files from memory, and who opened them");
+        let access_log = self.dir.join("access.log");
+        let mut agent = DevAgent::spawn_fuse(agent_bin, self.addr, scoped, self.dir, &access_log)?;
+        println!("$ {}", agent.shown);
+        if let Err(e) = agent.wait_for("password", None).await {
+            let _ = agent.stop().await;
+            let why = format!("{e:#}");
+            let why = why
+                .lines()
+                .find(|l| l.contains("--fuse"))
+                .unwrap_or("no FUSE here");
+            println!("    (skipped: {})", why.trim());
+            debug_assert_eq!(self.done.get(), STEPS);
+            return Ok(());
+        }
+        let password = agent.dest.join("password").display().to_string();
+        println!("$ cat {}", shell_quote(&password));
+        let child = std::process::Command::new("cat")
+            .arg(&password)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run cat")?;
+        let pid = child.id();
+        let out = child.wait_with_output().context("cannot run cat")?;
+        print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
+        let needle = format!("\"pid\":{pid},");
+        let started = tokio::time::Instant::now();
+        let line = loop {
+            let text = std::fs::read_to_string(&access_log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
+                break line.to_string();
+            }
+            if started.elapsed() > std::time::Duration::from_secs(5) {
+                let _ = agent.stop().await;
+                return Err(anyhow!(
+                    "step {n}/{STEPS}: no access-log line for cat (pid {pid}) in {}",
+                    access_log.display()
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        println!(
+            "$ grep '\"pid\":{pid},' {}",
+            shell_quote(&access_log.display().to_string())
+        );
+        print!("{}", indent(&line));
+        agent
+            .stop()
+            .await
+            .with_context(|| format!("step {n}/{STEPS}"))?;
+        println!(
+            "    (that open reached the agent: checked, logged with the reader's pid, uid and \
+             program, never the value; SIGTERM unmounted {})",
+            shell_quote(&agent.dest.display().to_string())
+        );
+        debug_assert_eq!(self.done.get(), STEPS);
+        Ok(())
     }
 
     /// Number the next step and print its title.
