@@ -47,6 +47,12 @@ impl Dev {
         self.core.handle(req).await
     }
 
+    /// A read of `path` as `token`, from no particular address.
+    async fn read_as(&self, token: &str, path: &str) -> Result<Response, LogicalError> {
+        self.call(Some(token), None, Operation::Read, path, json!({}))
+            .await
+    }
+
     async fn root(&self, op: Operation, path: &str, body: Value) -> Result<Response, LogicalError> {
         self.call(Some("root"), None, op, path, body).await
     }
@@ -135,13 +141,7 @@ async fn login_mints_a_token_with_the_roles_policies_and_ttl() {
     assert_eq!(auth.metadata["team"], "a");
     let token = auth.client_token.expose_secret().to_string();
     let lookup = dev
-        .call(
-            Some(&token),
-            None,
-            Operation::Read,
-            "auth/token/lookup-self",
-            json!({}),
-        )
+        .read_as(&token, "auth/token/lookup-self")
         .await
         .unwrap()
         .data
@@ -149,25 +149,9 @@ async fn login_mints_a_token_with_the_roles_policies_and_ttl() {
     assert_eq!(lookup["display_name"], "approle");
     assert_eq!(lookup["path"], "auth/approle/login");
     // The token works where its policy allows, and nowhere else.
-    let denied = dev
-        .call(
-            Some(&token),
-            None,
-            Operation::Read,
-            "secret/data/other",
-            json!({}),
-        )
-        .await;
+    let denied = dev.read_as(&token, "secret/data/other").await;
     assert_eq!(status(denied), 403);
-    let allowed = dev
-        .call(
-            Some(&token),
-            None,
-            Operation::Read,
-            "secret/data/app/x",
-            json!({}),
-        )
-        .await;
+    let allowed = dev.read_as(&token, "secret/data/app/x").await;
     assert_eq!(status(allowed), 404);
 }
 
