@@ -12,7 +12,7 @@
 //! for compatibility with Vault's API; hushd does not use it, never returns it and never logs
 //! it ([`Credentials`] has a redacting `Debug` and is zeroized on drop).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::jwt::{JwtError, RemoteKeySet};
+use crate::auth::role::list_field;
 use crate::logical::{Data, LogicalError};
 
 /// Google's API base.
@@ -30,6 +31,26 @@ const DEFAULT_CERTS: &str = "https://www.googleapis.com/oauth2/v3/certs";
 
 /// Service accounts whose keys are cached at once; the cache starts over when full.
 const MAX_CACHED_ACCOUNTS: usize = 256;
+
+/// The token metadata an IAM login may carry (Vault's `iam_metadata` fields; all by default).
+pub const IAM_METADATA: [&str; 4] = [
+    "project_id",
+    "role",
+    "service_account_email",
+    "service_account_id",
+];
+/// The token metadata a GCE login may carry (Vault's `gce_metadata` fields; all by default).
+pub const GCE_METADATA: [&str; 9] = [
+    "instance_creation_timestamp",
+    "instance_id",
+    "instance_name",
+    "project_id",
+    "project_number",
+    "role",
+    "service_account_email",
+    "service_account_id",
+    "zone",
+];
 
 /// A service-account key JSON: stored, never shown.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -73,6 +94,10 @@ pub struct GcpConfig {
     pub custom_endpoint_ca_pem: String,
     /// Vault's deprecated `google_certs_endpoint`: the GCE certificates URL, when not the default.
     pub google_certs_endpoint: String,
+    /// The metadata fields IAM logins put on their tokens; `None`: all ([`IAM_METADATA`]).
+    pub iam_metadata: Option<Vec<String>>,
+    /// The metadata fields GCE logins put on their tokens; `None`: all ([`GCE_METADATA`]).
+    pub gce_metadata: Option<Vec<String>>,
 }
 
 impl Default for GcpConfig {
@@ -84,6 +109,8 @@ impl Default for GcpConfig {
             api_endpoint: String::new(),
             custom_endpoint_ca_pem: String::new(),
             google_certs_endpoint: String::new(),
+            iam_metadata: None,
+            gce_metadata: None,
         }
     }
 }
@@ -150,6 +177,14 @@ impl GcpConfig {
                 *slot = v;
             }
         }
+        for (key, slot, allowed) in [
+            ("iam_metadata", &mut self.iam_metadata, &IAM_METADATA[..]),
+            ("gce_metadata", &mut self.gce_metadata, &GCE_METADATA[..]),
+        ] {
+            if let Some(fields) = list_field(data, key)? {
+                *slot = metadata_fields(key, fields, allowed)?;
+            }
+        }
         if let Some(api) = custom_endpoint(data)? {
             self.api_endpoint = api;
         }
@@ -188,6 +223,18 @@ impl GcpConfig {
     }
 
     /// `GET config`: everything but the credentials.
+    /// Keeps only the metadata fields configured for the login type (`gce` or IAM).
+    pub fn select_metadata(&self, gce: bool, metadata: &mut BTreeMap<String, String>) {
+        let chosen = if gce {
+            &self.gce_metadata
+        } else {
+            &self.iam_metadata
+        };
+        if let Some(fields) = chosen {
+            metadata.retain(|k, _| fields.contains(k));
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut endpoint = Map::new();
         if !self.api_endpoint.is_empty() {
@@ -196,12 +243,46 @@ impl GcpConfig {
         json!({
             "iam_alias": self.iam_alias,
             "gce_alias": self.gce_alias,
-            "iam_metadata": ["default"],
-            "gce_metadata": ["default"],
+            "iam_metadata": shown_fields(&self.iam_metadata, &IAM_METADATA),
+            "gce_metadata": shown_fields(&self.gce_metadata, &GCE_METADATA),
             "custom_endpoint": endpoint,
             "custom_endpoint_ca_pem": self.custom_endpoint_ca_pem,
             "google_certs_endpoint": self.gce_certs_url(),
         })
+    }
+}
+
+/// A write of `iam_metadata` or `gce_metadata`: `["default"]` restores all fields (`None`),
+/// `[]` (or `""`) keeps none, otherwise the named fields, each one of `allowed`.
+fn metadata_fields(
+    key: &str,
+    mut fields: Vec<String>,
+    allowed: &[&str],
+) -> Result<Option<Vec<String>>, LogicalError> {
+    if fields.iter().any(|f| f == "default") {
+        if fields.len() > 1 {
+            return Err(LogicalError::invalid(format!(
+                "{key}: \"default\" cannot be combined with other fields"
+            )));
+        }
+        return Ok(None);
+    }
+    if let Some(bad) = fields.iter().find(|f| !allowed.contains(&f.as_str())) {
+        return Err(LogicalError::invalid(format!(
+            "{key}: unknown field {bad:?}; the fields are {}",
+            allowed.join(", ")
+        )));
+    }
+    fields.sort();
+    fields.dedup();
+    Ok(Some(fields))
+}
+
+/// The fields as a read shows them (the defaults spelled out).
+fn shown_fields(chosen: &Option<Vec<String>>, all: &[&str]) -> Value {
+    match chosen {
+        Some(fields) => json!(fields),
+        None => json!(all),
     }
 }
 
@@ -280,6 +361,47 @@ mod tests {
         let back: GcpConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(GcpConfig::default().gce_certs_url(), DEFAULT_CERTS);
+    }
+
+    #[test]
+    fn metadata_fields_are_chosen_restored_and_checked() {
+        let mut c = GcpConfig::default();
+        assert_eq!(c.to_json()["iam_metadata"], json!(IAM_METADATA));
+        c.update(&data(
+            json!({"iam_metadata": ["role", "project_id", "role"],
+                               "gce_metadata": ""}),
+        ))
+        .unwrap();
+        assert_eq!(c.to_json()["iam_metadata"], json!(["project_id", "role"]));
+        assert_eq!(c.to_json()["gce_metadata"], json!([]));
+        let full = || -> BTreeMap<String, String> {
+            GCE_METADATA
+                .iter()
+                .map(|k| (k.to_string(), "x".to_string()))
+                .collect()
+        };
+        let mut m = full();
+        c.select_metadata(false, &mut m);
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["project_id", "role"]);
+        let mut m = full();
+        c.select_metadata(true, &mut m);
+        assert!(m.is_empty());
+        c.update(&data(json!({"gce_metadata": "default"}))).unwrap();
+        let mut m = full();
+        c.select_metadata(true, &mut m);
+        assert_eq!(m.len(), GCE_METADATA.len(), "default: every field");
+        for (bad, want) in [
+            (json!({"iam_metadata": ["zone"]}), "unknown field \"zone\""),
+            (
+                json!({"gce_metadata": ["default", "zone"]}),
+                "cannot be combined",
+            ),
+            (json!({"iam_metadata": 5}), "list of strings"),
+        ] {
+            let err = c.clone().update(&data(bad.clone())).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad}");
+            assert!(err.to_string().contains(want), "{bad}: {err}");
+        }
     }
 
     #[test]

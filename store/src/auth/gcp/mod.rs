@@ -157,7 +157,9 @@ impl GcpBackend {
             ));
         }
         let google = self.google().await?;
-        let id = verify::login(&google, &role, &name, token, jwt::unix_now()).await?;
+        let mut id = verify::login(&google, &role, &name, token, jwt::unix_now()).await?;
+        let cfg = self.config().await?.unwrap_or_default();
+        cfg.select_metadata(role.role_type == RoleType::Gce, &mut id.metadata);
         Ok(Response::login(
             role.token.grant(id.metadata, id.display_name),
         ))

@@ -219,6 +219,39 @@ async fn gce_login_grants_the_role_with_instance_metadata() {
 }
 
 #[tokio::test]
+async fn the_config_chooses_the_token_metadata() {
+    let (_srv, b) = ready().await;
+    ok(
+        &b,
+        "config",
+        json!({"iam_metadata": ["role"], "gce_metadata": ["zone", "instance_name"]}),
+    )
+    .await;
+    let keys = |g: &crate::logical::LoginGrant| g.metadata.keys().cloned().collect::<Vec<_>>();
+    let iam = login(&b, "web", &iam_token(&iam_claims("web")))
+        .await
+        .unwrap()
+        .login
+        .unwrap();
+    assert_eq!(keys(&iam), ["role"]);
+    let gce = login(&b, "vm", &gce_token(&gce_claims("vm")))
+        .await
+        .unwrap()
+        .login
+        .unwrap();
+    assert_eq!(keys(&gce), ["instance_name", "zone"]);
+    assert_eq!(gce.metadata["zone"], "us-central1-a");
+    // Back to every field.
+    ok(&b, "config", json!({"iam_metadata": ["default"]})).await;
+    let iam = login(&b, "web", &iam_token(&iam_claims("web")))
+        .await
+        .unwrap()
+        .login
+        .unwrap();
+    assert_eq!(iam.metadata.len(), 4, "{:?}", iam.metadata);
+}
+
+#[tokio::test]
 async fn bad_times_and_audiences_are_refused() {
     let (_srv, b) = ready().await;
     let now = unix_now();
