@@ -394,11 +394,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
                 None => std::future::pending().await,
             }
         };
+        let forwarded = async {
+            match &child {
+                Some(c) => c.forwarded_signal().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break Finished::Done,
             exit = child_exit => {
                 tracing::info!(exit = %exit, "the supervised process exited; stopping");
                 break Finished::ChildExited(exit);
+            }
+            sig = forwarded => {
+                if let Some(c) = &child {
+                    match c.signal(sig).await {
+                        Ok(()) => tracing::info!(signal = %sig, "passed the signal on to the supervised process"),
+                        Err(e) => tracing::warn!(error = %e, "could not pass the signal on"),
+                    }
+                }
             }
             Some(file) = lazy_request => {
                 // A first open of a lazy file: lease its secrets now (with any other asked).

@@ -375,9 +375,31 @@ impl Agent {
 
     /// As [`Agent::spawn`], with extra environment variables.
     pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Agent {
+        Self::spawn_with(&[], args, env)
+    }
+
+    /// As [`Agent::spawn`], started through `wrapper` (e.g. `["nohup"]`), which execs it.
+    pub fn spawn_wrapped<S: AsRef<std::ffi::OsStr>>(wrapper: &[&str], args: &[S]) -> Agent {
+        Self::spawn_with(wrapper, args, &[])
+    }
+
+    fn spawn_with<S: AsRef<std::ffi::OsStr>>(
+        wrapper: &[&str],
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let logdir = tempfile::tempdir().unwrap();
         let stderr_path = logdir.path().join("agent.log");
-        let child = Command::new(bin("hush-agent"))
+        let agent = bin("hush-agent");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&agent);
+                c
+            }
+            None => Command::new(&agent),
+        };
+        let child = command
             .args(args)
             .env("HUSH_LOG", "info")
             .envs(env.iter().copied())

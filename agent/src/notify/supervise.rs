@@ -8,6 +8,10 @@
 //! ([`Supervisor::shutdown`]). When the child exits by itself, [`Supervisor::exited`] resolves and
 //! the agent should exit with [`ChildExit::exit_code`].
 //!
+//! `SIGHUP`, `SIGUSR1` and `SIGUSR2` sent to the agent are passed on to the child
+//! ([`Supervisor::forwarded_signal`]); the agent catches them from before the child starts, so
+//! the child starts with their default handling even when the agent's was "ignore" (`nohup`).
+//!
 //! The child runs in its own process group, so a terminal's Ctrl-C reaches it once, through the
 //! agent. Secret values live in [`Zeroizing`] strings here; the copy the OS keeps for `execve`
 //! (and the child's own environment) is out of our reach. They are never logged.
@@ -94,6 +98,8 @@ pub enum SuperviseError {
     /// `kill(2)` failed.
     #[error("cannot send {signal} to the supervised process: {err}")]
     Signal { signal: Signal, err: Errno },
+    #[error("cannot catch the signals to pass on to the supervised process: {0}")]
+    Signals(std::io::Error),
 }
 
 /// A request to the task that owns the child.
@@ -113,9 +119,44 @@ struct Running {
     expected: Arc<AtomicBool>,
 }
 
+/// Signals the agent passes on to its child.
+pub const FORWARDED: [Signal; 3] = [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// The agent's streams of the [`FORWARDED`] signals.
+struct Forwarded {
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Forwarded {
+    /// Catches the forwarded signals (from now on, for the life of the process).
+    fn catch() -> std::io::Result<Forwarded> {
+        let streams = FORWARDED
+            .iter()
+            .map(|&sig| {
+                let kind = tokio::signal::unix::SignalKind::from_raw(sig as i32);
+                Ok((sig, tokio::signal::unix::signal(kind)?))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Forwarded { streams })
+    }
+
+    /// The next forwarded signal the agent receives.
+    async fn recv(&mut self) -> Signal {
+        let next = self.streams.iter_mut().map(|(sig, stream)| {
+            let sig = *sig;
+            Box::pin(async move {
+                stream.recv().await;
+                sig
+            })
+        });
+        futures_util::future::select_all(next).await.0
+    }
+}
+
 /// Runs and watches the application; see the module docs.
 pub struct Supervisor {
     spec: ChildSpec,
+    forwarded: Mutex<Forwarded>,
     current: Mutex<Running>,
     /// Set when a child exits without being asked to.
     exited_tx: Arc<watch::Sender<Option<ChildExit>>>,
@@ -136,9 +177,12 @@ impl Supervisor {
     pub fn spawn(spec: ChildSpec, env: &ChildEnv) -> Result<Self, SuperviseError> {
         let (exited_tx, exited_rx) = watch::channel(None);
         let exited_tx = Arc::new(exited_tx);
+        // Before the child exists: caught signals start out default in it, ignored ones would not.
+        let forwarded = Forwarded::catch().map_err(SuperviseError::Signals)?;
         let running = start(&spec, env, exited_tx.clone())?;
         Ok(Self {
             spec,
+            forwarded: Mutex::new(forwarded),
             current: Mutex::new(running),
             exited_tx,
             exited_rx,
@@ -162,6 +206,12 @@ impl Supervisor {
                 return ChildExit::Code(70);
             }
         }
+    }
+
+    /// Resolves with the next [`FORWARDED`] signal the agent receives (the caller passes it on
+    /// with [`Supervisor::signal`]).
+    pub async fn forwarded_signal(&self) -> Signal {
+        self.forwarded.lock().await.recv().await
     }
 
     /// Sends `signal` to the child.
