@@ -243,7 +243,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     if config.once {
         let report = tokio::select! {
             _ = shutdown.cancelled() => return Ok(Finished::Done),
-            r = keeper.cycle() => r,
+            r = keeper.cycle(None) => r,
         };
         if report.complete {
             if keeper.holds_leases() {
@@ -313,10 +313,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
     let mut lazy_requests = fuse.as_mut().and_then(FuseSink::take_requests);
     // FUSE: the soonest deadline of an open waiting for a lazy secret.
     let mut lazy_deadline = None;
+    // FUSE: lazy sources a first open asked for: the next cycle looks at those alone.
+    let mut only: Option<Vec<usize>> = None;
+    // When the next full cycle is due (a cycle for lazy sources does not move it).
+    let mut next_full = std::time::Instant::now();
     let finished = loop {
+        let partial = only.take();
         let report = tokio::select! {
             _ = shutdown.cancelled() => break Finished::Done,
-            r = keeper.cycle() => r,
+            r = keeper.cycle(partial.as_deref()) => r,
         };
         if let Some(f) = &fuse {
             // Opens waiting for a lazy secret that failed for good fail now; others at their
@@ -366,8 +371,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
                 child = Some(Supervisor::spawn(spec, &child_env(&config, &keeper))?);
             }
         }
+        let now = std::time::Instant::now();
         let mut delay = if report.transient {
             backoff.next_delay()
+        } else if partial.is_some() {
+            next_full.saturating_duration_since(now)
         } else {
             backoff.reset();
             config.refresh_interval
@@ -382,6 +390,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
             let until = at.saturating_duration_since(std::time::Instant::now());
             delay = delay.min(until.max(LEASE_MIN_WAIT));
         }
+        next_full = now + delay;
         let child_exit = async {
             match &child {
                 Some(c) => c.exited().await,
@@ -415,11 +424,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
                 }
             }
             Some(file) = lazy_request => {
-                // A first open of a lazy file: lease its secrets now (with any other asked).
-                keeper.want_file(file);
+                // A first open of a lazy file: lease its secrets now (with any other asked), in
+                // a cycle over those alone.
+                let mut sources = keeper.want_file(file);
                 while let Some(file) = lazy_requests.as_mut().and_then(|rx| rx.try_recv().ok()) {
-                    keeper.want_file(file);
+                    sources.extend(keeper.want_file(file));
                 }
+                only = Some(sources);
             }
             _ = tokio::time::sleep(delay) => {}
         }

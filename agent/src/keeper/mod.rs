@@ -188,8 +188,9 @@ impl Keeper {
         &self.tokens
     }
 
-    /// One pass over every source; renders and writes when something changed.
-    pub async fn cycle(&mut self) -> CycleReport {
+    /// One pass over every source (with `only`, over those sources alone: the lazy ones a first
+    /// open just asked for); renders and writes when something changed.
+    pub async fn cycle(&mut self, only: Option<&[usize]>) -> CycleReport {
         let mut report = CycleReport::default();
         if let Err(e) = self.tokens.reload() {
             tracing::warn!(error = %e, "keeping the last token");
@@ -203,7 +204,7 @@ impl Keeper {
         let token_gen = self.tokens.generation();
         // Lazy sources nobody opened yet are left alone.
         let active: Vec<usize> = (0..self.sources.len())
-            .filter(|i| self.wanted[*i])
+            .filter(|i| self.wanted[*i] && only.is_none_or(|o| o.contains(i)))
             .collect();
         let sources = &self.sources;
         let config = self.config.clone();
@@ -335,18 +336,17 @@ impl Keeper {
             .any(|s| !self.wanted[*s])
     }
 
-    /// File `file` was opened: read the lazy secrets it needs from the next cycle on. True
-    /// when that is news (a cycle should run now).
-    pub fn want_file(&mut self, file: usize) -> bool {
-        let mut news = false;
-        for s in self.config.lazy_sources(file) {
+    /// File `file` was opened: read the lazy secrets it needs from now on. Returns them (for
+    /// a cycle over just those, at once).
+    pub fn want_file(&mut self, file: usize) -> Vec<usize> {
+        let sources = self.config.lazy_sources(file);
+        for &s in &sources {
             if !self.wanted[s] {
                 tracing::info!(secret = %self.config.sources[s].label(), "first open: leasing the lazy secret");
                 self.wanted[s] = true;
-                news = true;
             }
         }
-        news
+        sources
     }
 
     /// Where file `file` stands with its lazy secrets.

@@ -54,6 +54,9 @@ struct Args {
     /// hush-agent binary [default: next to this binary].
     #[arg(long, value_name = "PATH")]
     agent: Option<PathBuf>,
+    /// Lazy secrets for the first-open measurement (each its own KV secret); 0 skips it.
+    #[arg(long, default_value_t = 50)]
+    lazy: usize,
     /// Internal: serve the floor filesystem on DIR until killed.
     #[arg(long, hide = true, value_name = "DIR")]
     serve_floor: Option<PathBuf>,
@@ -218,6 +221,65 @@ fn serve_floor(dest: &Path, size: usize) -> Result<()> {
     loop {
         sleep(Duration::from_secs(3600));
     }
+}
+
+/// Latency of the first open of lazy files: `n` KV secrets, each a lazy file of one audited
+/// agent; each file is opened once (the open waits for the lease), then again. Returns the
+/// first and second opens' times in µs, in file order.
+fn lazy_first_opens(
+    agent_bin: &Path,
+    addr: SocketAddr,
+    dir: &Path,
+    n: usize,
+    value: &str,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let body = format!("{{\"data\":{{\"value\":\"{value}\"}}}}");
+    let dest = dir.join("lazy");
+    let mut extra = vec![
+        "--fuse".to_string(),
+        "--access-log".to_string(),
+        dir.join("lazy-access.log").display().to_string(),
+    ];
+    for i in 0..n {
+        let path = format!("bench/lazy{i}");
+        if kv_put(addr, "root", &path, &body)? != 200 {
+            bail!("cannot write secret/{path}");
+        }
+        let api = format!("secret/data/{path}");
+        extra.extend([
+            "--secret".to_string(),
+            format!("lazy{i}={api}#value"),
+            "--lazy".to_string(),
+            api,
+        ]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let agent = start_agent(agent_bin, addr, dir, &dest, &extra, value)?;
+    let mut buf = Vec::new();
+    let mut time_read = |path: &Path| -> Result<f64> {
+        let t = Instant::now();
+        buf.clear();
+        fs::File::open(path)?.read_to_end(&mut buf)?;
+        let us = t.elapsed().as_nanos() as f64 / 1e3;
+        if buf != value.as_bytes() {
+            bail!("{}: wrong content", path.display());
+        }
+        Ok(us)
+    };
+    let mut first = Vec::with_capacity(n);
+    let mut second = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = dest.join(format!("lazy{i}"));
+        first.push(time_read(&path)?);
+        second.push(time_read(&path)?);
+    }
+    drop(agent);
+    Ok((first, second))
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Mean nanoseconds per open + read-to-EOF + close of `path`, over `ops`.
@@ -386,6 +448,21 @@ fn main() -> Result<()> {
         "The agent's own work per audited open (audited minus the no-op floor): {:.2} µs.",
         (med[3] - med[2]) / 1e3
     );
+    if args.lazy > 0 {
+        let (first, second) = lazy_first_opens(&agent_bin, addr, dir, args.lazy, &value)?;
+        println!(
+            "\nLazy secrets: {} KV secrets, each a lazy file of one audited agent, opened in turn. \
+             First open (waits for the read from hushd): median {:.0} µs, p90 {:.0} µs, max {:.0} \
+             µs; the first of all {:.0} µs, the last {:.0} µs. Second open: median {:.1} µs.",
+            args.lazy,
+            percentile(first.clone(), 0.5),
+            percentile(first.clone(), 0.9),
+            percentile(first.clone(), 1.0),
+            first[0],
+            first[first.len() - 1],
+            percentile(second, 0.5),
+        );
+    }
     drop((tmpfs_agent, audited, fast, floor));
     // The floor dies by SIGTERM without unmounting.
     let _ = Command::new("umount").arg("-l").arg(&floor_dest).status();
