@@ -422,6 +422,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Finished
                         Err(e) => tracing::warn!(error = %e, "could not pass the signal on"),
                     }
                 }
+                // Nothing to read: a cycle over no source, the full one keeps its time.
+                only = Some(Vec::new());
             }
             Some(file) = lazy_request => {
                 // A first open of a lazy file: lease its secrets now (with any other asked), in
