@@ -117,6 +117,27 @@ impl<R: RoleFields> RoleStore<R> {
         Ok(Response::list(keys))
     }
 
+    /// The role paths of a mount, `rel` relative to it: LIST or READ of `role` (the names), and
+    /// `role/NAME`. `None` when `rel` is neither.
+    pub async fn route(&self, req: &Request, rel: &str) -> Option<Result<Response, LogicalError>> {
+        if rel == "role" {
+            return Some(match req.operation {
+                Operation::List | Operation::Read => self.list().await,
+                _ => Err(LogicalError::UnsupportedOperation),
+            });
+        }
+        let name = rel.strip_prefix("role/").filter(|n| !n.contains('/'))?;
+        Some(self.handle(req, name).await)
+    }
+
+    /// For `exists`: whether `role/NAME` is stored; `None` when `rel` is not a role path.
+    pub async fn exists(&self, rel: &str) -> Result<Option<bool>, LogicalError> {
+        match rel.strip_prefix("role/").filter(|n| !n.contains('/')) {
+            Some(name) => Ok(Some(self.get(name).await?.is_some())),
+            None => Ok(None),
+        }
+    }
+
     /// `role/NAME`: read, create or update, delete (deleting a missing role is fine).
     pub async fn handle(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
         match req.operation {

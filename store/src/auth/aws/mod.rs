@@ -155,10 +155,6 @@ impl AwsBackend {
         Ok(self.view.get_json("config/client").await?)
     }
 
-    async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
-        self.roles.get(name).await
-    }
-
     async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
         let mut cfg = self.config().await?.unwrap_or_default();
         cfg.update(req)?;
@@ -183,7 +179,7 @@ impl AwsBackend {
         let known = if given.is_empty() {
             None
         } else {
-            Some(self.role(&given).await?.ok_or_else(|| {
+            Some(self.roles.get(&given).await?.ok_or_else(|| {
                 LogicalError::invalid(format!("entry for role {given:?} not found"))
             })?)
         };
@@ -193,7 +189,7 @@ impl AwsBackend {
             Some(r) => (given, r),
             None => {
                 let name = principal.friendly_name.clone();
-                let r = self.role(&name).await?.ok_or_else(|| {
+                let r = self.roles.get(&name).await?.ok_or_else(|| {
                     LogicalError::invalid(format!("entry for role {name:?} not found"))
                 })?;
                 (name, r)
@@ -252,27 +248,22 @@ impl LogicalBackend for AwsBackend {
                 self.view.delete("config/client").await?;
                 return Ok(Response::empty());
             }
-            "role" | "roles" if matches!(op, Operation::List | Operation::Read) => {
-                return self.roles.list().await
-            }
-            "login" | "config/client" | "role" | "roles" => {
-                return Err(LogicalError::UnsupportedOperation)
-            }
+            "login" | "config/client" => return Err(LogicalError::UnsupportedOperation),
             _ => {}
         }
-        let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
-            return Err(LogicalError::UnsupportedPath);
-        };
-        self.roles.handle(req, name).await
+        let rel = if rel == "roles" { "role" } else { rel };
+        match self.roles.route(req, rel).await {
+            Some(result) => result,
+            None => Err(LogicalError::UnsupportedPath),
+        }
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
         let rel = req.rel_path().trim_end_matches('/');
-        match rel.strip_prefix("role/") {
-            Some(name) if !name.contains('/') => Ok(Some(self.role(name).await?.is_some())),
-            _ if rel == "config/client" => Ok(Some(self.config().await?.is_some())),
-            _ => Ok(None),
+        if rel == "config/client" {
+            return Ok(Some(self.config().await?.is_some()));
         }
+        self.roles.exists(rel).await
     }
 
     fn unauthenticated_paths(&self) -> &'static [&'static str] {

@@ -109,10 +109,6 @@ impl GcpBackend {
         Ok(Response::empty())
     }
 
-    async fn role(&self, name: &str) -> Result<Option<GcpRole>, LogicalError> {
-        self.roles.get(name).await
-    }
-
     /// `role/:name/service-accounts` {add, remove}; `role/:name/labels` is refused (labels are
     /// not checkable without the Compute API).
     async fn edit_role(
@@ -123,7 +119,8 @@ impl GcpBackend {
     ) -> Result<Response, LogicalError> {
         let mut role = match edit {
             "service-accounts" | "labels" => self
-                .role(name)
+                .roles
+                .get(name)
                 .await?
                 .ok_or_else(|| LogicalError::invalid(format!("role {name:?} not found")))?,
             _ => return Err(LogicalError::UnsupportedPath),
@@ -148,7 +145,8 @@ impl GcpBackend {
             _ => return Err(LogicalError::invalid("jwt is required")),
         };
         let role = self
-            .role(&name)
+            .roles
+            .get(&name)
             .await?
             .ok_or_else(|| LogicalError::invalid(format!("role {name:?} not found")))?;
         if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
@@ -181,12 +179,7 @@ impl LogicalBackend for GcpBackend {
                     None => Err(LogicalError::NotFound(String::new())),
                 }
             }
-            "role" | "roles" if matches!(op, Operation::List | Operation::Read) => {
-                return self.roles.list().await
-            }
-            "login" | "config" | "role" | "roles" => {
-                return Err(LogicalError::UnsupportedOperation)
-            }
+            "login" | "config" => return Err(LogicalError::UnsupportedOperation),
             _ => {}
         }
         if let Some((name, edit)) = rel
@@ -196,18 +189,16 @@ impl LogicalBackend for GcpBackend {
         {
             return self.edit_role(req, name, edit).await;
         }
-        let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
-            return Err(LogicalError::UnsupportedPath);
-        };
-        self.roles.handle(req, name).await
+        let rel = if rel == "roles" { "role" } else { rel };
+        match self.roles.route(req, rel).await {
+            Some(result) => result,
+            None => Err(LogicalError::UnsupportedPath),
+        }
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
         let rel = req.rel_path().trim_end_matches('/');
-        match rel.strip_prefix("role/") {
-            Some(name) if !name.contains('/') => Ok(Some(self.role(name).await?.is_some())),
-            _ => Ok(None),
-        }
+        self.roles.exists(rel).await
     }
 
     fn unauthenticated_paths(&self) -> &'static [&'static str] {

@@ -259,10 +259,6 @@ impl JwtBackend {
         Ok(Response::empty())
     }
 
-    async fn role(&self, name: &str) -> Result<Option<JwtRole>, LogicalError> {
-        self.roles.get(name).await
-    }
-
     async fn verify(
         &self,
         loaded: &Loaded,
@@ -290,7 +286,7 @@ impl JwtBackend {
             None if !loaded.default_role.is_empty() => loaded.default_role.clone(),
             None => return Err(LogicalError::invalid("missing role")),
         };
-        let role = self.role(&name).await?.ok_or_else(|| no_role(&name))?;
+        let role = self.roles.get(&name).await?.ok_or_else(|| no_role(&name))?;
         if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
             return Err(LogicalError::invalid(
                 "source address unauthorized by the role's token_bound_cidrs",
@@ -330,24 +326,18 @@ impl LogicalBackend for JwtBackend {
                     None => Err(LogicalError::NotFound(String::new())),
                 }
             }
-            "role" if matches!(op, Operation::List | Operation::Read) => {
-                return self.roles.list().await
-            }
-            "login" | "config" | "role" => return Err(LogicalError::UnsupportedOperation),
+            "login" | "config" => return Err(LogicalError::UnsupportedOperation),
             _ => {}
         }
-        let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
-            return Err(LogicalError::UnsupportedPath);
-        };
-        self.roles.handle(req, name).await
+        match self.roles.route(req, rel).await {
+            Some(result) => result,
+            None => Err(LogicalError::UnsupportedPath),
+        }
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
         let rel = req.rel_path().trim_end_matches('/');
-        match rel.strip_prefix("role/") {
-            Some(name) if !name.contains('/') => Ok(Some(self.role(name).await?.is_some())),
-            _ => Ok(None),
-        }
+        self.roles.exists(rel).await
     }
 
     fn unauthenticated_paths(&self) -> &'static [&'static str] {

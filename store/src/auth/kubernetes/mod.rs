@@ -237,10 +237,6 @@ impl KubernetesBackend {
         Ok(Some(l))
     }
 
-    async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
-        self.roles.get(name).await
-    }
-
     async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
         let mut cfg = self.config().await?.unwrap_or_default();
         cfg.update(req)?;
@@ -343,7 +339,8 @@ impl KubernetesBackend {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| LogicalError::invalid("missing jwt"))?;
         let role = self
-            .role(&name)
+            .roles
+            .get(&name)
             .await?
             .ok_or_else(|| LogicalError::invalid(format!("invalid role name {name:?}")))?;
         if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
@@ -393,25 +390,21 @@ impl LogicalBackend for KubernetesBackend {
                     None => Err(LogicalError::NotFound(String::new())),
                 }
             }
-            "role" if matches!(op, Operation::List | Operation::Read) => {
-                return self.roles.list().await
-            }
-            "login" | "config" | "role" => return Err(LogicalError::UnsupportedOperation),
+            "login" | "config" => return Err(LogicalError::UnsupportedOperation),
             _ => {}
         }
-        let Some(name) = rel.strip_prefix("role/").filter(|n| !n.contains('/')) else {
-            return Err(LogicalError::UnsupportedPath);
-        };
-        self.roles.handle(req, name).await
+        match self.roles.route(req, rel).await {
+            Some(result) => result,
+            None => Err(LogicalError::UnsupportedPath),
+        }
     }
 
     async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
         let rel = req.rel_path().trim_end_matches('/');
-        match rel.strip_prefix("role/") {
-            Some(name) if !name.contains('/') => Ok(Some(self.role(name).await?.is_some())),
-            _ if rel == "config" => Ok(Some(self.config().await?.is_some())),
-            _ => Ok(None),
+        if rel == "config" {
+            return Ok(Some(self.config().await?.is_some()));
         }
+        self.roles.exists(rel).await
     }
 
     fn unauthenticated_paths(&self) -> &'static [&'static str] {
