@@ -14,7 +14,7 @@ before(async () => {
   await vault.addPolicy({ name: 'app-read', rules: 'path "secret/data/app/*" {\n  capabilities = ["read"]\n}\n' });
   await vault.write('secret/data/app/db', { data: { password: 'approle-pw' } });
 });
-after(() => server.stop());
+after(() => server?.stop());
 
 /** Log in on a fresh client, as an application would; node-vault keeps the token it gets. */
 async function login(role_id, secret_id) {

@@ -20,7 +20,7 @@ before(async () => {
   ({ server, vault, rootToken } = await startUnsealed());
   logPath = path.join(server.tmp, 'audit.log');
 });
-after(() => server.stop());
+after(() => server?.stop());
 
 const entries = () =>
   fs.readFileSync(logPath, 'utf8').split('\n').filter((l) => l.length).map((l) => JSON.parse(l));

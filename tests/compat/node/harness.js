@@ -36,6 +36,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 class Server {
   static async start() {
+    const hushd = bin('hushd');
     const s = new Server();
     s.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hush-node-'));
     s.port = await freePort();
@@ -43,7 +44,7 @@ class Server {
     s.logPath = path.join(s.tmp, 'hushd.log');
     const log = fs.openSync(s.logPath, 'w');
     s.proc = spawn(
-      bin('hushd'),
+      hushd,
       ['--storage', `sqlite://${s.tmp}/hush.db`, '--insecure-no-tls', '--listen', `127.0.0.1:${s.port}`],
       { stdio: ['ignore', log, log] },
     );
@@ -58,7 +59,9 @@ class Server {
         return s;
       } catch (err) {
         if (s.proc.exitCode !== null || s.proc.signalCode !== null || Date.now() > deadline) {
-          throw new Error(`hushd did not start: ${fs.readFileSync(s.logPath, 'utf8')}`);
+          const log = fs.readFileSync(s.logPath, 'utf8');
+          await s.stop();
+          throw new Error(`hushd did not start: ${log}`);
         }
         await sleep(20);
       }

@@ -13,7 +13,7 @@ let vault;
 before(async () => {
   ({ server, vault } = await startUnsealed());
 });
-after(() => server.stop());
+after(() => server?.stop());
 
 test('write returns the version metadata; read returns data and metadata', async () => {
   const w1 = await vault.write('secret/data/app/db', { data: { user: 'app', password: 'pw-1' } });

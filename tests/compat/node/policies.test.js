@@ -24,7 +24,7 @@ before(async () => {
   await vault.write('secret/data/app/db', { data: { password: 'app-pw' } });
   await vault.write('secret/data/other/db', { data: { password: 'other-pw' } });
 });
-after(() => server.stop());
+after(() => server?.stop());
 
 /** A token from the root client; node-vault's tokenCreate switches the client to the new token. */
 async function createToken(args) {

@@ -13,7 +13,7 @@ before(async () => {
   server = await Server.start();
   vault = server.client();
 });
-after(() => server.stop());
+after(() => server?.stop());
 
 test('a new server is not initialised and is sealed', async () => {
   assert.deepEqual(await vault.initialized(), { initialized: false });

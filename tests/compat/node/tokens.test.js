@@ -18,7 +18,7 @@ before(async () => {
   await vault.addPolicy({ name: 'creator', rules: 'path "auth/token/create" {\n  capabilities = ["update"]\n}\n' });
   await vault.write('secret/data/t', { data: { v: 'token-test' } });
 });
-after(() => server.stop());
+after(() => server?.stop());
 
 /**
  * node-vault's tokenCreate/tokenRenew put the token they get back on the client that made the
