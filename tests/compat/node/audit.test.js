@@ -68,6 +68,13 @@ test('a write and a read land in the file as JSON, values HMAC\'d, never in clea
   assert.equal(h.data.hash, write.request.data.data.pw);
 });
 
+test('sys/audit-hash answers the hash at the top level too, as Vault does', async () => {
+  // Vault copies the data of /v1/sys/audit-hash/ answers to the top level (injectDataIntoTopRoutes).
+  const h = await vault.write('sys/audit-hash/file', { input: SECRET });
+  assert.match(h.data.hash, /^hmac-sha256:/);
+  assert.equal(h.hash, h.data.hash);
+});
+
 test('a refused request is audited with its error', async () => {
   const stranger = server.client('hvs.not-a-token');
   assert.equal((await refused(stranger.read('secret/data/audited'))).status, 403);

@@ -112,6 +112,21 @@ test('a changed policy applies at once to tokens that hold it; a removed one den
   assert.equal((await refused(app.read('secret/data/app/db'))).status, 403);
 });
 
+test('getPolicy on root answers like any policy: name and rules at the top level too', async () => {
+  // Vault copies the data of every /v1/sys/policy/ answer to the top level (its
+  // injectDataIntoTopRoutes); node-vault hands back the body as it is.
+  const p = await vault.getPolicy({ name: 'root' });
+  assert.equal(p.data.name, 'root');
+  assert.equal(p.name, 'root');
+  assert.equal(p.rules, '');
+});
+
+test('sys/capabilities for a token the store does not know is 400 "invalid token"', async () => {
+  const r = await refused(vault.write('sys/capabilities', { token: 'hvs.unknown', paths: ['secret/data/app/db'] }));
+  assert.equal(r.status, 400);
+  assert.match(r.body.errors.join(' '), /invalid token/);
+});
+
 test('the root and default policies cannot be removed', async () => {
   assert.equal((await refused(vault.removePolicy({ name: 'root' }))).status, 400);
   assert.equal((await refused(vault.removePolicy({ name: 'default' }))).status, 400);

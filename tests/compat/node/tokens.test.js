@@ -97,12 +97,26 @@ test('tokenRenew extends a renewable token by the increment; tokenRenewSelf too'
   assert.equal(renewed.auth.lease_duration, 7200);
   const l = await vault.tokenLookup({ token });
   assert.ok(l.data.ttl > 7190 && l.data.ttl <= 7200, `ttl ${l.data.ttl}`);
+  assert.ok(Date.parse(l.data.expire_time) > Date.now() + 7_000_000);
 
   const self = server.client(token);
   const s = await self.tokenRenewSelf({ increment: '30m' });
   assert.equal(s.auth.lease_duration, 1800);
   assert.equal(self.token, token);
   assert.ok((await self.tokenLookupSelf()).data.ttl <= 1800);
+});
+
+test('lookup shows when a token was last renewed (last_renewal_time, last_renewal)', async () => {
+  const r = await create(vault, { policies: ['reader'], ttl: '10m' });
+  const token = r.auth.client_token;
+  const fresh = await vault.tokenLookup({ token });
+  assert.equal(fresh.data.last_renewal_time, undefined);
+  assert.ok(Date.parse(fresh.data.issue_time) > 0);
+  await asCaller(vault, (c) => c.tokenRenew({ token, increment: '20m' }));
+  const renewed = await vault.tokenLookup({ token });
+  assert.equal(typeof renewed.data.last_renewal_time, 'number');
+  assert.ok(renewed.data.last_renewal_time >= fresh.data.creation_time);
+  assert.equal(Math.floor(Date.parse(renewed.data.last_renewal) / 1000), renewed.data.last_renewal_time);
 });
 
 test('a token created non-renewable cannot be renewed', async () => {
