@@ -11,7 +11,8 @@
 //!   once per refresh interval.
 //!
 //! hushd, the agents and their tmpfs come from the test harness (`hush_tests`), and so does the
-//! HTTP client (reqwest; one connection per request to the agent, none kept open).
+//! HTTP client: reqwest, and for the 1 ms readiness poll the harness's raw request (a poll that
+//! costs next to no CPU, which the agent under test would otherwise lose on a small machine).
 //!
 //! Prints Markdown for `docs/BENCHMARKS.md` on stdout; progress goes to stderr. Needs root (it
 //! mounts tmpfs) and Linux `/proc`.
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use hush_tests::{bin_or, free_port, http_client, http_client_unpooled, Agent, Hushd, Tmpfs};
+use hush_tests::{bin_or, free_port, http_client, try_raw_request, Agent, Hushd, Tmpfs};
 use serde_json::{json, Value};
 use tokio::time::sleep;
 
@@ -237,7 +238,7 @@ fn config_toml(
     t
 }
 
-/// `GET http://METRICS/PATH` on a fresh connection: (status, body).
+/// `GET http://METRICS/PATH`: (status, body).
 async fn get(
     client: &hush_tests::reqwest::Client,
     metrics: SocketAddr,
@@ -248,10 +249,12 @@ async fn get(
     Ok((status, resp.text().await?))
 }
 
+/// The readiness poll, on a fresh connection each time.
+const READYZ: &str = "GET /readyz HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+
 /// Poll /readyz (and `..data`) every millisecond; returns (ready, files) times since `t0`.
 async fn wait_ready(
     run: &mut AgentRun,
-    client: &hush_tests::reqwest::Client,
     t0: Instant,
     timeout: Duration,
 ) -> Result<(Duration, Option<Duration>)> {
@@ -261,7 +264,7 @@ async fn wait_ready(
         if files.is_none() && fs::symlink_metadata(&data).is_ok() {
             files = Some(t0.elapsed());
         }
-        if let Ok((200, _)) = get(client, run.metrics, "/readyz").await {
+        if let Ok((200, _)) = try_raw_request(run.metrics.port(), READYZ).await {
             let ready = t0.elapsed();
             if files.is_none() && fs::symlink_metadata(&data).is_ok() {
                 files = Some(ready);
@@ -460,8 +463,7 @@ async fn bench(args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let hushd_bin = bin_or(args.hushd.as_deref(), "hushd")?;
     let agent_bin = bin_or(args.agent.as_deref(), "hush-agent")?;
-    // One connection per request, none kept open to the agent whose memory is measured.
-    let client = http_client_unpooled();
+    let client = http_client();
     let timeout = Duration::from_secs(args.timeout_seconds);
 
     let dir = tempfile::Builder::new()
@@ -526,7 +528,7 @@ async fn bench(args: Args) -> Result<()> {
                 for r in 0..args.runs {
                     let run = format!("{n}-{}-{r}", input.name());
                     let (mut agent, t0) = setup.spawn(&run, n, input, "60s")?;
-                    let (rt, ft) = wait_ready(&mut agent, &client, t0, timeout).await?;
+                    let (rt, ft) = wait_ready(&mut agent, t0, timeout).await?;
                     verify(&agent, &hushd, n)?;
                     if let Some((c, secs)) = store_calls(&agent, &client).await {
                         calls.push(c);
@@ -586,7 +588,7 @@ async fn bench(args: Args) -> Result<()> {
                 refresh.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
             );
             let (mut agent, t0) = setup.spawn(&run, n, inputs[0], refresh)?;
-            wait_ready(&mut agent, &client, t0, timeout).await?;
+            wait_ready(&mut agent, t0, timeout).await?;
             verify(&agent, &hushd, n)?;
             sleep(Duration::from_secs(args.settle_seconds)).await;
             let pid = agent.agent.child.id();
