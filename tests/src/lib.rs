@@ -26,7 +26,7 @@ pub mod login;
 pub mod moto;
 pub mod process;
 
-pub use process::{bin, bin_or, find_bin, free_port, terminate, Proc};
+pub use process::{bin, bin_or, free_port, Proc};
 /// The HTTP client of the harness's API ([`Hushd::client`]).
 pub use reqwest;
 
