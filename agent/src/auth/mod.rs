@@ -5,7 +5,9 @@
 //! looks at the file again (cheap: a `stat`, a read only when it changed) so a rotated token —
 //! a kubelet-projected file, a sidecar writing a new one — is picked up without a restart.
 //! [`renew`] keeps the current token alive. [`TokenSource::for_login`] starts without a token;
-//! [`TokenSource::login`] gets one (and a new one whenever asked).
+//! [`TokenSource::login`] gets one (and a new one whenever asked). When the store refuses the
+//! token (403), [`TokenSource::after_forbidden`] looks for a newer one: the file once more, or
+//! a new login.
 
 pub mod aws;
 pub mod aws_creds;
@@ -25,8 +27,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoginSpec;
-use crate::keeper::backoff::Backoff;
-use crate::keeper::{classify, ErrorClass};
+use crate::retry::backoff::Backoff;
+use crate::retry::{classify, ErrorClass};
 
 /// The token file could not be used, or a login failed. Never holds a credential.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,18 @@ pub enum AuthError {
         path: String,
         source: hush_api::ClientError,
     },
+}
+
+/// What [`TokenSource::after_forbidden`] did about a 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Another token is current: try again with it.
+    NewToken,
+    /// The 403 stands: the token is still valid (the path is refused), it comes from a file
+    /// that did not change, or a new login was tried already.
+    Stands,
+    /// The token is no longer valid and logging in again failed: worth a retry with backoff.
+    LoginFailed,
 }
 
 /// What identifies a version of the file without reading it.
@@ -239,6 +253,45 @@ impl TokenSource {
         drop(cur);
         self.changes.send_modify(|n| *n += 1);
         Ok(true)
+    }
+
+    /// Look at the token file before a cycle; a file that went missing or empty keeps the
+    /// last token (logged).
+    pub fn refresh(&self) {
+        if let Err(e) = self.reload() {
+            tracing::warn!(error = %e, "keeping the last token");
+        }
+    }
+
+    /// A request made with the token (through `client`) got a 403. A token file may hold a
+    /// new token (rotated under us): look at it once more. A login token that is no longer
+    /// valid (revoked, expired) is replaced by a new login, tried once per cycle
+    /// (`relogin_tried`, the caller's).
+    pub async fn after_forbidden(
+        &self,
+        base: &Client,
+        client: &Client,
+        relogin_tried: &mut bool,
+    ) -> Recovery {
+        if matches!(self.reload(), Ok(true)) {
+            return Recovery::NewToken;
+        }
+        if self.login.is_none() || *relogin_tried {
+            return Recovery::Stands;
+        }
+        *relogin_tried = true;
+        let lookup = client.token_lookup_self().await;
+        if !matches!(&lookup, Err(e) if classify(e) == ErrorClass::Forbidden) {
+            return Recovery::Stands;
+        }
+        tracing::info!("the agent's token is no longer valid; logging in again");
+        match self.login(base).await {
+            Ok(_) => Recovery::NewToken,
+            Err(e) => {
+                tracing::warn!(error = %e, "login failed");
+                Recovery::LoginFailed
+            }
+        }
     }
 
     /// A receiver that sees each change of token.

@@ -13,8 +13,9 @@ use hush_api::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::TokenSource;
-use crate::keeper::backoff::{renew_delay, Backoff};
-use crate::keeper::{classify, ErrorClass, Observer};
+use crate::retry::backoff::{renew_delay, Backoff};
+use crate::retry::{classify, ErrorClass};
+use crate::telemetry::Observer;
 
 /// The renewal task's settings.
 #[derive(Debug, Clone)]

@@ -485,7 +485,7 @@ fn file_spec(f: RawFile, by_name: &BTreeMap<String, usize>) -> Result<FileSpec, 
                     "file {name:?}: format template needs template or template_file"
                 ));
             };
-            crate::render::template::check(&name, &text).map_err(ConfigError)?;
+            crate::template::check(&name, &text).map_err(ConfigError)?;
             Format::Template { source_text: text }
         }
         other => {

@@ -9,8 +9,9 @@ use hush_api::wire::Data;
 use hush_api::{Client, ClientError};
 
 use super::lease::{Action, Lease};
-use super::{classify, ErrorClass, Observer};
 use crate::config::{OnForbidden, Source, SourceKind};
+use crate::retry::{classify, ErrorClass};
+use crate::telemetry::Observer;
 
 /// How soon a lease action that failed is tried again (the backoff applies on top for
 /// transient failures).

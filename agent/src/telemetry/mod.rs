@@ -338,6 +338,44 @@ impl Metrics {
     }
 }
 
+/// Where the token renewal, the keeper and the sinks report what they do (the metrics, or
+/// a sink's tap in front of them). Never given a value.
+pub trait Observer: Send + Sync {
+    /// One request to the store: operation, outcome (`ok`, `transient`, `forbidden`, ...).
+    fn store(&self, op: &'static str, outcome: &'static str, elapsed: Duration);
+    /// The agent token's remaining TTL in seconds.
+    fn token_ttl(&self, secs: u64);
+    /// A file rendered fine from data of this version (0 for templates and non-KV sources).
+    fn render_ok(&self, file: &str, version: u64);
+    fn render_error(&self, file: &str);
+}
+
+/// An observer that drops everything.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn store(&self, _: &'static str, _: &'static str, _: Duration) {}
+    fn token_ttl(&self, _: u64) {}
+    fn render_ok(&self, _: &str, _: u64) {}
+    fn render_error(&self, _: &str) {}
+}
+
+impl Observer for Metrics {
+    fn store(&self, op: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.observe_store(op, outcome, elapsed.as_secs_f64());
+    }
+    fn token_ttl(&self, secs: u64) {
+        Metrics::token_ttl(self, secs as f64);
+    }
+    fn render_ok(&self, file: &str, version: u64) {
+        Metrics::render_ok(self, file, version);
+    }
+    fn render_error(&self, file: &str) {
+        Metrics::render_error(self, file);
+    }
+}
+
 /// Our own process's figures through sysinfo, refreshing only our pid.
 struct ProcessStats {
     system: Option<sysinfo::System>,

@@ -41,10 +41,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, FuseSettings};
-use crate::keeper::{ErrorClass, Observer};
-use crate::sink::files::{FileProjection, WriteError, WriteOutcome};
-use crate::sink::Sink;
-use crate::telemetry::Metrics;
+use crate::retry::ErrorClass;
+use crate::sink::{FileProjection, Sink, WriteError, WriteOutcome};
+use crate::telemetry::{Metrics, Observer};
 use access_log::{AccessLog, Target};
 use fs::{HushFs, Inval, Shared};
 use lazy::Lazy;
