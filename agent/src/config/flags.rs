@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::raw::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 use super::ConfigError;
+use hush_api::agent_config::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
 #[derive(Debug, Default, Parser)]

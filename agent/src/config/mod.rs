@@ -1,4 +1,6 @@
-//! Configuration: flags and the TOML file, parsed raw, then validated into a typed [`Config`].
+//! Configuration: flags and the TOML file, parsed raw (into [`RawConfig`], from
+//! `hush_api::agent_config`, shared with whatever writes agent config), then validated into a
+//! typed [`Config`].
 //!
 //! Everything is checked here, before the agent binds a port or reads a secret: an invalid
 //! config is one [`ConfigError`] with one exact message, and the binary exits 64.
@@ -7,7 +9,6 @@ mod aws;
 mod credential;
 pub mod duration;
 pub mod flags;
-pub mod raw;
 mod validate;
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use flags::Flags;
-pub use raw::RawConfig;
+pub use hush_api::agent_config::RawConfig;
 
 /// An invalid configuration, with the message shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Config validation: one fixture per bad case (`fixtures/bad_*.toml`), each starting with
 //! `# expect: MESSAGE`, the exact message it must give (`FIXTURE` stands for its path).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
@@ -276,4 +276,22 @@ fn lazy_secrets_from_the_file_and_flags() {
         Config::load(args("pg")).unwrap_err().0,
         "--lazy \"pg\": no such secret; give a [secrets] name or the PATH of a --secret"
     );
+}
+
+#[test]
+fn a_written_raw_config_parses_back_and_validates_the_same() {
+    // What the injector does: build (here: read) a raw config and write it as TOML.
+    for name in ["good_full.toml", "good_fuse.toml", "good_fuse_lazy.toml"] {
+        let path = fixtures().join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let raw = parse_toml(&path, &text).unwrap();
+        let written = toml::to_string(&raw).unwrap();
+        let back = parse_toml(Path::new("written.toml"), &written)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{written}"));
+        let (a, b) = (
+            Config::from_raw(raw).unwrap(),
+            Config::from_raw(back).unwrap(),
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "{name}:\n{written}");
+    }
 }

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawFile, RawMode, RawNotify};
 use super::{
     duration, io_reason, ChildOnChange, Config, ConfigError, Destination, Exec, FileSpec, Format,
     FuseCache, FuseSettings, Notify, OnForbidden, Server, SignalTarget, Source, SourceKind,
     DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_GRACE, DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT,
     DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
 };
+use hush_api::agent_config::{RawConfig, RawDestination, RawFile, RawMode, RawNotify};
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -365,7 +365,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 }
 
 /// `[destination]`'s FUSE keys: only with `fuse = true`, which excludes the tmpfs ones.
-fn fuse_settings(d: &super::raw::RawDestination) -> Result<Option<FuseSettings>, ConfigError> {
+fn fuse_settings(d: &RawDestination) -> Result<Option<FuseSettings>, ConfigError> {
     if d.fuse != Some(true) {
         if d.fuse_cache.is_some() {
             return err("fuse_cache is set but fuse is not (add --fuse)");
