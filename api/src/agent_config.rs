@@ -31,6 +31,7 @@
 //! lease_grace = "30s"         # replaced dynamic credentials stay valid this long, then revoked
 //! revoke_leases_on_exit = true
 //! metrics_listen = "127.0.0.1:9102"
+//! once_deadline = "2m"        # --once exits 1 after this long, naming the last error
 //!
 //! [destination]
 //! path = "/run/secrets/app"
@@ -192,6 +193,9 @@ pub struct RawAgent {
     pub metrics_listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub once: Option<bool>,
+    /// `--once` gives up after this long (a login that keeps failing, an unreachable store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub once_deadline: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -54,6 +54,27 @@ pub enum AuthError {
         path: String,
         source: hush_api::ClientError,
     },
+    /// [`Persist::Until`]'s deadline came first; the last failure, if any.
+    #[error("{}", last_failure(.last.as_deref()))]
+    Deadline { last: Option<Box<AuthError>> },
+}
+
+fn last_failure(last: Option<&AuthError>) -> String {
+    match last {
+        Some(e) => e.to_string(),
+        None => "the store did not answer the login".into(),
+    }
+}
+
+/// How long [`TokenSource::login_until_ok`] keeps trying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Until a login works or shutdown (the long-running agent).
+    Forever,
+    /// `--once`: stop at the first failure that is not transient, and at this deadline
+    /// ([`AuthError::Deadline`]: when the next try would come after it, or a login is still
+    /// unanswered then).
+    Until(tokio::time::Instant),
 }
 
 /// What [`TokenSource::after_forbidden`] did about a 403.
@@ -175,17 +196,24 @@ impl TokenSource {
         Ok(Some(auth))
     }
 
-    /// Log in with backoff until it works or `shutdown`; `give_up` stops at the first
-    /// failure that is not transient (a refused credential, an unreadable file).
+    /// Log in with backoff until it works or `shutdown`, or as far as `persist` allows.
     pub async fn login_until_ok(
         &self,
         base: &Client,
         backoff: &mut Backoff,
         shutdown: &CancellationToken,
-        give_up: bool,
+        persist: Persist,
     ) -> Result<Option<Auth>, AuthError> {
+        let mut last = None;
         loop {
-            match self.login(base).await {
+            let tried = match persist {
+                Persist::Forever => Ok(self.login(base).await),
+                Persist::Until(at) => tokio::time::timeout_at(at, self.login(base)).await,
+            };
+            let Ok(tried) = tried else {
+                return Err(AuthError::Deadline { last });
+            };
+            match tried {
                 Ok(a) => {
                     backoff.reset();
                     return Ok(a);
@@ -193,15 +221,25 @@ impl TokenSource {
                 Err(e) => {
                     let transient = matches!(&e, AuthError::Login { source, .. }
                         if classify(source) == ErrorClass::Transient);
-                    if give_up && !transient {
-                        return Err(e);
-                    }
                     let d = backoff.next_delay();
+                    if let Persist::Until(at) = persist {
+                        // A refused credential, an unreadable file: no use trying again.
+                        if !transient {
+                            return Err(e);
+                        }
+                        if tokio::time::Instant::now() + d >= at {
+                            tracing::warn!(error = %e, "login failed; the --once deadline comes before the next try");
+                            return Err(AuthError::Deadline {
+                                last: Some(Box::new(e)),
+                            });
+                        }
+                    }
                     tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "login failed");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Err(e),
                         _ = tokio::time::sleep(d) => {}
                     }
+                    last = Some(Box::new(e));
                 }
             }
         }
@@ -345,5 +383,37 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(src.reload().is_err());
         assert_eq!(src.token().expose_secret(), "hvs.keep");
+    }
+
+    #[tokio::test]
+    async fn once_gives_up_at_its_deadline_naming_the_last_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("role-id"), "r").unwrap();
+        let src = TokenSource::for_login(LoginSpec {
+            mount: "approle".into(),
+            method: crate::config::LoginMethod::AppRole {
+                role_id_file: dir.path().join("role-id"),
+                secret_id_file: None,
+            },
+        });
+        // Nothing listens on port 1: every try is a transient failure.
+        let base = Client::new("http://127.0.0.1:1", None, None).unwrap();
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(400),
+        );
+        let started = tokio::time::Instant::now();
+        let until = Persist::Until(started + std::time::Duration::from_secs(1));
+        let e = src
+            .login_until_ok(&base, &mut backoff, &CancellationToken::new(), until)
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(matches!(&e, AuthError::Deadline { last: Some(_) }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("could not log in at auth/approle/login: could not reach"),
+            "{e}"
+        );
     }
 }

@@ -37,6 +37,8 @@ pub struct Config {
     pub backoff_max: Duration,
     pub on_forbidden: OnForbidden,
     pub once: bool,
+    /// How long `--once` may take before it gives up (naming the last error).
+    pub once_deadline: Duration,
     pub revoke_on_exit: bool,
     /// How long replaced dynamic credentials stay valid before their lease is revoked.
     pub lease_grace: Duration,
@@ -284,6 +286,7 @@ pub enum ChildOnChange {
 
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub const DEFAULT_ONCE_DEADLINE: Duration = Duration::from_secs(120);
 /// How long replaced dynamic credentials stay valid before their lease is revoked.
 pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -50,6 +50,7 @@ fn full_fixture_validates_into_typed_config() {
     assert_eq!(c.backoff_max, Duration::from_secs(30));
     assert_eq!(c.on_forbidden, OnForbidden::Remove);
     assert!(c.revoke_on_exit && !c.once);
+    assert_eq!(c.once_deadline, Duration::from_secs(45));
     assert_eq!(c.destination.mount_tmpfs, Some(8 << 20));
     assert_eq!(c.metrics_listen.unwrap().port(), 9102);
 
@@ -141,6 +142,7 @@ fn flags_alone_make_a_config() {
     assert!(c.files.iter().all(|f| f.mode == 0o440));
     assert_eq!(c.refresh_interval, Duration::from_millis(100));
     assert_eq!(c.backoff_max, DEFAULT_BACKOFF_MAX);
+    assert_eq!(c.once_deadline, DEFAULT_ONCE_DEADLINE);
     assert_eq!(
         c.notify.signal,
         Some((

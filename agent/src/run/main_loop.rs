@@ -75,9 +75,18 @@ pub(super) async fn once(
     shutdown: &CancellationToken,
 ) -> Result<Finished, RunError> {
     let (config, keeper) = (&agent.config, &mut agent.keeper);
+    let deadline = agent
+        .once_deadline
+        .unwrap_or_else(|| tokio::time::Instant::now() + config.once_deadline);
     let report = tokio::select! {
         _ = shutdown.cancelled() => return Ok(Finished::Done),
-        r = keeper.cycle(None) => r,
+        r = tokio::time::timeout_at(deadline, keeper.cycle(None)) => match r {
+            Ok(r) => r,
+            Err(_) => return Err(RunError::OnceDeadline {
+                after: config.once_deadline,
+                last: "the store did not answer every read".into(),
+            }),
+        },
     };
     if report.complete {
         if keeper.holds_leases() {

@@ -18,6 +18,7 @@ use hush_api::ClientError;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth;
+use crate::config::duration::show;
 use crate::config::Config;
 use crate::notify;
 use crate::notify::supervise::ChildExit;
@@ -58,6 +59,9 @@ pub enum RunError {
     },
     #[error("{0}")]
     Supervise(#[from] notify::supervise::SuperviseError),
+    /// `--once` ran out of time (`--once-deadline`); the last error.
+    #[error("--once did not finish within its deadline ({}): {last}", show(*.after))]
+    OnceDeadline { after: Duration, last: String },
     /// `--once` could not render everything; each line names a secret or a file.
     #[error("could not render every file:\n  {}", .0.join("\n  "))]
     Incomplete(Vec<String>),

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use hush_api::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{RunError, TMPFS_MODE};
-use crate::auth::{self, TokenSource};
+use crate::auth::{self, AuthError, Persist, TokenSource};
 use crate::config::{self, Config};
 use crate::keeper::{self, Keeper};
 use crate::render::Renderer;
@@ -33,6 +35,8 @@ pub(super) struct Agent {
     pub keeper: Keeper,
     /// The metrics, or the FUSE sink's tap in front of them.
     pub observer: Arc<dyn Observer>,
+    /// `--once`: when it gives up.
+    pub once_deadline: Option<Instant>,
 }
 
 /// The tasks beside the loop. They stop on their own token, after the loop.
@@ -62,6 +66,7 @@ pub(super) async fn start(
     config: Config,
     shutdown: &CancellationToken,
 ) -> Result<Option<Agent>, RunError> {
+    let once_deadline = config.once.then(|| Instant::now() + config.once_deadline);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     // Before any secret is fetched or written: a checked tmpfs, or the FUSE mount (which keeps
@@ -79,18 +84,33 @@ pub(super) async fn start(
         config::Credential::Login(spec) => TokenSource::for_login(spec.clone()),
     });
     if tokens.login_spec().is_some() {
-        // With --once a refused credential ends the run; otherwise keep trying.
+        // With --once a refused credential ends the run, and so does the deadline; otherwise
+        // keep trying.
         let mut backoff = Backoff::new(
             config.refresh_interval.min(Duration::from_secs(1)),
             config.backoff_max,
         );
+        let persist = match once_deadline {
+            Some(at) => Persist::Until(at),
+            None => Persist::Forever,
+        };
         let logged_in = tokens
-            .login_until_ok(&base, &mut backoff, shutdown, config.once)
+            .login_until_ok(&base, &mut backoff, shutdown, persist)
             .await;
         if shutdown.is_cancelled() {
             return Ok(None);
         }
-        logged_in?;
+        match logged_in {
+            Err(AuthError::Deadline { last }) => {
+                return Err(RunError::OnceDeadline {
+                    after: config.once_deadline,
+                    last: AuthError::Deadline { last }.to_string(),
+                })
+            }
+            other => {
+                other?;
+            }
+        }
     }
     let writer: Arc<dyn Sink> = match &fuse {
         Some(f) => f.writer(),
@@ -126,6 +146,7 @@ pub(super) async fn start(
         tokens,
         keeper,
         observer,
+        once_deadline,
     }))
 }
 
