@@ -14,7 +14,7 @@ pub mod source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{self, StreamExt};
 use hush_api::Client;
@@ -66,6 +66,8 @@ pub struct Keeper {
     retiring: Vec<Retiring>,
     /// Per source: read it. False for a lazy source until a file that reads it is opened.
     wanted: Vec<bool>,
+    /// Per source: the end of its lease last told to the observer.
+    lease_shown: Vec<Option<Instant>>,
 }
 
 /// Where a file that reads lazy secrets stands.
@@ -104,8 +106,10 @@ impl Keeper {
             .collect();
         let rendered = config.files.iter().map(|_| None).collect();
         let wanted = config.sources.iter().map(|s| !s.lazy).collect();
+        let lease_shown = config.sources.iter().map(|_| None).collect();
         Keeper {
             wanted,
+            lease_shown,
             config,
             base,
             tokens,
@@ -242,7 +246,27 @@ impl Keeper {
             }
         }
         report.complete = self.written_once && self.all_rendered();
+        self.show_leases();
         report
+    }
+
+    /// Tell the observer where each lease stands, when that changed (`None`: no lease held).
+    /// A lease without a TTL never ends and is not shown.
+    fn show_leases(&mut self) {
+        let now = (Instant::now(), SystemTime::now());
+        for (i, (src, state)) in self.config.sources.iter().zip(&self.sources).enumerate() {
+            let expires = state
+                .lease
+                .as_ref()
+                .filter(|l| !l.ttl.is_zero())
+                .map(|l| l.expires);
+            if self.lease_shown[i] != expires {
+                self.lease_shown[i] = expires;
+                let name = src.names.first().unwrap_or(&src.path);
+                let at = expires.map(|e| now.1 + e.saturating_duration_since(now.0));
+                self.observer.lease(name, at);
+            }
+        }
     }
 
     /// Every file has content, lazy files aside (they come at their first open, and do not
@@ -398,6 +422,10 @@ impl Keeper {
                     renewable: l.renewable,
                     expires_unix: handoff::unix_now()
                         + l.expires.saturating_duration_since(now).as_secs(),
+                    issued_unix: st
+                        .created
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs()),
                     data: (**data).clone(),
                 })
             })
@@ -435,6 +463,11 @@ impl Keeper {
                     l.adopted(now, left, capped);
                     tracing::info!(secret = %held.path, lease = %l.id, ttl_secs = left.as_secs(), "adopted the lease of the --once run");
                     self.sources[i].data = Some(Arc::new(held.data));
+                    // Its data is as old as the once-run's lease.
+                    self.sources[i].created = Some(match held.issued_unix {
+                        Some(s) => UNIX_EPOCH + Duration::from_secs(s),
+                        None => SystemTime::now(),
+                    });
                     self.sources[i].lease = Some(l);
                     self.dirty = true;
                     adopted += 1;
@@ -469,7 +502,18 @@ impl Keeper {
                         .source()
                         .and_then(|s| self.sources[s].version)
                         .unwrap_or(0);
-                    self.observer.render_ok(&spec.name, version);
+                    // A template's data is as young as the youngest secret in it.
+                    let created = match spec.format.source() {
+                        Some(s) => self.sources[s].created,
+                        None => self
+                            .sources
+                            .iter()
+                            .filter(|s| s.data.is_some())
+                            .filter_map(|s| s.created)
+                            .max(),
+                    };
+                    let created = created.unwrap_or_else(SystemTime::now);
+                    self.observer.render_ok(&spec.name, version, created);
                     self.rendered[i] = Some(bytes);
                 }
                 Err(e) => {
