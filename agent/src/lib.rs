@@ -3,21 +3,29 @@
 //!
 //! # Layout
 //!
-//! The modules follow the agent's pipeline, left to right:
+//! Lowest layer first; a module uses only those listed before it (docs/ARCHITECTURE.md holds
+//! the same order, checked by `cargo test -p hush-tests --test layers`):
 //!
-//! - [`config`]: flags and the TOML file, parsed raw, then validated into [`config::Config`].
-//! - [`auth`]: where the agent's token comes from (a token file, re-read when it changes) and
-//!   keeping it alive (renew-self at about 2/3 of its TTL). Workload-identity logins land here.
-//! - [`keeper`]: the loop that reads secrets, notices new versions (and, later, renews leases),
-//!   retries with backoff during outages and never throws away the last good values.
+//! - [`retry`]: how a failed request is classed ([`retry::ErrorClass`]: transient, forbidden,
+//!   not found, other) and [`retry::backoff`] (exponential with jitter; renewal delays).
+//! - [`telemetry`]: [`telemetry::Observer`], what the renewal, the keeper and the sinks report;
+//!   [`telemetry::Metrics`] (`hush_*`) and `/healthz`, `/readyz`, `/metrics`.
+//! - [`template`]: the minijinja settings and the template check shared by config and render.
+//! - [`config`]: flags and the TOML file, parsed raw (`hush_api::agent_config`), then
+//!   validated into [`config::Config`].
+//! - [`auth`]: where the agent's token comes from (a token file, re-read when it changes, or a
+//!   workload-identity login), what to do about a 403 (look again, log in again), and keeping
+//!   it alive (renew-self at about 2/3 of its TTL).
 //! - [`render`]: turns secret data into file contents (raw field, JSON, dotenv, templates).
-//! - [`sink`]: where rendered files go: [`sink::files`] writes a set of files atomically
-//!   (kubelet's `..data` symlink swap) on a checked tmpfs; [`sink::fuse`] (`--fuse`) serves
-//!   them from memory through a read-only FUSE mount that logs every open.
+//! - [`sink`]: where rendered files go, behind one contract ([`sink::Sink`]):
+//!   [`sink::files`] writes a set of files atomically (kubelet's `..data` symlink swap) on a
+//!   checked tmpfs; [`sink::fuse`] (`--fuse`) serves them from memory through a read-only FUSE
+//!   mount that logs every open.
 //! - [`notify`]: tells the application after a swap (command, signal, supervised child).
-//! - [`telemetry`]: `/healthz`, `/readyz`, `/metrics`.
-//!
-//! [`run`] wires them: check the destination, open the token, then cycle until shutdown.
+//! - [`keeper`]: one cycle: reads secrets, notices new versions, renews and replaces leases,
+//!   renders and hands the whole set to the sink, never throwing away the last good values.
+//! - [`run`]: start-up (destination, token, keeper, background tasks), the loop (or
+//!   `--once`'s single pass, under its deadline) and the ordered shutdown.
 
 pub mod auth;
 pub mod config;

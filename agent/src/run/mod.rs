@@ -1,11 +1,11 @@
 //! Running the agent: [`run`] wires the modules below it in three parts.
 //!
-//! - [`start`]: check (or mount) the destination, open the token (or log in), build the
+//! - `start`: check (or mount) the destination, open the token (or log in), build the
 //!   keeper; then the background tasks (token renewal, the telemetry listener).
-//! - [`main_loop`]: `--once`'s single pass, or the loop that cycles until shutdown: the
+//! - `main_loop`: `--once`'s single pass, or the loop that cycles until shutdown: the
 //!   refresh interval, backoff after transient failures, lease times, lazy requests from the
 //!   FUSE sink, notifications and the supervised child.
-//! - [`shutdown`]: the ordered stop: the child, the leases, the mount, the token, then the
+//! - `shutdown`: the ordered stop: the child, the leases, the mount, the token, then the
 //!   background tasks.
 
 mod main_loop;

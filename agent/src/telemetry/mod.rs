@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - this file: [`Metrics`], the agent's metrics (all named `hush_*`), encoded in the
+//! - this file: [`Observer`], what the token renewal, the keeper and the sinks report (never
+//!   a value), and [`Metrics`], the agent's metrics (all named `hush_*`), encoded in the
 //!   OpenMetrics text format;
 //! - [`server`]: the HTTP listener for `/healthz`, `/readyz` and `/metrics`.
 //!
