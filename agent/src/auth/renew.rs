@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hush_api::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::{Persist, TokenSource};
+use super::source::{Persist, TokenSource};
 use crate::retry::backoff::{renew_delay, Backoff};
 use crate::retry::{classify, ErrorClass};
 use crate::telemetry::Observer;

@@ -8,14 +8,20 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::outcome::{Finished, RunError};
 use super::start::{Agent, Tasks};
-use super::{Finished, RunError, CHILD_GRACE, LEASE_MIN_WAIT};
 use crate::config::{self, ChildOnChange, Config};
 use crate::keeper::{self, Keeper};
 use crate::notify::supervise::{ChangePolicy, ChildEnv, ChildSpec, Supervisor};
 use crate::notify::{self, Notifier, NotifyConfig, Signal};
 use crate::retry::backoff::Backoff;
 use crate::sink::fuse::FuseSink;
+
+/// How long a supervised child has to exit after `SIGTERM` (the agent itself must be gone
+/// within 5 s of its own).
+const CHILD_GRACE: Duration = Duration::from_secs(3);
+/// Least wait between two cycles driven by lease times.
+const LEASE_MIN_WAIT: Duration = Duration::from_millis(50);
 
 fn notifier(config: &Config) -> Notifier {
     Notifier::new(NotifyConfig {

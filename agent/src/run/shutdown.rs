@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
+use super::outcome::Finished;
 use super::start::{Agent, Tasks};
-use super::{Finished, REVOKE_TIMEOUT};
 use crate::notify::supervise::Supervisor;
 use crate::notify::Signal;
+
+/// Longest wait for `revoke-self` (and for revoking the leases) at exit.
+const REVOKE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Stop everything start-up began, in order.
 pub(super) async fn stop(

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{RunError, TMPFS_MODE};
+use super::outcome::RunError;
 use crate::auth::{self, AuthError, Persist, TokenSource};
 use crate::config::{self, Config};
 use crate::keeper::{self, Keeper};
@@ -22,6 +22,9 @@ use crate::sink::files::AtomicWriter;
 use crate::sink::fuse::FuseSink;
 use crate::sink::Sink;
 use crate::telemetry::{self, Metrics, Observer};
+
+/// Mode of a tmpfs the agent mounts.
+const TMPFS_MODE: u32 = 0o755;
 
 /// What start-up built: what the loop and the shutdown work with.
 pub(super) struct Agent {
