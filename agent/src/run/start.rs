@@ -104,10 +104,10 @@ pub(super) async fn start(
             return Ok(None);
         }
         match logged_in {
-            Err(AuthError::Deadline { last }) => {
+            Err(e @ AuthError::Deadline { .. }) => {
                 return Err(RunError::OnceDeadline {
                     after: config.once_deadline,
-                    last: AuthError::Deadline { last }.to_string(),
+                    last: e.to_string(),
                 })
             }
             other => {
