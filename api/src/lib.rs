@@ -8,7 +8,10 @@
 //!   `read`/`write`/`list`/`delete`/`patch` and typed helpers per API area.
 //! - [`error`]: [`ClientError`], keeping the HTTP status and the server's `errors`.
 //! - [`audit`]: the hash chain over audit log lines (written by hushd, checked by `hush`).
+//! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
+//!   agent and for whatever writes its config.
 
+pub mod agent_config;
 pub mod audit;
 pub mod client;
 pub mod error;
