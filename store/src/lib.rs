@@ -23,7 +23,6 @@ pub mod auth;
 pub mod barrier;
 pub mod config;
 pub mod core;
-pub mod duration;
 pub mod engines;
 pub mod logical;
 pub mod storage;

@@ -20,7 +20,6 @@
 //!
 //! - [`approle`]: the AppRole method (role IDs and secret IDs).
 //! - [`aws`]: the `aws` method, iam type (signed STS GetCallerIdentity requests).
-//! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`.
 //! - [`gcp`]: the `gcp` method (iam service-account JWTs and gce instance identity tokens).
 //! - [`jwt`]: JWT verification (keys, algorithms, claims) for the kubernetes, jwt and gcp
 //!   methods to build on.
@@ -37,7 +36,6 @@ pub use crate::logical::LoginGrant;
 
 pub mod approle;
 pub mod aws;
-pub mod cidr;
 pub mod gcp;
 pub mod jwt;
 pub mod jwt_method;

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::role::valid_name;
 use crate::barrier::BarrierView;
+use crate::logical::fields::valid_name;
 use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 /// A role type that a write's fields build or update.

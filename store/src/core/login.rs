@@ -89,7 +89,7 @@ async fn mint(
 mod tests {
     use super::*;
     use crate::core::router::MountConfig;
-    use crate::core::token::ttl::{DEFAULT_TTL, MAX_TTL};
+    use crate::logical::ttl::{DEFAULT_TTL, MAX_TTL};
 
     fn mount(default_lease_ttl: u64, max_lease_ttl: u64) -> MountEntry {
         MountEntry {

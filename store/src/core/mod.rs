@@ -309,7 +309,7 @@ async fn authorize(
 /// A token bound to CIDR blocks (`token_bound_cidrs` of the role it logged in with) is refused
 /// from any other address, as in Vault.
 fn check_bound_cidrs(entry: &token::TokenEntry, req: &Request) -> Result<(), LogicalError> {
-    if crate::auth::cidr::allowed(&entry.bound_cidrs, req.remote_addr) {
+    if crate::logical::cidr::allowed(&entry.bound_cidrs, req.remote_addr) {
         Ok(())
     } else {
         Err(LogicalError::PermissionDenied)

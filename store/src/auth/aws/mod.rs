@@ -26,10 +26,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::cidr;
 use crate::auth::jwt::glob_match_any;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
+use crate::logical::cidr;
 use crate::logical::{field_u64, LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod iam;

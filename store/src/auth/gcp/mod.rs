@@ -30,10 +30,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::auth::cidr;
 use crate::auth::jwt;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
+use crate::logical::cidr;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod config;

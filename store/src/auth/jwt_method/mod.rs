@@ -20,14 +20,14 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::cidr;
 use crate::auth::jwt::{
     self, claim_mappings, discover, match_bound_claims, user_claim, Algorithm, Claims, JwtError,
     KeySet, RemoteKeySet,
 };
-use crate::auth::role::list_field;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
+use crate::logical::cidr;
+use crate::logical::fields::list_field;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod role;

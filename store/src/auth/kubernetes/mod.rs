@@ -22,10 +22,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::cidr;
 use crate::auth::jwt::{self, Algorithm, JwtError, K8sIdentity, KeySet, Validation};
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
+use crate::logical::cidr;
 use crate::logical::{field_bool, LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod review;

@@ -24,8 +24,8 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 
 use super::router::{MountConfig, MountEntry, Router, Target};
-use super::token::ttl::{add_seconds, DEFAULT_TTL, MAX_TTL};
 use super::token::{Clock, TokenEntry, TokenStore};
+use crate::logical::ttl::{add_seconds, DEFAULT_TTL, MAX_TTL};
 use crate::logical::{Data, LeaseInfo, LogicalBackend, LogicalError, Request, SecretLease};
 
 pub mod index;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{at, effective_ttls, ExpirationManager, LeaseEntry, LeaseKind};
-use crate::duration::format_secs;
+use crate::logical::duration::format_secs;
 use crate::logical::{LeaseContext, LogicalError, Operation, Request};
 
 /// The outcome of a renewal.

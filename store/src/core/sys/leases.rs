@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::core::expiration::PrefixMode;
 use crate::core::Unsealed;
-use crate::duration::field_secs;
+use crate::logical::fields::field_secs;
 use crate::logical::{field_bool, Data, LogicalError, Operation, Request, Response};
 
 /// Serve `rel` (below `sys/`) when it is a lease endpoint; `None` otherwise.

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use super::both;
 use crate::core::router::{normalize_mount_path, MountConfig};
 use crate::core::Unsealed;
-use crate::duration::field_secs;
+use crate::logical::fields::field_secs;
 use crate::logical::{LogicalError, Request, Response};
 
 pub fn list(st: &Unsealed, req: &Request) -> Response {

@@ -169,7 +169,7 @@ async fn create_sets_policies_ttl_meta_and_display_name() {
         h.create(&h.root, json!({"policies": ["a"]}))
             .await
             .lease_duration,
-        ttl::DEFAULT_TTL
+        crate::logical::ttl::DEFAULT_TTL
     );
 }
 
