@@ -31,6 +31,9 @@ pub use crate::core::Core;
 
 use std::sync::Arc;
 
+use crate::core::registry::Registry;
+use crate::logical::LogicalBackend;
+
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +66,30 @@ impl std::fmt::Debug for DevCredentials {
     }
 }
 
+/// A [`core::registry::Constructor`] for a backend type with `async fn new(BarrierView)`.
+macro_rules! start {
+    ($backend:ty) => {
+        |view| {
+            Box::pin(async move {
+                Ok(Arc::new(<$backend>::new(view).await?) as Arc<dyn LogicalBackend>)
+            })
+        }
+    };
+}
+
+/// The backend types hushd can mount: auth methods under `auth/`, and secrets engines.
+pub fn backends() -> Registry {
+    Registry::new()
+        .auth("approle", start!(auth::approle::AppRoleBackend))
+        .auth("aws", start!(auth::aws::AwsBackend))
+        .auth("gcp", start!(auth::gcp::GcpBackend))
+        .auth("jwt", start!(auth::jwt_method::JwtBackend))
+        .auth("kubernetes", start!(auth::kubernetes::KubernetesBackend))
+        .engine("kv", start!(engines::kv::KvBackend))
+        .engine("database", start!(engines::database::DatabaseBackend))
+        .engine_options(engines::normalize_kind)
+}
+
 /// Open the configured storage, with the read cache in front when enabled.
 pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
     let backend: Arc<dyn Backend> = match &config.storage {
@@ -82,7 +109,7 @@ pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
 pub async fn build_core(
     config: &mut Config,
 ) -> Result<(Arc<Core>, Option<DevCredentials>), StartError> {
-    let core = Core::new(open_storage(config)?);
+    let core = Core::new(open_storage(config)?, backends());
     let dev = match config.dev.take() {
         Some(dev) => {
             let (root_token, key) = core
@@ -142,7 +169,10 @@ mod tests {
     async fn reopening_audit_files_follows_a_rename() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.log");
-        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();

@@ -28,7 +28,6 @@ pub mod fields;
 pub mod token;
 pub mod ttl;
 
-pub use fields::{field_bool, field_u64};
 pub use token::TokenEntry;
 
 /// A JSON object: request bodies and response `data`.

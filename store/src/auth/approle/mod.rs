@@ -26,9 +26,10 @@ use zeroize::Zeroizing;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
 use crate::logical::fields::field_secs;
+use crate::logical::fields::field_u64;
 use crate::logical::ttl::add_seconds;
 use crate::logical::ttl::Clock;
-use crate::logical::{field_u64, LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod role;
 #[cfg(test)]

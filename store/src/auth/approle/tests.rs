@@ -18,7 +18,10 @@ struct Dev {
 
 impl Dev {
     async fn new() -> Dev {
-        let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();
@@ -407,7 +410,7 @@ async fn failed_logins_are_rate_limited_per_address() {
         .unwrap();
     let role_id = dev.role_id("web").await;
     let (secret_id, _) = dev.secret_id("web", json!({})).await;
-    for _ in 0..crate::auth::limiter::MAX_FAILURES {
+    for _ in 0..crate::core::login::limiter::MAX_FAILURES {
         assert_eq!(
             status(dev.login(Some("10.1.1.1"), &role_id, "bad").await),
             400
@@ -614,7 +617,10 @@ async fn expired_secret_ids_are_refused() {
 
 #[tokio::test]
 async fn auth_mounts_and_roles_survive_a_reseal() {
-    let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+    let core = Core::new(
+        Arc::new(crate::storage::MemoryBackend::new()),
+        crate::backends(),
+    );
     let (_, key) = core
         .init_dev(Some(SecretString::from("root")))
         .await

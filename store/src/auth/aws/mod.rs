@@ -30,7 +30,8 @@ use crate::auth::jwt::glob_match_any;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
-use crate::logical::{field_u64, LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::fields::field_u64;
+use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod iam;
 pub mod role;

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::role::{role_json, TokenParams};
+use crate::logical::fields::field_bool;
 use crate::logical::fields::list_field;
-use crate::logical::{field_bool, Data, LogicalError};
+use crate::logical::{Data, LogicalError};
 
 pub use crate::logical::fields::valid_name;
 
@@ -108,4 +109,4 @@ impl Role {
     }
 }
 
-crate::role_fields_from_update!(Role);
+crate::auth::role_store::role_fields_from_update!(Role);

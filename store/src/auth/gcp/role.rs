@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 
 use crate::auth::role::{role_json, TokenParams};
 use crate::auth::role_store::RoleFields;
+use crate::logical::fields::field_bool;
 use crate::logical::fields::field_secs;
 use crate::logical::fields::list_field;
-use crate::logical::{field_bool, Data, LogicalError};
+use crate::logical::{Data, LogicalError};
 
 pub use crate::logical::fields::valid_name;
 

@@ -213,4 +213,4 @@ impl JwtRole {
     }
 }
 
-crate::role_fields_from_update!(JwtRole);
+crate::auth::role_store::role_fields_from_update!(JwtRole);

@@ -26,7 +26,8 @@ use crate::auth::jwt::{self, Algorithm, JwtError, K8sIdentity, KeySet, Validatio
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
-use crate::logical::{field_bool, LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::fields::field_bool;
+use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod review;
 pub mod role;

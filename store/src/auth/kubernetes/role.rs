@@ -89,4 +89,4 @@ impl Role {
     }
 }
 
-crate::role_fields_from_update!(Role);
+crate::auth::role_store::role_fields_from_update!(Role);

@@ -7,8 +7,8 @@
 use serde_json::Value;
 
 use super::mounts;
-use crate::core::router::{normalize_mount_path, MountConfig};
-use crate::core::Unsealed;
+use crate::core::mount::{normalize_mount_path, MountConfig};
+use crate::core::state::Unsealed;
 use crate::logical::fields::field_secs;
 use crate::logical::{LogicalError, Operation, Request, Response};
 

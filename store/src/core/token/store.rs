@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use super::cache::TokenCache;
 use super::TokenEntry;
 use crate::barrier::BarrierView;
-use crate::core::expiration::{LeaseEntry, LeaseIndex, TokenRevocationHook};
+use crate::core::lease::{LeaseEntry, LeaseIndex, TokenRevocationHook};
 use crate::core::policy::PolicyStore;
 use crate::logical::ttl::{add_seconds, calculate_ttl, TtlInput};
 use crate::logical::{Auth, LogicalError};

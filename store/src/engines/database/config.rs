@@ -12,7 +12,8 @@ use super::{Inner, CONFIG_PREFIX};
 use crate::logical::duration::format_secs;
 use crate::logical::fields::field_secs;
 use crate::logical::fields::list_field;
-use crate::logical::{field_bool, field_u64, LogicalError, Operation, Request, Response};
+use crate::logical::fields::{field_bool, field_u64};
+use crate::logical::{LogicalError, Operation, Request, Response};
 
 /// The only plugin hushd speaks.
 pub(super) const PLUGIN_NAME: &str = "postgresql-database-plugin";
