@@ -47,7 +47,7 @@ pub enum StartError {
     #[error("cannot open storage: {0}")]
     Storage(#[from] storage::StorageError),
     #[error("cannot set up TLS: {0}")]
-    Tls(#[from] api::tls::TlsError),
+    Tls(#[from] hush_api::tls::TlsError),
     #[error("cannot initialize the dev store: {0}")]
     Dev(logical::LogicalError),
     #[error("server error: {0}")]
@@ -144,7 +144,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let tls = match &config.tls {
         Some(files) => {
-            let cert = api::tls::ReloadingCert::new(&files.cert, &files.key)?;
+            let cert = hush_api::tls::ReloadingCert::new(&files.cert, &files.key)?;
             cert.clone()
                 .watch(config.tls_reload_interval, shutdown.child_token());
             Some(cert.server_config())
