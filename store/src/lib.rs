@@ -83,7 +83,7 @@ pub fn backends() -> Registry {
         .auth("approle", start!(auth::approle::AppRoleBackend))
         .auth("aws", start!(auth::aws::AwsBackend))
         .auth("gcp", start!(auth::gcp::GcpBackend))
-        .auth("jwt", start!(auth::jwt_method::JwtBackend))
+        .auth("jwt", start!(auth::jwt::JwtBackend))
         .auth("kubernetes", start!(auth::kubernetes::KubernetesBackend))
         .engine("kv", start!(engines::kv::KvBackend))
         .engine("database", start!(engines::database::DatabaseBackend))

@@ -3,8 +3,11 @@
 //!
 //! # Plugging in an auth method
 //!
-//! 1. Implement [`crate::logical::LogicalBackend`] over the mount's [`BarrierView`] (its only
-//!    storage). List the login path in `unauthenticated_paths` (e.g. `&["login"]`).
+//! 1. Implement [`method::AuthMethod`] over the mount's [`crate::barrier::BarrierView`] (its
+//!    only storage): login, config, roles in a [`role_store::RoleStore`], and any paths of its
+//!    own; the `login`, config and role paths are dispatched once for every method (served as a
+//!    [`crate::logical::LogicalBackend`], `login` without a token). A method whose paths differ
+//!    (AppRole) implements `LogicalBackend` itself.
 //! 2. On a good login return [`crate::logical::Response::login`] with the grant (policies,
 //!    metadata, TTLs, ...). On a bad one return an error (`PermissionDenied` or
 //!    `InvalidRequest`): the core counts it against the caller's address
@@ -22,9 +25,10 @@
 //! - [`approle`]: the AppRole method (role IDs and secret IDs).
 //! - [`aws`]: the `aws` method, iam type (signed STS GetCallerIdentity requests).
 //! - [`gcp`]: the `gcp` method (iam service-account JWTs and gce instance identity tokens).
-//! - [`jwt`]: JWT verification (keys, algorithms, claims) for the kubernetes, jwt and gcp
-//!   methods to build on.
-//! - [`jwt_method`]: the `jwt` method (generic OIDC: JWT login with PEM keys, JWKS or discovery).
+//! - [`jws`]: JWT (JWS) verification (keys, algorithms, claims) for the kubernetes, jwt and
+//!   gcp methods to build on; not an auth method itself.
+//! - [`jwt`]: the `jwt` method (generic OIDC: JWT login with PEM keys, JWKS or discovery).
+//! - [`method`]: the paths every method with login, config and roles serves, dispatched once.
 //! - [`kubernetes`]: the `kubernetes` method (service-account JWTs, locally or by TokenReview).
 
 pub use crate::logical::LoginGrant;
@@ -32,8 +36,9 @@ pub use crate::logical::LoginGrant;
 pub mod approle;
 pub mod aws;
 pub mod gcp;
+pub mod jws;
 pub mod jwt;
-pub mod jwt_method;
 pub mod kubernetes;
+pub mod method;
 pub mod role;
 pub mod role_store;

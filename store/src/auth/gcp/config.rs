@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::auth::jwt::{JwtError, RemoteKeySet};
+use crate::auth::jws::{JwtError, RemoteKeySet};
 use crate::logical::fields::list_field;
 use crate::logical::{Data, LogicalError};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::auth::jwt::{BoundClaimsType, Validation};
+use crate::auth::jws::{BoundClaimsType, Validation};
 use crate::auth::role::{role_json, TokenParams};
 use crate::logical::duration::parse_secs;
 use crate::logical::fields::list_field;
