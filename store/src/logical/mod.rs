@@ -30,6 +30,9 @@ pub mod ttl;
 
 pub use token::TokenEntry;
 
+/// The `auth` block of a token creation or login: the wire type the client reads.
+pub use hush_api::wire::Auth;
+
 /// A JSON object: request bodies and response `data`.
 pub type Data = Map<String, Value>;
 
@@ -138,31 +141,6 @@ impl Request {
     /// A string field of the request data.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.data.get(key).and_then(Value::as_str)
-    }
-}
-
-/// Authentication result of a token creation or login.
-pub struct Auth {
-    pub client_token: SecretString,
-    pub accessor: String,
-    pub policies: Vec<String>,
-    pub token_policies: Vec<String>,
-    pub metadata: Map<String, Value>,
-    pub lease_duration: u64,
-    pub renewable: bool,
-    pub orphan: bool,
-    pub num_uses: u64,
-    pub token_type: String,
-    pub entity_id: String,
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("client_token", &"[redacted]")
-            .field("accessor", &self.accessor)
-            .field("policies", &self.policies)
-            .finish_non_exhaustive()
     }
 }
 

@@ -140,8 +140,8 @@ async fn login_mints_a_token_with_the_roles_policies_and_ttl() {
     assert_eq!(auth.policies, vec!["app", "default"]);
     assert_eq!(auth.lease_duration, 600);
     assert!(auth.orphan && auth.renewable);
-    assert_eq!(auth.metadata["role_name"], "web");
-    assert_eq!(auth.metadata["team"], "a");
+    assert_eq!(auth.metadata.as_ref().unwrap()["role_name"], "web");
+    assert_eq!(auth.metadata.as_ref().unwrap()["team"], "a");
     let token = auth.client_token.expose_secret().to_string();
     let lookup = dev
         .read_as(&token, "auth/token/lookup-self")

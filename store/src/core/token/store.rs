@@ -188,17 +188,15 @@ pub(super) fn auth_for(entry: &TokenEntry, token: SecretString, ttl: u64) -> Aut
         accessor: entry.accessor.clone(),
         policies: entry.policies.clone(),
         token_policies: entry.policies.clone(),
-        metadata: entry
-            .meta
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect(),
+        // Always an object (`{}` without metadata), as hushd has always answered.
+        metadata: Some(entry.meta.clone()),
         lease_duration: ttl,
         renewable: entry.renewable && ttl > 0,
         orphan: entry.parent_hash.is_none(),
         num_uses: entry.num_uses,
         token_type: entry.token_type.clone(),
         entity_id: entry.entity_id.clone(),
+        identity_policies: None,
     }
 }
 
