@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod https;
+pub mod layers;
 pub mod login;
 pub mod moto;
 

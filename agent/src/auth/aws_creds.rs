@@ -277,7 +277,10 @@ mod tests {
 
     fn http() -> reqwest::Client {
         hush_api::install_crypto_provider();
-        reqwest::Client::new()
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap()
     }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

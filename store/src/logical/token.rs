@@ -35,6 +35,9 @@ pub struct TokenEntry {
     /// from a role's `token_bound_cidrs`; checked on every use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bound_cidrs: Vec<String>,
+    /// When it was last renewed (Vault's `last_renewal_time` / `last_renewal` in lookups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renewal: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for TokenEntry {

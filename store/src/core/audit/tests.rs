@@ -44,6 +44,7 @@ fn token_entry() -> Arc<TokenEntry> {
         token_type: "service".into(),
         entity_id: String::new(),
         bound_cidrs: Vec::new(),
+        last_renewal: None,
     })
 }
 

@@ -61,9 +61,51 @@ pub async fn handle_unauthenticated(
     })
 }
 
+/// `sys/` paths whose answers Vault also copies from `data` to the top level (its
+/// `injectDataIntoTopRoutes`); clients such as node-vault read them there. A trailing `/`
+/// covers the paths below.
+const DATA_ON_TOP: &[&str] = &[
+    "audit",
+    "audit/",
+    "audit-hash/",
+    "auth",
+    "auth/",
+    "capabilities",
+    "capabilities-accessor",
+    "capabilities-self",
+    "key-status",
+    "mounts",
+    "mounts/",
+    "policy",
+    "policy/",
+    "remount",
+    "rotate",
+    "wrapping/wrap",
+];
+
 /// Authenticated `sys/` endpoints; the core has checked the token and the ACL.
 pub async fn handle(core: &Core, st: &Unsealed, req: &Request) -> Result<Response, LogicalError> {
     let rel = req.path.strip_prefix("sys/").unwrap_or("");
+    let resp = route(core, st, req, rel).await?;
+    let on_top = DATA_ON_TOP.iter().any(|p| match p.strip_suffix('/') {
+        Some(_) => rel.starts_with(p),
+        None => rel == *p,
+    });
+    // Only a plain data answer is lifted; anything else keeps its own shape.
+    if on_top && resp.raw.is_none() && resp.warnings.is_empty() && resp.status.is_none() {
+        if let Some(data) = resp.data {
+            return Ok(both(req, Value::Object(data)));
+        }
+    }
+    Ok(resp)
+}
+
+async fn route(
+    core: &Core,
+    st: &Unsealed,
+    req: &Request,
+    rel: &str,
+) -> Result<Response, LogicalError> {
     let op = req.operation;
     let write = matches!(op, Operation::Update | Operation::Create);
     let read = op == Operation::Read;

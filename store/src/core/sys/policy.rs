@@ -23,17 +23,17 @@ pub async fn read(st: &Unsealed, name: &str, legacy: bool) -> Result<Response, L
     } else {
         st.policies.get(&name).await?
     };
-    match policy {
-        Some(p) if legacy => Ok(Response::raw(json!({
-            "name": name, "rules": p.raw,
-            "data": {"name": name, "rules": p.raw},
-        }))),
-        Some(p) => Ok(Response::data(json!({ "name": name, "policy": p.raw }))),
-        None if name == "root" => Ok(Response::data(
-            json!({ "name": "root", "policy": "", "rules": "" }),
-        )),
-        None => Err(LogicalError::NotFound(String::new())),
-    }
+    // The root policy has no text: Vault reads it back empty.
+    let text = match policy {
+        Some(p) => p.raw.clone(),
+        None if name == "root" => String::new(),
+        None => return Err(LogicalError::NotFound(String::new())),
+    };
+    Ok(if legacy {
+        Response::data(json!({ "name": name, "rules": text }))
+    } else {
+        Response::data(json!({ "name": name, "policy": text }))
+    })
 }
 
 pub async fn write(st: &Unsealed, req: &Request, name: &str) -> Result<Response, LogicalError> {
@@ -110,9 +110,14 @@ pub async fn capabilities(st: &Unsealed, req: &Request) -> Result<Response, Logi
     let token = req
         .get_str("token")
         .ok_or_else(|| LogicalError::invalid("missing token"))?;
+    // Vault: an unknown token is a bad request here, not a denial of the caller.
     let entry = st
         .tokens
         .authenticate(&SecretString::from(token.to_string()))
-        .await?;
+        .await
+        .map_err(|e| match e {
+            LogicalError::PermissionDenied => LogicalError::invalid("invalid token"),
+            other => other,
+        })?;
     answer(st, req, &entry.policies).await
 }

@@ -155,6 +155,10 @@ fn lookup_data(entry: &TokenEntry, id: &str, now: chrono::DateTime<chrono::Utc>)
     if entry.period > 0 {
         data["period"] = json!(entry.period);
     }
+    if let Some(at) = entry.last_renewal {
+        data["last_renewal_time"] = json!(at.timestamp());
+        data["last_renewal"] = json!(rfc3339(at));
+    }
     if !entry.bound_cidrs.is_empty() {
         data["bound_cidrs"] = json!(entry.bound_cidrs);
     }

@@ -342,6 +342,7 @@ impl TokenStore {
             token_type: "service".to_string(),
             entity_id: String::new(),
             bound_cidrs: Vec::new(),
+            last_renewal: None,
         };
         self.write_new(&entry).await
     }
@@ -563,6 +564,7 @@ impl TokenStore {
             token_type: "service".to_string(),
             entity_id: String::new(),
             bound_cidrs: params.bound_cidrs,
+            last_renewal: None,
         };
 
         {
@@ -620,6 +622,7 @@ impl TokenStore {
         };
         let (ttl, warnings) = calculate_ttl(now, entry.creation_time, input)?;
         entry.expire_time = Some(expiry(now, ttl)?);
+        entry.last_renewal = Some(now);
         let mut ops = vec![self.view.put_json_op(&id_key(&entry.id_hash), &entry)?];
         let lease = self.leases.as_ref().zip(LeaseEntry::for_token(&entry));
         if let Some((index, lease)) = lease {
