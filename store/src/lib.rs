@@ -5,18 +5,26 @@
 //!
 //! # Layout
 //!
-//! The layers follow Vault's, bottom to top; each only calls the one below it.
+//! The layers follow Vault's, lowest first; a layer calls only layers below it (the `layers`
+//! blocks of `docs/ARCHITECTURE.md` list them, and a test checks every `use`).
 //!
-//! - [`storage`]: dumb, durable key/value backends (SQLite with group commit, in-memory).
+//! - [`storage`]: dumb, durable key/value backends (SQLite with group commit, in-memory, a
+//!   read cache).
 //! - [`barrier`]: AES-256-GCM encryption of everything written to storage, with key terms,
 //!   and the Shamir seal that protects the root key.
-//! - [`core`]: the router of mounts, the token store, ACL policies, the audit broker and the
-//!   `sys/` system backend.
-//! - [`engines`]: secrets engines mounted under the router (KV version 2).
-//! - [`auth`]: auth methods mounted under `auth/` (AppRole); the core mints their tokens.
-//! - [`api`]: HTTP(S) front end: Vault's wire format, TLS, body limits, path normalisation.
-//! - [`logical`]: the request/response/error types every layer above the barrier shares.
-//! - [`duration`]: Vault's duration strings, parsed and printed the way Go does.
+//! - [`logical`]: the request/response/error types and the [`logical::LogicalBackend`] trait
+//!   every layer above the barrier shares, the stored token, field readers, Go durations, TTL
+//!   rules and CIDR blocks.
+//! - [`core`]: [`Core::handle`], the mount table and router, the token store, ACL policies,
+//!   leases and their expiration, the audit broker, logins and the `sys/` system backend.
+//! - [`auth`]: auth methods mounted under `auth/` (AppRole, Kubernetes, JWT/OIDC, AWS iam,
+//!   GCP); the core mints their tokens.
+//! - [`engines`]: secrets engines (KV version 2; PostgreSQL dynamic and static credentials).
+//! - [`api`]: HTTP(S) front end: Vault's wire format, body limits, path normalisation.
+//! - [`config`]: the configuration file and flags.
+//!
+//! This file wires them: [`backends`] is the registry of mountable types the core starts
+//! mounts from, [`build_core`] and [`run`] start hushd.
 
 pub mod api;
 pub mod auth;

@@ -31,7 +31,8 @@ pub struct LeaseEntry {
     /// Accessor of the mount that issued it (a remounted path is another engine).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mount_accessor: String,
-    /// The engine's [`SecretLease::internal`]: may hold what identifies a credential.
+    /// The engine's [`crate::logical::SecretLease::internal`]: may hold what identifies a
+    /// credential.
     #[serde(default, skip_serializing_if = "Data::is_empty")]
     pub internal: Data,
     /// Secret leases: hash of the token that created it. Token leases: the token's own hash.
