@@ -3,9 +3,9 @@
 //! Routes: `config` (GET/POST), `role/:name` (GET/POST/DELETE), `role` (LIST), `login`
 //! {role, jwt}. Tokens are checked by [`crate::auth::jws`]: only RS256/384/512, ES256/384 and
 //! EdDSA (never `none` or `HS*`), then issuer, audiences, time claims with the role's
-//! leeways, `bound_subject` and `bound_claims`. A good login becomes a [`crate::logical::LoginGrant`] with the
-//! role's token settings, metadata from `claim_mappings` plus `role`, and the `user_claim`
-//! value as display name.
+//! leeways, `bound_subject` and `bound_claims`. A good login becomes a
+//! [`crate::logical::LoginGrant`] with the role's token settings, metadata from
+//! `claim_mappings` plus `role`, and the `user_claim` value as display name.
 //!
 //! The key source is exactly one of `jwt_validation_pubkeys`, `jwks_url` or
 //! `oidc_discovery_url`; it is checked (keys parsed, URLs fetched) when `config` is written,
