@@ -10,7 +10,10 @@
 //! - [`audit`]: the hash chain over audit log lines (written by hushd, checked by `hush`).
 //! - `tls` (feature `tls-server`): a server certificate reloaded from disk when its files
 //!   change (hushd's listener; the webhook's).
+//! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
+//!   agent and for whatever writes its config.
 
+pub mod agent_config;
 pub mod audit;
 pub mod client;
 pub mod error;

@@ -1,19 +1,17 @@
-//! hush-bench: start a real hushd (SQLite, durable) and drive KV v2 reads and writes over
-//! loopback HTTP with 1..N keep-alive clients, with the file audit device on and off.
+//! hush-bench: start a real hushd (SQLite, durable) through the test harness and drive KV v2
+//! reads and writes over loopback HTTP with 1..N keep-alive clients (the harness's lean hyper
+//! client, `hush_tests::load`), with the file audit device on and off.
 //! Prints a Markdown table for docs/BENCHMARKS.md.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
+use anyhow::{bail, Result};
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hush_tests::load::{call, connect};
+use hush_tests::{bin_or, http_client, Hushd};
 use serde_json::{json, Value};
 
 /// Benchmark hushd over loopback HTTP.
@@ -42,153 +40,57 @@ struct Args {
     audit: Vec<String>,
 }
 
+/// hushd on SQLite in `_dir`, initialised, unsealed, kv v2 at `secret/` seeded.
 struct Server {
-    child: Child,
-    port: u16,
+    hushd: Hushd,
     token: String,
+    port: u16,
+    // Declared last: removed after hushd is killed.
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// As root: `method path` with `body`; fail unless 200 or 204.
+async fn setup_call(hushd: &Hushd, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+    let (s, b) = hushd.call(method, path, body).await;
+    if s != 204 && s != 200 {
+        bail!("{path} failed: {s} {b}");
     }
-}
-
-type Conn = http1::SendRequest<Full<Bytes>>;
-
-async fn connect(port: u16) -> Result<Conn> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.set_nodelay(true)?;
-    let (send, conn) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
-async fn call(
-    conn: &mut Conn,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<(u16, Bytes)> {
-    conn.ready().await?;
-    let body = body
-        .map(|b| Bytes::from(serde_json::to_vec(b).unwrap()))
-        .unwrap_or_default();
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("/v1/{path}"))
-        .header("host", "127.0.0.1");
-    if !token.is_empty() {
-        req = req.header("x-vault-token", token);
-    }
-    let req = req.body(Full::new(body))?;
-    let resp = conn.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
-}
-
-fn hushd_path(args: &Args) -> Result<PathBuf> {
-    if let Some(p) = &args.hushd {
-        return Ok(p.clone());
-    }
-    let me = std::env::current_exe()?;
-    let p = me.parent().context("exe dir")?.join("hushd");
-    if !p.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release --workspace`",
-            p.display()
-        );
-    }
-    Ok(p)
+    Ok(b)
 }
 
 async fn start(args: &Args, audit: bool) -> Result<Server> {
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new(hushd_path(args)?)
-        .args([
-            "--storage",
-            &format!("sqlite://{}/hush.db", dir.path().display()),
-        ])
-        .args([
-            "--insecure-no-tls",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-level",
-            "warn",
-        ])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let mut conn = loop {
-        match connect(port).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    let (_, init) = call(
-        &mut conn,
-        "PUT",
-        "sys/init",
-        "",
-        Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
-    )
-    .await?;
-    let init: Value = serde_json::from_slice(&init)?;
-    let key = init["keys"][0].as_str().context("init keys")?.to_string();
-    let token = init["root_token"]
-        .as_str()
-        .context("root token")?
-        .to_string();
-    call(
-        &mut conn,
-        "PUT",
-        "sys/unseal",
-        "",
-        Some(&json!({ "key": key })),
-    )
-    .await?;
-    let (s, _) = call(
-        &mut conn,
+    let storage = format!("sqlite://{}/hush.db", dir.path().display());
+    let program = bin_or(args.hushd.as_deref(), "hushd")?;
+    let hushd_args = [
+        "--storage",
+        &storage,
+        "--insecure-no-tls",
+        "--log-level",
+        "warn",
+    ];
+    let mut hushd = Hushd::start_bin(&program, &hushd_args, "http", http_client()).await;
+    hushd.init_unseal().await;
+    setup_call(
+        &hushd,
         "POST",
         "sys/mounts/secret",
-        &token,
-        Some(&json!({"type": "kv-v2"})),
+        Some(json!({"type": "kv-v2"})),
     )
     .await?;
-    if s != 204 {
-        bail!("mount failed: {s}");
-    }
     if audit {
         let path = dir.path().join("audit.log");
-        let (s, b) = call(
-            &mut conn,
-            "PUT",
-            "sys/audit/file",
-            &token,
-            Some(&json!({"type": "file", "options": {"file_path": path}})),
-        )
-        .await?;
-        if s != 204 {
-            bail!("audit enable failed: {s} {}", String::from_utf8_lossy(&b));
-        }
+        let body = json!({"type": "file", "options": {"file_path": path}});
+        setup_call(&hushd, "PUT", "sys/audit/file", Some(body)).await?;
     }
     for i in 0..args.keys {
-        let (s, _) = call(&mut conn, "POST", &format!("secret/data/bench/k{i}"), &token,
-            Some(&json!({"data": {"username": "app", "password": format!("pw-{i}-xxxxxxxxxxxxxxxx")}}))).await?;
-        if s != 200 {
-            bail!("seed write failed: {s}");
-        }
+        let data = json!({"username": "app", "password": format!("pw-{i}-xxxxxxxxxxxxxxxx")});
+        hushd.kv_put(&format!("bench/k{i}"), data).await;
     }
     Ok(Server {
-        child,
-        port,
-        token,
+        token: hushd.token.clone().unwrap_or_default(),
+        port: hushd.port,
+        hushd,
         _dir: dir,
     })
 }
@@ -239,49 +141,18 @@ enum Workload {
 
 /// Enable approle with a role whose secret ID never runs out; the login body.
 async fn approle_setup(server: &Server) -> Result<Value> {
-    let mut conn = connect(server.port).await?;
-    let t = &server.token;
-    let (s, b) = call(
-        &mut conn,
+    let h = &server.hushd;
+    setup_call(
+        h,
         "POST",
         "sys/auth/approle",
-        t,
-        Some(&json!({"type": "approle"})),
+        Some(json!({"type": "approle"})),
     )
     .await?;
-    if s != 204 {
-        bail!("approle enable failed: {s} {}", String::from_utf8_lossy(&b));
-    }
     let role = json!({"token_policies": ["default"], "token_ttl": "10m"});
-    let (s, _) = call(&mut conn, "POST", "auth/approle/role/bench", t, Some(&role)).await?;
-    if s != 204 && s != 200 {
-        bail!("approle role failed: {s}");
-    }
-    let (_, b) = call(&mut conn, "GET", "auth/approle/role/bench/role-id", t, None).await?;
-    let role_id = serde_json::from_slice::<Value>(&b)?["data"]["role_id"].clone();
-    let (_, b) = call(
-        &mut conn,
-        "POST",
-        "auth/approle/role/bench/secret-id",
-        t,
-        Some(&json!({})),
-    )
-    .await?;
-    let secret_id = serde_json::from_slice::<Value>(&b)?["data"]["secret_id"].clone();
-    if !role_id.is_string() || !secret_id.is_string() {
-        bail!("approle setup gave no role_id/secret_id");
-    }
+    setup_call(h, "POST", "auth/approle/role/bench", Some(role)).await?;
+    let (role_id, secret_id) = h.approle_credentials("approle", "bench").await;
     Ok(json!({"role_id": role_id, "secret_id": secret_id}))
-}
-
-/// POST `body` to `path` as the root token; fail unless 200 or 204.
-async fn setup_call(server: &Server, path: &str, body: Value) -> Result<()> {
-    let mut conn = connect(server.port).await?;
-    let (s, b) = call(&mut conn, "POST", path, &server.token, Some(&body)).await?;
-    if s != 204 && s != 200 {
-        bail!("{path} failed: {s} {}", String::from_utf8_lossy(&b));
-    }
-    Ok(())
 }
 
 /// Enable kubernetes in local mode (a P-256 key made here, no API server) with a role for
@@ -289,23 +160,27 @@ async fn setup_call(server: &Server, path: &str, body: Value) -> Result<()> {
 async fn kubernetes_setup(server: &Server) -> Result<Value> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let issuer = "https://kubernetes.default.svc.cluster.local";
-    setup_call(server, "sys/auth/kubernetes", json!({"type": "kubernetes"})).await?;
+    let h = &server.hushd;
     setup_call(
-        server,
-        "auth/kubernetes/config",
-        json!({"pem_keys": [key.public_key_pem()], "issuer": issuer}),
+        h,
+        "POST",
+        "sys/auth/kubernetes",
+        Some(json!({"type": "kubernetes"})),
     )
     .await?;
+    let config = json!({"pem_keys": [key.public_key_pem()], "issuer": issuer});
+    setup_call(h, "POST", "auth/kubernetes/config", Some(config)).await?;
     setup_call(
-        server,
+        h,
+        "POST",
         "auth/kubernetes/role/bench",
-        json!({
+        Some(json!({
             "bound_service_account_names": ["bench"],
             "bound_service_account_namespaces": ["default"],
             "audience": "vault",
             "token_policies": ["default"],
             "token_ttl": "10m",
-        }),
+        })),
     )
     .await?;
     let now = std::time::SystemTime::now()
@@ -338,7 +213,7 @@ async fn run(
 ) -> Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    let server_pid = server.child.id().to_string();
+    let server_pid = server.hushd.child.id().to_string();
     let (server_cpu0, client_cpu0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     let start = Instant::now();
     for c in 0..clients {

@@ -1,5 +1,5 @@
 //! Tests that run the `hush` binary without a server: `audit verify` on generated files,
-//! usage errors, help. Commands against a real hushd are in `tests/tests/cli.rs`.
+//! usage errors, help. Commands against a real hushd are in `tests/tests/cli_commands.rs`.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

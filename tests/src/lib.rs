@@ -1,6 +1,16 @@
-//! Test harness: start real `hushd` processes on free loopback ports and talk to them over
-//! real HTTP(S). Binaries come from the workspace target directory (`cargo build --workspace`
-//! first; the README's test command does it).
+//! Test harness: start real `hushd` and `hush-agent` processes (and PostgreSQL, moto, stand-in
+//! identity providers) on free loopback ports and talk to them over real HTTP(S). The
+//! end-to-end tests in `tests/tests/` and the benches in `bench/` both start their processes
+//! through it. Binaries come from the workspace target directory (`cargo build --workspace
+//! --bins` first; the README's test command does it).
+//!
+//! # Layout
+//! - `lib.rs`: [`Hushd`] (a hushd child and its reqwest client), [`Agent`], [`Tmpfs`],
+//!   certificates, the `hush` CLI runner.
+//! - [`process`]: finding binaries, free ports, [`Proc`] (a child with its log, stopped on drop).
+//! - [`load`]: the lean keep-alive HTTP/1.1 client of the load generator.
+//! - [`pg`]: a real PostgreSQL cluster; [`moto`]: a stand-in AWS; [`https`]: a stand-in identity
+//!   provider over HTTPS; [`login`]: JWT login helpers of the auth method tests.
 
 pub mod pg;
 
@@ -12,31 +22,14 @@ use serde_json::{json, Value};
 
 pub mod https;
 pub mod layers;
+pub mod load;
 pub mod login;
 pub mod moto;
+pub mod process;
 
-/// Path of a workspace binary next to the running test executable.
-pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/debug/deps/test-hash -> target/debug/NAME
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run `cargo build --workspace --bins` before the tests",
-        path.display()
-    );
-    path
-}
-
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use process::{bin, bin_or, free_port, Proc};
+/// The HTTP client of the harness's API ([`Hushd::client`]).
+pub use reqwest;
 
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -83,18 +76,38 @@ impl Hushd {
         scheme: &str,
         client: reqwest::Client,
     ) -> Hushd {
-        let logdir = tempfile::tempdir().unwrap();
-        let stderr_path = logdir.path().join("stderr.log");
+        let mut h = Self::spawn(&bin("hushd"), port, args, scheme, client);
+        h.wait_ready().await;
+        h
+    }
+
+    /// As [`Hushd::start`], with the hushd binary at `program` (a bench's `--hushd`).
+    pub async fn start_bin(
+        program: &Path,
+        args: &[&str],
+        scheme: &str,
+        client: reqwest::Client,
+    ) -> Hushd {
+        let mut h = Self::spawn(program, free_port(), args, scheme, client);
+        h.wait_ready().await;
+        h
+    }
+
+    /// Spawn `program` with `args` and `--listen 127.0.0.1:PORT`; does not wait for it.
+    pub fn spawn(
+        program: &Path,
+        port: u16,
+        args: &[&str],
+        scheme: &str,
+        client: reqwest::Client,
+    ) -> Hushd {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.push("--listen".into());
         all.push(format!("127.0.0.1:{port}"));
-        let child = Command::new(bin("hushd"))
-            .args(&all)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("spawn hushd");
-        let mut h = Hushd {
+        let (child, stderr_path, logdir) =
+            process::spawn_logged(Command::new(program).args(&all), "stderr")
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        Hushd {
             child,
             addr: format!("{scheme}://127.0.0.1:{port}"),
             port,
@@ -103,9 +116,7 @@ impl Hushd {
             token: None,
             stderr_path,
             _logdir: logdir,
-        };
-        h.wait_ready().await;
-        h
+        }
     }
 
     /// A dev server with root token `root`.
@@ -124,8 +135,16 @@ impl Hushd {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    /// Wait until hushd answers `sys/seal-status` (polled every 20 ms, for 30 s at most).
+    pub async fn wait_ready(&mut self) {
+        self.wait_ready_every(Duration::from_millis(20), Duration::from_secs(30))
+            .await
+    }
+
+    /// Wait until hushd answers `sys/seal-status`, polled every `poll`; panics with its log
+    /// if it exits or `limit` passes first.
+    pub async fn wait_ready_every(&mut self, poll: Duration, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("hushd exited early with {status}: {}", self.stderr());
@@ -139,7 +158,7 @@ impl Hushd {
                 "hushd did not start: {}",
                 self.stderr()
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(poll).await;
         }
     }
 
@@ -229,10 +248,14 @@ pub fn tls_client(ca: &Path) -> reqwest::Client {
 /// Write `req` as-is over a raw TCP socket (so the path and headers reach hushd exactly as
 /// written; the server may stop reading early) and return the status and the whole response.
 pub async fn raw_request(port: u16, req: &str) -> (u16, String) {
+    try_raw_request(port, req).await.expect("connect")
+}
+
+/// As [`raw_request`], with a failed connect as an error. Also the cheapest poll there is (a
+/// bench polling a process every millisecond must not take the CPU the process needs).
+pub async fn try_raw_request(port: u16, req: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let (mut rd, mut wr) = s.into_split();
     let bytes = req.as_bytes().to_vec();
     let writer = tokio::spawn(async move {
@@ -249,7 +272,7 @@ pub async fn raw_request(port: u16, req: &str) -> (u16, String) {
         .unwrap_or("0")
         .parse()
         .unwrap_or(0);
-    (status, out)
+    Ok((status, out))
 }
 
 impl Hushd {
@@ -331,21 +354,34 @@ impl Hushd {
 #[derive(Debug)]
 pub struct Tmpfs {
     pub path: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The temp directory holding `path` ([`Tmpfs::new`]), if the harness made one.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Tmpfs {
     pub fn new() -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("secrets");
-        std::fs::create_dir(&path).unwrap();
+        let mut tmpfs = Self::mount_at(dir.path().join("secrets"), "size=32m,mode=0755")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        tmpfs._dir = Some(dir);
+        tmpfs
+    }
+
+    /// Mount a tmpfs with mount `options` on `path` (made if missing, removed again on drop).
+    pub fn mount_at(path: PathBuf, options: &str) -> anyhow::Result<Tmpfs> {
+        std::fs::create_dir_all(&path)?;
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(&path)
             .status()
-            .expect("run mount");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        Tmpfs { path, _dir: dir }
+            .map_err(|e| anyhow::anyhow!("cannot run mount: {e}"))?;
+        if !status.success() {
+            anyhow::bail!(
+                "mount -t tmpfs on {} failed ({status}): mounting a tmpfs needs root",
+                path.display()
+            );
+        }
+        Ok(Tmpfs { path, _dir: None })
     }
 }
 
@@ -357,16 +393,34 @@ impl Default for Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let unmounted = Command::new("umount")
+            .arg(&self.path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+        let _ = std::fs::remove_dir(&self.path);
     }
 }
 
-/// A running `hush-agent`, killed on drop.
+/// A running `hush-agent`: a [`Proc`] (its log, [`Proc::signal`], [`Proc::wait_exit`], ...),
+/// killed on drop.
 #[derive(Debug)]
-pub struct Agent {
-    pub child: Child,
-    pub stderr_path: PathBuf,
-    _logdir: tempfile::TempDir,
+pub struct Agent(Proc);
+
+impl std::ops::Deref for Agent {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.0
+    }
 }
 
 impl Agent {
@@ -389,8 +443,6 @@ impl Agent {
         args: &[S],
         env: &[(&str, &str)],
     ) -> Agent {
-        let logdir = tempfile::tempdir().unwrap();
-        let stderr_path = logdir.path().join("agent.log");
         let agent = bin("hush-agent");
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -400,58 +452,22 @@ impl Agent {
             }
             None => Command::new(&agent),
         };
-        let child = command
+        command
             .args(args)
             .env("HUSH_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("spawn hush-agent");
-        Agent {
-            child,
-            stderr_path,
-            _logdir: logdir,
-        }
+            .envs(env.iter().copied());
+        Self::from_command(command).expect("spawn hush-agent")
     }
 
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    /// Spawn a hush-agent command line built by the caller (a bench's own binary, flags and
+    /// environment; nothing is added), its stderr to the log.
+    pub fn from_command(command: Command) -> std::io::Result<Agent> {
+        Proc::spawn(command, "agent").map(Agent)
     }
 
-    pub fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Send a signal by name (`TERM`, `INT`, ...).
-    pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Wait up to `limit` for the agent to exit.
-    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// On drop, stop the agent with SIGTERM (it unmounts what it mounted), SIGKILL after `grace`.
+    pub fn stop_on_drop(self, grace: Duration) -> Agent {
+        Agent(self.0.stop_on_drop(grace))
     }
 }
 

@@ -2,13 +2,14 @@
 //! real tmpfs. The agent renews the lease, leases new credentials before the max TTL ends
 //! (username and password always from the same lease), an app connecting every 100 ms with
 //! the files' credentials never fails, shutdown revokes the lease, and a `--once` run hands
-//! its lease to the long-running agent instead of the pod holding two.
+//! its lease to the long-running agent instead of the pod holding two (whose metrics count the
+//! credentials' age from the lease's issue and show the time left on it).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hush_tests::pg::Postgres;
-use hush_tests::{wait_for, write_token, Agent, Hushd, Tmpfs};
+use hush_tests::{free_port, http_client, wait_for, write_token, Agent, Hushd, Tmpfs};
 
 const CREATE: &str =
     "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; \
@@ -54,6 +55,31 @@ fn agent_args(h: &Hushd, token_dir: &Path, dest: &Path, extra: &[&str]) -> Vec<S
     .collect();
     a.extend(extra.iter().map(|x| x.to_string()));
     a
+}
+
+/// `/metrics` at `listen`, once it has a line starting with `want`.
+async fn scrape(listen: &str, want: &str) -> String {
+    let url = format!("http://{listen}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http_client().get(&url).send().await {
+            let text = r.text().await.unwrap_or_default();
+            if text.lines().any(|l| l.starts_with(want)) {
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {want} in /metrics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of the line starting with `prefix`.
+fn value(metrics: &str, prefix: &str) -> f64 {
+    let v = metrics.lines().find_map(|l| l.strip_prefix(prefix));
+    v.unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn read_pair(dest: &Path) -> Option<(String, String)> {
@@ -136,11 +162,35 @@ async fn a_once_run_hands_its_lease_to_the_long_running_agent() {
         "a password leaked into the log"
     );
 
-    let mut agent = Agent::spawn(&agent_args(&h, token_dir.path(), &tmpfs.path, &[]));
+    // The lease is 2 s old (and has 58 s left) when the long-running agent takes it over.
+    let issued = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut agent = Agent::spawn(&agent_args(
+        &h,
+        token_dir.path(),
+        &tmpfs.path,
+        &["--metrics-listen", &listen],
+    ));
     wait_for(Duration::from_secs(20), "the adoption", || {
         agent.stderr().contains("adopted the lease")
     })
     .await;
+    let metrics = scrape(&listen, "hush_lease_ttl_seconds").await;
+    let age = value(&metrics, "hush_secret_age_seconds{file=\"user\"}");
+    assert!(
+        age >= 1.9 && age < issued.elapsed().as_secs_f64() + 5.0,
+        "age {age}: not counted from the lease's issue\n{metrics}"
+    );
+    let ttl = value(
+        &metrics,
+        "hush_lease_ttl_seconds{secret=\"database/creds/ro\"}",
+    );
+    assert!(ttl > 40.0 && ttl <= 58.5, "ttl {ttl}\n{metrics}");
+    assert!(
+        !metrics.contains("database/creds/ro/"),
+        "no lease ID in a label"
+    );
     // Same credentials, one database user: no second lease.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(

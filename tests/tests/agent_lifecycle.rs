@@ -1,5 +1,6 @@
 //! hush-agent over time: outages of hushd (kill -9 of a SQLite-backed server), shutdown on
-//! SIGTERM, revoke-on-exit, readiness and metrics, token renewal and rotation, 403 handling.
+//! SIGTERM, revoke-on-exit, readiness and metrics (a secret's age counted from its version's
+//! creation in the store), token renewal and rotation, 403 handling.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -395,5 +396,69 @@ async fn a_token_without_metadata_access_still_follows_new_versions() {
         agent.stderr().contains("comparing full reads instead"),
         "{}",
         agent.stderr()
+    );
+}
+
+/// The value of the metric line starting with `prefix` in `/metrics` at `listen`, once there.
+async fn metric(listen: &str, prefix: &str) -> f64 {
+    let url = format!("http://{listen}/metrics");
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(&url).send().await {
+            let text = r.text().await.unwrap_or_default();
+            if let Some(v) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
+                return v.trim().parse().unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "no {prefix} in /metrics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_age_counts_from_the_versions_creation_in_the_store() {
+    let h = Hushd::dev().await;
+    h.kv_put("app/db", json!({"password": "v1"})).await;
+    let written = Instant::now();
+    // The version is 3 s old when the agent first reads it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tmpfs = Tmpfs::new();
+    let token = write_token(dir.path(), "root");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::spawn(&agent_args(
+        &h.addr,
+        &token,
+        &tmpfs.path,
+        &[
+            "--secret",
+            "pw=secret/data/app/db#password",
+            "--metrics-listen",
+            &listen,
+        ],
+    ));
+    wait_for(Duration::from_secs(20), "the first render", || {
+        read(&tmpfs.path, "pw") == "v1"
+    })
+    .await;
+    let age = metric(&listen, "hush_secret_age_seconds{file=\"pw\"}").await;
+    let most = written.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        (2.9..most).contains(&age),
+        "age {age}: not counted from the version's creation\n{}",
+        agent.stderr()
+    );
+    // A new version is young again.
+    h.kv_put("app/db", json!({"password": "v2"})).await;
+    wait_for(Duration::from_secs(20), "the new version", || {
+        read(&tmpfs.path, "pw") == "v2"
+    })
+    .await;
+    let age = metric(&listen, "hush_secret_age_seconds{file=\"pw\"}").await;
+    assert!(age < 2.0, "age {age} of the new version");
+    assert_eq!(
+        metric(&listen, "hush_secret_version{file=\"pw\"}").await,
+        2.0
     );
 }

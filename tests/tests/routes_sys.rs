@@ -1,10 +1,15 @@
 //! Every `sys/` route of the issue with a good and a bad case, over real HTTP against a real
 //! hushd: init, unseal (progress, reset), seal, seal-status, health (codes and query
 //! parameters), rotate, key-status, mounts (list, enable, read, tune, disable), policies (ACL
-//! and legacy, HCL and JSON), capabilities-self, audit devices; plus malformed bodies, wrong
-//! methods, traversal, oversize bodies and the sealed store on these routes.
+//! and legacy, HCL and JSON), capabilities (self, of another token, sudo paths), audit devices
+//! (and the audit log's hash chain checked by `hush audit verify` after edits, deletions and
+//! reorders, and across a SIGHUP rotation); plus malformed bodies, wrong methods, traversal,
+//! oversize bodies and the sealed store on these routes.
 
-use hush_tests::{http_client, Hushd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hush_tests::{bin, http_client, Hushd};
 use serde_json::json;
 
 const LIMIT: usize = 32 * 1024 * 1024;
@@ -16,6 +21,37 @@ async fn fresh() -> Hushd {
         http_client(),
     )
     .await
+}
+
+/// A dev server with the file audit device `file/` writing to `DIR/audit.log`.
+async fn dev_with_audit_file() -> (Hushd, tempfile::TempDir, PathBuf) {
+    let h = Hushd::dev().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let (s, b) = h
+        .call(
+            "PUT",
+            "sys/audit/file",
+            Some(json!({"type": "file", "options": {"file_path": log}})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    (h, dir, log)
+}
+
+/// `hush audit verify PATH`: (exit code, stdout and stderr).
+fn audit_verify(path: &Path) -> (i32, String) {
+    let out = Command::new(bin("hush"))
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
 }
 
 #[tokio::test]
@@ -379,7 +415,70 @@ async fn mounts_list_enable_tune_disable_good_and_bad() {
 }
 
 #[tokio::test]
-async fn policies_hcl_and_json_good_and_bad() {
+async fn policies_hcl_good_and_bad() {
+    let h = Hushd::dev().await;
+    let hcl = "path \"secret/data/a/*\" {\n  capabilities = [\"read\", \"list\"]\n}\n";
+    let (s, b) = h
+        .call(
+            "PUT",
+            "sys/policies/acl/reader",
+            Some(json!({ "policy": hcl })),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = h.call("GET", "sys/policies/acl/reader", None).await;
+    assert_eq!((s, b["data"]["policy"].as_str()), (200, Some(hcl)));
+    let (s, b) = h
+        .call("PUT", "sys/policy/legacy", Some(json!({ "rules": hcl })))
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = h.call("GET", "sys/policy/legacy", None).await;
+    assert_eq!((s, b["rules"].as_str()), (200, Some(hcl)), "{b}");
+    let (s, b) = h.call("GET", "sys/policy", None).await;
+    assert_eq!(s, 200);
+    for name in ["default", "legacy", "reader", "root"] {
+        assert!(
+            b["policies"].as_array().unwrap().contains(&json!(name)),
+            "{b}"
+        );
+    }
+    // Bad: syntax, unknown capability, unenforceable key, missing body, root and default rules.
+    // (Listing, reading a missing policy and deleting are in `policies_json_good_and_bad`.)
+    for (policy, want) in [
+        ("path \"x\" { capabilities = [", "parse"),
+        ("path \"x\" { capabilities = [\"fly\"] }", "fly"),
+        (
+            "path \"x\" {\n capabilities = [\"read\"]\n allowed_parameters = {}\n}",
+            "allowed_parameters",
+        ),
+    ] {
+        let (s, b) = h
+            .call(
+                "PUT",
+                "sys/policies/acl/bad",
+                Some(json!({ "policy": policy })),
+            )
+            .await;
+        assert_eq!(s, 400, "{policy}: {b}");
+        let msg = b["errors"][0].as_str().unwrap().to_lowercase();
+        assert!(msg.contains(want), "{policy}: {msg}");
+    }
+    let (s, _) = h.call("PUT", "sys/policies/acl/bad", Some(json!({}))).await;
+    assert_eq!(s, 400);
+    let (s, _) = h
+        .call(
+            "PUT",
+            "sys/policies/acl/root",
+            Some(json!({ "policy": hcl })),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = h.call("DELETE", "sys/policies/acl/default", None).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn policies_json_good_and_bad() {
     let h = Hushd::dev().await;
     let json_policy =
         json!({"path": {"secret/data/j/*": {"capabilities": ["read", "list"]}}}).to_string();
@@ -551,6 +650,88 @@ async fn capabilities_self_good_and_bad() {
 }
 
 #[tokio::test]
+async fn capabilities_and_sudo() {
+    let h = Hushd::dev().await;
+    let hcl = r#"
+path "secret/data/app/*" { capabilities = ["read", "create"] }
+path "secret/data/app/admin" { capabilities = ["deny"] }
+path "sys/policies/acl/*" { capabilities = ["read", "update"] }
+"#;
+    h.call(
+        "PUT",
+        "sys/policies/acl/app",
+        Some(json!({ "policy": hcl })),
+    )
+    .await;
+    let (s, b) = h
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["app"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let tok = b["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, b) = h
+        .call_as(Some(&tok), "POST", "sys/capabilities-self", Some(json!({"paths": ["secret/data/app/x", "secret/data/app/admin", "secret/data/other"]})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["secret/data/app/x"], json!(["create", "read"]));
+    assert_eq!(b["data"]["secret/data/app/admin"], json!(["deny"]));
+    assert_eq!(b["data"]["secret/data/other"], json!(["deny"]));
+    let (s, b) = h
+        .call(
+            "POST",
+            "sys/capabilities",
+            Some(json!({"token": tok, "path": "secret/data/app/x"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["capabilities"].clone()),
+        (200, json!(["create", "read"])),
+        "{b}"
+    );
+    // create but not update: a new key is allowed, overwriting it is not (existence check).
+    let (s, b) = h
+        .call_as(
+            Some(&tok),
+            "POST",
+            "secret/data/app/new",
+            Some(json!({"data": {"a": "1"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = h
+        .call_as(
+            Some(&tok),
+            "POST",
+            "secret/data/app/new",
+            Some(json!({"data": {"a": "2"}})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    // sudo paths: the token has update on sys/policies but no sudo anywhere.
+    for (m, p) in [
+        ("PUT", "sys/rotate"),
+        ("GET", "sys/key-status"),
+        ("PUT", "sys/seal"),
+        ("GET", "sys/audit"),
+    ] {
+        let (s, _) = h.call_as(Some(&tok), m, p, None).await;
+        assert_eq!(s, 403, "{m} {p}");
+    }
+    let (s, _) = h
+        .call_as(
+            Some(&tok),
+            "POST",
+            "sys/mounts/x",
+            Some(json!({"type": "kv-v2"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test]
 async fn audit_enable_list_disable_good_and_bad() {
     let h = Hushd::dev().await;
     let dir = tempfile::tempdir().unwrap();
@@ -573,7 +754,8 @@ async fn audit_enable_list_disable_good_and_bad() {
         .unwrap()
         .contains("sys/mounts"));
 
-    // Bad: malformed JSON, wrong option types, wrong method, no sudo, no token.
+    // Bad: malformed JSON, unknown type, no file_path, unwritable path, no type, wrong option
+    // types, the path of another device, wrong method, no sudo, no token.
     let (s, _) = h
         .call_body(
             Some("root"),
@@ -584,7 +766,12 @@ async fn audit_enable_list_disable_good_and_bad() {
         )
         .await;
     assert_eq!(s, 400);
+    let other_log = dir.path().join("x.log");
     for body in [
+        json!({"type": "syslog"}),
+        json!({"type": "file"}),
+        json!({"type": "file", "options": {"file_path": "/nonexistent-dir/x/audit.log"}}),
+        json!({"options": {"file_path": other_log}}),
         json!({"type": "file", "options": "file_path=/tmp/x"}),
         json!({"type": "file", "options": {"file_path": ["/tmp/x"]}}),
         json!({"type": 7}),
@@ -592,6 +779,14 @@ async fn audit_enable_list_disable_good_and_bad() {
         let (s, b) = h.call("PUT", "sys/audit/x", Some(body.clone())).await;
         assert_eq!(s, 400, "{body}: {b}");
     }
+    let (s, _) = h
+        .call(
+            "PUT",
+            "sys/audit/x",
+            Some(json!({"type": "file", "options": {"file_path": log}})),
+        )
+        .await;
+    assert_eq!(s, 400, "path in use");
     let (s, _) = h.call("GET", "sys/audit/main", None).await;
     assert_eq!(s, 405);
     let narrow = h
@@ -628,47 +823,96 @@ async fn audit_enable_list_disable_good_and_bad() {
 }
 
 #[tokio::test]
-async fn sys_paths_refuse_traversal_oversize_and_odd_methods() {
-    let h = Hushd::dev().await;
-    for bad in [
-        "/v1/sys/../secret/data/x",
-        "/v1/sys/%2e%2e/secret/data/x",
-        "/v1/sys/mounts/%2E%2E/sys",
-        "/v1/sys//mounts",
-        "/v1/sys/policies/acl/./root",
+async fn audit_log_hides_secrets_and_its_chain_verifies() {
+    let (h, dir, log) = dev_with_audit_file().await;
+
+    let (_, b) = h
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["root"]})),
+        )
+        .await;
+    let tok = b["auth"]["client_token"].as_str().unwrap().to_string();
+    for i in 0..5 {
+        let (s, _) = h
+            .call_as(
+                Some(&tok),
+                "POST",
+                &format!("secret/data/a{i}"),
+                Some(json!({"data": {"pw": format!("topsecret-{i}")}})),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (s, _) = h
+        .call_as(
+            Some("hvs.wrongwrongwrongwrongwrong"),
+            "GET",
+            "secret/data/a0",
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, b) = h
+        .call(
+            "POST",
+            "sys/audit-hash/file",
+            Some(json!({"input": "topsecret-3"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let hash = b["data"]["hash"].as_str().unwrap().to_string();
+    assert!(hash.starts_with("hmac-sha256:"));
+    let (s, _) = h
+        .call("POST", "sys/audit-hash/nope", Some(json!({"input": "x"})))
+        .await;
+    assert_eq!(s, 400);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("topsecret"), "plaintext in audit log");
+    assert!(!text.contains(&tok), "token in audit log");
+    assert!(
+        !text.contains("\"client_token\":\"root\""),
+        "root token in audit log"
+    );
+    assert!(text.contains(&hash));
+    assert!(text.contains("permission denied"), "denied request audited");
+    let (code, out) = audit_verify(&log);
+    assert_eq!(code, 0, "{out}");
+
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 12);
+    let write = |name: &str, lines: &[String]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p
+    };
+    let owned: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+    let mut edited = owned.clone();
+    let victim = (1..owned.len() - 1)
+        .find(|&i| owned[i].contains("secret/data/a2"))
+        .unwrap();
+    edited[victim] = edited[victim].replacen("secret/data/a2", "secret/data/a9", 1);
+    assert_ne!(edited[victim], owned[victim]);
+    let mut deleted = owned.clone();
+    deleted.remove(6);
+    let mut reordered = owned.clone();
+    reordered.swap(7, 8);
+    for (name, lines, bad_line) in [
+        ("edited", edited, victim + 2),
+        ("deleted", deleted, 7),
+        ("reordered", reordered, 8),
     ] {
-        let (s, b) = h.raw_get(bad).await;
-        assert_eq!(s, 400, "{bad}: {b}");
-        assert!(b.contains("\"errors\""), "{b}");
+        let (code, out) = audit_verify(&write(name, &lines));
+        assert_ne!(code, 0, "{name}: {out}");
+        assert!(out.contains(&format!("line {bad_line}")), "{name}: {out}");
     }
-    let (s, b) = h.oversize("PUT", "sys/policies/acl/big", LIMIT).await;
-    assert_eq!(s, 413, "{b}");
-    assert!(b.contains("\"errors\""), "{b}");
-    let (s, _) = h.oversize("PUT", "sys/init", LIMIT).await;
-    assert_eq!(s, 413);
-    let (s, _) = h.call("GET", "sys/policies/acl/big", None).await;
-    assert_eq!(s, 404);
-    for m in ["OPTIONS", "TRACE", "BREW"] {
-        let (s, _) = h.call(m, "sys/mounts", None).await;
-        assert_eq!(s, 405, "{m}");
-    }
-    let (s, b) = h.call("GET", "sys/no-such-endpoint", None).await;
-    assert_eq!(s, 404, "{b}");
 }
 
 #[tokio::test]
 async fn sighup_reopens_audit_files_for_log_rotation() {
-    let mut h = Hushd::dev().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let (s, b) = h
-        .call(
-            "PUT",
-            "sys/audit/file",
-            Some(json!({"type": "file", "options": {"file_path": log}})),
-        )
-        .await;
-    assert_eq!(s, 204, "{b}");
+    let (mut h, dir, log) = dev_with_audit_file().await;
     h.call("GET", "sys/mounts", None).await;
     // logrotate: move the file away, then SIGHUP.
     let rotated = dir.path().join("audit.log.1");
@@ -676,10 +920,7 @@ async fn sighup_reopens_audit_files_for_log_rotation() {
     let kept = std::fs::read_to_string(&rotated).unwrap();
     assert!(kept.contains("sys/mounts"));
     let pid = h.child.id().to_string();
-    let st = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
+    let st = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     assert!(st.success());
     // The signal is handled asynchronously: poll with requests until the new file appears.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -707,21 +948,40 @@ async fn sighup_reopens_audit_files_for_log_rotation() {
     );
     // Each file verifies on its own.
     for f in [&rotated, &log] {
-        let out = std::process::Command::new(hush_tests::bin("hush"))
-            .args(["audit", "verify"])
-            .arg(f)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}{}",
-            f.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, out) = audit_verify(f);
+        assert_eq!(code, 0, "{}: {out}", f.display());
     }
     assert!(
         h.child.try_wait().unwrap().is_none(),
         "SIGHUP did not stop hushd"
     );
+}
+
+#[tokio::test]
+async fn sys_paths_refuse_traversal_oversize_and_odd_methods() {
+    let h = Hushd::dev().await;
+    for bad in [
+        "/v1/sys/../secret/data/x",
+        "/v1/sys/%2e%2e/secret/data/x",
+        "/v1/sys/mounts/%2E%2E/sys",
+        "/v1/sys//mounts",
+        "/v1/sys/policies/acl/./root",
+    ] {
+        let (s, b) = h.raw_get(bad).await;
+        assert_eq!(s, 400, "{bad}: {b}");
+        assert!(b.contains("\"errors\""), "{b}");
+    }
+    let (s, b) = h.oversize("PUT", "sys/policies/acl/big", LIMIT).await;
+    assert_eq!(s, 413, "{b}");
+    assert!(b.contains("\"errors\""), "{b}");
+    let (s, _) = h.oversize("PUT", "sys/init", LIMIT).await;
+    assert_eq!(s, 413);
+    let (s, _) = h.call("GET", "sys/policies/acl/big", None).await;
+    assert_eq!(s, 404);
+    for m in ["OPTIONS", "TRACE", "BREW"] {
+        let (s, _) = h.call(m, "sys/mounts", None).await;
+        assert_eq!(s, 405, "{m}");
+    }
+    let (s, b) = h.call("GET", "sys/no-such-endpoint", None).await;
+    assert_eq!(s, 404, "{b}");
 }

@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use super::aws_creds::{self, AwsCredentials, Env};
-use super::AuthError;
+use super::error::AuthError;
 use crate::config::AwsLogin;
 
 /// The signed request's body.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::AuthError;
+use super::error::AuthError;
 
 /// Largest identity token accepted (they are about 1 KiB).
 const MAX_TOKEN: usize = 64 * 1024;

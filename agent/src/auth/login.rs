@@ -12,7 +12,7 @@ use hush_api::Client;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::AuthError;
+use super::error::AuthError;
 use crate::config::{LoginMethod, LoginSpec};
 
 /// `{role, jwt}`. No `Debug`: it holds the JWT.

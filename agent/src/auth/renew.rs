@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use hush_api::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::TokenSource;
-use crate::keeper::backoff::{renew_delay, Backoff};
-use crate::keeper::{classify, ErrorClass, Observer};
+use super::source::{Persist, TokenSource};
+use crate::retry::backoff::{renew_delay, Backoff};
+use crate::retry::{classify, ErrorClass};
+use crate::telemetry::Observer;
 
 /// The renewal task's settings.
 #[derive(Debug, Clone)]
@@ -84,7 +85,7 @@ pub async fn run(
     macro_rules! relogin {
         () => {{
             if tokens
-                .login_until_ok(&base, &mut backoff, &shutdown, false)
+                .login_until_ok(&base, &mut backoff, &shutdown, Persist::Forever)
                 .await
                 .is_err()
             {

@@ -2,8 +2,8 @@
 //! region, the server-id header value and the STS endpoint. Unset ones are taken from the
 //! environment at each login (see [`crate::auth::aws`]).
 
-use super::raw::RawAuth;
 use super::{AwsLogin, ConfigError};
+use hush_api::agent_config::RawAuth;
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))

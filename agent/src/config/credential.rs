@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use super::raw::RawAuth;
 use super::{
     ConfigError, Credential, JwtKind, LoginMethod, LoginSpec, DEFAULT_GCE_METADATA_HOST,
     DEFAULT_K8S_JWT_FILE,
 };
+use hush_api::agent_config::RawAuth;
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::raw::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 use super::ConfigError;
+use hush_api::agent_config::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
 #[derive(Debug, Default, Parser)]
@@ -83,6 +83,10 @@ pub struct Flags {
     /// Render every file once and exit.
     #[arg(long)]
     pub once: bool,
+    /// With --once: give up after this long (a login that keeps failing, an unreachable
+    /// store) and exit 1 naming the last error [default: 2m].
+    #[arg(long, value_name = "DURATION")]
+    pub once_deadline: Option<String>,
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
@@ -215,6 +219,7 @@ impl Flags {
             raw.agent.revoke_leases_on_exit = Some(false);
         }
         flag(&mut raw.agent.once, self.once);
+        set(&mut raw.agent.once_deadline, self.once_deadline);
         if let Some(cmd) = self.notify_command {
             raw.notify.command = Some(vec!["/bin/sh".into(), "-c".into(), cmd]);
         }
@@ -324,6 +329,8 @@ mod tests {
             "--addr",
             "http://flag:2",
             "--once",
+            "--once-deadline",
+            "3s",
             "--notify-command",
             "echo hi",
             "--env",
@@ -336,6 +343,7 @@ mod tests {
         .unwrap();
         assert_eq!(raw.server.addr.as_deref(), Some("http://flag:2"));
         assert_eq!(raw.agent.once, Some(true));
+        assert_eq!(raw.agent.once_deadline.as_deref(), Some("3s"));
         assert_eq!(raw.notify.command.as_ref().unwrap()[2], "echo hi");
         let exec = raw.exec.unwrap();
         assert_eq!(exec.command, ["app", "--serve"]);

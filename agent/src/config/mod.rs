@@ -1,4 +1,6 @@
-//! Configuration: flags and the TOML file, parsed raw, then validated into a typed [`Config`].
+//! Configuration: flags and the TOML file, parsed raw (into [`RawConfig`], from
+//! `hush_api::agent_config`, shared with whatever writes agent config), then validated into a
+//! typed [`Config`].
 //!
 //! Everything is checked here, before the agent binds a port or reads a secret: an invalid
 //! config is one [`ConfigError`] with one exact message, and the binary exits 64.
@@ -7,7 +9,6 @@ mod aws;
 mod credential;
 pub mod duration;
 pub mod flags;
-pub mod raw;
 mod validate;
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use flags::Flags;
-pub use raw::RawConfig;
+pub use hush_api::agent_config::RawConfig;
 
 /// An invalid configuration, with the message shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +37,8 @@ pub struct Config {
     pub backoff_max: Duration,
     pub on_forbidden: OnForbidden,
     pub once: bool,
+    /// How long `--once` may take before it gives up (naming the last error).
+    pub once_deadline: Duration,
     pub revoke_on_exit: bool,
     /// How long replaced dynamic credentials stay valid before their lease is revoked.
     pub lease_grace: Duration,
@@ -283,6 +286,7 @@ pub enum ChildOnChange {
 
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub const DEFAULT_ONCE_DEADLINE: Duration = Duration::from_secs(120);
 /// How long replaced dynamic credentials stay valid before their lease is revoked.
 pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,7 +1,7 @@
 //! Config validation: one fixture per bad case (`fixtures/bad_*.toml`), each starting with
 //! `# expect: MESSAGE`, the exact message it must give (`FIXTURE` stands for its path).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
@@ -50,6 +50,7 @@ fn full_fixture_validates_into_typed_config() {
     assert_eq!(c.backoff_max, Duration::from_secs(30));
     assert_eq!(c.on_forbidden, OnForbidden::Remove);
     assert!(c.revoke_on_exit && !c.once);
+    assert_eq!(c.once_deadline, Duration::from_secs(45));
     assert_eq!(c.destination.mount_tmpfs, Some(8 << 20));
     assert_eq!(c.metrics_listen.unwrap().port(), 9102);
 
@@ -141,6 +142,7 @@ fn flags_alone_make_a_config() {
     assert!(c.files.iter().all(|f| f.mode == 0o440));
     assert_eq!(c.refresh_interval, Duration::from_millis(100));
     assert_eq!(c.backoff_max, DEFAULT_BACKOFF_MAX);
+    assert_eq!(c.once_deadline, DEFAULT_ONCE_DEADLINE);
     assert_eq!(
         c.notify.signal,
         Some((
@@ -276,4 +278,22 @@ fn lazy_secrets_from_the_file_and_flags() {
         Config::load(args("pg")).unwrap_err().0,
         "--lazy \"pg\": no such secret; give a [secrets] name or the PATH of a --secret"
     );
+}
+
+#[test]
+fn a_written_raw_config_parses_back_and_validates_the_same() {
+    // What the injector does: build (here: read) a raw config and write it as TOML.
+    for name in ["good_full.toml", "good_fuse.toml", "good_fuse_lazy.toml"] {
+        let path = fixtures().join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let raw = parse_toml(&path, &text).unwrap();
+        let written = toml::to_string(&raw).unwrap();
+        let back = parse_toml(Path::new("written.toml"), &written)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{written}"));
+        let (a, b) = (
+            Config::from_raw(raw).unwrap(),
+            Config::from_raw(back).unwrap(),
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "{name}:\n{written}");
+    }
 }

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawFile, RawMode, RawNotify};
 use super::{
     duration, io_reason, ChildOnChange, Config, ConfigError, Destination, Exec, FileSpec, Format,
     FuseCache, FuseSettings, Notify, OnForbidden, Server, SignalTarget, Source, SourceKind,
     DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_GRACE, DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT,
-    DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
+    DEFAULT_ONCE_DEADLINE, DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
 };
+use hush_api::agent_config::{RawConfig, RawDestination, RawFile, RawMode, RawNotify};
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -253,6 +253,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(t) => parse_duration("backoff_max", &t, Duration::from_millis(10))?,
         None => DEFAULT_BACKOFF_MAX,
     };
+    let once_deadline = match raw.agent.once_deadline {
+        Some(t) => parse_duration("once_deadline", &t, Duration::from_secs(1))?,
+        None => DEFAULT_ONCE_DEADLINE,
+    };
     let lease_grace = match raw.agent.lease_grace {
         Some(t) => parse_duration("lease_grace", &t, Duration::ZERO)?,
         None => DEFAULT_LEASE_GRACE,
@@ -342,6 +346,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         backoff_max,
         on_forbidden,
         once,
+        once_deadline,
         revoke_on_exit: raw.agent.revoke_on_exit.unwrap_or(false),
         lease_grace,
         revoke_leases_on_exit: raw.agent.revoke_leases_on_exit.unwrap_or(true) && !once,
@@ -365,7 +370,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 }
 
 /// `[destination]`'s FUSE keys: only with `fuse = true`, which excludes the tmpfs ones.
-fn fuse_settings(d: &super::raw::RawDestination) -> Result<Option<FuseSettings>, ConfigError> {
+fn fuse_settings(d: &RawDestination) -> Result<Option<FuseSettings>, ConfigError> {
     if d.fuse != Some(true) {
         if d.fuse_cache.is_some() {
             return err("fuse_cache is set but fuse is not (add --fuse)");
@@ -485,7 +490,7 @@ fn file_spec(f: RawFile, by_name: &BTreeMap<String, usize>) -> Result<FileSpec, 
                     "file {name:?}: format template needs template or template_file"
                 ));
             };
-            crate::render::template::check(&name, &text).map_err(ConfigError)?;
+            crate::template::check(&name, &text).map_err(ConfigError)?;
             Format::Template { source_text: text }
         }
         other => {

@@ -32,6 +32,10 @@ pub struct Held {
     pub renewable: bool,
     /// Unix seconds.
     pub expires_unix: u64,
+    /// When the lease was issued (Unix seconds), for the age of its data; missing in files
+    /// of older agents.
+    #[serde(default)]
+    pub issued_unix: Option<u64>,
     pub data: Data,
 }
 
@@ -122,6 +126,7 @@ mod tests {
                 ttl: 30,
                 renewable: true,
                 expires_unix: unix_now() + 30,
+                issued_unix: Some(unix_now()),
                 data,
             }],
         };

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::keeper::backoff::renew_delay;
+use crate::retry::backoff::renew_delay;
 
 /// One live lease of a source.
 #[derive(Clone, PartialEq, Eq)]

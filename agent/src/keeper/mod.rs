@@ -1,93 +1,36 @@
 //! The keeper: reads secrets, follows new versions, retries with backoff, keeps the last good
 //! values.
 //!
-//! [`Keeper::cycle`] is one pass: re-read the token file, look at every source (a cheap
+//! [`Keeper::cycle`] is one pass: have the token source re-read its file, look at every source (a cheap
 //! metadata check for KV v2), and when anything changed render every file and hand the whole
 //! set to the sink (the atomic writer, or the FUSE tree; either does nothing when the bytes are
 //! the same). A file that fails to render keeps its last good content; a source that fails
 //! keeps its last good data. The caller ([`crate::run`]) decides when the next cycle runs: the
 //! refresh interval, or a backoff delay after transient failures.
 
-pub mod backoff;
 pub mod handoff;
 pub mod lease;
 pub mod source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{self, StreamExt};
-use hush_api::{Client, ClientError};
+use hush_api::Client;
 use zeroize::Zeroizing;
 
-use crate::auth::TokenSource;
+use crate::auth::{Recovery, TokenSource};
 use crate::config::{Config, FileSpec};
 use crate::render::Renderer;
-use crate::sink::files::{FileProjection, WriteOutcome};
-use crate::sink::Sink;
+use crate::retry::{classify, ErrorClass};
+use crate::sink::{FileProjection, Sink, WriteError, WriteOutcome};
+use crate::telemetry::Observer;
 use lease::Retiring;
 use source::{Fetch, SourceState};
 
 /// Secrets read from the store at once.
 const FETCH_CONCURRENCY: usize = 16;
-
-/// Where the keeper reports what it does (metrics). Never given a value.
-pub trait Observer: Send + Sync {
-    /// One request to the store: operation, outcome (`ok`, `transient`, `forbidden`, ...).
-    fn store(&self, op: &'static str, outcome: &'static str, elapsed: Duration);
-    /// The agent token's remaining TTL in seconds.
-    fn token_ttl(&self, secs: u64);
-    /// A file rendered fine from data of this version (0 for templates and non-KV sources).
-    fn render_ok(&self, file: &str, version: u64);
-    fn render_error(&self, file: &str);
-}
-
-/// An observer that drops everything.
-#[derive(Debug, Default)]
-pub struct NoObserver;
-
-impl Observer for NoObserver {
-    fn store(&self, _: &'static str, _: &'static str, _: Duration) {}
-    fn token_ttl(&self, _: u64) {}
-    fn render_ok(&self, _: &str, _: u64) {}
-    fn render_error(&self, _: &str) {}
-}
-
-/// How a client error is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Unreachable, 5xx (sealed, standby), 429: retry soon with backoff.
-    Transient,
-    Forbidden,
-    NotFound,
-    /// Anything else (400, a body we do not understand): retry at the refresh interval.
-    Other,
-}
-
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Transient => "transient",
-            ErrorClass::Forbidden => "forbidden",
-            ErrorClass::NotFound => "not_found",
-            ErrorClass::Other => "error",
-        }
-    }
-}
-
-pub fn classify(e: &ClientError) -> ErrorClass {
-    match e {
-        ClientError::Transport { .. } => ErrorClass::Transient,
-        ClientError::Api { status, .. } => match *status {
-            403 => ErrorClass::Forbidden,
-            404 => ErrorClass::NotFound,
-            429 | 500..=599 => ErrorClass::Transient,
-            _ => ErrorClass::Other,
-        },
-        _ => ErrorClass::Other,
-    }
-}
 
 /// What one cycle did.
 #[derive(Debug, Default)]
@@ -123,6 +66,8 @@ pub struct Keeper {
     retiring: Vec<Retiring>,
     /// Per source: read it. False for a lazy source until a file that reads it is opened.
     wanted: Vec<bool>,
+    /// Per source: the end of its lease last told to the observer.
+    lease_shown: Vec<Option<Instant>>,
 }
 
 /// Where a file that reads lazy secrets stands.
@@ -161,8 +106,10 @@ impl Keeper {
             .collect();
         let rendered = config.files.iter().map(|_| None).collect();
         let wanted = config.sources.iter().map(|s| !s.lazy).collect();
+        let lease_shown = config.sources.iter().map(|_| None).collect();
         Keeper {
             wanted,
+            lease_shown,
             config,
             base,
             tokens,
@@ -192,9 +139,7 @@ impl Keeper {
     /// open just asked for); renders and writes when something changed.
     pub async fn cycle(&mut self, only: Option<&[usize]>) -> CycleReport {
         let mut report = CycleReport::default();
-        if let Err(e) = self.tokens.reload() {
-            tracing::warn!(error = %e, "keeping the last token");
-        }
+        self.tokens.refresh();
         let mut client = self.base.with_token(Some(self.tokens.token()));
         let on_forbidden = self.config.on_forbidden;
         let mut relogin_tried = false;
@@ -230,39 +175,22 @@ impl Keeper {
                 state.metadata_denied = true;
                 fetch = source::fetch(&client, src, state, self.observer.as_ref(), token_gen).await;
             }
-            // A 403 may mean the token was rotated under us: look at the file once more.
-            if matches!(&fetch, Fetch::Failed(e) if classify(e) == ErrorClass::Forbidden)
-                && matches!(self.tokens.reload(), Ok(true))
-            {
-                client = self.base.with_token(Some(self.tokens.token()));
-                fetch = source::fetch(&client, src, state, self.observer.as_ref(), token_gen).await;
-            }
-            // A login token that is no longer valid (revoked, expired): log in again, once.
-            if matches!(&fetch, Fetch::Failed(e) if classify(e) == ErrorClass::Forbidden)
-                && self.tokens.login_spec().is_some()
-                && !relogin_tried
-            {
-                relogin_tried = true;
-                let lookup = client.token_lookup_self().await;
-                if matches!(&lookup, Err(e) if classify(e) == ErrorClass::Forbidden) {
-                    tracing::info!("the agent's token is no longer valid; logging in again");
-                    match self.tokens.login(&self.base).await {
-                        Ok(_) => {
-                            client = self.base.with_token(Some(self.tokens.token()));
-                            fetch = source::fetch(
-                                &client,
-                                src,
-                                state,
-                                self.observer.as_ref(),
-                                token_gen,
-                            )
-                            .await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "login failed");
-                            report.transient = true;
-                        }
+            // A 403 may come from a token rotated under us, or one no longer valid: the token
+            // source looks into it, and with another token the source is read once more.
+            if matches!(&fetch, Fetch::Failed(e) if classify(e) == ErrorClass::Forbidden) {
+                match self
+                    .tokens
+                    .after_forbidden(&self.base, &client, &mut relogin_tried)
+                    .await
+                {
+                    Recovery::NewToken => {
+                        client = self.base.with_token(Some(self.tokens.token()));
+                        fetch =
+                            source::fetch(&client, src, state, self.observer.as_ref(), token_gen)
+                                .await;
                     }
+                    Recovery::Stands => {}
+                    Recovery::LoginFailed => report.transient = true,
                 }
             }
             let applied = source::apply(src, state, fetch, on_forbidden);
@@ -318,7 +246,27 @@ impl Keeper {
             }
         }
         report.complete = self.written_once && self.all_rendered();
+        self.show_leases();
         report
+    }
+
+    /// Tell the observer where each lease stands, when that changed (`None`: no lease held).
+    /// A lease without a TTL never ends and is not shown.
+    fn show_leases(&mut self) {
+        let now = (Instant::now(), SystemTime::now());
+        for (i, (src, state)) in self.config.sources.iter().zip(&self.sources).enumerate() {
+            let expires = state
+                .lease
+                .as_ref()
+                .filter(|l| !l.ttl.is_zero())
+                .map(|l| l.expires);
+            if self.lease_shown[i] != expires {
+                self.lease_shown[i] = expires;
+                let name = src.names.first().unwrap_or(&src.path);
+                let at = expires.map(|e| now.1 + e.saturating_duration_since(now.0));
+                self.observer.lease(name, at);
+            }
+        }
     }
 
     /// Every file has content, lazy files aside (they come at their first open, and do not
@@ -474,6 +422,10 @@ impl Keeper {
                     renewable: l.renewable,
                     expires_unix: handoff::unix_now()
                         + l.expires.saturating_duration_since(now).as_secs(),
+                    issued_unix: st
+                        .created
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs()),
                     data: (**data).clone(),
                 })
             })
@@ -511,6 +463,11 @@ impl Keeper {
                     l.adopted(now, left, capped);
                     tracing::info!(secret = %held.path, lease = %l.id, ttl_secs = left.as_secs(), "adopted the lease of the --once run");
                     self.sources[i].data = Some(Arc::new(held.data));
+                    // Its data is as old as the once-run's lease.
+                    self.sources[i].created = Some(match held.issued_unix {
+                        Some(s) => UNIX_EPOCH + Duration::from_secs(s),
+                        None => SystemTime::now(),
+                    });
                     self.sources[i].lease = Some(l);
                     self.dirty = true;
                     adopted += 1;
@@ -545,7 +502,18 @@ impl Keeper {
                         .source()
                         .and_then(|s| self.sources[s].version)
                         .unwrap_or(0);
-                    self.observer.render_ok(&spec.name, version);
+                    // A template's data is as young as the youngest secret in it.
+                    let created = match spec.format.source() {
+                        Some(s) => self.sources[s].created,
+                        None => self
+                            .sources
+                            .iter()
+                            .filter(|s| s.data.is_some())
+                            .filter_map(|s| s.created)
+                            .max(),
+                    };
+                    let created = created.unwrap_or_else(SystemTime::now);
+                    self.observer.render_ok(&spec.name, version, created);
                     self.rendered[i] = Some(bytes);
                 }
                 Err(e) => {
@@ -587,12 +555,12 @@ impl Keeper {
             .collect()
     }
 
-    async fn write(&self) -> Result<WriteOutcome, crate::sink::files::WriteError> {
+    async fn write(&self) -> Result<WriteOutcome, WriteError> {
         let payload = payload(&self.config.files, &self.rendered);
         let writer = self.writer.clone();
         match tokio::task::spawn_blocking(move || writer.write(&payload)).await {
             Ok(r) => r,
-            Err(e) => Err(crate::sink::files::WriteError::Io {
+            Err(e) => Err(WriteError::Io {
                 op: "write",
                 path: self.writer.target().to_path_buf(),
                 err: std::io::Error::other(e.to_string()),
@@ -622,29 +590,4 @@ fn payload(
             ))
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_client_errors() {
-        let api = |status| ClientError::Api {
-            status,
-            errors: vec![],
-        };
-        assert_eq!(classify(&api(503)), ErrorClass::Transient);
-        assert_eq!(classify(&api(500)), ErrorClass::Transient);
-        assert_eq!(classify(&api(429)), ErrorClass::Transient);
-        assert_eq!(classify(&api(403)), ErrorClass::Forbidden);
-        assert_eq!(classify(&api(404)), ErrorClass::NotFound);
-        assert_eq!(classify(&api(400)), ErrorClass::Other);
-        let t = ClientError::Transport {
-            url: "http://x".into(),
-            reason: "connection refused".into(),
-        };
-        assert_eq!(classify(&t), ErrorClass::Transient);
-        assert_eq!(classify(&ClientError::Build("x".into())), ErrorClass::Other);
-    }
 }

@@ -3,14 +3,15 @@
 //! 403 when the config says `remove`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use hush_api::wire::Data;
 use hush_api::{Client, ClientError};
 
 use super::lease::{Action, Lease};
-use super::{classify, ErrorClass, Observer};
 use crate::config::{OnForbidden, Source, SourceKind};
+use crate::retry::{classify, ErrorClass};
+use crate::telemetry::Observer;
 
 /// How soon a lease action that failed is tried again (the backoff applies on top for
 /// transient failures).
@@ -23,6 +24,9 @@ pub struct SourceState {
     pub data: Option<Arc<Data>>,
     /// KV v2 version of `data` (or of the deleted version last seen).
     pub version: Option<u64>,
+    /// When `data` was made: the KV v2 version's `created_time`, a lease's issue time,
+    /// otherwise when the agent first read it.
+    pub created: Option<SystemTime>,
     /// The token may not read `MOUNT/metadata/...`: compare versions of full reads instead.
     pub metadata_denied: bool,
     /// The files of this source were removed after a 403.
@@ -51,11 +55,12 @@ impl std::fmt::Debug for SourceState {
 pub enum Fetch {
     /// Same version (or same data) as held.
     Unchanged,
-    /// New data (with its lease, for a dynamic secret).
+    /// New data (with its lease, for a dynamic secret), made at `created`.
     New {
         data: Data,
         version: Option<u64>,
         lease: Option<Lease>,
+        created: SystemTime,
     },
     /// The lease was renewed at `at` for `granted` seconds.
     Renewed {
@@ -138,6 +143,8 @@ pub async fn fetch(
                 Ok(None) => Fetch::Gone { version: None },
                 Ok(Some(s)) => {
                     let version = Some(s.metadata.version);
+                    let created =
+                        created_time(&s.metadata.created_time).unwrap_or_else(SystemTime::now);
                     match s.data {
                         None => Fetch::Gone { version },
                         Some(data) => {
@@ -150,6 +157,7 @@ pub async fn fetch(
                                     data,
                                     version,
                                     lease: None,
+                                    created,
                                 }
                             }
                         }
@@ -172,7 +180,7 @@ pub async fn fetch(
                     }
                 }
             }
-            let t = Instant::now();
+            let (t, issued) = (Instant::now(), SystemTime::now());
             let read = client.read(&source.path).await;
             timed(observer, "read", t, &read);
             match read {
@@ -196,6 +204,7 @@ pub async fn fetch(
                             data,
                             version: None,
                             lease,
+                            created: issued,
                         },
                     }
                 }
@@ -203,6 +212,13 @@ pub async fn fetch(
             }
         }
     }
+}
+
+/// A KV v2 `created_time` (RFC 3339).
+fn created_time(text: &str) -> Option<SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(SystemTime::from)
 }
 
 /// Renew `lease`: the fetch to apply, or `None` when the store refused (read anew then).
@@ -261,6 +277,7 @@ pub fn apply(
             data,
             version,
             lease,
+            created,
         } => {
             match &lease {
                 Some(l) => {
@@ -272,6 +289,7 @@ pub fn apply(
             }
             state.data = Some(Arc::new(data));
             state.version = version;
+            state.created = Some(created);
             state.removed = false;
             applied.replaced = std::mem::replace(&mut state.lease, lease);
             applied.changed = true;
@@ -379,11 +397,13 @@ mod tests {
                 data: data("one"),
                 version: Some(1),
                 lease: None,
+                created: SystemTime::UNIX_EPOCH,
             },
             OnForbidden::Keep,
         );
         assert!(a.changed && !a.transient);
         assert_eq!(st.version, Some(1));
+        assert_eq!(st.created, Some(SystemTime::UNIX_EPOCH));
 
         for f in [
             api(503),
@@ -433,6 +453,7 @@ mod tests {
                 data: data("one"),
                 version: Some(1),
                 lease: None,
+                created: SystemTime::UNIX_EPOCH,
             },
             OnForbidden::Keep,
         );
@@ -453,9 +474,18 @@ mod tests {
                 data: data("two"),
                 version: Some(1),
                 lease: None,
+                created: SystemTime::UNIX_EPOCH,
             },
             OnForbidden::Remove,
         );
         assert!(a.changed && !st.removed);
+    }
+
+    #[test]
+    fn kv_created_time_is_read_as_rfc3339() {
+        let t = created_time("2026-01-02T03:04:05.5Z").unwrap();
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(secs.as_millis(), 1_767_323_045_500);
+        assert_eq!(created_time("yesterday"), None);
     }
 }

@@ -3,8 +3,6 @@
 //! [`Renderer::render`] turns one file's spec and the current data of every source into bytes
 //! (zeroized when dropped). Errors name the file, the secret and the field, never a value.
 
-pub mod template;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,6 +12,7 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::config::{Config, FileSpec, Format, Source};
+use crate::template;
 
 /// Why a file could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

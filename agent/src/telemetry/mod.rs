@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - this file: [`Metrics`], the agent's metrics (all named `hush_*`), encoded in the
+//! - this file: [`Observer`], what the token renewal, the keeper and the sinks report (never
+//!   a value), and [`Metrics`], the agent's metrics (all named `hush_*`), encoded in the
 //!   OpenMetrics text format;
 //! - [`server`]: the HTTP listener for `/healthz`, `/readyz` and `/metrics`.
 //!
@@ -16,7 +17,8 @@
 //! | `hush_store_request_duration_seconds` | histogram | `op`, `outcome` | their latency |
 //! | `hush_last_success_timestamp_seconds` | gauge | `file` | Unix time of the last good render |
 //! | `hush_secret_version` | gauge | `file` | secret version in the file |
-//! | `hush_secret_age_seconds` | gauge | `file` | age of that version, at scrape time |
+//! | `hush_secret_age_seconds` | gauge | `file` | age of the data in the file, at scrape time (*) |
+//! | `hush_lease_ttl_seconds` | gauge | `secret` | time left on the secret's lease, at scrape time |
 //! | `hush_token_ttl_seconds` | gauge | | TTL left on the agent's token |
 //! | `hush_ready` | gauge | | 1 once every file was rendered |
 //! | `hush_process_resident_memory_bytes` | gauge | | RSS of the agent |
@@ -25,7 +27,12 @@
 //! | `hush_fuse_lookups_total` | counter | `result` | logged lookups (FUSE fast cache mode) |
 //! | `hush_fuse_access_log_dropped_total` | counter | | access-log lines dropped (queue full) |
 //!
-//! Labels carry file names and operation names, never secret values.
+//! (*) Counted from when the store made the data: a KV v2 version's `created_time`, a dynamic
+//! secret's lease issue, otherwise the agent's first read of that data; for a template, the
+//! youngest secret it reads.
+//!
+//! Labels carry file, secret and operation names, never secret values (nor lease IDs: one
+//! series per secret, however often its lease is replaced).
 
 pub mod server;
 
@@ -51,6 +58,11 @@ struct FileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SecretLabels {
+    secret: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -63,13 +75,6 @@ struct StoreLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Which version a file holds and since when (for `secret_age_seconds`).
-#[derive(Debug, Clone, Copy)]
-struct FileState {
-    version: u64,
-    since: SystemTime,
-}
-
 /// The agent's metrics. Cheap to update from any task; encoded at scrape.
 pub struct Metrics {
     registry: Registry,
@@ -80,6 +85,7 @@ pub struct Metrics {
     last_success: Family<FileLabels, FloatGauge>,
     secret_version: Family<FileLabels, Gauge>,
     secret_age: Family<FileLabels, FloatGauge>,
+    lease_ttl: Family<SecretLabels, FloatGauge>,
     token_ttl: FloatGauge,
     ready: Gauge,
     rss: Gauge,
@@ -87,7 +93,10 @@ pub struct Metrics {
     fuse_opens: Family<ResultLabels, Counter>,
     fuse_lookups: Family<ResultLabels, Counter>,
     fuse_log_dropped: Counter,
-    files: Mutex<BTreeMap<String, FileState>>,
+    /// File -> when its data was made (for `secret_age_seconds`).
+    files: Mutex<BTreeMap<String, SystemTime>>,
+    /// Secret name -> when its lease ends.
+    leases: Mutex<BTreeMap<String, SystemTime>>,
     process: Mutex<ProcessStats>,
 }
 
@@ -126,6 +135,7 @@ impl Metrics {
         let last_success = Family::<FileLabels, FloatGauge>::default();
         let secret_version = Family::<FileLabels, Gauge>::default();
         let secret_age = Family::<FileLabels, FloatGauge>::default();
+        let lease_ttl = Family::<SecretLabels, FloatGauge>::default();
         let token_ttl = FloatGauge::default();
         let ready = Gauge::default();
         let rss = Gauge::default();
@@ -162,8 +172,13 @@ impl Metrics {
         );
         registry.register(
             "secret_age_seconds",
-            "Age of the secret version in a file",
+            "Age of the data in a file, counted from its creation in the store",
             secret_age.clone(),
+        );
+        registry.register(
+            "lease_ttl_seconds",
+            "Time left on the lease of a secret",
+            lease_ttl.clone(),
         );
         registry.register(
             "token_ttl_seconds",
@@ -209,6 +224,7 @@ impl Metrics {
             last_success,
             secret_version,
             secret_age,
+            lease_ttl,
             token_ttl,
             ready,
             rss,
@@ -217,6 +233,7 @@ impl Metrics {
             fuse_lookups,
             fuse_log_dropped,
             files: Mutex::new(BTreeMap::new()),
+            leases: Mutex::new(BTreeMap::new()),
             process: Mutex::new(ProcessStats::new()),
         }
     }
@@ -227,8 +244,9 @@ impl Metrics {
         }
     }
 
-    /// A file was rendered (changed or not) with this secret version.
-    pub fn render_ok(&self, file: &str, version: u64) {
+    /// A file was rendered (changed or not) with this secret version, from data made at
+    /// `created` (its age counts from there).
+    pub fn render_ok(&self, file: &str, version: u64, created: SystemTime) {
         let now = SystemTime::now();
         let labels = Self::file(file);
         self.renders.get_or_create(&labels).inc();
@@ -237,31 +255,23 @@ impl Metrics {
             .get_or_create(&labels)
             .set(i64::try_from(version).unwrap_or(i64::MAX));
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        match files.get_mut(file) {
-            Some(state) if state.version == version => {}
-            _ => {
-                files.insert(
-                    file.to_owned(),
-                    FileState {
-                        version,
-                        since: now,
-                    },
-                );
-            }
-        }
+        files.insert(file.to_owned(), created);
     }
 
-    /// The store says the file's current secret version was created at `created`; its age is
-    /// counted from there instead of from when the agent first rendered it.
-    pub fn secret_created(&self, file: &str, version: u64, created: SystemTime) {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        files.insert(
-            file.to_owned(),
-            FileState {
-                version,
-                since: created,
-            },
-        );
+    /// The lease of `secret` ends at `expires`; `None`: it holds none (its series goes).
+    pub fn lease(&self, secret: &str, expires: Option<SystemTime>) {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        match expires {
+            Some(at) => {
+                leases.insert(secret.to_owned(), at);
+            }
+            None => {
+                leases.remove(secret);
+                self.lease_ttl.remove(&SecretLabels {
+                    secret: secret.to_owned(),
+                });
+            }
+        }
     }
 
     /// Rendering a file failed.
@@ -317,11 +327,22 @@ impl Metrics {
         let now = SystemTime::now();
         {
             let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-            for (file, state) in files.iter() {
-                let age = now.duration_since(state.since).unwrap_or(Duration::ZERO);
+            for (file, created) in files.iter() {
+                let age = now.duration_since(*created).unwrap_or(Duration::ZERO);
                 self.secret_age
                     .get_or_create(&Self::file(file))
                     .set(age.as_secs_f64());
+            }
+        }
+        {
+            let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            for (secret, expires) in leases.iter() {
+                let left = expires.duration_since(now).unwrap_or(Duration::ZERO);
+                self.lease_ttl
+                    .get_or_create(&SecretLabels {
+                        secret: secret.clone(),
+                    })
+                    .set(left.as_secs_f64());
             }
         }
         {
@@ -335,6 +356,51 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Where the token renewal, the keeper and the sinks report what they do (the metrics, or
+/// a sink's tap in front of them). Never given a value.
+pub trait Observer: Send + Sync {
+    /// One request to the store: operation, outcome (`ok`, `transient`, `forbidden`, ...).
+    fn store(&self, op: &'static str, outcome: &'static str, elapsed: Duration);
+    /// The agent token's remaining TTL in seconds.
+    fn token_ttl(&self, secs: u64);
+    /// A file rendered fine from data of this version (0 for templates and non-KV sources),
+    /// made at `created` (see [`Metrics::render_ok`]).
+    fn render_ok(&self, file: &str, version: u64, created: SystemTime);
+    /// The lease of secret `secret` (its name) ends at `expires`; `None`: no lease held.
+    fn lease(&self, secret: &str, expires: Option<SystemTime>);
+    fn render_error(&self, file: &str);
+}
+
+/// An observer that drops everything.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn store(&self, _: &'static str, _: &'static str, _: Duration) {}
+    fn token_ttl(&self, _: u64) {}
+    fn render_ok(&self, _: &str, _: u64, _: SystemTime) {}
+    fn lease(&self, _: &str, _: Option<SystemTime>) {}
+    fn render_error(&self, _: &str) {}
+}
+
+impl Observer for Metrics {
+    fn store(&self, op: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.observe_store(op, outcome, elapsed.as_secs_f64());
+    }
+    fn token_ttl(&self, secs: u64) {
+        Metrics::token_ttl(self, secs as f64);
+    }
+    fn render_ok(&self, file: &str, version: u64, created: SystemTime) {
+        Metrics::render_ok(self, file, version, created);
+    }
+    fn lease(&self, secret: &str, expires: Option<SystemTime>) {
+        Metrics::lease(self, secret, expires);
+    }
+    fn render_error(&self, file: &str) {
+        Metrics::render_error(self, file);
     }
 }
 
@@ -389,8 +455,8 @@ mod tests {
     #[test]
     fn renders_errors_and_versions() {
         let m = Metrics::new();
-        m.render_ok("db/password", 3);
-        m.render_ok("db/password", 4);
+        m.render_ok("db/password", 3, SystemTime::now());
+        m.render_ok("db/password", 4, SystemTime::now());
         m.render_error("api-key");
         let text = m.encode();
         assert_eq!(
@@ -415,21 +481,33 @@ mod tests {
     }
 
     #[test]
-    fn secret_age_is_computed_at_scrape() {
+    fn secret_age_counts_from_the_datas_creation_at_scrape() {
         let m = Metrics::new();
         let created = SystemTime::now() - Duration::from_secs(3600);
-        m.render_ok("a", 1);
-        m.secret_created("a", 1, created);
+        m.render_ok("a", 1, created);
         let age = line_value(&m.encode(), "hush_secret_age_seconds{file=\"a\"}");
         assert!((3600.0..4000.0).contains(&age), "{age}");
-        // Same version again: still counted from its creation.
-        m.render_ok("a", 1);
+        // A new version made just now.
+        m.render_ok("a", 2, SystemTime::now());
         let age = line_value(&m.encode(), "hush_secret_age_seconds{file=\"a\"}");
-        assert!(age >= 3600.0, "{age}");
-        // A new version starts again from now.
-        m.render_ok("a", 2);
-        let age = line_value(&m.encode(), "hush_secret_age_seconds{file=\"a\"}");
-        assert!(age < 3600.0, "{age}");
+        assert!(age < 60.0, "{age}");
+    }
+
+    #[test]
+    fn lease_ttl_counts_down_per_secret_and_goes_with_the_lease() {
+        let m = Metrics::new();
+        m.lease("db", Some(SystemTime::now() + Duration::from_secs(60)));
+        let text = m.encode();
+        let ttl = line_value(&text, "hush_lease_ttl_seconds{secret=\"db\"}");
+        assert!(ttl > 55.0 && ttl <= 60.0, "{ttl}");
+        // An end already past shows 0, never a negative time.
+        m.lease("db", Some(SystemTime::now() - Duration::from_secs(5)));
+        assert_eq!(
+            line_value(&m.encode(), "hush_lease_ttl_seconds{secret=\"db\"}"),
+            0.0
+        );
+        m.lease("db", None);
+        assert!(!m.encode().contains("secret=\"db\""));
     }
 
     #[test]

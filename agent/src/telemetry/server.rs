@@ -122,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_served_as_openmetrics() {
         let (addr, metrics, ready, shutdown, task) = start().await;
-        metrics.render_ok("db/password", 7);
+        metrics.render_ok("db/password", 7, std::time::SystemTime::now());
         let (status, head, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
         assert!(

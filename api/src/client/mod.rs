@@ -411,7 +411,7 @@ pub(crate) fn top_or_data<T: DeserializeOwned>(
     }
 }
 
-/// Tests that need no server. The client against a real hushd is in `tests/tests/client.rs`.
+/// Tests that need no server. The client against a real hushd is in `tests/tests/api_client.rs`.
 #[cfg(test)]
 mod tests {
     use super::*;

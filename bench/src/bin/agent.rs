@@ -10,21 +10,26 @@
 //!   then CPU (`utime + stime` from `/proc/PID/stat`) and context switches over an idle window,
 //!   once per refresh interval.
 //!
+//! hushd, the agents and their tmpfs come from the test harness (`hush_tests`), and so does the
+//! HTTP client: reqwest, and for the 1 ms readiness poll the harness's raw request (a poll that
+//! costs next to no CPU, which the agent under test would otherwise lose on a small machine).
+//!
 //! Prints Markdown for `docs/BENCHMARKS.md` on stdout; progress goes to stderr. Needs root (it
 //! mounts tmpfs) and Linux `/proc`.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use hush_tests::{bin_or, free_port, http_client, try_raw_request, Agent, Hushd, Tmpfs};
 use serde_json::{json, Value};
+use tokio::time::sleep;
 
 /// Benchmark hush-agent against a real hushd --dev on loopback.
 #[derive(Debug, Parser)]
@@ -74,182 +79,28 @@ struct Args {
     agent: Option<PathBuf>,
 }
 
-// ---------------------------------------------------------------------------------------------
-// A tiny blocking HTTP/1.1 client (one connection per request, loopback only).
-
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let body = body
-        .map(serde_json::to_vec)
-        .transpose()?
-        .unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    if let Some(token) = token {
-        let _ = write!(req, "x-vault-token: {token}\r\n");
-    }
-    if !body.is_empty() {
-        req.push_str("content-type: application/json\r\n");
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes())?;
-    stream.write_all(&body)?;
-    let mut resp = Vec::new();
-    stream.read_to_end(&mut resp)?;
-    let head_end = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("HTTP response without header end")?;
-    let status = std::str::from_utf8(&resp[..head_end])?
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("HTTP response without status")?;
-    let mut payload = resp.split_off(head_end + 4);
-    if std::str::from_utf8(&resp[..head_end])?
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        payload = dechunk(&payload)?;
-    }
-    Ok((status, payload))
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size_text = std::str::from_utf8(&data[..eol])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(data.get(..size).context("short chunk")?);
-        data = data.get(size + 2..).context("short chunk")?;
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn binary(given: &Option<PathBuf>, name: &str) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.clone());
-    }
-    let p = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join(name);
-    if !p.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p hush-store -p hush-agent -p hush-bench`, or pass its path",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-/// Send SIGTERM, wait up to `grace`, then SIGKILL.
-fn stop(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 // ---------------------------------------------------------------------------------------------
 // hushd with the seeded secrets.
 
-struct Hushd {
-    child: Child,
-    addr: SocketAddr,
-    token: String,
+struct Seeded {
+    hushd: Hushd,
     /// Expected `password` of secret i.
     passwords: Vec<String>,
 }
 
-impl Drop for Hushd {
-    fn drop(&mut self) {
-        stop(&mut self.child, Duration::from_secs(5));
-    }
-}
-
-impl Hushd {
-    fn start(bin: &Path, dir: &Path, secrets: usize, fields: usize) -> Result<Self> {
-        let port = free_port()?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+impl Seeded {
+    async fn start(bin: &Path, secrets: usize, fields: usize) -> Result<Self> {
         let token = format!("hbench-{}", random_hex(16)?);
-        let log = dir.join("hushd.log");
-        let child = Command::new(bin)
-            .args([
-                "--dev",
-                "--listen",
-                &addr.to_string(),
-                "--dev-root-token",
-                &token,
-            ])
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut hushd = Hushd {
-            child,
-            addr,
-            token,
-            passwords: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((200, _)) = http(addr, "GET", "/v1/sys/health", None, None) {
-                break;
-            }
-            if let Some(st) = hushd.child.try_wait()? {
-                bail!("hushd exited ({st}):\n{}", tail(&log, 20));
-            }
-            if Instant::now() > deadline {
-                bail!("hushd not healthy after 20 s:\n{}", tail(&log, 20));
-            }
-            sleep(Duration::from_millis(20));
-        }
+        let args = ["--dev", "--dev-root-token", &token, "--log-level", "warn"];
+        let mut hushd = Hushd::start_bin(bin, &args, "http", http_client()).await;
+        hushd.token = Some(token);
+        let mut passwords = Vec::new();
         let t = Instant::now();
         for i in 0..secrets {
             let password = format!("pw-{i}-{}", random_hex(12)?);
@@ -258,71 +109,15 @@ impl Hushd {
             for f in 1..fields {
                 data.insert(format!("field{f}"), json!(format!("value-{i}-{f}")));
             }
-            let (status, body) = http(
-                addr,
-                "POST",
-                &format!("/v1/secret/data/bench/s{i}"),
-                Some(&hushd.token),
-                Some(&json!({ "data": data })),
-            )?;
-            if status != 200 {
-                bail!(
-                    "seeding secret/data/bench/s{i}: HTTP {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            hushd.passwords.push(password);
+            hushd.kv_put(&format!("bench/s{i}"), data.into()).await;
+            passwords.push(password);
         }
         eprintln!(
-            "hushd --dev on {addr}: seeded {secrets} secrets in {:.0} ms",
+            "hushd --dev on {}: seeded {secrets} secrets in {:.0} ms",
+            hushd.addr.trim_start_matches("http://"),
             t.elapsed().as_secs_f64() * 1e3
         );
-        Ok(hushd)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A tmpfs for one agent run, unmounted on drop.
-
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: PathBuf) -> Result<Self> {
-        fs::create_dir_all(&path)?;
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                "size=64m,mode=0700",
-                "hush-bench-agent",
-            ])
-            .arg(&path)
-            .status()
-            .context("cannot run mount")?;
-        if !st.success() {
-            bail!(
-                "mount -t tmpfs on {} failed ({st}); run as root",
-                path.display()
-            );
-        }
-        Ok(Tmpfs { path })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.path)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-        let _ = fs::remove_dir(&self.path);
+        Ok(Seeded { hushd, passwords })
     }
 }
 
@@ -344,24 +139,18 @@ impl Input {
     }
 }
 
-struct Agent {
-    child: Child,
+/// One agent (stopped with SIGTERM on drop) on its own tmpfs.
+struct AgentRun {
+    agent: Agent,
     metrics: SocketAddr,
-    log: PathBuf,
     dest: PathBuf,
     // Declared last: dropped after the agent has stopped.
     _tmpfs: Tmpfs,
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        stop(&mut self.child, Duration::from_secs(6));
-    }
-}
-
 struct Setup<'a> {
     bin: &'a Path,
-    hushd: &'a Hushd,
+    hushd: &'a Seeded,
     dir: &'a Path,
     token_file: &'a Path,
     env: &'a [(String, String)],
@@ -375,13 +164,12 @@ impl Setup<'_> {
         secrets: usize,
         input: Input,
         refresh: &str,
-    ) -> Result<(Agent, Instant)> {
+    ) -> Result<(AgentRun, Instant)> {
         let dest = self.dir.join(format!("dest-{run}"));
-        let tmpfs = Tmpfs::mount(dest.clone())?;
-        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let log = self.dir.join(format!("agent-{run}.log"));
+        let tmpfs = Tmpfs::mount_at(dest.clone(), "size=64m,mode=0700")?;
+        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut cmd = Command::new(self.bin);
-        let addr = format!("http://{}", self.hushd.addr);
+        let addr = self.hushd.hushd.addr.clone();
         match input {
             Input::Flags => {
                 cmd.args(["--addr", &addr])
@@ -405,19 +193,15 @@ impl Setup<'_> {
                 cmd.arg("--config").arg(path);
             }
         }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log)?);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let t0 = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.bin.display()))?;
+        let agent = Agent::from_command(cmd)
+            .with_context(|| format!("cannot start {}", self.bin.display()))?
+            .stop_on_drop(Duration::from_secs(6));
         Ok((
-            Agent {
-                child,
+            AgentRun {
+                agent,
                 metrics,
-                log,
                 dest,
                 _tmpfs: tmpfs,
             },
@@ -454,49 +238,62 @@ fn config_toml(
     t
 }
 
+/// `GET http://METRICS/PATH`: (status, body).
+async fn get(
+    client: &hush_tests::reqwest::Client,
+    metrics: SocketAddr,
+    path: &str,
+) -> Result<(u16, String)> {
+    let resp = client.get(format!("http://{metrics}{path}")).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// The readiness poll, on a fresh connection each time.
+const READYZ: &str = "GET /readyz HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+
 /// Poll /readyz (and `..data`) every millisecond; returns (ready, files) times since `t0`.
-fn wait_ready(
-    agent: &mut Agent,
+async fn wait_ready(
+    run: &mut AgentRun,
     t0: Instant,
     timeout: Duration,
 ) -> Result<(Duration, Option<Duration>)> {
-    let data = agent.dest.join("..data");
+    let data = run.dest.join("..data");
     let mut files = None;
     loop {
         if files.is_none() && fs::symlink_metadata(&data).is_ok() {
             files = Some(t0.elapsed());
         }
-        if let Ok((200, _)) = http(agent.metrics, "GET", "/readyz", None, None) {
+        if let Ok((200, _)) = try_raw_request(run.metrics.port(), READYZ).await {
             let ready = t0.elapsed();
             if files.is_none() && fs::symlink_metadata(&data).is_ok() {
                 files = Some(ready);
             }
             return Ok((ready, files));
         }
-        if let Some(st) = agent.child.try_wait()? {
+        if let Some(st) = run.agent.child.try_wait()? {
             bail!(
                 "hush-agent exited ({st}) before ready:\n{}",
-                tail(&agent.log, 20)
+                run.agent.stderr_tail(20)
             );
         }
         if t0.elapsed() > timeout {
             bail!(
                 "hush-agent not ready after {} s:\n{}",
                 timeout.as_secs(),
-                tail(&agent.log, 20)
+                run.agent.stderr_tail(20)
             );
         }
-        sleep(Duration::from_millis(1));
+        sleep(Duration::from_millis(1)).await;
     }
 }
 
 /// (calls, seconds) of the agent's requests to hushd, from its /metrics.
-fn store_calls(agent: &Agent) -> Option<(f64, f64)> {
-    let (status, body) = http(agent.metrics, "GET", "/metrics", None, None).ok()?;
+async fn store_calls(run: &AgentRun, client: &hush_tests::reqwest::Client) -> Option<(f64, f64)> {
+    let (status, text) = get(client, run.metrics, "/metrics").await.ok()?;
     if status != 200 {
         return None;
     }
-    let text = String::from_utf8(body).ok()?;
     let sum = |name: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(name))
@@ -510,9 +307,9 @@ fn store_calls(agent: &Agent) -> Option<(f64, f64)> {
 }
 
 /// Every file is there and holds the value written to hushd.
-fn verify(agent: &Agent, hushd: &Hushd, secrets: usize) -> Result<()> {
+fn verify(run: &AgentRun, hushd: &Seeded, secrets: usize) -> Result<()> {
     for i in 0..secrets {
-        let path = agent.dest.join(format!("s{i}.json"));
+        let path = run.dest.join(format!("s{i}.json"));
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let v: Value = serde_json::from_str(&text)
@@ -635,6 +432,14 @@ fn mib(kb: u64) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // One thread: the bench only waits on the agents and reads /proc.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(args))
+}
+
+async fn bench(args: Args) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -656,8 +461,9 @@ fn main() -> Result<()> {
                 .with_context(|| format!("--agent-env {kv:?}: want KEY=VALUE"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let hushd_bin = binary(&args.hushd, "hushd")?;
-    let agent_bin = binary(&args.agent, "hush-agent")?;
+    let hushd_bin = bin_or(args.hushd.as_deref(), "hushd")?;
+    let agent_bin = bin_or(args.agent.as_deref(), "hush-agent")?;
+    let client = http_client();
     let timeout = Duration::from_secs(args.timeout_seconds);
 
     let dir = tempfile::Builder::new()
@@ -675,9 +481,12 @@ fn main() -> Result<()> {
         .chain([steady_count])
         .max()
         .unwrap_or(0);
-    let hushd = Hushd::start(&hushd_bin, dir.path(), most, args.fields.max(1))?;
+    let hushd = Seeded::start(&hushd_bin, most, args.fields.max(1)).await?;
     let token_file = dir.path().join("token");
-    fs::write(&token_file, &hushd.token)?;
+    fs::write(
+        &token_file,
+        hushd.hushd.token.as_deref().unwrap_or_default(),
+    )?;
     let setup = Setup {
         bin: &agent_bin,
         hushd: &hushd,
@@ -719,9 +528,9 @@ fn main() -> Result<()> {
                 for r in 0..args.runs {
                     let run = format!("{n}-{}-{r}", input.name());
                     let (mut agent, t0) = setup.spawn(&run, n, input, "60s")?;
-                    let (rt, ft) = wait_ready(&mut agent, t0, timeout)?;
+                    let (rt, ft) = wait_ready(&mut agent, t0, timeout).await?;
                     verify(&agent, &hushd, n)?;
-                    if let Some((c, secs)) = store_calls(&agent) {
+                    if let Some((c, secs)) = store_calls(&agent, &client).await {
                         calls.push(c);
                         store.push(secs * 1e3);
                     }
@@ -779,12 +588,12 @@ fn main() -> Result<()> {
                 refresh.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
             );
             let (mut agent, t0) = setup.spawn(&run, n, inputs[0], refresh)?;
-            wait_ready(&mut agent, t0, timeout)?;
+            wait_ready(&mut agent, t0, timeout).await?;
             verify(&agent, &hushd, n)?;
-            sleep(Duration::from_secs(args.settle_seconds));
-            let pid = agent.child.id();
-            if let Some(st) = agent.child.try_wait()? {
-                bail!("hush-agent exited ({st}):\n{}", tail(&agent.log, 20));
+            sleep(Duration::from_secs(args.settle_seconds)).await;
+            let pid = agent.agent.child.id();
+            if let Some(st) = agent.agent.child.try_wait()? {
+                bail!("hush-agent exited ({st}):\n{}", agent.agent.stderr_tail(20));
             }
             let status = proc_status(pid)?;
             let get = |k: &str| status_value(&status, k).unwrap_or(0);
@@ -797,14 +606,14 @@ fn main() -> Result<()> {
             );
             let (a0, h0, c0, w0) = (
                 cpu_ticks(pid)?,
-                cpu_ticks(hushd.child.id())?,
+                cpu_ticks(hushd.hushd.child.id())?,
                 ctx_switches(pid),
                 Instant::now(),
             );
-            sleep(Duration::from_secs(args.idle_seconds));
+            sleep(Duration::from_secs(args.idle_seconds)).await;
             let (a1, h1, c1, secs) = (
                 cpu_ticks(pid)?,
-                cpu_ticks(hushd.child.id())?,
+                cpu_ticks(hushd.hushd.child.id())?,
                 ctx_switches(pid),
                 w0.elapsed().as_secs_f64(),
             );

@@ -5,12 +5,10 @@
 //! writes them: encrypted entry + by-expiry key), closes it, then starts the real `hushd` on
 //! it and times, from `spawn()`: the first answer of `sys/seal-status`, the unseal, and the
 //! first authenticated request (`auth/token/lookup-self`) — ready to serve. Afterwards checks
-//! the count through `sys/leases/count?type=all`. Prints Markdown on stdout.
+//! the count through `sys/leases/count?type=all`. hushd is started and called through the test
+//! harness (`hush_tests::Hushd`). Prints Markdown on stdout.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,8 +18,10 @@ use clap::Parser;
 use hush_store::core::lease::{LeaseEntry, LeaseKind};
 use hush_store::core::Core;
 use hush_store::storage::SqliteBackend;
+use hush_tests::reqwest::Client;
+use hush_tests::{bin_or, free_port, http_client, Hushd};
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Debug, Parser)]
 #[command(name = "hush-bench-lease-restart", version)]
@@ -84,91 +84,54 @@ async fn fill(db: &Path, n: usize) -> Result<(String, String)> {
     Ok((key, root.expose_secret().to_string()))
 }
 
-/// One HTTP/1.1 request on a fresh connection: (status, JSON body or Null).
-fn call(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<(u16, Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = match token {
-        "" => String::new(),
-        t => format!("X-Vault-Token: {t}\r\n"),
-    };
-    write!(
-        s,
-        "{method} /v1/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status")?;
-    let json = resp
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    Ok((status, json))
-}
-
 struct Timing {
     listening: Duration,
     unsealed: Duration,
     ready: Duration,
 }
 
-fn restart(hushd: &Path, db: &Path, key: &str, token: &str, n: usize) -> Result<Timing> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+async fn restart(
+    hushd: &Path,
+    client: &Client,
+    db: &Path,
+    key: &str,
+    token: &str,
+    n: usize,
+) -> Result<Timing> {
+    let storage = format!("sqlite://{}", db.display());
+    let args = [
+        "--storage",
+        &storage,
+        "--insecure-no-tls",
+        "--log-level",
+        "warn",
+    ];
+    let port = free_port();
     let start = Instant::now();
-    let mut child = Command::new(hushd)
-        .args(["--storage", &format!("sqlite://{}", db.display())])
-        .args([
-            "--insecure-no-tls",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let result = (|| {
-        while call(port, "GET", "sys/seal-status", "", None).is_err() {
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("hushd did not start");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let listening = start.elapsed();
-        let (s, b) = call(port, "PUT", "sys/unseal", "", Some(&json!({ "key": key })))?;
-        if s != 200 || b["sealed"] != json!(false) {
-            bail!("unseal failed: {s} {b}");
-        }
-        let unsealed = start.elapsed();
-        let (s, b) = call(port, "GET", "auth/token/lookup-self", token, None)?;
-        if s != 200 {
-            bail!("lookup-self failed: {s} {b}");
-        }
-        let ready = start.elapsed();
-        let (s, b) = call(port, "GET", "sys/leases/count?type=all", token, None)?;
-        if s != 200 || b["data"]["lease_count"] != json!(n) {
-            bail!("expected {n} leases, got {s} {b}");
-        }
-        Ok(Timing {
-            listening,
-            unsealed,
-            ready,
-        })
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    let mut h = Hushd::spawn(hushd, port, &args, "http", client.clone());
+    h.wait_ready_every(Duration::from_millis(1), Duration::from_secs(60))
+        .await;
+    let listening = start.elapsed();
+    h.unseal(key).await;
+    let unsealed = start.elapsed();
+    let (s, b) = h
+        .call_as(Some(token), "GET", "auth/token/lookup-self", None)
+        .await;
+    if s != 200 {
+        bail!("lookup-self failed: {s} {b}");
+    }
+    let ready = start.elapsed();
+    let (s, b) = h
+        .call_as(Some(token), "GET", "sys/leases/count?type=all", None)
+        .await;
+    if s != 200 || b["data"]["lease_count"] != json!(n) {
+        bail!("expected {n} leases, got {s} {b}");
+    }
+    Ok(Timing {
+        listening,
+        unsealed,
+        ready,
+    })
 }
 
 fn ms(d: Duration) -> String {
@@ -177,13 +140,9 @@ fn ms(d: Duration) -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let hushd = match &args.hushd {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("exe dir")?
-            .join("hushd"),
-    };
+    let hushd = bin_or(args.hushd.as_deref(), "hushd")?;
+    // Made once, outside the timings (building a client costs milliseconds).
+    let client = http_client();
     let rt = tokio::runtime::Runtime::new()?;
     println!("| stored leases | DB size MB | fill s | listening ms | unsealed ms | ready ms (median of {}) | ready ms (max) |", args.runs);
     println!("|---:|---:|---:|---:|---:|---:|---:|");
@@ -207,7 +166,7 @@ fn main() -> Result<()> {
 
         let mut runs = Vec::new();
         for _ in 0..args.runs {
-            runs.push(restart(&hushd, &db, &key, &token, n)?);
+            runs.push(rt.block_on(restart(&hushd, &client, &db, &key, &token, n))?);
         }
         runs.sort_by_key(|r| r.ready);
         let mid = &runs[runs.len() / 2];

@@ -35,7 +35,6 @@
 //! owner): no directory, no new generation.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{fchown, DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -44,6 +43,8 @@ use std::sync::Mutex;
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
+
+use crate::sink::{FileProjection, Sink, WriteError, WriteOutcome};
 
 /// The link that names the current generation directory.
 pub const DATA_DIR_NAME: &str = "..data";
@@ -55,82 +56,6 @@ pub const GENERATION_FILE: &str = ".generation";
 const REMOVING_PREFIX: &str = "..removing_";
 /// Mode of generation directories and the directories inside them.
 const DIR_MODE: u32 = 0o755;
-
-/// One file to write: its bytes, permission bits and, optionally, owner.
-pub struct FileProjection {
-    /// The content; zeroized when dropped.
-    pub data: Zeroizing<Vec<u8>>,
-    /// Permission bits only (at most `0o777`).
-    pub mode: u32,
-    /// Owner to `chown` to; `None` leaves the writer's own (and is not compared).
-    pub uid: Option<u32>,
-    /// Group to `chown` to; `None` leaves the writer's own (and is not compared).
-    pub gid: Option<u32>,
-}
-
-impl FileProjection {
-    /// A file with the given content and mode, owned by the writer.
-    pub fn new(data: impl Into<Vec<u8>>, mode: u32) -> Self {
-        Self {
-            data: Zeroizing::new(data.into()),
-            mode,
-            uid: None,
-            gid: None,
-        }
-    }
-}
-
-impl fmt::Debug for FileProjection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileProjection")
-            .field(
-                "data",
-                &format_args!("<{} bytes redacted>", self.data.len()),
-            )
-            .field("mode", &format_args!("{:#o}", self.mode))
-            .field("uid", &self.uid)
-            .field("gid", &self.gid)
-            .finish()
-    }
-}
-
-/// What a [`AtomicWriter::write`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteOutcome {
-    /// Whether a new generation was written.
-    pub changed: bool,
-    /// The generation now current (unchanged when `changed` is false).
-    pub generation: u64,
-    /// Names added, changed (content, mode or owner) or removed; sorted. Never values.
-    pub changed_files: Vec<String>,
-}
-
-/// Why a write (or opening the writer) failed. Messages name files, never their content.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// A name in the payload is not a clean relative path.
-    #[error("bad file name {name:?}: {reason}")]
-    BadPath { name: String, reason: &'static str },
-    /// A mode with more than permission bits.
-    #[error("bad mode {mode:#o} for {name:?}: only permission bits (at most 0o777) are allowed")]
-    BadMode { name: String, mode: u32 },
-    /// A user-visible name is taken by something this writer did not make.
-    #[error("{} exists and is not a link made by hush-agent; refusing to replace it", path.display())]
-    Conflict { path: PathBuf },
-    /// The generation marker of the current set cannot be read as a number.
-    #[error("{}: generation marker is not a number", path.display())]
-    BadGeneration { path: PathBuf },
-    /// The target directory is missing or not a directory.
-    #[error("target directory {} does not exist or is not a directory", path.display())]
-    NoTarget { path: PathBuf },
-    /// A filesystem call failed.
-    #[error("{op} {}: {err}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        err: io::Error,
-    },
-}
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> WriteError + 'a {
     move |err| WriteError::Io {
@@ -604,6 +529,16 @@ fn fsync_dir(dir: &Path) -> Result<(), WriteError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync", dir))
+}
+
+impl Sink for AtomicWriter {
+    fn write(&self, set: &BTreeMap<String, FileProjection>) -> Result<WriteOutcome, WriteError> {
+        AtomicWriter::write(self, set)
+    }
+
+    fn target(&self) -> &Path {
+        self.target_dir()
+    }
 }
 
 #[cfg(test)]

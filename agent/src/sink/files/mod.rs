@@ -6,7 +6,7 @@
 
 pub mod atomic;
 
-pub use atomic::{AtomicWriter, FileProjection, WriteError, WriteOutcome};
+pub use atomic::AtomicWriter;
 pub mod fs_check;
 
 pub use fs_check::{check_destination, mount_tmpfs, DestError, FsKind};

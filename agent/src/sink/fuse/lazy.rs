@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::access_log::{Event, Outcome};
 use super::fs::{Shared, Who};
 use super::tree::Tree;
-use crate::keeper::ErrorClass;
+use crate::retry::ErrorClass;
 
 /// How long an open waits for its lazy secret before it fails with `EIO`.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -41,10 +41,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, FuseSettings};
-use crate::keeper::{ErrorClass, Observer};
-use crate::sink::files::{FileProjection, WriteError, WriteOutcome};
-use crate::sink::Sink;
-use crate::telemetry::Metrics;
+use crate::retry::ErrorClass;
+use crate::sink::{FileProjection, Sink, WriteError, WriteOutcome};
+use crate::telemetry::{Metrics, Observer};
 use access_log::{AccessLog, Target};
 use fs::{HushFs, Inval, Shared};
 use lazy::Lazy;
@@ -384,8 +383,11 @@ impl Observer for VersionTap {
     fn token_ttl(&self, secs: u64) {
         Observer::token_ttl(self.inner.as_ref(), secs);
     }
-    fn render_ok(&self, file: &str, version: u64) {
-        Observer::render_ok(self.inner.as_ref(), file, version);
+    fn lease(&self, secret: &str, expires: Option<SystemTime>) {
+        Observer::lease(self.inner.as_ref(), secret, expires);
+    }
+    fn render_ok(&self, file: &str, version: u64, created: SystemTime) {
+        Observer::render_ok(self.inner.as_ref(), file, version, created);
         self.versions
             .lock()
             .unwrap_or_else(|e| e.into_inner())

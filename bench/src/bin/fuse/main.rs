@@ -19,19 +19,21 @@
 //! the median over rounds of the mean time per op in that round. The audited agent's RSS
 //! (`VmRSS`, `VmHWM`) is read after its rounds.
 //!
+//! hushd, the agents and the floor are started through the test harness (`hush_tests`).
 //! Prints Markdown for `docs/BENCHMARKS.md` on stdout; progress goes to stderr. Needs root
 //! (mounts) and `/dev/fuse`.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use hush_tests::{bin_or, http_client, Agent, Hushd, Proc, UnmountOnDrop};
+use serde_json::json;
 
 mod floor;
 
@@ -64,146 +66,75 @@ struct Args {
 
 const FILE: &str = "secret.txt";
 
-fn binary(given: &Option<PathBuf>, name: &str) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.clone());
-    }
-    let p = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join(name);
-    if !p.exists() {
-        bail!("{} not found: build it, or pass its path", p.display());
-    }
-    Ok(p)
-}
+/// How long a stopped agent or floor gets to unmount after SIGTERM.
+const GRACE: Duration = Duration::from_secs(5);
 
-/// A child process stopped with SIGTERM (then SIGKILL) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            sleep(Duration::from_millis(10));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One `POST` of a KV v2 secret over a fresh loopback connection; returns the HTTP status.
-fn kv_put(addr: SocketAddr, token: &str, path: &str, body: &str) -> Result<u16> {
-    let mut s = TcpStream::connect(addr)?;
-    write!(
-        s,
-        "POST /v1/secret/data/{path} HTTP/1.1\r\nhost: x\r\nx-vault-token: {token}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    Ok(resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
-}
-
-fn start_hushd(bin: &Path, dir: &Path, value: &str) -> Result<(Proc, SocketAddr)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = Command::new(bin)
-        .args(["--dev", "--dev-root-token", "root", "--log-level", "warn"])
-        .args(["--listen", &addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("hushd.log"))?)
-        .spawn()
-        .context("cannot start hushd")?;
-    let hushd = Proc(child);
-    let body = format!("{{\"data\":{{\"value\":\"{value}\"}}}}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while kv_put(addr, "root", "bench/fuse", &body).ok() != Some(200) {
-        if Instant::now() > deadline {
-            bail!("hushd did not take the secret within 20 s");
-        }
-        sleep(Duration::from_millis(50));
-    }
-    Ok((hushd, addr))
+/// `hushd --dev` (root token `root`) with the secret at `secret/bench/fuse`.
+async fn start_hushd(bin: &Path, value: &str) -> Hushd {
+    let args = ["--dev", "--dev-root-token", "root", "--log-level", "warn"];
+    let mut hushd = Hushd::start_bin(bin, &args, "http", http_client()).await;
+    hushd.token = Some("root".into());
+    hushd.kv_put("bench/fuse", json!({ "value": value })).await;
+    hushd
 }
 
 /// Starts an agent serving the secret as `FILE` in `dest`; waits until it reads right.
 fn start_agent(
     bin: &Path,
-    addr: SocketAddr,
+    hushd: &Hushd,
     dir: &Path,
     dest: &Path,
     mode: &[&str],
     value: &str,
-) -> Result<Proc> {
+) -> Result<Agent> {
     let token = dir.join("token");
     fs::write(&token, "root\n")?;
-    let log = dir.join(format!(
-        "agent-{}.log",
-        dest.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let child = Command::new(bin)
-        .args(["--addr", &format!("http://{addr}")])
+    let mut command = Command::new(bin);
+    command
+        .args(["--addr", &hushd.addr])
         .arg("--token-file")
         .arg(&token)
         .arg("--dest")
         .arg(dest)
         .args(["--secret", &format!("{FILE}=secret/data/bench/fuse#value")])
         .args(["--file-mode", "0444"])
-        .args(mode)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log)?)
-        .spawn()
-        .context("cannot start hush-agent")?;
-    let agent = Proc(child);
-    wait_serving(
-        agent,
-        &dest.join(FILE),
-        value,
-        &format!("hush-agent {mode:?}"),
-        &log,
-    )
+        .args(mode);
+    let mut agent = Agent::from_command(command)
+        .context("cannot start hush-agent")?
+        .stop_on_drop(GRACE);
+    let what = format!("hush-agent {mode:?}");
+    wait_serving(&mut agent, &dest.join(FILE), value, &what)?;
+    Ok(agent)
 }
 
 /// Starts this binary serving the floor filesystem on `dest`.
-fn start_floor(dir: &Path, dest: &Path, size: usize, value: &str) -> Result<Proc> {
+fn start_floor(dest: &Path, size: usize, value: &str) -> Result<Proc> {
     fs::create_dir(dest)?;
-    let log = dir.join("floor.log");
-    let child = Command::new(std::env::current_exe()?)
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .arg("--serve-floor")
         .arg(dest)
-        .args(["--size", &size.to_string()])
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log)?)
-        .spawn()
-        .context("cannot start the floor filesystem")?;
-    wait_serving(Proc(child), &dest.join(FILE), value, "the floor", &log)
+        .args(["--size", &size.to_string()]);
+    let mut floor = Proc::spawn(command, "floor")
+        .context("cannot start the floor filesystem")?
+        .stop_on_drop(GRACE);
+    wait_serving(&mut floor, &dest.join(FILE), value, "the floor")?;
+    Ok(floor)
 }
 
 /// Waits until `path` reads `value` (20 s at most); `proc` must not exit meanwhile.
-fn wait_serving(mut proc: Proc, path: &Path, value: &str, what: &str, log: &Path) -> Result<Proc> {
+fn wait_serving(proc: &mut Proc, path: &Path, value: &str, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while fs::read_to_string(path).ok().as_deref() != Some(value) {
-        if let Some(st) = proc.0.try_wait()? {
-            bail!("{what} exited ({st}): {}", fs::read_to_string(log)?);
+        if let Some(st) = proc.child.try_wait()? {
+            bail!("{what} exited ({st}): {}", proc.stderr());
         }
         if Instant::now() > deadline {
             bail!("{what} not serving within 20 s");
         }
         sleep(Duration::from_millis(20));
     }
-    Ok(proc)
+    Ok(())
 }
 
 /// The secret's bytes: `size` letters.
@@ -226,14 +157,13 @@ fn serve_floor(dest: &Path, size: usize) -> Result<()> {
 /// Latency of the first open of lazy files: `n` KV secrets, each a lazy file of one audited
 /// agent; each file is opened once (the open waits for the lease), then again. Returns the
 /// first and second opens' times in µs, in file order.
-fn lazy_first_opens(
+async fn lazy_first_opens(
     agent_bin: &Path,
-    addr: SocketAddr,
+    hushd: &Hushd,
     dir: &Path,
     n: usize,
     value: &str,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    let body = format!("{{\"data\":{{\"value\":\"{value}\"}}}}");
     let dest = dir.join("lazy");
     let mut extra = vec![
         "--fuse".to_string(),
@@ -242,9 +172,7 @@ fn lazy_first_opens(
     ];
     for i in 0..n {
         let path = format!("bench/lazy{i}");
-        if kv_put(addr, "root", &path, &body)? != 200 {
-            bail!("cannot write secret/{path}");
-        }
+        hushd.kv_put(&path, json!({ "value": value })).await;
         let api = format!("secret/data/{path}");
         extra.extend([
             "--secret".to_string(),
@@ -254,7 +182,7 @@ fn lazy_first_opens(
         ]);
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let agent = start_agent(agent_bin, addr, dir, &dest, &extra, value)?;
+    let agent = start_agent(agent_bin, hushd, dir, &dest, &extra, value)?;
     let mut buf = Vec::new();
     let mut time_read = |path: &Path| -> Result<f64> {
         let t = Instant::now();
@@ -347,23 +275,33 @@ fn main() -> Result<()> {
     if let Some(dest) = &args.serve_floor {
         return serve_floor(dest, args.size);
     }
-    let hushd_bin = binary(&args.hushd, "hushd")?;
-    let agent_bin = binary(&args.agent, "hush-agent")?;
+    let hushd_bin = bin_or(args.hushd.as_deref(), "hushd")?;
+    let agent_bin = bin_or(args.agent.as_deref(), "hush-agent")?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
     let value = secret_value(args.size);
-    let (_hushd, addr) = start_hushd(&hushd_bin, dir, &value)?;
+    // For the calls to hushd only; the measured reads run on this thread, outside it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let hushd = rt.block_on(start_hushd(&hushd_bin, &value));
 
     let tmpfs_dest = dir.join("tmpfs");
     let audited_dest = dir.join("audited");
     let fast_dest = dir.join("fast");
     let floor_dest = dir.join("floor");
-    let floor = start_floor(dir, &floor_dest, args.size, &value)?;
+    // Dropped after the processes: the floor dies by SIGTERM without unmounting, and tmpfs
+    // mode leaves its files (and the tmpfs it mounted) in place.
+    let _unmount = [
+        UnmountOnDrop(floor_dest.clone()),
+        UnmountOnDrop(tmpfs_dest.clone()),
+    ];
+    let floor = start_floor(&floor_dest, args.size, &value)?;
     let access_log = dir.join("access.log");
     let log_flag = access_log.display().to_string();
     let tmpfs_agent = start_agent(
         &agent_bin,
-        addr,
+        &hushd,
         dir,
         &tmpfs_dest,
         &["--mount-tmpfs"],
@@ -371,7 +309,7 @@ fn main() -> Result<()> {
     )?;
     let audited = start_agent(
         &agent_bin,
-        addr,
+        &hushd,
         dir,
         &audited_dest,
         &[
@@ -385,7 +323,7 @@ fn main() -> Result<()> {
     )?;
     let fast = start_agent(
         &agent_bin,
-        addr,
+        &hushd,
         dir,
         &fast_dest,
         &["--fuse", "--fuse-cache", "fast", "--access-log", &log_flag],
@@ -413,9 +351,9 @@ fn main() -> Result<()> {
             results[i].push(ns);
         }
     }
-    let rss = status_kib(audited.0.id(), "VmRSS");
-    let hwm = status_kib(audited.0.id(), "VmHWM");
-    let fast_rss = status_kib(fast.0.id(), "VmRSS");
+    let rss = status_kib(audited.child.id(), "VmRSS");
+    let hwm = status_kib(audited.child.id(), "VmHWM");
+    let fast_rss = status_kib(fast.child.id(), "VmRSS");
     let log_lines = fs::read_to_string(&access_log)?.lines().count();
 
     let med: Vec<f64> = results.into_iter().map(median).collect();
@@ -449,7 +387,8 @@ fn main() -> Result<()> {
         (med[3] - med[2]) / 1e3
     );
     if args.lazy > 0 {
-        let (first, second) = lazy_first_opens(&agent_bin, addr, dir, args.lazy, &value)?;
+        let (first, second) =
+            rt.block_on(lazy_first_opens(&agent_bin, &hushd, dir, args.lazy, &value))?;
         println!(
             "\nLazy secrets: {} KV secrets, each a lazy file of one audited agent, opened in turn. \
              First open (waits for the read from hushd): median {:.0} µs, p90 {:.0} µs, max {:.0} \
@@ -464,9 +403,5 @@ fn main() -> Result<()> {
         );
     }
     drop((tmpfs_agent, audited, fast, floor));
-    // The floor dies by SIGTERM without unmounting.
-    let _ = Command::new("umount").arg("-l").arg(&floor_dest).status();
-    // tmpfs mode leaves its files (and the tmpfs it mounted) in place.
-    let _ = Command::new("umount").arg("-l").arg(&tmpfs_dest).status();
     Ok(())
 }

@@ -1,5 +1,9 @@
-//! The config file as written: plain strings and options, unknown keys refused. Flags are
-//! folded into the same shape (see [`super::flags`]) so one validation serves both.
+//! hush-agent's config file as written: plain strings and options, unknown keys refused
+//! (`deny_unknown_fields`). The agent parses its TOML file into [`RawConfig`], folds its
+//! flags into the same shape, and validates the whole into its typed config (every value
+//! checked, one exact message per mistake). Whatever writes agent config without the agent
+//! crate (the Kubernetes injector) builds these types and serializes them: unset options and
+//! empty lists are left out, so what it writes parses back to the same value.
 //!
 //! ```toml
 //! [server]
@@ -27,6 +31,7 @@
 //! lease_grace = "30s"         # replaced dynamic credentials stay valid this long, then revoked
 //! revoke_leases_on_exit = true
 //! metrics_listen = "127.0.0.1:9102"
+//! once_deadline = "2m"        # --once exits 1 after this long, naming the last error
 //!
 //! [destination]
 //! path = "/run/secrets/app"
@@ -71,9 +76,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -85,21 +90,22 @@ pub struct RawConfig {
     #[serde(default)]
     pub destination: RawDestination,
     /// Secret name -> API path (`secret/data/app/db`), or a table with options.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, RawSecret>,
     /// Secrets named by `--lazy` (names, or `--secret` paths).
     #[serde(skip)]
     pub lazy: Vec<String>,
-    #[serde(default, rename = "file")]
+    #[serde(default, rename = "file", skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<RawFile>,
     #[serde(default)]
     pub notify: RawNotify,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exec: Option<RawExec>,
 }
 
 /// A `[secrets]` entry: the API path, or `{ path = "...", lazy = true }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(
     untagged,
     expecting = "a [secrets] entry is an API path (\"secret/data/app/db\") or a table { path = \"...\", lazy = true }"
@@ -109,12 +115,12 @@ pub enum RawSecret {
     Table(RawSecretTable),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecretTable {
     pub path: String,
     /// FUSE mode: leased at the first open of a file that reads it, not at start.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lazy: bool,
 }
 
@@ -131,98 +137,170 @@ impl RawSecret {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
 }
 
 /// `[auth]`: workload-identity login (paths only; the credentials stay in their files).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role_id_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_id_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gcp_metadata_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_server_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_sts_endpoint: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_max: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_forbidden: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revoke_on_exit: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_grace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revoke_leases_on_exit: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub once: Option<bool>,
+    /// `--once` gives up after this long (a login that keeps failing, an unreachable store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub once_deadline: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_disk: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mount_tmpfs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tmpfs_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fuse: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fuse_cache: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log: Option<PathBuf>,
 }
 
 /// One file of the destination.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     pub name: String,
     /// Name in `[secrets]` (or, from flags, the API path itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_file: Option<PathBuf>,
     /// Octal, as a string (`"0440"`) or an integer written in octal digits (`440`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<RawMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<u32>,
     /// FUSE mode: uids allowed to open the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub uids: Option<Vec<u32>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RawMode {
     Text(String),
     Digits(u64),
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNotify {
     /// argv of a command run after each change (no shell).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExec {
     pub command: Vec<String>,
     /// Environment variable -> rendered file whose content it gets.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_change: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_and_unset_options_are_not_written() {
+        let e =
+            serde_json::from_value::<RawConfig>(serde_json::json!({"agent": {"refresh": "1s"}}))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("unknown field `refresh`"), "{e}");
+        let raw = RawConfig {
+            agent: RawAgent {
+                once: Some(true),
+                ..RawAgent::default()
+            },
+            ..RawConfig::default()
+        };
+        let v = serde_json::to_value(&raw).unwrap();
+        assert_eq!(v["agent"], serde_json::json!({"once": true}));
+        assert!(v.get("file").is_none() && v.get("exec").is_none(), "{v}");
+        let back: RawConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back.agent.once, Some(true));
+    }
 }

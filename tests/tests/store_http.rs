@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use hush_tests::{bin, free_port, http_client, tls_client, write_cert, Hushd};
+use hush_tests::{bin, free_port, http_client, raw_request, tls_client, write_cert, Hushd};
 use serde_json::json;
 
 #[tokio::test]
@@ -174,32 +174,7 @@ async fn raw_get(port: u16, path: &str) -> (u16, String) {
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: x\r\nX-Vault-Token: root\r\nConnection: close\r\n\r\n"
     );
-    raw_send(port, &req).await
-}
-
-/// Write `req` as-is (the server may stop reading early) and read the status line and body.
-async fn raw_send(port: u16, req: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut rd, mut wr) = s.into_split();
-    let bytes = req.as_bytes().to_vec();
-    let writer = tokio::spawn(async move {
-        let _ = wr.write_all(&bytes).await;
-        wr
-    });
-    let mut out = Vec::new();
-    let _ = rd.read_to_end(&mut out).await;
-    drop(writer);
-    let out = String::from_utf8_lossy(&out).to_string();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
-    (status, out)
+    raw_request(port, &req).await
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
@@ -253,7 +228,7 @@ async fn vault_error_shapes_and_codes() {
     assert_eq!(r.status(), 400);
     // Over the body limit: 413 without reading it all.
     // A declared length over 32 MiB is refused before the body is read.
-    let (s, b) = raw_send(
+    let (s, b) = raw_request(
         h.port,
         "POST /v1/secret/data/x HTTP/1.1\r\nHost: x\r\nX-Vault-Token: root\r\nContent-Length: 40000000\r\nConnection: close\r\n\r\n{",
     )
@@ -269,7 +244,7 @@ async fn vault_error_shapes_and_codes() {
         chunked.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
     }
     chunked.push_str("0\r\n\r\n");
-    let (s, _) = raw_send(h.port, &chunked).await;
+    let (s, _) = raw_request(h.port, &chunked).await;
     assert_eq!(s, 413);
     // Missing, forged and Bearer tokens.
     let (s, b) = h.call_as(None, "GET", "secret/data/x", None).await;

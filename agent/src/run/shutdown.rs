@@ -1,0 +1,60 @@
+//! The ordered stop: the supervised child first, then the leases, the mount (readers holding
+//! a file open keep the detached mount until they close), the agent's token, and last the
+//! background tasks.
+
+use std::time::Duration;
+
+use super::outcome::Finished;
+use super::start::{Agent, Tasks};
+use crate::notify::supervise::Supervisor;
+use crate::notify::Signal;
+
+/// Longest wait for `revoke-self` (and for revoking the leases) at exit.
+const REVOKE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Stop everything start-up began, in order.
+pub(super) async fn stop(
+    agent: Agent,
+    tasks: Tasks,
+    child: Option<Supervisor>,
+    finished: Finished,
+) {
+    let Agent {
+        config,
+        fuse,
+        base,
+        tokens,
+        mut keeper,
+        ..
+    } = agent;
+    if let (Some(c), Finished::Done) = (&child, finished) {
+        let exit = c.shutdown(Signal::SIGTERM).await;
+        tracing::info!(exit = %exit, "stopped the supervised process");
+    }
+    if config.revoke_leases_on_exit && keeper.holds_leases() {
+        match tokio::time::timeout(REVOKE_TIMEOUT, keeper.revoke_all_leases()).await {
+            Ok(()) => {}
+            Err(_) => tracing::warn!("revoking the leases timed out; they run out by themselves"),
+        }
+    }
+    let fuse_mode = fuse.is_some();
+    drop(fuse);
+    if config.revoke_on_exit {
+        let client = base.with_token(Some(tokens.token()));
+        match tokio::time::timeout(REVOKE_TIMEOUT, client.token_revoke_self()).await {
+            Ok(Ok(())) => tracing::info!("revoked the agent's token"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not revoke the agent's token"),
+            Err(_) => tracing::warn!("revoking the agent's token timed out"),
+        }
+    }
+    tasks.cancel.cancel();
+    let _ = tasks.renewer.await;
+    if let Some(s) = tasks.server {
+        let _ = tokio::time::timeout(Duration::from_millis(500), s).await;
+    }
+    if fuse_mode {
+        tracing::info!("hush-agent stopped; the FUSE filesystem is unmounted");
+    } else {
+        tracing::info!("hush-agent stopped; files left in place");
+    }
+}
