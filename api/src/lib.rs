@@ -8,6 +8,8 @@
 //!   `read`/`write`/`list`/`delete`/`patch` and typed helpers per API area.
 //! - [`error`]: [`ClientError`], keeping the HTTP status and the server's `errors`.
 //! - [`audit`]: the hash chain over audit log lines (written by hushd, checked by `hush`).
+//! - `tls` (feature `tls-server`): a server certificate reloaded from disk when its files
+//!   change (hushd's listener; the webhook's).
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
 //!   agent and for whatever writes its config.
 
@@ -15,6 +17,8 @@ pub mod agent_config;
 pub mod audit;
 pub mod client;
 pub mod error;
+#[cfg(feature = "tls-server")]
+pub mod tls;
 pub mod wire;
 
 pub use client::{install_crypto_provider, Client, LeaseTerms};

@@ -177,7 +177,7 @@ impl Config {
                         return err(format!("TLS {what} file {} does not exist", p.display()));
                     }
                 }
-                crate::api::tls::load_certified_key(&cert, &key).map_err(|e| ConfigError(e.to_string()))?;
+                hush_api::tls::load_certified_key(&cert, &key).map_err(|e| ConfigError(e.to_string()))?;
                 Some(TlsFiles { cert, key })
             }
             (Some(_), None, _) => return err("--tls-cert needs --tls-key"),

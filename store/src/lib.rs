@@ -5,25 +5,32 @@
 //!
 //! # Layout
 //!
-//! The layers follow Vault's, bottom to top; each only calls the one below it.
+//! The layers follow Vault's, lowest first; a layer calls only layers below it (the `layers`
+//! blocks of `docs/ARCHITECTURE.md` list them, and a test checks every `use`).
 //!
-//! - [`storage`]: dumb, durable key/value backends (SQLite with group commit, in-memory).
+//! - [`storage`]: dumb, durable key/value backends (SQLite with group commit, in-memory, a
+//!   read cache).
 //! - [`barrier`]: AES-256-GCM encryption of everything written to storage, with key terms,
 //!   and the Shamir seal that protects the root key.
-//! - [`core`]: the router of mounts, the token store, ACL policies, the audit broker and the
-//!   `sys/` system backend.
-//! - [`engines`]: secrets engines mounted under the router (KV version 2).
-//! - [`auth`]: auth methods mounted under `auth/` (AppRole); the core mints their tokens.
-//! - [`api`]: HTTP(S) front end: Vault's wire format, TLS, body limits, path normalisation.
-//! - [`logical`]: the request/response/error types every layer above the barrier shares.
-//! - [`duration`]: Vault's duration strings, parsed and printed the way Go does.
+//! - [`logical`]: the request/response/error types and the [`logical::LogicalBackend`] trait
+//!   every layer above the barrier shares, the stored token, field readers, Go durations, TTL
+//!   rules and CIDR blocks.
+//! - [`core`]: [`Core::handle`], the mount table and router, the token store, ACL policies,
+//!   leases and their expiration, the audit broker, logins and the `sys/` system backend.
+//! - [`auth`]: auth methods mounted under `auth/` (AppRole, Kubernetes, JWT/OIDC, AWS iam,
+//!   GCP); the core mints their tokens.
+//! - [`engines`]: secrets engines (KV version 2; PostgreSQL dynamic and static credentials).
+//! - [`api`]: HTTP(S) front end: Vault's wire format, body limits, path normalisation.
+//! - [`config`]: the configuration file and flags.
+//!
+//! This file wires them: [`backends`] is the registry of mountable types the core starts
+//! mounts from, [`build_core`] and [`run`] start hushd.
 
 pub mod api;
 pub mod auth;
 pub mod barrier;
 pub mod config;
 pub mod core;
-pub mod duration;
 pub mod engines;
 pub mod logical;
 pub mod storage;
@@ -31,6 +38,9 @@ pub mod storage;
 pub use crate::core::Core;
 
 use std::sync::Arc;
+
+use crate::core::registry::Registry;
+use crate::logical::LogicalBackend;
 
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -45,7 +55,7 @@ pub enum StartError {
     #[error("cannot open storage: {0}")]
     Storage(#[from] storage::StorageError),
     #[error("cannot set up TLS: {0}")]
-    Tls(#[from] api::tls::TlsError),
+    Tls(#[from] hush_api::tls::TlsError),
     #[error("cannot initialize the dev store: {0}")]
     Dev(logical::LogicalError),
     #[error("server error: {0}")]
@@ -62,6 +72,30 @@ impl std::fmt::Debug for DevCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DevCredentials([redacted])")
     }
+}
+
+/// A [`core::registry::Constructor`] for a backend type with `async fn new(BarrierView)`.
+macro_rules! start {
+    ($backend:ty) => {
+        |view| {
+            Box::pin(async move {
+                Ok(Arc::new(<$backend>::new(view).await?) as Arc<dyn LogicalBackend>)
+            })
+        }
+    };
+}
+
+/// The backend types hushd can mount: auth methods under `auth/`, and secrets engines.
+pub fn backends() -> Registry {
+    Registry::new()
+        .auth("approle", start!(auth::approle::AppRoleBackend))
+        .auth("aws", start!(auth::aws::AwsBackend))
+        .auth("gcp", start!(auth::gcp::GcpBackend))
+        .auth("jwt", start!(auth::jwt::JwtBackend))
+        .auth("kubernetes", start!(auth::kubernetes::KubernetesBackend))
+        .engine("kv", start!(engines::kv::KvBackend))
+        .engine("database", start!(engines::database::DatabaseBackend))
+        .engine_options(engines::normalize_kind)
 }
 
 /// Open the configured storage, with the read cache in front when enabled.
@@ -83,7 +117,7 @@ pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
 pub async fn build_core(
     config: &mut Config,
 ) -> Result<(Arc<Core>, Option<DevCredentials>), StartError> {
-    let core = Core::new(open_storage(config)?);
+    let core = Core::new(open_storage(config)?, backends());
     let dev = match config.dev.take() {
         Some(dev) => {
             let (root_token, key) = core
@@ -118,7 +152,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let tls = match &config.tls {
         Some(files) => {
-            let cert = api::tls::ReloadingCert::new(&files.cert, &files.key)?;
+            let cert = hush_api::tls::ReloadingCert::new(&files.cert, &files.key)?;
             cert.clone()
                 .watch(config.tls_reload_interval, shutdown.child_token());
             Some(cert.server_config())
@@ -143,7 +177,10 @@ mod tests {
     async fn reopening_audit_files_follows_a_rename() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.log");
-        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();

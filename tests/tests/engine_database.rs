@@ -394,9 +394,11 @@ async fn engine(pg: &Postgres) -> Arc<dyn LogicalBackend> {
     let barrier = Arc::new(Barrier::new(storage));
     barrier.initialize(&KeyBytes::random()).await.unwrap();
     let view = BarrierView::new(barrier, "logical/db/");
-    let db = hush_store::engines::new_backend("database", view)
-        .await
-        .unwrap();
+    let db: Arc<dyn LogicalBackend> = Arc::new(
+        hush_store::engines::database::DatabaseBackend::new(view)
+            .await
+            .unwrap(),
+    );
     let mut c = config(pg, ENGINE_PASSWORD, json!(["ro"]));
     c["verify_connection"] = json!(true);
     call(&*db, Operation::Update, "config/pg", c).await.unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Parser;
-use hush_store::core::expiration::{LeaseEntry, LeaseKind};
+use hush_store::core::lease::{LeaseEntry, LeaseKind};
 use hush_store::core::Core;
 use hush_store::storage::SqliteBackend;
 use hush_tests::reqwest::Client;
@@ -40,7 +40,7 @@ struct Args {
 /// Fill `db` with `n` leases; returns (the unseal key in hex, the root token).
 async fn fill(db: &Path, n: usize) -> Result<(String, String)> {
     let backend = Arc::new(SqliteBackend::open(db)?);
-    let core = Core::new(backend.clone());
+    let core = Core::new(backend.clone(), hush_store::backends());
     let (keys, root) = core.initialize(1, 1).await?;
     let key = keys.into_iter().next().context("one key")?;
     core.unseal_with(&key).await?;

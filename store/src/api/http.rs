@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use http_body_util::BodyExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -259,21 +259,13 @@ fn encode(request_id: &str, resp: Response) -> HttpResponse {
         return error_response(status.as_u16(), vec![]);
     }
     let auth = resp.auth.as_ref().map(|a| {
-        json!({
-            "client_token": a.client_token.expose_secret(),
-            "accessor": a.accessor,
-            "policies": a.policies,
-            "token_policies": a.token_policies,
-            "identity_policies": null,
-            "metadata": a.metadata,
-            "lease_duration": a.lease_duration,
-            "renewable": a.renewable,
-            "entity_id": a.entity_id,
-            "token_type": a.token_type,
-            "orphan": a.orphan,
-            "mfa_requirement": null,
-            "num_uses": a.num_uses,
-        })
+        let mut auth = serde_json::to_value(a).expect("the auth block serializes");
+        // Vault sends these as null.
+        if let Value::Object(m) = &mut auth {
+            m.entry("identity_policies").or_insert(Value::Null);
+            m.insert("mfa_requirement".into(), Value::Null);
+        }
+        auth
     });
     let lease = resp.lease.clone().unwrap_or_default();
     let body = json!({
@@ -294,6 +286,7 @@ fn encode(request_id: &str, resp: Response) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn paths_are_normalised() {
@@ -355,5 +348,34 @@ mod tests {
         assert_eq!(client_token(&h).unwrap().expose_secret(), "abc");
         h.insert("x-vault-token", "xyz".parse().unwrap());
         assert_eq!(client_token(&h).unwrap().expose_secret(), "xyz");
+    }
+
+    #[tokio::test]
+    async fn the_auth_block_is_the_wire_type_in_vaults_shape() {
+        let auth = crate::logical::Auth {
+            client_token: SecretString::from("hvs.x"),
+            accessor: "acc".into(),
+            policies: vec!["default".into()],
+            metadata: Some(Default::default()),
+            lease_duration: 60,
+            ..Default::default()
+        };
+        let resp = Response {
+            auth: Some(auth),
+            ..Default::default()
+        };
+        let body = encode("id", resp).into_body();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let auth = &v["auth"];
+        assert_eq!(auth["client_token"], "hvs.x");
+        assert_eq!(auth["lease_duration"], 60);
+        assert_eq!(auth["metadata"], serde_json::json!({}));
+        for null in ["identity_policies", "mfa_requirement"] {
+            assert!(auth.get(null).is_some_and(Value::is_null), "{null}: {auth}");
+        }
+        // What the client reads back is the same type.
+        let back: hush_api::wire::Auth = serde_json::from_value(auth.clone()).unwrap();
+        assert_eq!(back.accessor, "acc");
     }
 }

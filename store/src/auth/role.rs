@@ -7,39 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::auth::cidr;
-use crate::duration::field_secs;
-use crate::logical::{field_bool, field_u64, Data, LogicalError, LoginGrant};
-
-/// Role names: letters, digits, `-`, `_`, `.`, `@`; at most 128 bytes.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-}
-
-/// A list given as a JSON array of strings or a comma-separated string.
-pub fn list_field(data: &Data, key: &str) -> Result<Option<Vec<String>>, LogicalError> {
-    let bad = || LogicalError::invalid(format!("{key} must be a list of strings"));
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(
-            s.split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect(),
-        )),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
-            .filter(|r| r.as_ref().map_or(true, |s| !s.is_empty()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(bad()),
-    }
-}
+use crate::logical::cidr;
+use crate::logical::fields::{field_bool, field_secs, field_u64, list_field};
+use crate::logical::{Data, LogicalError, LoginGrant};
 
 /// The token a role's logins get. Stored flattened into each role (the same top-level keys
 /// as before it was shared). Durations are seconds; 0 = not set.
@@ -236,13 +206,5 @@ mod tests {
         let back = serde_json::to_value(&r).unwrap();
         assert_eq!(back["token_ttl"], 5);
         assert!(back.get("token").is_none());
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_name("web-app_1.x@y"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("a/b"));
-        assert!(!valid_name(&"a".repeat(129)));
     }
 }

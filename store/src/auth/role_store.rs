@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::role::valid_name;
 use crate::barrier::BarrierView;
+use crate::logical::fields::valid_name;
 use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 /// A role type that a write's fields build or update.
@@ -22,7 +22,6 @@ pub trait RoleFields: Serialize + DeserializeOwned + Send + Sync {
 
 /// Implements [`RoleFields`] for a role type with `Default`, `update(&mut self, &Data)` and
 /// `to_json(&self)`: a new role is the default one updated.
-#[macro_export]
 macro_rules! role_fields_from_update {
     ($role:ty) => {
         impl $crate::auth::role_store::RoleFields for $role {
@@ -41,6 +40,8 @@ macro_rules! role_fields_from_update {
         }
     };
 }
+
+pub(crate) use role_fields_from_update;
 
 /// The roles of one mount.
 #[derive(Clone)]

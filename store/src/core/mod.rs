@@ -1,238 +1,138 @@
-//! The core: everything between the barrier and HTTP.
+//! The core: everything between the barrier and the auth methods and engines.
 //!
-//! - [`router`]: the mount table and longest-prefix routing to engines.
-//! - [`token`]: the token store (`auth/token/`) and token authentication.
-//! - [`policy`]: ACL policies and their evaluation.
-//! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices).
-//! - [`expiration`]: leases of dynamic secrets and tokens, and the one expiry task.
-//! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys).
+//! # Layout
 //!
-//! [`Core::handle`] is the one entry point: it authenticates the token, turns a write into a
-//! create when the target does not exist, checks the ACL, audits, and dispatches.
+//! Lowest first; each module uses only those above it in this list:
+//!
+//! - [`mount`]: a mount as stored in the mount table (path, type, TTL tuning);
+//! - [`registry`]: the backend types that can be mounted (type name -> constructor), filled
+//!   in by the crate root;
+//! - [`policy`]: ACL policies and their evaluation;
+//! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices);
+//! - [`lease`]: leases as stored and their index;
+//! - [`token`]: the token store (`auth/token/`) and token authentication;
+//! - [`expiration`]: renewal and revocation of leases, and the one expiry task;
+//! - [`router`]: the mount table and longest-prefix routing to backends;
+//! - [`login`]: logins to auth methods (token minting, the failed-login limiter);
+//! - [`state`]: the [`Core`] and its lifecycle (init, unseal, seal) and the [`Unsealed`]
+//!   subsystems;
+//! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
+//! - this file: [`Core::handle`], the one entry point: it authenticates the token, turns a
+//!   write into a create when the target does not exist, checks the ACL, audits, and
+//!   dispatches to `sys/` or the routed mount.
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
-use secrecy::SecretString;
 use tracing::debug;
 
-use crate::barrier::seal::Seal;
-use crate::barrier::{Barrier, BarrierView};
-use crate::logical::{path_matches_any, LogicalError, Operation, Request, Response};
-use crate::storage::Backend;
+use crate::logical::{
+    path_matches_any, LogicalBackend, LogicalError, Operation, Request, Response,
+};
 
 pub mod audit;
 pub mod expiration;
-mod login;
+pub mod lease;
+pub mod login;
+pub mod mount;
 pub mod policy;
+pub mod registry;
 pub mod router;
+pub mod state;
 pub mod sys;
 pub mod token;
 
-use audit::AuditBroker;
-use expiration::{ExpirationManager, LeaseIndex};
-use policy::PolicyStore;
-use router::Router;
-use token::TokenStore;
+pub use mount::MountEntry;
+pub use registry::Registry;
+pub use state::{Core, Unsealed};
 
-/// Subsystems that exist only while unsealed.
-pub struct Unsealed {
-    pub router: Arc<Router>,
-    pub tokens: Arc<TokenStore>,
-    pub policies: Arc<PolicyStore>,
-    pub audit: AuditBroker,
-    pub expiration: Arc<ExpirationManager>,
-    /// Failed logins per source address.
-    pub logins: crate::auth::limiter::LoginLimiter,
-    /// Stops background tasks (lease expiry) when sealing.
-    pub background: tokio_util::sync::CancellationToken,
+/// Where a request goes.
+pub enum Target {
+    /// The built-in `sys/` backend.
+    Sys,
+    /// A mounted backend.
+    Mount(Arc<MountEntry>, Arc<dyn LogicalBackend>),
 }
 
-impl std::fmt::Debug for Unsealed {
+impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Unsealed").finish_non_exhaustive()
+        write!(f, "Target({})", self.mount_point())
     }
 }
 
-/// The store's core.
-pub struct Core {
-    barrier: Arc<Barrier>,
-    seal: Seal,
-    state: ArcSwapOption<Unsealed>,
-    /// Serialises init, unseal, seal and mount-table changes.
-    lifecycle: tokio::sync::Mutex<()>,
-}
+impl Target {
+    /// Where `path` goes: `sys/`, or the mount the router finds.
+    pub fn of(router: &router::Router, path: &str) -> Result<Target, LogicalError> {
+        if path == "sys" || path.starts_with("sys/") {
+            return Ok(Target::Sys);
+        }
+        let (entry, backend) = router.route(path)?;
+        Ok(Target::Mount(entry, backend))
+    }
 
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core")
-            .field("barrier", &self.barrier)
-            .finish_non_exhaustive()
+    pub fn mount_point(&self) -> &str {
+        match self {
+            Target::Sys => "sys/",
+            Target::Mount(e, _) => &e.path,
+        }
+    }
+
+    pub fn mount_type(&self) -> &str {
+        match self {
+            Target::Sys => "system",
+            Target::Mount(e, _) => &e.kind,
+        }
+    }
+
+    pub fn unauthenticated_paths(&self) -> &'static [&'static str] {
+        match self {
+            Target::Sys => sys::UNAUTHENTICATED_PATHS,
+            Target::Mount(_, b) => b.unauthenticated_paths(),
+        }
+    }
+
+    pub fn root_paths(&self) -> &'static [&'static str] {
+        match self {
+            Target::Sys => sys::ROOT_PATHS,
+            Target::Mount(_, b) => b.root_paths(),
+        }
+    }
+
+    /// Paths any valid token may use regardless of policy.
+    pub fn is_always_allowed(&self, rel: &str, _op: Operation) -> bool {
+        match self {
+            Target::Sys => crate::logical::path_matches_any(rel, sys::ANY_TOKEN_PATHS),
+            Target::Mount(..) => false,
+        }
+    }
+
+    pub async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
+        match self {
+            Target::Sys => Ok(None),
+            Target::Mount(_, b) => b.exists(req).await,
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        core: &Core,
+        st: &Unsealed,
+        req: &Request,
+    ) -> Result<Response, LogicalError> {
+        match self {
+            Target::Sys => sys::handle(core, st, req).await,
+            Target::Mount(_, b) => b.handle(req).await,
+        }
     }
 }
 
 impl Core {
-    pub fn new(backend: Arc<dyn Backend>) -> Arc<Self> {
-        Arc::new(Core {
-            barrier: Arc::new(Barrier::new(backend.clone())),
-            seal: Seal::new(backend),
-            state: ArcSwapOption::empty(),
-            lifecycle: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    pub fn barrier(&self) -> &Arc<Barrier> {
-        &self.barrier
-    }
-
-    pub fn is_sealed(&self) -> bool {
-        self.state.load().is_none()
-    }
-
-    pub fn unsealed(&self) -> Result<Arc<Unsealed>, LogicalError> {
-        self.state.load_full().ok_or(LogicalError::Sealed)
-    }
-
-    fn view(&self, prefix: &str) -> BarrierView {
-        BarrierView::new(self.barrier.clone(), prefix)
-    }
-
-    /// Build the unsealed subsystems once the barrier is open.
-    async fn post_unseal(&self) -> Result<(), LogicalError> {
-        let policies = Arc::new(PolicyStore::open(self.view("sys/policy/")).await?);
-        let leases = Arc::new(LeaseIndex::new(self.view("sys/expire/")));
-        let tokens = Arc::new(
-            TokenStore::open(self.view("sys/token/"))
-                .await?
-                .with_policy_store(policies.clone())
-                .with_lease_index(leases.clone()),
-        );
-        let audit = AuditBroker::open(self.view("core/audit/")).await?;
-        let router = Arc::new(Router::load(self.barrier.clone(), tokens.clone()).await?);
-        let backends: Arc<dyn expiration::LeaseBackends> = router.clone();
-        let expiration = ExpirationManager::new(leases, tokens.clone(), Arc::downgrade(&backends));
-        let background = tokio_util::sync::CancellationToken::new();
-        // Nothing is loaded: the task reads the head of the stored expiry index.
-        drop(expiration.spawn_expiry(background.clone()));
-        self.state.store(Some(Arc::new(Unsealed {
-            router,
-            tokens,
-            policies,
-            audit,
-            expiration,
-            logins: Default::default(),
-            background,
-        })));
-        Ok(())
-    }
-
-    /// Initialise a dev store: one unseal key, unsealed, kv v2 at `secret/`. Returns the root
-    /// token and the unseal key.
-    pub async fn init_dev(
-        &self,
-        root_token: Option<SecretString>,
-    ) -> Result<(SecretString, Vec<u8>), LogicalError> {
-        let (keys, generated) = self.initialize(1, 1).await?;
-        let key = keys.into_iter().next().expect("one key");
-        self.unseal_with(&key).await?;
-        let st = self.unsealed()?;
-        st.router
-            .mount(
-                "secret/",
-                "kv",
-                "key/value secret storage",
-                serde_json::json!({"version": "2"}),
-            )
-            .await?;
-        let token = match root_token {
-            Some(t) => {
-                st.tokens.create_root_token_with_id(&t).await?;
-                t
-            }
-            None => generated,
-        };
-        Ok((token, key.to_vec()))
-    }
-
-    /// `sys/init`: make the keys and the root token; the store is left sealed, as in Vault.
-    pub async fn initialize(
-        &self,
-        shares: u8,
-        threshold: u8,
-    ) -> Result<(Vec<zeroize::Zeroizing<Vec<u8>>>, SecretString), LogicalError> {
-        let _guard = self.lifecycle.lock().await;
-        let out = self
-            .seal
-            .initialize(&self.barrier, shares, threshold)
-            .await
-            .map_err(seal_err)?;
-        let result = async {
-            self.post_unseal().await?;
-            self.unsealed()?.tokens.create_root_token().await
-        }
-        .await;
-        if let Some(st) = self.state.swap(None) {
-            st.background.cancel();
-        }
-        self.seal.seal(&self.barrier);
-        let root = result?;
-        Ok((out.keys, root))
-    }
-
-    /// `sys/unseal` with one key share.
-    pub async fn unseal_with(
-        &self,
-        key: &[u8],
-    ) -> Result<crate::barrier::seal::UnsealProgress, LogicalError> {
-        let _guard = self.lifecycle.lock().await;
-        if !self.is_sealed() {
-            let (progress, nonce) = self.seal.progress();
-            let cfg = self.seal.config().await.map_err(seal_err)?;
-            return Ok(crate::barrier::seal::UnsealProgress {
-                sealed: false,
-                progress,
-                threshold: cfg.as_ref().map_or(0, |c| c.secret_threshold),
-                shares: cfg.as_ref().map_or(0, |c| c.secret_shares),
-                nonce,
-            });
-        }
-        let progress = self
-            .seal
-            .submit(&self.barrier, key)
-            .await
-            .map_err(seal_err)?;
-        if !progress.sealed {
-            if let Err(e) = self.post_unseal().await {
-                self.seal.seal(&self.barrier);
-                return Err(e);
-            }
-            tracing::info!("hushd unsealed");
-        }
-        Ok(progress)
-    }
-
-    /// `sys/seal`.
-    pub async fn seal(&self) {
-        let _guard = self.lifecycle.lock().await;
-        if let Some(st) = self.state.swap(None) {
-            st.background.cancel();
-            st.router.cleanup().await;
-        }
-        self.seal.seal(&self.barrier);
-        tracing::info!("hushd sealed");
-    }
-
-    pub fn seal_handle(&self) -> &Seal {
-        &self.seal
-    }
-
     /// Handle one API request end to end.
     pub async fn handle(&self, mut req: Request) -> Result<Response, LogicalError> {
         if let Some(resp) = sys::handle_unauthenticated(self, &req).await {
             return resp;
         }
         let st = self.unsealed()?;
-        let target = match st.router.route(&req.path) {
+        let target = match Target::of(&st.router, &req.path) {
             Ok(target) => target,
             Err(err) => return Err(refuse_unrouted(&st, &req, err).await),
         };
@@ -242,7 +142,15 @@ impl Core {
 
         let unauthenticated = path_matches_any(&rel, target.unauthenticated_paths());
         if unauthenticated && req.path.starts_with("auth/") {
-            return login::handle(self, &st, &target, req).await;
+            let Target::Mount(entry, backend) = &target else {
+                return Err(LogicalError::Internal("a login outside auth/".into()));
+            };
+            let flow = login::Login {
+                limiter: &st.logins,
+                audit: &st.audit,
+                tokens: &st.tokens,
+            };
+            return flow.handle(entry, backend.as_ref(), req).await;
         }
         if !unauthenticated {
             if let Err(err) = authorize(&st, &target, &rel, &mut req).await {
@@ -256,7 +164,7 @@ impl Core {
 
         st.audit.log_request(&req).await?;
         let mut resp = target.handle(self, &st, &req).await;
-        if let (Ok(r), router::Target::Mount(mount, _)) = (&mut resp, &target) {
+        if let (Ok(r), Target::Mount(mount, _)) = (&mut resp, &target) {
             if let Err(e) = register_lease(&st, &req, mount, r).await {
                 resp = Err(e);
             }
@@ -270,7 +178,7 @@ impl Core {
 async fn register_lease(
     st: &Unsealed,
     req: &Request,
-    mount: &router::MountEntry,
+    mount: &MountEntry,
     resp: &mut Response,
 ) -> Result<(), LogicalError> {
     let Some(secret) = resp.secret.take() else {
@@ -283,7 +191,7 @@ async fn register_lease(
 /// Check the token, turn a write to something absent into a create, and check the ACL.
 async fn authorize(
     st: &Unsealed,
-    target: &router::Target,
+    target: &Target,
     rel: &str,
     req: &mut Request,
 ) -> Result<(), LogicalError> {
@@ -308,8 +216,11 @@ async fn authorize(
 
 /// A token bound to CIDR blocks (`token_bound_cidrs` of the role it logged in with) is refused
 /// from any other address, as in Vault.
-fn check_bound_cidrs(entry: &token::TokenEntry, req: &Request) -> Result<(), LogicalError> {
-    if crate::auth::cidr::allowed(&entry.bound_cidrs, req.remote_addr) {
+fn check_bound_cidrs(
+    entry: &crate::logical::TokenEntry,
+    req: &Request,
+) -> Result<(), LogicalError> {
+    if crate::logical::cidr::allowed(&entry.bound_cidrs, req.remote_addr) {
         Ok(())
     } else {
         Err(LogicalError::PermissionDenied)
@@ -336,28 +247,18 @@ async fn refuse_unrouted(st: &Unsealed, req: &Request, not_found: LogicalError) 
     }
 }
 
-pub(crate) fn seal_err(e: crate::barrier::seal::SealError) -> LogicalError {
-    use crate::barrier::seal::SealError;
-    match e {
-        SealError::AlreadyInitialized => LogicalError::invalid("hushd is already initialized"),
-        SealError::NotInitialized => LogicalError::NotInitialized,
-        SealError::InvalidParameters(m) | SealError::InvalidKey(m) => {
-            LogicalError::InvalidRequest(m)
-        }
-        SealError::Barrier(b) => LogicalError::Barrier(b),
-        SealError::Storage(s) => LogicalError::Storage(s),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use secrecy::ExposeSecret;
+    use secrecy::{ExposeSecret, SecretString};
 
     #[tokio::test]
     async fn an_unmounted_path_is_403_until_the_token_may_know_it_is_404() {
-        let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();
@@ -386,7 +287,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_leased_answer_gets_its_lease_before_it_is_audited() {
-        let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();

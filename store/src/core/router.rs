@@ -1,71 +1,23 @@
 //! The mount table and routing: a request path goes to the longest matching mount.
 //!
 //! The table is stored behind the barrier at [`MOUNTS_PATH`]; each mount's engine gets its own
-//! barrier view at `logical/<uuid>/`. `sys/` and `auth/token/` are built in.
+//! barrier view at `logical/<uuid>/`, and is started from the [`Registry`] of backend types.
+//! `auth/token/` is built in; `sys/` is not a mount: the core serves it before routing.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::expiration::LeaseBackends;
+use super::mount::{normalize_mount_path, MountConfig, MountEntry};
+use super::registry::Registry;
 use super::token::TokenStore;
-use super::{sys, Core, Unsealed};
 use crate::barrier::{Barrier, BarrierView};
-use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::{LogicalBackend, LogicalError};
 
 pub const MOUNTS_PATH: &str = "core/mounts";
-
-/// Lease TTL settings of a mount, in seconds (0 = system default).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct MountConfig {
-    #[serde(default)]
-    pub default_lease_ttl: u64,
-    #[serde(default)]
-    pub max_lease_ttl: u64,
-}
-
-/// One mounted secrets engine, as stored and as `sys/mounts` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MountEntry {
-    /// With trailing slash, e.g. `secret/`.
-    pub path: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub description: String,
-    pub uuid: String,
-    pub accessor: String,
-    #[serde(default)]
-    pub options: serde_json::Map<String, Value>,
-    #[serde(default)]
-    pub config: MountConfig,
-    pub created: chrono::DateTime<Utc>,
-}
-
-impl MountEntry {
-    /// The JSON `sys/mounts` answers with for this mount.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "type": self.kind,
-            "description": self.description,
-            "accessor": self.accessor,
-            "uuid": self.uuid,
-            "config": {
-                "default_lease_ttl": self.config.default_lease_ttl,
-                "max_lease_ttl": self.config.max_lease_ttl,
-                "force_no_cache": false,
-            },
-            "options": self.options,
-            "local": false,
-            "seal_wrap": false,
-            "external_entropy_access": false,
-            "plugin_version": "",
-            "running_plugin_version": "",
-        })
-    }
-}
 
 #[derive(Clone)]
 struct Mounted {
@@ -73,81 +25,11 @@ struct Mounted {
     backend: Arc<dyn LogicalBackend>,
 }
 
-/// Where a request goes.
-pub enum Target {
-    /// The built-in `sys/` backend.
-    Sys,
-    /// A mounted backend.
-    Mount(Arc<MountEntry>, Arc<dyn LogicalBackend>),
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Target({})", self.mount_point())
-    }
-}
-
-impl Target {
-    pub fn mount_point(&self) -> &str {
-        match self {
-            Target::Sys => "sys/",
-            Target::Mount(e, _) => &e.path,
-        }
-    }
-
-    pub fn mount_type(&self) -> &str {
-        match self {
-            Target::Sys => "system",
-            Target::Mount(e, _) => &e.kind,
-        }
-    }
-
-    pub fn unauthenticated_paths(&self) -> &'static [&'static str] {
-        match self {
-            Target::Sys => sys::UNAUTHENTICATED_PATHS,
-            Target::Mount(_, b) => b.unauthenticated_paths(),
-        }
-    }
-
-    pub fn root_paths(&self) -> &'static [&'static str] {
-        match self {
-            Target::Sys => sys::ROOT_PATHS,
-            Target::Mount(_, b) => b.root_paths(),
-        }
-    }
-
-    /// Paths any valid token may use regardless of policy.
-    pub fn is_always_allowed(&self, rel: &str, _op: Operation) -> bool {
-        match self {
-            Target::Sys => crate::logical::path_matches_any(rel, sys::ANY_TOKEN_PATHS),
-            Target::Mount(..) => false,
-        }
-    }
-
-    pub async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
-        match self {
-            Target::Sys => Ok(None),
-            Target::Mount(_, b) => b.exists(req).await,
-        }
-    }
-
-    pub async fn handle(
-        &self,
-        core: &Core,
-        st: &Unsealed,
-        req: &Request,
-    ) -> Result<Response, LogicalError> {
-        match self {
-            Target::Sys => sys::handle(core, st, req).await,
-            Target::Mount(_, b) => b.handle(req).await,
-        }
-    }
-}
-
 /// The mount table with live backends.
 pub struct Router {
     barrier: Arc<Barrier>,
     tokens: Arc<TokenStore>,
+    backends: Arc<Registry>,
     /// Sorted by path length, longest first.
     mounts: ArcSwap<Vec<Mounted>>,
     changes: tokio::sync::Mutex<()>,
@@ -182,10 +64,11 @@ fn token_mount_entry() -> MountEntry {
 }
 
 impl Router {
-    /// Load the stored mount table and start every engine.
+    /// Load the stored mount table and start every engine from `backends`.
     pub async fn load(
         barrier: Arc<Barrier>,
         tokens: Arc<TokenStore>,
+        backends: Arc<Registry>,
     ) -> Result<Self, LogicalError> {
         let entries: Vec<MountEntry> = match barrier.get(MOUNTS_PATH).await? {
             Some(raw) => serde_json::from_slice(&raw).map_err(|_| {
@@ -196,6 +79,7 @@ impl Router {
         let router = Router {
             barrier,
             tokens,
+            backends,
             mounts: ArcSwap::from_pointee(Vec::new()),
             changes: tokio::sync::Mutex::new(()),
         };
@@ -221,21 +105,18 @@ impl Router {
 
     async fn start(&self, entry: &MountEntry) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
         let view = BarrierView::new(self.barrier.clone(), format!("logical/{}/", entry.uuid));
-        if entry.path.starts_with("auth/") {
-            return crate::auth::new_backend(&entry.kind, view).await;
-        }
-        crate::engines::new_backend(&entry.kind, view).await
+        self.backends.start(entry, view).await
     }
 
-    /// Find the target of a request path.
-    pub fn route(&self, path: &str) -> Result<Target, LogicalError> {
-        if path == "sys" || path.starts_with("sys/") {
-            return Ok(Target::Sys);
-        }
+    /// The mount serving a request path and its backend (`sys/` is never mounted).
+    pub fn route(
+        &self,
+        path: &str,
+    ) -> Result<(Arc<MountEntry>, Arc<dyn LogicalBackend>), LogicalError> {
         let mounts = self.mounts.load();
         for m in mounts.iter() {
             if path.starts_with(&m.entry.path) || format!("{path}/") == m.entry.path {
-                return Ok(Target::Mount(m.entry.clone(), m.backend.clone()));
+                return Ok((m.entry.clone(), m.backend.clone()));
             }
         }
         Err(LogicalError::NotFound(format!(
@@ -300,7 +181,7 @@ impl Router {
     ) -> Result<MountEntry, LogicalError> {
         let path = normalize_mount_path(path);
         validate_mount_path(&path)?;
-        let (kind, options) = crate::engines::normalize_kind(kind, options)?;
+        let (kind, options) = self.backends.check_engine(kind, options)?;
         self.insert(path, kind, description, options).await
     }
 
@@ -313,13 +194,7 @@ impl Router {
     ) -> Result<MountEntry, LogicalError> {
         let rel = normalize_mount_path(path);
         validate_mount_path(&rel)?;
-        if !crate::auth::SUPPORTED_TYPES.contains(&kind) {
-            return Err(match kind {
-                "" => LogicalError::invalid("missing auth method type"),
-                "token" => LogicalError::invalid("the token auth method is built in at auth/token"),
-                other => crate::auth::unsupported(other),
-            });
-        }
+        self.backends.check_auth(kind)?;
         let path = format!("auth/{rel}");
         self.insert(path, kind.to_string(), description, Default::default())
             .await
@@ -435,10 +310,10 @@ impl Router {
     }
 }
 
-/// `secret` and `/secret/` both become `secret/`.
-pub fn normalize_mount_path(path: &str) -> String {
-    let p = path.trim_matches('/');
-    format!("{p}/")
+impl LeaseBackends for Router {
+    fn lease_backend(&self, path: &str) -> Option<(Arc<MountEntry>, Arc<dyn LogicalBackend>)> {
+        self.route(path).ok()
+    }
 }
 
 fn validate_mount_path(path: &str) -> Result<(), LogicalError> {

@@ -2,17 +2,15 @@
 //!
 //! # Plugging in an engine
 //!
-//! Implement [`LogicalBackend`] over the mount's [`BarrierView`], add the type to
-//! [`SUPPORTED_TYPES`], [`normalize_kind`] (options it takes) and [`new_backend`]. An engine
+//! Implement [`crate::logical::LogicalBackend`] over the mount's
+//! [`crate::barrier::BarrierView`], add the type to [`SUPPORTED_TYPES`], [`normalize_kind`]
+//! (options it takes) and the registry in [`crate::backends`]. An engine
 //! issuing dynamic secrets answers with [`crate::logical::Response::leased`] and handles
 //! [`crate::logical::Operation::Renew`] / `Revoke` requests from the expiration manager.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
-use crate::barrier::BarrierView;
-use crate::logical::{LogicalBackend, LogicalError};
+use crate::logical::LogicalError;
 
 pub mod database;
 pub mod kv;
@@ -23,21 +21,6 @@ pub const SUPPORTED_TYPES: &[&str] = &["kv", "database"];
 fn supported() -> String {
     let names: Vec<String> = SUPPORTED_TYPES.iter().map(|t| format!("{t:?}")).collect();
     format!("{} (kv version 2)", names.join(", "))
-}
-
-/// Start the engine `kind` over its mount's view.
-pub async fn new_backend(
-    kind: &str,
-    view: BarrierView,
-) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
-    match kind {
-        "kv" => Ok(Arc::new(kv::KvBackend::new(view).await?)),
-        "database" => Ok(Arc::new(database::DatabaseBackend::new(view).await?)),
-        other => Err(LogicalError::invalid(format!(
-            "unknown secrets engine type {other:?}: hushd supports {}",
-            supported()
-        ))),
-    }
 }
 
 /// Accept `kv` with options.version 2, or `kv-v2`; refuse version 1.

@@ -23,12 +23,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::auth::cidr;
 use crate::barrier::BarrierView;
-use crate::core::token::ttl::add_seconds;
-use crate::core::token::Clock;
-use crate::duration::field_secs;
-use crate::logical::{field_u64, LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::cidr;
+use crate::logical::fields::field_secs;
+use crate::logical::fields::field_u64;
+use crate::logical::ttl::add_seconds;
+use crate::logical::ttl::Clock;
+use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 pub mod role;
 #[cfg(test)]
@@ -165,7 +166,7 @@ impl AppRoleBackend {
     }
 
     async fn role(&self, name: &str) -> Result<Option<Role>, LogicalError> {
-        if !crate::auth::role::valid_name(name) {
+        if !crate::logical::fields::valid_name(name) {
             return Ok(None);
         }
         Ok(self.view.get_json(&format!("role/{name}")).await?)
@@ -176,7 +177,7 @@ impl AppRoleBackend {
     }
 
     async fn write_role(&self, req: &Request, name: &str) -> Result<Response, LogicalError> {
-        if !crate::auth::role::valid_name(name) {
+        if !crate::logical::fields::valid_name(name) {
             return Err(LogicalError::invalid(format!(
                 "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
             )));
@@ -269,10 +270,11 @@ impl AppRoleBackend {
             ));
         }
         let cidr_list = cidr::parse_list(
-            &crate::auth::role::list_field(&req.data, "cidr_list")?.unwrap_or_default(),
+            &crate::logical::fields::list_field(&req.data, "cidr_list")?.unwrap_or_default(),
         )?;
         let token_bound_cidrs = cidr::parse_list(
-            &crate::auth::role::list_field(&req.data, "token_bound_cidrs")?.unwrap_or_default(),
+            &crate::logical::fields::list_field(&req.data, "token_bound_cidrs")?
+                .unwrap_or_default(),
         )?;
         let metadata = metadata_field(req)?;
         let secret_id = Zeroizing::new(uuid::Uuid::new_v4().to_string());

@@ -3,10 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::cidr;
-use crate::auth::role::{list_field, role_json, TokenParams};
-use crate::duration::field_secs;
-use crate::logical::{field_bool, field_u64, Data, LogicalError};
+use crate::auth::role::{role_json, TokenParams};
+use crate::logical::cidr;
+use crate::logical::fields::field_secs;
+use crate::logical::fields::list_field;
+use crate::logical::fields::{field_bool, field_u64};
+use crate::logical::{Data, LogicalError};
 
 /// A stored role. The role ID is a credential half, but not a secret on its own (Vault
 /// returns it to anyone who may read `role-id`); it is indexed by its HMAC.

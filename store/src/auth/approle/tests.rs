@@ -18,7 +18,10 @@ struct Dev {
 
 impl Dev {
     async fn new() -> Dev {
-        let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();
@@ -137,8 +140,8 @@ async fn login_mints_a_token_with_the_roles_policies_and_ttl() {
     assert_eq!(auth.policies, vec!["app", "default"]);
     assert_eq!(auth.lease_duration, 600);
     assert!(auth.orphan && auth.renewable);
-    assert_eq!(auth.metadata["role_name"], "web");
-    assert_eq!(auth.metadata["team"], "a");
+    assert_eq!(auth.metadata.as_ref().unwrap()["role_name"], "web");
+    assert_eq!(auth.metadata.as_ref().unwrap()["team"], "a");
     let token = auth.client_token.expose_secret().to_string();
     let lookup = dev
         .read_as(&token, "auth/token/lookup-self")
@@ -407,7 +410,7 @@ async fn failed_logins_are_rate_limited_per_address() {
         .unwrap();
     let role_id = dev.role_id("web").await;
     let (secret_id, _) = dev.secret_id("web", json!({})).await;
-    for _ in 0..crate::auth::limiter::MAX_FAILURES {
+    for _ in 0..crate::core::login::limiter::MAX_FAILURES {
         assert_eq!(
             status(dev.login(Some("10.1.1.1"), &role_id, "bad").await),
             400
@@ -617,7 +620,10 @@ async fn expired_secret_ids_are_refused() {
 
 #[tokio::test]
 async fn auth_mounts_and_roles_survive_a_reseal() {
-    let core = Core::new(Arc::new(crate::storage::MemoryBackend::new()));
+    let core = Core::new(
+        Arc::new(crate::storage::MemoryBackend::new()),
+        crate::backends(),
+    );
     let (_, key) = core
         .init_dev(Some(SecretString::from("root")))
         .await

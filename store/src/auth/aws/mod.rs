@@ -26,11 +26,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::cidr;
-use crate::auth::jwt::glob_match_any;
+use crate::auth::jws::glob_match_any;
+use crate::auth::method::AuthMethod;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
-use crate::logical::{field_u64, LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::cidr;
+use crate::logical::fields::field_u64;
+use crate::logical::{LogicalError, Request, Response};
 
 pub mod iam;
 pub mod role;
@@ -154,12 +156,17 @@ impl AwsBackend {
     async fn config(&self) -> Result<Option<ClientConfig>, LogicalError> {
         Ok(self.view.get_json("config/client").await?)
     }
+}
 
-    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
-        let mut cfg = self.config().await?.unwrap_or_default();
-        cfg.update(req)?;
-        self.view.put_json("config/client", &cfg).await?;
-        Ok(Response::empty())
+#[async_trait::async_trait]
+impl AuthMethod for AwsBackend {
+    type Role = Role;
+    const CONFIG_PATH: &'static str = "config/client";
+    const CONFIG_EXISTENCE: bool = true;
+    const ROLES_ALIAS: bool = true;
+
+    fn roles(&self) -> &RoleStore<Role> {
+        &self.roles
     }
 
     async fn login(&self, req: &Request) -> Result<Response, LogicalError> {
@@ -227,46 +234,20 @@ impl AwsBackend {
             role.token.grant(metadata, principal.friendly_name),
         ))
     }
-}
 
-#[async_trait::async_trait]
-impl LogicalBackend for AwsBackend {
-    async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
-        let rel = req.rel_path().trim_end_matches('/');
-        let op = req.operation;
-        let write = matches!(op, Operation::Update | Operation::Create);
-        match rel {
-            "login" if write => return self.login(req).await,
-            "config/client" if write => return self.write_config(req).await,
-            "config/client" if op == Operation::Read => {
-                return match self.config().await? {
-                    Some(c) => Ok(Response::data(c.to_json())),
-                    None => Err(LogicalError::NotFound(String::new())),
-                }
-            }
-            "config/client" if op == Operation::Delete => {
-                self.view.delete("config/client").await?;
-                return Ok(Response::empty());
-            }
-            "login" | "config/client" => return Err(LogicalError::UnsupportedOperation),
-            _ => {}
-        }
-        let rel = if rel == "roles" { "role" } else { rel };
-        match self.roles.route(req, rel).await {
-            Some(result) => result,
-            None => Err(LogicalError::UnsupportedPath),
-        }
+    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
+        let mut cfg = self.config().await?.unwrap_or_default();
+        cfg.update(req)?;
+        self.view.put_json("config/client", &cfg).await?;
+        Ok(Response::empty())
     }
 
-    async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
-        let rel = req.rel_path().trim_end_matches('/');
-        if rel == "config/client" {
-            return Ok(Some(self.config().await?.is_some()));
-        }
-        self.roles.exists(rel).await
+    async fn read_config(&self) -> Result<Option<Value>, LogicalError> {
+        Ok(self.config().await?.map(|c| c.to_json()))
     }
 
-    fn unauthenticated_paths(&self) -> &'static [&'static str] {
-        &["login"]
+    async fn delete_config(&self) -> Result<Response, LogicalError> {
+        self.view.delete("config/client").await?;
+        Ok(Response::empty())
     }
 }

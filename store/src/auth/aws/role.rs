@@ -3,10 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::role::{list_field, role_json, TokenParams};
-use crate::logical::{field_bool, Data, LogicalError};
+use crate::auth::role::{role_json, TokenParams};
+use crate::logical::fields::field_bool;
+use crate::logical::fields::list_field;
+use crate::logical::{Data, LogicalError};
 
-pub use crate::auth::role::valid_name;
+pub use crate::logical::fields::valid_name;
 
 /// Role fields of Vault's ec2 auth type; hushd refuses them rather than ignore a binding.
 const EC2_FIELDS: &[&str] = &[
@@ -107,4 +109,4 @@ impl Role {
     }
 }
 
-crate::role_fields_from_update!(Role);
+crate::auth::role_store::role_fields_from_update!(Role);

@@ -19,8 +19,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::auth::jwt::{JwtError, RemoteKeySet};
-use crate::auth::role::list_field;
+use crate::auth::jws::{JwtError, RemoteKeySet};
+use crate::logical::fields::list_field;
 use crate::logical::{Data, LogicalError};
 
 /// Google's API base.

@@ -30,11 +30,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::auth::cidr;
-use crate::auth::jwt;
+use crate::auth::jws;
+use crate::auth::method::AuthMethod;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
-use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::cidr;
+use crate::logical::{LogicalError, Operation, Request, Response};
 
 pub mod config;
 pub mod role;
@@ -98,17 +99,6 @@ impl GcpBackend {
         Ok(g)
     }
 
-    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
-        let _guard = self.load_lock.lock().await;
-        let mut cfg = self.config().await?.unwrap_or_default();
-        cfg.update(&req.data)?;
-        let google = Google::new(&cfg)
-            .map_err(|e| LogicalError::invalid(format!("invalid custom endpoint: {e}")))?;
-        self.view.put_json(CONFIG_KEY, &cfg).await?;
-        *self.google.lock() = Some(Arc::new(google));
-        Ok(Response::empty())
-    }
-
     /// `role/:name/service-accounts` {add, remove}; `role/:name/labels` is refused (labels are
     /// not checkable without the Compute API).
     async fn edit_role(
@@ -134,6 +124,16 @@ impl GcpBackend {
         self.roles.put(name, &role).await?;
         Ok(Response::empty())
     }
+}
+
+#[async_trait::async_trait]
+impl AuthMethod for GcpBackend {
+    type Role = GcpRole;
+    const ROLES_ALIAS: bool = true;
+
+    fn roles(&self) -> &RoleStore<GcpRole> {
+        &self.roles
+    }
 
     async fn login(&self, req: &Request) -> Result<Response, LogicalError> {
         let name = match req.get_str("role").map(str::trim) {
@@ -155,53 +155,36 @@ impl GcpBackend {
             ));
         }
         let google = self.google().await?;
-        let mut id = verify::login(&google, &role, &name, token, jwt::unix_now()).await?;
+        let mut id = verify::login(&google, &role, &name, token, jws::unix_now()).await?;
         let cfg = self.config().await?.unwrap_or_default();
         cfg.select_metadata(role.role_type == RoleType::Gce, &mut id.metadata);
         Ok(Response::login(
             role.token.grant(id.metadata, id.display_name),
         ))
     }
-}
 
-#[async_trait::async_trait]
-impl LogicalBackend for GcpBackend {
-    async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
-        let rel = req.rel_path().trim_end_matches('/');
-        let op = req.operation;
-        let write = matches!(op, Operation::Update | Operation::Create);
-        match rel {
-            "login" if write => return self.login(req).await,
-            "config" if write => return self.write_config(req).await,
-            "config" if op == Operation::Read => {
-                return match self.config().await? {
-                    Some(c) => Ok(Response::data(c.to_json())),
-                    None => Err(LogicalError::NotFound(String::new())),
-                }
-            }
-            "login" | "config" => return Err(LogicalError::UnsupportedOperation),
-            _ => {}
-        }
-        if let Some((name, edit)) = rel
+    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
+        let _guard = self.load_lock.lock().await;
+        let mut cfg = self.config().await?.unwrap_or_default();
+        cfg.update(&req.data)?;
+        let google = Google::new(&cfg)
+            .map_err(|e| LogicalError::invalid(format!("invalid custom endpoint: {e}")))?;
+        self.view.put_json(CONFIG_KEY, &cfg).await?;
+        *self.google.lock() = Some(Arc::new(google));
+        Ok(Response::empty())
+    }
+
+    async fn read_config(&self) -> Result<Option<Value>, LogicalError> {
+        Ok(self.config().await?.map(|c| c.to_json()))
+    }
+
+    /// `role/NAME/SUB` writes: edits of a role's lists.
+    async fn other_path(&self, req: &Request, rel: &str) -> Option<Result<Response, LogicalError>> {
+        let write = matches!(req.operation, Operation::Update | Operation::Create);
+        let (name, edit) = rel
             .strip_prefix("role/")
-            .and_then(|r| r.split_once('/'))
-            .filter(|_| write)
-        {
-            return self.edit_role(req, name, edit).await;
-        }
-        let rel = if rel == "roles" { "role" } else { rel };
-        match self.roles.route(req, rel).await {
-            Some(result) => result,
-            None => Err(LogicalError::UnsupportedPath),
-        }
-    }
-
-    async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
-        let rel = req.rel_path().trim_end_matches('/');
-        self.roles.exists(rel).await
-    }
-
-    fn unauthenticated_paths(&self) -> &'static [&'static str] {
-        &["login"]
+            .and_then(|r| r.split_once("/"))
+            .filter(|_| write)?;
+        Some(self.edit_role(req, name, edit).await)
     }
 }

@@ -8,12 +8,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::role::{list_field, role_json, TokenParams};
+use crate::auth::role::{role_json, TokenParams};
 use crate::auth::role_store::RoleFields;
-use crate::duration::field_secs;
-use crate::logical::{field_bool, Data, LogicalError};
+use crate::logical::fields::field_bool;
+use crate::logical::fields::field_secs;
+use crate::logical::fields::list_field;
+use crate::logical::{Data, LogicalError};
 
-pub use crate::auth::role::valid_name;
+pub use crate::logical::fields::valid_name;
 
 /// Vault's default `max_jwt_exp` for iam roles: 15 minutes.
 pub const DEFAULT_MAX_JWT_EXP: u64 = 15 * 60;

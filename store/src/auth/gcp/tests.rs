@@ -7,9 +7,9 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::GcpBackend;
-use crate::auth::jwt::tests::{b64_json, es256, rsa_a, rsa_b, TestKey};
-use crate::auth::jwt::tests_remote::{start, Server};
-use crate::auth::jwt::unix_now;
+use crate::auth::jws::tests::{b64_json, es256, rsa_a, rsa_b, TestKey};
+use crate::auth::jws::tests_remote::{start, Server};
+use crate::auth::jws::unix_now;
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
@@ -444,7 +444,7 @@ async fn bad_keys_and_algorithms_are_refused() {
         "no key",
     )
     .await;
-    let es_foreign = crate::auth::jwt::tests::es256_other();
+    let es_foreign = crate::auth::jws::tests::es256_other();
     refused(
         &b,
         "foreign iam key, same kind",

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::config::Google;
 use super::role::{GcpRole, RoleType};
-use crate::auth::jwt::{self, audiences, Algorithm, Claims, JwtError, Validation};
+use crate::auth::jws::{self, audiences, Algorithm, Claims, JwtError, Validation};
 use crate::logical::LogicalError;
 
 /// Issuers of Google's identity tokens.
@@ -132,7 +132,7 @@ pub async fn login(
     token: &str,
     now: u64,
 ) -> Result<Identity, LogicalError> {
-    let unverified = jwt::parse(token, &Algorithm::ALL).map_err(|e| jwt_error(e, true))?;
+    let unverified = jws::parse(token, &Algorithm::ALL).map_err(|e| jwt_error(e, true))?;
     let is_gce = compute_engine(&unverified.claims).is_some();
     match (role.role_type, is_gce) {
         (RoleType::Gce, false) => Err(invalid(

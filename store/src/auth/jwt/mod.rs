@@ -1,392 +1,326 @@
-//! JWT verification shared by the `kubernetes`, `jwt` (OIDC) and `gcp` auth methods.
+//! The `jwt` auth method (Vault's generic OIDC/JWT method, JWT login only: no browser flow).
 //!
-//! [`verify`] checks a compact JWS against a [`KeySet`] and a [`Validation`], then returns the
-//! claims. The checks run in this order, so the cheapest refusal comes first and no key is
-//! touched for a token whose algorithm is not allowed:
+//! Routes: `config` (GET/POST), `role/:name` (GET/POST/DELETE), `role` (LIST), `login`
+//! {role, jwt}. Tokens are checked by [`crate::auth::jws`]: only RS256/384/512, ES256/384 and
+//! EdDSA (never `none` or `HS*`), then issuer, audiences, time claims with the role's
+//! leeways, `bound_subject` and `bound_claims`. A good login becomes a
+//! [`crate::logical::LoginGrant`] with the role's token settings, metadata from
+//! `claim_mappings` plus `role`, and the `user_claim` value as display name.
 //!
-//! 1. shape: three base64url parts, a JSON object header and payload, no `crit` header;
-//! 2. algorithm: only RS256/384/512, ES256/384 and EdDSA, and only those the [`Validation`]
-//!    allows. `none` and every `HS*` are refused before any key is looked at, so an HMAC signed
-//!    with a public key's bytes (key confusion) can never verify;
-//! 3. key: by `kid` when the token has one, and only keys of the family (and curve) the
-//!    algorithm needs;
-//! 4. signature (ring, through `jsonwebtoken::crypto::verify`);
-//! 5. time (`exp`, `nbf`, `iat` with Vault's leeways), issuer, audience.
+//! The key source is exactly one of `jwt_validation_pubkeys`, `jwks_url` or
+//! `oidc_discovery_url`; it is checked (keys parsed, URLs fetched) when `config` is written,
+//! so a bad configuration is a 400 there rather than a failure at every login.
 //!
-//! # Layout
-//!
-//! - [`keys`]: [`KeySet`] from PEM public keys or a JWKS document.
-//! - [`remote`]: [`RemoteKeySet`] (a JWKS URL fetched over HTTPS, cached, refetched on an
-//!   unknown `kid` at most once per interval) and OIDC discovery.
-//! - [`claims`]: Kubernetes service-account identities, Vault's `bound_claims`,
-//!   `claim_mappings`, `user_claim`, and the `*` glob matcher.
-//!
-//! # Errors and HTTP status
-//!
-//! Every [`JwtError`] message is safe to send to a client: it never contains the token, a
-//! claim value or key material. Vault's jwt and kubernetes methods answer a failed login with
-//! 400 and the error text (`logical.ErrorResponse`), and 403 only for a denied request; callers
-//! map [`JwtError::is_token_error`] to `LogicalError::InvalidRequest` (400), and the
-//! configuration errors ([`JwtError::Key`], [`JwtError::Fetch`]) to a 400 on `config` writes or
-//! a 500 at login.
+//! Storage inside the mount's view: `config` ([`JwtConfig`]) and `role/<name>` ([`JwtRole`]).
+//! Neither holds a secret. The presented JWT is never logged nor echoed in an error.
 
-pub mod claims;
-pub mod keys;
-pub mod remote;
+use std::sync::Arc;
 
-#[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
-mod tests_claims;
-#[cfg(test)]
-pub(crate) mod tests_remote;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use serde_json::{Map, Value};
-
-pub use claims::{
-    claim_mappings, glob_match, glob_match_any, match_bound_claims, user_claim, BoundClaimsType,
-    K8sIdentity,
+use crate::auth::jws::{
+    self, claim_mappings, discover, match_bound_claims, user_claim, Algorithm, Claims, JwtError,
+    KeySet, RemoteKeySet,
 };
-pub use keys::{KeyFamily, KeySet, PublicKey};
-pub use remote::{discover, Discovery, RemoteKeySet};
+use crate::auth::method::AuthMethod;
+use crate::auth::role_store::RoleStore;
+use crate::barrier::BarrierView;
+use crate::logical::cidr;
+use crate::logical::fields::list_field;
+use crate::logical::{LogicalError, Request, Response};
 
-/// The claims of a verified token: the payload's JSON object.
-pub type Claims = Map<String, Value>;
+pub mod role;
+#[cfg(test)]
+mod tests;
 
-/// Largest token accepted, in bytes (Kubernetes tokens are ~1 KiB; 64 KiB is generous).
-pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+pub use role::JwtRole;
 
-/// Why a token, a key or a key fetch was refused. Messages are safe for clients.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JwtError {
-    /// Not a compact JWS, bad base64, header or payload not a JSON object, `crit` present.
-    #[error("malformed token: {0}")]
-    Malformed(&'static str),
-    /// `none`, `HS*`, an unknown algorithm, or one the role does not allow.
-    #[error("token signing algorithm is not allowed")]
-    Algorithm,
-    /// No configured key has the token's `kid` and the family its algorithm needs.
-    #[error("no key matches the token (kid or algorithm)")]
-    NoMatchingKey,
-    #[error("token signature is invalid")]
-    BadSignature,
-    #[error("token is expired")]
-    Expired,
-    /// `nbf` (or `iat`) in the future beyond the leeway.
-    #[error("token is not yet valid")]
-    NotYetValid,
-    /// The validation requires `exp` and the token has none.
-    #[error("token has no expiration (exp) claim")]
-    MissingExpiry,
-    /// A time claim that is not a number.
-    #[error("claim {0:?} is not a number")]
-    BadTimeClaim(&'static str),
-    #[error("token issuer (iss) does not match")]
-    Issuer,
-    #[error("token audience (aud) does not match")]
-    Audience,
-    /// A claim a role needs is absent (the claim name, never its value).
-    #[error("claim {0:?} is missing")]
-    MissingClaim(String),
-    /// A claim does not satisfy `bound_claims` or is of the wrong type.
-    #[error("claim {0:?} does not match the role's bound claims")]
-    ClaimMismatch(String),
-    /// A claim has a type that cannot be used (e.g. a list as `user_claim`).
-    #[error("claim {0:?} has an unusable type")]
-    ClaimType(String),
-    /// A configured public key or JWKS document cannot be used.
-    #[error("invalid key: {0}")]
-    Key(String),
-    /// The JWKS or discovery document could not be fetched or parsed.
-    #[error("cannot fetch keys: {0}")]
-    Fetch(String),
+const CONFIG_KEY: &str = "config";
+
+/// The method's configuration, as `config` reads and writes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct JwtConfig {
+    pub jwks_url: String,
+    pub jwks_ca_pem: String,
+    pub jwt_validation_pubkeys: Vec<String>,
+    pub oidc_discovery_url: String,
+    pub oidc_discovery_ca_pem: String,
+    pub bound_issuer: String,
+    /// Empty: every algorithm hushd accepts.
+    pub jwt_supported_algs: Vec<String>,
+    pub default_role: String,
 }
 
-impl JwtError {
-    /// True for errors about the presented token (answer 400, as Vault does), false for
-    /// configuration or fetch errors.
-    pub fn is_token_error(&self) -> bool {
-        !matches!(self, JwtError::Key(_) | JwtError::Fetch(_))
+impl JwtConfig {
+    fn from_request(req: &Request) -> Result<JwtConfig, LogicalError> {
+        let text = |key: &str| -> Result<String, LogicalError> {
+            match req.data.get(key) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.trim().to_string()),
+                Some(_) => Err(LogicalError::invalid(format!("{key} must be a string"))),
+            }
+        };
+        let cfg = JwtConfig {
+            jwks_url: text("jwks_url")?,
+            jwks_ca_pem: text("jwks_ca_pem")?,
+            jwt_validation_pubkeys: list_field(&req.data, "jwt_validation_pubkeys")?
+                .unwrap_or_default(),
+            oidc_discovery_url: text("oidc_discovery_url")?,
+            oidc_discovery_ca_pem: text("oidc_discovery_ca_pem")?,
+            bound_issuer: text("bound_issuer")?,
+            jwt_supported_algs: list_field(&req.data, "jwt_supported_algs")?.unwrap_or_default(),
+            default_role: text("default_role")?,
+        };
+        let sources = [
+            !cfg.jwt_validation_pubkeys.is_empty(),
+            !cfg.jwks_url.is_empty(),
+            !cfg.oidc_discovery_url.is_empty(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(LogicalError::invalid(
+                "exactly one of 'jwt_validation_pubkeys', 'jwks_url' or 'oidc_discovery_url' \
+                 must be set",
+            ));
+        }
+        if !cfg.jwks_ca_pem.is_empty() && cfg.jwks_url.is_empty() {
+            return Err(LogicalError::invalid(
+                "jwks_ca_pem is only used with jwks_url",
+            ));
+        }
+        if !cfg.oidc_discovery_ca_pem.is_empty() && cfg.oidc_discovery_url.is_empty() {
+            return Err(LogicalError::invalid(
+                "oidc_discovery_ca_pem is only used with oidc_discovery_url",
+            ));
+        }
+        cfg.algorithms()?;
+        Ok(cfg)
+    }
+
+    fn algorithms(&self) -> Result<Vec<Algorithm>, LogicalError> {
+        if self.jwt_supported_algs.is_empty() {
+            return Ok(Algorithm::ALL.to_vec());
+        }
+        self.jwt_supported_algs
+            .iter()
+            .map(|a| {
+                Algorithm::parse(a).ok_or_else(|| {
+                    LogicalError::invalid(format!(
+                        "invalid jwt_supported_algs entry {a:?}: hushd accepts RS256, RS384, \
+                         RS512, ES256, ES384 and EdDSA"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "jwks_url": self.jwks_url,
+            "jwks_ca_pem": self.jwks_ca_pem,
+            "jwt_validation_pubkeys": self.jwt_validation_pubkeys,
+            "oidc_discovery_url": self.oidc_discovery_url,
+            "oidc_discovery_ca_pem": self.oidc_discovery_ca_pem,
+            "bound_issuer": self.bound_issuer,
+            "jwt_supported_algs": self.jwt_supported_algs,
+            "default_role": self.default_role,
+            "oidc_client_id": "",
+            "oidc_response_mode": "",
+            "oidc_response_types": [],
+            "provider_config": {},
+            "namespace_in_state": false,
+        })
     }
 }
 
-/// A signing algorithm hushd accepts. Everything else (`none`, `HS*`, `PS*`, ...) is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    RS256,
-    RS384,
-    RS512,
-    ES256,
-    ES384,
-    EdDSA,
+fn none_if_empty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
 }
 
-impl Algorithm {
-    /// All accepted algorithms (Vault's `jwt_supported_algs` minus HS and PS).
-    pub const ALL: [Algorithm; 6] = [
-        Algorithm::RS256,
-        Algorithm::RS384,
-        Algorithm::RS512,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
-    ];
+enum Keys {
+    Static(KeySet),
+    Remote(RemoteKeySet),
+}
 
-    /// Parse a JWS `alg` name; `None` for anything not accepted (case-sensitive, RFC 7518).
-    pub fn parse(name: &str) -> Option<Algorithm> {
-        Some(match name {
-            "RS256" => Algorithm::RS256,
-            "RS384" => Algorithm::RS384,
-            "RS512" => Algorithm::RS512,
-            "ES256" => Algorithm::ES256,
-            "ES384" => Algorithm::ES384,
-            "EdDSA" => Algorithm::EdDSA,
-            _ => return None,
+/// A configuration made ready for logins: keys parsed or their URL known.
+struct Loaded {
+    keys: Keys,
+    issuer: Option<String>,
+    algorithms: Vec<Algorithm>,
+    default_role: String,
+}
+
+impl Loaded {
+    /// Build from a configuration, fetching what it points at (so bad URLs fail here).
+    async fn build(cfg: &JwtConfig) -> Result<Loaded, LogicalError> {
+        let bad =
+            |what: &str, e: JwtError| LogicalError::invalid(format!("error checking {what}: {e}"));
+        let mut issuer = none_if_empty(&cfg.bound_issuer).map(str::to_string);
+        let keys = if !cfg.jwt_validation_pubkeys.is_empty() {
+            let set = KeySet::from_pem(&cfg.jwt_validation_pubkeys)
+                .map_err(|e| bad("jwt_validation_pubkeys", e))?;
+            Keys::Static(set)
+        } else if !cfg.jwks_url.is_empty() {
+            let ca = none_if_empty(&cfg.jwks_ca_pem);
+            KeySet::from_jwks_url(&cfg.jwks_url, ca)
+                .await
+                .map_err(|e| bad("jwks_url", e))?;
+            Keys::Remote(RemoteKeySet::new(&cfg.jwks_url, ca).map_err(|e| bad("jwks_url", e))?)
+        } else {
+            let ca = none_if_empty(&cfg.oidc_discovery_ca_pem);
+            let found = discover(&cfg.oidc_discovery_url, ca)
+                .await
+                .map_err(|e| bad("oidc_discovery_url", e))?;
+            issuer.get_or_insert(found.issuer);
+            Keys::Remote(
+                RemoteKeySet::new(&found.jwks_uri, ca).map_err(|e| bad("oidc_discovery_url", e))?,
+            )
+        };
+        Ok(Loaded {
+            keys,
+            issuer,
+            algorithms: cfg.algorithms()?,
+            default_role: cfg.default_role.clone(),
+        })
+    }
+}
+
+/// The `jwt` backend of one mount.
+pub struct JwtBackend {
+    view: BarrierView,
+    roles: RoleStore<JwtRole>,
+    /// The configuration ready for logins; `None` until first needed or after a failed load.
+    loaded: Mutex<Option<Arc<Loaded>>>,
+    /// Serialises config writes and loads, so a stale load cannot replace a newer one.
+    load_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for JwtBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtBackend")
+            .field("view", &self.view)
+            .finish_non_exhaustive()
+    }
+}
+
+fn no_role(name: &str) -> LogicalError {
+    LogicalError::invalid(format!("role {name:?} could not be found"))
+}
+
+fn token_error(e: JwtError) -> LogicalError {
+    if e.is_token_error() {
+        LogicalError::invalid(format!("error validating token: {e}"))
+    } else {
+        // A configuration or fetch problem: not the caller's fault. The message holds no token.
+        LogicalError::Internal(format!("cannot validate the token: {e}"))
+    }
+}
+
+impl JwtBackend {
+    pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
+        Ok(JwtBackend {
+            roles: RoleStore::new(view.clone()),
+            view,
+            loaded: Mutex::new(None),
+            load_lock: tokio::sync::Mutex::new(()),
         })
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::RS256 => "RS256",
-            Algorithm::RS384 => "RS384",
-            Algorithm::RS512 => "RS512",
-            Algorithm::ES256 => "ES256",
-            Algorithm::ES384 => "ES384",
-            Algorithm::EdDSA => "EdDSA",
-        }
+    async fn config(&self) -> Result<Option<JwtConfig>, LogicalError> {
+        Ok(self.view.get_json(CONFIG_KEY).await?)
     }
 
-    /// The key family (and curve) this algorithm verifies with.
-    pub fn family(self) -> KeyFamily {
-        match self {
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => KeyFamily::Rsa,
-            Algorithm::ES256 => KeyFamily::EcP256,
-            Algorithm::ES384 => KeyFamily::EcP384,
-            Algorithm::EdDSA => KeyFamily::Ed25519,
+    async fn loaded(&self) -> Result<Arc<Loaded>, LogicalError> {
+        if let Some(l) = self.loaded.lock().clone() {
+            return Ok(l);
         }
+        let _guard = self.load_lock.lock().await;
+        if let Some(l) = self.loaded.lock().clone() {
+            return Ok(l);
+        }
+        let cfg = self
+            .config()
+            .await?
+            .ok_or_else(|| LogicalError::invalid("could not load configuration: not set"))?;
+        let loaded =
+            Arc::new(Loaded::build(&cfg).await.map_err(|e| {
+                LogicalError::Internal(format!("could not load configuration: {e}"))
+            })?);
+        *self.loaded.lock() = Some(loaded.clone());
+        Ok(loaded)
     }
 
-    fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        match self {
-            Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
-            Algorithm::RS384 => jsonwebtoken::Algorithm::RS384,
-            Algorithm::RS512 => jsonwebtoken::Algorithm::RS512,
-            Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
-            Algorithm::ES384 => jsonwebtoken::Algorithm::ES384,
-            Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-        }
-    }
-}
-
-/// What a token must satisfy besides its signature.
-///
-/// Leeways follow Vault's JWT role (`clock_skew_leeway` 60 s, `expiration_leeway` 150 s,
-/// `not_before_leeway` 150 s): a token is expired when `now > exp + expiration_leeway +
-/// clock_skew_leeway`, not yet valid when `now + not_before_leeway + clock_skew_leeway < nbf`,
-/// and issued in the future when `now + clock_skew_leeway < iat`.
-#[derive(Debug, Clone)]
-pub struct Validation {
-    /// Accepted algorithms; a subset of [`Algorithm::ALL`].
-    pub algorithms: Vec<Algorithm>,
-    /// When set, `iss` must equal it.
-    pub bound_issuer: Option<String>,
-    /// When non-empty, `aud` (a string or a list) must contain one of these; a token without
-    /// `aud` is refused.
-    pub bound_audiences: Vec<String>,
-    /// Refuse a token that has an `aud` when `bound_audiences` is empty (Vault's jwt method
-    /// does: "audience claim found in JWT but no audiences bound to the role"; the kubernetes
-    /// method does not).
-    pub refuse_unbound_audience: bool,
-    pub clock_skew_leeway: u64,
-    pub expiration_leeway: u64,
-    pub not_before_leeway: u64,
-    /// Refuse a token without `exp` (legacy Kubernetes secret tokens have none: set false there).
-    pub require_exp: bool,
-}
-
-impl Default for Validation {
-    fn default() -> Self {
-        Validation {
-            algorithms: Algorithm::ALL.to_vec(),
-            bound_issuer: None,
-            bound_audiences: Vec::new(),
-            refuse_unbound_audience: false,
-            clock_skew_leeway: 60,
-            expiration_leeway: 150,
-            not_before_leeway: 150,
-            require_exp: true,
+    async fn verify(
+        &self,
+        loaded: &Loaded,
+        role: &JwtRole,
+        token: &str,
+    ) -> Result<Claims, JwtError> {
+        let mut v = role.validation();
+        v.algorithms = loaded.algorithms.clone();
+        v.bound_issuer = loaded.issuer.clone();
+        let now = jws::unix_now();
+        match &loaded.keys {
+            Keys::Static(set) => jws::verify(token, set, &v, now),
+            Keys::Remote(remote) => remote.verify(token, &v, now).await,
         }
     }
 }
 
-/// The parts of a token, split and decoded but not yet trusted.
-#[derive(Debug)]
-pub(crate) struct Parsed<'a> {
-    pub alg: Algorithm,
-    pub kid: Option<String>,
-    /// `header.payload`, the signed message.
-    pub message: &'a str,
-    pub signature: &'a str,
-    pub claims: Claims,
-}
+#[async_trait::async_trait]
+impl AuthMethod for JwtBackend {
+    type Role = JwtRole;
 
-/// Split and decode a token, refusing a disallowed algorithm before any key is involved.
-pub(crate) fn parse<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Parsed<'a>, JwtError> {
-    let token = token.trim();
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(JwtError::Malformed("token too long"));
+    fn roles(&self) -> &RoleStore<JwtRole> {
+        &self.roles
     }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwtError::Malformed("expected three dot-separated parts"));
-    };
-    let header = decode_object(h).ok_or(JwtError::Malformed("header is not base64url JSON"))?;
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(JwtError::Malformed("header has no alg"))?;
-    let alg = Algorithm::parse(alg)
-        .filter(|a| allowed.contains(a))
-        .ok_or(JwtError::Algorithm)?;
-    if header.contains_key("crit") {
-        // RFC 7515 4.1.11: unknown critical extensions must be refused; we know none.
-        return Err(JwtError::Malformed("unsupported crit header"));
-    }
-    let kid = match header.get("kid") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(k)) => Some(k.clone()),
-        Some(_) => return Err(JwtError::Malformed("kid is not a string")),
-    };
-    if s.is_empty() {
-        return Err(JwtError::Malformed("empty signature"));
-    }
-    let claims = decode_object(p).ok_or(JwtError::Malformed("payload is not base64url JSON"))?;
-    Ok(Parsed {
-        alg,
-        kid,
-        message: &token[..h.len() + 1 + p.len()],
-        signature: s,
-        claims,
-    })
-}
 
-fn decode_object(part: &str) -> Option<Map<String, Value>> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(m) => Some(m),
-        _ => None,
-    }
-}
-
-/// Verify `token` against `keys` and `validation` at `now` (Unix seconds); the claims on success.
-pub fn verify(
-    token: &str,
-    keys: &KeySet,
-    validation: &Validation,
-    now: u64,
-) -> Result<Claims, JwtError> {
-    let parsed = parse(token, &validation.algorithms)?;
-    verify_parsed(&parsed, keys)?;
-    check_claims(&parsed.claims, validation, now)?;
-    Ok(parsed.claims)
-}
-
-/// The current time in Unix seconds, for [`verify`].
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Check the signature with the keys that fit the token's `kid` and algorithm.
-pub(crate) fn verify_parsed(parsed: &Parsed<'_>, keys: &KeySet) -> Result<(), JwtError> {
-    let mut candidates = keys
-        .candidates(parsed.kid.as_deref(), parsed.alg)
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(JwtError::NoMatchingKey);
-    }
-    for key in candidates {
-        // jsonwebtoken maps any ring failure (bad base64 signature included) to Err or false.
-        if let Ok(true) = jsonwebtoken::crypto::verify(
-            parsed.signature,
-            parsed.message.as_bytes(),
-            key.decoding_key(),
-            parsed.alg.to_jsonwebtoken(),
-        ) {
-            return Ok(());
+    async fn login(&self, req: &Request) -> Result<Response, LogicalError> {
+        let token = match req.data.get("jwt") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
+            _ => return Err(LogicalError::invalid("missing jwt")),
+        };
+        let loaded = self.loaded().await?;
+        let name = match req.get_str("role").map(str::trim).filter(|s| !s.is_empty()) {
+            Some(n) => n.to_string(),
+            None if !loaded.default_role.is_empty() => loaded.default_role.clone(),
+            None => return Err(LogicalError::invalid("missing role")),
+        };
+        let role = self.roles.get(&name).await?.ok_or_else(|| no_role(&name))?;
+        if !cidr::allowed(&role.token.token_bound_cidrs, req.remote_addr) {
+            return Err(LogicalError::invalid(
+                "source address unauthorized by the role's token_bound_cidrs",
+            ));
         }
+        let claims = self
+            .verify(&loaded, &role, token)
+            .await
+            .map_err(token_error)?;
+        if !role.bound_subject.is_empty()
+            && claims.get("sub").and_then(Value::as_str) != Some(role.bound_subject.as_str())
+        {
+            return Err(LogicalError::invalid(
+                "sub claim does not match expected value",
+            ));
+        }
+        match_bound_claims(&claims, &role.bound_claims, role.claims_type()).map_err(token_error)?;
+        let user = user_claim(&claims, &role.user_claim).map_err(token_error)?;
+        let mut metadata = claim_mappings(&claims, &role.claim_mappings).map_err(token_error)?;
+        metadata.insert("role".into(), name);
+        Ok(Response::login(role.token.grant(metadata, user)))
     }
-    Err(JwtError::BadSignature)
-}
 
-/// A NumericDate claim as whole seconds (fractions truncated; negative counts as 0).
-fn time_claim(claims: &Claims, name: &'static str) -> Result<Option<u64>, JwtError> {
-    match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(u) = n.as_u64() {
-                Ok(Some(u))
-            } else if let Some(f) = n.as_f64() {
-                Ok(Some(if f <= 0.0 { 0 } else { f as u64 }))
-            } else {
-                Err(JwtError::BadTimeClaim(name))
-            }
-        }
-        Some(_) => Err(JwtError::BadTimeClaim(name)),
+    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
+        let cfg = JwtConfig::from_request(req)?;
+        let _guard = self.load_lock.lock().await;
+        let loaded = Loaded::build(&cfg).await?;
+        self.view.put_json(CONFIG_KEY, &cfg).await?;
+        *self.loaded.lock() = Some(Arc::new(loaded));
+        Ok(Response::empty())
     }
-}
 
-/// The `aud` claim as a list (a single string counts as a one-element list).
-pub fn audiences(claims: &Claims) -> Result<Vec<&str>, JwtError> {
-    match claims.get("aud") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.as_str()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().ok_or(JwtError::ClaimType("aud".into())))
-            .collect(),
-        Some(_) => Err(JwtError::ClaimType("aud".into())),
+    async fn read_config(&self) -> Result<Option<Value>, LogicalError> {
+        Ok(self.config().await?.map(|c| c.to_json()))
     }
-}
-
-/// Time, issuer and audience checks of [`Validation`] on already verified claims.
-pub fn check_claims(claims: &Claims, v: &Validation, now: u64) -> Result<(), JwtError> {
-    let skew = v.clock_skew_leeway;
-    match time_claim(claims, "exp")? {
-        Some(exp) if now > exp.saturating_add(v.expiration_leeway).saturating_add(skew) => {
-            return Err(JwtError::Expired)
-        }
-        None if v.require_exp => return Err(JwtError::MissingExpiry),
-        _ => {}
-    }
-    if let Some(nbf) = time_claim(claims, "nbf")? {
-        if now.saturating_add(v.not_before_leeway).saturating_add(skew) < nbf {
-            return Err(JwtError::NotYetValid);
-        }
-    }
-    if let Some(iat) = time_claim(claims, "iat")? {
-        if now.saturating_add(skew) < iat {
-            return Err(JwtError::NotYetValid);
-        }
-    }
-    if let Some(want) = &v.bound_issuer {
-        if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
-            return Err(JwtError::Issuer);
-        }
-    }
-    let aud = audiences(claims)?;
-    if v.bound_audiences.is_empty() {
-        if v.refuse_unbound_audience && !aud.is_empty() {
-            return Err(JwtError::Audience);
-        }
-    } else if !aud.iter().any(|a| v.bound_audiences.iter().any(|b| b == a)) {
-        return Err(JwtError::Audience);
-    }
-    Ok(())
 }

@@ -22,11 +22,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::cidr;
-use crate::auth::jwt::{self, Algorithm, JwtError, K8sIdentity, KeySet, Validation};
+use crate::auth::jws::{self, Algorithm, JwtError, K8sIdentity, KeySet, Validation};
+use crate::auth::method::AuthMethod;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
-use crate::logical::{field_bool, LogicalBackend, LogicalError, Operation, Request, Response};
+use crate::logical::cidr;
+use crate::logical::fields::field_bool;
+use crate::logical::{LogicalError, Request, Response};
 
 pub mod review;
 pub mod role;
@@ -143,7 +145,7 @@ impl Config {
                     ))
                 }
             }
-            jwt::remote::http_client(Some(&self.kubernetes_ca_cert))
+            jws::remote::http_client(Some(&self.kubernetes_ca_cert))
                 .map_err(|e| LogicalError::invalid(format!("kubernetes_ca_cert: {e}")))?;
         }
         if !self.pem_keys.is_empty() {
@@ -201,7 +203,7 @@ impl std::fmt::Debug for KubernetesBackend {
 
 impl KubernetesBackend {
     pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
-        Ok(Self::with_clock(view, jwt::unix_now))
+        Ok(Self::with_clock(view, jws::unix_now))
     }
 
     /// As [`KubernetesBackend::new`], with an injected clock (tests).
@@ -237,15 +239,6 @@ impl KubernetesBackend {
         Ok(Some(l))
     }
 
-    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
-        let mut cfg = self.config().await?.unwrap_or_default();
-        cfg.update(req)?;
-        self.view.put_json("config", &cfg).await?;
-        self.config_gen.fetch_add(1, Ordering::AcqRel);
-        *self.loaded.write() = None;
-        Ok(Response::empty())
-    }
-
     /// The identity of a token checked locally against `pem_keys`.
     fn verify_local(
         &self,
@@ -269,7 +262,7 @@ impl KubernetesBackend {
             require_exp: false,
             ..Validation::default()
         };
-        let claims = jwt::verify(token, keys, &validation, (self.now)()).map_err(jwt_err)?;
+        let claims = jws::verify(token, keys, &validation, (self.now)()).map_err(jwt_err)?;
         if !cfg.disable_iss_validation {
             let legacy = !claims.contains_key("kubernetes.io");
             let want = match cfg.issuer.as_str() {
@@ -294,7 +287,7 @@ impl KubernetesBackend {
         role: &Role,
         token: &str,
     ) -> Result<K8sIdentity, LogicalError> {
-        let parsed = jwt::parse(token, &Algorithm::ALL).map_err(jwt_err)?;
+        let parsed = jws::parse(token, &Algorithm::ALL).map_err(jwt_err)?;
         let claimed = K8sIdentity::from_claims(&parsed.claims).map_err(jwt_err)?;
         let bearer = if cfg.token_reviewer_jwt.is_empty() {
             token
@@ -330,6 +323,16 @@ impl KubernetesBackend {
             ..claimed
         })
     }
+}
+
+#[async_trait::async_trait]
+impl AuthMethod for KubernetesBackend {
+    type Role = Role;
+    const CONFIG_EXISTENCE: bool = true;
+
+    fn roles(&self) -> &RoleStore<Role> {
+        &self.roles
+    }
 
     async fn login(&self, req: &Request) -> Result<Response, LogicalError> {
         let name = str_field(req, "role")?
@@ -357,10 +360,10 @@ impl KubernetesBackend {
         } else {
             self.verify_review(&loaded.cfg, &role, &token).await?
         };
-        if !jwt::glob_match_any(&role.bound_service_account_names, &id.service_account) {
+        if !jws::glob_match_any(&role.bound_service_account_names, &id.service_account) {
             return Err(LogicalError::invalid("service account name not authorized"));
         }
-        if !jwt::glob_match_any(&role.bound_service_account_namespaces, &id.namespace) {
+        if !jws::glob_match_any(&role.bound_service_account_namespaces, &id.namespace) {
             return Err(LogicalError::invalid("namespace not authorized"));
         }
         let mut metadata: BTreeMap<String, String> = id.metadata();
@@ -373,41 +376,17 @@ impl KubernetesBackend {
             format!("{}-{}", id.namespace, id.service_account),
         )))
     }
-}
 
-#[async_trait::async_trait]
-impl LogicalBackend for KubernetesBackend {
-    async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
-        let rel = req.rel_path().trim_end_matches('/');
-        let op = req.operation;
-        let write = matches!(op, Operation::Update | Operation::Create);
-        match rel {
-            "login" if write => return self.login(req).await,
-            "config" if write => return self.write_config(req).await,
-            "config" if op == Operation::Read => {
-                return match self.config().await? {
-                    Some(c) => Ok(Response::data(c.to_json())),
-                    None => Err(LogicalError::NotFound(String::new())),
-                }
-            }
-            "login" | "config" => return Err(LogicalError::UnsupportedOperation),
-            _ => {}
-        }
-        match self.roles.route(req, rel).await {
-            Some(result) => result,
-            None => Err(LogicalError::UnsupportedPath),
-        }
+    async fn write_config(&self, req: &Request) -> Result<Response, LogicalError> {
+        let mut cfg = self.config().await?.unwrap_or_default();
+        cfg.update(req)?;
+        self.view.put_json("config", &cfg).await?;
+        self.config_gen.fetch_add(1, Ordering::AcqRel);
+        *self.loaded.write() = None;
+        Ok(Response::empty())
     }
 
-    async fn exists(&self, req: &Request) -> Result<Option<bool>, LogicalError> {
-        let rel = req.rel_path().trim_end_matches('/');
-        if rel == "config" {
-            return Ok(Some(self.config().await?.is_some()));
-        }
-        self.roles.exists(rel).await
-    }
-
-    fn unauthenticated_paths(&self) -> &'static [&'static str] {
-        &["login"]
+    async fn read_config(&self) -> Result<Option<Value>, LogicalError> {
+        Ok(self.config().await?.map(|c| c.to_json()))
     }
 }

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::auth::jwt::remote::{http_client, MAX_BODY};
+use crate::auth::jws::remote::{http_client, MAX_BODY};
 
 /// What the API server said about a token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::role::{list_field, role_json, TokenParams};
+use crate::auth::role::{role_json, TokenParams};
+use crate::logical::fields::list_field;
 use crate::logical::{Data, LogicalError};
 
-pub use crate::auth::role::valid_name;
+pub use crate::logical::fields::valid_name;
 
 /// A stored role (no secrets in it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -88,4 +89,4 @@ impl Role {
     }
 }
 
-crate::role_fields_from_update!(Role);
+crate::auth::role_store::role_fields_from_update!(Role);

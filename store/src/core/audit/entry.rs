@@ -149,10 +149,9 @@ impl Formatter<'_> {
 
     /// `auth` of a response (token creation, login).
     fn response_auth(&self, a: &Auth) -> Value {
-        let meta = if a.metadata.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(a.metadata.clone())
+        let meta = match &a.metadata {
+            Some(m) if !m.is_empty() => json!(m),
+            _ => Value::Null,
         };
         json!({
             "client_token": self.salt.hmac(a.client_token.expose_secret()),
@@ -309,13 +308,10 @@ mod tests {
                 accessor: "acc123".into(),
                 policies: vec!["default".into()],
                 token_policies: vec!["default".into()],
-                metadata: Map::new(),
                 lease_duration: 60,
                 renewable: true,
-                orphan: false,
-                num_uses: 0,
                 token_type: "service".into(),
-                entity_id: String::new(),
+                ..Default::default()
             }),
             lease: Some(LeaseInfo {
                 lease_id: "l/1".into(),

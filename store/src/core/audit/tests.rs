@@ -66,13 +66,10 @@ fn new_token_response() -> Response {
             accessor: "issued-accessor-plain".into(),
             policies: vec!["default".into()],
             token_policies: vec!["default".into()],
-            metadata: Default::default(),
             lease_duration: 60,
             renewable: true,
-            orphan: false,
-            num_uses: 0,
             token_type: "service".into(),
-            entity_id: String::new(),
+            ..Default::default()
         }),
         data: Some(
             json!({"value": "response-secret-plain"})

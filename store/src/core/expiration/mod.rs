@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //!
-//! - this file: the stored [`LeaseEntry`], [`ExpirationManager`] registration and lookup;
-//! - [`index`]: the storage layout (`sys/expire/`): entries, the by-expiry index the task
-//!   reads the head of, the by-token index, irrevocable leases;
+//! - this file: [`ExpirationManager`] registration and lookup;
+//! - the stored [`LeaseEntry`] and its index (`sys/expire/`: entries, the by-expiry index the
+//!   task reads the head of, the by-token index, irrevocable leases) are in
+//!   [`crate::core::lease`], below the token store that writes token leases too;
 //! - [`revoke`]: renewal, revocation (with retries, then irrevocable), prefixes, tokens;
 //! - [`task`]: the one expiry task.
 //!
@@ -21,138 +22,19 @@ use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
-use serde::{Deserialize, Serialize};
 
-use super::router::{MountConfig, MountEntry, Router, Target};
-use super::token::ttl::{add_seconds, DEFAULT_TTL, MAX_TTL};
-use super::token::{Clock, TokenEntry, TokenStore};
-use crate::logical::{Data, LeaseInfo, LogicalBackend, LogicalError, Request, SecretLease};
+use crate::core::lease::{index, LeaseEntry, LeaseIndex, LeaseKind, TokenRevocationHook};
+use crate::core::mount::{MountConfig, MountEntry};
+use crate::core::token::{Clock, TokenStore};
+use crate::logical::ttl::{add_seconds, DEFAULT_TTL, MAX_TTL};
+use crate::logical::{LeaseInfo, LogicalBackend, LogicalError, Request, SecretLease};
 
-pub mod index;
 mod revoke;
 mod task;
 #[cfg(test)]
 mod tests;
 
-pub use index::LeaseIndex;
 pub use revoke::{PrefixMode, Renewal};
-
-/// What a lease stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LeaseKind {
-    /// A dynamic secret from an engine: renewed and revoked by the engine.
-    Secret,
-    /// A token: renewed and revoked by the token store.
-    Token,
-}
-
-/// One stored lease. Kept small (times as unix millis, nothing empty stored): SQLite keeps a
-/// row of up to about 480 bytes in its b-tree page and spills longer ones to overflow pages.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
-pub struct LeaseEntry {
-    /// `<request path>/<random>`, or `<creating path>/<token hash>` for a token.
-    pub lease_id: String,
-    pub kind: LeaseKind,
-    /// Accessor of the mount that issued it (a remounted path is another engine).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub mount_accessor: String,
-    /// The engine's [`SecretLease::internal`]: may hold what identifies a credential.
-    #[serde(default, skip_serializing_if = "Data::is_empty")]
-    pub internal: Data,
-    /// Secret leases: hash of the token that created it. Token leases: the token's own hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_hash: Option<String>,
-    #[serde(with = "chrono::serde::ts_milliseconds")]
-    pub issue_time: DateTime<Utc>,
-    #[serde(with = "chrono::serde::ts_milliseconds")]
-    pub expire_time: DateTime<Utc>,
-    /// Issue time plus the max TTL (secret leases; a token keeps its own limits).
-    #[serde(
-        default,
-        with = "chrono::serde::ts_milliseconds_option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_expire: Option<DateTime<Utc>>,
-    #[serde(
-        default,
-        with = "chrono::serde::ts_milliseconds_option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub last_renewal: Option<DateTime<Utc>>,
-    pub renewable: bool,
-    /// When the expiry task takes it next: the expiry, or a retry after a failed revocation.
-    #[serde(with = "chrono::serde::ts_milliseconds")]
-    pub due: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub revoke_attempts: u32,
-    /// Why revocation gave up; such a lease stays stored but is no longer retried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub irrevocable: Option<String>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-impl std::fmt::Debug for LeaseEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the internal data.
-        f.debug_struct("LeaseEntry")
-            .field("lease_id", &self.lease_id)
-            .field("kind", &self.kind)
-            .field("expire_time", &self.expire_time)
-            .field("irrevocable", &self.irrevocable.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl LeaseEntry {
-    /// The request path that issued it (the lease id without its last segment): renewals and
-    /// revocations are routed by it.
-    pub fn path(&self) -> &str {
-        self.lease_id
-            .rsplit_once('/')
-            .map_or(self.lease_id.as_str(), |(p, _)| p)
-    }
-
-    /// Still waiting for the expiry task (not irrevocable).
-    pub fn pending(&self) -> bool {
-        self.irrevocable.is_none()
-    }
-
-    /// The lease of a token with an expiry; `None` for tokens that never expire.
-    pub fn for_token(token: &TokenEntry) -> Option<LeaseEntry> {
-        let expire_time = token.expire_time?;
-        Some(LeaseEntry {
-            lease_id: token_lease_id(token),
-            kind: LeaseKind::Token,
-            mount_accessor: String::new(),
-            internal: Data::new(),
-            token_hash: Some(token.id_hash.clone()),
-            issue_time: token.creation_time,
-            expire_time,
-            max_expire: None,
-            last_renewal: None,
-            renewable: token.renewable,
-            due: expire_time,
-            revoke_attempts: 0,
-            irrevocable: None,
-        })
-    }
-
-    /// Seconds left until it expires, from `now`, to the nearest second (times are stored
-    /// to the millisecond).
-    pub fn ttl(&self, now: DateTime<Utc>) -> u64 {
-        let ms = (self.expire_time - now).num_milliseconds();
-        u64::try_from((ms + 500) / 1000).unwrap_or(0)
-    }
-}
-
-/// The lease id of a token: `<creating path>/<token hash>`.
-pub fn token_lease_id(token: &TokenEntry) -> String {
-    format!("{}/{}", token.path.trim_end_matches('/'), token.id_hash)
-}
 
 /// A lease's TTL and max TTL (seconds) from what was asked and the mount's tuning: the TTL
 /// is the first set of `ttl`, the mount's default and the system default; both are capped by
@@ -198,21 +80,6 @@ impl Default for RetryPolicy {
 pub trait LeaseBackends: Send + Sync {
     /// The mount serving `path` and its backend, if any.
     fn lease_backend(&self, path: &str) -> Option<(Arc<MountEntry>, Arc<dyn LogicalBackend>)>;
-}
-
-impl LeaseBackends for Router {
-    fn lease_backend(&self, path: &str) -> Option<(Arc<MountEntry>, Arc<dyn LogicalBackend>)> {
-        match self.route(path) {
-            Ok(Target::Mount(entry, backend)) => Some((entry, backend)),
-            _ => None,
-        }
-    }
-}
-
-/// Told by the token store which tokens it is about to revoke, so their leases go too.
-#[async_trait::async_trait]
-pub trait TokenRevocationHook: Send + Sync {
-    async fn tokens_revoked(&self, hashes: &[String]) -> Result<(), LogicalError>;
 }
 
 /// The expiration manager. One per unseal.

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{at, effective_ttls, ExpirationManager, LeaseEntry, LeaseKind};
-use crate::duration::format_secs;
+use crate::logical::duration::format_secs;
 use crate::logical::{LeaseContext, LogicalError, Operation, Request};
 
 /// The outcome of a renewal.
@@ -306,7 +306,7 @@ fn retry_at(now: DateTime<Utc>, wait: std::time::Duration) -> DateTime<Utc> {
 fn engine_request(
     entry: &LeaseEntry,
     op: Operation,
-    mount: &crate::core::router::MountEntry,
+    mount: &crate::core::mount::MountEntry,
     increment: u64,
 ) -> Request {
     let mut req = Request::new(op, entry.path());

@@ -9,8 +9,10 @@ use serde_json::json;
 
 use super::*;
 use crate::barrier::{Barrier, BarrierView, KeyBytes};
-use crate::core::router::MountConfig;
+use crate::core::lease::token_lease_id;
+use crate::core::mount::MountConfig;
 use crate::core::token::CreateParams;
+use crate::logical::{Data, TokenEntry};
 use crate::logical::{Operation, Response};
 
 /// Issues leases on read; counts renewals and revocations; can be told to fail revoking.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::core::Unsealed;
+use crate::core::state::Unsealed;
 use crate::logical::{LogicalError, Request, Response};
 
 pub async fn enable(st: &Unsealed, req: &Request, path: &str) -> Result<Response, LogicalError> {

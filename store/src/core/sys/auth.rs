@@ -7,9 +7,9 @@
 use serde_json::Value;
 
 use super::mounts;
-use crate::core::router::{normalize_mount_path, MountConfig};
-use crate::core::Unsealed;
-use crate::duration::field_secs;
+use crate::core::mount::{normalize_mount_path, MountConfig};
+use crate::core::state::Unsealed;
+use crate::logical::fields::field_secs;
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 /// `sys/auth/<rest>`: everything below the list.

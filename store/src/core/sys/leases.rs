@@ -4,9 +4,10 @@
 use serde_json::{json, Value};
 
 use crate::core::expiration::PrefixMode;
-use crate::core::Unsealed;
-use crate::duration::field_secs;
-use crate::logical::{field_bool, Data, LogicalError, Operation, Request, Response};
+use crate::core::state::Unsealed;
+use crate::logical::fields::field_bool;
+use crate::logical::fields::field_secs;
+use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 /// Serve `rel` (below `sys/`) when it is a lease endpoint; `None` otherwise.
 pub async fn handle(
@@ -142,7 +143,7 @@ async fn revoke_prefix(
     prefix: &str,
     mode: PrefixMode,
 ) -> Result<Response, LogicalError> {
-    if !crate::core::expiration::index::valid_prefix(prefix) {
+    if !crate::core::lease::index::valid_prefix(prefix) {
         return Err(LogicalError::invalid("invalid prefix"));
     }
     st.expiration.revoke_prefix(prefix, mode).await?;

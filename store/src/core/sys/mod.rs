@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Core, Unsealed};
+use crate::core::state::{Core, Unsealed};
 use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 mod audit;
@@ -221,7 +221,10 @@ mod tests {
 
     #[tokio::test]
     async fn known_paths_with_the_wrong_operation_are_405_unknown_paths_404() {
-        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();
@@ -254,7 +257,10 @@ mod tests {
 
     #[tokio::test]
     async fn protected_mounts_cannot_be_disabled() {
-        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();
@@ -278,7 +284,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_policy_is_refused() {
-        let core = Core::new(std::sync::Arc::new(crate::storage::MemoryBackend::new()));
+        let core = Core::new(
+            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();

@@ -4,9 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::both;
-use crate::core::router::{normalize_mount_path, MountConfig};
-use crate::core::Unsealed;
-use crate::duration::field_secs;
+use crate::core::mount::{normalize_mount_path, MountConfig};
+use crate::core::state::Unsealed;
+use crate::logical::fields::field_secs;
 use crate::logical::{LogicalError, Request, Response};
 
 pub fn list(st: &Unsealed, req: &Request) -> Response {
@@ -131,11 +131,11 @@ fn parse_config(v: Option<&Value>) -> Result<MountConfig, LogicalError> {
 
 /// The vault CLI asks this to learn a mount's path and KV version.
 pub fn ui_mount(st: &Unsealed, path: &str) -> Result<Response, LogicalError> {
-    let target = st
+    let (mount, _) = st
         .router
         .route(path)
         .map_err(|_| LogicalError::PermissionDenied)?;
-    let mount_point = target.mount_point().to_string();
+    let mount_point = mount.path.clone();
     let entry = st
         .router
         .get(&mount_point)

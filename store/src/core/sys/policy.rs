@@ -4,7 +4,7 @@ use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
 use super::both;
-use crate::core::Unsealed;
+use crate::core::state::Unsealed;
 use crate::logical::{LogicalError, Request, Response};
 
 pub async fn list_legacy(st: &Unsealed, req: &Request) -> Result<Response, LogicalError> {

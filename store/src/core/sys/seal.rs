@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::both;
-use crate::core::{seal_err, Core};
-use crate::logical::{field_bool, field_u64, LogicalError, Request, Response};
+use crate::core::state::{seal_err, Core};
+use crate::logical::fields::{field_bool, field_u64};
+use crate::logical::{LogicalError, Request, Response};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

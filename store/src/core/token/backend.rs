@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::store::{auth_for, CreateParams, TokenStore};
 use super::TokenEntry;
-use crate::duration::field_secs;
+use crate::logical::fields::field_secs;
 use crate::logical::{Data, LogicalBackend, LogicalError, Operation, Request, Response};
 
 /// Vault's answer to a lookup of a token that does not exist.

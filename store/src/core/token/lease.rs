@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{TokenEntry, TokenStore};
 use crate::barrier::BarrierError;
-use crate::core::expiration::{LeaseEntry, LeaseIndex, TokenRevocationHook};
+use crate::core::lease::{LeaseEntry, LeaseIndex, TokenRevocationHook};
 use crate::logical::LogicalError;
 use crate::storage::Op;
 

@@ -27,11 +27,11 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::cache::TokenCache;
-use super::ttl::{add_seconds, calculate_ttl, TtlInput};
 use super::TokenEntry;
 use crate::barrier::BarrierView;
-use crate::core::expiration::{LeaseEntry, LeaseIndex, TokenRevocationHook};
+use crate::core::lease::{LeaseEntry, LeaseIndex, TokenRevocationHook};
 use crate::core::policy::PolicyStore;
+use crate::logical::ttl::{add_seconds, calculate_ttl, TtlInput};
 use crate::logical::{Auth, LogicalError};
 use crate::storage::Op;
 
@@ -43,8 +43,7 @@ const SALT_KEY: &str = "salt";
 /// Parent-index deletions per storage batch during revocation.
 const BATCH: usize = 500;
 
-/// The time source; tests inject one to move time.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use crate::logical::ttl::Clock;
 
 /// What a new token should be. Durations are seconds; `None` / 0 mean "not set".
 #[derive(Debug, Clone, Default)]
@@ -189,17 +188,15 @@ pub(super) fn auth_for(entry: &TokenEntry, token: SecretString, ttl: u64) -> Aut
         accessor: entry.accessor.clone(),
         policies: entry.policies.clone(),
         token_policies: entry.policies.clone(),
-        metadata: entry
-            .meta
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect(),
+        // Always an object (`{}` without metadata), as hushd has always answered.
+        metadata: Some(entry.meta.clone()),
         lease_duration: ttl,
         renewable: entry.renewable && ttl > 0,
         orphan: entry.parent_hash.is_none(),
         num_uses: entry.num_uses,
         token_type: entry.token_type.clone(),
         entity_id: entry.entity_id.clone(),
+        identity_policies: None,
     }
 }
 

@@ -151,7 +151,7 @@ async fn create_sets_policies_ttl_meta_and_display_name() {
     assert_eq!(auth.policies, vec!["a", "b", "default"]);
     assert_eq!(auth.lease_duration, 3600);
     assert!(auth.renewable && !auth.orphan);
-    assert_eq!(auth.metadata["app"], "x");
+    assert_eq!(auth.metadata.as_ref().unwrap()["app"], "x");
     assert_eq!(auth.token_type, "service");
     assert_eq!(auth.accessor.len(), 24);
     let look = h.lookup(&auth.client_token).await;
@@ -169,7 +169,7 @@ async fn create_sets_policies_ttl_meta_and_display_name() {
         h.create(&h.root, json!({"policies": ["a"]}))
             .await
             .lease_duration,
-        ttl::DEFAULT_TTL
+        crate::logical::ttl::DEFAULT_TTL
     );
 }
 

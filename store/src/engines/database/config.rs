@@ -9,9 +9,11 @@ use zeroize::Zeroizing;
 use super::conn::{ConnParams, Pool};
 use super::template::{statements_field, str_field, SecretText};
 use super::{Inner, CONFIG_PREFIX};
-use crate::auth::role::list_field;
-use crate::duration::{field_secs, format_secs};
-use crate::logical::{field_bool, field_u64, LogicalError, Operation, Request, Response};
+use crate::logical::duration::format_secs;
+use crate::logical::fields::field_secs;
+use crate::logical::fields::list_field;
+use crate::logical::fields::{field_bool, field_u64};
+use crate::logical::{LogicalError, Operation, Request, Response};
 
 /// The only plugin hushd speaks.
 pub(super) const PLUGIN_NAME: &str = "postgresql-database-plugin";

@@ -10,7 +10,7 @@ use super::template::{
     expiration_text, generate_password, generate_username, quote_ident, statements_field, str_field,
 };
 use super::{Inner, ROLE_PREFIX};
-use crate::duration::field_secs;
+use crate::logical::fields::field_secs;
 use crate::logical::{Data, LeaseContext, LogicalError, Operation, Request, Response, SecretLease};
 
 /// Vault's system default lease TTL (32 days), for `{{expiration}}` when the role sets none.

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::template::{generate_password, statements_field, str_field, SecretText};
 use super::{Inner, STATIC_PREFIX};
-use crate::duration::field_secs;
+use crate::logical::fields::field_secs;
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 /// Vault's floor for `rotation_period`.

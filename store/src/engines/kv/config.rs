@@ -7,7 +7,7 @@ use serde_json::json;
 use super::metadata::KeyMetadata;
 use super::params::{bool_field, duration_field, ignored_params_warning, u32_field};
 use super::KvBackend;
-use crate::duration;
+use crate::logical::duration;
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 const CONFIG_KEY: &str = "config";

@@ -14,7 +14,7 @@ use super::params::{
     bool_field, duration_field, ignored_params_warning, ts, ts_opt, u32_field, validate_folder,
 };
 use super::{KeyRef, KvBackend};
-use crate::duration;
+use crate::logical::duration;
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 /// Vault's limits on `custom_metadata`.

@@ -1,6 +1,6 @@
 //! Parsing of request parameters the way Vault's framework does it (weakly typed: the query
 //! string gives `"3"` where a JSON body gives `3`), signed duration fields (over the shared
-//! [`crate::duration`] parser), timestamps, and the key path rules.
+//! [`crate::logical::duration`] parser), timestamps, and the key path rules.
 //!
 //! Error messages may quote a parameter's value only for parameters that can never hold a
 //! secret (versions, durations, flags); secret data is never quoted.
@@ -8,7 +8,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::duration;
+use crate::logical::duration;
 use crate::logical::{Data, LogicalError, Request};
 
 /// The longest value quoted back in an error message.

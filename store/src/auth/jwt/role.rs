@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::auth::jwt::{BoundClaimsType, Validation};
-use crate::auth::role::{list_field, role_json, TokenParams};
-use crate::duration::parse_secs;
+use crate::auth::jws::{BoundClaimsType, Validation};
+use crate::auth::role::{role_json, TokenParams};
+use crate::logical::duration::parse_secs;
+use crate::logical::fields::list_field;
 use crate::logical::{Data, LogicalError};
 
-pub use crate::auth::role::valid_name;
+pub use crate::logical::fields::valid_name;
 
 /// A stored role. Nothing in it is secret (bound values and policies only).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -212,4 +213,4 @@ impl JwtRole {
     }
 }
 
-crate::role_fields_from_update!(JwtRole);
+crate::auth::role_store::role_fields_from_update!(JwtRole);

@@ -1,5 +1,17 @@
-//! The logical request and response that flow from the HTTP layer through the core to the
-//! secrets engines, and the error type that maps onto Vault's status codes.
+//! The logical layer: the request and response that flow from the HTTP layer through the
+//! core to the auth methods and secrets engines, the error type that maps onto Vault's status
+//! codes, and the vocabulary every layer above the barrier shares.
+//!
+//! # Layout
+//!
+//! - this file: [`Request`], [`Response`], [`LogicalError`], [`LogicalBackend`] and the
+//!   grants and leases a response carries;
+//! - [`token`]: the stored token ([`TokenEntry`]) a request carries once authenticated;
+//! - [`fields`]: the one set of readers of request fields (integers, booleans, durations,
+//!   lists, names);
+//! - [`duration`]: Vault's duration strings, parsed and printed the way Go does;
+//! - [`ttl`]: Vault's TTL rules and time arithmetic;
+//! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,8 +20,18 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use crate::barrier::BarrierError;
-use crate::core::token::TokenEntry;
 use crate::storage::StorageError;
+
+pub mod cidr;
+pub mod duration;
+pub mod fields;
+pub mod token;
+pub mod ttl;
+
+pub use token::TokenEntry;
+
+/// The `auth` block of a token creation or login: the wire type the client reads.
+pub use hush_api::wire::Auth;
 
 /// A JSON object: request bodies and response `data`.
 pub type Data = Map<String, Value>;
@@ -119,31 +141,6 @@ impl Request {
     /// A string field of the request data.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.data.get(key).and_then(Value::as_str)
-    }
-}
-
-/// Authentication result of a token creation or login.
-pub struct Auth {
-    pub client_token: SecretString,
-    pub accessor: String,
-    pub policies: Vec<String>,
-    pub token_policies: Vec<String>,
-    pub metadata: Map<String, Value>,
-    pub lease_duration: u64,
-    pub renewable: bool,
-    pub orphan: bool,
-    pub num_uses: u64,
-    pub token_type: String,
-    pub entity_id: String,
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("client_token", &"[redacted]")
-            .field("accessor", &self.accessor)
-            .field("policies", &self.policies)
-            .finish_non_exhaustive()
     }
 }
 
@@ -426,58 +423,4 @@ pub fn path_matches_any(path: &str, patterns: &[&str]) -> bool {
         Some(prefix) => path.starts_with(prefix),
         None => path == *p,
     })
-}
-
-/// Read an unsigned integer field given as a JSON number or a decimal string (query strings).
-pub fn field_u64(data: &Data, key: &str) -> Result<Option<u64>, LogicalError> {
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| LogicalError::invalid(format!("{key} must be a non-negative integer"))),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| LogicalError::invalid(format!("{key} must be a non-negative integer"))),
-        Some(_) => Err(LogicalError::invalid(format!(
-            "{key} must be a non-negative integer"
-        ))),
-    }
-}
-
-/// Read a boolean field given as JSON `true`/`false` or the strings "true"/"false"/"1"/"0".
-pub fn field_bool(data: &Data, key: &str) -> Result<Option<bool>, LogicalError> {
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) => match s.as_str() {
-            "true" | "1" | "t" | "True" => Ok(Some(true)),
-            "false" | "0" | "f" | "False" | "" => Ok(Some(false)),
-            _ => Err(LogicalError::invalid(format!("{key} must be a boolean"))),
-        },
-        Some(_) => Err(LogicalError::invalid(format!("{key} must be a boolean"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn typed_fields() {
-        let d = json!({"a": "3", "b": 4, "c": "x", "t": "true", "f": false})
-            .as_object()
-            .unwrap()
-            .clone();
-        assert_eq!(field_u64(&d, "a").unwrap(), Some(3));
-        assert_eq!(field_u64(&d, "b").unwrap(), Some(4));
-        assert!(field_u64(&d, "c").is_err());
-        assert_eq!(field_u64(&d, "zz").unwrap(), None);
-        assert_eq!(field_bool(&d, "t").unwrap(), Some(true));
-        assert_eq!(field_bool(&d, "f").unwrap(), Some(false));
-        assert!(field_bool(&d, "c").is_err());
-    }
 }

@@ -1,41 +1,68 @@
 //! Logins (Vault's `handleLoginRequest`): a request to an auth method's unauthenticated path
 //! skips the token check; a [`LoginGrant`] it answers with becomes an orphan service token.
-//! Failed logins count against the caller's address; too many and it gets 429 for a while.
+//! Failed logins count against the caller's address ([`limiter`]); too many and it gets 429
+//! for a while.
 
-use super::router::{MountEntry, Target};
-use super::token::CreateParams;
-use super::{Core, Unsealed};
-use crate::logical::{Auth, LogicalError, LoginGrant, Request, Response};
+use super::audit::AuditBroker;
+use super::mount::MountEntry;
+use super::token::{CreateParams, TokenStore};
+use crate::logical::{Auth, LogicalBackend, LogicalError, LoginGrant, Request, Response};
 
-/// Serve a login request end to end (rate limit, audit, backend, token).
-pub(super) async fn handle(
-    core: &Core,
-    st: &Unsealed,
-    target: &Target,
-    req: Request,
-) -> Result<Response, LogicalError> {
-    if let Err(err) = st.logins.check(req.remote_addr) {
-        st.audit.log_request(&req).await?;
-        st.audit.log_response(&req, Err(&err)).await?;
-        return Err(err);
-    }
-    st.audit.log_request(&req).await?;
-    let mut resp = target.handle(core, st, &req).await;
-    if let Ok(r) = &mut resp {
-        if let Some(grant) = r.login.take() {
-            match mint(st, target, &req, grant).await {
-                Ok(auth) => r.auth = Some(auth),
-                Err(e) => resp = Err(e),
+pub mod limiter;
+
+use limiter::LoginLimiter;
+
+/// What a login uses of the unsealed core.
+#[derive(Debug)]
+pub struct Login<'a> {
+    pub limiter: &'a LoginLimiter,
+    pub audit: &'a AuditBroker,
+    pub tokens: &'a TokenStore,
+}
+
+impl Login<'_> {
+    /// Serve a login request to `backend`, mounted at `entry`, end to end (rate limit, audit,
+    /// backend, token).
+    pub async fn handle(
+        &self,
+        entry: &MountEntry,
+        backend: &dyn LogicalBackend,
+        req: Request,
+    ) -> Result<Response, LogicalError> {
+        if let Err(err) = self.limiter.check(req.remote_addr) {
+            self.audit.log_request(&req).await?;
+            self.audit.log_response(&req, Err(&err)).await?;
+            return Err(err);
+        }
+        self.audit.log_request(&req).await?;
+        let mut resp = backend.handle(&req).await;
+        if let Ok(r) = &mut resp {
+            if let Some(grant) = r.login.take() {
+                match self.mint(entry, &req, grant).await {
+                    Ok(auth) => r.auth = Some(auth),
+                    Err(e) => resp = Err(e),
+                }
             }
         }
-    }
-    if let Err(e) = &resp {
-        if (400..500).contains(&e.status()) {
-            st.logins.record_failure(req.remote_addr);
+        if let Err(e) = &resp {
+            if (400..500).contains(&e.status()) {
+                self.limiter.record_failure(req.remote_addr);
+            }
         }
+        self.audit.log_response(&req, resp.as_ref()).await?;
+        resp
     }
-    st.audit.log_response(&req, resp.as_ref()).await?;
-    resp
+
+    async fn mint(
+        &self,
+        entry: &MountEntry,
+        req: &Request,
+        grant: LoginGrant,
+    ) -> Result<Auth, LogicalError> {
+        self.tokens
+            .create(token_params(entry, &req.path, grant), None)
+            .await
+    }
 }
 
 /// The token a grant asks for, within the mount's and the system's limits.
@@ -71,25 +98,11 @@ pub(crate) fn token_params(entry: &MountEntry, path: &str, grant: LoginGrant) ->
     }
 }
 
-async fn mint(
-    st: &Unsealed,
-    target: &Target,
-    req: &Request,
-    grant: LoginGrant,
-) -> Result<Auth, LogicalError> {
-    let Target::Mount(entry, _) = target else {
-        return Err(LogicalError::Internal("a login outside auth/".into()));
-    };
-    st.tokens
-        .create(token_params(entry, &req.path, grant), None)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::router::MountConfig;
-    use crate::core::token::ttl::{DEFAULT_TTL, MAX_TTL};
+    use crate::core::mount::MountConfig;
+    use crate::logical::ttl::{DEFAULT_TTL, MAX_TTL};
 
     fn mount(default_lease_ttl: u64, max_lease_ttl: u64) -> MountEntry {
         MountEntry {

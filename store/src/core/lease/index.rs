@@ -41,9 +41,9 @@ pub fn millis_key(t: DateTime<Utc>) -> String {
 pub struct LeaseIndex {
     view: BarrierView,
     /// Woken when a lease becomes due earlier than the task's current deadline.
-    pub(super) wake: Notify,
+    pub(crate) wake: Notify,
     /// The deadline (unix millis) the expiry task sleeps until; `i64::MAX` when idle.
-    pub(super) next_due: std::sync::atomic::AtomicI64,
+    pub(crate) next_due: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for LeaseIndex {

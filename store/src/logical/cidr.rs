@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::logical::LogicalError;
+use super::LogicalError;
 
 /// One parsed CIDR block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,15 +1,20 @@
 //! A token's TTL from the requested TTL, period, explicit max TTL and the system maximum.
-//! Duration fields are read with [`crate::duration`].
+//! Duration fields are read with [`super::fields::field_secs`].
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::duration::format_secs;
-use crate::logical::LogicalError;
+use super::duration::format_secs;
+use super::LogicalError;
 
 /// TTL of a token created without one (Vault's default: 768h).
 pub const DEFAULT_TTL: u64 = 768 * 3600;
 /// Longest lifetime of a non-periodic token, counted from its creation (768h).
 pub const MAX_TTL: u64 = 768 * 3600;
+
+/// The time source; tests inject one to move time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// `t` plus `secs`, or `None` past the representable range.
 pub fn add_seconds(t: DateTime<Utc>, secs: u64) -> Option<DateTime<Utc>> {

@@ -1,14 +1,9 @@
-//! Vault's durations: one parser of Go duration strings, one formatter in Go's rendering, and
-//! the reader of non-negative duration fields every endpoint shares.
+//! Vault's durations: one parser of Go duration strings and one formatter in Go's rendering.
 //!
 //! Vault takes a duration as a number of seconds or as a Go duration string (`"90"`, `"90s"`,
 //! `"1h30m"`, `"1.5h"`, `"-1s"`; units ns, us, µs, ms, s, m, h, d), and prints one the way
-//! Go's `time.Duration.String()` does (`"1h30m0s"`). Durations never hold secrets, so errors
-//! may name the field.
-
-use serde_json::Value;
-
-use crate::logical::{Data, LogicalError};
+//! Go's `time.Duration.String()` does (`"1h30m0s"`). Duration fields of a request are read
+//! with [`super::fields::field_secs`].
 
 /// Parse a Go duration string (or plain seconds) into whole seconds, truncating toward zero.
 /// `None` when malformed or out of range. The caller trims surrounding whitespace.
@@ -76,36 +71,9 @@ pub fn format_secs(secs: impl Into<i128>) -> String {
     }
 }
 
-/// A non-negative duration field in seconds: a whole number of seconds or a duration string.
-/// Absent, `null` and `""` give `None`; anything else that is not a duration of zero or more
-/// is a 400 naming the field.
-pub fn field_secs(data: &Data, key: &str) -> Result<Option<u64>, LogicalError> {
-    let bad = |why: &str| LogicalError::invalid(format!("invalid value for {key:?}: {why}"));
-    let negative = || bad("a duration must not be negative");
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => match parse_secs(s.trim()) {
-            Some(secs) => u64::try_from(secs).map(Some).map_err(|_| negative()),
-            None => Err(bad(
-                "must be a duration such as \"90s\" or \"1h30m\", or a number of seconds",
-            )),
-        },
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
-            (Some(secs), _) => Ok(Some(secs)),
-            (None, Some(_)) => Err(negative()),
-            (None, None) => Err(bad("must be a whole number of seconds")),
-        },
-        Some(_) => Err(bad(
-            "must be a duration such as \"1h\" or a number of seconds",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn parses_go_durations() {
@@ -160,34 +128,5 @@ mod tests {
         assert_eq!(format_secs(-3661), "-1h1m1s");
         assert_eq!(format_secs(u64::MAX), "5124095576030431h0m15s");
         assert_eq!(format_secs(i64::MIN), "-2562047788015215h30m8s");
-    }
-
-    #[test]
-    fn fields_read_numbers_and_strings() {
-        let d = json!({"ttl": "1h", " t": " 90s ", "n": 30, "z": 0, "e": "", "null": null});
-        let d = d.as_object().unwrap();
-        assert_eq!(field_secs(d, "ttl").unwrap(), Some(3600));
-        assert_eq!(field_secs(d, " t").unwrap(), Some(90));
-        assert_eq!(field_secs(d, "n").unwrap(), Some(30));
-        assert_eq!(field_secs(d, "z").unwrap(), Some(0));
-        assert_eq!(field_secs(d, "e").unwrap(), None);
-        assert_eq!(field_secs(d, "null").unwrap(), None);
-        assert_eq!(field_secs(d, "missing").unwrap(), None);
-    }
-
-    #[test]
-    fn fields_refuse_bad_and_negative_values_naming_the_field() {
-        let d = json!({"bad": "soon", "neg": -1, "negs": "-3s", "frac": 1.5, "flag": true,
-                       "list": ["1h"]});
-        let d = d.as_object().unwrap();
-        for key in ["bad", "neg", "negs", "frac", "flag", "list"] {
-            let err = field_secs(d, key).unwrap_err();
-            assert_eq!(err.status(), 400, "{key}");
-            assert!(err.to_string().contains(&format!("\"{key}\"")), "{err}");
-        }
-        assert!(field_secs(d, "neg")
-            .unwrap_err()
-            .to_string()
-            .contains("negative"));
     }
 }

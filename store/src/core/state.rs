@@ -1,0 +1,229 @@
+//! The core and its lifecycle: init, unseal (which builds the subsystems that exist only
+//! while unsealed: router, tokens, policies, audit, leases) and seal. Requests are handled
+//! one level up ([`crate::core::Core::handle`]).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use secrecy::SecretString;
+
+use super::audit::AuditBroker;
+use super::expiration::{ExpirationManager, LeaseBackends};
+use super::lease::LeaseIndex;
+use super::login::limiter::LoginLimiter;
+use super::policy::PolicyStore;
+use super::registry::Registry;
+use super::router::Router;
+use super::token::TokenStore;
+use crate::barrier::seal::{Seal, SealError, UnsealProgress};
+use crate::barrier::{Barrier, BarrierView};
+use crate::logical::LogicalError;
+use crate::storage::Backend;
+
+/// Subsystems that exist only while unsealed.
+pub struct Unsealed {
+    pub router: Arc<Router>,
+    pub tokens: Arc<TokenStore>,
+    pub policies: Arc<PolicyStore>,
+    pub audit: AuditBroker,
+    pub expiration: Arc<ExpirationManager>,
+    /// Failed logins per source address.
+    pub logins: LoginLimiter,
+    /// Stops background tasks (lease expiry) when sealing.
+    pub background: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for Unsealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsealed").finish_non_exhaustive()
+    }
+}
+
+/// The store's core.
+pub struct Core {
+    barrier: Arc<Barrier>,
+    seal: Seal,
+    state: ArcSwapOption<Unsealed>,
+    /// Serialises init, unseal, seal and mount-table changes.
+    lifecycle: tokio::sync::Mutex<()>,
+    /// The backend types mounts are started from.
+    backends: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("barrier", &self.barrier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// A sealed core over `backend`, mounting the backend types of `backends`.
+    pub fn new(backend: Arc<dyn Backend>, backends: Registry) -> Arc<Self> {
+        Arc::new(Core {
+            barrier: Arc::new(Barrier::new(backend.clone())),
+            seal: Seal::new(backend),
+            state: ArcSwapOption::empty(),
+            lifecycle: tokio::sync::Mutex::new(()),
+            backends: Arc::new(backends),
+        })
+    }
+
+    pub fn barrier(&self) -> &Arc<Barrier> {
+        &self.barrier
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.state.load().is_none()
+    }
+
+    pub fn unsealed(&self) -> Result<Arc<Unsealed>, LogicalError> {
+        self.state.load_full().ok_or(LogicalError::Sealed)
+    }
+
+    fn view(&self, prefix: &str) -> BarrierView {
+        BarrierView::new(self.barrier.clone(), prefix)
+    }
+
+    /// Build the unsealed subsystems once the barrier is open.
+    async fn post_unseal(&self) -> Result<(), LogicalError> {
+        let policies = Arc::new(PolicyStore::open(self.view("sys/policy/")).await?);
+        let leases = Arc::new(LeaseIndex::new(self.view("sys/expire/")));
+        let tokens = Arc::new(
+            TokenStore::open(self.view("sys/token/"))
+                .await?
+                .with_policy_store(policies.clone())
+                .with_lease_index(leases.clone()),
+        );
+        let audit = AuditBroker::open(self.view("core/audit/")).await?;
+        let router = Arc::new(
+            Router::load(self.barrier.clone(), tokens.clone(), self.backends.clone()).await?,
+        );
+        let backends: Arc<dyn LeaseBackends> = router.clone();
+        let expiration = ExpirationManager::new(leases, tokens.clone(), Arc::downgrade(&backends));
+        let background = tokio_util::sync::CancellationToken::new();
+        // Nothing is loaded: the task reads the head of the stored expiry index.
+        drop(expiration.spawn_expiry(background.clone()));
+        self.state.store(Some(Arc::new(Unsealed {
+            router,
+            tokens,
+            policies,
+            audit,
+            expiration,
+            logins: Default::default(),
+            background,
+        })));
+        Ok(())
+    }
+
+    /// Initialise a dev store: one unseal key, unsealed, kv v2 at `secret/`. Returns the root
+    /// token and the unseal key.
+    pub async fn init_dev(
+        &self,
+        root_token: Option<SecretString>,
+    ) -> Result<(SecretString, Vec<u8>), LogicalError> {
+        let (keys, generated) = self.initialize(1, 1).await?;
+        let key = keys.into_iter().next().expect("one key");
+        self.unseal_with(&key).await?;
+        let st = self.unsealed()?;
+        st.router
+            .mount(
+                "secret/",
+                "kv",
+                "key/value secret storage",
+                serde_json::json!({"version": "2"}),
+            )
+            .await?;
+        let token = match root_token {
+            Some(t) => {
+                st.tokens.create_root_token_with_id(&t).await?;
+                t
+            }
+            None => generated,
+        };
+        Ok((token, key.to_vec()))
+    }
+
+    /// `sys/init`: make the keys and the root token; the store is left sealed, as in Vault.
+    pub async fn initialize(
+        &self,
+        shares: u8,
+        threshold: u8,
+    ) -> Result<(Vec<zeroize::Zeroizing<Vec<u8>>>, SecretString), LogicalError> {
+        let _guard = self.lifecycle.lock().await;
+        let out = self
+            .seal
+            .initialize(&self.barrier, shares, threshold)
+            .await
+            .map_err(seal_err)?;
+        let result = async {
+            self.post_unseal().await?;
+            self.unsealed()?.tokens.create_root_token().await
+        }
+        .await;
+        if let Some(st) = self.state.swap(None) {
+            st.background.cancel();
+        }
+        self.seal.seal(&self.barrier);
+        let root = result?;
+        Ok((out.keys, root))
+    }
+
+    /// `sys/unseal` with one key share.
+    pub async fn unseal_with(&self, key: &[u8]) -> Result<UnsealProgress, LogicalError> {
+        let _guard = self.lifecycle.lock().await;
+        if !self.is_sealed() {
+            let (progress, nonce) = self.seal.progress();
+            let cfg = self.seal.config().await.map_err(seal_err)?;
+            return Ok(UnsealProgress {
+                sealed: false,
+                progress,
+                threshold: cfg.as_ref().map_or(0, |c| c.secret_threshold),
+                shares: cfg.as_ref().map_or(0, |c| c.secret_shares),
+                nonce,
+            });
+        }
+        let progress = self
+            .seal
+            .submit(&self.barrier, key)
+            .await
+            .map_err(seal_err)?;
+        if !progress.sealed {
+            if let Err(e) = self.post_unseal().await {
+                self.seal.seal(&self.barrier);
+                return Err(e);
+            }
+            tracing::info!("hushd unsealed");
+        }
+        Ok(progress)
+    }
+
+    /// `sys/seal`.
+    pub async fn seal(&self) {
+        let _guard = self.lifecycle.lock().await;
+        if let Some(st) = self.state.swap(None) {
+            st.background.cancel();
+            st.router.cleanup().await;
+        }
+        self.seal.seal(&self.barrier);
+        tracing::info!("hushd sealed");
+    }
+
+    pub fn seal_handle(&self) -> &Seal {
+        &self.seal
+    }
+}
+
+/// A seal error as the API answers it.
+pub(crate) fn seal_err(e: SealError) -> LogicalError {
+    match e {
+        SealError::AlreadyInitialized => LogicalError::invalid("hushd is already initialized"),
+        SealError::NotInitialized => LogicalError::NotInitialized,
+        SealError::InvalidParameters(m) | SealError::InvalidKey(m) => {
+            LogicalError::InvalidRequest(m)
+        }
+        SealError::Barrier(b) => LogicalError::Barrier(b),
+        SealError::Storage(s) => LogicalError::Storage(s),
+    }
+}
