@@ -83,7 +83,7 @@ pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
 pub async fn build_core(
     config: &mut Config,
 ) -> Result<(Arc<Core>, Option<DevCredentials>), StartError> {
-    let core = Core::new(open_storage(config)?);
+    let core = Core::with_login_limits(open_storage(config)?, config.login_limits);
     let dev = match config.dev.take() {
         Some(dev) => {
             let (root_token, key) = core

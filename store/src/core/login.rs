@@ -1,20 +1,28 @@
 //! Logins (Vault's `handleLoginRequest`): a request to an auth method's unauthenticated path
 //! skips the token check; a [`LoginGrant`] it answers with becomes an orphan service token.
-//! Failed logins count against the caller's address; too many and it gets 429 for a while.
+//! Failed logins count against the identity the login claims and the caller's address
+//! ([`crate::auth::limiter`]): a locked identity gets 429 before it is checked; an address over
+//! its ceiling gets 429 for its failed logins only.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::Value;
 
 use super::router::{MountEntry, Target};
 use super::token::CreateParams;
 use super::{Core, Unsealed};
+use crate::auth::limiter::LoginIdentity;
 use crate::logical::{Auth, LogicalError, LoginGrant, Request, Response};
 
-/// Serve a login request end to end (rate limit, audit, backend, token).
+/// Serve a login request end to end (lockout, audit, backend, token).
 pub(super) async fn handle(
     core: &Core,
     st: &Unsealed,
     target: &Target,
     req: Request,
 ) -> Result<Response, LogicalError> {
-    if let Err(err) = st.logins.check(req.remote_addr) {
+    let who = claimed_identity(&req);
+    if let Err(err) = st.logins.check(&who) {
         st.audit.log_request(&req).await?;
         st.audit.log_response(&req, Err(&err)).await?;
         return Err(err);
@@ -29,13 +37,45 @@ pub(super) async fn handle(
             }
         }
     }
-    if let Err(e) = &resp {
-        if (400..500).contains(&e.status()) {
-            st.logins.record_failure(req.remote_addr);
+    match &resp {
+        Ok(r) if r.auth.is_some() => st.logins.record_success(&who),
+        Err(e) if (400..500).contains(&e.status()) => {
+            if let Some(limited) = st.logins.record_failure(who, req.remote_addr) {
+                resp = Err(limited);
+            }
         }
+        _ => {}
     }
     st.audit.log_response(&req, resp.as_ref()).await?;
     resp
+}
+
+/// The identity a login claims, read before anything is verified: the `role_id` (approle),
+/// else the `role` (kubernetes, jwt, gcp, aws) with the unverified `sub` of the `jwt` when
+/// there is one (a Kubernetes token's `system:serviceaccount:NAMESPACE:NAME`, a GCP service
+/// account's email, an OIDC subject). Per mount.
+fn claimed_identity(req: &Request) -> LoginIdentity {
+    let field = |k: &str| req.data.get(k).and_then(Value::as_str).map(str::trim);
+    let id = match field("role_id") {
+        Some(role_id) => format!("role_id\n{role_id}"),
+        None => format!(
+            "role\n{}\n{}",
+            field("role").unwrap_or(""),
+            field("jwt").and_then(unverified_sub).unwrap_or_default()
+        ),
+    };
+    LoginIdentity::new(&req.mount_point, &id)
+}
+
+/// The `sub` claim of a compact JWS, unverified (never logged or trusted: a key only).
+fn unverified_sub(jwt: &str) -> Option<String> {
+    let payload = jwt.split('.').nth(1)?;
+    if payload.len() > 64 * 1024 {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sub")?.as_str().map(str::to_string)
 }
 
 /// The token a grant asks for, within the mount's and the system's limits.
@@ -105,6 +145,57 @@ mod tests {
             },
             created: chrono::Utc::now(),
         }
+    }
+
+    fn login(mount: &str, body: serde_json::Value) -> LoginIdentity {
+        let mut req = Request::new(crate::logical::Operation::Update, "x").with_data(body);
+        req.mount_point = mount.into();
+        claimed_identity(&req)
+    }
+
+    #[test]
+    fn the_claimed_identity_is_the_role_id_or_the_role_and_the_token_subject() {
+        use serde_json::json;
+        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let jwt = |sub: &str| {
+            format!(
+                "{}.{}.sig",
+                b64(json!({"alg": "RS256"})),
+                b64(json!({"sub": sub}))
+            )
+        };
+        let k8s = "auth/kubernetes/";
+        let web = login(
+            k8s,
+            json!({"role": "r", "jwt": jwt("system:serviceaccount:prod:web")}),
+        );
+        // The same claims, another signature: the same identity.
+        let again = format!("{}x", jwt("system:serviceaccount:prod:web"));
+        assert_eq!(web, login(k8s, json!({"role": "r", "jwt": again})));
+        for other in [
+            json!({"role": "r", "jwt": jwt("system:serviceaccount:prod:broken")}),
+            json!({"role": "r2", "jwt": jwt("system:serviceaccount:prod:web")}),
+            json!({"role": "r", "jwt": "garbage"}),
+        ] {
+            assert_ne!(web, login(k8s, other));
+        }
+        assert_ne!(
+            web,
+            login(
+                "auth/k8s2/",
+                json!({"role": "r", "jwt": jwt("system:serviceaccount:prod:web")})
+            )
+        );
+        let a = login("auth/approle/", json!({"role_id": "a", "secret_id": "s1"}));
+        assert_eq!(
+            a,
+            login("auth/approle/", json!({"role_id": "a", "secret_id": "s2"}))
+        );
+        assert_ne!(
+            a,
+            login("auth/approle/", json!({"role_id": "b", "secret_id": "s1"}))
+        );
+        assert_eq!(unverified_sub("a.!!.c"), None);
     }
 
     #[test]

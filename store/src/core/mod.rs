@@ -61,6 +61,8 @@ pub struct Core {
     state: ArcSwapOption<Unsealed>,
     /// Serialises init, unseal, seal and mount-table changes.
     lifecycle: tokio::sync::Mutex<()>,
+    /// The failed-login limits each unseal starts its limiter with.
+    login_limits: crate::auth::limiter::LoginLimits,
 }
 
 impl std::fmt::Debug for Core {
@@ -73,11 +75,20 @@ impl std::fmt::Debug for Core {
 
 impl Core {
     pub fn new(backend: Arc<dyn Backend>) -> Arc<Self> {
+        Self::with_login_limits(backend, Default::default())
+    }
+
+    /// As [`Core::new`], with failed-login limits other than the defaults.
+    pub fn with_login_limits(
+        backend: Arc<dyn Backend>,
+        login_limits: crate::auth::limiter::LoginLimits,
+    ) -> Arc<Self> {
         Arc::new(Core {
             barrier: Arc::new(Barrier::new(backend.clone())),
             seal: Seal::new(backend),
             state: ArcSwapOption::empty(),
             lifecycle: tokio::sync::Mutex::new(()),
+            login_limits,
         })
     }
 
@@ -120,7 +131,7 @@ impl Core {
             policies,
             audit,
             expiration,
-            logins: Default::default(),
+            logins: crate::auth::limiter::LoginLimiter::new(self.login_limits),
             background,
         })));
         Ok(())
