@@ -43,6 +43,8 @@ pub struct RawConfig {
     pub login_address_max_failures: Option<u32>,
     /// The address ceiling's window, in seconds (default 60).
     pub login_address_window_secs: Option<u64>,
+    /// Serve `sys/raw` (Vault's `raw_storage_endpoint`; default false).
+    pub raw_storage_endpoint: Option<bool>,
 }
 
 impl RawConfig {
@@ -75,7 +77,8 @@ impl RawConfig {
             login_lockout_duration_secs,
             login_lockout_counter_reset_secs,
             login_address_max_failures,
-            login_address_window_secs
+            login_address_window_secs,
+            raw_storage_endpoint
         );
         self
     }
@@ -114,6 +117,7 @@ pub struct Config {
     pub cache_entries: usize,
     pub tls_reload_interval: std::time::Duration,
     pub login_limits: crate::auth::limiter::LoginLimits,
+    pub raw_storage_endpoint: bool,
 }
 
 pub struct DevConfig {
@@ -241,6 +245,7 @@ impl Config {
             cache_entries: raw.cache_entries.unwrap_or(65_536),
             tls_reload_interval: std::time::Duration::from_secs(reload),
             login_limits,
+            raw_storage_endpoint: raw.raw_storage_endpoint.unwrap_or(false),
         })
     }
 }
@@ -310,6 +315,7 @@ mod tests {
         assert_eq!(c.login_limits.lockout_threshold, 0);
         assert_eq!(c.login_limits.address_max_failures, 1000);
         assert_eq!(c.login_limits.address_window.as_secs(), 600);
+        assert!(!c.raw_storage_endpoint);
     }
 
     #[test]

@@ -83,7 +83,11 @@ pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
 pub async fn build_core(
     config: &mut Config,
 ) -> Result<(Arc<Core>, Option<DevCredentials>), StartError> {
-    let core = Core::with_login_limits(open_storage(config)?, config.login_limits);
+    let options = core::CoreOptions {
+        login_limits: config.login_limits,
+        raw_storage_endpoint: config.raw_storage_endpoint,
+    };
+    let core = Core::with_options(open_storage(config)?, options);
     let dev = match config.dev.take() {
         Some(dev) => {
             let (root_token, key) = core

@@ -73,6 +73,10 @@ struct Cli {
     /// 429; logins with valid credentials still succeed [default: 100; 0: no ceiling].
     #[arg(long, value_name = "N")]
     login_address_max_failures: Option<u32>,
+    /// Serve sys/raw (read, write, list, delete decrypted storage entries; root/sudo only), as
+    /// Vault's raw_storage_endpoint. Off: sys/raw answers 404.
+    #[arg(long)]
+    raw_storage_endpoint: bool,
 }
 
 impl Cli {
@@ -88,6 +92,7 @@ impl Cli {
             log_level: self.log_level.clone(),
             login_lockout_threshold: self.login_lockout_threshold,
             login_address_max_failures: self.login_address_max_failures,
+            raw_storage_endpoint: self.raw_storage_endpoint.then_some(true),
             ..Default::default()
         }
     }

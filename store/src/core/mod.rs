@@ -61,8 +61,16 @@ pub struct Core {
     state: ArcSwapOption<Unsealed>,
     /// Serialises init, unseal, seal and mount-table changes.
     lifecycle: tokio::sync::Mutex<()>,
+    options: CoreOptions,
+}
+
+/// Settings of the core that come from hushd's configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreOptions {
     /// The failed-login limits each unseal starts its limiter with.
-    login_limits: crate::auth::limiter::LoginLimits,
+    pub login_limits: crate::auth::limiter::LoginLimits,
+    /// Serve `sys/raw` (Vault's `raw_storage_endpoint`); off: 404.
+    pub raw_storage_endpoint: bool,
 }
 
 impl std::fmt::Debug for Core {
@@ -75,21 +83,22 @@ impl std::fmt::Debug for Core {
 
 impl Core {
     pub fn new(backend: Arc<dyn Backend>) -> Arc<Self> {
-        Self::with_login_limits(backend, Default::default())
+        Self::with_options(backend, CoreOptions::default())
     }
 
-    /// As [`Core::new`], with failed-login limits other than the defaults.
-    pub fn with_login_limits(
-        backend: Arc<dyn Backend>,
-        login_limits: crate::auth::limiter::LoginLimits,
-    ) -> Arc<Self> {
+    /// As [`Core::new`], with settings other than the defaults.
+    pub fn with_options(backend: Arc<dyn Backend>, options: CoreOptions) -> Arc<Self> {
         Arc::new(Core {
             barrier: Arc::new(Barrier::new(backend.clone())),
             seal: Seal::new(backend),
             state: ArcSwapOption::empty(),
             lifecycle: tokio::sync::Mutex::new(()),
-            login_limits,
+            options,
         })
+    }
+
+    pub fn options(&self) -> &CoreOptions {
+        &self.options
     }
 
     pub fn barrier(&self) -> &Arc<Barrier> {
@@ -131,7 +140,7 @@ impl Core {
             policies,
             audit,
             expiration,
-            logins: crate::auth::limiter::LoginLimiter::new(self.login_limits),
+            logins: crate::auth::limiter::LoginLimiter::new(self.options.login_limits),
             background,
         })));
         Ok(())
