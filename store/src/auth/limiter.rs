@@ -4,7 +4,8 @@
 //! the name a login says it is before anything is verified (the core derives it, see
 //! `core::login`): the AppRole `role_id`; for the JWT methods (kubernetes, jwt, gcp) the `role`
 //! plus the token's unverified `sub` (a Kubernetes token's is
-//! `system:serviceaccount:NAMESPACE:NAME`); for aws the `role`. After
+//! `system:serviceaccount:NAMESPACE:NAME`); for aws the `role` plus the access key ID the
+//! signed request names. After
 //! [`LoginLimits::lockout_threshold`] failures within [`LoginLimits::lockout_counter_reset`]
 //! of the first one, that identity is locked for [`LoginLimits::lockout_duration`]: its logins
 //! are answered 429 with `Retry-After` without being checked, valid or not, as Vault refuses a
@@ -28,6 +29,11 @@
 //! so a replica failing over and over (an old token, a wrong key) locks out its siblings of
 //! the same service account for the lockout duration, never other service accounts. Set
 //! `login_lockout_threshold = 0` to turn the lockout off (Vault's `disable_lockout`).
+//!
+//! One departure from Vault: Vault counts only the failures a method classes as invalid
+//! credentials (`ErrInvalidCredentials`); hushd counts every refused login (any 4xx), so a
+//! misconfigured client (a wrong role name, a malformed request) also locks out the identity
+//! it claims, and only that one.
 //!
 //! Identities are kept as SHA-256 digests (no role ID is held in clear), at most
 //! [`MAX_TRACKED`] of each kind; when full, expired entries are dropped, and if none were,

@@ -53,18 +53,46 @@ pub(super) async fn handle(
 /// The identity a login claims, read before anything is verified: the `role_id` (approle),
 /// else the `role` (kubernetes, jwt, gcp, aws) with the unverified `sub` of the `jwt` when
 /// there is one (a Kubernetes token's `system:serviceaccount:NAMESPACE:NAME`, a GCP service
-/// account's email, an OIDC subject). Per mount.
+/// account's email, an OIDC subject), or for aws the access key ID the signed request names.
+/// Per mount.
 fn claimed_identity(req: &Request) -> LoginIdentity {
     let field = |k: &str| req.data.get(k).and_then(Value::as_str).map(str::trim);
     let id = match field("role_id") {
         Some(role_id) => format!("role_id\n{role_id}"),
-        None => format!(
-            "role\n{}\n{}",
-            field("role").unwrap_or(""),
-            field("jwt").and_then(unverified_sub).unwrap_or_default()
-        ),
+        None => {
+            let who = match (field("jwt"), field("iam_request_headers")) {
+                (Some(jwt), _) => unverified_sub(jwt),
+                (None, Some(headers)) => unverified_access_key(headers),
+                (None, None) => None,
+            };
+            format!(
+                "role\n{}\n{}",
+                field("role").unwrap_or(""),
+                who.unwrap_or_default()
+            )
+        }
     };
     LoginIdentity::new(&req.mount_point, &id)
+}
+
+/// The access key ID in the `Credential=AKID/...` of a signed STS request's Authorization
+/// header (`iam_request_headers`: base64 of a JSON object of strings or lists), unverified.
+fn unverified_access_key(headers_b64: &str) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD;
+    if headers_b64.len() > 64 * 1024 {
+        return None;
+    }
+    let headers: Value = serde_json::from_slice(&STANDARD.decode(headers_b64).ok()?).ok()?;
+    let (_, auth) = headers
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))?;
+    let auth = match auth {
+        Value::Array(items) => items.first()?.as_str()?,
+        v => v.as_str()?,
+    };
+    let cred = &auth[auth.find("Credential=")? + "Credential=".len()..];
+    Some(cred[..cred.find('/')?].to_string())
 }
 
 /// The `sub` claim of a compact JWS, unverified (never logged or trusted: a key only).
@@ -196,6 +224,25 @@ mod tests {
             login("auth/approle/", json!({"role_id": "b", "secret_id": "s1"}))
         );
         assert_eq!(unverified_sub("a.!!.c"), None);
+        // aws: the role and the access key ID of the signed request.
+        let signed = |akid: &str| {
+            let auth = format!("AWS4-HMAC-SHA256 Credential={akid}/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00");
+            base64::engine::general_purpose::STANDARD
+                .encode(json!({"Authorization": [auth]}).to_string())
+        };
+        let aws = |akid: &str| {
+            login(
+                "auth/aws/",
+                json!({"role": "r", "iam_request_headers": signed(akid)}),
+            )
+        };
+        assert_eq!(aws("ASIAONE"), aws("ASIAONE"));
+        assert_ne!(aws("ASIAONE"), aws("ASIATWO"));
+        assert_eq!(
+            unverified_access_key(&signed("ASIAONE")).as_deref(),
+            Some("ASIAONE")
+        );
+        assert_eq!(unverified_access_key("not base64"), None);
     }
 
     #[test]
