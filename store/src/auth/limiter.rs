@@ -267,12 +267,7 @@ impl LoginLimiter {
         addr: Option<IpAddr>,
         now: Instant,
     ) -> Option<LogicalError> {
-        if let Some(wait) = self.identities.fail(who, now) {
-            tracing::warn!(
-                lock_secs = wait.as_secs(),
-                "login identity locked after repeated failed logins"
-            );
-        }
+        self.identities.fail(who, now);
         self.addresses
             .fail(addr, now)
             .map(|wait| limited("from this address", wait))

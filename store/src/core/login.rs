@@ -40,7 +40,18 @@ pub(super) async fn handle(
     match &resp {
         Ok(r) if r.auth.is_some() => st.logins.record_success(&who),
         Err(e) if (400..500).contains(&e.status()) => {
-            if let Some(limited) = st.logins.record_failure(who, req.remote_addr) {
+            let limited = st.logins.record_failure(who, req.remote_addr);
+            if st.logins.check(&who).is_err() {
+                // The role name only: a role ID is a credential, a token's claims unverified.
+                let role = req.data.get("role").and_then(|v| v.as_str()).unwrap_or("");
+                tracing::warn!(
+                    mount = %req.mount_point,
+                    role = ?role,
+                    remote_addr = ?req.remote_addr,
+                    "login identity locked after repeated failed logins"
+                );
+            }
+            if let Some(limited) = limited {
                 resp = Err(limited);
             }
         }
