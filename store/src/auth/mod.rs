@@ -7,8 +7,7 @@
 //!    storage). List the login path in `unauthenticated_paths` (e.g. `&["login"]`).
 //! 2. On a good login return [`crate::logical::Response::login`] with the grant (policies,
 //!    metadata, TTLs, ...). On a bad one return an error (`PermissionDenied` or
-//!    `InvalidRequest`): the core counts it against the identity the login claims and the
-//!    caller's address ([`limiter`]).
+//!    `InvalidRequest`): the core counts it against the caller's address ([`limiter`]).
 //! 3. Add the type to [`SUPPORTED_TYPES`] and [`new_backend`].
 //!
 //! The core ([`crate::core::Core::handle`]) mints an orphan service token with the grant's
