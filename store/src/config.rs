@@ -31,6 +31,20 @@ pub struct RawConfig {
     pub cache_entries: Option<usize>,
     /// How often TLS files are checked for changes, in seconds (default 10).
     pub tls_reload_interval_secs: Option<u64>,
+    /// Failed logins of one identity (mount + role ID, or role + token subject) that lock it
+    /// (default 5, Vault's `lockout_threshold`; 0 turns the lockout off).
+    pub login_lockout_threshold: Option<u32>,
+    /// How long a locked identity is refused, in seconds (default 900).
+    pub login_lockout_duration_secs: Option<u64>,
+    /// How long an identity's failures are counted from the first, in seconds (default 900).
+    pub login_lockout_counter_reset_secs: Option<u64>,
+    /// Failed logins from one address within the window after which its failed logins are
+    /// answered 429 (default 100; 0: no ceiling). Never refuses valid credentials.
+    pub login_address_max_failures: Option<u32>,
+    /// The address ceiling's window, in seconds (default 60).
+    pub login_address_window_secs: Option<u64>,
+    /// Serve `sys/raw` (Vault's `raw_storage_endpoint`; default false).
+    pub raw_storage_endpoint: Option<bool>,
 }
 
 impl RawConfig {
@@ -58,7 +72,13 @@ impl RawConfig {
             log_level,
             max_request_bytes,
             cache_entries,
-            tls_reload_interval_secs
+            tls_reload_interval_secs,
+            login_lockout_threshold,
+            login_lockout_duration_secs,
+            login_lockout_counter_reset_secs,
+            login_address_max_failures,
+            login_address_window_secs,
+            raw_storage_endpoint
         );
         self
     }
@@ -96,6 +116,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub cache_entries: usize,
     pub tls_reload_interval: std::time::Duration,
+    pub login_limits: crate::core::login::limiter::LoginLimits,
+    pub raw_storage_endpoint: bool,
 }
 
 pub struct DevConfig {
@@ -211,6 +233,7 @@ impl Config {
         if reload == 0 {
             return err("tls_reload_interval_secs must be at least 1");
         }
+        let login_limits = login_limits(&raw)?;
         Ok(Config {
             storage,
             listen,
@@ -221,8 +244,42 @@ impl Config {
             max_request_bytes,
             cache_entries: raw.cache_entries.unwrap_or(65_536),
             tls_reload_interval: std::time::Duration::from_secs(reload),
+            login_limits,
+            raw_storage_endpoint: raw.raw_storage_endpoint.unwrap_or(false),
         })
     }
+}
+
+/// The failed-login limits: Vault's lockout defaults where unset; windows of at least 1 s.
+fn login_limits(raw: &RawConfig) -> Result<crate::core::login::limiter::LoginLimits, ConfigError> {
+    use std::time::Duration;
+    let d = crate::core::login::limiter::LoginLimits::default();
+    let secs = |v: Option<u64>, name: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(0) => err(format!("{name} must be at least 1")),
+        Some(n) => Ok(Duration::from_secs(n)),
+    };
+    Ok(crate::core::login::limiter::LoginLimits {
+        lockout_threshold: raw.login_lockout_threshold.unwrap_or(d.lockout_threshold),
+        lockout_duration: secs(
+            raw.login_lockout_duration_secs,
+            "login_lockout_duration_secs",
+            d.lockout_duration,
+        )?,
+        lockout_counter_reset: secs(
+            raw.login_lockout_counter_reset_secs,
+            "login_lockout_counter_reset_secs",
+            d.lockout_counter_reset,
+        )?,
+        address_max_failures: raw
+            .login_address_max_failures
+            .unwrap_or(d.address_max_failures),
+        address_window: secs(
+            raw.login_address_window_secs,
+            "login_address_window_secs",
+            d.address_window,
+        )?,
+    })
 }
 
 #[cfg(test)]
@@ -246,6 +303,22 @@ mod tests {
         let c =
             Config::validate(RawConfig::default(), Some(DevConfig { root_token: None })).unwrap();
         assert_eq!(c.storage, StorageConfig::Memory);
+        assert_eq!(
+            c.login_limits,
+            crate::core::login::limiter::LoginLimits::default()
+        );
+        let c = Config::validate(
+            raw(
+                "storage = \"inmem\"\ninsecure_no_tls = true\nlogin_lockout_threshold = 0\n\
+                 login_address_max_failures = 1000\nlogin_address_window_secs = 600",
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.login_limits.lockout_threshold, 0);
+        assert_eq!(c.login_limits.address_max_failures, 1000);
+        assert_eq!(c.login_limits.address_window.as_secs(), 600);
+        assert!(!c.raw_storage_endpoint);
     }
 
     #[test]
@@ -291,6 +364,10 @@ mod tests {
         )
         .contains("log_format"));
         assert!(fails(raw("storage = \"inmem\""), true).contains("do not combine"));
+        assert_eq!(
+            fails(raw("login_lockout_duration_secs = 0"), true),
+            "login_lockout_duration_secs must be at least 1"
+        );
         let ok = Config::validate(
             raw("storage = \"inmem\"\ninsecure_no_tls = true\nlisten = \"0.0.0.0:0\"\nallow_insecure_non_loopback = true"),
             None,

@@ -117,7 +117,11 @@ pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
 pub async fn build_core(
     config: &mut Config,
 ) -> Result<(Arc<Core>, Option<DevCredentials>), StartError> {
-    let core = Core::new(open_storage(config)?, backends());
+    let options = core::CoreOptions {
+        login_limits: config.login_limits,
+        raw_storage_endpoint: config.raw_storage_endpoint,
+    };
+    let core = Core::with_options(open_storage(config)?, backends(), options);
     let dev = match config.dev.take() {
         Some(dev) => {
             let (root_token, key) = core

@@ -65,6 +65,18 @@ struct Cli {
     /// Log filter, e.g. info, debug, hush_store=debug [env: RUST_LOG].
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Failed logins of one identity (a role ID; a role and service account...) that lock it
+    /// for 15 minutes [default: 5, as Vault; 0: no lockout].
+    #[arg(long, value_name = "N")]
+    login_lockout_threshold: Option<u32>,
+    /// Failed logins from one address per minute after which its failed logins are answered
+    /// 429; logins with valid credentials still succeed [default: 100; 0: no ceiling].
+    #[arg(long, value_name = "N")]
+    login_address_max_failures: Option<u32>,
+    /// Serve sys/raw (read, write, list, delete decrypted storage entries; root/sudo only), as
+    /// Vault's raw_storage_endpoint. Off: sys/raw answers 404.
+    #[arg(long)]
+    raw_storage_endpoint: bool,
 }
 
 impl Cli {
@@ -78,6 +90,9 @@ impl Cli {
             allow_insecure_non_loopback: self.allow_insecure_non_loopback.then_some(true),
             log_format: self.log_format.clone(),
             log_level: self.log_level.clone(),
+            login_lockout_threshold: self.login_lockout_threshold,
+            login_address_max_failures: self.login_address_max_failures,
+            raw_storage_endpoint: self.raw_storage_endpoint.then_some(true),
             ..Default::default()
         }
     }

@@ -383,6 +383,50 @@ def test_gcp_login(server, root_client, tmp_path):
     assert root_client.auth.gcp.list_roles()["keys"] == ["web"]
     root_client.sys.disable_auth_method("gcp")
     httpd.shutdown()
+def _self_signed_cert(signer):
+    """A self-signed certificate (PEM) for the signer's RSA key, as a cluster's sa.crt would be."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "service-account-signer")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(signer.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .sign(signer.key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_kubernetes_local_login_with_certificate_pem_keys(server, root_client):
+    import time
+    signer, other = _RsaSigner("k1"), _RsaSigner("k1")
+    cert_pem = _self_signed_cert(signer)
+    root_client.sys.enable_auth_method("kubernetes")
+    # hvac only lets certificates through as pem_keys; the certificate's public key verifies.
+    root_client.auth.kubernetes.configure(kubernetes_host="", pem_keys=[cert_pem])
+    config = root_client.auth.kubernetes.read_config()
+    assert [k.strip() for k in config["pem_keys"]] == [cert_pem.strip()]
+    root_client.auth.kubernetes.create_role(
+        name="web", bound_service_account_names=["web"], bound_service_account_namespaces=["prod"],
+        policies=["default"], ttl="10m")
+    now = int(time.time())
+    claims = {"iss": "https://kubernetes.default.svc", "aud": ["vault"],
+              "sub": "system:serviceaccount:prod:web", "iat": now, "nbf": now, "exp": now + 600,
+              "kubernetes.io": {"namespace": "prod", "serviceaccount": {"name": "web", "uid": "u-1"}}}
+    client = hvac.Client(url=server.addr)
+    resp = client.auth.kubernetes.login(role="web", jwt=signer.sign(claims))
+    assert resp["auth"]["metadata"]["service_account_name"] == "web"
+    assert client.is_authenticated()
+    # A token signed by another key is refused.
+    with pytest.raises(exceptions.InvalidRequest):
+        hvac.Client(url=server.addr).auth.kubernetes.login(role="web", jwt=other.sign(claims))
+    root_client.sys.disable_auth_method("kubernetes")
+
+
 @pytest.fixture()
 def moto_sts():
     """The Python moto server (moto[server]) as STS and IAM on a free loopback port."""

@@ -1,10 +1,10 @@
 //! AppRole end to end against a real `hushd --dev` over HTTP: enable it through `sys/auth`,
 //! make a role and a policy, log in, use the token (allowed and refused), check its TTL and
-//! policies, the rate limit on failed logins, and that the audit log holds neither the
+//! policies, the lockout after failed logins, and that the audit log holds neither the
 //! secret ID nor the token in clear.
 
 use hush_tests::Hushd;
-use serde_json::json;
+use serde_json::{json, Value};
 
 async fn setup(h: &Hushd) {
     let (s, b) = h
@@ -149,7 +149,7 @@ async fn secret_id_uses_and_the_failed_login_limit() {
     let (s, b) = login(secret_id.clone()).await;
     assert_eq!(s, 400, "a secret ID past its uses: {b}");
 
-    // Ten more failures (one done above) and this address is turned away, even with good
+    // Four more failures (one done above) and this role ID is locked out, even with good
     // credentials.
     let (_, fresh) = h.approle_credentials("approle", "web").await;
     let mut statuses = Vec::new();
@@ -169,6 +169,77 @@ async fn secret_id_uses_and_the_failed_login_limit() {
     // Other routes are not limited.
     let (s, _) = h.call("GET", "sys/auth", None).await;
     assert_eq!(s, 200);
+}
+
+/// A login answered by `h`: status, `Retry-After` (seconds) and body.
+async fn login_with_retry_after(
+    h: &Hushd,
+    role_id: &str,
+    secret_id: &str,
+) -> (u16, Option<u64>, Value) {
+    let resp = h
+        .client
+        .post(format!("{}/v1/auth/approle/login", h.addr))
+        .json(&json!({"role_id": role_id, "secret_id": secret_id}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let wait = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, wait, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_thousand_failures_for_one_role_leave_another_unaffected() {
+    let h = Hushd::dev().await;
+    setup(&h).await;
+    let (s, b) = h
+        .call(
+            "POST",
+            "auth/approle/role/db",
+            Some(json!({"token_policies": ["app"]})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (role_a, secret_a) = h.approle_credentials("approle", "web").await;
+    let (role_b, secret_b) = h.approle_credentials("approle", "db").await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..1000 {
+        let (s, _, _) = login_with_retry_after(&h, &role_a, "wrong").await;
+        *statuses.entry(s).or_insert(0) += 1;
+    }
+    // Five answered as they are, then role A is locked: 429 with Retry-After.
+    assert_eq!(statuses, [(400, 5), (429, 995)].into(), "{statuses:?}");
+    let (s, wait, b) = login_with_retry_after(&h, &role_a, &secret_a).await;
+    assert_eq!(s, 429, "{b}");
+    assert!(wait.is_some_and(|w| (1..=900).contains(&w)), "{wait:?}");
+    // Role B logs in from the same address at once.
+    let (s, _, b) = login_with_retry_after(&h, &role_b, &secret_b).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["auth"]["client_token"].is_string(), "{b}");
+    // 94 more failures over made-up role IDs (refusals of a locked identity cost nothing
+    // and are not counted) bring 127.0.0.1 to 99 of its ceiling (100 a minute by default).
+    for i in 0..94 {
+        let (s, _, b) = login_with_retry_after(&h, &format!("made-up-{i}"), "x").await;
+        assert_eq!(s, 400, "{b}");
+    }
+    // The 100th failure, role B's own, is answered 429 (back off) instead of 400 ...
+    let (s, wait, b) = login_with_retry_after(&h, &role_b, "wrong").await;
+    assert_eq!(s, 429, "{b}");
+    assert!(
+        b["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("from this address"),
+        "{b}"
+    );
+    assert!(wait.is_some_and(|w| (1..=60).contains(&w)), "{wait:?}");
+    // ... and its valid credentials still work.
+    let (s, _, b) = login_with_retry_after(&h, &role_b, &secret_b).await;
+    assert_eq!(s, 200, "{b}");
 }
 
 #[tokio::test]

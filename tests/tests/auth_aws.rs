@@ -160,7 +160,16 @@ async fn iam_users_and_assumed_roles_log_in_through_moto() {
 #[tokio::test]
 async fn requests_other_than_a_signed_get_caller_identity_are_refused() {
     let moto = Moto::start();
-    let h = Hushd::dev().await;
+    // Many refusals for one identity (role `dev`, one user's key): no lockout in the way.
+    let args = [
+        "--dev",
+        "--dev-root-token",
+        "root",
+        "--login-lockout-threshold",
+        "0",
+    ];
+    let mut h = Hushd::start(&args, "http", hush_tests::http_client()).await;
+    h.token = Some("root".into());
     setup(&h, &moto).await;
     let user = moto.user("dev-bob");
     let good = || sign_login(&user, "us-east-1", &moto.url, Some(SERVER_ID), "dev");

@@ -235,6 +235,43 @@ async fn local_login_refuses_wrong_accounts_and_forged_tokens() {
     login_and_use(&h, &sign(&key, &projected("prod", "web"))).await;
 }
 
+#[tokio::test]
+async fn a_broken_pod_locks_out_its_own_service_account_not_its_neighbours() {
+    let key = make_key();
+    let foreign = make_key();
+    let h = Hushd::dev().await;
+    setup(&h, json!({"pem_keys": key.public_pem})).await;
+    // 20 forged logins from 127.0.0.1: a broken pod (service account `web-broken`) signing
+    // with a key the store does not know.
+    let forged = sign(&foreign, &projected("prod", "web-broken"));
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(login(&h, "web", &forged).await.0);
+    }
+    // Its own identity is locked after 5 (Vault's lockout default), and says for how long.
+    assert_eq!(statuses[..5], [400; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let resp = h
+        .client
+        .post(format!("{}/v1/auth/kubernetes/login", h.addr))
+        .json(&json!({"role": "web", "jwt": forged}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    // A valid login from the same address, for another service account, succeeds at once.
+    login_and_use(&h, &sign(&key, &projected("prod", "web"))).await;
+    // Even the broken pod's account is locked out with a valid token, until the lock ends.
+    let (s, b) = login(&h, "web", &sign(&key, &projected("prod", "web-broken"))).await;
+    assert_eq!(s, 429, "{b}");
+}
+
 /// What the fake API server saw: the bearer tokens of the reviews it answered.
 type Seen = Arc<Mutex<Vec<String>>>;
 

@@ -58,7 +58,12 @@ fn logical_error(err: &LogicalError) -> HttpResponse {
     if status >= 500 && !matches!(err, LogicalError::Sealed | LogicalError::NotInitialized) {
         tracing::error!(error = %err, "request failed");
     }
-    error_response(status, err.messages())
+    let mut resp = error_response(status, err.messages());
+    if let Some(secs) = err.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    resp
 }
 
 /// Split, percent-decode and check the path after `/v1/`. Empty segments are only allowed at

@@ -43,7 +43,7 @@ pub mod token;
 
 pub use mount::MountEntry;
 pub use registry::Registry;
-pub use state::{Core, Unsealed};
+pub use state::{Core, CoreOptions, Unsealed};
 
 /// Where a request goes.
 pub enum Target {

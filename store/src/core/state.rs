@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::audit::AuditBroker;
 use super::expiration::{ExpirationManager, LeaseBackends};
 use super::lease::LeaseIndex;
-use super::login::limiter::LoginLimiter;
+use super::login::limiter::{LoginLimiter, LoginLimits};
 use super::policy::PolicyStore;
 use super::registry::Registry;
 use super::router::Router;
@@ -27,7 +27,7 @@ pub struct Unsealed {
     pub policies: Arc<PolicyStore>,
     pub audit: AuditBroker,
     pub expiration: Arc<ExpirationManager>,
-    /// Failed logins per source address.
+    /// Failed logins per claimed identity, and a ceiling per source address.
     pub logins: LoginLimiter,
     /// Stops background tasks (lease expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
@@ -48,6 +48,16 @@ pub struct Core {
     lifecycle: tokio::sync::Mutex<()>,
     /// The backend types mounts are started from.
     backends: Arc<Registry>,
+    options: CoreOptions,
+}
+
+/// Settings of the core that come from hushd's configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreOptions {
+    /// The failed-login limits each unseal starts its limiter with.
+    pub login_limits: LoginLimits,
+    /// Serve `sys/raw` (Vault's `raw_storage_endpoint`); off: 404.
+    pub raw_storage_endpoint: bool,
 }
 
 impl std::fmt::Debug for Core {
@@ -61,13 +71,27 @@ impl std::fmt::Debug for Core {
 impl Core {
     /// A sealed core over `backend`, mounting the backend types of `backends`.
     pub fn new(backend: Arc<dyn Backend>, backends: Registry) -> Arc<Self> {
+        Self::with_options(backend, backends, CoreOptions::default())
+    }
+
+    /// As [`Core::new`], with settings other than the defaults.
+    pub fn with_options(
+        backend: Arc<dyn Backend>,
+        backends: Registry,
+        options: CoreOptions,
+    ) -> Arc<Self> {
         Arc::new(Core {
             barrier: Arc::new(Barrier::new(backend.clone())),
             seal: Seal::new(backend),
             state: ArcSwapOption::empty(),
             lifecycle: tokio::sync::Mutex::new(()),
             backends: Arc::new(backends),
+            options,
         })
+    }
+
+    pub fn options(&self) -> &CoreOptions {
+        &self.options
     }
 
     pub fn barrier(&self) -> &Arc<Barrier> {
@@ -111,7 +135,7 @@ impl Core {
             policies,
             audit,
             expiration,
-            logins: Default::default(),
+            logins: LoginLimiter::new(self.options.login_limits),
             background,
         })));
         Ok(())

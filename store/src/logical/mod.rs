@@ -338,9 +338,10 @@ pub enum LogicalError {
     /// 413: body over the limit.
     #[error("request body too large: the limit is {0} bytes")]
     TooLarge(usize),
-    /// 429: too many failed logins from one address.
-    #[error("{0}")]
-    RateLimited(String),
+    /// 429: too many failed logins (of one identity, or from one address); sent with
+    /// `Retry-After: retry_after` (seconds).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
     /// 503: the store is sealed.
     #[error("hushd is sealed: unseal it with `hush operator unseal`")]
     Sealed,
@@ -372,13 +373,21 @@ impl LogicalError {
             LogicalError::NotFound(_) | LogicalError::UnsupportedPath => 404,
             LogicalError::UnsupportedOperation => 405,
             LogicalError::TooLarge(_) => 413,
-            LogicalError::RateLimited(_) => 429,
+            LogicalError::RateLimited { .. } => 429,
             LogicalError::Sealed | LogicalError::NotInitialized => 503,
             LogicalError::Barrier(BarrierError::Sealed) => 503,
             LogicalError::Barrier(_)
             | LogicalError::Storage(_)
             | LogicalError::AuditFailed
             | LogicalError::Internal(_) => 500,
+        }
+    }
+
+    /// Seconds to wait before trying again (`Retry-After`), for a 429.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            LogicalError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 

@@ -403,26 +403,31 @@ async fn role_crud_and_secret_id_management() {
 }
 
 #[tokio::test]
-async fn failed_logins_are_rate_limited_per_address() {
+async fn failed_logins_lock_out_their_role_id_only() {
     let dev = Dev::new().await;
-    dev.root(Operation::Update, "auth/approle/role/web", json!({}))
+    for role in ["web", "db"] {
+        dev.root(
+            Operation::Update,
+            &format!("auth/approle/role/{role}"),
+            json!({}),
+        )
         .await
         .unwrap();
-    let role_id = dev.role_id("web").await;
-    let (secret_id, _) = dev.secret_id("web", json!({})).await;
-    for _ in 0..crate::core::login::limiter::MAX_FAILURES {
-        assert_eq!(
-            status(dev.login(Some("10.1.1.1"), &role_id, "bad").await),
-            400
-        );
     }
-    // Even the right secret ID is turned away from that address, not from another one.
-    let limited = dev.login(Some("10.1.1.1"), &role_id, &secret_id).await;
-    assert_eq!(status(limited), 429);
-    assert!(dev
-        .login(Some("10.1.1.2"), &role_id, &secret_id)
-        .await
-        .is_ok());
+    let (web, db) = (dev.role_id("web").await, dev.role_id("db").await);
+    let (web_secret, _) = dev.secret_id("web", json!({})).await;
+    let (db_secret, _) = dev.secret_id("db", json!({})).await;
+    for _ in 0..crate::core::login::limiter::LOCKOUT_THRESHOLD {
+        assert_eq!(status(dev.login(Some("10.1.1.1"), &web, "bad").await), 400);
+    }
+    // The locked role ID is turned away even with the right secret ID, from any address.
+    for addr in ["10.1.1.1", "10.1.1.2"] {
+        let limited = dev.login(Some(addr), &web, &web_secret).await.unwrap_err();
+        assert_eq!(limited.status(), 429);
+        assert!(limited.retry_after().is_some_and(|s| s > 0 && s <= 900));
+    }
+    // Another role ID logs in from the same address.
+    assert!(dev.login(Some("10.1.1.1"), &db, &db_secret).await.is_ok());
 }
 
 #[tokio::test]

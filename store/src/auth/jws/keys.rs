@@ -2,7 +2,9 @@
 //! or from a JWKS document (`{"keys": [...]}`).
 //!
 //! PEM blocks: `PUBLIC KEY` (SubjectPublicKeyInfo: RSA, EC P-256/P-384, Ed25519) and
-//! `RSA PUBLIC KEY` (PKCS#1). Certificates and private keys are refused. JWKS: `kty` RSA,
+//! `RSA PUBLIC KEY` (PKCS#1), and `CERTIFICATE` (X.509: its subject public key is used, as
+//! Vault's `ParsePublicKeyPEM` does; the certificate's dates, issuer and extensions are not
+//! checked). Private keys are refused. JWKS: `kty` RSA,
 //! EC (P-256, P-384) and OKP (Ed25519); keys with `use: "enc"`, symmetric (`oct`) keys and
 //! unknown key types are skipped, as OIDC libraries do, so one odd key does not break a set.
 //! RSA keys must be 2048 to 8192 bits (ring's limit), checked at verification.
@@ -194,7 +196,7 @@ fn pem_block_key(block: &pem::Pem) -> Result<PublicKey, &'static str> {
             .map_err(|_| "bad public key")?;
             (family, key)
         }
-        "CERTIFICATE" => return Err("certificates are not accepted; give the public key"),
+        "CERTIFICATE" => return pem_block_key(&pem::Pem::new("PUBLIC KEY", cert_spki(block)?)),
         t if t.contains("PRIVATE") => return Err("a private key was given; give the public key"),
         _ => return Err("unsupported PEM block"),
     };
@@ -204,6 +206,16 @@ fn pem_block_key(block: &pem::Pem) -> Result<PublicKey, &'static str> {
         family,
         key,
     })
+}
+
+/// The DER SubjectPublicKeyInfo of a `CERTIFICATE` block.
+fn cert_spki(block: &pem::Pem) -> Result<Vec<u8>, &'static str> {
+    use x509_cert::der::{Decode, Encode};
+    let cert = x509_cert::Certificate::from_der(block.contents()).map_err(|_| "bad certificate")?;
+    cert.tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|_| "bad certificate public key")
 }
 
 /// One JWK as a verification key, or `None` if it is not usable for signatures.

@@ -201,6 +201,62 @@ fn pkcs1_rsa_public_key_pem_works() {
     );
 }
 
+/// A self-signed certificate for `k`'s key (RSA by the openssl CLI, the others by rcgen).
+pub(crate) fn cert_for(k: &TestKey) -> String {
+    if let Ok(kp) = rcgen::KeyPair::from_pem(&k.private_pem) {
+        let params = rcgen::CertificateParams::new(vec!["issuer.test".into()]).unwrap();
+        return params.self_signed(&kp).unwrap().pem();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, &k.private_pem).unwrap();
+    let key = key.to_str().unwrap();
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key,
+            "-subj",
+            "/CN=hush-test",
+            "-days",
+            "2",
+        ],
+        None,
+    )
+}
+
+#[test]
+fn certificates_verify_with_their_public_key() {
+    for k in [rsa_a(), es256(), es384(), ed25519()] {
+        let cert = cert_for(k);
+        assert!(cert.contains("BEGIN CERTIFICATE"));
+        let keys = KeySet::from_pem(&[&cert]).unwrap_or_else(|e| panic!("{:?}: {e}", k.alg));
+        assert_eq!(keys.len(), 1);
+        verify(&k.sign(None, &claims()), &keys, &Validation::default(), NOW)
+            .unwrap_or_else(|e| panic!("{:?}: {e}", k.alg));
+    }
+    // A token signed by another key of the same kind is refused.
+    let keys = KeySet::from_pem(&[cert_for(rsa_a())]).unwrap();
+    assert_eq!(
+        verify(
+            &rsa_b().sign(None, &claims()),
+            &keys,
+            &Validation::default(),
+            NOW
+        ),
+        Err(JwtError::BadSignature)
+    );
+    // Certificates and public keys mix, several to a string.
+    let mixed = format!("{}{}", cert_for(es256()), rsa_b().public_pem);
+    let keys = KeySet::from_pem(&[mixed]).unwrap();
+    assert_eq!(keys.len(), 2);
+    for k in [es256(), rsa_b()] {
+        verify(&k.sign(None, &claims()), &keys, &Validation::default(), NOW).unwrap();
+    }
+}
+
 #[test]
 fn several_pem_keys_any_may_sign() {
     let both = format!("{}{}", rsa_b().public_pem, es256().public_pem);
@@ -531,10 +587,11 @@ fn jwk_alg_pins_the_algorithm() {
 
 #[test]
 fn bad_key_material_is_refused_without_echo() {
-    let cert = rcgen::generate_simple_self_signed(vec!["x.test".into()])
-        .unwrap()
-        .cert
-        .pem();
+    // A CERTIFICATE block whose contents are not a certificate.
+    let cert = pem::encode(&pem::Pem::new(
+        "CERTIFICATE",
+        b"MIInot a certificate".to_vec(),
+    ));
     let cases = [
         "not a pem at all".to_string(),
         cert,

@@ -26,6 +26,13 @@ fn es256() -> Key {
 }
 
 impl Key {
+    /// A self-signed certificate for this key.
+    fn cert(&self) -> String {
+        let kp = rcgen::KeyPair::from_pem(&self.private_pem).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["issuer.test".into()]).unwrap();
+        params.self_signed(&kp).unwrap().pem()
+    }
+
     fn sign(&self, claims: &Value) -> String {
         let key = EncodingKey::from_ec_pem(self.private_pem.as_bytes()).unwrap();
         jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::ES256), claims, &key).unwrap()
@@ -255,6 +262,32 @@ async fn good_login_makes_a_grant() {
         g.metadata.get("email").map(String::as_str),
         Some("alice@example.com")
     );
+}
+
+#[tokio::test]
+async fn a_certificate_in_jwt_validation_pubkeys_verifies_with_its_key() {
+    let (k, other) = (es256(), es256());
+    let b = backend().await;
+    let cert = k.cert();
+    call(
+        &b,
+        Operation::Update,
+        "config",
+        json!({"jwt_validation_pubkeys": [cert], "bound_issuer": "https://issuer.test"}),
+    )
+    .await
+    .unwrap();
+    let r = call(&b, Operation::Read, "config", json!({})).await;
+    assert_eq!(
+        r.unwrap().data.unwrap()["jwt_validation_pubkeys"],
+        json!([cert.trim()])
+    );
+    call(&b, Operation::Update, "role/r", base_role())
+        .await
+        .unwrap();
+    login(&b, &k.sign(&claims())).await.unwrap();
+    let (status, msg) = err_text(login(&b, &other.sign(&claims())).await);
+    assert_eq!(status, 400, "{msg}");
 }
 
 #[tokio::test]

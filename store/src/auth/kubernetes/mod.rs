@@ -75,16 +75,23 @@ fn str_field(req: &Request, key: &str) -> Result<Option<String>, LogicalError> {
     }
 }
 
-/// `pem_keys`: a list of PEM strings, or one string holding one or more PEM blocks.
+/// `pem_keys`: a list of PEM strings, or one string holding one or more PEM blocks (public
+/// keys or certificates; each block becomes one entry).
 fn pem_list(v: &Value) -> Result<Vec<String>, LogicalError> {
-    let bad = || LogicalError::invalid("pem_keys must be a list of PEM public keys");
+    let bad =
+        || LogicalError::invalid("pem_keys must be a list of PEM public keys or certificates");
     let split = |s: &str| -> Vec<String> {
-        let end = "-----END PUBLIC KEY-----";
+        // The end of the next `-----END <LABEL>-----` line.
+        let block_end = |t: &str| {
+            let i = t.find("-----END ")?;
+            let close = t[i + 9..].find("-----")?;
+            Some(i + 9 + close + 5)
+        };
         let mut out = Vec::new();
         let mut rest = s;
-        while let Some(i) = rest.find(end) {
-            out.push(rest[..i + end.len()].trim().to_string());
-            rest = &rest[i + end.len()..];
+        while let Some(end) = block_end(rest) {
+            out.push(rest[..end].trim().to_string());
+            rest = &rest[end..];
         }
         if !rest.trim().is_empty() {
             out.push(rest.trim().to_string());

@@ -35,6 +35,13 @@ fn key_b() -> &'static Key {
     K.get_or_init(make_key)
 }
 
+/// A self-signed certificate for `key` (what hvac's `pem_keys` check lets through).
+fn cert_for(key: &Key) -> String {
+    let kp = rcgen::KeyPair::from_pem(&key.private_pem).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["kubernetes.test".into()]).unwrap();
+    params.self_signed(&kp).unwrap().pem()
+}
+
 fn sign(key: &Key, claims: &Value) -> String {
     let enc = EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap();
     jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::ES256), claims, &enc).unwrap()
@@ -116,6 +123,11 @@ async fn login(b: &KubernetesBackend, role: &str, jwt: &str) -> Result<Response,
         json!({"role": role, "jwt": jwt}),
     )
     .await
+}
+
+async fn read_config(b: &KubernetesBackend) -> serde_json::Map<String, Value> {
+    let r = call(b, Operation::Read, "config", json!({})).await;
+    r.unwrap().data.unwrap()
 }
 
 fn err_msg(r: Result<Response, LogicalError>) -> (u16, String) {
@@ -227,6 +239,49 @@ async fn local_login_grants_the_role() {
     assert_eq!(g.metadata["service_account_uid"], "sa-uid-1");
     assert_eq!(g.metadata["service_account_pod_name"], "web-0");
     assert_eq!(g.metadata["service_account_secret_name"], "");
+}
+
+#[tokio::test]
+async fn a_certificate_in_pem_keys_verifies_with_its_key() {
+    let b = backend().await;
+    let cert = cert_for(key_a());
+    call(
+        &b,
+        Operation::Update,
+        "config",
+        json!({"kubernetes_host": "", "pem_keys": [cert]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_config(&b).await["pem_keys"], json!([cert.trim()]));
+    call(
+        &b,
+        Operation::Update,
+        "role/web",
+        json!({"bound_service_account_names": "web",
+               "bound_service_account_namespaces": "prod"}),
+    )
+    .await
+    .unwrap();
+    login(&b, "web", &sign(key_a(), &projected("prod", "web")))
+        .await
+        .unwrap();
+    let (status, msg) = err_msg(login(&b, "web", &sign(key_b(), &projected("prod", "web"))).await);
+    assert_eq!(status, 400, "{msg}");
+    // One string holding a certificate and a public key is two entries.
+    let both = format!("{}{}", cert_for(key_b()), key_a().public_pem);
+    call(&b, Operation::Update, "config", json!({"pem_keys": both}))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_config(&b).await["pem_keys"].as_array().unwrap().len(),
+        2
+    );
+    for k in [key_a(), key_b()] {
+        login(&b, "web", &sign(k, &projected("prod", "web")))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]

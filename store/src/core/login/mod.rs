@@ -1,7 +1,12 @@
 //! Logins (Vault's `handleLoginRequest`): a request to an auth method's unauthenticated path
 //! skips the token check; a [`LoginGrant`] it answers with becomes an orphan service token.
-//! Failed logins count against the caller's address ([`limiter`]); too many and it gets 429
-//! for a while.
+//! Failed logins count against the identity the login claims and the caller's address
+//! ([`limiter`]): a locked identity gets 429 before it is checked; an address over its ceiling
+//! gets 429 for its failed logins only.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::Value;
 
 use super::audit::AuditBroker;
 use super::mount::MountEntry;
@@ -10,7 +15,7 @@ use crate::logical::{Auth, LogicalBackend, LogicalError, LoginGrant, Request, Re
 
 pub mod limiter;
 
-use limiter::LoginLimiter;
+use limiter::{LoginIdentity, LoginLimiter};
 
 /// What a login uses of the unsealed core.
 #[derive(Debug)]
@@ -29,7 +34,8 @@ impl Login<'_> {
         backend: &dyn LogicalBackend,
         req: Request,
     ) -> Result<Response, LogicalError> {
-        if let Err(err) = self.limiter.check(req.remote_addr) {
+        let who = claimed_identity(&req);
+        if let Err(err) = self.limiter.check(&who) {
             self.audit.log_request(&req).await?;
             self.audit.log_response(&req, Err(&err)).await?;
             return Err(err);
@@ -44,10 +50,25 @@ impl Login<'_> {
                 }
             }
         }
-        if let Err(e) = &resp {
-            if (400..500).contains(&e.status()) {
-                self.limiter.record_failure(req.remote_addr);
+        match &resp {
+            Ok(r) if r.auth.is_some() => self.limiter.record_success(&who),
+            Err(e) if (400..500).contains(&e.status()) => {
+                let limited = self.limiter.record_failure(who, req.remote_addr);
+                if self.limiter.check(&who).is_err() {
+                    // The role name only: a role ID is a credential, a token's claims unverified.
+                    let role = req.data.get("role").and_then(|v| v.as_str()).unwrap_or("");
+                    tracing::warn!(
+                        mount = %req.mount_point,
+                        role = ?role,
+                        remote_addr = ?req.remote_addr,
+                        "login identity locked after repeated failed logins"
+                    );
+                }
+                if let Some(limited) = limited {
+                    resp = Err(limited);
+                }
             }
+            _ => {}
         }
         self.audit.log_response(&req, resp.as_ref()).await?;
         resp
@@ -63,6 +84,62 @@ impl Login<'_> {
             .create(token_params(entry, &req.path, grant), None)
             .await
     }
+}
+
+/// The identity a login claims, read before anything is verified: the `role_id` (approle),
+/// else the `role` (kubernetes, jwt, gcp, aws) with the unverified `sub` of the `jwt` when
+/// there is one (a Kubernetes token's `system:serviceaccount:NAMESPACE:NAME`, a GCP service
+/// account's email, an OIDC subject), or for aws the access key ID the signed request names.
+/// Per mount.
+fn claimed_identity(req: &Request) -> LoginIdentity {
+    let field = |k: &str| req.data.get(k).and_then(Value::as_str).map(str::trim);
+    let id = match field("role_id") {
+        Some(role_id) => format!("role_id\n{role_id}"),
+        None => {
+            let who = match (field("jwt"), field("iam_request_headers")) {
+                (Some(jwt), _) => unverified_sub(jwt),
+                (None, Some(headers)) => unverified_access_key(headers),
+                (None, None) => None,
+            };
+            format!(
+                "role\n{}\n{}",
+                field("role").unwrap_or(""),
+                who.unwrap_or_default()
+            )
+        }
+    };
+    LoginIdentity::new(&req.mount_point, &id)
+}
+
+/// The access key ID in the `Credential=AKID/...` of a signed STS request's Authorization
+/// header (`iam_request_headers`: base64 of a JSON object of strings or lists), unverified.
+fn unverified_access_key(headers_b64: &str) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD;
+    if headers_b64.len() > 64 * 1024 {
+        return None;
+    }
+    let headers: Value = serde_json::from_slice(&STANDARD.decode(headers_b64).ok()?).ok()?;
+    let (_, auth) = headers
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))?;
+    let auth = match auth {
+        Value::Array(items) => items.first()?.as_str()?,
+        v => v.as_str()?,
+    };
+    let cred = &auth[auth.find("Credential=")? + "Credential=".len()..];
+    Some(cred[..cred.find('/')?].to_string())
+}
+
+/// The `sub` claim of a compact JWS, unverified (never logged or trusted: a key only).
+fn unverified_sub(jwt: &str) -> Option<String> {
+    let payload = jwt.split('.').nth(1)?;
+    if payload.len() > 64 * 1024 {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sub")?.as_str().map(str::to_string)
 }
 
 /// The token a grant asks for, within the mount's and the system's limits.
@@ -118,6 +195,76 @@ mod tests {
             },
             created: chrono::Utc::now(),
         }
+    }
+
+    fn login(mount: &str, body: serde_json::Value) -> LoginIdentity {
+        let mut req = Request::new(crate::logical::Operation::Update, "x").with_data(body);
+        req.mount_point = mount.into();
+        claimed_identity(&req)
+    }
+
+    #[test]
+    fn the_claimed_identity_is_the_role_id_or_the_role_and_the_token_subject() {
+        use serde_json::json;
+        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let jwt = |sub: &str| {
+            format!(
+                "{}.{}.sig",
+                b64(json!({"alg": "RS256"})),
+                b64(json!({"sub": sub}))
+            )
+        };
+        let k8s = "auth/kubernetes/";
+        let web = login(
+            k8s,
+            json!({"role": "r", "jwt": jwt("system:serviceaccount:prod:web")}),
+        );
+        // The same claims, another signature: the same identity.
+        let again = format!("{}x", jwt("system:serviceaccount:prod:web"));
+        assert_eq!(web, login(k8s, json!({"role": "r", "jwt": again})));
+        for other in [
+            json!({"role": "r", "jwt": jwt("system:serviceaccount:prod:broken")}),
+            json!({"role": "r2", "jwt": jwt("system:serviceaccount:prod:web")}),
+            json!({"role": "r", "jwt": "garbage"}),
+        ] {
+            assert_ne!(web, login(k8s, other));
+        }
+        assert_ne!(
+            web,
+            login(
+                "auth/k8s2/",
+                json!({"role": "r", "jwt": jwt("system:serviceaccount:prod:web")})
+            )
+        );
+        let a = login("auth/approle/", json!({"role_id": "a", "secret_id": "s1"}));
+        assert_eq!(
+            a,
+            login("auth/approle/", json!({"role_id": "a", "secret_id": "s2"}))
+        );
+        assert_ne!(
+            a,
+            login("auth/approle/", json!({"role_id": "b", "secret_id": "s1"}))
+        );
+        assert_eq!(unverified_sub("a.!!.c"), None);
+        // aws: the role and the access key ID of the signed request.
+        let signed = |akid: &str| {
+            let auth = format!("AWS4-HMAC-SHA256 Credential={akid}/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00");
+            base64::engine::general_purpose::STANDARD
+                .encode(json!({"Authorization": [auth]}).to_string())
+        };
+        let aws = |akid: &str| {
+            login(
+                "auth/aws/",
+                json!({"role": "r", "iam_request_headers": signed(akid)}),
+            )
+        };
+        assert_eq!(aws("ASIAONE"), aws("ASIAONE"));
+        assert_ne!(aws("ASIAONE"), aws("ASIATWO"));
+        assert_eq!(
+            unverified_access_key(&signed("ASIAONE")).as_deref(),
+            Some("ASIAONE")
+        );
+        assert_eq!(unverified_access_key("not base64"), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `sys/` system backend: init and seal, mounts, policies, audit devices, keys, leases.
+//! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage.
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader) are answered by [`handle_unauthenticated`] even while sealed.
@@ -13,6 +13,7 @@ mod auth;
 mod leases;
 mod mounts;
 mod policy;
+mod raw;
 mod seal;
 
 /// Sys paths (relative to `sys/`) served without a token; routed before the seal check.
@@ -125,6 +126,12 @@ async fn route(
         "capabilities" if write => return policy::capabilities(st, req).await,
         "audit" if read => return Ok(both(req, st.audit.list())),
         _ => {}
+    }
+    if let Some(key) = rel
+        .strip_prefix("raw")
+        .filter(|k| k.is_empty() || k.starts_with('/'))
+    {
+        return raw::handle(core, req, key.trim_start_matches('/')).await;
     }
     if let Some(resp) = leases::handle(st, req, rel).await {
         return resp;
