@@ -14,17 +14,16 @@ const EXIT_FAILURE: u8 = 1;
 /// After SIGTERM/SIGINT the process is gone within this long, whatever is still running.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4500);
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: hush_api::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        hush_api::LogFormat::Json => builder.json().init(),
+        hush_api::LogFormat::Text => builder.init(),
     }
 }
 
@@ -37,14 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if flags.log_format != "text" && flags.log_format != "json" {
-        eprintln!(
-            "hush-agent: --log-format {:?}: want text or json",
-            flags.log_format
-        );
-        return ExitCode::from(EXIT_USAGE);
-    }
-    init_tracing(&flags.log_format);
+    init_tracing(flags.log_format);
     let config = match Config::load(flags) {
         Ok(c) => c,
         Err(e) => {

@@ -10,6 +10,7 @@
 //! - [`audit`]: the hash chain over audit log lines (written by hushd, checked by `hush`).
 //! - `tls` (feature `tls-server`): a server certificate reloaded from disk when its files
 //!   change (hushd's listener; the webhook's).
+//! - [`log_format`]: [`LogFormat`], the one spelling of `--log-format` (`text|json`).
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
 //!   agent and for whatever writes its config.
 
@@ -17,10 +18,12 @@ pub mod agent_config;
 pub mod audit;
 pub mod client;
 pub mod error;
+pub mod log_format;
 #[cfg(feature = "tls-server")]
 pub mod tls;
 pub mod wire;
 
 pub use client::{install_crypto_provider, Client, LeaseTerms};
 pub use error::ClientError;
+pub use log_format::{LogFormat, LOG_FORMAT_ENV};
 pub use wire::VaultResponse;

@@ -112,6 +112,10 @@ pub struct DevArgs {
     /// The hush-agent executable [default: next to hush, else on PATH]
     #[arg(long, value_name = "FILE")]
     pub agent: Option<PathBuf>,
+    /// Log format of the hushd and hush-agent it starts (their logs go to files in its
+    /// temporary directory): text or json
+    #[arg(long, value_name = "text|json", default_value = "text", env = hush_api::LOG_FORMAT_ENV)]
+    pub log_format: hush_api::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]

@@ -90,11 +90,7 @@ pub enum StorageConfig {
     Sqlite(PathBuf),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LogFormat {
-    Plain,
-    Json,
-}
+pub use hush_api::LogFormat;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsFiles {
@@ -219,9 +215,10 @@ impl Config {
             ));
         }
         let log_format = match raw.log_format.as_deref() {
-            None | Some("plain") => LogFormat::Plain,
-            Some("json") => LogFormat::Json,
-            Some(other) => return err(format!("invalid log_format {other:?}: use plain or json")),
+            None => LogFormat::Text,
+            Some(s) => s
+                .parse()
+                .or_else(|e| err(format!("invalid log_format: {e}")))?,
         };
         let max_request_bytes = raw
             .max_request_bytes

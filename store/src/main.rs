@@ -59,8 +59,8 @@ struct Cli {
     /// Allow plain HTTP on a non-loopback address (tokens and secrets cross the network in the clear).
     #[arg(long)]
     allow_insecure_non_loopback: bool,
-    /// Log format: plain or json.
-    #[arg(long, value_name = "FORMAT")]
+    /// Log format: text or json (`plain`, the older name of text, is still accepted).
+    #[arg(long, value_name = "text|json", env = hush_api::LOG_FORMAT_ENV)]
     log_format: Option<String>,
     /// Log filter, e.g. info, debug, hush_store=debug [env: RUST_LOG].
     #[arg(long, value_name = "FILTER")]
@@ -120,7 +120,7 @@ fn init_tracing(config: &Config) {
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Plain => builder.init(),
+        LogFormat::Text => builder.init(),
     }
 }
 

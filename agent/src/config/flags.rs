@@ -151,8 +151,8 @@ pub struct Flags {
     #[arg(long, value_name = "signal:SIG|restart")]
     pub child_on_change: Option<String>,
     /// Log format: text or json.
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
-    pub log_format: String,
+    #[arg(long, value_name = "text|json", default_value = "text", env = hush_api::LOG_FORMAT_ENV)]
+    pub log_format: hush_api::LogFormat,
     /// Command to run and supervise, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

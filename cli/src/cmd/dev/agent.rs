@@ -47,6 +47,7 @@ impl DevAgent {
         addr: &str,
         token: &SecretString,
         work: &Path,
+        log_format: hush_api::LogFormat,
     ) -> anyhow::Result<DevAgent> {
         // /dev/shm is a tmpfs on Linux: the agent accepts it as it is. Elsewhere the demo
         // has to write to disk, and says so.
@@ -57,7 +58,7 @@ impl DevAgent {
         } else {
             shm.to_path_buf()
         };
-        let mut extra = Vec::new();
+        let mut extra = vec!["--log-format".to_string(), log_format.to_string()];
         if on_disk {
             extra.push("--allow-disk".to_string());
         }
@@ -74,8 +75,11 @@ impl DevAgent {
         token: &SecretString,
         work: &Path,
         access_log: &Path,
+        log_format: hush_api::LogFormat,
     ) -> anyhow::Result<DevAgent> {
         let extra = vec![
+            "--log-format".to_string(),
+            log_format.to_string(),
             "--fuse".to_string(),
             "--access-log".to_string(),
             access_log.display().to_string(),

@@ -66,7 +66,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("{note}");
     }
     let log = dir.path().join("hushd.log");
-    let mut server = DevServer::spawn(&hushd, listen, &token, &log)?;
+    let mut server = DevServer::spawn(&hushd, listen, &token, &log, args.log_format)?;
     let rows = [
         ("hushd", hushd.display().to_string()),
         ("address", addr.clone()),
@@ -125,6 +125,7 @@ async fn session(
         addr,
         root: token,
         dir,
+        log_format: args.log_format,
         done: std::cell::Cell::new(0),
     };
     let scoped = guarded(child, signals, log, tour.run()).await?;
@@ -382,6 +383,7 @@ impl DevServer {
         listen: SocketAddr,
         token: &SecretString,
         log: &Path,
+        log_format: hush_api::LogFormat,
     ) -> anyhow::Result<DevServer> {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
@@ -389,6 +391,8 @@ impl DevServer {
             .arg("--dev")
             .arg("--listen")
             .arg(listen.to_string())
+            .arg("--log-format")
+            .arg(log_format.to_string())
             .env("HUSH_DEV_ROOT_TOKEN", token.expose_secret())
             .stdin(Stdio::null())
             // stdout has hushd's own banner (root token, unseal key): we print our own.

@@ -76,6 +76,7 @@ pub(super) struct Tour<'a> {
     pub addr: &'a str,
     pub root: &'a SecretString,
     pub dir: &'a Path,
+    pub log_format: hush_api::LogFormat,
     pub done: std::cell::Cell<usize>,
 }
 
@@ -220,7 +221,7 @@ impl Tour<'_> {
         scoped: &SecretString,
     ) -> anyhow::Result<DevAgent> {
         let n = self.next("hush-agent renders the secret as files (with $DEMO_TOKEN's access)");
-        let mut agent = DevAgent::spawn(agent_bin, self.addr, scoped, self.dir)?;
+        let mut agent = DevAgent::spawn(agent_bin, self.addr, scoped, self.dir, self.log_format)?;
         println!("$ {}", agent.shown);
         if agent.on_disk {
             println!(
@@ -272,7 +273,14 @@ impl Tour<'_> {
     pub(super) async fn fuse(&self, agent_bin: &Path, scoped: &SecretString) -> anyhow::Result<()> {
         let n = self.next("hush-agent --fuse: the same files from memory, and who opened them");
         let access_log = self.dir.join("access.log");
-        let mut agent = DevAgent::spawn_fuse(agent_bin, self.addr, scoped, self.dir, &access_log)?;
+        let mut agent = DevAgent::spawn_fuse(
+            agent_bin,
+            self.addr,
+            scoped,
+            self.dir,
+            &access_log,
+            self.log_format,
+        )?;
         println!("$ {}", agent.shown);
         if let Err(e) = agent.wait_for("password", None).await {
             let _ = agent.stop().await;
