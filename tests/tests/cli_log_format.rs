@@ -56,3 +56,33 @@ fn hushd_writes_the_format_it_is_given() {
         assert!(line.contains("unsealed"), "{format}: {line}");
     }
 }
+
+/// `hush dev --log-format json` hands the format to the agents it starts (and to hushd).
+#[test]
+fn hush_dev_passes_the_format_on() {
+    let out = Command::new(bin("hush"))
+        .args([
+            "dev",
+            "--no-wait",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("$ hush-agent "))
+        .collect();
+    assert_eq!(agent_lines.len(), 2, "{stdout}");
+    for line in agent_lines {
+        assert!(line.contains(" --log-format json "), "{line}");
+    }
+}

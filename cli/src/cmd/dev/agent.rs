@@ -58,7 +58,7 @@ impl DevAgent {
         } else {
             shm.to_path_buf()
         };
-        let mut extra = vec!["--log-format".to_string(), log_format.to_string()];
+        let mut extra = log_flags(log_format);
         if on_disk {
             extra.push("--allow-disk".to_string());
         }
@@ -77,13 +77,12 @@ impl DevAgent {
         access_log: &Path,
         log_format: hush_api::LogFormat,
     ) -> anyhow::Result<DevAgent> {
-        let extra = vec![
-            "--log-format".to_string(),
-            log_format.to_string(),
+        let mut extra = log_flags(log_format);
+        extra.extend([
             "--fuse".to_string(),
             "--access-log".to_string(),
             access_log.display().to_string(),
-        ];
+        ]);
         Self::start(bin, addr, token, work, "hush-agent-fuse", work, extra)
     }
 
@@ -136,6 +135,8 @@ impl DevAgent {
             .args(&args)
             .env_remove("HUSH_TOKEN")
             .env_remove("VAULT_TOKEN")
+            // The flag (or its absence: text) decides, not what hush dev inherited.
+            .env_remove(hush_api::LOG_FORMAT_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -271,5 +272,14 @@ mod tests {
         std::fs::write(&p, "x").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(mode_string(&std::fs::metadata(&p).unwrap()), "r--------");
+    }
+}
+
+/// `--log-format json` when asked for; text is the agent's default and left out of the
+/// command the tour shows.
+fn log_flags(format: hush_api::LogFormat) -> Vec<String> {
+    match format {
+        hush_api::LogFormat::Text => Vec::new(),
+        json => vec!["--log-format".to_string(), json.to_string()],
     }
 }
