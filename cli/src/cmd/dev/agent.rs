@@ -252,6 +252,15 @@ fn mode_string(_meta: &std::fs::Metadata) -> String {
     "?".into()
 }
 
+/// `--log-format json` when asked for; text is the agent's default and left out of the
+/// command the tour shows.
+fn log_flags(format: hush_api::LogFormat) -> Vec<String> {
+    match format {
+        hush_api::LogFormat::Text => Vec::new(),
+        json => vec!["--log-format".to_string(), json.to_string()],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,14 +281,5 @@ mod tests {
         std::fs::write(&p, "x").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(mode_string(&std::fs::metadata(&p).unwrap()), "r--------");
-    }
-}
-
-/// `--log-format json` when asked for; text is the agent's default and left out of the
-/// command the tour shows.
-fn log_flags(format: hush_api::LogFormat) -> Vec<String> {
-    match format {
-        hush_api::LogFormat::Text => Vec::new(),
-        json => vec!["--log-format".to_string(), json.to_string()],
     }
 }
