@@ -38,8 +38,16 @@ use file::{DeviceWriter, SinkSpec};
 /// Storage key of the device table inside the broker's view.
 const TABLE_KEY: &str = "table";
 
-/// Options the `file` device accepts.
-const KNOWN_OPTIONS: &[&str] = &["file_path", "mode", "hmac_accessor", "format", "log_raw"];
+/// Options the `file` device accepts. `path` is the old name of `file_path`, which Vault
+/// still accepts (`file_path` wins when both are given).
+const KNOWN_OPTIONS: &[&str] = &[
+    "file_path",
+    "path",
+    "mode",
+    "hmac_accessor",
+    "format",
+    "log_raw",
+];
 
 /// One enabled device.
 struct Device {
@@ -159,6 +167,7 @@ fn parse_options(options: &BTreeMap<String, String>) -> Result<(SinkSpec, bool),
     }
     let file_path = options
         .get("file_path")
+        .or_else(|| options.get("path"))
         .filter(|p| !p.is_empty())
         .ok_or_else(|| LogicalError::invalid("file_path is required for the file audit device"))?;
     if let Some(format) = options.get("format") {

@@ -403,6 +403,22 @@ async fn discard_device_accepts_everything() {
     assert_eq!(broker.list()["null/"]["hash_chain"]["seq"], 1);
 }
 
+#[tokio::test]
+async fn path_is_the_old_name_of_file_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.log");
+    let broker = AuditBroker::open(view().await).await.unwrap();
+    let o = BTreeMap::from([("path".to_string(), file.display().to_string())]);
+    broker.enable("old", "file", "", o).await.unwrap();
+    // Listed as given, as Vault does.
+    assert_eq!(
+        broker.list()["old/"]["options"]["path"],
+        file.display().to_string()
+    );
+    broker.log_request(&secret_request()).await.unwrap();
+    assert_eq!(lines(&file).len(), 1);
+}
+
 #[test]
 fn debug_shows_paths_only() {
     let rt = tokio::runtime::Builder::new_current_thread()
