@@ -27,3 +27,10 @@ def test_audit_option_path_is_the_old_name_of_file_path(server, root_client, tmp
     # Neither name given: still a 400 naming the option Vault names.
     with pytest.raises(exceptions.InvalidRequest, match="file_path is required"):
         root_client.sys.enable_audit_device(device_type="file", path="none", options={})
+
+
+# 2. audit-hash of a device that is not enabled: Vault's message.
+def test_audit_hash_of_a_device_not_enabled(root_client):
+    with pytest.raises(exceptions.InvalidRequest) as e:
+        root_client.sys.calculate_hash(path="tmpfile", input_to_hash="hvac-rox")
+    assert e.value.errors == ['unknown audit backend "tmpfile/"']

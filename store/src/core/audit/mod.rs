@@ -348,7 +348,7 @@ impl AuditBroker {
         let devices = self.devices.load();
         let device = devices
             .get(&path)
-            .ok_or_else(|| LogicalError::invalid(format!("unknown audit device {path:?}")))?;
+            .ok_or_else(|| LogicalError::invalid(format!("unknown audit backend {path:?}")))?;
         Ok(device.salt.hmac(input))
     }
 

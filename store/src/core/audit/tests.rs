@@ -419,6 +419,14 @@ async fn path_is_the_old_name_of_file_path() {
     assert_eq!(lines(&file).len(), 1);
 }
 
+#[tokio::test]
+async fn hash_of_a_device_not_enabled_names_it_as_vault_does() {
+    let broker = AuditBroker::open(view().await).await.unwrap();
+    let err = broker.hash("nope", "x").await.unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.to_string(), r#"unknown audit backend "nope/""#);
+}
+
 #[test]
 fn debug_shows_paths_only() {
     let rt = tokio::runtime::Builder::new_current_thread()
