@@ -34,3 +34,30 @@ def test_audit_hash_of_a_device_not_enabled(root_client):
     with pytest.raises(exceptions.InvalidRequest) as e:
         root_client.sys.calculate_hash(path="tmpfile", input_to_hash="hvac-rox")
     assert e.value.errors == ['unknown audit backend "tmpfile/"']
+
+
+# 3. Tune reads report the effective TTLs and, for auth mounts, token_type.
+def test_tune_reads_report_effective_ttls(server, root_client):
+    root_client.sys.enable_secrets_engine("kv", path="tunefx", options={"version": "2"})
+    cfg = root_client.sys.read_mount_configuration("tunefx")["data"]
+    assert (cfg["default_lease_ttl"], cfg["max_lease_ttl"]) == (SYSTEM_TTL, SYSTEM_TTL)
+    assert cfg["force_no_cache"] is False and "token_type" not in cfg
+    assert cfg["options"] == {"version": "2"}
+    root_client.sys.tune_mount_configuration("tunefx", default_lease_ttl="1h")
+    cfg = root_client.sys.read_mount_configuration("tunefx")["data"]
+    assert (cfg["default_lease_ttl"], cfg["max_lease_ttl"]) == (3600, SYSTEM_TTL)
+
+    root_client.sys.enable_auth_method("approle", path="tuneauth")
+    cfg = root_client.sys.read_auth_method_tuning("tuneauth")["data"]
+    assert (cfg["default_lease_ttl"], cfg["max_lease_ttl"]) == (SYSTEM_TTL, SYSTEM_TTL)
+    assert cfg["token_type"] == "default-service"
+    assert "options" not in cfg  # Vault omits empty options
+    root_client.sys.tune_auth_method("tuneauth", max_lease_ttl="2h")
+    cfg = root_client.sys.read_auth_method_tuning("tuneauth")["data"]
+    assert (cfg["default_lease_ttl"], cfg["max_lease_ttl"]) == (SYSTEM_TTL, 7200)
+    # The token method is an auth mount like the others.
+    assert root_client.sys.read_auth_method_tuning("token")["data"]["token_type"] == "default-service"
+
+    # Bad input: nothing mounted there, a Vault-style error list.
+    status, body = _raw(server, root_client, "GET", "sys/auth/nowhere/tune")
+    assert status == 400 and body["errors"] and isinstance(body["errors"][0], str)

@@ -4,9 +4,10 @@
 use serde_json::{json, Map, Value};
 
 use super::both;
-use crate::core::mount::{normalize_mount_path, MountConfig};
+use crate::core::mount::{normalize_mount_path, MountConfig, MountEntry};
 use crate::core::state::Unsealed;
 use crate::logical::fields::field_secs;
+use crate::logical::ttl::{DEFAULT_TTL, MAX_TTL};
 use crate::logical::{LogicalError, Request, Response};
 
 pub fn list(st: &Unsealed, req: &Request) -> Response {
@@ -69,17 +70,31 @@ pub async fn disable(st: &Unsealed, path: &str) -> Result<Response, LogicalError
     Ok(Response::empty())
 }
 
+/// Vault's answer to `GET sys/mounts/:path/tune` and `sys/auth/:path/tune`: the effective
+/// TTLs (the mount's own, else the system's 768h), `token_type` for auth mounts (hushd issues
+/// service tokens only, so `default-service`), and `options` only when there are some.
 pub fn read_tune(st: &Unsealed, path: &str) -> Result<Response, LogicalError> {
     let e = st.router.get(path).ok_or_else(|| {
         LogicalError::invalid(format!("no mount at {}", normalize_mount_path(path)))
     })?;
-    Ok(Response::data(json!({
-        "default_lease_ttl": e.config.default_lease_ttl,
-        "max_lease_ttl": e.config.max_lease_ttl,
-        "force_no_cache": false,
+    Ok(Response::data(tune_json(&e)))
+}
+
+fn tune_json(e: &MountEntry) -> Value {
+    let effective = |own: u64, system: u64| if own == 0 { system } else { own };
+    let mut data = json!({
         "description": e.description,
-        "options": e.options,
-    })))
+        "default_lease_ttl": effective(e.config.default_lease_ttl, DEFAULT_TTL),
+        "max_lease_ttl": effective(e.config.max_lease_ttl, MAX_TTL),
+        "force_no_cache": false,
+    });
+    if e.path.starts_with("auth/") {
+        data["token_type"] = json!("default-service");
+    }
+    if !e.options.is_empty() {
+        data["options"] = Value::Object(e.options.clone());
+    }
+    data
 }
 
 pub async fn tune(st: &Unsealed, req: &Request, path: &str) -> Result<Response, LogicalError> {
@@ -150,4 +165,41 @@ pub fn ui_mount(st: &Unsealed, path: &str) -> Result<Response, LogicalError> {
         "local": false,
         "seal_wrap": false,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, config: MountConfig) -> MountEntry {
+        MountEntry {
+            path: path.into(),
+            kind: "kv".into(),
+            description: "d".into(),
+            uuid: "u".into(),
+            accessor: "a".into(),
+            options: Map::new(),
+            config,
+            created: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn untuned_mounts_report_the_system_ttls_and_auth_mounts_their_token_type() {
+        let j = tune_json(&entry("apps/", MountConfig::default()));
+        assert_eq!(j["default_lease_ttl"], 2_764_800);
+        assert_eq!(j["max_lease_ttl"], 2_764_800);
+        assert!(
+            j.get("token_type").is_none() && j.get("options").is_none(),
+            "{j}"
+        );
+        let tuned = MountConfig {
+            default_lease_ttl: 600,
+            max_lease_ttl: 0,
+        };
+        let j = tune_json(&entry("auth/approle/", tuned));
+        assert_eq!(j["default_lease_ttl"], 600);
+        assert_eq!(j["max_lease_ttl"], 2_764_800);
+        assert_eq!(j["token_type"], "default-service");
+    }
 }
