@@ -61,3 +61,25 @@ def test_tune_reads_report_effective_ttls(server, root_client):
     # Bad input: nothing mounted there, a Vault-style error list.
     status, body = _raw(server, root_client, "GET", "sys/auth/nowhere/tune")
     assert status == 400 and body["errors"] and isinstance(body["errors"][0], str)
+
+
+# 4. AppRole lookups of what is gone: 204 for a secret id, 404 for an accessor.
+def test_approle_lookup_of_destroyed_secret_id_and_unknown_accessor(server, root_client):
+    root_client.sys.enable_auth_method("approle", path="ar4")
+    root_client.auth.approle.create_or_update_approle("app", token_policies=["default"], mount_point="ar4")
+    sid = root_client.auth.approle.generate_secret_id("app", mount_point="ar4")["data"]
+    looked = root_client.auth.approle.read_secret_id("app", sid["secret_id"], mount_point="ar4")
+    assert looked["data"]["secret_id_accessor"] == sid["secret_id_accessor"]
+    root_client.auth.approle.destroy_secret_id("app", sid["secret_id"], mount_point="ar4")
+
+    gone = root_client.auth.approle.read_secret_id("app", sid["secret_id"], mount_point="ar4")
+    assert isinstance(gone, requests.Response) and gone.status_code == 204 and not gone.content
+    never = root_client.auth.approle.read_secret_id("app", "not-a-secret-id", mount_point="ar4")
+    assert never.status_code == 204
+
+    with pytest.raises(exceptions.InvalidPath) as e:
+        root_client.auth.approle.read_secret_id_accessor("app", sid["secret_id_accessor"], mount_point="ar4")
+    assert "failed to find accessor entry for secret_id_accessor" in e.value.errors[0]
+    # Bad input: the accessor missing altogether is a 400.
+    status, body = _raw(server, root_client, "POST", "auth/ar4/role/app/secret-id-accessor/lookup", {})
+    assert status == 400 and body["errors"]

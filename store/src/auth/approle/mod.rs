@@ -382,10 +382,11 @@ impl AppRoleBackend {
             match found {
                 Some(e) => Some(e),
                 None if destroy => None,
+                // Vault answers 404 here (and 204 for an unknown secret ID, below).
                 None => {
-                    return Err(LogicalError::invalid(
-                        "failed to find accessor entry for secret_id_accessor",
-                    ))
+                    return Err(LogicalError::NotFound(format!(
+                        "failed to find accessor entry for secret_id_accessor: {accessor:?}"
+                    )))
                 }
             }
         } else {
@@ -397,13 +398,14 @@ impl AppRoleBackend {
                 self.destroy(name, &e).await?;
                 Ok(Response::empty())
             }
+            // An expired secret ID is gone: answered as an unknown one.
             Some(e) if self.expired(&e) => {
                 self.destroy(name, &e).await?;
-                Err(LogicalError::NotFound(String::new()))
+                Ok(Response::empty())
             }
             Some(e) => Ok(Response::data(e.to_json())),
-            None if destroy => Ok(Response::empty()),
-            None => Err(LogicalError::NotFound(String::new())),
+            // Vault: a secret ID that is unknown (or destroyed) looks up as 204, no body.
+            None => Ok(Response::empty()),
         }
     }
 

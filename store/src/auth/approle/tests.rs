@@ -353,6 +353,29 @@ async fn role_crud_and_secret_id_management() {
     .await
     .unwrap();
     assert_eq!(status(dev.login(None, "custom-id", &s1).await), 400);
+    // As Vault: a destroyed secret ID looks up as 204 (no data), an unknown accessor as 404.
+    let gone = dev
+        .root(
+            Operation::Update,
+            "auth/approle/role/a/secret-id/lookup",
+            json!({"secret_id": s1}),
+        )
+        .await
+        .unwrap();
+    assert!(gone.data.is_none());
+    let err = dev
+        .root(
+            Operation::Update,
+            "auth/approle/role/a/secret-id-accessor/lookup",
+            json!({"secret_id_accessor": "9f0c4f3e-0000-4000-8000-000000000000"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 404);
+    assert!(
+        err.to_string().contains("failed to find accessor entry"),
+        "{err}"
+    );
     dev.root(
         Operation::Update,
         "auth/approle/role/a/secret-id-accessor/destroy",
@@ -365,10 +388,7 @@ async fn role_crud_and_secret_id_management() {
     for (path, body) in [
         ("auth/approle/role/ghost/secret-id", json!({})),
         ("auth/approle/role/a/secret-id/lookup", json!({})),
-        (
-            "auth/approle/role/a/secret-id-accessor/lookup",
-            json!({"secret_id_accessor": "x"}),
-        ),
+        ("auth/approle/role/a/secret-id-accessor/lookup", json!({})),
         ("auth/approle/role/bad name", json!({})),
     ] {
         assert_eq!(
