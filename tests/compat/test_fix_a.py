@@ -83,3 +83,43 @@ def test_approle_lookup_of_destroyed_secret_id_and_unknown_accessor(server, root
     # Bad input: the accessor missing altogether is a 400.
     status, body = _raw(server, root_client, "POST", "auth/ar4/role/app/secret-id-accessor/lookup", {})
     assert status == 400 and body["errors"]
+
+
+# 10. token_type reads back as written: "service" stays "service", unset or "default" is "default".
+def test_token_type_reads_back_as_written(server, root_client):
+    root_client.sys.enable_auth_method("approle", path="ar10")
+    approle = root_client.auth.approle
+    approle.create_or_update_approle("svc", token_type="service", mount_point="ar10")
+    assert approle.read_role("svc", mount_point="ar10")["data"]["token_type"] == "service"
+    approle.create_or_update_approle("svc", token_ttl="1h", mount_point="ar10")
+    assert approle.read_role("svc", mount_point="ar10")["data"]["token_type"] == "service"
+    approle.create_or_update_approle("plain", mount_point="ar10")
+    assert approle.read_role("plain", mount_point="ar10")["data"]["token_type"] == "default"
+    approle.create_or_update_approle("dflt", token_type="default", mount_point="ar10")
+    assert approle.read_role("dflt", mount_point="ar10")["data"]["token_type"] == "default"
+    # A service-typed role still logs in with a service token.
+    role_id = approle.read_role_id("svc", mount_point="ar10")["data"]["role_id"]
+    secret_id = approle.generate_secret_id("svc", mount_point="ar10")["data"]["secret_id"]
+    login = hvac.Client(url=server.addr).auth.approle.login(role_id, secret_id, mount_point="ar10")
+    assert login["auth"]["token_type"] == "service"
+
+    root_client.sys.enable_auth_method("kubernetes", path="k8s10")
+    k8s = root_client.auth.kubernetes  # its read_role returns the "data" object itself
+    k8s.create_role("svc", ["app"], ["default"], token_type="service", mount_point="k8s10")
+    assert k8s.read_role("svc", mount_point="k8s10")["token_type"] == "service"
+    k8s.create_role("plain", ["app"], ["default"], mount_point="k8s10")
+    assert k8s.read_role("plain", mount_point="k8s10")["token_type"] == "default"
+
+    root_client.sys.enable_auth_method("jwt", path="jwt10")
+    jwt = root_client.auth.jwt
+    jwt.create_role("svc", user_claim="sub", allowed_redirect_uris=[], bound_audiences=["a"],
+                    token_type="service", path="jwt10")
+    assert jwt.read_role("svc", path="jwt10")["data"]["token_type"] == "service"
+    jwt.create_role("plain", user_claim="sub", allowed_redirect_uris=[], bound_audiences=["a"], path="jwt10")
+    assert jwt.read_role("plain", path="jwt10")["data"]["token_type"] == "default"
+
+    # Bad input: batch tokens are not issued by hushd, a clear 400 naming it.
+    with pytest.raises(exceptions.InvalidRequest, match="token_type"):
+        approle.create_or_update_approle("batchy", token_type="batch", mount_point="ar10")
+    status, body = _raw(server, root_client, "POST", "auth/ar10/role/svc", {"token_type": 7})
+    assert status == 400 and body["errors"]

@@ -25,6 +25,38 @@ pub struct TokenParams {
     pub token_period: u64,
     pub token_bound_cidrs: Vec<String>,
     pub token_no_default_policy: bool,
+    /// As written: Vault reads back `service` when asked for it, `default` otherwise.
+    pub token_type: TokenType,
+}
+
+/// The `token_type` a role asks for. hushd issues service tokens only, so both mean a service
+/// token; `batch` (and `default-batch`) are refused at the write.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    #[default]
+    Default,
+    Service,
+}
+
+impl TokenType {
+    fn parse(v: &Value) -> Result<Self, LogicalError> {
+        match v.as_str() {
+            Some("" | "default") => Ok(TokenType::Default),
+            Some("service") => Ok(TokenType::Service),
+            Some(t) => Err(LogicalError::invalid(format!(
+                "token_type {t:?} is not supported: hushd issues service tokens"
+            ))),
+            None => Err(LogicalError::invalid("token_type must be a string")),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Default => "default",
+            TokenType::Service => "service",
+        }
+    }
 }
 
 impl TokenParams {
@@ -55,12 +87,8 @@ impl TokenParams {
         if let Some(v) = field_bool(data, "token_no_default_policy")? {
             self.token_no_default_policy = v;
         }
-        if let Some(t) = data.get("token_type").and_then(Value::as_str) {
-            if !matches!(t, "" | "default" | "service") {
-                return Err(LogicalError::invalid(format!(
-                    "token_type {t:?} is not supported: hushd issues service tokens"
-                )));
-            }
+        if let Some(t) = data.get("token_type").filter(|v| !v.is_null()) {
+            self.token_type = TokenType::parse(t)?;
         }
         if self.token_max_ttl > 0 && self.token_ttl > self.token_max_ttl {
             return Err(LogicalError::invalid(
@@ -81,7 +109,7 @@ impl TokenParams {
             "token_period": self.token_period,
             "token_policies": self.token_policies,
             "token_ttl": self.token_ttl,
-            "token_type": "default",
+            "token_type": self.token_type.as_str(),
             "policies": self.token_policies,
             "period": self.token_period,
             "ttl": self.token_ttl,
@@ -158,6 +186,24 @@ mod tests {
     }
 
     #[test]
+    fn token_type_reads_back_as_written() {
+        let mut t = TokenParams::default();
+        assert_eq!(t.to_json()["token_type"], "default");
+        t.update(&data(json!({"token_type": "service"}))).unwrap();
+        assert_eq!(t.to_json()["token_type"], "service");
+        // Kept when a later write leaves it out.
+        t.update(&data(json!({"token_ttl": 60}))).unwrap();
+        assert_eq!(t.to_json()["token_type"], "service");
+        t.update(&data(json!({"token_type": ""}))).unwrap();
+        assert_eq!(t.to_json()["token_type"], "default");
+        t.update(&data(json!({"token_type": "default"}))).unwrap();
+        assert_eq!(t.to_json()["token_type"], "default");
+        // Stored roles from before the field read as default.
+        let old: TokenParams = serde_json::from_value(json!({"token_ttl": 5})).unwrap();
+        assert_eq!(old.token_type, TokenType::Default);
+    }
+
+    #[test]
     fn bad_fields_are_refused() {
         for bad in [
             json!({"token_ttl": "soon"}),
@@ -165,6 +211,7 @@ mod tests {
             json!({"token_policies": [1]}),
             json!({"token_ttl": 100, "token_max_ttl": 10}),
             json!({"token_type": "batch"}),
+            json!({"token_type": 5}),
             json!({"token_no_default_policy": "maybe"}),
         ] {
             let mut t = TokenParams::default();
