@@ -58,6 +58,14 @@ def test_tune_reads_report_effective_ttls(server, root_client):
     # The token method is an auth mount like the others.
     assert root_client.sys.read_auth_method_tuning("token")["data"]["token_type"] == "default-service"
 
+    # hushd issues service tokens only: Vault's default is kept, anything else is a clear 400.
+    root_client.sys.tune_auth_method("tuneauth", token_type="default-service")
+    with pytest.raises(exceptions.InvalidRequest, match="token_type"):
+        root_client.sys.tune_auth_method("tuneauth", token_type="batch")
+    with pytest.raises(exceptions.InvalidRequest, match="token_type"):
+        root_client.sys.enable_auth_method("approle", path="batchy", config={"token_type": "default-batch"})
+    assert root_client.sys.read_auth_method_tuning("tuneauth")["data"]["token_type"] == "default-service"
+
     # Bad input: nothing mounted there, a Vault-style error list.
     status, body = _raw(server, root_client, "GET", "sys/auth/nowhere/tune")
     assert status == 400 and body["errors"] and isinstance(body["errors"][0], str)
