@@ -208,7 +208,8 @@ async fn bad_roles_are_refused() {
     for bad in [
         json!({"bound_service_account_namespaces": ["a"]}),
         json!({"bound_service_account_names": ["a"]}),
-        json!({"bound_service_account_names": "*", "bound_service_account_namespaces": "*"}),
+        json!({"bound_service_account_names": ["*", "a"], "bound_service_account_namespaces": "b"}),
+        json!({"bound_service_account_names": "a", "bound_service_account_namespaces": ["b", "*"]}),
         json!({"bound_service_account_names": "a", "bound_service_account_namespaces": "b",
                "token_ttl": 100, "token_max_ttl": 10}),
         json!({"bound_service_account_names": "a", "bound_service_account_namespaces": "b",
@@ -221,6 +222,22 @@ async fn bad_roles_are_refused() {
     }
     let r = call(&b, Operation::Update, "role/a%b", json!({})).await;
     assert_eq!(r.unwrap_err().status(), 400);
+}
+
+#[tokio::test]
+async fn both_bindings_star_are_allowed_with_a_warning() {
+    let b = configured().await;
+    let both = json!({"bound_service_account_names": "*", "bound_service_account_namespaces": "*"});
+    let r = call(&b, Operation::Update, "role/any", both).await.unwrap();
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("any service account"));
+    login(&b, "any", &sign(key_a(), &projected("ns-9", "whoever")))
+        .await
+        .unwrap();
+    // One binding "*" alone is not warned about.
+    let one = json!({"bound_service_account_names": "*", "bound_service_account_namespaces": "a"});
+    let r = call(&b, Operation::Update, "role/one", one).await.unwrap();
+    assert!(r.warnings.is_empty());
 }
 
 #[tokio::test]

@@ -1,0 +1,43 @@
+"""Compatibility (issue 12, items 5-9, 11, 16): kubernetes, gcp and jwt/oidc answers as Vault's,
+with the real hvac client."""
+import json
+import time
+
+import hvac
+import pytest
+import requests
+from hvac import exceptions
+
+from test_hvac import _RsaSigner, _self_signed_cert
+
+
+def _k8s_claims(ns, sa):
+    now = int(time.time())
+    return {"iss": "https://kubernetes.default.svc", "aud": ["vault"],
+            "sub": f"system:serviceaccount:{ns}:{sa}", "iat": now, "nbf": now, "exp": now + 600,
+            "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": sa, "uid": "u-1"}}}
+
+
+def test_kubernetes_role_with_both_bindings_star(server, root_client):
+    """Vault's plugin allows names and namespaces both "*" (since v0.6.0); hushd warns."""
+    signer = _RsaSigner("k1")
+    root_client.sys.enable_auth_method("kubernetes", path="k8s-star")
+    root_client.auth.kubernetes.configure(kubernetes_host="", pem_keys=[_self_signed_cert(signer)],
+                                          mount_point="k8s-star")
+    resp = root_client.auth.kubernetes.create_role(
+        name="any", bound_service_account_names="*", bound_service_account_namespaces="*",
+        policies=["default"], mount_point="k8s-star")
+    # hvac hands back the JSON body of a 200 (a 204 would be a Response object).
+    assert any("any service account" in w for w in resp["warnings"])
+    role = root_client.auth.kubernetes.read_role(name="any", mount_point="k8s-star")
+    assert role["bound_service_account_names"] == ["*"]
+    assert role["bound_service_account_namespaces"] == ["*"]
+    login = hvac.Client(url=server.addr).auth.kubernetes.login(
+        role="any", jwt=signer.sign(_k8s_claims("ns-a", "sa-b")), mount_point="k8s-star")
+    assert login["auth"]["metadata"]["service_account_namespace"] == "ns-a"
+    # "*" mixed with other values is refused, as in Vault.
+    with pytest.raises(exceptions.InvalidRequest, match="can not mix"):
+        root_client.auth.kubernetes.create_role(
+            name="mixed", bound_service_account_names=["*", "web"],
+            bound_service_account_namespaces="*", mount_point="k8s-star")
+    root_client.sys.disable_auth_method("k8s-star")
