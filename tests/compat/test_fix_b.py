@@ -41,3 +41,19 @@ def test_kubernetes_role_with_both_bindings_star(server, root_client):
             name="mixed", bound_service_account_names=["*", "web"],
             bound_service_account_namespaces="*", mount_point="k8s-star")
     root_client.sys.disable_auth_method("k8s-star")
+
+
+def test_gcp_edit_service_accounts_with_nothing_to_do(root_client):
+    """hvac's own integration test expects Vault's message."""
+    root_client.sys.enable_auth_method("gcp", path="gcp-sa")
+    root_client.auth.gcp.create_role(name="hvac", role_type="iam", project_id="proj",
+                                     bound_service_accounts=["a@proj.iam.gserviceaccount.com"],
+                                     mount_point="gcp-sa")
+    with pytest.raises(exceptions.InvalidRequest,
+                       match="must provide at least one value to add or remove"):
+        root_client.auth.gcp.edit_service_accounts_on_iam_role(name="hvac", mount_point="gcp-sa")
+    root_client.auth.gcp.edit_service_accounts_on_iam_role(
+        name="hvac", add=["b@proj.iam.gserviceaccount.com"], mount_point="gcp-sa")
+    assert root_client.auth.gcp.read_role(name="hvac", mount_point="gcp-sa")[
+        "bound_service_accounts"] == ["a@proj.iam.gserviceaccount.com", "b@proj.iam.gserviceaccount.com"]
+    root_client.sys.disable_auth_method("gcp-sa")
