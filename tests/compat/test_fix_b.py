@@ -43,6 +43,28 @@ def test_kubernetes_role_with_both_bindings_star(server, root_client):
     root_client.sys.disable_auth_method("k8s-star")
 
 
+def test_gcp_config_shows_the_public_fields_of_the_credentials(root_client):
+    """Vault's GET config shows project_id, client_email, client_id and private_key_id of the
+    stored key, never the private key."""
+    root_client.sys.enable_auth_method("gcp", path="gcp-cfg")
+    key = {"type": "service_account", "project_id": "proj-7", "private_key_id": "0a1b2c",
+           "private_key": "-----BEGIN PRIVATE KEY-----\nnever-shown\n-----END PRIVATE KEY-----\n",
+           "client_email": "vault@proj-7.iam.gserviceaccount.com", "client_id": "1234567890",
+           "token_uri": "https://oauth2.googleapis.com/token"}
+    root_client.auth.gcp.configure(credentials=json.dumps(key), mount_point="gcp-cfg")
+    config = root_client.auth.gcp.read_config(mount_point="gcp-cfg")
+    assert config["project_id"] == "proj-7"
+    assert config["client_email"] == "vault@proj-7.iam.gserviceaccount.com"
+    assert config["client_id"] == "1234567890"
+    assert config["private_key_id"] == "0a1b2c"
+    assert "never-shown" not in json.dumps(config) and "private_key" not in config
+    # Credentials that are not a JSON object are refused (400), the key not echoed.
+    with pytest.raises(exceptions.InvalidRequest) as e:
+        root_client.auth.gcp.configure(credentials="never-shown", mount_point="gcp-cfg")
+    assert "never-shown" not in str(e.value)
+    root_client.sys.disable_auth_method("gcp-cfg")
+
+
 def test_gcp_edit_service_accounts_with_nothing_to_do(root_client):
     """hvac's own integration test expects Vault's message."""
     root_client.sys.enable_auth_method("gcp", path="gcp-sa")
