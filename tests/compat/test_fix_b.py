@@ -79,3 +79,113 @@ def test_gcp_edit_service_accounts_with_nothing_to_do(root_client):
     assert root_client.auth.gcp.read_role(name="hvac", mount_point="gcp-sa")[
         "bound_service_accounts"] == ["a@proj.iam.gserviceaccount.com", "b@proj.iam.gserviceaccount.com"]
     root_client.sys.disable_auth_method("gcp-sa")
+
+
+def _openssl_self_signed(tmp_path, name):
+    """`openssl req -x509` as an operator runs it: a self-signed certificate that is also a CA
+    (basicConstraints CA:TRUE, OpenSSL's default v3_ca section), for 127.0.0.1."""
+    import subprocess
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(cert)],
+                          check=True, capture_output=True, text=True).stdout
+    assert "CA:TRUE" in text
+    return cert, key
+
+
+def _https_idp(cert_file, key_file, docs, reviews):
+    """An HTTPS server with the given certificate: GET path -> JSON from `docs`, and the
+    Kubernetes TokenReview endpoint answering from `reviews` (token -> service account)."""
+    import http.server
+    import ssl
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, status, body):
+            body = body.encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            body = docs.get(self.path)
+            self._send(200 if body else 404, body or "{}")
+
+        def do_POST(self):
+            spec = json.loads(self.rfile.read(int(self.headers["content-length"])))["spec"]
+            who = reviews.get(spec["token"])
+            status = {"authenticated": False}
+            if who:
+                status = {"authenticated": True, "audiences": spec.get("audiences", []),
+                          "user": {"username": f"system:serviceaccount:{who[0]}:{who[1]}", "uid": "u-1"}}
+            self._send(201, json.dumps({"kind": "TokenReview", "status": status}))
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"https://127.0.0.1:{httpd.server_address[1]}", httpd
+
+
+def test_outbound_tls_trusts_a_self_signed_ca_certificate(server, root_client, tmp_path):
+    """OIDC discovery, JWKS and TokenReview against a server whose certificate is the one
+    given as CA PEM, made by `openssl req -x509` (CA:TRUE), as Vault accepts; a wrong CA
+    answers an error that says what failed."""
+    cert_file, key_file = _openssl_self_signed(tmp_path, "idp")
+    ca_pem = cert_file.read_text()
+    docs, reviews = {}, {}
+    base, httpd = _https_idp(cert_file, key_file, docs, reviews)
+    signer = _RsaSigner("idp-1")
+    docs["/.well-known/openid-configuration"] = json.dumps({"issuer": base, "jwks_uri": base + "/keys"})
+    docs["/keys"] = signer.jwks()
+    now = int(time.time())
+    claims = {"iss": base, "sub": "alice", "aud": "hush", "iat": now, "exp": now + 300}
+
+    for path, config in [
+        ("oidc-ss", {"oidc_discovery_url": base, "oidc_discovery_ca_pem": ca_pem}),
+        ("jwks-ss", {"jwks_url": base + "/keys", "jwks_ca_pem": ca_pem, "bound_issuer": base}),
+    ]:
+        root_client.sys.enable_auth_method("jwt", path=path)
+        root_client.auth.jwt.configure(path=path, **config)
+        root_client.auth.jwt.create_role(name="r", role_type="jwt", user_claim="sub",
+                                         bound_audiences=["hush"], allowed_redirect_uris=[],
+                                         token_policies=["default"], path=path)
+        resp = hvac.Client(url=server.addr).auth.jwt.jwt_login(role="r", jwt=signer.sign(claims), path=path)
+        assert resp["auth"]["metadata"]["role"] == "r" and resp["auth"]["client_token"]
+
+    # Kubernetes TokenReview against the same server.
+    root_client.sys.enable_auth_method("kubernetes", path="k8s-ss")
+    root_client.auth.kubernetes.configure(kubernetes_host=base, kubernetes_ca_cert=ca_pem,
+                                          mount_point="k8s-ss")
+    root_client.auth.kubernetes.create_role(
+        name="web", bound_service_account_names=["web"], bound_service_account_namespaces=["prod"],
+        policies=["default"], mount_point="k8s-ss")
+    sa_jwt = signer.sign(_k8s_claims("prod", "web"))
+    reviews[sa_jwt] = ("prod", "web")
+    resp = hvac.Client(url=server.addr).auth.kubernetes.login(role="web", jwt=sa_jwt, mount_point="k8s-ss")
+    assert resp["auth"]["metadata"]["service_account_name"] == "web"
+
+    # Another self-signed certificate as the CA: refused, saying why (not "cannot connect").
+    other_cert, _ = _openssl_self_signed(tmp_path, "other")
+    with pytest.raises(exceptions.InvalidRequest) as e:
+        root_client.auth.jwt.configure(oidc_discovery_url=base,
+                                       oidc_discovery_ca_pem=other_cert.read_text(), path="oidc-ss")
+    msg = str(e.value)
+    assert "TLS handshake failed" in msg and "CA:TRUE" in msg, msg
+    root_client.auth.kubernetes.configure(kubernetes_host=base, kubernetes_ca_cert=other_cert.read_text(),
+                                          mount_point="k8s-ss")
+    with pytest.raises(exceptions.VaultError) as e:
+        hvac.Client(url=server.addr).auth.kubernetes.login(role="web", jwt=sa_jwt, mount_point="k8s-ss")
+    assert "TLS handshake failed" in str(e.value), str(e.value)
+    for path in ("oidc-ss", "jwks-ss", "k8s-ss"):
+        root_client.sys.disable_auth_method(path)
+    httpd.shutdown()
