@@ -189,3 +189,43 @@ def test_outbound_tls_trusts_a_self_signed_ca_certificate(server, root_client, t
     for path in ("oidc-ss", "jwks-ss", "k8s-ss"):
         root_client.sys.disable_auth_method(path)
     httpd.shutdown()
+
+
+def test_config_pems_read_back_as_written(server, root_client, tmp_path):
+    """kubernetes_ca_cert, jwks_ca_pem and oidc_discovery_ca_pem are Vault TypeString fields:
+    read back exactly as written (a trimmed PEM would be a Terraform diff forever). pem_keys and
+    jwt_validation_pubkeys are TypeCommaStringSlice in Vault, each entry TrimSpace'd: so here."""
+    cert_file, key_file = _openssl_self_signed(tmp_path, "pem")
+    ca_pem = cert_file.read_text()
+    assert ca_pem.endswith("-----\n")
+    docs = {}
+    base, httpd = _https_idp(cert_file, key_file, docs, {})
+    signer = _RsaSigner("p1")
+    docs["/.well-known/openid-configuration"] = json.dumps({"issuer": base, "jwks_uri": base + "/keys"})
+    docs["/keys"] = signer.jwks()
+
+    root_client.sys.enable_auth_method("kubernetes", path="k8s-pem")
+    key_pem = _self_signed_cert(signer)
+    root_client.auth.kubernetes.configure(kubernetes_host=base, kubernetes_ca_cert=ca_pem,
+                                          pem_keys=["\n" + key_pem + "\n"], mount_point="k8s-pem")
+    config = root_client.auth.kubernetes.read_config(mount_point="k8s-pem")
+    assert config["kubernetes_ca_cert"] == ca_pem
+    assert config["pem_keys"] == [key_pem.strip()]
+
+    for path, config in [("jwt-pem1", {"jwks_url": base + "/keys", "jwks_ca_pem": ca_pem}),
+                         ("jwt-pem2", {"oidc_discovery_url": base, "oidc_discovery_ca_pem": ca_pem})]:
+        root_client.sys.enable_auth_method("jwt", path=path)
+        root_client.auth.jwt.configure(path=path, **config)
+        read = root_client.auth.jwt.read_config(path=path)["data"]
+        for k, v in config.items():
+            assert read[k] == v, k
+    root_client.sys.enable_auth_method("jwt", path="jwt-pem3")
+    root_client.auth.jwt.configure(jwt_validation_pubkeys=[key_pem], path="jwt-pem3")
+    assert root_client.auth.jwt.read_config(path="jwt-pem3")["data"]["jwt_validation_pubkeys"] == [key_pem.strip()]
+    # A CA PEM that is not a string: 400 naming it.
+    r = requests.post(server.addr + "/v1/auth/jwt-pem1/config", headers={"X-Vault-Token": root_client.token},
+                      json={"jwks_url": base + "/keys", "jwks_ca_pem": 5})
+    assert r.status_code == 400 and "jwks_ca_pem must be a string" in r.json()["errors"][0]
+    for path in ("k8s-pem", "jwt-pem1", "jwt-pem2", "jwt-pem3"):
+        root_client.sys.disable_auth_method(path)
+    httpd.shutdown()

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::jws::{JwtError, RemoteKeySet};
-use crate::logical::fields::list_field;
+use crate::logical::fields::{field_str, list_field};
 use crate::logical::{Data, LogicalError};
 
 /// Google's API base.
@@ -141,11 +141,7 @@ impl Default for GcpConfig {
 }
 
 fn text(data: &Data, key: &str) -> Result<Option<String>, LogicalError> {
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(_) => Err(LogicalError::invalid(format!("{key} must be a string"))),
-    }
+    Ok(field_str(data, key)?.map(|s| s.trim().to_string()))
 }
 
 /// `custom_endpoint` as an object or a JSON string holding one; only `api` is accepted.
@@ -213,8 +209,8 @@ impl GcpConfig {
         if let Some(api) = custom_endpoint(data)? {
             self.api_endpoint = api;
         }
-        if let Some(ca) = text(data, "custom_endpoint_ca_pem")? {
-            self.custom_endpoint_ca_pem = ca;
+        if let Some(ca) = field_str(data, "custom_endpoint_ca_pem")? {
+            self.custom_endpoint_ca_pem = ca.to_string();
         }
         if let Some(url) = text(data, "google_certs_endpoint")? {
             self.google_certs_endpoint = if url == DEFAULT_CERTS {
@@ -244,7 +240,7 @@ impl GcpConfig {
     }
 
     fn ca(&self) -> Option<&str> {
-        Some(self.custom_endpoint_ca_pem.as_str()).filter(|s| !s.is_empty())
+        Some(self.custom_endpoint_ca_pem.as_str()).filter(|s| !s.trim().is_empty())
     }
 
     /// Keeps only the metadata fields configured for the login type (`gce` or IAM).

@@ -153,7 +153,7 @@ async fn serve(
     }
 }
 
-fn jwks(keys: &[(&super::tests::TestKey, &str)]) -> String {
+pub(crate) fn jwks(keys: &[(&super::tests::TestKey, &str)]) -> String {
     json!({ "keys": keys.iter().map(|(k, kid)| k.jwk_with(kid)).collect::<Vec<_>>() }).to_string()
 }
 

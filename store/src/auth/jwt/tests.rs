@@ -170,6 +170,39 @@ async fn config_read_write_and_validation() {
 }
 
 #[tokio::test]
+async fn ca_pems_read_back_as_written() {
+    use crate::auth::jws::tests::rsa_a;
+    use crate::auth::jws::tests_remote::{jwks, start};
+    let srv = start().await;
+    srv.set("/keys", jwks(&[(rsa_a(), "a")]));
+    srv.set(
+        "/.well-known/openid-configuration",
+        json!({"issuer": srv.url(""), "jwks_uri": srv.url("/keys")}).to_string(),
+    );
+    let ca = format!("{}\n", srv.ca_pem.trim_end());
+    for (field, url_field, url) in [
+        ("jwks_ca_pem", "jwks_url", srv.url("/keys")),
+        ("oidc_discovery_ca_pem", "oidc_discovery_url", srv.url("")),
+    ] {
+        let b = backend().await;
+        call(
+            &b,
+            Operation::Update,
+            "config",
+            json!({url_field: url, field: ca}),
+        )
+        .await
+        .unwrap();
+        let d = call(&b, Operation::Read, "config", json!({}))
+            .await
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(d[field], ca.as_str(), "{field}: final newline kept");
+    }
+}
+
+#[tokio::test]
 async fn role_crud_and_validation() {
     let b = backend().await;
     assert_eq!(
