@@ -229,3 +229,22 @@ def test_config_pems_read_back_as_written(server, root_client, tmp_path):
     for path in ("k8s-pem", "jwt-pem1", "jwt-pem2", "jwt-pem3"):
         root_client.sys.disable_auth_method(path)
     httpd.shutdown()
+
+
+def test_jwt_role_keeps_redirect_uris_and_scopes(root_client):
+    root_client.sys.enable_auth_method("jwt", path="jwt-role")
+    root_client.auth.jwt.configure(jwt_validation_pubkeys=[_self_signed_cert(_RsaSigner("r1"))], path="jwt-role")
+    uris = ["https://vault.example/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"]
+    root_client.auth.jwt.create_role(name="r", role_type="jwt", user_claim="sub", bound_audiences=["hush"],
+                                     allowed_redirect_uris=uris, oidc_scopes=["profile", "email"],
+                                     path="jwt-role")
+    role = root_client.auth.jwt.read_role(name="r", path="jwt-role")["data"]
+    assert role["allowed_redirect_uris"] == uris
+    assert role["oidc_scopes"] == ["profile", "email"]
+    # Updating another field keeps them.
+    root_client.adapter.post("/v1/auth/jwt-role/role/r", json={"user_claim": "email"})
+    role = root_client.auth.jwt.read_role(name="r", path="jwt-role")["data"]
+    assert role["user_claim"] == "email" and role["oidc_scopes"] == ["profile", "email"]
+    with pytest.raises(exceptions.InvalidRequest, match="oidc_scopes"):
+        root_client.adapter.post("/v1/auth/jwt-role/role/r", json={"oidc_scopes": {"a": 1}})
+    root_client.sys.disable_auth_method("jwt-role")

@@ -230,6 +230,28 @@ async fn role_crud_and_validation() {
     assert_eq!(d["bound_claims"], json!({"env": "prod-*"}));
     assert_eq!(d["bound_claims_type"], "glob");
     assert_eq!(d["clock_skew_leeway"], -1);
+    assert_eq!(d["allowed_redirect_uris"], Value::Null, "unset, as Vault");
+    call(&b, Operation::Update, "role/r", json!({"allowed_redirect_uris": "https://a.test/cb,http://localhost:8250/oidc/callback", "oidc_scopes": ["profile", "email"]}))
+        .await
+        .unwrap();
+    let d = call(&b, Operation::Read, "role/r", json!({}))
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(
+        d["allowed_redirect_uris"],
+        json!(["https://a.test/cb", "http://localhost:8250/oidc/callback"])
+    );
+    assert_eq!(d["oidc_scopes"], json!(["profile", "email"]));
+    assert_eq!(d["bound_claims_type"], "glob", "the rest kept");
+    // A role stored before these fields existed still reads.
+    let old: super::JwtRole =
+        serde_json::from_value(json!({"bound_audiences": ["a"], "user_claim": "sub", "bound_subject": "",
+            "bound_claims": {}, "bound_claims_type": "", "claim_mappings": {}, "clock_skew_leeway": 0,
+            "expiration_leeway": 0, "not_before_leeway": 0}))
+        .unwrap();
+    assert_eq!(old.oidc_scopes, None);
     let l = call(&b, Operation::List, "role", json!({})).await.unwrap();
     assert_eq!(l.data.unwrap()["keys"], json!(["r"]));
 
@@ -242,6 +264,8 @@ async fn role_crud_and_validation() {
         json!({"user_claim": "sub", "bound_audiences": ["a"], "claim_mappings": {"x": "role"}}),
         json!({"user_claim": "sub", "bound_audiences": ["a"], "token_ttl": 100, "token_max_ttl": 10}),
         json!({"user_claim": "sub", "bound_audiences": ["a"], "token_bound_cidrs": ["10.0.0.0/40"]}),
+        json!({"user_claim": "sub", "bound_audiences": ["a"], "oidc_scopes": 5}),
+        json!({"user_claim": "sub", "bound_audiences": ["a"], "allowed_redirect_uris": [1]}),
     ] {
         let r = call(&b, Operation::Update, "role/new", bad.clone()).await;
         assert_eq!(r.unwrap_err().status(), 400, "{bad}");
