@@ -67,6 +67,15 @@ async fn call(
     b.handle(&Request::new(op, path).with_data(body)).await
 }
 
+/// The data of a successful read of `path`.
+async fn read(b: &JwtBackend, path: &str) -> crate::logical::Data {
+    call(b, Operation::Read, path, json!({}))
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+}
+
 /// A backend configured with `key` and a role `r`.
 async fn ready(key: &Key, role: Value) -> JwtBackend {
     let b = backend().await;
@@ -124,10 +133,7 @@ async fn config_read_write_and_validation() {
     )
     .await
     .unwrap();
-    let r = call(&b, Operation::Read, "config", json!({}))
-        .await
-        .unwrap();
-    let d = r.data.unwrap();
+    let d = read(&b, "config").await;
     assert_eq!(d["jwt_validation_pubkeys"][0], json!(k.public_pem.trim()));
     assert_eq!(d["bound_issuer"], "x");
 
@@ -161,11 +167,7 @@ async fn config_read_write_and_validation() {
         assert!(msg.contains(want), "{bad}: {msg}");
     }
     // The good config survived the bad writes.
-    let d = call(&b, Operation::Read, "config", json!({}))
-        .await
-        .unwrap()
-        .data
-        .unwrap();
+    let d = read(&b, "config").await;
     assert_eq!(d["bound_issuer"], "x");
 }
 
@@ -193,11 +195,7 @@ async fn ca_pems_read_back_as_written() {
         )
         .await
         .unwrap();
-        let d = call(&b, Operation::Read, "config", json!({}))
-            .await
-            .unwrap()
-            .data
-            .unwrap();
+        let d = read(&b, "config").await;
         assert_eq!(d[field], ca.as_str(), "{field}: final newline kept");
     }
 }
@@ -218,11 +216,7 @@ async fn role_crud_and_validation() {
     call(&b, Operation::Update, "role/r", json!({"bound_claims": {"env": "prod-*"}, "bound_claims_type": "glob", "clock_skew_leeway": -1}))
         .await
         .unwrap();
-    let d = call(&b, Operation::Read, "role/r", json!({}))
-        .await
-        .unwrap()
-        .data
-        .unwrap();
+    let d = read(&b, "role/r").await;
     assert_eq!(d["role_type"], "jwt");
     assert_eq!(d["user_claim"], "sub");
     assert_eq!(d["token_policies"], json!(["app"]));
@@ -234,11 +228,7 @@ async fn role_crud_and_validation() {
     call(&b, Operation::Update, "role/r", json!({"allowed_redirect_uris": "https://a.test/cb,http://localhost:8250/oidc/callback", "oidc_scopes": ["profile", "email"]}))
         .await
         .unwrap();
-    let d = call(&b, Operation::Read, "role/r", json!({}))
-        .await
-        .unwrap()
-        .data
-        .unwrap();
+    let d = read(&b, "role/r").await;
     assert_eq!(
         d["allowed_redirect_uris"],
         json!(["https://a.test/cb", "http://localhost:8250/oidc/callback"])
