@@ -18,12 +18,27 @@ pub trait RoleFields: Serialize + DeserializeOwned + Send + Sync {
     fn apply(existing: Option<Self>, data: &Data) -> Result<Self, LogicalError>;
     /// What a read of `role/NAME` returns.
     fn to_json(&self) -> Value;
+    /// Warnings a write of this role answers with (it is stored all the same).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Implements [`RoleFields`] for a role type with `Default`, `update(&mut self, &Data)` and
-/// `to_json(&self)`: a new role is the default one updated.
+/// `to_json(&self)`: a new role is the default one updated. `role_fields_from_update!(R,
+/// warnings)` also takes the write's warnings from `R::warnings(&self) -> Vec<String>`.
 macro_rules! role_fields_from_update {
+    ($role:ty, warnings) => {
+        $crate::auth::role_store::role_fields_from_update!($role, {
+            fn warnings(&self) -> Vec<String> {
+                <$role>::warnings(self)
+            }
+        });
+    };
     ($role:ty) => {
+        $crate::auth::role_store::role_fields_from_update!($role, {});
+    };
+    ($role:ty, { $($extra:item)* }) => {
         impl $crate::auth::role_store::RoleFields for $role {
             fn apply(
                 existing: Option<Self>,
@@ -37,6 +52,8 @@ macro_rules! role_fields_from_update {
             fn to_json(&self) -> serde_json::Value {
                 <$role>::to_json(self)
             }
+
+            $($extra)*
         }
     };
 }
@@ -98,15 +115,16 @@ impl<R: RoleFields> RoleStore<R> {
         Ok(self.view.put_json(&self.key(name), role).await?)
     }
 
-    /// Creates or updates `name` from a write's fields.
-    pub async fn write(&self, name: &str, data: &Data) -> Result<(), LogicalError> {
+    /// Creates or updates `name` from a write's fields; the role as stored.
+    pub async fn write(&self, name: &str, data: &Data) -> Result<R, LogicalError> {
         if !valid_name(name) {
             return Err(LogicalError::invalid(format!(
                 "invalid role name {name:?}: use letters, digits, '-', '_', '.' and '@'"
             )));
         }
         let role = R::apply(self.get(name).await?, data)?;
-        self.put(name, &role).await
+        self.put(name, &role).await?;
+        Ok(role)
     }
 
     /// The names stored; `NotFound` when there are none (Vault's 404 for an empty list).
@@ -153,8 +171,11 @@ impl<R: RoleFields> RoleStore<R> {
                 Ok(Response::empty())
             }
             Operation::Update | Operation::Create => {
-                self.write(name, &req.data).await?;
-                Ok(Response::empty())
+                let role = self.write(name, &req.data).await?;
+                Ok(role
+                    .warnings()
+                    .into_iter()
+                    .fold(Response::empty(), Response::with_warning))
             }
             _ => Err(LogicalError::UnsupportedOperation),
         }

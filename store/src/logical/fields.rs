@@ -67,6 +67,16 @@ pub fn field_secs(data: &Data, key: &str) -> Result<Option<u64>, LogicalError> {
     }
 }
 
+/// A string field as written, not trimmed (Vault's `TypeString`: a PEM reads back with its
+/// final newline). Absent and `null` give `None`; another type is a 400 naming the field.
+pub fn field_str<'a>(data: &'a Data, key: &str) -> Result<Option<&'a str>, LogicalError> {
+    match data.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(LogicalError::invalid(format!("{key} must be a string"))),
+    }
+}
+
 /// Role names: letters, digits, `-`, `_`, `.`, `@`; at most 128 bytes.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -115,6 +125,15 @@ mod tests {
         assert_eq!(field_bool(&d, "t").unwrap(), Some(true));
         assert_eq!(field_bool(&d, "f").unwrap(), Some(false));
         assert!(field_bool(&d, "c").is_err());
+        let p = json!({"pem": " x\n", "n": 5, "z": null});
+        let p = p.as_object().unwrap();
+        assert_eq!(field_str(p, "pem").unwrap(), Some(" x\n"), "not trimmed");
+        assert_eq!(field_str(p, "z").unwrap(), None);
+        let err = field_str(p, "n").unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string()),
+            (400, "n must be a string".into())
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::jws::{JwtError, RemoteKeySet};
-use crate::logical::fields::list_field;
+use crate::logical::fields::{field_str, list_field};
 use crate::logical::{Data, LogicalError};
 
 /// Google's API base.
@@ -77,6 +77,31 @@ impl Credentials {
     pub fn is_set(&self) -> bool {
         !self.0.is_empty()
     }
+
+    /// What `GET config` shows of the key, as Vault does: `project_id`, `client_email`,
+    /// `client_id` and `private_key_id` when present and non-empty, never `private_key`.
+    fn shown(&self) -> Map<String, Value> {
+        /// The public fields of a service-account key JSON (the rest is skipped unread).
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Public {
+            project_id: String,
+            client_email: String,
+            client_id: String,
+            private_key_id: String,
+        }
+        let p: Public = serde_json::from_str(&self.0).unwrap_or_default();
+        [
+            ("project_id", p.project_id),
+            ("client_email", p.client_email),
+            ("client_id", p.client_id),
+            ("private_key_id", p.private_key_id),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect()
+    }
 }
 
 /// The stored configuration.
@@ -116,11 +141,7 @@ impl Default for GcpConfig {
 }
 
 fn text(data: &Data, key: &str) -> Result<Option<String>, LogicalError> {
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(_) => Err(LogicalError::invalid(format!("{key} must be a string"))),
-    }
+    Ok(field_str(data, key)?.map(|s| s.trim().to_string()))
 }
 
 /// `custom_endpoint` as an object or a JSON string holding one; only `api` is accepted.
@@ -188,8 +209,8 @@ impl GcpConfig {
         if let Some(api) = custom_endpoint(data)? {
             self.api_endpoint = api;
         }
-        if let Some(ca) = text(data, "custom_endpoint_ca_pem")? {
-            self.custom_endpoint_ca_pem = ca;
+        if let Some(ca) = field_str(data, "custom_endpoint_ca_pem")? {
+            self.custom_endpoint_ca_pem = ca.to_string();
         }
         if let Some(url) = text(data, "google_certs_endpoint")? {
             self.google_certs_endpoint = if url == DEFAULT_CERTS {
@@ -219,10 +240,9 @@ impl GcpConfig {
     }
 
     fn ca(&self) -> Option<&str> {
-        Some(self.custom_endpoint_ca_pem.as_str()).filter(|s| !s.is_empty())
+        Some(self.custom_endpoint_ca_pem.as_str()).filter(|s| !s.trim().is_empty())
     }
 
-    /// `GET config`: everything but the credentials.
     /// Keeps only the metadata fields configured for the login type (`gce` or IAM).
     pub fn select_metadata(&self, gce: bool, metadata: &mut BTreeMap<String, String>) {
         let chosen = if gce {
@@ -235,12 +255,13 @@ impl GcpConfig {
         }
     }
 
+    /// `GET config`: everything but the credentials, of which only the public fields.
     pub fn to_json(&self) -> Value {
         let mut endpoint = Map::new();
         if !self.api_endpoint.is_empty() {
             endpoint.insert("api".into(), json!(self.api_endpoint));
         }
-        json!({
+        let mut shown = json!({
             "iam_alias": self.iam_alias,
             "gce_alias": self.gce_alias,
             "iam_metadata": shown_fields(&self.iam_metadata, &IAM_METADATA),
@@ -248,7 +269,11 @@ impl GcpConfig {
             "custom_endpoint": endpoint,
             "custom_endpoint_ca_pem": self.custom_endpoint_ca_pem,
             "google_certs_endpoint": self.gce_certs_url(),
-        })
+        });
+        if let Value::Object(m) = &mut shown {
+            m.extend(self.credentials.shown());
+        }
+        shown
     }
 }
 
@@ -357,10 +382,36 @@ mod tests {
         assert!(c.credentials.is_set(), "kept when not given");
         let shown = c.to_json().to_string();
         assert!(!shown.contains("sekrit") && !format!("{c:?}").contains("sekrit"));
+        assert!(
+            c.to_json().get("project_id").is_none(),
+            "absent fields are not shown"
+        );
         assert_eq!(c.to_json()["custom_endpoint"]["api"], "https://google.test");
         let back: GcpConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(GcpConfig::default().gce_certs_url(), DEFAULT_CERTS);
+    }
+
+    #[test]
+    fn config_shows_the_public_fields_of_the_credentials() {
+        let key = json!({"type": "service_account", "project_id": "proj-1",
+                         "private_key_id": "kid-9", "private_key": "-----BEGIN PRIVATE KEY-----sekrit",
+                         "client_email": "sa@proj-1.iam.gserviceaccount.com",
+                         "client_id": "10123", "token_uri": "https://oauth2.test/token"});
+        let mut c = GcpConfig::default();
+        c.update(&data(json!({"credentials": key.to_string()})))
+            .unwrap();
+        let shown = c.to_json();
+        assert_eq!(shown["project_id"], "proj-1");
+        assert_eq!(shown["client_email"], "sa@proj-1.iam.gserviceaccount.com");
+        assert_eq!(shown["client_id"], "10123");
+        assert_eq!(shown["private_key_id"], "kid-9");
+        assert!(!shown.to_string().contains("sekrit"));
+        assert!(shown.get("token_uri").is_none() && shown.get("private_key").is_none());
+        // Fields of the wrong type show nothing rather than failing the read.
+        c.update(&data(json!({"credentials": "{\"project_id\": 5}"})))
+            .unwrap();
+        assert!(c.to_json().get("project_id").is_none());
     }
 
     #[test]

@@ -152,15 +152,18 @@ impl GcpRole {
 
     /// `role/:name/service-accounts` {add, remove}: edit an iam role's service accounts.
     pub fn edit_service_accounts(&mut self, data: &Data) -> Result<(), LogicalError> {
+        let add = list_field(data, "add")?.unwrap_or_default();
+        let remove = list_field(data, "remove")?.unwrap_or_default();
+        if add.is_empty() && remove.is_empty() {
+            // Vault's message, checked before the role type as Vault does.
+            return Err(LogicalError::invalid(
+                "must provide at least one value to add or remove",
+            ));
+        }
         if self.role_type != RoleType::Iam {
             return Err(LogicalError::invalid(
                 "service accounts can only be edited on iam roles",
             ));
-        }
-        let add = list_field(data, "add")?.unwrap_or_default();
-        let remove = list_field(data, "remove")?.unwrap_or_default();
-        if add.is_empty() && remove.is_empty() {
-            return Err(LogicalError::invalid("add or remove must be given"));
         }
         for sa in add {
             if !self.bound_service_accounts.contains(&sa) {
@@ -321,6 +324,13 @@ mod tests {
         r.edit_service_accounts(&data(json!({"add": ["b", "a"], "remove": "a"})))
             .unwrap();
         assert_eq!(r.bound_service_accounts, vec!["b"]);
+        for nothing in [json!({}), json!({"add": [], "remove": ""})] {
+            let err = r.clone().edit_service_accounts(&data(nothing)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "must provide at least one value to add or remove"
+            );
+        }
         for bad in [json!({}), json!({"remove": "b"}), json!({"add": "*"})] {
             let mut copy = r.clone();
             assert_eq!(

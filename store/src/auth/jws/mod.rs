@@ -18,6 +18,8 @@
 //! - [`keys`]: [`KeySet`] from PEM public keys or a JWKS document.
 //! - [`remote`]: [`RemoteKeySet`] (a JWKS URL fetched over HTTPS, cached, refetched on an
 //!   unknown `kid` at most once per interval) and OIDC discovery.
+//! - [`tls`]: the outbound HTTPS client (a CA bundle, or a pinned self-signed server
+//!   certificate) and what a failed request says.
 //! - [`claims`]: Kubernetes service-account identities, Vault's `bound_claims`,
 //!   `claim_mappings`, `user_claim`, and the `*` glob matcher.
 //!
@@ -33,6 +35,7 @@
 pub mod claims;
 pub mod keys;
 pub mod remote;
+pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,7 +1,8 @@
 //! Keys fetched from a JWKS URL, and OIDC discovery.
 //!
 //! [`RemoteKeySet`] fetches the JWKS over HTTPS (reqwest on rustls with ring; a configured CA
-//! bundle replaces the system roots, as Vault's `jwks_ca_pem` / `oidc_discovery_ca_pem` do).
+//! bundle replaces the system roots, as Vault's `jwks_ca_pem` / `oidc_discovery_ca_pem` do:
+//! see [`super::tls`]).
 //! Redirects are not followed, bodies are capped at [`MAX_BODY`], requests time out after
 //! 10 s.
 //!
@@ -18,12 +19,11 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use super::{check_claims, parse, verify_parsed, Claims, JwtError, KeySet, Validation};
+pub use super::tls::http_client;
+use super::{check_claims, parse, tls, verify_parsed, Claims, JwtError, KeySet, Validation};
 
 /// Largest JWKS or discovery document accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
-
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Cached {
     keys: Arc<KeySet>,
@@ -50,25 +50,6 @@ impl std::fmt::Debug for RemoteKeySet {
     }
 }
 
-/// An HTTPS client trusting `ca_pem` only when given, else the system roots.
-pub fn http_client(ca_pem: Option<&str>) -> Result<reqwest::Client, JwtError> {
-    hush_api::install_crypto_provider();
-    let mut b = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(true);
-    if let Some(pem) = ca_pem.filter(|p| !p.trim().is_empty()) {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|_| JwtError::Key("CA bundle is not PEM certificates".into()))?;
-        if certs.is_empty() {
-            return Err(JwtError::Key("CA bundle holds no certificate".into()));
-        }
-        b = b.tls_certs_only(certs);
-    }
-    b.build()
-        .map_err(|_| JwtError::Fetch("cannot build the HTTPS client".into()))
-}
-
 fn check_https(url: &str) -> Result<(), JwtError> {
     match reqwest::Url::parse(url) {
         Ok(u) if u.scheme() == "https" && u.host_str().is_some() => Ok(()),
@@ -79,15 +60,11 @@ fn check_https(url: &str) -> Result<(), JwtError> {
 /// GET a JSON document, capped at [`MAX_BODY`].
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, JwtError> {
     let fail = |what: &str| JwtError::Fetch(format!("{url}: {what}"));
-    let mut resp = http.get(url).send().await.map_err(|e| {
-        if e.is_timeout() {
-            fail("timed out")
-        } else if e.is_connect() {
-            fail("cannot connect (or TLS handshake failed)")
-        } else {
-            fail("request failed")
-        }
-    })?;
+    let mut resp = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail(&tls::describe(&e)))?;
     if !resp.status().is_success() {
         return Err(fail(&format!("HTTP status {}", resp.status().as_u16())));
     }

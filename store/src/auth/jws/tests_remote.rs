@@ -56,7 +56,6 @@ pub(crate) fn make_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
 }
 
 pub(crate) async fn start() -> Server {
-    hush_api::install_crypto_provider();
     let (ca, ca_key) = make_ca();
     let key = rcgen::KeyPair::generate().unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -64,6 +63,35 @@ pub(crate) async fn start() -> Server {
         127, 0, 0, 1,
     ]))];
     let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    serve(cert.der().clone(), &key, ca.pem()).await
+}
+
+/// A server whose certificate is self-signed (what `openssl req -x509` makes: `CA:TRUE` when
+/// `is_ca`), for `san`, valid now unless `expired` (then in 2020 only); its `ca_pem` is the
+/// certificate itself.
+pub(crate) async fn start_self_signed(is_ca: bool, san: rcgen::SanType, expired: bool) -> Server {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "self-signed idp");
+    p.subject_alt_names = vec![san];
+    if is_ca {
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    if expired {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2020, 12, 31);
+    }
+    let cert = p.self_signed(&key).unwrap();
+    serve(cert.der().clone(), &key, cert.pem()).await
+}
+
+async fn serve(
+    cert: rustls_pki_types::CertificateDer<'static>,
+    key: &rcgen::KeyPair,
+    ca_pem: String,
+) -> Server {
+    hush_api::install_crypto_provider();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -71,7 +99,7 @@ pub(crate) async fn start() -> Server {
     .unwrap()
     .with_no_client_auth()
     .with_single_cert(
-        vec![cert.der().clone()],
+        vec![cert],
         rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
     )
     .unwrap();
@@ -118,14 +146,14 @@ pub(crate) async fn start() -> Server {
     });
     Server {
         base,
-        ca_pem: ca.pem(),
+        ca_pem,
         bodies,
         hits,
         task,
     }
 }
 
-fn jwks(keys: &[(&super::tests::TestKey, &str)]) -> String {
+pub(crate) fn jwks(keys: &[(&super::tests::TestKey, &str)]) -> String {
     json!({ "keys": keys.iter().map(|(k, kid)| k.jwk_with(kid)).collect::<Vec<_>>() }).to_string()
 }
 
@@ -281,4 +309,82 @@ async fn oidc_discovery() {
         discover(&srv.url("/plain"), Some(&srv.ca_pem)).await,
         Err(JwtError::Key(_))
     ));
+}
+
+fn loopback() -> rcgen::SanType {
+    rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]))
+}
+
+#[tokio::test]
+async fn a_self_signed_server_certificate_given_as_the_ca_is_trusted() {
+    // CA:TRUE (what `openssl req -x509` makes) and a plain self-signed leaf, as Vault accepts.
+    for is_ca in [true, false] {
+        let srv = start_self_signed(is_ca, loopback(), false).await;
+        srv.set("/jwks", jwks(&[(rsa_a(), "a")]));
+        let ks = KeySet::from_jwks_url(&srv.url("/jwks"), Some(&srv.ca_pem))
+            .await
+            .unwrap_or_else(|e| panic!("is_ca {is_ca}: {e}"));
+        assert!(ks.has_kid("a"));
+        // With the final newline dropped or another certificate before it, still trusted.
+        let bundle = format!("{}{}", make_ca().0.pem(), srv.ca_pem.trim_end());
+        KeySet::from_jwks_url(&srv.url("/jwks"), Some(&bundle))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_certificate_must_name_the_host_and_be_valid_now() {
+    let dns = rcgen::SanType::DnsName("idp.example".try_into().unwrap());
+    for (srv, want) in [
+        (
+            start_self_signed(true, dns, false).await,
+            "not valid for name",
+        ),
+        (start_self_signed(true, loopback(), true).await, "xpired"),
+    ] {
+        srv.set("/jwks", jwks(&[(rsa_a(), "a")]));
+        let err = KeySet::from_jwks_url(&srv.url("/jwks"), Some(&srv.ca_pem))
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("TLS handshake failed") && msg.contains(want),
+            "{msg}"
+        );
+        assert_eq!(srv.hits("/jwks"), 0);
+    }
+}
+
+#[tokio::test]
+async fn failed_requests_say_what_failed() {
+    let srv = start_self_signed(true, loopback(), false).await;
+    srv.set("/jwks", jwks(&[(rsa_a(), "a")]));
+    // Another self-signed certificate: the server's is not trusted, and the error says why.
+    let other = start_self_signed(true, loopback(), false).await;
+    let err = KeySet::from_jwks_url(&srv.url("/jwks"), Some(&other.ca_pem))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TLS handshake failed") && err.contains("CA:TRUE"),
+        "{err}"
+    );
+    // A CA-signed server and another CA.
+    let signed = start().await;
+    let err = KeySet::from_jwks_url(&signed.url("/jwks"), Some(&other.ca_pem))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not signed by a trusted CA"), "{err}");
+    // Nothing listening.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = KeySet::from_jwks_url(&format!("https://127.0.0.1:{port}/jwks"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("connection refused"), "{err}");
 }

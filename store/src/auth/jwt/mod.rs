@@ -28,7 +28,7 @@ use crate::auth::method::AuthMethod;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
-use crate::logical::fields::list_field;
+use crate::logical::fields::{field_str, list_field};
 use crate::logical::{LogicalError, Request, Response};
 
 pub mod role;
@@ -55,20 +55,18 @@ pub struct JwtConfig {
 
 impl JwtConfig {
     fn from_request(req: &Request) -> Result<JwtConfig, LogicalError> {
-        let text = |key: &str| -> Result<String, LogicalError> {
-            match req.data.get(key) {
-                None | Some(Value::Null) => Ok(String::new()),
-                Some(Value::String(s)) => Ok(s.trim().to_string()),
-                Some(_) => Err(LogicalError::invalid(format!("{key} must be a string"))),
-            }
+        // PEM text as written (Vault's TypeString: it reads back with its final newline).
+        let pem = |key: &str| -> Result<String, LogicalError> {
+            Ok(field_str(&req.data, key)?.unwrap_or_default().to_string())
         };
+        let text = |key: &str| -> Result<String, LogicalError> { Ok(pem(key)?.trim().to_string()) };
         let cfg = JwtConfig {
             jwks_url: text("jwks_url")?,
-            jwks_ca_pem: text("jwks_ca_pem")?,
+            jwks_ca_pem: pem("jwks_ca_pem")?,
             jwt_validation_pubkeys: list_field(&req.data, "jwt_validation_pubkeys")?
                 .unwrap_or_default(),
             oidc_discovery_url: text("oidc_discovery_url")?,
-            oidc_discovery_ca_pem: text("oidc_discovery_ca_pem")?,
+            oidc_discovery_ca_pem: pem("oidc_discovery_ca_pem")?,
             bound_issuer: text("bound_issuer")?,
             jwt_supported_algs: list_field(&req.data, "jwt_supported_algs")?.unwrap_or_default(),
             default_role: text("default_role")?,
@@ -84,12 +82,12 @@ impl JwtConfig {
                  must be set",
             ));
         }
-        if !cfg.jwks_ca_pem.is_empty() && cfg.jwks_url.is_empty() {
+        if !cfg.jwks_ca_pem.trim().is_empty() && cfg.jwks_url.is_empty() {
             return Err(LogicalError::invalid(
                 "jwks_ca_pem is only used with jwks_url",
             ));
         }
-        if !cfg.oidc_discovery_ca_pem.is_empty() && cfg.oidc_discovery_url.is_empty() {
+        if !cfg.oidc_discovery_ca_pem.trim().is_empty() && cfg.oidc_discovery_url.is_empty() {
             return Err(LogicalError::invalid(
                 "oidc_discovery_ca_pem is only used with oidc_discovery_url",
             ));

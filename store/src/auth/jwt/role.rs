@@ -27,6 +27,12 @@ pub struct JwtRole {
     pub clock_skew_leeway: i64,
     pub expiration_leeway: i64,
     pub not_before_leeway: i64,
+    /// Kept and shown for Vault compatibility (Terraform, the UI); hushd has no browser OIDC
+    /// flow that would use them. `None` until written: read as `null`, as Vault's unset lists.
+    #[serde(default)]
+    pub allowed_redirect_uris: Option<Vec<String>>,
+    #[serde(default)]
+    pub oidc_scopes: Option<Vec<String>>,
     #[serde(flatten)]
     pub token: TokenParams,
 }
@@ -131,6 +137,14 @@ impl JwtRole {
             self.claim_mappings = out;
         }
         for (key, slot) in [
+            ("allowed_redirect_uris", &mut self.allowed_redirect_uris),
+            ("oidc_scopes", &mut self.oidc_scopes),
+        ] {
+            if let Some(v) = list_field(data, key)? {
+                *slot = Some(v);
+            }
+        }
+        for (key, slot) in [
             ("clock_skew_leeway", &mut self.clock_skew_leeway),
             ("expiration_leeway", &mut self.expiration_leeway),
             ("not_before_leeway", &mut self.not_before_leeway),
@@ -207,6 +221,8 @@ impl JwtRole {
                 "clock_skew_leeway": self.clock_skew_leeway,
                 "expiration_leeway": self.expiration_leeway,
                 "not_before_leeway": self.not_before_leeway,
+                "allowed_redirect_uris": self.allowed_redirect_uris,
+                "oidc_scopes": self.oidc_scopes,
             }),
             &self.token,
         )

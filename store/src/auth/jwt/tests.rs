@@ -67,6 +67,15 @@ async fn call(
     b.handle(&Request::new(op, path).with_data(body)).await
 }
 
+/// The data of a successful read of `path`.
+async fn read(b: &JwtBackend, path: &str) -> crate::logical::Data {
+    call(b, Operation::Read, path, json!({}))
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+}
+
 /// A backend configured with `key` and a role `r`.
 async fn ready(key: &Key, role: Value) -> JwtBackend {
     let b = backend().await;
@@ -124,10 +133,7 @@ async fn config_read_write_and_validation() {
     )
     .await
     .unwrap();
-    let r = call(&b, Operation::Read, "config", json!({}))
-        .await
-        .unwrap();
-    let d = r.data.unwrap();
+    let d = read(&b, "config").await;
     assert_eq!(d["jwt_validation_pubkeys"][0], json!(k.public_pem.trim()));
     assert_eq!(d["bound_issuer"], "x");
 
@@ -161,12 +167,37 @@ async fn config_read_write_and_validation() {
         assert!(msg.contains(want), "{bad}: {msg}");
     }
     // The good config survived the bad writes.
-    let d = call(&b, Operation::Read, "config", json!({}))
-        .await
-        .unwrap()
-        .data
-        .unwrap();
+    let d = read(&b, "config").await;
     assert_eq!(d["bound_issuer"], "x");
+}
+
+#[tokio::test]
+async fn ca_pems_read_back_as_written() {
+    use crate::auth::jws::tests::rsa_a;
+    use crate::auth::jws::tests_remote::{jwks, start};
+    let srv = start().await;
+    srv.set("/keys", jwks(&[(rsa_a(), "a")]));
+    srv.set(
+        "/.well-known/openid-configuration",
+        json!({"issuer": srv.url(""), "jwks_uri": srv.url("/keys")}).to_string(),
+    );
+    let ca = format!("{}\n", srv.ca_pem.trim_end());
+    for (field, url_field, url) in [
+        ("jwks_ca_pem", "jwks_url", srv.url("/keys")),
+        ("oidc_discovery_ca_pem", "oidc_discovery_url", srv.url("")),
+    ] {
+        let b = backend().await;
+        call(
+            &b,
+            Operation::Update,
+            "config",
+            json!({url_field: url, field: ca}),
+        )
+        .await
+        .unwrap();
+        let d = read(&b, "config").await;
+        assert_eq!(d[field], ca.as_str(), "{field}: final newline kept");
+    }
 }
 
 #[tokio::test]
@@ -185,11 +216,7 @@ async fn role_crud_and_validation() {
     call(&b, Operation::Update, "role/r", json!({"bound_claims": {"env": "prod-*"}, "bound_claims_type": "glob", "clock_skew_leeway": -1}))
         .await
         .unwrap();
-    let d = call(&b, Operation::Read, "role/r", json!({}))
-        .await
-        .unwrap()
-        .data
-        .unwrap();
+    let d = read(&b, "role/r").await;
     assert_eq!(d["role_type"], "jwt");
     assert_eq!(d["user_claim"], "sub");
     assert_eq!(d["token_policies"], json!(["app"]));
@@ -197,6 +224,24 @@ async fn role_crud_and_validation() {
     assert_eq!(d["bound_claims"], json!({"env": "prod-*"}));
     assert_eq!(d["bound_claims_type"], "glob");
     assert_eq!(d["clock_skew_leeway"], -1);
+    assert_eq!(d["allowed_redirect_uris"], Value::Null, "unset, as Vault");
+    call(&b, Operation::Update, "role/r", json!({"allowed_redirect_uris": "https://a.test/cb,http://localhost:8250/oidc/callback", "oidc_scopes": ["profile", "email"]}))
+        .await
+        .unwrap();
+    let d = read(&b, "role/r").await;
+    assert_eq!(
+        d["allowed_redirect_uris"],
+        json!(["https://a.test/cb", "http://localhost:8250/oidc/callback"])
+    );
+    assert_eq!(d["oidc_scopes"], json!(["profile", "email"]));
+    assert_eq!(d["bound_claims_type"], "glob", "the rest kept");
+    // A role stored before these fields existed still reads.
+    let old: super::JwtRole =
+        serde_json::from_value(json!({"bound_audiences": ["a"], "user_claim": "sub", "bound_subject": "",
+            "bound_claims": {}, "bound_claims_type": "", "claim_mappings": {}, "clock_skew_leeway": 0,
+            "expiration_leeway": 0, "not_before_leeway": 0}))
+        .unwrap();
+    assert_eq!(old.oidc_scopes, None);
     let l = call(&b, Operation::List, "role", json!({})).await.unwrap();
     assert_eq!(l.data.unwrap()["keys"], json!(["r"]));
 
@@ -209,6 +254,8 @@ async fn role_crud_and_validation() {
         json!({"user_claim": "sub", "bound_audiences": ["a"], "claim_mappings": {"x": "role"}}),
         json!({"user_claim": "sub", "bound_audiences": ["a"], "token_ttl": 100, "token_max_ttl": 10}),
         json!({"user_claim": "sub", "bound_audiences": ["a"], "token_bound_cidrs": ["10.0.0.0/40"]}),
+        json!({"user_claim": "sub", "bound_audiences": ["a"], "oidc_scopes": 5}),
+        json!({"user_claim": "sub", "bound_audiences": ["a"], "allowed_redirect_uris": [1]}),
     ] {
         let r = call(&b, Operation::Update, "role/new", bad.clone()).await;
         assert_eq!(r.unwrap_err().status(), 400, "{bad}");

@@ -27,7 +27,7 @@ use crate::auth::method::AuthMethod;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
-use crate::logical::fields::field_bool;
+use crate::logical::fields::{field_bool, field_str};
 use crate::logical::{LogicalError, Request, Response};
 
 pub mod review;
@@ -67,12 +67,9 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// A string field, trimmed (for names, URLs and tokens; PEM text is kept as written).
 fn str_field(req: &Request, key: &str) -> Result<Option<String>, LogicalError> {
-    match req.data.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(_) => Err(LogicalError::invalid(format!("{key} must be a string"))),
-    }
+    Ok(field_str(&req.data, key)?.map(|s| s.trim().to_string()))
 }
 
 /// `pem_keys`: a list of PEM strings, or one string holding one or more PEM blocks (public
@@ -118,8 +115,9 @@ impl Config {
         if let Some(v) = str_field(req, "kubernetes_host")? {
             self.kubernetes_host = v.trim_end_matches('/').to_string();
         }
-        if let Some(v) = str_field(req, "kubernetes_ca_cert")? {
-            self.kubernetes_ca_cert = v;
+        // As written, like Vault: a trimmed PEM would read back without its final newline.
+        if let Some(v) = field_str(&req.data, "kubernetes_ca_cert")? {
+            self.kubernetes_ca_cert = v.to_string();
         }
         if let Some(v) = str_field(req, "token_reviewer_jwt")? {
             self.token_reviewer_jwt = v;

@@ -6,7 +6,8 @@
 
 use serde_json::{json, Value};
 
-use crate::auth::jws::remote::{http_client, MAX_BODY};
+use crate::auth::jws::remote::MAX_BODY;
+use crate::auth::jws::tls::{self, http_client};
 
 /// What the API server said about a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,15 +123,7 @@ pub async fn review(
         .json(&body)
         .send()
         .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                unavailable("timed out")
-            } else if e.is_connect() {
-                unavailable("cannot connect (or TLS handshake failed)")
-            } else {
-                unavailable("request failed")
-            }
-        })?;
+        .map_err(|e| unavailable(&tls::describe(&e)))?;
     let status = resp.status().as_u16();
     let mut buf = Vec::new();
     while let Some(chunk) = resp

@@ -62,13 +62,38 @@ impl Role {
                 "\"bound_service_account_namespaces\" can not be empty",
             ));
         }
-        let star = |v: &[String]| v.len() == 1 && v[0] == "*";
-        if star(&self.bound_service_account_names) && star(&self.bound_service_account_namespaces) {
-            return Err(LogicalError::invalid(
-                "service_account_names and service_account_namespaces can not both be \"*\"",
-            ));
+        for (field, v) in [
+            (
+                "bound_service_account_names",
+                &self.bound_service_account_names,
+            ),
+            (
+                "bound_service_account_namespaces",
+                &self.bound_service_account_namespaces,
+            ),
+        ] {
+            if v.len() > 1 && v.iter().any(|x| x == "*") {
+                return Err(LogicalError::invalid(format!(
+                    "{field}: can not mix \"*\" with values"
+                )));
+            }
         }
         Ok(())
+    }
+
+    /// What a write of this role warns about. Both bindings `"*"` is allowed (as in Vault's
+    /// plugin since v0.6.0) but lets every service account of the cluster log in.
+    pub fn warnings(&self) -> Vec<String> {
+        let star = |v: &[String]| v.len() == 1 && v[0] == "*";
+        if star(&self.bound_service_account_names) && star(&self.bound_service_account_namespaces) {
+            vec![
+                "bound_service_account_names and bound_service_account_namespaces are both \"*\": \
+                 any service account of any namespace can log in with this role"
+                    .to_string(),
+            ]
+        } else {
+            Vec::new()
+        }
     }
 
     /// The role as Vault's `GET role/:name` shows it.
@@ -89,4 +114,4 @@ impl Role {
     }
 }
 
-crate::auth::role_store::role_fields_from_update!(Role);
+crate::auth::role_store::role_fields_from_update!(Role, warnings);

@@ -138,6 +138,7 @@ fn err_msg(r: Result<Response, LogicalError>) -> (u16, String) {
 #[tokio::test]
 async fn config_read_write_hides_the_reviewer_jwt() {
     let b = backend().await;
+    let ca = format!("{}\n", cert_for(key_a()).trim_end());
     assert_eq!(
         call(&b, Operation::Read, "config", json!({}))
             .await
@@ -150,7 +151,8 @@ async fn config_read_write_hides_the_reviewer_jwt() {
         Operation::Update,
         "config",
         json!({"kubernetes_host": "https://k8s.example:6443/", "token_reviewer_jwt": "reviewer-secret",
-               "issuer": "https://kubernetes.default.svc"}),
+               "issuer": "https://kubernetes.default.svc", "kubernetes_ca_cert": ca,
+               "pem_keys": [format!("\n{}\n\n", key_a().public_pem.trim())]}),
     )
     .await
     .unwrap();
@@ -162,6 +164,10 @@ async fn config_read_write_hides_the_reviewer_jwt() {
     assert_eq!(d["token_reviewer_jwt_set"], true);
     assert_eq!(d["issuer"], "https://kubernetes.default.svc");
     assert!(!d.to_string().contains("reviewer-secret"));
+    // The CA reads back as written (final newline kept); pem_keys is Vault's
+    // TypeCommaStringSlice, each entry TrimSpace'd.
+    assert_eq!(d["kubernetes_ca_cert"], ca.as_str());
+    assert_eq!(d["pem_keys"], json!([key_a().public_pem.trim()]));
 }
 
 #[tokio::test]
@@ -208,7 +214,8 @@ async fn bad_roles_are_refused() {
     for bad in [
         json!({"bound_service_account_namespaces": ["a"]}),
         json!({"bound_service_account_names": ["a"]}),
-        json!({"bound_service_account_names": "*", "bound_service_account_namespaces": "*"}),
+        json!({"bound_service_account_names": ["*", "a"], "bound_service_account_namespaces": "b"}),
+        json!({"bound_service_account_names": "a", "bound_service_account_namespaces": ["b", "*"]}),
         json!({"bound_service_account_names": "a", "bound_service_account_namespaces": "b",
                "token_ttl": 100, "token_max_ttl": 10}),
         json!({"bound_service_account_names": "a", "bound_service_account_namespaces": "b",
@@ -221,6 +228,22 @@ async fn bad_roles_are_refused() {
     }
     let r = call(&b, Operation::Update, "role/a%b", json!({})).await;
     assert_eq!(r.unwrap_err().status(), 400);
+}
+
+#[tokio::test]
+async fn both_bindings_star_are_allowed_with_a_warning() {
+    let b = configured().await;
+    let both = json!({"bound_service_account_names": "*", "bound_service_account_namespaces": "*"});
+    let r = call(&b, Operation::Update, "role/any", both).await.unwrap();
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("any service account"));
+    login(&b, "any", &sign(key_a(), &projected("ns-9", "whoever")))
+        .await
+        .unwrap();
+    // One binding "*" alone is not warned about.
+    let one = json!({"bound_service_account_names": "*", "bound_service_account_namespaces": "a"});
+    let r = call(&b, Operation::Update, "role/one", one).await.unwrap();
+    assert!(r.warnings.is_empty());
 }
 
 #[tokio::test]
