@@ -23,6 +23,19 @@ async fn sqlite_store(dir: &std::path::Path) -> (Hushd, String, String) {
     (h, storage, key)
 }
 
+/// Start hushd again on `storage`, unseal it with `key` and call it with `token`.
+async fn reopen(storage: &str, key: &str, token: String) -> Hushd {
+    let mut h = Hushd::start(
+        &["--storage", storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
+    h.unseal(key).await;
+    h.token = Some(token);
+    h
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,14 +91,7 @@ async fn acknowledged_writes_survive_kill_9() {
         acked.len()
     );
 
-    let mut h2 = Hushd::start(
-        &["--storage", &storage, "--insecure-no-tls"],
-        "http",
-        http_client(),
-    )
-    .await;
-    h2.unseal(&key).await;
-    h2.token = Some(token);
+    let h2 = reopen(&storage, &key, token).await;
     for (k, (ver, v)) in &acked {
         let (s, b) = h2.call("GET", &format!("secret/data/{k}"), None).await;
         assert_eq!(s, 200, "{k}: {b}");
@@ -162,14 +168,7 @@ async fn flipped_byte_on_disk_is_an_integrity_error_and_no_plaintext_on_disk() {
     file[at + blob.len() / 2] ^= 0x01;
     std::fs::write(&db, &file).unwrap();
 
-    let mut h2 = Hushd::start(
-        &["--storage", &storage, "--insecure-no-tls"],
-        "http",
-        http_client(),
-    )
-    .await;
-    h2.unseal(&key).await;
-    h2.token = Some(token);
+    let h2 = reopen(&storage, &key, token).await;
     let (s, b) = h2.call("GET", "secret/data/tamper", None).await;
     assert_eq!(s, 500, "{b}");
     let msg = b["errors"][0].as_str().unwrap();
@@ -195,18 +194,7 @@ async fn a_kv_v1_mount_and_its_upgrade_survive_a_restart() {
     }
     let token = h.token.clone().unwrap();
     h.kill9();
-    let restart = || async {
-        let mut h2 = Hushd::start(
-            &["--storage", &storage, "--insecure-no-tls"],
-            "http",
-            http_client(),
-        )
-        .await;
-        h2.unseal(&key).await;
-        h2.token = Some(token.clone());
-        h2
-    };
-    let mut h = restart().await;
+    let mut h = reopen(&storage, &key, token.clone()).await;
     let (s, b) = h.call("GET", "old/app/k7", None).await;
     assert_eq!((s, &b["data"]), (200, &json!({"i": 7})), "{b}");
 
@@ -223,7 +211,7 @@ async fn a_kv_v1_mount_and_its_upgrade_survive_a_restart() {
         .unwrap()
         .contains("Upgrading mount from version 0 to version 2"));
     h.kill9();
-    let h = restart().await;
+    let h = reopen(&storage, &key, token).await;
     let (_, b) = h.call("GET", "sys/mounts/old", None).await;
     assert_eq!(b["data"]["options"]["version"], "2", "{b}");
     for i in 0..20 {
