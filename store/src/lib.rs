@@ -19,7 +19,8 @@
 //!   leases and their expiration, the audit broker, logins and the `sys/` system backend.
 //! - [`auth`]: auth methods mounted under `auth/` (AppRole, Kubernetes, JWT/OIDC, AWS iam,
 //!   GCP); the core mints their tokens.
-//! - [`engines`]: secrets engines (KV version 2; PostgreSQL dynamic and static credentials).
+//! - [`engines`]: secrets engines (KV versions 1 and 2; PostgreSQL dynamic and static
+//!   credentials).
 //! - [`api`]: HTTP(S) front end: Vault's wire format, body limits, path normalisation.
 //! - [`config`]: the configuration file and flags.
 //!
@@ -74,10 +75,11 @@ impl std::fmt::Debug for DevCredentials {
     }
 }
 
-/// A [`core::registry::Constructor`] for a backend type with `async fn new(BarrierView)`.
+/// A [`core::registry::Constructor`] for a backend type with `async fn new(BarrierView)`
+/// (it takes no mount options).
 macro_rules! start {
     ($backend:ty) => {
-        |view| {
+        |view, _options| {
             Box::pin(async move {
                 Ok(Arc::new(<$backend>::new(view).await?) as Arc<dyn LogicalBackend>)
             })
@@ -93,7 +95,12 @@ pub fn backends() -> Registry {
         .auth("gcp", start!(auth::gcp::GcpBackend))
         .auth("jwt", start!(auth::jwt::JwtBackend))
         .auth("kubernetes", start!(auth::kubernetes::KubernetesBackend))
-        .engine("kv", start!(engines::kv::KvBackend))
+        .engine("kv", |view, options| {
+            Box::pin(engines::kv::open(view, options))
+        })
+        .engine("generic", |view, options| {
+            Box::pin(engines::kv::open(view, options))
+        })
         .engine("database", start!(engines::database::DatabaseBackend))
         .engine_options(engines::normalize_kind)
 }

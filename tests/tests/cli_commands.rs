@@ -287,6 +287,56 @@ async fn kv_commands() {
     );
 }
 
+/// On a KV version 1 mount (`type=kv`, as `vault secrets enable kv`) the commands use the
+/// plain paths, as the vault CLI does, and the version 2 only ones say why they cannot.
+#[tokio::test]
+async fn kv_commands_on_a_version_1_mount() {
+    let h = Hushd::dev().await;
+    let (s, b) = h
+        .call("POST", "sys/mounts/old", Some(json!({"type": "kv"})))
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let out = ok(&h, &["kv", "put", "old/app/db", "user=bob", "pw=one"]);
+    assert!(out.contains("Data written to: old/app/db"), "{out}");
+    let (_, b) = h.call("GET", "old/app/db", None).await;
+    assert_eq!(b["data"], json!({"user": "bob", "pw": "one"}), "{b}");
+    let out = ok(&h, &["kv", "get", "old/app/db"]);
+    assert_eq!(row(&out, "pw").as_deref(), Some("one"), "{out}");
+    assert_eq!(
+        row(&out, "refresh_interval").as_deref(),
+        Some("768h"),
+        "{out}"
+    );
+    assert_eq!(ok(&h, &["kv", "get", "-field=user", "old/app/db"]), "bob");
+    let v = json_of(&ok(&h, &["kv", "get", "-format=json", "old/app/db"]));
+    assert_eq!(v["data"]["pw"], "one", "{v}");
+    // A put replaces the whole secret.
+    ok(&h, &["kv", "put", "old/app/db", "pw=two"]);
+    let v = json_of(&ok(&h, &["kv", "get", "-format=json", "old/app/db"]));
+    assert_eq!(v["data"], json!({"pw": "two"}), "{v}");
+    let out = ok(&h, &["kv", "list", "old/app"]);
+    assert!(out.contains("db"), "{out}");
+    ok(&h, &["kv", "delete", "old/app/db"]);
+    let err = fails(&h, &["kv", "get", "old/app/db"]);
+    assert!(err.contains("No value found at old/app/db"), "{err}");
+    for args in [
+        &["kv", "patch", "old/app/db", "pw=x"][..],
+        &["kv", "put", "-cas=0", "old/app/db", "pw=x"],
+        &["kv", "get", "-version=1", "old/app/db"],
+        &["kv", "undelete", "-versions=1", "old/app/db"],
+        &["kv", "metadata", "get", "old/app/db"],
+    ] {
+        let err = misused(&h, args);
+        assert!(
+            err.contains("old/ is a KV version 1 mount"),
+            "{args:?}: {err}"
+        );
+    }
+    // The dev mount stays version 2.
+    let out = ok(&h, &["kv", "put", "secret/app/db", "pw=one"]);
+    assert!(out.contains("secret/data/app/db"), "{out}");
+}
+
 #[tokio::test]
 async fn policy_commands() {
     let h = Hushd::dev().await;

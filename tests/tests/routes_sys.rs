@@ -304,7 +304,7 @@ async fn mounts_list_enable_tune_disable_good_and_bad() {
         .await;
     assert_eq!(s, 200);
 
-    // Bad enable: malformed JSON, wrong types, unknown type, kv v1, taken path, sys, nested.
+    // Bad enable: malformed JSON, wrong types, unknown type, kv v3, taken path, sys, nested.
     let (s, b) = h
         .call_body(
             Some("root"),
@@ -323,7 +323,7 @@ async fn mounts_list_enable_tune_disable_good_and_bad() {
             json!({"type": "kv-v2", "config": {"max_lease_ttl": "soon"}}),
         ),
         ("bad", json!({"type": "transit"})),
-        ("bad", json!({"type": "kv", "options": {"version": "1"}})),
+        ("bad", json!({"type": "kv", "options": {"version": "3"}})),
         ("bad", json!({})),
         ("apps", json!({"type": "kv-v2"})),
         ("secret", json!({"type": "kv-v2"})),

@@ -23,6 +23,19 @@ async fn sqlite_store(dir: &std::path::Path) -> (Hushd, String, String) {
     (h, storage, key)
 }
 
+/// Start hushd again on `storage`, unseal it with `key` and call it with `token`.
+async fn reopen(storage: &str, key: &str, token: String) -> Hushd {
+    let mut h = Hushd::start(
+        &["--storage", storage, "--insecure-no-tls"],
+        "http",
+        http_client(),
+    )
+    .await;
+    h.unseal(key).await;
+    h.token = Some(token);
+    h
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,14 +91,7 @@ async fn acknowledged_writes_survive_kill_9() {
         acked.len()
     );
 
-    let mut h2 = Hushd::start(
-        &["--storage", &storage, "--insecure-no-tls"],
-        "http",
-        http_client(),
-    )
-    .await;
-    h2.unseal(&key).await;
-    h2.token = Some(token);
+    let h2 = reopen(&storage, &key, token).await;
     for (k, (ver, v)) in &acked {
         let (s, b) = h2.call("GET", &format!("secret/data/{k}"), None).await;
         assert_eq!(s, 200, "{k}: {b}");
@@ -162,17 +168,56 @@ async fn flipped_byte_on_disk_is_an_integrity_error_and_no_plaintext_on_disk() {
     file[at + blob.len() / 2] ^= 0x01;
     std::fs::write(&db, &file).unwrap();
 
-    let mut h2 = Hushd::start(
-        &["--storage", &storage, "--insecure-no-tls"],
-        "http",
-        http_client(),
-    )
-    .await;
-    h2.unseal(&key).await;
-    h2.token = Some(token);
+    let h2 = reopen(&storage, &key, token).await;
     let (s, b) = h2.call("GET", "secret/data/tamper", None).await;
     assert_eq!(s, 500, "{b}");
     let msg = b["errors"][0].as_str().unwrap();
     assert!(msg.contains("integrity"), "{msg}");
     assert!(!b.to_string().contains(marker));
+}
+
+/// KV version 1 data, and its upgrade to version 2, survive a kill -9 and restart: the mount
+/// table says version 2 and every secret reads as version 1 of a versioned secret.
+#[tokio::test]
+async fn a_kv_v1_mount_and_its_upgrade_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, storage, key) = sqlite_store(dir.path()).await;
+    let (s, b) = h
+        .call("POST", "sys/mounts/old", Some(json!({"type": "kv"})))
+        .await;
+    assert_eq!(s, 204, "{b}");
+    for i in 0..20 {
+        let (s, b) = h
+            .call("POST", &format!("old/app/k{i}"), Some(json!({"i": i})))
+            .await;
+        assert_eq!(s, 204, "{b}");
+    }
+    let token = h.token.clone().unwrap();
+    h.kill9();
+    let mut h = reopen(&storage, &key, token.clone()).await;
+    let (s, b) = h.call("GET", "old/app/k7", None).await;
+    assert_eq!((s, &b["data"]), (200, &json!({"i": 7})), "{b}");
+
+    let (s, b) = h
+        .call(
+            "POST",
+            "sys/mounts/old/tune",
+            Some(json!({"options": {"version": "2"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("Upgrading mount from version 0 to version 2"));
+    h.kill9();
+    let h = reopen(&storage, &key, token).await;
+    let (_, b) = h.call("GET", "sys/mounts/old", None).await;
+    assert_eq!(b["data"]["options"]["version"], "2", "{b}");
+    for i in 0..20 {
+        let (s, b) = h.call("GET", &format!("old/data/app/k{i}"), None).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["data"]["data"], json!({"i": i}), "{b}");
+        assert_eq!(b["data"]["metadata"]["version"], 1, "{b}");
+    }
 }

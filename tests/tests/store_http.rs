@@ -298,11 +298,11 @@ async fn vault_error_shapes_and_codes() {
     let (s, b) = h
         .call(
             "POST",
-            "sys/mounts/v1",
-            Some(json!({"type": "kv", "options": {"version": "1"}})),
+            "sys/mounts/v3",
+            Some(json!({"type": "kv", "options": {"version": "3"}})),
         )
         .await;
-    assert_eq!(s, 400, "{b}");
+    assert_eq!(s, 400, "no kv version 3: {b}");
     let (s, _) = h
         .call("POST", "sys/mounts/x", Some(json!({"type": "transit"})))
         .await;

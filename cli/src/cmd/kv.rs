@@ -1,16 +1,23 @@
-//! `hush kv ...` over a KV version 2 engine. `hush kv get secret/app` reads
-//! `/v1/secret/data/app`: the first path segment is the mount, as in the vault CLI, unless
-//! `-mount` names it.
+//! `hush kv ...` over a KV engine. `hush kv get secret/app` reads `/v1/secret/data/app`: the
+//! first path segment is the mount, as in the vault CLI, unless `-mount` names it.
+//!
+//! Like the vault CLI, the commands first ask `sys/internal/ui/mounts/<mount>` for the mount's
+//! KV version: on a version 1 mount `get`, `put`, `list` and `delete` use the plain paths
+//! (`/v1/secret/app`), and the version 2 only commands (`patch`, `undelete`, `destroy`,
+//! `metadata`, `-cas`, `-version(s)`) are refused with a message saying so.
 
 use std::collections::BTreeMap;
 
 use hush_api::wire::kv::{kv_path, split_mount, KvMetadata, KvMetadataUpdate, KvVersionMetadata};
 use hush_api::wire::Data;
+use hush_api::Client;
 use serde_json::{json, Map, Value};
 
 use crate::args::{KvCmd, KvMetadataCmd, KvTarget};
 use crate::context::{read_stdin, usage, Ctx};
-use crate::output::{kv_table, object_rows, print_field, print_json, section, table, value_text};
+use crate::output::{
+    fmt_duration, kv_table, object_rows, print_field, print_json, section, table, value_text,
+};
 
 /// `(mount, path)` of a target.
 pub fn resolve(target: &KvTarget) -> anyhow::Result<(String, String)> {
@@ -106,7 +113,137 @@ pub fn parse_pairs(flag: &str, pairs: &[String]) -> anyhow::Result<BTreeMap<Stri
         .collect()
 }
 
+/// Is `mount` a KV version 1 mount? Asked as the vault CLI asks it; when the answer does not
+/// come (no permission, an older server) the mount is taken as version 2, hushd's default
+/// for `hush dev` and the README's setup.
+async fn is_v1(client: &Client, mount: &str) -> bool {
+    let Ok(Some(resp)) = client
+        .read(&format!("sys/internal/ui/mounts/{mount}"))
+        .await
+    else {
+        return false;
+    };
+    let Some(data) = resp.data else {
+        return false;
+    };
+    let kind = data.get("type").and_then(Value::as_str).unwrap_or("");
+    let version = data
+        .get("options")
+        .and_then(|o| o.get("version"))
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    matches!(kind, "kv" | "generic") && version.as_deref() != Some("2")
+}
+
+/// The refusal of a version 2 only command or flag on a version 1 mount.
+fn v1_refusal(mount: &str, what: &str) -> anyhow::Error {
+    usage(format!(
+        "{mount}/ is a KV version 1 mount: {what} needs KV version 2 (upgrade the mount with \
+         POST sys/mounts/{mount}/tune options.version=2)"
+    ))
+}
+
+/// `get`, `put`, `list` and `delete` on a KV version 1 mount; `Ok(false)` when `mount` is
+/// version 2 (or the command is not one of those), so the caller goes on with version 2.
+async fn run_v1(ctx: &Ctx, cmd: &KvCmd) -> anyhow::Result<bool> {
+    let (target, v2_only) = match cmd {
+        KvCmd::Put { target, cas, .. } => (target, cas.is_some().then_some("-cas")),
+        KvCmd::Get {
+            target, version, ..
+        } => (target, version.is_some().then_some("-version")),
+        KvCmd::List { target } => (target, None),
+        KvCmd::Delete { target, versions } => {
+            (target, (!versions.is_empty()).then_some("-versions"))
+        }
+        KvCmd::Patch { target, .. } => (target, Some("`hush kv patch`")),
+        KvCmd::Undelete { target, .. } => (target, Some("`hush kv undelete`")),
+        KvCmd::Destroy { target, .. } => (target, Some("`hush kv destroy`")),
+        KvCmd::Metadata(
+            KvMetadataCmd::Get { target }
+            | KvMetadataCmd::Put { target, .. }
+            | KvMetadataCmd::Delete { target },
+        ) => (target, Some("`hush kv metadata`")),
+    };
+    let (mount, path) = resolve(target)?;
+    let client = ctx.client()?;
+    if !is_v1(&client, &mount).await {
+        return Ok(false);
+    }
+    if let Some(what) = v2_only {
+        return Err(v1_refusal(&mount, what));
+    }
+    let secret_path = format!("{mount}/{path}");
+    match cmd {
+        KvCmd::Put { data, .. } => {
+            require_path(&mount, &path)?;
+            let data = parse_data(data, &mut read_stdin)?;
+            client.write(&secret_path, &data).await?;
+            success(ctx, &format!("Data written to: {secret_path}"))?;
+        }
+        KvCmd::Get { field, .. } => {
+            require_path(&mount, &path)?;
+            let Some(resp) = client.read(&secret_path).await? else {
+                anyhow::bail!("No value found at {secret_path}");
+            };
+            let data = resp.data.clone().unwrap_or_default();
+            if let Some(field) = field {
+                let value = data.get(field).ok_or_else(|| {
+                    anyhow::anyhow!("field {field:?} not present in secret {secret_path}")
+                })?;
+                return print_field(value).map(|()| true);
+            }
+            if ctx.json() {
+                print_json(&json!({ "lease_duration": resp.lease_duration, "data": data }))?;
+            } else {
+                let mut rows = vec![(
+                    "refresh_interval".to_string(),
+                    fmt_duration(resp.lease_duration),
+                )];
+                rows.extend(object_rows(&data));
+                print!("{}", kv_table(("Key", "Value"), &rows));
+            }
+        }
+        KvCmd::List { .. } => {
+            let Some(resp) = client.list(&secret_path).await? else {
+                anyhow::bail!("No value found at {secret_path}");
+            };
+            let keys = resp
+                .data
+                .and_then(|d| d.get("keys").cloned())
+                .unwrap_or(Value::Array(Vec::new()));
+            print_keys(ctx, &keys)?;
+        }
+        KvCmd::Delete { .. } => {
+            require_path(&mount, &path)?;
+            client.delete(&secret_path).await?;
+            success(
+                ctx,
+                &format!("Data deleted (if it existed) at: {secret_path}"),
+            )?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn print_keys(ctx: &Ctx, keys: &Value) -> anyhow::Result<()> {
+    if ctx.json() {
+        return print_json(keys);
+    }
+    println!("Keys\n----");
+    for k in keys.as_array().into_iter().flatten() {
+        println!("{}", k.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
 pub async fn run(ctx: &Ctx, cmd: KvCmd) -> anyhow::Result<()> {
+    if run_v1(ctx, &cmd).await? {
+        return Ok(());
+    }
     match cmd {
         KvCmd::Put { target, cas, data } => write(ctx, &target, cas, &data, false).await,
         KvCmd::Patch { target, cas, data } => write(ctx, &target, cas, &data, true).await,
@@ -267,14 +404,7 @@ async fn list(ctx: &Ctx, target: &KvTarget) -> anyhow::Result<()> {
     let Some(keys) = ctx.client()?.kv_list(&mount, &path).await? else {
         anyhow::bail!("No value found at {}", kv_path(&mount, "metadata", &path));
     };
-    if ctx.json() {
-        return print_json(&keys);
-    }
-    println!("Keys\n----");
-    for k in keys {
-        println!("{k}");
-    }
-    Ok(())
+    print_keys(ctx, &json!(keys))
 }
 
 async fn metadata(ctx: &Ctx, cmd: KvMetadataCmd) -> anyhow::Result<()> {

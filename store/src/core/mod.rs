@@ -175,6 +175,8 @@ impl Core {
 }
 
 /// A dynamic secret in `resp`: register its lease and tell the client (before it is audited).
+/// A lease without an id is a TTL hint (KV version 1's `ttl`): nothing is registered, but as
+/// in Vault 0 takes the mount's default lease TTL and the mount's max caps it.
 async fn register_lease(
     st: &Unsealed,
     req: &Request,
@@ -182,6 +184,10 @@ async fn register_lease(
     resp: &mut Response,
 ) -> Result<(), LogicalError> {
     let Some(secret) = resp.secret.take() else {
+        if let Some(hint) = resp.lease.as_mut().filter(|l| l.lease_id.is_empty()) {
+            hint.lease_duration =
+                expiration::effective_ttls(&mount.config, hint.lease_duration, 0).0;
+        }
         return Ok(());
     };
     resp.lease = Some(st.expiration.register(req, mount, &secret).await?);
@@ -318,5 +324,28 @@ mod tests {
         let mut plain = Response::data(serde_json::json!({"a": 1}));
         register_lease(&st, &req, &mount, &mut plain).await.unwrap();
         assert!(plain.lease.is_none());
+        // A TTL hint (KV version 1): no lease; 0 is the mount default, the mount max caps it.
+        let hint = |secs| {
+            let mut r = Response::data(serde_json::json!({"a": 1}));
+            r.lease = Some(crate::logical::LeaseInfo {
+                lease_duration: secs,
+                ..Default::default()
+            });
+            r
+        };
+        for (given, told) in [(0, 90), (30, 30), (600, 90)] {
+            let mut r = hint(given);
+            register_lease(&st, &req, &mount, &mut r).await.unwrap();
+            let lease = r.lease.unwrap();
+            assert_eq!((lease.lease_id.as_str(), lease.lease_duration), ("", told));
+        }
+        mount.config.max_lease_ttl = 0;
+        let mut r = hint(0);
+        register_lease(&st, &req, &mount, &mut r).await.unwrap();
+        assert_eq!(
+            r.lease.unwrap().lease_duration,
+            768 * 3600,
+            "system default"
+        );
     }
 }

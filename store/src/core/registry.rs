@@ -16,8 +16,9 @@ use crate::logical::{LogicalBackend, LogicalError};
 pub type Started =
     Pin<Box<dyn Future<Output = Result<Arc<dyn LogicalBackend>, LogicalError>> + Send>>;
 
-/// Starts a backend over its mount's barrier view (its only storage).
-pub type Constructor = fn(BarrierView) -> Started;
+/// Starts a backend over its mount's barrier view (its only storage), with the mount's
+/// options (as Vault hands a backend its `BackendConfig.Config`: kv reads `version`).
+pub type Constructor = fn(BarrierView, Map<String, Value>) -> Started;
 
 /// Checks the type and options a secrets engine mount is asked for and returns the type and
 /// options to store (e.g. `kv-v2` becomes `kv` with `version: "2"`).
@@ -149,7 +150,7 @@ impl Registry {
         let auth = entry.path.starts_with("auth/");
         let table = if auth { &self.auth } else { &self.engines };
         match table.iter().find(|(name, _)| *name == entry.kind) {
-            Some((_, start)) => start(view).await,
+            Some((_, start)) => start(view, entry.options.clone()).await,
             None if auth => Err(self.unsupported_auth(&entry.kind)),
             None => Err(self.unsupported_engine(&entry.kind)),
         }

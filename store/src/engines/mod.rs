@@ -15,15 +15,31 @@ use crate::logical::LogicalError;
 pub mod database;
 pub mod kv;
 
-/// Secrets engine types `sys/mounts/:path` accepts.
-pub const SUPPORTED_TYPES: &[&str] = &["kv", "database"];
+/// Secrets engine types `sys/mounts/:path` accepts (`generic` is Vault's old name of `kv`).
+pub const SUPPORTED_TYPES: &[&str] = &["kv", "generic", "database"];
 
 fn supported() -> String {
     let names: Vec<String> = SUPPORTED_TYPES.iter().map(|t| format!("{t:?}")).collect();
-    format!("{} (kv version 2)", names.join(", "))
+    format!("{} (kv versions 1 and 2)", names.join(", "))
 }
 
-/// Accept `kv` with options.version 2, or `kv-v2`; refuse version 1.
+/// The KV version in mount options, as Vault's weak decoding reads it: absent, `null` and
+/// `""` are `None` (version 1 for a kv mount); numbers and strings as text.
+pub fn kv_version(
+    options: &serde_json::Map<String, Value>,
+) -> Result<Option<String>, LogicalError> {
+    match options.get("version") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(LogicalError::invalid("options.version must be 1 or 2")),
+    }
+}
+
+/// Check a secrets engine type and its options: `kv` (version 1 unless `options.version`
+/// says 2, as in Vault), `kv-v1`, `kv-v2`, `generic` (a kv mount under its old name) and
+/// `database`. The version is stored as a string, as Vault stores it.
 pub fn normalize_kind(
     kind: &str,
     options: Value,
@@ -33,24 +49,33 @@ pub fn normalize_kind(
         Value::Null => Default::default(),
         _ => return Err(LogicalError::invalid("options must be an object")),
     };
+    let version = kv_version(&options)?;
     match kind {
-        "kv" | "kv-v2" => {
-            let version = match options.get("version") {
-                None | Some(Value::Null) if kind == "kv-v2" => "2".to_string(),
-                None | Some(Value::Null) => "1".to_string(),
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                Some(_) => return Err(LogicalError::invalid("options.version must be 2")),
+        "kv" | "generic" | "kv-v1" | "kv-v2" => {
+            let version = match (kind, version) {
+                ("kv-v1", _) => Some("1".to_string()),
+                ("kv-v2", _) => Some("2".to_string()),
+                (_, v) => v,
             };
-            if version != "2" {
-                return Err(LogicalError::invalid(format!(
-                    "kv version {version} is not supported: hushd serves kv version 2 only \
-                     (pass options.version=2)"
-                )));
+            match version.as_deref() {
+                None => {
+                    options.remove("version");
+                }
+                Some(v @ ("1" | "2")) => {
+                    options.insert("version".into(), Value::String(v.into()));
+                }
+                Some(other) => {
+                    return Err(LogicalError::invalid(format!(
+                        "invalid kv version {other:?}: hushd serves kv versions 1 and 2"
+                    )))
+                }
             }
-            options.insert("version".into(), Value::String("2".into()));
-            Ok(("kv".into(), options))
+            let kind = if kind == "generic" { "generic" } else { "kv" };
+            Ok((kind.into(), options))
         }
+        "database" if version.is_some() => Err(LogicalError::invalid(
+            "secrets engine \"database\" does not allow setting a version",
+        )),
         "database" => Ok(("database".into(), options)),
         "" => Err(LogicalError::invalid("missing secrets engine type")),
         other => Err(LogicalError::invalid(format!(
@@ -67,11 +92,34 @@ mod tests {
 
     #[test]
     fn kv_version_rules() {
-        assert_eq!(normalize_kind("kv-v2", Value::Null).unwrap().0, "kv");
-        assert!(normalize_kind("kv", json!({"version": 2})).is_ok());
-        assert!(normalize_kind("kv", json!({"version": "2"})).is_ok());
-        assert!(normalize_kind("kv", Value::Null).is_err());
-        assert!(normalize_kind("kv", json!({"version": "1"})).is_err());
+        let version = |kind: &str, options: Value| {
+            let (kind, options) = normalize_kind(kind, options).unwrap();
+            (kind, options.get("version").cloned())
+        };
+        assert_eq!(
+            version("kv-v2", Value::Null),
+            ("kv".into(), Some(json!("2")))
+        );
+        assert_eq!(
+            version("kv-v1", Value::Null),
+            ("kv".into(), Some(json!("1")))
+        );
+        assert_eq!(version("kv", json!({"version": 2})).1, Some(json!("2")));
+        assert_eq!(version("kv", json!({"version": "2"})).1, Some(json!("2")));
+        assert_eq!(version("kv", json!({"version": 1})).1, Some(json!("1")));
+        // Plain `kv` is version 1, as in Vault: the options say nothing.
+        assert_eq!(version("kv", Value::Null), ("kv".into(), None));
+        assert_eq!(version("kv", json!({"version": ""})), ("kv".into(), None));
+        assert_eq!(version("generic", Value::Null), ("generic".into(), None));
+        for bad in [
+            json!({"version": "3"}),
+            json!({"version": 0}),
+            json!({"version": [2]}),
+        ] {
+            let err = normalize_kind("kv", bad).unwrap_err();
+            assert_eq!(err.status(), 400);
+        }
+        assert!(normalize_kind("database", json!({"version": "2"})).is_err());
         assert!(normalize_kind("transit", Value::Null).is_err());
         assert_eq!(
             normalize_kind("database", Value::Null).unwrap().0,

@@ -101,15 +101,12 @@ pub async fn tune(st: &Unsealed, req: &Request, path: &str) -> Result<Response, 
     let current = st.router.get(path).ok_or_else(|| {
         LogicalError::invalid(format!("no mount at {}", normalize_mount_path(path)))
     })?;
-    if let Some(Value::Object(opts)) = req.data.get("options") {
-        if let Some(v) = opts.get("version") {
-            if v != &json!("2") && v != &json!(2) {
-                return Err(LogicalError::invalid(
-                    "kv version cannot be changed: only version 2 is supported",
-                ));
-            }
-        }
-    }
+    let options = match req.data.get("options") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(given)) if given.is_empty() => None,
+        Some(Value::Object(given)) => Some(tune_options(&current, given)?),
+        Some(_) => return Err(LogicalError::invalid("options must be an object")),
+    };
     let mut config = current.config.clone();
     if let Some(v) = field_secs(&req.data, "default_lease_ttl")? {
         config.default_lease_ttl = v;
@@ -119,7 +116,100 @@ pub async fn tune(st: &Unsealed, req: &Request, path: &str) -> Result<Response, 
     }
     let description = req.get_str("description").map(str::to_string);
     st.router.tune(path, Some(config), description).await?;
-    Ok(Response::empty())
+    let Some(options) = options else {
+        return Ok(Response::empty());
+    };
+    st.router
+        .set_options(path, options.options, options.upgrade.is_some())
+        .await?;
+    Ok(match options.upgrade {
+        Some((from, to)) => Response::empty().with_warning(format!(
+            "Upgrading mount from version {from} to version {to}. This mount will be \
+             unavailable for a brief period and will resume service shortly."
+        )),
+        None => Response::empty(),
+    })
+}
+
+/// A mount's options after a tune.
+#[derive(Debug)]
+struct TunedOptions {
+    options: Map<String, Value>,
+    /// `(from, to)` when `version` goes up: the backend restarts (a kv upgrade).
+    upgrade: Option<(u64, u64)>,
+}
+
+/// Vault's rules for `options` in a tune: `version` may only be 1 or 2 and never go down
+/// (a kv mount is upgraded, never downgraded); other keys are set, and an empty value
+/// removes one.
+fn tune_options(
+    current: &crate::core::mount::MountEntry,
+    given: &Map<String, Value>,
+) -> Result<TunedOptions, LogicalError> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    };
+    let mut options = current.options.clone();
+    let mut upgrade = None;
+    if let Some(v) = given.get("version") {
+        let wanted = text(v).ok_or_else(|| {
+            LogicalError::invalid("unable to parse options: version must be 1 or 2")
+        })?;
+        let wanted: u64 = match wanted.parse() {
+            Ok(n @ (1 | 2)) => n,
+            Ok(n) => {
+                return Err(LogicalError::invalid(format!(
+                    "invalid version provided: {n}"
+                )))
+            }
+            Err(_) if wanted.is_empty() => {
+                return Err(LogicalError::invalid("cannot unset the version of a mount"))
+            }
+            Err(_) => {
+                return Err(LogicalError::invalid(format!(
+                    "unable to parse options: version {wanted:?} is not a number"
+                )))
+            }
+        };
+        let now: u64 = match current.options.get("version").and_then(text) {
+            None => 0,
+            Some(s) if s.is_empty() => 0,
+            Some(s) => s.parse().map_err(|_| {
+                LogicalError::Internal("the mount's stored version does not parse".into())
+            })?,
+        };
+        if now > wanted {
+            return Err(LogicalError::invalid(format!(
+                "cannot downgrade mount from version {now}"
+            )));
+        }
+        if now < wanted {
+            upgrade = Some((now, wanted));
+        }
+        options.insert("version".into(), Value::String(wanted.to_string()));
+    }
+    for (k, v) in given {
+        if k == "version" {
+            continue;
+        }
+        match text(v) {
+            Some(s) if s.is_empty() => {
+                options.remove(k);
+            }
+            Some(s) => {
+                options.insert(k.clone(), Value::String(s));
+            }
+            None => {
+                return Err(LogicalError::invalid(format!(
+                    "unable to parse options: {k:?} must be a string"
+                )))
+            }
+        }
+    }
+    Ok(TunedOptions { options, upgrade })
 }
 
 fn parse_config(v: Option<&Value>) -> Result<MountConfig, LogicalError> {
@@ -201,5 +291,59 @@ mod tests {
         assert_eq!(j["default_lease_ttl"], 600);
         assert_eq!(j["max_lease_ttl"], 2_764_800);
         assert_eq!(j["token_type"], "default-service");
+    }
+
+    fn mount(options: Value) -> crate::core::mount::MountEntry {
+        crate::core::mount::MountEntry {
+            path: "kv/".into(),
+            kind: "kv".into(),
+            description: String::new(),
+            uuid: "u".into(),
+            accessor: "kv_u".into(),
+            options: match options {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            config: MountConfig::default(),
+            created: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn tuned(current: Value, given: Value) -> Result<TunedOptions, LogicalError> {
+        let Value::Object(given) = given else {
+            panic!("given must be an object")
+        };
+        tune_options(&mount(current), &given)
+    }
+
+    #[test]
+    fn versions_go_up_never_down_as_in_vault() {
+        let t = tuned(json!({}), json!({"version": "2"})).unwrap();
+        assert_eq!(
+            (t.upgrade, &t.options["version"]),
+            (Some((0, 2)), &json!("2"))
+        );
+        let t = tuned(json!({"version": "1"}), json!({"version": 2})).unwrap();
+        assert_eq!(t.upgrade, Some((1, 2)));
+        let t = tuned(json!({"version": "2"}), json!({"version": "2"})).unwrap();
+        assert_eq!(t.upgrade, None, "same version: nothing to do");
+        let err = tuned(json!({"version": "2"}), json!({"version": "1"})).unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string().as_str()),
+            (400, "cannot downgrade mount from version 2")
+        );
+        let err = tuned(json!({}), json!({"version": "3"})).unwrap_err();
+        assert_eq!(err.to_string(), "invalid version provided: 3");
+        for bad in [json!("two"), json!(""), json!([2]), json!(true)] {
+            let err = tuned(json!({}), json!({ "version": bad })).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn other_options_are_set_and_an_empty_value_removes_one() {
+        let t = tuned(json!({"version": "2", "a": "1"}), json!({"a": "", "b": 3})).unwrap();
+        assert_eq!(Value::Object(t.options), json!({"version": "2", "b": "3"}));
+        assert!(tuned(json!({}), json!({"a": {"x": 1}})).is_err());
     }
 }

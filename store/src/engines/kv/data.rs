@@ -197,15 +197,16 @@ fn check_cas(data: &Data, config: &Config, meta: &KeyMetadata) -> Result<(), Log
     }
 }
 
-/// Append a version with `data` to `meta` and write it, the metadata and the pruning of
-/// old versions as one batch. The caller holds the key's write lock.
-async fn commit_version(
+/// Append a version with `data` to `meta` and write it, the metadata, the pruning of old
+/// versions and `extra` ops as one batch. The caller holds the key's write lock.
+pub(super) async fn commit_version(
     kv: &KvBackend,
     key: &KeyRef<'_>,
     mut meta: KeyMetadata,
     config: &Config,
     data: &Map<String, Value>,
     now: DateTime<Utc>,
+    extra: Vec<crate::storage::Op>,
 ) -> Result<Response, LogicalError> {
     let vm = VersionMeta {
         created_time: now,
@@ -214,7 +215,8 @@ async fn commit_version(
     };
     let (version, pruned) = meta.add_version(vm, config);
 
-    let mut ops = Vec::with_capacity(pruned.len() + 2);
+    let mut ops = extra;
+    ops.reserve(pruned.len() + 2);
     ops.push(kv.view.put_json_op(&key.meta_key(), &meta)?);
     for v in pruned {
         ops.push(kv.view.delete_op(&key.version_key(v))?);
@@ -241,7 +243,7 @@ async fn write(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Respon
         None => KeyMetadata::new(key.path, now),
     };
     check_cas(&req.data, &config, &meta)?;
-    let resp = commit_version(kv, key, meta, &config, data, now).await?;
+    let resp = commit_version(kv, key, meta, &config, data, now, Vec::new()).await?;
     Ok(with_optional_warning(resp, warning))
 }
 
@@ -272,7 +274,7 @@ async fn patch(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Respon
             "merge patch did not give an object".into(),
         ));
     };
-    let resp = commit_version(kv, key, meta, &config, &merged, now).await?;
+    let resp = commit_version(kv, key, meta, &config, &merged, now, Vec::new()).await?;
     Ok(with_optional_warning(resp, warning))
 }
 

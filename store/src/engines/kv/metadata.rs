@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::config::{with_optional_warning, Config, DEFAULT_MAX_VERSIONS};
-use super::params::{
-    bool_field, duration_field, ignored_params_warning, ts, ts_opt, u32_field, validate_folder,
-};
+use super::params::{bool_field, duration_field, ignored_params_warning, ts, ts_opt, u32_field};
 use super::{KeyRef, KvBackend};
 use crate::logical::duration;
 use crate::logical::{LogicalError, Operation, Request, Response};
@@ -177,17 +175,7 @@ pub(super) async fn handle(
 }
 
 async fn list(kv: &KvBackend, path: &str) -> Result<Response, LogicalError> {
-    let folder = if path.is_empty() || path.ends_with('/') {
-        path.to_string()
-    } else {
-        format!("{path}/")
-    };
-    validate_folder(&folder)?;
-    let keys = kv.view.list(&format!("metadata/{folder}")).await?;
-    if keys.is_empty() {
-        return Err(LogicalError::NotFound(String::new()));
-    }
-    Ok(Response::list(keys))
+    super::list_folder(&kv.view, "metadata/", path).await
 }
 
 async fn read(kv: &KvBackend, key: &KeyRef<'_>) -> Result<Response, LogicalError> {

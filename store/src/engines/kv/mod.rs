@@ -1,7 +1,12 @@
-//! The KV version 2 secrets engine, speaking Vault's `kv-v2` HTTP API.
+//! The KV secrets engine: version 2 (Vault's `kv-v2` HTTP API, [`KvBackend`]) and version 1
+//! (plain read/write/delete/list, [`KvV1Backend`]). [`open`] picks one from the mount's
+//! `options.version` (absent: 1, as in Vault); a version 2 engine opening over version 1
+//! data upgrades it (`upgrade`).
 //!
 //! # Layout
 //!
+//! - `v1`: the version 1 engine.
+//! - `upgrade`: version 1 data -> version 2, per secret, crash-safe.
 //! - `config`: `config`, the mount-wide settings (max versions, cas, delete-after).
 //! - `data`: `data/:path` (read, write, patch, soft delete) and `subkeys/:path`.
 //! - `metadata`: `metadata/:path` (read, write, patch, delete, list) and the stored
@@ -34,7 +39,11 @@ mod config;
 mod data;
 mod metadata;
 mod params;
+mod upgrade;
+mod v1;
 mod versions;
+
+pub use v1::KvV1Backend;
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +53,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, RwLock};
+
+use std::sync::Arc;
 
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
@@ -135,7 +146,8 @@ impl<'a> KeyRef<'a> {
 }
 
 impl KvBackend {
-    /// Open the engine over its mount's view; fails if the stored config is unreadable.
+    /// Open the engine over its mount's view, upgrading any version 1 data left there; fails
+    /// if the stored config is unreadable.
     pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
         let kv = KvBackend {
             view,
@@ -145,6 +157,7 @@ impl KvBackend {
             clock_offset: std::sync::atomic::AtomicI64::new(0),
         };
         kv.load_config().await?;
+        upgrade::migrate(&kv).await?;
         Ok(kv)
     }
 
@@ -172,6 +185,41 @@ impl KvBackend {
     async fn load_meta(&self, key: &KeyRef<'_>) -> Result<Option<KeyMetadata>, LogicalError> {
         Ok(self.view.get_json(&key.meta_key()).await?)
     }
+}
+
+/// Start the kv engine a mount's options ask for: version 2 when `options.version` is 2,
+/// else version 1 (Vault's default for `kv` and `generic`).
+pub async fn open(
+    view: BarrierView,
+    options: serde_json::Map<String, serde_json::Value>,
+) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
+    match super::kv_version(&options)?.as_deref() {
+        None | Some("1") => Ok(Arc::new(KvV1Backend::new(view))),
+        Some("2") => Ok(Arc::new(KvBackend::new(view).await?)),
+        Some(other) => Err(LogicalError::invalid(format!(
+            "invalid kv version {other:?}: hushd serves kv versions 1 and 2"
+        ))),
+    }
+}
+
+/// LIST of the folder `path` (`""`: the root) among the keys under `under` in `view`; an
+/// empty folder is a 404, as in Vault.
+async fn list_folder(
+    view: &BarrierView,
+    under: &str,
+    path: &str,
+) -> Result<Response, LogicalError> {
+    let folder = if path.is_empty() || path.ends_with('/') {
+        path.to_string()
+    } else {
+        format!("{path}/")
+    };
+    params::validate_folder(&folder)?;
+    let keys = view.list(&format!("{under}{folder}")).await?;
+    if keys.is_empty() {
+        return Err(LogicalError::NotFound(String::new()));
+    }
+    Ok(Response::list(keys))
 }
 
 /// The per-version metadata object Vault returns from writes and inside reads.

@@ -1,9 +1,10 @@
-//! Tests of the KV v2 engine over a real barrier and the in-memory backend.
+//! Tests of the KV engine (version 2, and version 1 in `v1`) over a real barrier and the in-memory backend.
 
 mod concurrency;
 mod config;
 mod data;
 mod metadata;
+mod v1;
 mod versions;
 
 use std::sync::Arc;
