@@ -95,6 +95,7 @@ pub fn backends() -> Registry {
         .auth("kubernetes", start!(auth::kubernetes::KubernetesBackend))
         .engine("kv", start!(engines::kv::KvBackend))
         .engine("database", start!(engines::database::DatabaseBackend))
+        .engine("cubbyhole", start!(engines::cubbyhole::CubbyholeBackend))
         .engine_options(engines::normalize_kind)
 }
 
