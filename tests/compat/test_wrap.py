@@ -181,3 +181,16 @@ def test_wrapping_is_audited_without_the_secret(server, root_client, tmp_path):
     assert w["creation_path"] == "secret/data/audited-wrap"
     assert w["token"].startswith("hmac-sha256:")
     assert "data" not in wrapped[-1]["response"]
+
+
+def test_hush_cli_token_create_wrap_ttl(server, root_client):
+    import os
+    import subprocess
+
+    from conftest import _bin
+
+    env = dict(os.environ, HUSH_ADDR=server.addr, HUSH_TOKEN=root_client.token)
+    out = subprocess.run([_bin("hush"), "token", "create", "-policy=default", "-wrap-ttl=2m",
+                          "-field=wrapping_token"], env=env, capture_output=True, text=True, check=True)
+    auth = root_client.sys.unwrap(token=out.stdout.strip())["auth"]
+    assert auth["policies"] == ["default"]
