@@ -125,6 +125,15 @@ def test_trusted_orchestrator_wrapped_secret_id(server, root_client):
     login = hvac.Client(url=server.addr)
     login.auth.approle.login(role_id=role_id, secret_id=secret["secret_id"])
     assert login.is_authenticated()
+    # A login can be wrapped too: the token comes out of the unwrap.
+    second = root_client.auth.approle.generate_secret_id(role_name="wrapped-app")["data"]["secret_id"]
+    anon = hvac.Client(url=server.addr)
+    resp = anon.adapter.post("/v1/auth/approle/login", json={"role_id": role_id, "secret_id": second},
+                             wrap_ttl="60s")
+    assert resp["auth"] is None and resp["wrap_info"]["creation_path"] == "auth/approle/login"
+    auth = root_client.sys.unwrap(token=resp["wrap_info"]["token"])["auth"]
+    assert auth["accessor"] == resp["wrap_info"]["wrapped_accessor"]
+    assert _as(server, auth["client_token"]).is_authenticated()
 
 
 def test_wrapped_token_create(server, root_client):

@@ -159,13 +159,20 @@ impl Core {
             let Target::Mount(entry, backend) = &target else {
                 return Err(LogicalError::Internal("a login outside auth/".into()));
             };
+            let wrap = wrapping::WrapLogin {
+                st: &st,
+                asked: asked.clone(),
+            };
             let flow = login::Login {
                 limiter: &st.logins,
                 audit: &st.audit,
                 tokens: &st.tokens,
+                finish: asked
+                    .wrap_ttl
+                    .is_some()
+                    .then_some(&wrap as &dyn login::Finish),
             };
-            let resp = flow.handle(entry, backend.as_ref(), req).await?;
-            return wrapping::wrap_response(&st, &asked, resp).await;
+            return flow.handle(entry, backend.as_ref(), req).await;
         }
         if !unauthenticated {
             if let Err(err) = authorize(&st, &target, &rel, &mut req).await {

@@ -56,6 +56,20 @@ impl Asked {
     }
 }
 
+/// Wraps a login's answer before the login flow audits it.
+#[derive(Debug)]
+pub struct WrapLogin<'a> {
+    pub st: &'a Unsealed,
+    pub asked: Asked,
+}
+
+#[async_trait::async_trait]
+impl crate::core::login::Finish for WrapLogin<'_> {
+    async fn finish(&self, resp: Response) -> Result<Response, LogicalError> {
+        wrap_response(self.st, &self.asked, resp).await
+    }
+}
+
 /// The answer a wrap keeps, as the client would have got it.
 fn stored_body(data: &Data) -> Result<Value, LogicalError> {
     data.get("response")
