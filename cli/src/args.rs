@@ -358,6 +358,10 @@ pub struct TokenCreateArgs {
     /// Do not attach the default policy
     #[arg(long = "no-default-policy")]
     pub no_default_policy: bool,
+    /// Deliver the token wrapped: print a single-use wrapping token valid this long (e.g. 5m)
+    /// that `sys/wrapping/unwrap` exchanges for the new token
+    #[arg(long = "wrap-ttl", value_name = "DURATION")]
+    pub wrap_ttl: Option<String>,
     /// Print only this field (e.g. token, token_accessor)
     #[arg(long)]
     pub field: Option<String>,
@@ -627,11 +631,13 @@ mod tests {
             "-display-name=ci",
             "-renewable=false",
             "-metadata=k=v",
+            "-wrap-ttl=5m",
         ])
         .unwrap();
         let Command::Token(TokenCmd::Create(a)) = cli.command else {
             panic!()
         };
+        assert_eq!(a.wrap_ttl.as_deref(), Some("5m"));
         assert_eq!(a.policies, ["a", "b"]);
         assert_eq!(a.ttl.as_deref(), Some("1h"));
         assert_eq!(a.period.as_deref(), Some("24h"));

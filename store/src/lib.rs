@@ -102,6 +102,7 @@ pub fn backends() -> Registry {
             Box::pin(engines::kv::open(view, options))
         })
         .engine("database", start!(engines::database::DatabaseBackend))
+        .engine("cubbyhole", start!(engines::cubbyhole::CubbyholeBackend))
         .engine_options(engines::normalize_kind)
 }
 

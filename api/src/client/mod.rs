@@ -46,6 +46,8 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<SecretString>,
+    /// Sent as `X-Vault-Wrap-TTL`: the server answers with `wrap_info` only.
+    wrap_ttl: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -182,7 +184,12 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
-        Ok(Client { http, base, token })
+        Ok(Client {
+            http,
+            base,
+            token,
+            wrap_ttl: None,
+        })
     }
 
     /// The server address this client talks to.
@@ -204,6 +211,16 @@ impl Client {
             http: self.http.clone(),
             base: self.base.clone(),
             token,
+            wrap_ttl: self.wrap_ttl.clone(),
+        }
+    }
+
+    /// The same client asking for every answer wrapped for `ttl` (`X-Vault-Wrap-TTL`, e.g.
+    /// `5m`): replies then carry `wrap_info` instead of their data.
+    pub fn with_wrap_ttl(&self, ttl: Option<String>) -> Client {
+        Client {
+            wrap_ttl: ttl,
+            ..self.with_token(self.token.clone())
         }
     }
 
@@ -244,6 +261,9 @@ impl Client {
             })?;
             value.set_sensitive(true);
             req = req.header("X-Vault-Token", value);
+        }
+        if let Some(ttl) = &self.wrap_ttl {
+            req = req.header("X-Vault-Wrap-TTL", ttl.as_str());
         }
         req = match body {
             Some(Body::Json(v)) => req.json(v),

@@ -103,8 +103,51 @@ pub fn create_request(args: &TokenCreateArgs) -> anyhow::Result<TokenCreateReque
 
 async fn create(ctx: &Ctx, args: TokenCreateArgs) -> anyhow::Result<()> {
     let req = create_request(&args)?;
+    if let Some(ttl) = &args.wrap_ttl {
+        let client = ctx.client()?.with_wrap_ttl(Some(ttl.clone()));
+        let resp = client.write("auth/token/create", &req).await?;
+        let info = resp
+            .and_then(|r| r.wrap_info)
+            .ok_or_else(|| anyhow::anyhow!("the server did not wrap the answer"))?;
+        return print_wrap_info(ctx, &info, args.field.as_deref());
+    }
     let auth = ctx.client()?.token_create(&req).await?;
     print_auth(ctx, &auth, args.field.as_deref())
+}
+
+/// `-field=NAME`: print that one value.
+fn print_named_field(fields: &Map<String, Value>, name: &str) -> anyhow::Result<()> {
+    let v = fields
+        .get(name)
+        .ok_or_else(|| anyhow::anyhow!("field {name:?} not present"))?;
+    print_field(v)
+}
+
+/// The rows the vault CLI shows for a wrapped answer.
+fn print_wrap_info(ctx: &Ctx, info: &Value, field: Option<&str>) -> anyhow::Result<()> {
+    let get = |k: &str| info.get(k).cloned().unwrap_or(Value::Null);
+    let mut rows = Map::new();
+    rows.insert("wrapping_token".into(), get("token"));
+    rows.insert("wrapping_accessor".into(), get("accessor"));
+    let ttl = info.get("ttl").and_then(Value::as_u64).unwrap_or(0);
+    rows.insert("wrapping_token_ttl".into(), fmt_duration(ttl).into());
+    rows.insert("wrapping_token_creation_time".into(), get("creation_time"));
+    rows.insert("wrapping_token_creation_path".into(), get("creation_path"));
+    if let Some(acc) = info.get("wrapped_accessor") {
+        rows.insert("wrapped_accessor".into(), acc.clone());
+    }
+    if let Some(f) = field {
+        return print_named_field(&rows, f);
+    }
+    if ctx.json() {
+        return print_json(&json!({ "wrap_info": info }));
+    }
+    let rows: Vec<(String, String)> = rows
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::output::value_text(v)))
+        .collect();
+    print!("{}", table(&rows));
+    Ok(())
 }
 
 /// The rows the vault CLI shows for a new or renewed token.
@@ -134,10 +177,7 @@ fn auth_fields(auth: &Auth) -> Map<String, Value> {
 fn print_auth(ctx: &Ctx, auth: &Auth, field: Option<&str>) -> anyhow::Result<()> {
     let fields = auth_fields(auth);
     if let Some(f) = field {
-        let v = fields
-            .get(f)
-            .ok_or_else(|| anyhow::anyhow!("field {f:?} not present"))?;
-        return print_field(v);
+        return print_named_field(&fields, f);
     }
     if ctx.json() {
         return print_json(&json!({ "auth": auth }));
@@ -174,10 +214,7 @@ fn print_lookup(ctx: &Ctx, info: &TokenLookup, field: Option<&str>) -> anyhow::R
         anyhow::bail!("unexpected lookup shape");
     };
     if let Some(f) = field {
-        let v = fields
-            .get(f)
-            .ok_or_else(|| anyhow::anyhow!("field {f:?} not present"))?;
-        return print_field(v);
+        return print_named_field(&fields, f);
     }
     if ctx.json() {
         return print_json(&json!({ "data": fields }));

@@ -102,7 +102,8 @@ pub fn normalize_path(raw: &str) -> Result<String, LogicalError> {
 fn operation(method: &Method, query: &Data) -> Result<Operation, LogicalError> {
     let list_flag = matches!(
         query.get("list").and_then(Value::as_str),
-        Some("true" | "1")
+        // Go's ParseBool, as Vault reads it (hvac sends `list=True`).
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True")
     );
     match method.as_str() {
         "GET" | "HEAD" if list_flag => Ok(Operation::List),
@@ -127,6 +128,27 @@ fn client_token(headers: &HeaderMap) -> Option<SecretString> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| !t.is_empty())
         .map(|t| SecretString::from(t.to_string()))
+}
+
+/// `X-Vault-Wrap-TTL`: seconds or a Go duration (`90`, `5m`); 0 or absent: no wrapping.
+fn wrap_ttl(headers: &HeaderMap) -> Result<Option<u64>, LogicalError> {
+    let Some(value) = headers.get("x-vault-wrap-ttl") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match crate::logical::duration::parse_secs(text) {
+        Some(0) => Ok(None),
+        Some(secs) if secs > 0 => Ok(Some(secs as u64)),
+        Some(_) => Err(LogicalError::invalid(
+            "requested wrap ttl cannot be negative",
+        )),
+        None => Err(LogicalError::invalid(format!(
+            "error parsing wrap ttl: {text:?} is neither seconds nor a duration"
+        ))),
+    }
 }
 
 fn parse_query(q: Option<&str>) -> Data {
@@ -246,6 +268,7 @@ async fn decode(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     req.remote_addr = parts.extensions.get::<RemoteAddr>().map(|a| a.0.ip());
+    req.wrap_ttl = wrap_ttl(&parts.headers)?;
     Ok(req)
 }
 
@@ -255,7 +278,7 @@ fn encode(request_id: &str, resp: Response) -> HttpResponse {
         let status = StatusCode::from_u16(resp.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
         return json_response(status, &raw);
     }
-    if resp.data.is_none() && resp.auth.is_none() && resp.warnings.is_empty() {
+    if resp.is_empty() {
         let status = resp.status.unwrap_or(204);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
         if status == StatusCode::NO_CONTENT {
@@ -263,27 +286,7 @@ fn encode(request_id: &str, resp: Response) -> HttpResponse {
         }
         return error_response(status.as_u16(), vec![]);
     }
-    let auth = resp.auth.as_ref().map(|a| {
-        let mut auth = serde_json::to_value(a).expect("the auth block serializes");
-        // Vault sends these as null.
-        if let Value::Object(m) = &mut auth {
-            m.entry("identity_policies").or_insert(Value::Null);
-            m.insert("mfa_requirement".into(), Value::Null);
-        }
-        auth
-    });
-    let lease = resp.lease.clone().unwrap_or_default();
-    let body = json!({
-        "request_id": request_id,
-        "lease_id": lease.lease_id,
-        "renewable": lease.renewable,
-        "lease_duration": lease.lease_duration,
-        "data": resp.data,
-        "wrap_info": null,
-        "warnings": if resp.warnings.is_empty() { Value::Null } else { json!(resp.warnings) },
-        "auth": auth,
-        "mount_type": "",
-    });
+    let body = resp.envelope(request_id);
     let status = StatusCode::from_u16(resp.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
     json_response(status, &body)
 }
@@ -324,8 +327,10 @@ mod tests {
 
     #[test]
     fn methods_map_to_operations() {
-        let q = parse_query(Some("list=true"));
-        assert_eq!(operation(&Method::GET, &q).unwrap(), Operation::List);
+        for list in ["list=true", "list=True", "list=1"] {
+            let q = parse_query(Some(list));
+            assert_eq!(operation(&Method::GET, &q).unwrap(), Operation::List);
+        }
         let q = Data::new();
         assert_eq!(operation(&Method::GET, &q).unwrap(), Operation::Read);
         assert_eq!(operation(&Method::PUT, &q).unwrap(), Operation::Update);

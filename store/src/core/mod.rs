@@ -16,6 +16,7 @@
 //! - [`login`]: logins to auth methods (token minting, the failed-login limiter);
 //! - [`state`]: the [`Core`] and its lifecycle (init, unseal, seal) and the [`Unsealed`]
 //!   subsystems;
+//! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
 //! - this file: [`Core::handle`], the one entry point: it authenticates the token, turns a
 //!   write into a create when the target does not exist, checks the ACL, audits, and
@@ -40,6 +41,7 @@ pub mod router;
 pub mod state;
 pub mod sys;
 pub mod token;
+pub mod wrapping;
 
 pub use mount::MountEntry;
 pub use registry::Registry;
@@ -139,16 +141,36 @@ impl Core {
         req.mount_point = target.mount_point().to_string();
         req.mount_type = target.mount_type().to_string();
         let rel = req.rel_path().to_string();
+        let asked = wrapping::Asked::of(&req);
+
+        if wrapping::served_without_acl(&req) {
+            // The wrapping token itself is the credential (or, for a lookup, none is needed).
+            st.audit.log_request(&req).await?;
+            let mut resp = sys::handle(self, &st, &req).await;
+            if let Ok(r) = resp {
+                resp = wrapping::wrap_response(&st, &asked, r).await;
+            }
+            st.audit.log_response(&req, resp.as_ref()).await?;
+            return resp;
+        }
 
         let unauthenticated = path_matches_any(&rel, target.unauthenticated_paths());
         if unauthenticated && req.path.starts_with("auth/") {
             let Target::Mount(entry, backend) = &target else {
                 return Err(LogicalError::Internal("a login outside auth/".into()));
             };
+            let wrap = wrapping::WrapLogin {
+                st: &st,
+                asked: asked.clone(),
+            };
             let flow = login::Login {
                 limiter: &st.logins,
                 audit: &st.audit,
                 tokens: &st.tokens,
+                finish: asked
+                    .wrap_ttl
+                    .is_some()
+                    .then_some(&wrap as &dyn login::Finish),
             };
             return flow.handle(entry, backend.as_ref(), req).await;
         }
@@ -168,6 +190,10 @@ impl Core {
             if let Err(e) = register_lease(&st, &req, mount, r).await {
                 resp = Err(e);
             }
+        }
+        // Wrapped after the backend and before the audit: the log holds the wrap_info only.
+        if let Ok(r) = resp {
+            resp = wrapping::wrap_response(&st, &asked, r).await;
         }
         st.audit.log_response(&req, resp.as_ref()).await?;
         resp
@@ -206,6 +232,10 @@ async fn authorize(
         .as_ref()
         .ok_or(LogicalError::PermissionDenied)?;
     let entry = st.tokens.authenticate(token).await?;
+    if wrapping::is_wrapping_token(&entry) {
+        // A wrapping token serves only sys/wrapping/{lookup,unwrap,rewrap}.
+        return Err(LogicalError::PermissionDenied);
+    }
     check_bound_cidrs(&entry, req)?;
     req.token_entry = Some(entry.clone());
     if req.operation == Operation::Update && target.exists(req).await? == Some(false) {

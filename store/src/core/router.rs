@@ -50,6 +50,21 @@ impl std::fmt::Debug for Router {
 /// Paths that cannot be mounted over.
 const RESERVED: &[&str] = &["sys/", "auth/", "cubbyhole/", "identity/"];
 
+/// `cubbyhole/`: built in as in Vault (per-token storage; response wrapping keeps wrapped
+/// answers there), started from the registry's `cubbyhole` type when it has one.
+fn cubbyhole_mount_entry() -> MountEntry {
+    MountEntry {
+        path: "cubbyhole/".into(),
+        kind: "cubbyhole".into(),
+        description: "per-token private secret storage".into(),
+        uuid: "cubbyhole".into(),
+        accessor: "cubbyhole_builtin".into(),
+        options: Default::default(),
+        config: MountConfig::default(),
+        created: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
 fn token_mount_entry() -> MountEntry {
     MountEntry {
         path: "auth/token/".into(),
@@ -87,6 +102,14 @@ impl Router {
             entry: Arc::new(token_mount_entry()),
             backend: router.tokens.clone() as Arc<dyn LogicalBackend>,
         }];
+        if router.backends.engine_types().contains(&"cubbyhole") {
+            let entry = cubbyhole_mount_entry();
+            let backend = router.start(&entry).await?;
+            mounted.push(Mounted {
+                entry: Arc::new(entry),
+                backend,
+            });
+        }
         for entry in entries {
             let backend = router.start(&entry).await?;
             mounted.push(Mounted {
@@ -162,7 +185,8 @@ impl Router {
     async fn persist(&self, mounted: &[Mounted]) -> Result<(), LogicalError> {
         let entries: Vec<&MountEntry> = mounted
             .iter()
-            .filter(|m| m.entry.kind != "token")
+            // The built-in mounts are made at each load, never stored.
+            .filter(|m| m.entry.kind != "token" && m.entry.kind != "cubbyhole")
             .map(|m| m.entry.as_ref())
             .collect();
         self.barrier

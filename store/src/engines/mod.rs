@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::logical::LogicalError;
 
+pub mod cubbyhole;
 pub mod database;
 pub mod kv;
 

@@ -92,6 +92,8 @@ pub struct Request {
     pub remote_addr: Option<IpAddr>,
     /// For [`Operation::Renew`] and [`Operation::Revoke`]: the lease in question.
     pub lease: Option<LeaseContext>,
+    /// Seconds from `X-Vault-Wrap-TTL`: the core wraps the answer in a single-use token.
+    pub wrap_ttl: Option<u64>,
 }
 
 impl std::fmt::Debug for Request {
@@ -120,6 +122,7 @@ impl Request {
             token_entry: None,
             remote_addr: None,
             lease: None,
+            wrap_ttl: None,
         }
     }
 
@@ -132,15 +135,71 @@ impl Request {
     }
 
     /// The path below the mount point, e.g. `data/app/db` for `secret/data/app/db`.
+    /// The mount point itself without its slash (`cubbyhole` for `cubbyhole/`) is `""`.
     pub fn rel_path(&self) -> &str {
-        self.path
-            .strip_prefix(self.mount_point.as_str())
-            .unwrap_or(&self.path)
+        if let Some(rel) = self.path.strip_prefix(self.mount_point.as_str()) {
+            return rel;
+        }
+        if self.mount_point.strip_suffix('/') == Some(self.path.as_str()) {
+            return "";
+        }
+        &self.path
     }
 
     /// A string field of the request data.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.data.get(key).and_then(Value::as_str)
+    }
+}
+
+/// The data field of the internal [`Operation::Revoke`] (no lease) the expiration manager
+/// sends the `cubbyhole/` mount when a token is revoked: the revoked token's hash.
+pub const REVOKED_TOKEN_HASH: &str = "token_hash";
+
+/// A wrapped answer's `wrap_info`: the single-use token whose cubbyhole holds the real answer.
+#[derive(Clone)]
+pub struct WrapInfo {
+    pub token: SecretString,
+    pub accessor: String,
+    /// Seconds.
+    pub ttl: u64,
+    pub creation_time: chrono::DateTime<chrono::Utc>,
+    pub creation_path: String,
+    /// The accessor of the token or AppRole secret id wrapped inside; empty for others.
+    pub wrapped_accessor: String,
+}
+
+impl std::fmt::Debug for WrapInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapInfo")
+            .field("ttl", &self.ttl)
+            .field("creation_path", &self.creation_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WrapInfo {
+    /// Vault's `wrap_info` object (`wrapped_accessor` only when set).
+    pub fn to_json(&self) -> Value {
+        use secrecy::ExposeSecret;
+        let mut m = Data::new();
+        m.insert("token".into(), self.token.expose_secret().into());
+        m.insert("accessor".into(), self.accessor.clone().into());
+        m.insert("ttl".into(), self.ttl.into());
+        m.insert(
+            "creation_time".into(),
+            self.creation_time
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                .into(),
+        );
+        m.insert("creation_path".into(), self.creation_path.clone().into());
+        if !self.wrapped_accessor.is_empty() {
+            m.insert(
+                "wrapped_accessor".into(),
+                self.wrapped_accessor.clone().into(),
+            );
+        }
+        Value::Object(m)
     }
 }
 
@@ -242,6 +301,8 @@ pub struct Response {
     pub status: Option<u16>,
     /// A body sent as-is instead of the envelope (some `sys/` endpoints answer this way).
     pub raw: Option<Value>,
+    /// Set by the core when it wrapped the answer: the only thing the client gets.
+    pub wrap_info: Option<WrapInfo>,
 }
 
 impl std::fmt::Debug for Response {
@@ -251,11 +312,49 @@ impl std::fmt::Debug for Response {
             .field("auth", &self.auth)
             .field("login", &self.login)
             .field("status", &self.status)
+            .field("wrap_info", &self.wrap_info)
             .finish_non_exhaustive()
     }
 }
 
 impl Response {
+    /// Nothing to send: HTTP 204 (unless `status` says otherwise).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_none()
+            && self.data.is_none()
+            && self.auth.is_none()
+            && self.warnings.is_empty()
+            && self.wrap_info.is_none()
+    }
+
+    /// Vault's response envelope for `request_id` (`raw` answers are their own body).
+    pub fn envelope(&self, request_id: &str) -> Value {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
+        let auth = self.auth.as_ref().map(|a| {
+            let mut auth = serde_json::to_value(a).expect("the auth block serializes");
+            // Vault sends these as null.
+            if let Value::Object(m) = &mut auth {
+                m.entry("identity_policies").or_insert(Value::Null);
+                m.insert("mfa_requirement".into(), Value::Null);
+            }
+            auth
+        });
+        let lease = self.lease.clone().unwrap_or_default();
+        serde_json::json!({
+            "request_id": request_id,
+            "lease_id": lease.lease_id,
+            "renewable": lease.renewable,
+            "lease_duration": lease.lease_duration,
+            "data": self.data,
+            "wrap_info": self.wrap_info.as_ref().map(WrapInfo::to_json),
+            "warnings": if self.warnings.is_empty() { Value::Null } else { serde_json::json!(self.warnings) },
+            "auth": auth,
+            "mount_type": "",
+        })
+    }
+
     pub fn data(data: Value) -> Self {
         match data {
             Value::Object(map) => Response {

@@ -192,6 +192,25 @@ impl Formatter<'_> {
             self.hash_value(&mut raw);
             r.insert("data".into(), raw);
         }
+        if let Some(w) = &resp.wrap_info {
+            // As Vault: the wrap_info is logged (token HMAC'd), never the wrapped answer.
+            let wrapped = if w.wrapped_accessor.is_empty() {
+                Value::from("")
+            } else {
+                self.accessor(&w.wrapped_accessor)
+            };
+            r.insert(
+                "wrap_info".into(),
+                json!({
+                    "token": self.salt.hmac(w.token.expose_secret()),
+                    "accessor": self.accessor(&w.accessor),
+                    "ttl": w.ttl,
+                    "creation_time": w.creation_time.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "creation_path": w.creation_path,
+                    "wrapped_accessor": wrapped,
+                }),
+            );
+        }
         if !resp.warnings.is_empty() {
             r.insert("warnings".into(), json!(resp.warnings));
         }

@@ -27,7 +27,9 @@ use crate::core::lease::{index, LeaseEntry, LeaseIndex, LeaseKind, TokenRevocati
 use crate::core::mount::{MountConfig, MountEntry};
 use crate::core::token::{Clock, TokenStore};
 use crate::logical::ttl::{add_seconds, DEFAULT_TTL, MAX_TTL};
-use crate::logical::{LeaseInfo, LogicalBackend, LogicalError, Request, SecretLease};
+use crate::logical::{
+    LeaseInfo, LogicalBackend, LogicalError, Operation, Request, SecretLease, REVOKED_TOKEN_HASH,
+};
 
 mod revoke;
 mod task;
@@ -255,9 +257,39 @@ impl TokenRevocationHook for ExpirationManager {
                 self.expire_now(&id).await?;
             }
         }
+        self.destroy_cubbyholes(hashes).await
+    }
+}
+
+impl ExpirationManager {
+    /// A revoked token's cubbyhole goes with it (Vault's token store destroys it on
+    /// revocation): the `cubbyhole/` mount gets a [`Operation::Revoke`] without a lease.
+    async fn destroy_cubbyholes(&self, hashes: &[String]) -> Result<(), LogicalError> {
+        let Some(backends) = self.backends.upgrade() else {
+            return Ok(());
+        };
+        let Some((mount, backend)) = backends.lease_backend(CUBBYHOLE) else {
+            return Ok(());
+        };
+        if mount.path != CUBBYHOLE {
+            return Ok(());
+        }
+        for hash in hashes {
+            let mut req = Request::new(Operation::Revoke, CUBBYHOLE);
+            req.mount_point = mount.path.clone();
+            req.mount_type = mount.kind.clone();
+            req.data.insert(
+                REVOKED_TOKEN_HASH.into(),
+                serde_json::Value::from(hash.as_str()),
+            );
+            backend.handle(&req).await?;
+        }
         Ok(())
     }
 }
+
+/// The built-in per-token storage.
+const CUBBYHOLE: &str = "cubbyhole/";
 
 /// `now` plus `secs`, or 400 past the representable range.
 pub(crate) fn at(now: DateTime<Utc>, secs: u64) -> Result<DateTime<Utc>, LogicalError> {

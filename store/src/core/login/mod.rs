@@ -23,6 +23,15 @@ pub struct Login<'a> {
     pub limiter: &'a LoginLimiter,
     pub audit: &'a AuditBroker,
     pub tokens: &'a TokenStore,
+    /// Last step on a successful answer before it is audited (response wrapping).
+    pub finish: Option<&'a dyn Finish>,
+}
+
+/// A last step on a successful login answer, run before the answer is audited; set by a
+/// layer above (response wrapping), so the audit records what the client gets.
+#[async_trait::async_trait]
+pub trait Finish: Send + Sync + std::fmt::Debug {
+    async fn finish(&self, resp: Response) -> Result<Response, LogicalError>;
 }
 
 impl Login<'_> {
@@ -69,6 +78,9 @@ impl Login<'_> {
                 }
             }
             _ => {}
+        }
+        if let (Some(finish), Ok(r)) = (self.finish, resp.as_mut()) {
+            resp = finish.finish(std::mem::take(r)).await;
         }
         self.audit.log_response(&req, resp.as_ref()).await?;
         resp

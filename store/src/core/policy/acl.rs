@@ -140,15 +140,23 @@ impl Acl {
     fn governing(&self, path: &str, list: bool) -> Option<Capabilities> {
         let path = path.trim_start_matches('/');
         let trimmed = if list { path.strip_suffix('/') } else { None };
+        // Vault lists `path/` whether or not the client sent the slash (`vault list
+        // cubbyhole` is governed by `cubbyhole/*`).
+        let slashed = (list && !path.ends_with('/')).then(|| format!("{path}/"));
+        let slashed = slashed.as_deref();
         if let Some(caps) = self.exact.get(path) {
             return Some(*caps);
         }
-        if let Some(caps) = trimmed.and_then(|t| self.exact.get(t)) {
+        if let Some(caps) = trimmed.or(slashed).and_then(|t| self.exact.get(t)) {
             return Some(*caps);
         }
         self.wild
             .iter()
-            .filter(|r| r.matches(path) || trimmed.is_some_and(|t| r.matches(t)))
+            .filter(|r| {
+                r.matches(path)
+                    || trimmed.is_some_and(|t| r.matches(t))
+                    || slashed.is_some_and(|t| r.matches(t))
+            })
             .max_by(|a, b| a.priority().cmp(&b.priority()))
             .map(|r| r.caps)
     }
@@ -361,6 +369,7 @@ mod tests {
     fn list_matches_with_and_without_trailing_slash() {
         let a = acl(&[&rule("secret/metadata/*", "\"list\"")]);
         assert!(a.allows("secret/metadata/", Operation::List, false));
+        assert!(a.allows("secret/metadata", Operation::List, false));
         let a = acl(&[&rule("secret/metadata", "\"list\"")]);
         assert!(a.allows("secret/metadata/", Operation::List, false));
         // Only for LIST.

@@ -49,6 +49,11 @@ pub async fn handle_unauthenticated(
     let rel = req.path.strip_prefix("sys/")?;
     let op = req.operation;
     Some(match (rel, op) {
+        ("init" | "seal-status" | "unseal" | "health" | "leader", _) if req.wrap_ttl.is_some() => {
+            Err(LogicalError::invalid(format!(
+                "hushd cannot wrap the answer of sys/{rel}: send it without X-Vault-Wrap-TTL"
+            )))
+        }
         ("init", Operation::Read) => seal::init_status(core).await,
         ("init", Operation::Update | Operation::Create) => seal::init(core, req).await,
         ("seal-status", Operation::Read) => seal::seal_status(core).await,
@@ -150,6 +155,9 @@ async fn route(
             _ if write => mounts::enable(st, req, rest).await,
             _ => Err(LogicalError::UnsupportedOperation),
         };
+    }
+    if let Some(rest) = rel.strip_prefix("wrapping/") {
+        return super::wrapping::handle(st, req, rest).await;
     }
     if let Some(path) = rel.strip_prefix("internal/ui/mounts/") {
         return mounts::ui_mount(st, path);
