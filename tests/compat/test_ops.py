@@ -1,0 +1,53 @@
+"""Compatibility of the operator surfaces with the real `hvac` client: token roles, sys/remount,
+approle custom secret ids, aws config/identity and sys/generate-root (issue 12, items 14, 15, 17)."""
+import hvac
+import pytest
+from hvac import exceptions
+
+
+def test_token_roles(server, root_client):
+    token = root_client.auth.token
+    root_client.sys.create_or_update_policy("role-a", 'path "secret/*" { capabilities = ["read"] }')
+    root_client.sys.create_or_update_policy(
+        "role-caller", 'path "auth/token/create/ops-web" { capabilities = ["update"] }')
+    token.create_or_update_role(
+        "ops-web", allowed_policies=["role-a", "role-b"], disallowed_policies=["role-b"],
+        orphan=True, renewable=True, path_suffix="v1", token_period="1h",
+        token_explicit_max_ttl="24h")
+    role = token.read_role("ops-web")["data"]
+    assert role["name"] == "ops-web"
+    assert role["allowed_policies"] == ["role-a", "role-b"]
+    assert role["disallowed_policies"] == ["role-b"]
+    assert role["orphan"] is True and role["renewable"] is True
+    assert role["path_suffix"] == "v1"
+    assert role["token_period"] == 3600 and role["token_explicit_max_ttl"] == 86400
+    assert role["token_type"] == "default-service"
+    assert "ops-web" in token.list_roles()["data"]["keys"]
+
+    # A caller with no policy of the role's gets, through it, a periodic orphan (no sudo).
+    caller = token.create(policies=["role-caller"], ttl="10m")["auth"]["client_token"]
+    client = hvac.Client(url=server.addr, token=caller)
+    auth = client.auth.token.create(role_name="ops-web", policies=["role-a"])["auth"]
+    assert auth["policies"] == ["default", "role-a"] or auth["policies"] == ["role-a", "default"]
+    assert auth["orphan"] is True and auth["lease_duration"] == 3600 and auth["renewable"]
+    looked = token.lookup(auth["client_token"])["data"]
+    assert looked["path"] == "auth/token/create/ops-web/v1"
+    assert looked["period"] == 3600 and looked["explicit_max_ttl"] == 86400
+    with pytest.raises(exceptions.InvalidRequest, match="allowed policies"):
+        client.auth.token.create(role_name="ops-web", policies=["root-ish"])
+    with pytest.raises(exceptions.InvalidRequest, match="disallowed"):
+        client.auth.token.create(role_name="ops-web", policies=["role-b"])
+    with pytest.raises(exceptions.InvalidRequest, match="unknown role"):
+        token.create(role_name="nope")
+
+    # Bad input: Vault-style 400s naming the problem.
+    with pytest.raises(exceptions.InvalidRequest, match="batch tokens"):
+        root_client.write_data("auth/token/roles/bad", data={"token_type": "batch"})
+    with pytest.raises(exceptions.InvalidRequest, match="not supported"):
+        root_client.write_data("auth/token/roles/bad", data={"allowed_entity_aliases": ["x"]})
+    with pytest.raises(exceptions.InvalidRequest):
+        root_client.write_data("auth/token/roles/bad", data={"token_bound_cidrs": ["1.2.3.4/99"]})
+
+    token.delete_role("ops-web")
+    with pytest.raises(exceptions.InvalidPath):
+        token.read_role("ops-web")
