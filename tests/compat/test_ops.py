@@ -51,3 +51,43 @@ def test_token_roles(server, root_client):
     token.delete_role("ops-web")
     with pytest.raises(exceptions.InvalidPath):
         token.read_role("ops-web")
+
+
+def test_remount_moves_a_mount_and_its_data(root_client):
+    sys = root_client.sys
+    sys.enable_secrets_engine("kv", path="ops-kv", options={"version": "2"})
+    root_client.secrets.kv.v2.create_or_update_secret(
+        path="app", secret={"k": "v"}, mount_point="ops-kv")
+    accessor = sys.list_mounted_secrets_engines()["data"]["ops-kv/"]["accessor"]
+    resp = sys.move_backend(from_path="ops-kv", to_path="ops-moved")
+    # Vault 1.10+: a migration id, and its status at sys/remount/status/:id.
+    migration_id = resp["data"]["migration_id"]
+    status = root_client.read(f"sys/remount/status/{migration_id}")["data"]
+    assert status["migration_id"] == migration_id
+    assert status["migration_info"] == {
+        "source_mount": "ops-kv/", "target_mount": "ops-moved/", "status": "success"}
+    mounts = sys.list_mounted_secrets_engines()["data"]
+    assert "ops-moved/" in mounts and "ops-kv/" not in mounts
+    assert mounts["ops-moved/"]["accessor"] == accessor
+    read = root_client.secrets.kv.v2.read_secret_version(
+        path="app", mount_point="ops-moved", raise_on_deleted_version=True)
+    assert read["data"]["data"] == {"k": "v"}
+    with pytest.raises(exceptions.InvalidPath):
+        root_client.secrets.kv.v2.read_secret_version(
+            path="app", mount_point="ops-kv", raise_on_deleted_version=True)
+
+    # Auth methods move among auth/ paths.
+    sys.enable_auth_method("approle", path="ops-ar")
+    root_client.write_data("auth/ops-ar/role/r1", data={"token_policies": ["default"]})
+    sys.move_backend(from_path="auth/ops-ar", to_path="auth/ops-ar2")
+    assert root_client.read("auth/ops-ar2/role/r1")["data"]["token_policies"] == ["default"]
+
+    # Bad input: Vault-style 400s.
+    for body in [{"from": "ops-moved"}, {"from": "nothing-here", "to": "x"},
+                 {"from": "ops-moved", "to": "auth/x"}, {"from": "auth/ops-ar2", "to": "kv-x"},
+                 {"from": "sys", "to": "sys2"}, {"from": "auth/token", "to": "auth/t2"},
+                 {"from": "ops-moved", "to": "secret"}]:
+        with pytest.raises(exceptions.InvalidRequest):
+            root_client.write_data("sys/remount", data=body)
+    with pytest.raises(exceptions.InvalidRequest):
+        root_client.read("sys/remount/status/not-an-id")

@@ -29,6 +29,7 @@ use crate::core::token::{Clock, TokenStore};
 use crate::logical::ttl::{add_seconds, DEFAULT_TTL, MAX_TTL};
 use crate::logical::{LeaseInfo, LogicalBackend, LogicalError, Request, SecretLease};
 
+mod remount;
 mod revoke;
 mod task;
 #[cfg(test)]
