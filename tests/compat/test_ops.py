@@ -91,3 +91,29 @@ def test_remount_moves_a_mount_and_its_data(root_client):
             root_client.write_data("sys/remount", data=body)
     with pytest.raises(exceptions.InvalidRequest):
         root_client.read("sys/remount/status/not-an-id")
+
+
+def test_approle_custom_secret_id(server, root_client):
+    root_client.sys.enable_auth_method("approle", path="ops-custom")
+    approle = root_client.auth.approle
+    approle.create_or_update_approle("app", token_policies=["default"], mount_point="ops-custom")
+    role_id = approle.read_role_id("app", mount_point="ops-custom")["data"]["role_id"]
+    resp = approle.create_custom_secret_id(
+        "app", secret_id="my-own-secret-id-0001", metadata={"team": "ops"},
+        cidr_list=["127.0.0.0/8"], mount_point="ops-custom")["data"]
+    assert resp["secret_id"] == "my-own-secret-id-0001"
+    assert resp["secret_id_accessor"] and resp["secret_id_num_uses"] == 0
+    looked = approle.read_secret_id("app", "my-own-secret-id-0001", mount_point="ops-custom")
+    assert looked["data"]["metadata"] == {"team": "ops"}
+    assert looked["data"]["cidr_list"] == ["127.0.0.0/8"]
+    client = hvac.Client(url=server.addr)
+    login = client.auth.approle.login(role_id, "my-own-secret-id-0001", mount_point="ops-custom")
+    assert login["auth"]["client_token"]
+    # Bad input: a secret id already registered, or none.
+    with pytest.raises(exceptions.InvalidRequest, match="already registered"):
+        approle.create_custom_secret_id("app", secret_id="my-own-secret-id-0001",
+                                        mount_point="ops-custom")
+    with pytest.raises(exceptions.InvalidRequest, match="missing secret_id"):
+        root_client.write_data("auth/ops-custom/role/app/custom-secret-id", data={})
+    with pytest.raises(exceptions.InvalidRequest):
+        approle.create_custom_secret_id("nope", secret_id="x", mount_point="ops-custom")
