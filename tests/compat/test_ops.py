@@ -4,6 +4,8 @@ import hvac
 import pytest
 from hvac import exceptions
 
+from test_hvac import moto_sts  # noqa: F401 (a fixture)
+
 
 def test_token_roles(server, root_client):
     token = root_client.auth.token
@@ -117,3 +119,38 @@ def test_approle_custom_secret_id(server, root_client):
         root_client.write_data("auth/ops-custom/role/app/custom-secret-id", data={})
     with pytest.raises(exceptions.InvalidRequest):
         approle.create_custom_secret_id("nope", secret_id="x", mount_point="ops-custom")
+
+
+def test_aws_config_identity(server, root_client, moto_sts):  # noqa: F811
+    import boto3
+    root_client.sys.enable_auth_method("aws", path="ops-aws")
+    aws = root_client.auth.aws
+    # Never written: Vault's defaults.
+    cfg = aws.read_identity_integration(mount_point="ops-aws")
+    assert cfg["iam_alias"] == "role_id" and cfg["ec2_alias"] == "role_id"
+    aws.configure_identity_integration(iam_alias="full_arn", iam_metadata=["client_arn", "auth_type"],
+                                       ec2_alias="instance_id", mount_point="ops-aws")
+    cfg = aws.read_identity_integration(mount_point="ops-aws")
+    assert cfg["iam_alias"] == "full_arn" and cfg["ec2_alias"] == "instance_id"
+    assert cfg["iam_metadata"] == ["auth_type", "client_arn"]
+
+    # A login's token metadata keeps the chosen fields (and role_id, role).
+    kw = dict(endpoint_url=moto_sts, region_name="us-east-1",
+              aws_access_key_id="testing", aws_secret_access_key="testing")
+    iam = boto3.client("iam", **kw)
+    iam.create_user(UserName="ops-user")
+    key = iam.create_access_key(UserName="ops-user")["AccessKey"]
+    aws.configure(sts_endpoint=moto_sts, mount_point="ops-aws")
+    aws.create_role(role="dev", auth_type="iam", policies=["default"], mount_point="ops-aws",
+                    bound_iam_principal_arn=["arn:aws:iam::123456789012:user/ops-*"])
+    resp = hvac.Client(url=server.addr).auth.aws.iam_login(
+        key["AccessKeyId"], key["SecretAccessKey"], role="dev", mount_point="ops-aws")
+    assert sorted(resp["auth"]["metadata"]) == ["auth_type", "client_arn", "role", "role_id"]
+
+    # Bad values: Vault-style 400s (written raw: hvac checks the alias names itself).
+    for body in [{"iam_alias": "nope"}, {"ec2_alias": "unique_id"},
+                 {"iam_metadata": ["zone"]}, {"iam_metadata": ["default", "auth_type"]}]:
+        with pytest.raises(exceptions.InvalidRequest):
+            root_client.write_data("auth/ops-aws/config/identity", data=body)
+    aws.configure_identity_integration(iam_metadata="default", mount_point="ops-aws")
+    assert "account_id" in aws.read_identity_integration(mount_point="ops-aws")["iam_metadata"]
