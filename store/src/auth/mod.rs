@@ -28,6 +28,7 @@
 //! - [`jws`]: JWT (JWS) verification (keys, algorithms, claims) for the kubernetes, jwt and
 //!   gcp methods to build on; not an auth method itself.
 //! - [`jwt`]: the `jwt` method (generic OIDC: JWT login with PEM keys, JWKS or discovery).
+//! - [`metadata`]: the `*_metadata` config fields (which token metadata a login keeps).
 //! - [`method`]: the paths every method with login, config and roles serves, dispatched once.
 //! - [`kubernetes`]: the `kubernetes` method (service-account JWTs, locally or by TokenReview).
 
@@ -39,6 +40,7 @@ pub mod gcp;
 pub mod jws;
 pub mod jwt;
 pub mod kubernetes;
+pub mod metadata;
 pub mod method;
 pub mod role;
 pub mod role_store;

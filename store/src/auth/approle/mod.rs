@@ -246,10 +246,13 @@ impl AppRoleBackend {
         Ok(Response::list(keys))
     }
 
+    /// `secret-id` (a random secret ID) and `custom-secret-id` (`custom`: the caller's
+    /// `secret_id`, which must not be registered already).
     async fn generate_secret_id(
         &self,
         req: &Request,
         name: &str,
+        custom: bool,
     ) -> Result<Response, LogicalError> {
         let role = self.must_role(name).await?;
         if !role.bind_secret_id {
@@ -277,7 +280,16 @@ impl AppRoleBackend {
                 .unwrap_or_default(),
         )?;
         let metadata = metadata_field(req)?;
-        let secret_id = Zeroizing::new(uuid::Uuid::new_v4().to_string());
+        let secret_id = match (custom, req.data.get("secret_id")) {
+            (false, _) => Zeroizing::new(uuid::Uuid::new_v4().to_string()),
+            (true, Some(Value::String(s))) if !s.is_empty() && s.len() <= 4096 => {
+                Zeroizing::new(s.clone())
+            }
+            (true, Some(Value::String(s))) if !s.is_empty() => {
+                return Err(LogicalError::invalid("secret_id is longer than 4096 bytes"))
+            }
+            (true, _) => return Err(LogicalError::invalid("missing secret_id")),
+        };
         let now = (self.clock)();
         let entry = SecretId {
             hash: self.hmac(&secret_id),
@@ -297,6 +309,9 @@ impl AppRoleBackend {
             metadata,
         };
         let _guard = self.lock.lock().await;
+        if custom && self.find_secret_id(name, &secret_id).await?.is_some() {
+            return Err(LogicalError::invalid("SecretID is already registered"));
+        }
         self.view
             .write(vec![
                 self.view
@@ -534,7 +549,8 @@ impl LogicalBackend for AppRoleBackend {
             ("", _) if write => self.write_role(req, name).await,
             ("role-id", _) => self.role_id(req, name).await,
             ("secret-id", Operation::List) => self.list_secret_ids(name).await,
-            ("secret-id", _) if write => self.generate_secret_id(req, name).await,
+            ("secret-id", _) if write => self.generate_secret_id(req, name, false).await,
+            ("custom-secret-id", _) if write => self.generate_secret_id(req, name, true).await,
             ("secret-id/lookup", _) if write => self.secret_id_op(req, name, false, false).await,
             ("secret-id/destroy", _) if write || op == Operation::Delete => {
                 self.secret_id_op(req, name, false, true).await
@@ -548,6 +564,7 @@ impl LogicalBackend for AppRoleBackend {
             (
                 ""
                 | "secret-id"
+                | "custom-secret-id"
                 | "secret-id/lookup"
                 | "secret-id/destroy"
                 | "secret-id-accessor/lookup"

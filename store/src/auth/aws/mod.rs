@@ -1,8 +1,8 @@
 //! The aws auth method, iam type: a workload proves its IAM identity with a signed STS
 //! `GetCallerIdentity` request that hushd sends on to STS ([`sts`]) and reads the answer of.
 //!
-//! Routes (Vault's): `config/client` (read, write, delete), `role/:name` (read, write,
-//! delete), `LIST role` or `roles`, and `login` {role, iam_http_request_method,
+//! Routes (Vault's): `config/client` (read, write, delete), `config/identity` (read, write:
+//! [`identity`]), `role/:name` (read, write, delete), `LIST role` or `roles`, and `login` {role, iam_http_request_method,
 //! iam_request_url, iam_request_body, iam_request_headers} (the last three base64).
 //!
 //! A login is checked before anything leaves hushd ([`iam::SignedRequest::decode`]): POST
@@ -18,8 +18,8 @@
 //! only), identity-integration, role tags. `access_key`/`secret_key` in `config/client` are
 //! accepted and kept but never shown: the iam login needs no AWS credentials of hushd's.
 //!
-//! Storage inside the mount's view: `config/client` ([`ClientConfig`]), `role/<name>`
-//! ([`Role`]).
+//! Storage inside the mount's view: `config/client` ([`ClientConfig`]), `config/identity`
+//! ([`identity::IdentityConfig`]), `role/<name>` ([`Role`]).
 
 use std::collections::BTreeMap;
 
@@ -32,9 +32,10 @@ use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
 use crate::logical::fields::field_u64;
-use crate::logical::{LogicalError, Request, Response};
+use crate::logical::{LogicalError, Operation, Request, Response};
 
 pub mod iam;
+pub mod identity;
 pub mod role;
 pub mod sts;
 #[cfg(test)]
@@ -156,6 +157,28 @@ impl AwsBackend {
     async fn config(&self) -> Result<Option<ClientConfig>, LogicalError> {
         Ok(self.view.get_json("config/client").await?)
     }
+
+    async fn identity(&self) -> Result<identity::IdentityConfig, LogicalError> {
+        Ok(self
+            .view
+            .get_json(identity::PATH)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `config/identity`: read (the defaults when never written) and write.
+    async fn identity_path(&self, req: &Request) -> Result<Response, LogicalError> {
+        match req.operation {
+            Operation::Read => Ok(Response::data(self.identity().await?.to_json())),
+            Operation::Update | Operation::Create => {
+                let mut cfg = self.identity().await?;
+                cfg.update(&req.data)?;
+                self.view.put_json(identity::PATH, &cfg).await?;
+                Ok(Response::empty())
+            }
+            _ => Err(LogicalError::UnsupportedOperation),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -215,7 +238,7 @@ impl AuthMethod for AwsBackend {
                 caller.arn
             )));
         }
-        let metadata: BTreeMap<String, String> = [
+        let mut metadata: BTreeMap<String, String> = [
             ("account_id", caller.account.clone()),
             ("auth_type", "iam".into()),
             ("canonical_arn", canonical),
@@ -230,6 +253,7 @@ impl AuthMethod for AwsBackend {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        self.identity().await?.select_iam(&mut metadata);
         Ok(Response::login(
             role.token.grant(metadata, principal.friendly_name),
         ))
@@ -249,5 +273,10 @@ impl AuthMethod for AwsBackend {
     async fn delete_config(&self) -> Result<Response, LogicalError> {
         self.view.delete("config/client").await?;
         Ok(Response::empty())
+    }
+
+    async fn other_path(&self, req: &Request, rel: &str) -> Option<Result<Response, LogicalError>> {
+        (rel == identity::PATH).then_some(())?;
+        Some(self.identity_path(req).await)
     }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::jws::{JwtError, RemoteKeySet};
+use crate::auth::metadata::{metadata_fields, shown_fields};
 use crate::logical::fields::{field_str, list_field};
 use crate::logical::{Data, LogicalError};
 
@@ -274,40 +275,6 @@ impl GcpConfig {
             m.extend(self.credentials.shown());
         }
         shown
-    }
-}
-
-/// A write of `iam_metadata` or `gce_metadata`: `["default"]` restores all fields (`None`),
-/// `[]` (or `""`) keeps none, otherwise the named fields, each one of `allowed`.
-fn metadata_fields(
-    key: &str,
-    mut fields: Vec<String>,
-    allowed: &[&str],
-) -> Result<Option<Vec<String>>, LogicalError> {
-    if fields.iter().any(|f| f == "default") {
-        if fields.len() > 1 {
-            return Err(LogicalError::invalid(format!(
-                "{key}: \"default\" cannot be combined with other fields"
-            )));
-        }
-        return Ok(None);
-    }
-    if let Some(bad) = fields.iter().find(|f| !allowed.contains(&f.as_str())) {
-        return Err(LogicalError::invalid(format!(
-            "{key}: unknown field {bad:?}; the fields are {}",
-            allowed.join(", ")
-        )));
-    }
-    fields.sort();
-    fields.dedup();
-    Ok(Some(fields))
-}
-
-/// The fields as a read shows them (the defaults spelled out).
-fn shown_fields(chosen: &Option<Vec<String>>, all: &[&str]) -> Value {
-    match chosen {
-        Some(fields) => json!(fields),
-        None => json!(all),
     }
 }
 

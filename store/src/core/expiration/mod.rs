@@ -31,6 +31,7 @@ use crate::logical::{
     LeaseInfo, LogicalBackend, LogicalError, Operation, Request, SecretLease, REVOKED_TOKEN_HASH,
 };
 
+mod remount;
 mod revoke;
 mod task;
 #[cfg(test)]

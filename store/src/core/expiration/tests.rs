@@ -555,3 +555,20 @@ async fn tokens_stored_before_leases_get_one_once() {
     assert_eq!(h.tokens.index_unleased_tokens().await.unwrap(), 0);
     assert_eq!(h.mgr.count().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn moved_leases_keep_their_terms_under_the_new_prefix() {
+    let h = harness().await;
+    let a = h.issue(60, 300, true).await;
+    let (_, tok) = token(&h, 600).await;
+    let before = h.mgr.lookup(&a.lease_id).await.unwrap();
+    assert_eq!(h.mgr.move_prefix("db/", "db2/").await.unwrap(), 1);
+    assert!(h.mgr.lookup(&a.lease_id).await.is_err());
+    let moved_id = a.lease_id.replacen("db/", "db2/", 1);
+    let after = h.mgr.lookup(&moved_id).await.unwrap();
+    assert_eq!(after.expire_time, before.expire_time);
+    assert_eq!(after.internal, before.internal);
+    assert_eq!(h.mgr.list("db2/creds/").await.unwrap(), vec!["ro/"]);
+    // Token leases are not under a secrets mount and are never moved.
+    assert!(h.mgr.lookup(&token_lease_id(&tok)).await.is_ok());
+}

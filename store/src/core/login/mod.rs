@@ -184,6 +184,7 @@ pub(crate) fn token_params(entry: &MountEntry, path: &str, grant: LoginGrant) ->
         path: path.to_string(),
         sudo: true,
         bound_cidrs: grant.bound_cidrs,
+        via_role: false,
     }
 }
 

@@ -14,6 +14,7 @@ mod leases;
 mod mounts;
 mod policy;
 mod raw;
+mod remount;
 mod seal;
 
 /// Sys paths (relative to `sys/`) served without a token; routed before the seal check.
@@ -36,6 +37,7 @@ pub const ROOT_PATHS: &[&str] = &[
     "revoke-force/*",
     "leases",
     "leases/count",
+    "remount",
 ];
 
 /// Sys paths any valid token may read (they reveal only mount types).
@@ -130,6 +132,7 @@ async fn route(
         "capabilities-self" if write => return policy::capabilities_self(st, req).await,
         "capabilities" if write => return policy::capabilities(st, req).await,
         "audit" if read => return Ok(both(req, st.audit.list())),
+        "remount" if write => return remount::remount(core, st, req).await,
         _ => {}
     }
     if let Some(key) = rel
@@ -158,6 +161,12 @@ async fn route(
     }
     if let Some(rest) = rel.strip_prefix("wrapping/") {
         return super::wrapping::handle(st, req, rest).await;
+    }
+    if let Some(id) = rel.strip_prefix("remount/status/") {
+        return match op {
+            Operation::Read => remount::status(core, id).await,
+            _ => Err(LogicalError::UnsupportedOperation),
+        };
     }
     if let Some(path) = rel.strip_prefix("internal/ui/mounts/") {
         return mounts::ui_mount(st, path);
@@ -208,6 +217,7 @@ const EXACT_PATHS: &[&str] = &[
     "capabilities-self",
     "capabilities",
     "audit",
+    "remount",
 ];
 
 /// Vault answers many `sys/` reads with the data both at the top level and under `data`.

@@ -184,10 +184,13 @@ impl TokenStore {
         }
     }
 
+    /// `create`, `create-orphan` and `create/:role` (`role`: the name in the path, else a
+    /// `role_name` field, as Vault reads either).
     async fn handle_create(
         &self,
         req: &Request,
         orphan_endpoint: bool,
+        role: Option<&str>,
     ) -> Result<Response, LogicalError> {
         let parent = caller(req)?;
         let data = &req.data;
@@ -196,11 +199,10 @@ impl TokenStore {
                 "specifying a token id is not supported by hushd",
             ));
         }
-        if string_field(data, "role_name")?.is_some_and(|s| !s.is_empty()) {
-            return Err(LogicalError::invalid(
-                "token roles are not supported by hushd",
-            ));
-        }
+        let role = match role.or(string_field(data, "role_name")?.filter(|s| !s.is_empty())) {
+            Some(name) => Some(self.must_role(name).await?),
+            None => None,
+        };
         if string_field(data, "entity_alias")?.is_some_and(|s| !s.is_empty()) {
             return Err(LogicalError::invalid(
                 "'entity_alias' is only allowed in combination with token role",
@@ -236,6 +238,11 @@ impl TokenStore {
             path: format!("auth/token/{}", req.rel_path()),
             sudo,
             bound_cidrs: Vec::new(),
+            via_role: false,
+        };
+        let params = match &role {
+            Some(role) => role.shape(params, parent)?,
+            None => params,
         };
         let (auth, warnings) = self.create_with_warnings(params, Some(parent)).await?;
         Ok(Response {
@@ -349,8 +356,8 @@ impl LogicalBackend for TokenStore {
         let read_or_write = write || op == Operation::Read;
         let path = req.rel_path();
         match path {
-            "create" if write => self.handle_create(req, false).await,
-            "create-orphan" if write => self.handle_create(req, true).await,
+            "create" if write => self.handle_create(req, false, None).await,
+            "create-orphan" if write => self.handle_create(req, true, None).await,
             "lookup" if read_or_write => self.handle_lookup(req).await,
             "lookup-self" if read_or_write => self.handle_lookup_self(req),
             "lookup-accessor" if write => self.handle_lookup_accessor(req).await,
@@ -383,9 +390,12 @@ impl LogicalBackend for TokenStore {
             "create" | "create-orphan" | "lookup" | "lookup-self" | "lookup-accessor" | "renew"
             | "renew-self" | "renew-accessor" | "revoke" | "revoke-self" | "revoke-accessor"
             | "revoke-orphan" => Err(LogicalError::UnsupportedOperation),
-            p if p.starts_with("create/") || p.starts_with("roles") => Err(LogicalError::invalid(
-                "token roles are not supported by hushd",
-            )),
+            p if p.starts_with("create/") && write => {
+                let role = p.trim_start_matches("create/");
+                self.handle_create(req, false, Some(role)).await
+            }
+            "roles" | "roles/" => self.handle_roles(req).await,
+            p if p.starts_with("roles/") => self.handle_roles(req).await,
             _ => Err(LogicalError::UnsupportedPath),
         }
     }

@@ -7,6 +7,7 @@
 //! - the stored [`TokenEntry`] is in [`crate::logical::token`]: requests carry it;
 //! - [`store`]: the [`TokenStore`] (storage, authentication, creation, renewal, revocation);
 //! - [`backend`]: the `auth/token/` endpoints;
+//! - [`roles`]: token roles (`roles/:name`) and `create/:role`;
 //! - Vault's TTL rules are in [`crate::logical::ttl`];
 //! - `lease`: token leases in the expiration manager's index;
 //! - [`cache`]: parsed entries of tokens in use, invalidated by every entry write.
@@ -14,6 +15,7 @@
 pub mod backend;
 pub mod cache;
 mod lease;
+pub mod roles;
 pub mod store;
 
 #[cfg(test)]

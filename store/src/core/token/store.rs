@@ -73,8 +73,11 @@ pub struct CreateParams {
     /// The caller has `sudo` on the creating path (or is root): lifts the policy-subset rule
     /// and allows `no_parent` and `period`.
     pub sudo: bool,
-    /// CIDR blocks the token is bound to (auth-method logins).
+    /// CIDR blocks the token is bound to (auth-method logins, token roles).
     pub bound_cidrs: Vec<String>,
+    /// Made through a token role (`auth/token/create/:role`), which has already decided the
+    /// policies (see `roles.rs`) and the period: neither is checked against the parent here.
+    pub via_role: bool,
 }
 
 /// The result of a renewal.
@@ -468,6 +471,7 @@ impl TokenStore {
         let requested = sanitize_policies(&params.policies, false);
         let (base, add_default) = match parent {
             None => (requested, !params.no_default_policy),
+            Some(_) if params.via_role => (requested, !params.no_default_policy),
             Some(p) if requested.is_empty() => (sanitize_policies(&p.policies, false), false),
             Some(p) if !privileged => {
                 let parent_set = sanitize_policies(&p.policies, false);
@@ -501,7 +505,7 @@ impl TokenStore {
         let now = self.now();
         let explicit_max_ttl = params.explicit_max_ttl.unwrap_or(0);
         let period = params.period.unwrap_or(0);
-        if period > 0 && !privileged {
+        if period > 0 && !privileged && !params.via_role {
             return Err(LogicalError::invalid(
                 "root or sudo privileges required to create periodic token",
             ));

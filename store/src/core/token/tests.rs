@@ -798,3 +798,87 @@ async fn unknown_policies_are_warned_about() {
         .unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
+
+#[tokio::test]
+async fn token_roles_grant_policies_orphans_and_periods_a_caller_lacks() {
+    let h = harness().await;
+    h.post(
+        "roles/Web",
+        &h.root,
+        json!({"allowed_policies": ["a", "b"], "disallowed_policies": "c",
+               "orphan": true, "token_period": "1h", "path_suffix": "v1",
+               "token_bound_cidrs": ["127.0.0.1/32"]}),
+    )
+    .await
+    .unwrap();
+    let read = h
+        .call(Operation::Read, "roles/web", &h.root, json!({}))
+        .await
+        .unwrap();
+    let data = read.data.unwrap();
+    assert_eq!(data["name"], "web");
+    assert_eq!(data["token_period"], 3600);
+    assert_eq!(data["token_type"], "default-service");
+    // A caller holding only "x" creates, through the role, an orphan with "a" and a period.
+    let caller = h
+        .create(&h.root, json!({"policies": ["x"]}))
+        .await
+        .client_token;
+    let auth = h
+        .post("create/web", &caller, json!({"policies": ["a"]}))
+        .await
+        .unwrap()
+        .auth
+        .unwrap();
+    assert_eq!(auth.policies, vec!["a", "default"]);
+    assert!(auth.orphan);
+    assert_eq!(auth.lease_duration, 3600);
+    let entry =
+        h.ts.lookup(auth.client_token.expose_secret())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(entry.path, "auth/token/create/web/v1");
+    assert_eq!(entry.bound_cidrs, vec!["127.0.0.1/32"]);
+    // Outside the allowed set, or disallowed: 400.
+    for body in [json!({"policies": ["z"]}), json!({"policies": ["c"]})] {
+        let err = h.post("create/web", &caller, body).await.unwrap_err();
+        assert_eq!(err.status(), 400);
+    }
+    let err = h.post("create/nope", &caller, json!({})).await.unwrap_err();
+    assert_eq!(err.messages(), vec!["unknown role nope"]);
+    // Without allowed_policies the parent's set is the limit, and no sudo: no period.
+    h.post("roles/plain", &h.root, json!({"renewable": false}))
+        .await
+        .unwrap();
+    let err = h
+        .post("create/plain", &caller, json!({"policies": ["a"]}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    let err = h
+        .post("create/plain", &caller, json!({"period": "1h"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    let plain = h
+        .post("create/plain", &caller, json!({"ttl": "1h"}))
+        .await
+        .unwrap()
+        .auth
+        .unwrap();
+    assert!(!plain.renewable && !plain.orphan);
+    let list = h
+        .call(Operation::List, "roles", &h.root, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(list.data.unwrap()["keys"], json!(["plain", "web"]));
+    h.call(Operation::Delete, "roles/web", &h.root, json!({}))
+        .await
+        .unwrap();
+    let err = h
+        .call(Operation::Read, "roles/web", &h.root, json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 404);
+}
