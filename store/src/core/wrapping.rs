@@ -371,6 +371,34 @@ mod tests {
         assert!(gone.is_none());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_racing_unwraps_hand_the_answer_out_once() {
+        let core = core().await;
+        let mut req = call(
+            Operation::Update,
+            "sys/wrapping/wrap",
+            "root",
+            serde_json::json!({"k": "v"}),
+        );
+        req.wrap_ttl = Some(60);
+        let info = core.handle(req).await.unwrap().wrap_info.unwrap();
+        let token = info.token.expose_secret().to_string();
+        let unwrap = || {
+            core.handle(call(
+                Operation::Update,
+                "sys/wrapping/unwrap",
+                "root",
+                serde_json::json!({ "token": token }),
+            ))
+        };
+        let (a, b) = tokio::join!(unwrap(), unwrap());
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "exactly one unwrap gets the answer"
+        );
+    }
+
     #[tokio::test]
     async fn an_empty_answer_is_not_wrapped_and_errors_stay_errors() {
         let core = core().await;
