@@ -305,17 +305,20 @@ mod tests {
         req
     }
 
+    /// `sys/wrapping/wrap` of `body` for 60s as root.
+    fn wrap(body: serde_json::Value) -> Request {
+        let mut req = call(Operation::Update, "sys/wrapping/wrap", "root", body);
+        req.wrap_ttl = Some(60);
+        req
+    }
+
     #[tokio::test]
     async fn a_wrapped_answer_is_handed_out_once_and_its_cubbyhole_goes_with_it() {
         let core = core().await;
-        let mut req = call(
-            Operation::Update,
-            "sys/wrapping/wrap",
-            "root",
-            serde_json::json!({"pw": "s3cret"}),
-        );
-        req.wrap_ttl = Some(60);
-        let resp = core.handle(req).await.unwrap();
+        let resp = core
+            .handle(wrap(serde_json::json!({"pw": "s3cret"})))
+            .await
+            .unwrap();
         assert!(resp.data.is_none() && resp.raw.is_none());
         let info = resp.wrap_info.unwrap();
         assert_eq!(
@@ -374,14 +377,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_racing_unwraps_hand_the_answer_out_once() {
         let core = core().await;
-        let mut req = call(
-            Operation::Update,
-            "sys/wrapping/wrap",
-            "root",
-            serde_json::json!({"k": "v"}),
-        );
-        req.wrap_ttl = Some(60);
-        let info = core.handle(req).await.unwrap().wrap_info.unwrap();
+        let resp = core.handle(wrap(serde_json::json!({"k": "v"}))).await;
+        let info = resp.unwrap().wrap_info.unwrap();
         let token = info.token.expose_secret().to_string();
         let unwrap = || {
             core.handle(call(
