@@ -132,6 +132,13 @@ fn client_token(headers: &HeaderMap) -> Option<SecretString> {
 
 /// `X-Vault-Wrap-TTL`: seconds or a Go duration (`90`, `5m`); 0 or absent: no wrapping.
 fn wrap_ttl(headers: &HeaderMap) -> Result<Option<u64>, LogicalError> {
+    if let Some(format) = headers.get("x-vault-wrap-format") {
+        if !matches!(format.to_str(), Ok("" | "token")) {
+            return Err(LogicalError::invalid(
+                "X-Vault-Wrap-Format: hushd wraps in the \"token\" format only (not \"jwt\")",
+            ));
+        }
+    }
     let Some(value) = headers.get("x-vault-wrap-ttl") else {
         return Ok(None);
     };
@@ -348,6 +355,25 @@ mod tests {
         assert_eq!(parse_body(b"{\"a\":1}").unwrap()["a"], 1);
         assert_eq!(parse_body(b"[1]").unwrap_err().status(), 400);
         assert_eq!(parse_body(b"{\"a\":").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn wrap_ttl_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(wrap_ttl(&h).unwrap(), None);
+        for (v, want) in [("90", Some(90)), ("5m", Some(300)), ("0", None)] {
+            h.insert("x-vault-wrap-ttl", v.parse().unwrap());
+            assert_eq!(wrap_ttl(&h).unwrap(), want, "{v}");
+        }
+        for bad in ["-1", "soon"] {
+            h.insert("x-vault-wrap-ttl", bad.parse().unwrap());
+            assert_eq!(wrap_ttl(&h).unwrap_err().status(), 400, "{bad}");
+        }
+        h.insert("x-vault-wrap-ttl", "60".parse().unwrap());
+        h.insert("x-vault-wrap-format", "jwt".parse().unwrap());
+        assert_eq!(wrap_ttl(&h).unwrap_err().status(), 400);
+        h.insert("x-vault-wrap-format", "token".parse().unwrap());
+        assert_eq!(wrap_ttl(&h).unwrap(), Some(60));
     }
 
     #[test]

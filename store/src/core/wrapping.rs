@@ -305,17 +305,20 @@ mod tests {
         req
     }
 
+    /// `sys/wrapping/wrap` of `body` for 60s as root.
+    fn wrap(body: serde_json::Value) -> Request {
+        let mut req = call(Operation::Update, "sys/wrapping/wrap", "root", body);
+        req.wrap_ttl = Some(60);
+        req
+    }
+
     #[tokio::test]
     async fn a_wrapped_answer_is_handed_out_once_and_its_cubbyhole_goes_with_it() {
         let core = core().await;
-        let mut req = call(
-            Operation::Update,
-            "sys/wrapping/wrap",
-            "root",
-            serde_json::json!({"pw": "s3cret"}),
-        );
-        req.wrap_ttl = Some(60);
-        let resp = core.handle(req).await.unwrap();
+        let resp = core
+            .handle(wrap(serde_json::json!({"pw": "s3cret"})))
+            .await
+            .unwrap();
         assert!(resp.data.is_none() && resp.raw.is_none());
         let info = resp.wrap_info.unwrap();
         assert_eq!(
@@ -369,6 +372,28 @@ mod tests {
             .await
             .unwrap();
         assert!(gone.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_racing_unwraps_hand_the_answer_out_once() {
+        let core = core().await;
+        let resp = core.handle(wrap(serde_json::json!({"k": "v"}))).await;
+        let info = resp.unwrap().wrap_info.unwrap();
+        let token = info.token.expose_secret().to_string();
+        let unwrap = || {
+            core.handle(call(
+                Operation::Update,
+                "sys/wrapping/unwrap",
+                "root",
+                serde_json::json!({ "token": token }),
+            ))
+        };
+        let (a, b) = tokio::join!(unwrap(), unwrap());
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "exactly one unwrap gets the answer"
+        );
     }
 
     #[tokio::test]
