@@ -220,3 +220,37 @@ def test_generate_root(server, root_client):
     status = sys.read_root_generation_progress()
     assert status["started"] is True and status["progress"] == 0
     sys.cancel_root_generation()
+
+
+def test_hush_operator_generate_root(server, root_client):
+    import json
+    import os
+    import subprocess
+    from conftest import _bin
+    env = {**os.environ, "HUSH_ADDR": server.addr}
+    env.pop("HUSH_TOKEN", None)
+
+    def hush(*args, stdin=None):
+        r = subprocess.run([_bin("hush"), "operator", "generate-root", *args], input=stdin,
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    started = json.loads(hush("-init", "-format=json"))
+    otp, nonce = started["otp"], started["nonce"]
+    assert len(otp) == 28 and started["started"] is True
+    assert json.loads(hush("-status", "-format=json"))["nonce"] == nonce
+    for key in server.unseal_keys[:2]:
+        hush("-nonce", nonce, "-", stdin=key + "\n")
+    # Without -nonce: the one in progress.
+    done = json.loads(hush("-format=json", "-", stdin=server.unseal_keys[2] + "\n"))
+    assert done["complete"] is True
+    token = hush("-decode", done["encoded_token"], "-otp", otp).strip()
+    assert hvac.Client(url=server.addr, token=token).auth.token.lookup_self()["data"]["policies"] == ["root"]
+    # Cancel, and the errors of a key without an attempt.
+    hush("-init", "-otp", "B" * 28)
+    hush("-cancel")
+    assert json.loads(hush("-status", "-format=json"))["started"] is False
+    r = subprocess.run([_bin("hush"), "operator", "generate-root", "-"], input=server.unseal_keys[0],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "-init" in r.stderr
