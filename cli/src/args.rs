@@ -147,6 +147,51 @@ pub enum OperatorCmd {
     /// Show the current key term and when it was installed
     #[command(name = "key-status")]
     KeyStatus,
+    /// Mint a new root token from a quorum of unseal key holders (as `vault operator
+    /// generate-root`): -init starts (with -otp, or the server makes the OTP), each holder then
+    /// enters a key share with -nonce, and -decode turns the encoded token into the token
+    #[command(name = "generate-root")]
+    GenerateRoot(GenerateRootArgs),
+}
+
+/// `hush operator generate-root` flags. `Debug` leaves out the key and the OTP.
+#[derive(Args)]
+pub struct GenerateRootArgs {
+    /// The unseal key share; omit it to be prompted (it stays out of shell history)
+    pub key: Option<String>,
+    /// Start a root token generation
+    #[arg(long, conflicts_with_all = ["cancel", "status", "decode"])]
+    pub init: bool,
+    /// With -init: the one-time pad (28 base62 characters); without, the server makes one.
+    /// With -decode: the OTP the token was encoded with
+    #[arg(long, value_name = "OTP")]
+    pub otp: Option<String>,
+    /// The attempt's nonce (shown by -init and -status); read from the server when omitted
+    #[arg(long, value_name = "NONCE")]
+    pub nonce: Option<String>,
+    /// Decode an encoded root token with -otp ("-": read it from stdin)
+    #[arg(long, value_name = "ENCODED", requires = "otp", conflicts_with_all = ["cancel", "status"])]
+    pub decode: Option<String>,
+    /// Cancel the attempt in progress
+    #[arg(long, conflicts_with = "status")]
+    pub cancel: bool,
+    /// Show the attempt in progress
+    #[arg(long)]
+    pub status: bool,
+}
+
+impl std::fmt::Debug for GenerateRootArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateRootArgs")
+            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("init", &self.init)
+            .field("otp", &self.otp.as_ref().map(|_| "[redacted]"))
+            .field("nonce", &self.nonce)
+            .field("decode", &self.decode.is_some())
+            .field("cancel", &self.cancel)
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 /// Where a KV secret is: `MOUNT/PATH`, or `-mount=MOUNT PATH`.
@@ -526,6 +571,30 @@ mod tests {
             })
         ));
         assert!(p(&["operator", "init", "-key-shares=lots"]).is_err());
+    }
+
+    #[test]
+    fn generate_root_flags() {
+        let cli = p(&["operator", "generate-root", "-init", "-otp=abc"]).unwrap();
+        match cli.command {
+            Command::Operator(OperatorCmd::GenerateRoot(a)) => {
+                assert!(a.init && a.otp.as_deref() == Some("abc") && a.key.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = p(&["operator", "generate-root", "-nonce", "n1", "KEY"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::GenerateRoot(GenerateRootArgs {
+                key: Some(_),
+                ..
+            }))
+        ));
+        assert!(
+            p(&["operator", "generate-root", "-decode=x"]).is_err(),
+            "needs -otp"
+        );
+        assert!(p(&["operator", "generate-root", "-init", "-cancel"]).is_err());
     }
 
     #[test]

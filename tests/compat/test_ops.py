@@ -154,3 +154,103 @@ def test_aws_config_identity(server, root_client, moto_sts):  # noqa: F811
             root_client.write_data("auth/ops-aws/config/identity", data=body)
     aws.configure_identity_integration(iam_metadata="default", mount_point="ops-aws")
     assert "account_id" in aws.read_identity_integration(mount_point="ops-aws")["iam_metadata"]
+
+
+def _decode_root(encoded, otp):
+    import base64
+    raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+    return bytes(a ^ b for a, b in zip(raw, otp.encode())).decode()
+
+
+def test_generate_root(server, root_client):
+    anon = hvac.Client(url=server.addr)  # unauthenticated, as in Vault
+    sys = anon.sys
+    status = sys.read_root_generation_progress()
+    assert status["started"] is False and status["required"] == 3 and status["otp_length"] == 28
+
+    # Vault 1.10+: without an otp the server makes one and answers it once.
+    started = sys.start_root_token_generation()
+    otp, nonce = started["otp"], started["nonce"]
+    assert len(otp) == 28 and started["started"] is True and nonce
+    with pytest.raises(exceptions.InvalidRequest, match="already in progress"):
+        sys.start_root_token_generation()
+    assert sys.read_root_generation_progress()["otp"] == ""
+    keys = server.unseal_keys
+    with pytest.raises(exceptions.InvalidRequest, match="nonce"):
+        sys.generate_root(key=keys[0], nonce="not-the-nonce")
+    r = sys.generate_root(key=keys[0], nonce=nonce)
+    assert r["progress"] == 1 and r["complete"] is False
+    r = sys.generate_root(key=keys[0], nonce=nonce)  # the same share again: no progress
+    assert r["progress"] == 1
+    sys.generate_root(key=keys[1], nonce=nonce)
+    done = sys.generate_root(key=keys[2], nonce=nonce)
+    assert done["complete"] is True and done["encoded_token"] == done["encoded_root_token"]
+    token = _decode_root(done["encoded_token"], otp)
+    assert token.startswith("hvs.") and token != root_client.token
+    minted = hvac.Client(url=server.addr, token=token)
+    assert minted.auth.token.lookup_self()["data"]["policies"] == ["root"]
+    assert sys.read_root_generation_progress()["started"] is False
+    minted.auth.token.revoke_self()
+
+    # The caller's own OTP, then cancel.
+    own = "A" * 28
+    started = sys.start_root_token_generation(otp=own)
+    assert started["otp"] == ""
+    sys.generate_root(key=keys[3], nonce=started["nonce"])
+    sys.cancel_root_generation()
+    assert sys.read_root_generation_progress() == {**sys.read_root_generation_progress(),
+                                                   "started": False, "progress": 0}
+    # Bad input: Vault-style 400s.
+    with pytest.raises(exceptions.InvalidRequest, match="wrong length"):
+        sys.start_root_token_generation(otp="short")
+    with pytest.raises(exceptions.InvalidRequest, match="pgp_key"):
+        sys.start_root_token_generation(pgp_key="xyz")
+    with pytest.raises(exceptions.InvalidRequest, match="no root generation"):
+        sys.generate_root(key=keys[0], nonce=nonce)
+    started = sys.start_root_token_generation()
+    with pytest.raises(exceptions.InvalidRequest):
+        sys.generate_root(key="not-a-key", nonce=started["nonce"])
+    # Shares of another key: refused at the threshold, the attempt stays with no progress.
+    import os
+    fake = [bytes([i]).hex() + os.urandom(32).hex() for i in (1, 2, 3)]
+    sys.generate_root(key=fake[0], nonce=started["nonce"])
+    sys.generate_root(key=fake[1], nonce=started["nonce"])
+    with pytest.raises(exceptions.InvalidRequest, match="verification failed"):
+        sys.generate_root(key=fake[2], nonce=started["nonce"])
+    status = sys.read_root_generation_progress()
+    assert status["started"] is True and status["progress"] == 0
+    sys.cancel_root_generation()
+
+
+def test_hush_operator_generate_root(server, root_client):
+    import json
+    import os
+    import subprocess
+    from conftest import _bin
+    env = {**os.environ, "HUSH_ADDR": server.addr}
+    env.pop("HUSH_TOKEN", None)
+
+    def hush(*args, stdin=None):
+        r = subprocess.run([_bin("hush"), "operator", "generate-root", *args], input=stdin,
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    started = json.loads(hush("-init", "-format=json"))
+    otp, nonce = started["otp"], started["nonce"]
+    assert len(otp) == 28 and started["started"] is True
+    assert json.loads(hush("-status", "-format=json"))["nonce"] == nonce
+    for key in server.unseal_keys[:2]:
+        hush("-nonce", nonce, "-", stdin=key + "\n")
+    # Without -nonce: the one in progress.
+    done = json.loads(hush("-format=json", "-", stdin=server.unseal_keys[2] + "\n"))
+    assert done["complete"] is True
+    token = hush("-decode", done["encoded_token"], "-otp", otp).strip()
+    assert hvac.Client(url=server.addr, token=token).auth.token.lookup_self()["data"]["policies"] == ["root"]
+    # Cancel, and the errors of a key without an attempt.
+    hush("-init", "-otp", "B" * 28)
+    hush("-cancel")
+    assert json.loads(hush("-status", "-format=json"))["started"] is False
+    r = subprocess.run([_bin("hush"), "operator", "generate-root", "-"], input=server.unseal_keys[0],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "-init" in r.stderr

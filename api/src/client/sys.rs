@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::{data_of, top_or_data, Body, Client};
 use crate::error::ClientError;
 use crate::wire::sys::{
-    InitRequest, InitResponse, InitStatus, KeyStatus, SealStatus, UnsealRequest,
+    GenerateRootStatus, InitRequest, InitResponse, InitStatus, KeyStatus, SealStatus, UnsealRequest,
 };
 use crate::wire::{ListData, PolicyData};
 
@@ -86,6 +86,52 @@ impl Client {
             .call(Method::PUT, "sys/unseal", &[], Some(Body::Json(&body)))
             .await?;
         top_or_data("sys/unseal", reply)
+    }
+
+    /// `GET sys/generate-root/attempt` (no token needed).
+    pub async fn generate_root_status(&self) -> Result<GenerateRootStatus, ClientError> {
+        let path = "sys/generate-root/attempt";
+        top_or_data(path, self.call(Method::GET, path, &[], None).await?)
+    }
+
+    /// `PUT sys/generate-root/attempt`: start, with the caller's OTP or (`None`) one the
+    /// server makes and answers in `otp`.
+    pub async fn generate_root_init(
+        &self,
+        otp: Option<&SecretString>,
+    ) -> Result<GenerateRootStatus, ClientError> {
+        use secrecy::ExposeSecret;
+        let path = "sys/generate-root/attempt";
+        let body = match otp {
+            Some(otp) => json!({ "otp": otp.expose_secret() }),
+            None => json!({}),
+        };
+        let reply = self
+            .call(Method::PUT, path, &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data(path, reply)
+    }
+
+    /// `PUT sys/generate-root/update` with one unseal key share and the attempt's nonce.
+    pub async fn generate_root_update(
+        &self,
+        key: &SecretString,
+        nonce: &str,
+    ) -> Result<GenerateRootStatus, ClientError> {
+        use secrecy::ExposeSecret;
+        let path = "sys/generate-root/update";
+        let body = json!({ "key": key.expose_secret(), "nonce": nonce });
+        let reply = self
+            .call(Method::PUT, path, &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data(path, reply)
+    }
+
+    /// `DELETE sys/generate-root/attempt`: cancel the attempt.
+    pub async fn generate_root_cancel(&self) -> Result<(), ClientError> {
+        self.call(Method::DELETE, "sys/generate-root/attempt", &[], None)
+            .await
+            .map(drop)
     }
 
     /// `PUT sys/seal`.

@@ -170,3 +170,34 @@ mod tests {
         assert_eq!(body, json!({"secret_shares": 5, "secret_threshold": 3}));
     }
 }
+
+/// `sys/generate-root/attempt` and `sys/generate-root/update` answers.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GenerateRootStatus {
+    pub started: bool,
+    pub nonce: String,
+    pub progress: u32,
+    pub required: u32,
+    pub complete: bool,
+    /// The new root token XOR the OTP, base64 (once complete).
+    pub encoded_token: String,
+    pub encoded_root_token: String,
+    pub pgp_fingerprint: String,
+    /// The OTP the server made, in the answer to a start without one; else empty.
+    #[serde(serialize_with = "expose::serialize")]
+    pub otp: SecretString,
+    pub otp_length: u32,
+}
+
+impl std::fmt::Debug for GenerateRootStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateRootStatus")
+            .field("started", &self.started)
+            .field("nonce", &self.nonce)
+            .field("progress", &self.progress)
+            .field("required", &self.required)
+            .field("complete", &self.complete)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,10 +1,10 @@
-//! `hush operator ...`: init, unseal, seal, seal-status, rotate, key-status.
+//! `hush operator ...`: init, unseal, seal, seal-status, rotate, key-status, generate-root.
 
-use hush_api::wire::sys::{InitRequest, KeyStatus, SealStatus};
+use hush_api::wire::sys::{GenerateRootStatus, InitRequest, KeyStatus, SealStatus};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::args::OperatorCmd;
+use crate::args::{GenerateRootArgs, OperatorCmd};
 use crate::context::{read_secret, usage, Ctx};
 use crate::output::{print_json, table};
 
@@ -35,6 +35,7 @@ pub async fn run(ctx: &Ctx, cmd: OperatorCmd) -> anyhow::Result<()> {
             print!("{}", key_status_table(&status));
             Ok(())
         }
+        OperatorCmd::GenerateRoot(args) => generate_root(ctx, args).await,
         OperatorCmd::KeyStatus => {
             let status = ctx.client()?.key_status().await?;
             if ctx.json() {
@@ -142,4 +143,130 @@ fn key_status_table(s: &KeyStatus) -> String {
         rows.push(("Encryption Count", n.to_string()));
     }
     table(&rows)
+}
+
+/// `hush operator generate-root`, as `vault operator generate-root`.
+async fn generate_root(ctx: &Ctx, args: GenerateRootArgs) -> anyhow::Result<()> {
+    if let Some(encoded) = &args.decode {
+        let encoded = if encoded == "-" {
+            read_secret("")?
+        } else {
+            SecretString::from(encoded.clone())
+        };
+        let otp = SecretString::from(args.otp.clone().unwrap_or_default());
+        let token = decode_root_token(encoded.expose_secret().trim(), otp.expose_secret())?;
+        if ctx.json() {
+            return print_json(&json!({ "token": token.expose_secret() }));
+        }
+        println!("{}", token.expose_secret());
+        return Ok(());
+    }
+    let client = ctx.client()?;
+    if args.cancel {
+        client.generate_root_cancel().await?;
+        println!("Success! Root token generation canceled (if it was started)");
+        return Ok(());
+    }
+    if args.status {
+        return print_generate_root(ctx, &client.generate_root_status().await?);
+    }
+    if args.init {
+        let otp = args.otp.map(SecretString::from);
+        return print_generate_root(ctx, &client.generate_root_init(otp.as_ref()).await?);
+    }
+    let nonce = match args.nonce {
+        Some(n) => n,
+        None => client.generate_root_status().await?.nonce,
+    };
+    if nonce.is_empty() {
+        return Err(usage(
+            "no root token generation in progress: start one with -init",
+        ));
+    }
+    let key = match args.key {
+        Some(k) if k == "-" => read_secret("")?,
+        Some(k) => SecretString::from(k),
+        None => read_secret("Unseal Key (will be hidden): ")?,
+    };
+    let status = client.generate_root_update(&key, &nonce).await?;
+    print_generate_root(ctx, &status)
+}
+
+fn print_generate_root(ctx: &Ctx, s: &GenerateRootStatus) -> anyhow::Result<()> {
+    if ctx.json() {
+        return print_json(s);
+    }
+    let mut rows = vec![
+        (
+            "Nonce",
+            if s.nonce.is_empty() {
+                "n/a".into()
+            } else {
+                s.nonce.clone()
+            },
+        ),
+        ("Started", s.started.to_string()),
+        ("Progress", format!("{}/{}", s.progress, s.required)),
+        ("Complete", s.complete.to_string()),
+    ];
+    if !s.otp.expose_secret().is_empty() {
+        rows.push(("OTP", s.otp.expose_secret().to_string()));
+    }
+    rows.push(("OTP Length", s.otp_length.to_string()));
+    if !s.encoded_token.is_empty() {
+        rows.push(("Encoded Token", s.encoded_token.clone()));
+    }
+    print!("{}", table(&rows));
+    if !s.otp.expose_secret().is_empty() {
+        println!(
+            "\nKeep the OTP: it is shown only now and is needed to decode the token (-decode)."
+        );
+    }
+    Ok(())
+}
+
+/// Vault's decoding: unpadded base64, XOR the OTP.
+fn decode_root_token(encoded: &str, otp: &str) -> anyhow::Result<SecretString> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| usage("the encoded token is not base64"))?;
+    if raw.len() != otp.len() {
+        return Err(usage(
+            "the OTP and the encoded token differ in length: is it the OTP of this attempt?",
+        ));
+    }
+    let token: String = raw
+        .iter()
+        .zip(otp.bytes())
+        .map(|(a, b)| char::from(a ^ b))
+        .collect();
+    Ok(SecretString::from(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_vaults_encoding() {
+        // base64(RawStd) of "hvs.abc" XOR "0123456" computed independently.
+        let token = "hvs.abc";
+        let otp = "0123456";
+        let xored: Vec<u8> = token.bytes().zip(otp.bytes()).map(|(a, b)| a ^ b).collect();
+        assert_eq!(xored, vec![0x58, 0x47, 0x41, 0x1d, 0x55, 0x57, 0x55]);
+        let encoded = "WEdBHVVXVQ";
+        assert_eq!(
+            decode_root_token(encoded, otp).unwrap().expose_secret(),
+            token
+        );
+        assert_eq!(
+            decode_root_token("WEdBHVVXVQ==", otp)
+                .unwrap()
+                .expose_secret(),
+            token
+        );
+        assert!(decode_root_token("WEdB", otp).is_err());
+        assert!(decode_root_token("!!", otp).is_err());
+    }
 }

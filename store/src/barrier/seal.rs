@@ -102,11 +102,88 @@ pub enum SealError {
     Storage(#[from] StorageError),
 }
 
+/// Unseal-key shares collected toward the threshold: for unsealing, and for
+/// `sys/generate-root`. Never shown.
+#[derive(Default)]
+pub struct Shares {
+    parts: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Shares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shares {{ {} redacted }}", self.parts.len())
+    }
+}
+
+impl Shares {
+    /// Add `key`, checked as an unseal key. A share given again is ignored (as Vault).
+    /// `Ok(true)`: the threshold is reached.
+    pub fn add(&mut self, config: &SealConfig, key: &[u8]) -> Result<bool, SealError> {
+        let expected = config.key_len();
+        if key.len() != expected {
+            return Err(SealError::InvalidKey(format!(
+                "wrong length: expected {expected} bytes, got {}",
+                key.len()
+            )));
+        }
+        if config.secret_shares > 1 && key[0] == 0 {
+            return Err(SealError::InvalidKey(
+                "not a share of this seal (index 0)".into(),
+            ));
+        }
+        if let Some(same) = self
+            .parts
+            .iter()
+            .find(|s| s[0] == key[0] && config.secret_shares > 1)
+        {
+            if bool::from(same.as_slice().ct_eq(key)) {
+                return Ok(false);
+            }
+            return Err(SealError::InvalidKey(
+                "a different share with the same index was already submitted".into(),
+            ));
+        }
+        self.parts.push(Zeroizing::new(key.to_vec()));
+        Ok(self.parts.len() >= usize::from(config.secret_threshold))
+    }
+
+    /// How many shares were given.
+    pub fn count(&self) -> u8 {
+        u8::try_from(self.parts.len()).unwrap_or(u8::MAX)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Take the shares, leaving none.
+    pub fn take(&mut self) -> Shares {
+        std::mem::take(self)
+    }
+}
+
 /// Shares submitted so far in the current unseal attempt.
 #[derive(Default)]
 struct Progress {
-    shares: Vec<Zeroizing<Vec<u8>>>,
+    shares: Shares,
     nonce: String,
+}
+
+/// A `sys/generate-root` attempt: its nonce, the one-time pad the new root token is encoded
+/// with, and the shares given so far. Never shown in `Debug` or logs.
+pub struct RootGeneration {
+    pub nonce: String,
+    pub otp: Zeroizing<String>,
+    pub shares: Shares,
+}
+
+impl std::fmt::Debug for RootGeneration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootGeneration")
+            .field("nonce", &self.nonce)
+            .field("shares", &self.shares)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The Shamir seal over a backend. See the module docs.
@@ -115,13 +192,15 @@ pub struct Seal {
     progress: Mutex<Progress>,
     root: Mutex<Option<KeyBytes>>,
     init_lock: tokio::sync::Mutex<()>,
+    /// The `sys/generate-root` attempt in progress, if any; dropped when sealing.
+    root_generation: Mutex<Option<RootGeneration>>,
 }
 
 impl std::fmt::Debug for Seal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Seal")
             .field("backend", &self.backend.kind())
-            .field("progress", &self.progress.lock().shares.len())
+            .field("progress", &self.progress.lock().shares.count())
             .field("root_key", &self.root.lock().as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -185,6 +264,7 @@ impl Seal {
             progress: Mutex::new(Progress::default()),
             root: Mutex::new(None),
             init_lock: tokio::sync::Mutex::new(()),
+            root_generation: Mutex::new(None),
         }
     }
 
@@ -283,44 +363,33 @@ impl Seal {
         if !barrier.is_sealed() {
             return Ok(status(&config, false, &Progress::default()));
         }
-        let expected = config.key_len();
-        if key.len() != expected {
-            return Err(SealError::InvalidKey(format!(
-                "wrong length: expected {expected} bytes, got {}",
-                key.len()
-            )));
-        }
-        if config.secret_shares > 1 && key[0] == 0 {
-            return Err(SealError::InvalidKey(
-                "not a share of this seal (index 0)".into(),
-            ));
-        }
         let parts = {
             let mut p = self.progress.lock();
-            if let Some(same) = p
-                .shares
-                .iter()
-                .find(|s| s[0] == key[0] && config.secret_shares > 1)
-            {
-                if bool::from(same.as_slice().ct_eq(key)) {
-                    return Ok(status(&config, true, &p));
-                }
-                return Err(SealError::InvalidKey(
-                    "a different share with the same index was already submitted".into(),
-                ));
-            }
-            if p.shares.is_empty() {
+            let first = p.shares.is_empty();
+            let complete = p.shares.add(&config, key)?;
+            if first {
                 p.nonce = uuid::Uuid::new_v4().to_string();
             }
-            p.shares.push(Zeroizing::new(key.to_vec()));
-            if p.shares.len() < usize::from(config.secret_threshold) {
+            if !complete {
                 return Ok(status(&config, true, &p));
             }
             p.nonce.clear();
-            std::mem::take(&mut p.shares)
+            p.shares.take()
         };
+        let root = self.open_root(&config, parts).await.map_err(|e| match e {
+            SealError::InvalidKey(m) => {
+                SealError::InvalidKey(format!("{m}; unseal progress was reset"))
+            }
+            other => other,
+        })?;
+        barrier.unseal(&root).await?;
+        *self.root.lock() = Some(root);
+        Ok(status(&config, false, &Progress::default()))
+    }
 
-        let kek = combine(&config, &parts)?;
+    /// Combine a full set of shares and open the stored root key with it.
+    async fn open_root(&self, config: &SealConfig, parts: Shares) -> Result<KeyBytes, SealError> {
+        let kek = combine(config, &parts.parts)?;
         drop(parts);
         let entry = self
             .backend
@@ -328,18 +397,26 @@ impl Seal {
             .await?
             .ok_or(SealError::NotInitialized)?;
         let plain = open_with(&kek_cipher(&kek)?, ROOT_KEY_PATH, &entry).map_err(|_| {
-            SealError::InvalidKey(
-                "the unseal keys do not open the root key; unseal progress was reset".into(),
-            )
+            SealError::InvalidKey("the unseal keys do not open the root key".into())
         })?;
         if plain.len() != KEY_LEN {
             return Err(corrupt("root key"));
         }
         let mut root = KeyBytes([0; KEY_LEN]);
         root.0.copy_from_slice(&plain);
-        barrier.unseal(&root).await?;
-        *self.root.lock() = Some(root);
-        Ok(status(&config, false, &Progress::default()))
+        Ok(root)
+    }
+
+    /// Check that a full set of shares (from [`Shares::add`]) is this seal's unseal key: it
+    /// must open the stored root key. For `sys/generate-root`.
+    pub async fn verify_shares(&self, parts: Shares) -> Result<(), SealError> {
+        let config = self.config().await?.ok_or(SealError::NotInitialized)?;
+        self.open_root(&config, parts).await.map(drop)
+    }
+
+    /// The `sys/generate-root` attempt (locked); `None` when there is none.
+    pub fn root_generation(&self) -> parking_lot::MutexGuard<'_, Option<RootGeneration>> {
+        self.root_generation.lock()
     }
 
     /// Forget the shares submitted so far.
@@ -350,10 +427,7 @@ impl Seal {
     /// `(shares submitted so far, nonce of the attempt)`.
     pub fn progress(&self) -> (u8, String) {
         let p = self.progress.lock();
-        (
-            u8::try_from(p.shares.len()).unwrap_or(u8::MAX),
-            p.nonce.clone(),
-        )
+        (p.shares.count(), p.nonce.clone())
     }
 
     /// Root key while unsealed (needed by `barrier.rotate`); `None` when sealed.
@@ -365,6 +439,7 @@ impl Seal {
     pub fn seal(&self, barrier: &Barrier) {
         barrier.seal();
         *self.root.lock() = None;
+        *self.root_generation.lock() = None;
         self.reset();
     }
 }
@@ -372,7 +447,7 @@ impl Seal {
 fn status(config: &SealConfig, sealed: bool, p: &Progress) -> UnsealProgress {
     UnsealProgress {
         sealed,
-        progress: u8::try_from(p.shares.len()).unwrap_or(u8::MAX),
+        progress: p.shares.count(),
         threshold: config.secret_threshold,
         shares: config.secret_shares,
         nonce: p.nonce.clone(),

@@ -1,7 +1,7 @@
 //! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage.
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
-//! health, leader) are answered by [`handle_unauthenticated`] even while sealed.
+//! health, leader, generate-root) are answered by [`handle_unauthenticated`] even while sealed.
 
 use serde_json::{json, Value};
 
@@ -10,6 +10,7 @@ use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 mod audit;
 mod auth;
+mod generate_root;
 mod leases;
 mod mounts;
 mod policy;
@@ -62,9 +63,24 @@ pub async fn handle_unauthenticated(
         ("unseal", Operation::Update | Operation::Create) => seal::unseal(core, req).await,
         ("health", Operation::Read) => seal::health(core, req).await,
         ("leader", Operation::Read) => Ok(seal::leader(core)),
-        ("init" | "seal-status" | "unseal" | "health" | "leader", _) => {
-            Err(LogicalError::UnsupportedOperation)
+        ("generate-root/attempt", Operation::Read) => generate_root::status(core).await,
+        ("generate-root/attempt", Operation::Update | Operation::Create) => {
+            generate_root::start(core, req).await
         }
+        ("generate-root/attempt", Operation::Delete) => generate_root::cancel(core).await,
+        ("generate-root/update", Operation::Update | Operation::Create) => {
+            generate_root::update(core, req).await
+        }
+        (
+            "init"
+            | "seal-status"
+            | "unseal"
+            | "health"
+            | "leader"
+            | "generate-root/attempt"
+            | "generate-root/update",
+            _,
+        ) => Err(LogicalError::UnsupportedOperation),
         _ => return None,
     })
 }

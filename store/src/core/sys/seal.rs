@@ -115,7 +115,7 @@ pub async fn unseal(core: &Core, req: &Request) -> Result<Response, LogicalError
 }
 
 /// Unseal keys arrive hex (as `keys`) or base64 (as `keys_base64`).
-fn decode_key(key: &str) -> Result<Zeroizing<Vec<u8>>, LogicalError> {
+pub(super) fn decode_key(key: &str) -> Result<Zeroizing<Vec<u8>>, LogicalError> {
     let key = key.trim();
     if let Ok(raw) = hex::decode(key) {
         return Ok(Zeroizing::new(raw));

@@ -113,10 +113,8 @@ impl TokenRole {
             }
             self.path_suffix = v.trim_matches('/').to_string();
         }
-        for (new, old) in [("token_period", "period")] {
-            if let Some(v) = field_secs(data, new)?.or(field_secs(data, old)?) {
-                self.token_period = v;
-            }
+        if let Some(v) = field_secs(data, "token_period")?.or(field_secs(data, "period")?) {
+            self.token_period = v;
         }
         if let Some(v) =
             field_secs(data, "token_explicit_max_ttl")?.or(field_secs(data, "explicit_max_ttl")?)
