@@ -29,7 +29,7 @@ impl LogicalBackend for Engine {
         match req.operation {
             Operation::Renew => {
                 let lease = req.lease.as_ref().expect("renewals carry the lease");
-                assert_eq!(lease.internal["username"], json!("u1"));
+                assert_eq!(lease.internal["username"], json!("internal-db-user"));
                 self.renews.fetch_add(1, Ordering::SeqCst);
                 let secret = SecretLease {
                     ttl: lease.increment,
@@ -174,7 +174,7 @@ impl Harness {
         let mut req = Request::new(Operation::Read, "db/creds/ro");
         req.token_entry = token;
         let mut internal = Data::new();
-        internal.insert("username".into(), json!("u1"));
+        internal.insert("username".into(), json!("internal-db-user"));
         let secret = SecretLease {
             ttl,
             max_ttl,
@@ -202,7 +202,7 @@ async fn register_lookup_renew_within_max_and_revoke() {
         Some(h.now() + chrono::Duration::seconds(300))
     );
     assert!(
-        format!("{entry:?}").find("u1").is_none(),
+        format!("{entry:?}").find("internal-db-user").is_none(),
         "Debug hides internal data"
     );
 
