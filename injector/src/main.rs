@@ -1,0 +1,5 @@
+//! `hush-injector`: the webhook's process edge (flags, TLS, listeners, signals).
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! The pure decision: pod + settings -> patch, unchanged, or denial.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::settings::Settings;
+
+/// What the webhook does with a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Apply this JSON patch (RFC 6902).
+    Patch(json_patch::Patch),
+    /// Admit the pod as it is; the reason is for the log.
+    Unchanged(&'static str),
+}
+
+/// A pod refused: which annotation and why, said to the user by `kubectl`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{annotation}: {reason}")]
+pub struct Denial {
+    /// The full annotation key, e.g. `hush.dev/secret-db`.
+    pub annotation: String,
+    pub reason: String,
+}
+
+/// Decide what to do with `pod`.
+pub fn inject(pod: &Pod, settings: &Settings) -> Result<Outcome, Denial> {
+    let _ = (pod, settings);
+    Ok(Outcome::Unchanged("not implemented yet"))
+}
