@@ -10,6 +10,8 @@
 //! - [`audit`]: the hash chain over audit log lines (written by hushd, checked by `hush`).
 //! - `tls` (feature `tls-server`): a server certificate reloaded from disk when its files
 //!   change (hushd's listener; the webhook's).
+//! - `server` (feature `tls-server`): the accept loop (TLS or plain, HTTP/1.1 and HTTP/2,
+//!   graceful shutdown) hushd and the webhook serve their axum routers with.
 //! - [`log_format`]: [`LogFormat`], the one spelling of `--log-format` (`text|json`).
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
 //!   agent and for whatever writes its config.
@@ -19,6 +21,8 @@ pub mod audit;
 pub mod client;
 pub mod error;
 pub mod log_format;
+#[cfg(feature = "tls-server")]
+pub mod server;
 #[cfg(feature = "tls-server")]
 pub mod tls;
 pub mod wire;

@@ -2,6 +2,7 @@
 //! so a rotated certificate is served without a restart.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +76,16 @@ pub struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: ArcSwap<CertifiedKey>,
+    reloaded: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// How often [`ReloadingCert::reload`] swapped the certificate in, and how often it failed
+/// (the old one kept), since start: for a metrics endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReloadCounts {
+    pub reloaded: u64,
+    pub failed: u64,
 }
 
 impl ResolvesServerCert for ReloadingCert {
@@ -95,14 +106,27 @@ impl ReloadingCert {
             cert_path: cert_path.into(),
             key_path: key_path.into(),
             current: ArcSwap::from_pointee(ck),
+            reloaded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }))
     }
 
     /// Re-read both files now. On failure the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let ck = load_certified_key(&self.cert_path, &self.key_path)?;
+        let ck = load_certified_key(&self.cert_path, &self.key_path).inspect_err(|_| {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        })?;
         self.current.store(Arc::new(ck));
+        self.reloaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The reloads so far.
+    pub fn reload_counts(&self) -> ReloadCounts {
+        ReloadCounts {
+            reloaded: self.reloaded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// Poll the files' modification times and reload on change until `stop`.

@@ -1,6 +1,5 @@
 //! Vault's HTTP wire format over the core.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,9 +17,7 @@ use crate::logical::{Data, LogicalError, Operation, Request, Response};
 /// Vault's default request size limit: 32 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
-/// The client's address, inserted by the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct RemoteAddr(pub SocketAddr);
+pub use hush_api::server::RemoteAddr;
 
 #[derive(Clone)]
 struct AppState {

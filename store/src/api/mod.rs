@@ -3,10 +3,9 @@
 //!
 //! - [`http`]: method/path/body decoding, the response envelope, errors.
 //! - TLS certificates that reload when their files change: [`hush_api::tls`].
-//! - [`server`]: the accept loop with graceful shutdown.
+//! - the accept loop with graceful shutdown: [`hush_api::server`] (shared with the webhook).
 
 pub mod http;
-pub mod server;
 
 pub use http::{app, DEFAULT_MAX_REQUEST_BYTES};
-pub use server::serve;
+pub use hush_api::server::serve;

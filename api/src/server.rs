@@ -1,4 +1,5 @@
-//! The accept loop: plain TCP or TLS, HTTP/1.1 and HTTP/2, ordered graceful shutdown
+//! The accept loop of the Hush servers (hushd's API, the injector's webhook): plain TCP or TLS
+//! (e.g. with [`crate::tls::ReloadingCert`]), HTTP/1.1 and HTTP/2, ordered graceful shutdown
 //! (stop accepting, drain connections with a deadline).
 
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::http::RemoteAddr;
+/// The client's address, inserted by the accept loop into every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
 
 /// How long in-flight requests get to finish after shutdown is asked for.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
