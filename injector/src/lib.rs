@@ -7,6 +7,7 @@
 
 pub mod annotations;
 pub mod patch;
+pub mod review;
 pub mod settings;
 
 pub use patch::{inject, Denial, Outcome};
