@@ -16,6 +16,40 @@ use tower::ServiceExt;
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub std::net::SocketAddr);
 
+/// Log to stderr as text or JSON lines, filtered by `RUST_LOG` if set, else by `filter`
+/// (e.g. `info`, `hush_store=debug`; an unusable filter falls back to `info`).
+pub fn init_tracing(format: crate::LogFormat, filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        crate::LogFormat::Json => builder.json().init(),
+        crate::LogFormat::Text => builder.init(),
+    }
+}
+
+/// A token cancelled at the first SIGTERM or SIGINT: when a server starts its graceful
+/// shutdown. Call it inside the runtime.
+pub fn cancel_on_signal() -> CancellationToken {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
 /// How long in-flight requests get to finish after shutdown is asked for.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,8 +6,10 @@
 //! out, TLS, metrics) wraps it and holds no policy of its own.
 
 pub mod annotations;
+pub mod config;
 pub mod patch;
 pub mod review;
+pub mod server;
 pub mod settings;
 
 pub use patch::{inject, Denial, Outcome};

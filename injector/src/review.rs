@@ -106,6 +106,9 @@ pub struct ResponseStatus {
     pub message: String,
 }
 
+/// Annotations whose denial reasons stay out of the log.
+const TEMPLATE_PREFIX: &str = "hush.dev/template-";
+
 /// What became of a review, for the metrics and the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -130,7 +133,8 @@ impl Verdict {
 pub struct Reviewed {
     pub response: AdmissionReviewResponse,
     pub verdict: Verdict,
-    /// Why the pod was left alone, or the denial's text.
+    /// Why the pod was left alone, or the denial's text (for `hush.dev/template-*` only the
+    /// annotation's name).
     pub reason: String,
     pub namespace: String,
     /// The pod's name, else its `generateName` followed by `*`.
@@ -231,12 +235,15 @@ pub fn answer(
         Ok(Outcome::Unchanged(why)) => (Verdict::Unchanged, why.to_string()),
         Err(denial) => {
             let message = denial.to_string();
+            // A template's text may hold anything; its denial is named in the log, not quoted.
+            let logged = if denial.annotation.starts_with(TEMPLATE_PREFIX) {
+                format!("{}: denied (reason not logged)", denial.annotation)
+            } else {
+                message.clone()
+            };
             response.allowed = false;
-            response.status = Some(ResponseStatus {
-                code: 400,
-                message: message.clone(),
-            });
-            (Verdict::Denied, message)
+            response.status = Some(ResponseStatus { code: 400, message });
+            (Verdict::Denied, logged)
         }
     };
     Reviewed {
@@ -369,6 +376,20 @@ mod tests {
             json!({"uid": "u1", "allowed": false, "status": {
                 "code": 400, "message": "hush.dev/uid: the agent must not run as root (0)"}})
         );
+    }
+
+    #[test]
+    fn a_template_denial_is_answered_in_full_but_logged_by_name_only() {
+        let denial = Denial {
+            annotation: "hush.dev/template-db".into(),
+            reason: "syntax error near 'password=hunter2'".into(),
+        };
+        let r = answer("u1".into(), "ns".into(), "p".into(), Err(denial));
+        assert_eq!(
+            as_json(&r)["response"]["status"]["message"],
+            "hush.dev/template-db: syntax error near 'password=hunter2'"
+        );
+        assert_eq!(r.reason, "hush.dev/template-db: denied (reason not logged)");
     }
 
     #[test]

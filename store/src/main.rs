@@ -7,7 +7,7 @@ use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use hush_store::config::{Config, DevConfig, LogFormat, RawConfig};
+use hush_store::config::{Config, DevConfig, RawConfig};
 
 /// mimalloc: the request path allocates many small, short-lived objects (JSON trees, headers);
 /// glibc malloc spent ~17 % of hushd's CPU on them under load (see docs/BENCHMARKS.md).
@@ -111,19 +111,6 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Config::validate(file.overlay(cli.raw()), dev).map_err(|e| e.0)
 }
 
-fn init_tracing(config: &Config) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut config = match load_config(&cli) {
@@ -133,7 +120,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    init_tracing(&config);
+    hush_api::server::init_tracing(config.log_format, &config.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -182,13 +169,7 @@ async fn serve(config: &mut Config) -> Result<(), String> {
     println!("hushd listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, storage = ?config.storage, "hushd listening");
 
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    let shutdown = hush_api::server::cancel_on_signal();
     let hup_core = core.clone();
     let hup_stop = shutdown.clone();
     tokio::spawn(async move { reopen_on_sighup(hup_core, hup_stop).await });
@@ -217,15 +198,5 @@ async fn reopen_on_sighup(core: std::sync::Arc<hush_store::Core>, stop: Cancella
                 hush_store::reopen_audit_files(&core).await;
             }
         }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }
