@@ -6,8 +6,10 @@
 //! out, TLS, metrics) wraps it and holds no policy of its own.
 
 pub mod annotations;
+pub mod names;
 pub mod patch;
 pub mod settings;
+pub mod syntax;
 
 pub use patch::{inject, Denial, Outcome};
 pub use settings::Settings;

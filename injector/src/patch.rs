@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+pub use crate::annotations::Denial;
 use crate::settings::Settings;
 
 /// What the webhook does with a pod.
@@ -11,15 +12,6 @@ pub enum Outcome {
     Patch(json_patch::Patch),
     /// Admit the pod as it is; the reason is for the log.
     Unchanged(&'static str),
-}
-
-/// A pod refused: which annotation and why, said to the user by `kubectl`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{annotation}: {reason}")]
-pub struct Denial {
-    /// The full annotation key, e.g. `hush.dev/secret-db`.
-    pub annotation: String,
-    pub reason: String,
 }
 
 /// Decide what to do with `pod`.
