@@ -13,12 +13,14 @@
 //! - `server` (feature `tls-server`): the accept loop (TLS or plain, HTTP/1.1 and HTTP/2,
 //!   graceful shutdown) hushd and the webhook serve their axum routers with.
 //! - [`log_format`]: [`LogFormat`], the one spelling of `--log-format` (`text|json`).
+//! - [`duration`]: the agent's duration strings (`100ms`, `60s`, `1h30m`), parsed and shown.
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
 //!   agent and for whatever writes its config.
 
 pub mod agent_config;
 pub mod audit;
 pub mod client;
+pub mod duration;
 pub mod error;
 pub mod log_format;
 #[cfg(feature = "tls-server")]
