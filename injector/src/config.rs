@@ -134,16 +134,11 @@ impl Flags {
         if self.tls_reload_interval_secs == 0 {
             return Err(bad("--tls-reload-interval-secs", "must be at least 1"));
         }
-        let image = self.agent_image.trim();
-        if image.is_empty() || image.contains(char::is_whitespace) {
-            return Err(bad(
-                "--agent-image",
-                format!("want an image reference, not {:?}", self.agent_image),
-            ));
-        }
+        crate::syntax::word(&self.agent_image, "ghcr.io/example/hush-agent:0.1.0")
+            .map_err(|r| bad("--agent-image", r))?;
         check_url(&self.hushd_addr).map_err(|r| bad("--hushd-addr", r))?;
         if let Some(name) = &self.hushd_ca_configmap {
-            check_object_name(name).map_err(|r| bad("--hushd-ca-configmap", r))?;
+            crate::syntax::dns_subdomain(name).map_err(|r| bad("--hushd-ca-configmap", r))?;
         }
         if self.token_audience.trim().is_empty() {
             return Err(bad("--token-audience", "must not be empty"));
@@ -169,12 +164,7 @@ impl Flags {
             ("--agent-memory-request", &self.agent_memory_request),
             ("--agent-memory-limit", &self.agent_memory_limit),
         ] {
-            if !is_quantity(value) {
-                return Err(bad(
-                    flag,
-                    format!("want a Kubernetes quantity such as 250m or 64Mi, not {value:?}"),
-                ));
-            }
+            crate::syntax::quantity(value).map_err(|r| bad(flag, r))?;
         }
         let log_format = self
             .log_format
@@ -187,7 +177,7 @@ impl Flags {
             tls_reload_interval: Duration::from_secs(self.tls_reload_interval_secs),
             metrics_listen,
             settings: Settings {
-                agent_image: image.to_string(),
+                agent_image: self.agent_image,
                 hushd_addr: self.hushd_addr,
                 hushd_ca_configmap: self.hushd_ca_configmap,
                 legacy_sidecar: self.legacy_sidecar,
@@ -219,47 +209,6 @@ fn check_url(v: &str) -> Result<(), String> {
             "want an http:// or https:// URL such as https://hushd.hush.svc:8200, not {v:?}"
         )),
     }
-}
-
-/// A Kubernetes object name (DNS-1123 subdomain: lower-case letters, digits, '-' and '.',
-/// starting and ending alphanumeric, at most 253 characters).
-fn check_object_name(v: &str) -> Result<(), String> {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let ok = !v.is_empty()
-        && v.len() <= 253
-        && v.chars().all(|c| alnum(c) || c == '-' || c == '.')
-        && v.starts_with(alnum)
-        && v.ends_with(alnum);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "want a ConfigMap name (lower-case letters, digits, '-', '.'), not {v:?}"
-        ))
-    }
-}
-
-/// A Kubernetes resource quantity: a signed decimal number with an optional binary (Ki..Ei),
-/// decimal (n, u, m, k, M, G, T, P, E) or exponent (e3, E-2) suffix.
-fn is_quantity(v: &str) -> bool {
-    let end = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(v.len());
-    let (number, suffix) = v.split_at(end);
-    let digits = number.strip_prefix(['+', '-']).unwrap_or(number);
-    let number_ok = !digits.is_empty()
-        && digits.chars().any(|c| c.is_ascii_digit())
-        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && digits.matches('.').count() <= 1;
-    let suffix_ok = match suffix {
-        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T"
-        | "P" | "E" => true,
-        exp => exp
-            .strip_prefix(['e', 'E'])
-            .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
-            .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())),
-    };
-    number_ok && suffix_ok
 }
 
 #[cfg(test)]
@@ -384,14 +333,9 @@ mod tests {
                 "--metrics-listen: must differ from --listen (0.0.0.0:8443)",
             ),
             (&["--tls-reload-interval-secs", "0"], "--tls-reload-interval-secs: must be at least 1"),
-            (&["--agent-image", " "], "--agent-image: want an image reference, not \" \""),
             (
                 &["--hushd-addr", "hushd:8200"],
                 "--hushd-addr: want an http:// or https:// URL such as https://hushd.hush.svc:8200, not \"hushd:8200\"",
-            ),
-            (
-                &["--hushd-ca-configmap", "Hush_CA"],
-                "--hushd-ca-configmap: want a ConfigMap name (lower-case letters, digits, '-', '.'), not \"Hush_CA\"",
             ),
             (&["--token-audience", ""], "--token-audience: must not be empty"),
             (
@@ -399,30 +343,24 @@ mod tests {
                 "--auth-path: want a mount path such as kubernetes or k8s/prod, not \"/kubernetes\"",
             ),
             (&["--agent-port", "0"], "--agent-port: must be 1 to 65535"),
-            (
-                &["--volume-size", "16MB"],
-                "--volume-size: want a Kubernetes quantity such as 250m or 64Mi, not \"16MB\"",
-            ),
-            (
-                &["--agent-cpu-request", "a lot"],
-                "--agent-cpu-request: want a Kubernetes quantity such as 250m or 64Mi, not \"a lot\"",
-            ),
-            (
-                &["--agent-cpu-limit", "1.2.3"],
-                "--agent-cpu-limit: want a Kubernetes quantity such as 250m or 64Mi, not \"1.2.3\"",
-            ),
-            (
-                &["--agent-memory-request", "Mi"],
-                "--agent-memory-request: want a Kubernetes quantity such as 250m or 64Mi, not \"Mi\"",
-            ),
-            (
-                &["--agent-memory-limit", "1e"],
-                "--agent-memory-limit: want a Kubernetes quantity such as 250m or 64Mi, not \"1e\"",
-            ),
             (&["--log-format", "xml"], "--log-format: want text or json, not \"xml\""),
         ];
         for (args, want) in cases {
             assert_eq!(validate(args).unwrap_err(), *want, "{args:?}");
+        }
+        // Values checked by the annotations' grammars (crate::syntax): the flag, the value
+        // quoted, then the grammar's reason.
+        for (flag, value) in [
+            ("--agent-image", " "),
+            ("--hushd-ca-configmap", "Hush_CA"),
+            ("--volume-size", "16MB"),
+            ("--agent-cpu-request", "a lot"),
+            ("--agent-cpu-limit", "1.2.3"),
+            ("--agent-memory-request", "Mi"),
+            ("--agent-memory-limit", "1e"),
+        ] {
+            let err = validate(&[flag, value]).unwrap_err();
+            assert!(err.starts_with(&format!("{flag}: {value:?} ")), "{err}");
         }
     }
 
@@ -433,18 +371,6 @@ mod tests {
             .to_string();
         for flag in ["--tls-cert", "--tls-key", "--agent-image", "--hushd-addr"] {
             assert!(err.contains(flag), "{flag} not in {err}");
-        }
-    }
-
-    #[test]
-    fn quantities() {
-        for ok in [
-            "1", "0.5", ".5", "250m", "64Mi", "1Gi", "+1", "1e3", "1E-2", "100k", "2Ei",
-        ] {
-            assert!(is_quantity(ok), "{ok}");
-        }
-        for no in ["", "m", "1.2.3", "1MB", "1 Mi", "1e", "--1", "1Ki2"] {
-            assert!(!is_quantity(no), "{no}");
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::Parser as _;
 
 use hush_injector::config::{Config, Flags};
 
@@ -12,7 +12,16 @@ use hush_injector::config::{Config, Flags};
 const EX_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let config = match Flags::parse().validate() {
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; usage errors are EX_USAGE.
+            let code = if e.use_stderr() { EX_CONFIG } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let config = match flags.validate() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hush-injector: invalid configuration: {e}");

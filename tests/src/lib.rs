@@ -7,6 +7,8 @@
 //! # Layout
 //! - `lib.rs`: [`Hushd`] (a hushd child and its reqwest client), [`Agent`], [`Tmpfs`],
 //!   certificates, the `hush` CLI runner.
+//! - [`injector`]: a real hush-injector behind a certificate from a CA made in the test, and
+//!   the recorded AdmissionReviews it is tested on.
 //! - [`process`]: finding binaries, free ports, [`Proc`] (a child with its log, stopped on drop).
 //! - [`load`]: the lean keep-alive HTTP/1.1 client of the load generator.
 //! - [`pg`]: a real PostgreSQL cluster; [`moto`]: a stand-in AWS; [`https`]: a stand-in identity
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod https;
+pub mod injector;
 pub mod layers;
 pub mod load;
 pub mod login;
