@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use hush_tests::load::machine;
 use hush_tests::{bin_or, free_port, http_client, try_raw_request, Agent, Hushd, Tmpfs};
 use serde_json::{json, Value};
 use tokio::time::sleep;
@@ -401,29 +402,6 @@ fn summarize(mut v: Vec<f64>) -> Summary {
         min: v[0],
         max: v[n - 1],
     }
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mem = fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| status_value(&m, "MemTotal"))
-        .unwrap_or(0);
-    format!(
-        "nproc {cpus}, CPU {model}, kernel {}, {:.1} GiB RAM",
-        kernel.trim(),
-        mem as f64 / 1024.0 / 1024.0
-    )
 }
 
 fn mib(kb: u64) -> f64 {

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use hush_tests::load::{machine, percentile};
 use hush_tests::{bin_or, http_client, Agent, Hushd, Proc, UnmountOnDrop};
 use serde_json::json;
 
@@ -205,11 +206,6 @@ async fn lazy_first_opens(
     Ok((first, second))
 }
 
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Mean nanoseconds per open + read-to-EOF + close of `path`, over `ops`.
 fn measure(path: &Path, ops: usize, size: usize) -> Result<f64> {
     let mut buf = vec![0u8; size.max(4096) * 2];
@@ -250,21 +246,6 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .trim_end_matches(" kB")
         .parse()
         .ok()
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")?
-                .split_once(':')
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("nproc {cpus}, CPU {model}, kernel {}", kernel.trim())
 }
 
 fn main() -> Result<()> {
@@ -394,12 +375,12 @@ fn main() -> Result<()> {
              First open (waits for the read from hushd): median {:.0} µs, p90 {:.0} µs, max {:.0} \
              µs; the first of all {:.0} µs, the last {:.0} µs. Second open: median {:.1} µs.",
             args.lazy,
-            percentile(first.clone(), 0.5),
-            percentile(first.clone(), 0.9),
-            percentile(first.clone(), 1.0),
+            percentile(&first, 0.5),
+            percentile(&first, 0.9),
+            percentile(&first, 1.0),
             first[0],
             first[first.len() - 1],
-            percentile(second, 0.5),
+            percentile(&second, 0.5),
         );
     }
     drop((tmpfs_agent, audited, fast, floor));
