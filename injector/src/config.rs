@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use hush_api::LogFormat;
 
-use crate::Settings;
+use crate::settings::Settings;
 
 /// hush-injector: a Kubernetes mutating admission webhook that adds hush-agent to pods
 /// annotated `hush.dev/agent-inject: "true"`, as a native sidecar (an init container with

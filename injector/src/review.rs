@@ -18,7 +18,8 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
-use crate::{Denial, Outcome, Settings};
+use crate::patch::{inject, Denial, Outcome};
+use crate::settings::Settings;
 
 /// The only AdmissionReview version served.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -192,7 +193,7 @@ pub fn review(body: &[u8], settings: &Settings) -> Result<Reviewed, BadReview> {
     let object = req.object.ok_or(BadReview::NoObject)?;
     let pod: Pod = serde_json::from_value(object).map_err(|e| BadReview::NotAPod(e.to_string()))?;
     let name = pod_name(&pod, req.name.as_deref());
-    let decided = crate::inject(&pod, settings);
+    let decided = inject(&pod, settings);
     Ok(answer(req.uid, namespace, name, decided))
 }
 

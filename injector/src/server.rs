@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::review::{review, Reviewed};
-use crate::Settings;
+use crate::settings::Settings;
 
 /// The largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
