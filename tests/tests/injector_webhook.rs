@@ -376,7 +376,7 @@ async fn wrong_requests_get_the_right_status_and_vaults_error_shape() {
 }
 
 #[tokio::test]
-async fn sigterm_stops_it_and_stops_readiness() {
+async fn sigterm_stops_it_with_exit_0() {
     let mut injector = Injector::start(&[]).await;
     injector.proc.signal("TERM");
     let status = injector
