@@ -16,6 +16,9 @@
 //!   (the lead's notes for issue 13): images `hushd`, `hush-agent`, `hush-injector`, ports 8200,
 //!   8443, 8080, 8299.
 //! - The TOML in the ConfigMaps parses as hushd's and the agent's configuration.
+//! - The cert Job's script, as the dev overlay ships it, runs against a stand-in kubectl
+//!   (`tests/k8s/fake_kubectl.py`) and its certificates pass `openssl verify` for the Services'
+//!   names; a second run keeps them.
 //! - Negative controls: an unknown field, a wrong type, an unknown kind and a broken reference each
 //!   make the same checks fail.
 //!
@@ -1170,4 +1173,246 @@ fn configs_in_configmaps_parse() {
     let bad: Result<hush_api::agent_config::RawConfig, _> =
         toml::from_str("[agent]\nrefresh_intervall = \"1s\"\n");
     assert!(bad.is_err(), "the agent config parser rejects unknown keys");
+}
+
+/// `name` as an absolute path, looked up on PATH when it has no directory part.
+fn absolute(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return std::fs::canonicalize(program).expect("canonical path");
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{} not on PATH", program.display()))
+}
+
+/// The data of a stored object of the fake kubectl, decoded for Secrets.
+fn stored(
+    state: &Path,
+    kind: &str,
+    namespace: &str,
+    name_: &str,
+) -> Option<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(state.join(format!("{kind}.{namespace}.{name_}.json"))).ok()?;
+    let obj: Value = serde_json::from_str(&text).expect("stored JSON");
+    let data = obj["data"].as_object().expect("data").iter();
+    Some(
+        data.map(|(k, v)| {
+            let v = v.as_str().expect("string value");
+            let v = if kind == "secret" {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .expect("base64");
+                String::from_utf8(bytes).expect("PEM")
+            } else {
+                v.to_string()
+            };
+            (k.clone(), v)
+        })
+        .collect(),
+    )
+}
+
+/// `openssl verify` of `cert` against `ca` for a TLS server name or IP.
+fn openssl_verify(dir: &Path, ca: &str, cert: &str, check: &[&str]) -> Output {
+    std::fs::write(dir.join("v-ca.crt"), ca).expect("write");
+    std::fs::write(dir.join("v-leaf.crt"), cert).expect("write");
+    Command::new("openssl")
+        .args(["verify", "-purpose", "sslserver", "-CAfile"])
+        .arg(dir.join("v-ca.crt"))
+        .args(check)
+        .arg(dir.join("v-leaf.crt"))
+        .output()
+        .expect("openssl")
+}
+
+/// The cert Job's script, as the dev overlay ships it, run with the Job's environment against a
+/// stand-in kubectl (tests/k8s/fake_kubectl.py, which keeps objects as files and hands `create
+/// --dry-run` to the real kubectl): it makes a CA, serving certificates that `openssl verify`
+/// accepts for the Services' DNS names, the CA ConfigMaps and the webhook's caBundle; a second
+/// run keeps everything; a lost certificate is issued again from the same CA.
+#[test]
+fn cert_job_script_issues_and_keeps_certificates() {
+    let dev = overlay("dev");
+    let job = find(&dev, "Job", "hush-certgen").expect("cert Job");
+    let container = containers(job).next().expect("container");
+    let script_cm = arr(job, "/spec/template/spec/volumes")
+        .iter()
+        .find_map(|v| v.pointer("/configMap/name")?.as_str())
+        .expect("script volume");
+    let script = s(
+        find(&dev, "ConfigMap", script_cm).expect("script ConfigMap"),
+        "/data/gen-certs.sh",
+    );
+    assert_eq!(
+        arr(container, "/command"),
+        [json!("/bin/sh"), json!("/scripts/gen-certs.sh")]
+    );
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (bin, state, work) = (
+        tmp.path().join("bin"),
+        tmp.path().join("state"),
+        tmp.path().join("work"),
+    );
+    for d in [&bin, &state, &work] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    let fake = root().join("tests/k8s/fake_kubectl.py");
+    std::fs::write(
+        bin.join("kubectl"),
+        format!("#!/bin/sh\nexec python3 {} \"$@\"\n", fake.display()),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("kubectl"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    std::fs::write(tmp.path().join("gen-certs.sh"), script).expect("write");
+    let hook = find(&dev, "MutatingWebhookConfiguration", "hush-injector").expect("webhook");
+    std::fs::write(
+        state.join("mutatingwebhookconfiguration..hush-injector.json"),
+        hook.to_string(),
+    )
+    .expect("seed");
+
+    let mut env = env_values(container);
+    env.insert("WORKDIR", work.to_str().expect("utf-8"));
+    env.insert("HOME", work.to_str().expect("utf-8"));
+    env.insert("NAMESPACE", ns(job));
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    let real = absolute(kubectl());
+    let run_script = || {
+        let out = Command::new("sh")
+            .arg(tmp.path().join("gen-certs.sh"))
+            .env_clear()
+            .envs(&env)
+            .env("PATH", &path)
+            .env("FAKE_KUBE_STATE", &state)
+            .env("REAL_KUBECTL", &real)
+            .env("KUBECONFIG", tmp.path().join("no-kubeconfig"))
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "gen-certs.sh failed:\n{}", text(&out));
+        text(&out)
+    };
+
+    let first = run_script();
+    let jns = ns(job);
+    let ca = stored(&state, "secret", jns, env["CA_SECRET"]).expect("CA Secret");
+    let injector = stored(&state, "secret", jns, env["INJECTOR_SECRET"]).expect("injector Secret");
+    let hushd = stored(&state, "secret", jns, env["HUSHD_SECRET"]).expect("hushd Secret");
+    for (secret, keys) in [
+        (&ca, ["tls.crt", "tls.key"].as_slice()),
+        (&injector, &["ca.crt", "tls.crt", "tls.key"]),
+        (&hushd, &["ca.crt", "tls.crt", "tls.key"]),
+    ] {
+        assert_eq!(
+            secret.keys().map(String::as_str).collect::<Vec<_>>(),
+            keys,
+            "{first}"
+        );
+    }
+    let ca_pem = &ca["tls.crt"];
+    for target in env["CA_NAMESPACES"].split_whitespace() {
+        let cm = stored(&state, "configmap", target, env["CA_CONFIGMAP"])
+            .unwrap_or_else(|| panic!("no CA ConfigMap in {target}"));
+        assert_eq!(&cm["ca.crt"], ca_pem);
+    }
+    let patched: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("mutatingwebhookconfiguration..hush-injector.json"))
+            .expect("webhook"),
+    )
+    .expect("json");
+    {
+        use base64::Engine;
+        let bundle = base64::engine::general_purpose::STANDARD
+            .decode(s(&patched, "/webhooks/0/clientConfig/caBundle"))
+            .expect("caBundle base64");
+        assert_eq!(
+            String::from_utf8(bundle).expect("PEM"),
+            *ca_pem,
+            "caBundle is the CA"
+        );
+    }
+
+    // The certificates serve the names the API server and the agents use, signed by that CA.
+    let svc = format!(
+        "{}.{jns}.svc",
+        s(&patched, "/webhooks/0/clientConfig/service/name")
+    );
+    let hushd_svc = format!("{}.{jns}.svc", env["HUSHD_SERVICE"]);
+    for (cert, check) in [
+        (&injector["tls.crt"], vec!["-verify_hostname", svc.as_str()]),
+        (
+            &hushd["tls.crt"],
+            vec!["-verify_hostname", hushd_svc.as_str()],
+        ),
+        (
+            &hushd["tls.crt"],
+            vec!["-verify_hostname", "hushd-0.hushd-internal.hush.svc"],
+        ),
+        (&hushd["tls.crt"], vec!["-verify_ip", "127.0.0.1"]),
+    ] {
+        let out = openssl_verify(tmp.path(), ca_pem, cert, &check);
+        assert!(out.status.success(), "{check:?}: {}", text(&out));
+    }
+    let wrong = openssl_verify(
+        tmp.path(),
+        ca_pem,
+        &injector["tls.crt"],
+        &["-verify_hostname", "other.hush.svc"],
+    );
+    assert!(
+        !wrong.status.success(),
+        "a name the certificate does not hold must not verify"
+    );
+    let other_ca = openssl_verify(tmp.path(), &injector["tls.crt"], &hushd["tls.crt"], &[]);
+    assert!(
+        !other_ca.status.success(),
+        "a certificate not signed by the trusted CA must not verify"
+    );
+
+    // Again: everything is kept.
+    let second = run_script();
+    assert!(second.contains("keeping CA"), "{second}");
+    assert_eq!(
+        stored(&state, "secret", jns, env["INJECTOR_SECRET"]).expect("injector"),
+        injector
+    );
+    assert_eq!(
+        stored(&state, "secret", jns, env["HUSHD_SECRET"]).expect("hushd"),
+        hushd
+    );
+
+    // A lost certificate is issued again, from the same CA; the other is kept.
+    std::fs::remove_file(state.join(format!("secret.{jns}.{}.json", env["HUSHD_SECRET"])))
+        .expect("remove");
+    let third = run_script();
+    assert!(
+        third.contains(&format!("issuing Secret {}", env["HUSHD_SECRET"])),
+        "{third}"
+    );
+    let reissued = stored(&state, "secret", jns, env["HUSHD_SECRET"]).expect("hushd again");
+    assert_ne!(reissued["tls.crt"], hushd["tls.crt"]);
+    assert!(openssl_verify(
+        tmp.path(),
+        ca_pem,
+        &reissued["tls.crt"],
+        &["-verify_hostname", hushd_svc.as_str()]
+    )
+    .status
+    .success());
+    assert_eq!(
+        stored(&state, "secret", jns, env["INJECTOR_SECRET"]).expect("injector"),
+        injector
+    );
+    assert_eq!(
+        stored(&state, "secret", jns, env["CA_SECRET"]).expect("CA"),
+        ca
+    );
 }
