@@ -8,6 +8,9 @@ use clap::Parser;
 use super::ConfigError;
 use hush_api::agent_config::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 
+/// The environment variable holding the config's TOML text (`--config-text`).
+pub const CONFIG_ENV: &str = "HUSH_AGENT_CONFIG";
+
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
 #[derive(Debug, Default, Parser)]
 #[command(name = "hush-agent", version, about, max_term_width = 100)]
@@ -15,6 +18,16 @@ pub struct Flags {
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The config as TOML text instead of a file (how hush-injector configures agents in
+    /// pods); flags override it.
+    #[arg(
+        long,
+        value_name = "TOML",
+        env = CONFIG_ENV,
+        hide_env_values = true,
+        conflicts_with = "config"
+    )]
+    pub config_text: Option<String>,
     /// Address of hushd, e.g. https://127.0.0.1:8200.
     #[arg(long, value_name = "URL")]
     pub addr: Option<String>,

@@ -294,11 +294,13 @@ pub const DEFAULT_TMPFS_SIZE: u64 = 16 << 20;
 pub const DEFAULT_MODE: u32 = 0o400;
 
 impl Config {
-    /// Read `--config` if given, fold the flags onto it and validate.
+    /// Read `--config` (or `--config-text`, `HUSH_AGENT_CONFIG`) if given, fold the flags
+    /// onto it and validate.
     pub fn load(flags: Flags) -> Result<Config, ConfigError> {
-        let mut raw = match &flags.config {
-            Some(path) => read_file(path)?,
-            None => RawConfig::default(),
+        let mut raw = match (&flags.config, &flags.config_text) {
+            (Some(path), _) => read_file(path)?,
+            (None, Some(text)) => parse_text(flags::CONFIG_ENV, text)?,
+            (None, None) => RawConfig::default(),
         };
         flags.apply(&mut raw)?;
         validate::validate(raw)
@@ -324,6 +326,11 @@ pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
 
 /// Parse config text; `path` only names it in messages.
 pub fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    parse_text(&format!("file {}", path.display()), text)
+}
+
+/// Parse config text; `source` names it in messages (`file PATH`, `HUSH_AGENT_CONFIG`).
+pub fn parse_text(source: &str, text: &str) -> Result<RawConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let msg = e.message().trim_end();
         let line = e.span().map(|s| {
@@ -334,11 +341,8 @@ pub fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
                 + 1
         });
         match line {
-            Some(line) => ConfigError(format!(
-                "invalid config file {} line {line}: {msg}",
-                path.display()
-            )),
-            None => ConfigError(format!("invalid config file {}: {msg}", path.display())),
+            Some(line) => ConfigError(format!("invalid config {source} line {line}: {msg}")),
+            None => ConfigError(format!("invalid config {source}: {msg}")),
         }
     })
 }

@@ -168,6 +168,80 @@ fn missing_config_file_is_named() {
     );
 }
 
+const CONFIG_TEXT: &str = r#"
+[server]
+addr = "https://from-text:8200"
+token_file = "/run/hush/token"
+[destination]
+path = "/secrets"
+[secrets]
+db = "secret/data/app/db"
+[[file]]
+name = "db.pw"
+secret = "db"
+field = "password"
+"#;
+
+fn parse_flags(args: &[&str]) -> Result<Flags, clap::Error> {
+    use clap::Parser;
+    Flags::try_parse_from(std::iter::once("hush-agent").chain(args.iter().copied()))
+}
+
+#[test]
+fn config_text_is_the_config_and_flags_override_it() {
+    let c = Config::load(parse_flags(&["--config-text", CONFIG_TEXT]).unwrap()).unwrap();
+    assert_eq!(c.server.addr, "https://from-text:8200");
+    assert_eq!(c.files.len(), 1);
+    assert_eq!(c.files[0].name, "db.pw");
+
+    let flags = parse_flags(&[
+        "--config-text",
+        CONFIG_TEXT,
+        "--addr",
+        "https://from-flag:8200",
+        "--once",
+    ])
+    .unwrap();
+    let c = Config::load(flags).unwrap();
+    assert_eq!(c.server.addr, "https://from-flag:8200");
+    assert!(c.once);
+}
+
+#[test]
+fn config_text_comes_from_hush_agent_config_with_its_value_hidden() {
+    use clap::CommandFactory;
+    let cmd = Flags::command();
+    let arg = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == "config_text")
+        .unwrap();
+    assert_eq!(
+        arg.get_env(),
+        Some(std::ffi::OsStr::new("HUSH_AGENT_CONFIG"))
+    );
+    assert!(arg.is_hide_env_values_set());
+}
+
+#[test]
+fn config_text_and_config_file_conflict() {
+    let err =
+        parse_flags(&["--config", "/etc/agent.toml", "--config-text", CONFIG_TEXT]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+}
+
+#[test]
+fn bad_config_text_is_named_hush_agent_config() {
+    let flags = Flags {
+        config_text: Some("[server]\naddr = 1\n".into()),
+        ..Flags::default()
+    };
+    let err = Config::load(flags).unwrap_err();
+    assert_eq!(
+        err.0,
+        "invalid config HUSH_AGENT_CONFIG line 2: invalid type: integer `1`, expected a string"
+    );
+}
+
 #[test]
 fn signal_names_are_normalised() {
     assert_eq!(signal_name("hup"), Some("SIGHUP"));
