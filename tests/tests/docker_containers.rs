@@ -73,9 +73,9 @@ fn patched_pod(pod: &Value, hushd_addr: &str, agent_port: u16) -> Value {
             "--auth-mount", "kubernetes",
             "--jwt-file", "/var/run/secrets/hush.dev/serviceaccount/token",
             "--dest", "/secrets", "--metrics-listen", format!("0.0.0.0:{agent_port}"),
-            "--ca-cert", "/etc/hush/ca/ca.crt", "--refresh-interval", "1s",
-            "--secret", "password=secret/data/app/db#password"],
+            "--ca-cert", "/etc/hush/ca/ca.crt", "--refresh-interval", "1s"],
         "env": [
+            {"name": "HUSH_AGENT_CONFIG", "value": "[secrets]\npassword = \"secret/data/app/db\"\n\n[[file]]\nname = \"password\"\nsecret = \"password\"\nfield = \"password\"\n"},
             {"name": "HUSH_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "HUSH_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "HUSH_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
