@@ -78,6 +78,23 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// Signals the agent will send (to a pid, a process name or its child): `[notify] signal`,
+/// `--notify-signal`, the injector's `hush.dev/notify-signal`.
+pub const SIGNALS: &[&str] = &[
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGWINCH",
+];
+
+/// `HUP`, `sighup`, `SIGHUP` -> `SIGHUP`.
+pub fn signal_name(text: &str) -> Option<&'static str> {
+    let up = text.trim().to_ascii_uppercase();
+    let full = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    SIGNALS.iter().copied().find(|s| *s == full)
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {

@@ -11,12 +11,14 @@
 //! - `tls` (feature `tls-server`): a server certificate reloaded from disk when its files
 //!   change (hushd's listener; the webhook's).
 //! - [`log_format`]: [`LogFormat`], the one spelling of `--log-format` (`text|json`).
+//! - [`duration`]: the agent's duration strings (`100ms`, `60s`, `1h30m`), parsed and shown.
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
 //!   agent and for whatever writes its config.
 
 pub mod agent_config;
 pub mod audit;
 pub mod client;
+pub mod duration;
 pub mod error;
 pub mod log_format;
 #[cfg(feature = "tls-server")]

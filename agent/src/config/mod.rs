@@ -7,7 +7,6 @@
 
 mod aws;
 mod credential;
-pub mod duration;
 pub mod flags;
 mod validate;
 
@@ -17,6 +16,8 @@ use std::time::Duration;
 
 pub use flags::Flags;
 pub use hush_api::agent_config::RawConfig;
+/// Duration strings (in hush-api, shared with hush-injector).
+pub use hush_api::duration;
 
 /// An invalid configuration, with the message shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

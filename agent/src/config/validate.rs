@@ -17,21 +17,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
 
-/// Signals the agent will send (to a pid, a process name or its child).
-pub const SIGNALS: &[&str] = &[
-    "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGWINCH",
-];
-
-/// `HUP`, `sighup`, `SIGHUP` -> `SIGHUP`.
-pub fn signal_name(text: &str) -> Option<&'static str> {
-    let up = text.trim().to_ascii_uppercase();
-    let full = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    SIGNALS.iter().copied().find(|s| *s == full)
-}
+pub use hush_api::agent_config::{signal_name, SIGNALS};
 
 fn parse_duration(key: &str, text: &str, min: Duration) -> Result<Duration, ConfigError> {
     let Some(d) = duration::parse(text) else {

@@ -1,4 +1,5 @@
-//! Durations as people write them in flags and config: `100ms`, `60s`, `5m`, `1h30m`, `2d`,
+//! Durations as people write them in flags and config (hush-agent's, and the injector's
+//! `hush.dev/refresh-interval` that becomes one): `100ms`, `60s`, `5m`, `1h30m`, `2d`,
 //! or plain seconds (`90`). Go's duration units, whole numbers only, no sign.
 
 use std::time::Duration;
