@@ -54,51 +54,24 @@ fn pod() -> Value {
     })
 }
 
-/// The pod after the webhook: [`pod`] with the injector's JSON patch applied.
+/// The pod after the webhook: [`pod`] with the patch of `hush_injector::inject()` applied
+/// (hushd at `hushd_addr`, its CA in ConfigMap `hush-ca`, the agent's probes on `agent_port`).
 fn patched_pod(pod: &Value, hushd_addr: &str, agent_port: u16) -> Value {
-    // Until the injector's inject() lands: the contract's patch for this pod, by hand.
-    let mut pod = pod.clone();
-    pod["metadata"]["annotations"]["hush.dev/agent-inject-status"] = json!("injected");
-    pod["spec"]["volumes"] = json!([
-        {"name": "hush-secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-        {"name": "hush-token", "projected": {"sources": [{"serviceAccountToken": {
-            "audience": "hush", "expirationSeconds": 3600, "path": "token"}}]}},
-        {"name": "hush-ca", "configMap": {"name": "hush-ca"}},
-    ]);
-    pod["spec"]["initContainers"] = json!([{
-        "name": "hush-agent",
-        "image": format!("hush-agent:{}", docker::TAG),
-        "restartPolicy": "Always",
-        "args": ["--addr", hushd_addr, "--auth", "kubernetes", "--role", "web",
-            "--auth-mount", "kubernetes",
-            "--jwt-file", "/var/run/secrets/hush.dev/serviceaccount/token",
-            "--dest", "/secrets", "--metrics-listen", format!("0.0.0.0:{agent_port}"),
-            "--ca-cert", "/etc/hush/ca/ca.crt", "--refresh-interval", "1s"],
-        "env": [
-            {"name": "HUSH_AGENT_CONFIG", "value": "[secrets]\npassword = \"secret/data/app/db\"\n\n[[file]]\nname = \"password\"\nsecret = \"password\"\nfield = \"password\"\n"},
-            {"name": "HUSH_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "HUSH_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "HUSH_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
-            {"name": "HUSH_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": "HUSH_LOG_FORMAT", "value": "json"},
-        ],
-        "ports": [{"name": "hush-metrics", "containerPort": agent_port}],
-        "startupProbe": {"httpGet": {"path": "/readyz", "port": agent_port},
-            "periodSeconds": 1, "failureThreshold": 300},
-        "resources": {"requests": {"cpu": "25m", "memory": "32Mi"},
-            "limits": {"cpu": "250m", "memory": "128Mi"}},
-        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
-            "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumeMounts": [
-            {"name": "hush-secrets", "mountPath": "/secrets"},
-            {"name": "hush-token", "mountPath": "/var/run/secrets/hush.dev/serviceaccount", "readOnly": true},
-            {"name": "hush-ca", "mountPath": "/etc/hush/ca", "readOnly": true},
-        ],
-    }]);
-    pod["spec"]["containers"][0]["volumeMounts"] =
-        json!([{"name": "hush-secrets", "mountPath": "/secrets", "readOnly": true}]);
-    pod
+    let settings = hush_injector::Settings {
+        agent_image: format!("hush-agent:{}", docker::TAG),
+        hushd_addr: hushd_addr.to_string(),
+        hushd_ca_configmap: Some("hush-ca".into()),
+        agent_port,
+        ..Default::default()
+    };
+    let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod.clone()).unwrap();
+    let patch = match hush_injector::inject(&typed, &settings) {
+        Ok(hush_injector::Outcome::Patch(patch)) => patch,
+        other => panic!("the injector did not patch the pod: {other:?}"),
+    };
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &patch).unwrap_or_else(|e| panic!("applying {patch:?}: {e}"));
+    patched
 }
 
 /// The ES256 key the "cluster" signs service-account tokens with.
@@ -312,11 +285,36 @@ fn app_reads(app: &Container) -> Result<String, String> {
     }
 }
 
+/// Each image runs its binary as 65532 with nothing but its base; the agent's fusermount3 too.
+fn images_run_as_nonroot() {
+    for image in ["hushd", "hush-agent", "hush-injector"] {
+        let image = format!("{image}:{}", docker::TAG);
+        let user = docker::docker(&["image", "inspect", "--format", "{{.Config.User}}", &image]);
+        assert_eq!(user.unwrap(), "65532:65532", "{image}");
+        docker::docker(&["run", "--rm", "--network", "none", &image, "--version"])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    let image = format!("hush-agent:{}", docker::TAG);
+    let version = docker::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "fusermount3",
+        &image,
+        "-V",
+    ])
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(version.contains("fusermount3 version"), "{version}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_container_with_the_injected_settings_feeds_a_read_only_app_container() {
     docker::require_engine().unwrap_or_else(|e| panic!("{e:#}"));
     let bin_dir = hush_tests::bin("hushd").parent().unwrap().to_path_buf();
     docker::build_images(&bin_dir).unwrap_or_else(|e| panic!("building the images: {e:#}"));
+    images_run_as_nonroot();
 
     // hushd: real TLS (a CA made here), SQLite in the image's /var/lib/hush, as uid 65532.
     let dir = tempfile::tempdir().unwrap();
@@ -377,7 +375,7 @@ async fn an_agent_container_with_the_injected_settings_feeds_a_read_only_app_con
     )
     .unwrap();
     std::fs::copy(&ca, ca_dir.join("ca.crt")).unwrap();
-    let size = patched["spec"]["volumes"][0]["emptyDir"]["sizeLimit"]
+    let size = named(&patched["spec"]["volumes"], "hush-secrets")["emptyDir"]["sizeLimit"]
         .as_str()
         .map(docker_size)
         .unwrap_or_else(|| "16m".into());
@@ -401,11 +399,12 @@ async fn an_agent_container_with_the_injected_settings_feeds_a_read_only_app_con
             .iter()
             .map(|a| a.as_str().unwrap().to_string()),
     );
+    let agent_run = format!("docker run {}", run.join(" "));
     let agent = Container::run(unique_name("agent"), &run)
-        .unwrap_or_else(|e| panic!("starting the agent: {e:#}"));
+        .unwrap_or_else(|e| panic!("starting the agent ({agent_run}): {e:#}"));
     let logs = |what: &str| -> String {
         format!(
-            "{what}\n{}\n--- hushd (last 30 lines) ---\n{}",
+            "{what}\nthe agent: {agent_run}\n{}\n--- hushd (last 30 lines) ---\n{}",
             agent.logs_tail(40),
             h.stderr()
                 .lines()
