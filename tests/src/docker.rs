@@ -275,3 +275,21 @@ where
         }
     }
 }
+
+/// The compose command there is: `docker-compose` (Debian's, which `scripts/test` installs),
+/// else the `docker compose` plugin.
+pub fn compose_command() -> anyhow::Result<Vec<String>> {
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works("docker-compose", &["version"]) {
+        Ok(vec!["docker-compose".into()])
+    } else if works("docker", &["compose", "version"]) {
+        Ok(vec!["docker".into(), "compose".into()])
+    } else {
+        bail!("neither docker-compose nor docker compose: scripts/test installs docker-compose")
+    }
+}

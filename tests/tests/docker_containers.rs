@@ -518,3 +518,32 @@ async fn an_agent_container_with_the_injected_settings_feeds_a_read_only_app_con
         assert!(!name.starts_with(&prefix), "left behind: {name}");
     }
 }
+
+/// `docker/compose.yaml` (the README's "try it in containers") is valid for the compose there
+/// is, with its four services and the in-memory volume.
+#[test]
+fn the_compose_file_is_valid() {
+    let compose = docker::compose_command().unwrap_or_else(|e| panic!("{e:#}"));
+    let file = docker::workspace_root().join("docker/compose.yaml");
+    let run = |what: &str| -> String {
+        let out = std::process::Command::new(&compose[0])
+            .args(&compose[1..])
+            .arg("-f")
+            .arg(&file)
+            .args(["config", what])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{compose:?} config {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut services: Vec<String> = run("--services").lines().map(String::from).collect();
+    services.sort();
+    assert_eq!(services, ["agent", "app", "hushd", "seed"]);
+    assert_eq!(run("--volumes").trim(), "secrets");
+    let whole = run("--quiet");
+    assert!(whole.is_empty(), "{whole}");
+}
