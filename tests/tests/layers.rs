@@ -48,6 +48,7 @@ fn both_crates_are_described() {
     let spec = hush_tests::layers::parse_spec(&doc).unwrap();
     assert!(spec.contains_key("store"), "no [store] layers block");
     assert!(spec.contains_key("agent"), "no [agent] layers block");
+    assert!(spec.contains_key("injector"), "no [injector] layers block");
 }
 
 #[test]
@@ -57,6 +58,7 @@ fn an_upward_use_added_to_the_real_tree_fails_the_check() {
     copy_dir(&root.join("docs"), &dir.path().join("docs"));
     copy_dir(&root.join("store/src"), &dir.path().join("store/src"));
     copy_dir(&root.join("agent/src"), &dir.path().join("agent/src"));
+    copy_dir(&root.join("injector/src"), &dir.path().join("injector/src"));
     let before = check_repo(dir.path()).unwrap();
 
     let barrier = dir.path().join("store/src/barrier/mod.rs");
