@@ -11,6 +11,7 @@
 //!   the recorded AdmissionReviews it is tested on.
 //! - [`process`]: finding binaries, free ports, [`Proc`] (a child with its log, stopped on drop).
 //! - [`load`]: the lean keep-alive HTTP/1.1 client of the load generator.
+//! - [`docker`]: the images built from `docker/`, containers and volumes removed on drop.
 //! - [`pg`]: a real PostgreSQL cluster; [`moto`]: a stand-in AWS; [`https`]: a stand-in identity
 //!   provider over HTTPS; [`login`]: JWT login helpers of the auth method tests.
 
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod docker;
 pub mod https;
 pub mod injector;
 pub mod layers;

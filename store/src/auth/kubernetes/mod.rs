@@ -16,6 +16,7 @@
 //! The JWT is never logged, stored, or put in an error message.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use crate::logical::cidr;
 use crate::logical::fields::{field_bool, field_str};
 use crate::logical::{LogicalError, Request, Response};
 
+pub mod local;
 pub mod review;
 pub mod role;
 #[cfg(test)]
@@ -198,6 +200,8 @@ pub struct KubernetesBackend {
     loaded: parking_lot::RwLock<Option<Arc<Loaded>>>,
     /// Bumped by each config write: a load that started before it is not cached.
     config_gen: AtomicU64,
+    /// The pod's own service-account directory ([`local`]).
+    local_dir: PathBuf,
 }
 
 impl std::fmt::Debug for KubernetesBackend {
@@ -219,7 +223,15 @@ impl KubernetesBackend {
             now,
             loaded: parking_lot::RwLock::new(None),
             config_gen: AtomicU64::new(0),
+            local_dir: PathBuf::from(local::DEFAULT_DIR),
         }
+    }
+
+    /// As [`KubernetesBackend::with_clock`], reading the pod's own credentials from `dir`
+    /// (tests).
+    pub fn with_local_dir(mut self, dir: PathBuf) -> Self {
+        self.local_dir = dir;
+        self
     }
 
     async fn config(&self) -> Result<Option<Config>, LogicalError> {
@@ -294,12 +306,17 @@ impl KubernetesBackend {
     ) -> Result<K8sIdentity, LogicalError> {
         let parsed = jws::parse(token, &Algorithm::ALL).map_err(jwt_err)?;
         let claimed = K8sIdentity::from_claims(&parsed.claims).map_err(jwt_err)?;
-        let bearer = if cfg.token_reviewer_jwt.is_empty() {
-            token
+        let pod = if cfg.disable_local_ca_jwt {
+            local::Local::default()
         } else {
-            cfg.token_reviewer_jwt.as_str()
+            local::read(&self.local_dir).await
         };
-        let ca = Some(cfg.kubernetes_ca_cert.as_str()).filter(|c| !c.is_empty());
+        let (bearer, ca) = local::pick(
+            &cfg.token_reviewer_jwt,
+            &cfg.kubernetes_ca_cert,
+            &pod,
+            token,
+        );
         let audience = Some(role.audience.as_str()).filter(|a| !a.is_empty());
         let r = review::review(&cfg.kubernetes_host, ca, bearer, token, audience)
             .await

@@ -1,8 +1,8 @@
 //! The TokenReview client: asks the Kubernetes API server whether a token is valid.
 //!
 //! `POST {kubernetes_host}/apis/authentication.k8s.io/v1/tokenreviews` over HTTPS (trusting
-//! `kubernetes_ca_cert` when set), bearer = the reviewer JWT (or the client's own JWT when no
-//! reviewer JWT is configured, as Vault does), no redirects, a timeout, a capped body.
+//! the CA [`super::local::pick`] chose), bearer = the reviewer JWT, else hushd's own pod token,
+//! else the client's own JWT (Vault's order), no redirects, a timeout, a capped body.
 
 use serde_json::{json, Value};
 
