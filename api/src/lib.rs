@@ -14,6 +14,8 @@
 //! - [`duration`]: the agent's duration strings (`100ms`, `60s`, `1h30m`), parsed and shown.
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
 //!   agent and for whatever writes its config.
+//! - [`sd_notify`]: systemd's notify protocol (`READY=1`, `STATUS=`, `WATCHDOG=1`...) over
+//!   `NOTIFY_SOCKET`, a path or an abstract name (hushd and hush-agent).
 
 pub mod agent_config;
 pub mod audit;
@@ -21,6 +23,7 @@ pub mod client;
 pub mod duration;
 pub mod error;
 pub mod log_format;
+pub mod sd_notify;
 #[cfg(feature = "tls-server")]
 pub mod tls;
 pub mod wire;

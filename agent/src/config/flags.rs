@@ -12,7 +12,7 @@ use hush_api::agent_config::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 pub const CONFIG_ENV: &str = "HUSH_AGENT_CONFIG";
 
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
-#[derive(Debug, Default, Parser)]
+#[derive(Debug, Clone, Default, Parser)]
 #[command(name = "hush-agent", version, about, max_term_width = 100)]
 pub struct Flags {
     /// TOML config file; flags override it.
