@@ -181,7 +181,9 @@ pub(super) async fn run(
         if keeper.ready() && !*ready_tx.borrow() {
             tracing::info!("every file rendered: ready");
             metrics.set_ready(true);
-            let _ = ready_tx.send(true);
+            // send_replace: the value must change even when no listener holds a receiver
+            // (no --metrics-listen), or this would run again after every cycle.
+            ready_tx.send_replace(true);
             status.ready = true;
             systemd.ready(&status);
         } else if std::mem::take(&mut reload_owed) {
