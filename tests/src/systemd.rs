@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
-use crate::docker::workspace_root;
+use crate::docker::{run_script, workspace_root};
 
 /// `manifests/systemd/`: the units, the sysusers file and the default configs.
 pub fn units_dir() -> PathBuf {
@@ -127,4 +127,124 @@ pub fn sysusers_passwd(conf: &Path) -> anyhow::Result<String> {
         );
     }
     Ok(std::fs::read_to_string(root.path().join("etc/passwd"))?)
+}
+
+/// The local image with Debian and systemd as its init (`docker/build-systemd-image`).
+pub const IMAGE: &str = "hush-systemd-debian:bookworm";
+
+/// [`IMAGE`], made once (debootstrap; the tree's tar is kept in `target/hush-systemd/`) and
+/// imported again only when that tar changed.
+pub fn build_image() -> anyhow::Result<()> {
+    run_script("docker/build-systemd-image", &["--tag", IMAGE])?;
+    Ok(())
+}
+
+/// The .deb of `scripts/build-deb` from the binaries in `bin_dir`, written under `out`.
+pub fn build_deb(bin_dir: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+    let bin_dir = bin_dir.to_str().context("binary directory is not UTF-8")?;
+    let out = out.to_str().context("output directory is not UTF-8")?;
+    let deb = run_script(
+        "scripts/build-deb",
+        &["--bin-dir", bin_dir, "--out", out, "--fast"],
+    )?;
+    Ok(PathBuf::from(deb))
+}
+
+/// A container of [`IMAGE`] with systemd as PID 1 (removed on drop): a stand-in for a VM.
+#[derive(Debug)]
+pub struct Machine {
+    pub container: crate::docker::Container,
+}
+
+impl Machine {
+    /// Start one named `name` and wait (up to `limit`) until systemd has finished booting.
+    /// systemd needs to mount (CAP_SYS_ADMIN and the rest; not `--privileged`, which asks for
+    /// CAP_SYS_RESOURCE too, which this host's docker lacks), its own cgroup namespace, and
+    /// tmpfs on /run.
+    pub fn boot(name: String, limit: std::time::Duration) -> anyhow::Result<Machine> {
+        let container = crate::docker::Container::run(
+            name,
+            &[
+                "--cap-add",
+                "ALL",
+                "--cap-drop",
+                "SYS_RESOURCE",
+                "--security-opt",
+                "seccomp=unconfined",
+                "--security-opt",
+                "apparmor=unconfined",
+                "--cgroupns=private",
+                "--network",
+                "none",
+                "--tmpfs",
+                "/run",
+                "--tmpfs",
+                "/run/lock",
+                "--tmpfs",
+                "/tmp",
+                "--stop-signal",
+                "SIGRTMIN+3",
+                IMAGE,
+            ],
+        )?;
+        let machine = Machine { container };
+        // `is-system-running --wait` fails at once while systemd's bus is not up yet: poll.
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let state = machine
+                .container
+                .exec(&["systemctl", "is-system-running"])
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            match state.as_str() {
+                "running" | "degraded" => break,
+                _ if std::time::Instant::now() >= deadline => bail!(
+                    "systemd did not finish booting within {limit:?} (state {state:?}):\n{}",
+                    machine.journal()
+                ),
+                _ => std::thread::sleep(std::time::Duration::from_millis(250)),
+            }
+        }
+        Ok(machine)
+    }
+
+    /// `bash -ec SCRIPT` inside; its stdout (trimmed), or an error with the script, its status,
+    /// stdout and stderr.
+    pub fn sh(&self, script: &str) -> anyhow::Result<String> {
+        let out = self.container.exec(&["bash", "-ec", script])?;
+        if !out.status.success() {
+            bail!(
+                "in {}: `{script}` failed ({}): {}{}",
+                self.container.name,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Copy the host file `from` to `to` inside (not under a tmpfs: `docker cp` writes the
+    /// container's own filesystem).
+    pub fn copy_in(&self, from: &Path, to: &str) -> anyhow::Result<()> {
+        let from = from.to_str().context("path is not UTF-8")?;
+        crate::docker::docker(&["cp", from, &format!("{}:{to}", self.container.name)])?;
+        Ok(())
+    }
+
+    /// The journal of this boot (the last 300 lines), for failure messages.
+    pub fn journal(&self) -> String {
+        match self
+            .container
+            .exec(&["journalctl", "-b", "--no-pager", "-n", "300"])
+        {
+            Ok(out) => format!(
+                "--- journal of {} ---\n{}{}",
+                self.container.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => format!("(no journal: {e:#})"),
+        }
+    }
 }
