@@ -16,7 +16,9 @@
 //!   dropping the file: same agent process, the file there throughout, and the new refresh
 //!   interval picks up a `hush kv put` within seconds;
 //! - `systemctl stop hush-agent@app` stops the app with it and leaves nothing: no /run/hush/app,
-//!   no credential, no mount, no agent process, units inactive (not failed).
+//!   no credential, no mount, no agent process, units inactive (not failed);
+//! - installing the package again (an upgrade) restarts the agent, not hushd (still unsealed),
+//!   and `dpkg -r` stops hushd and keeps its database.
 //!
 //! Every wait is bounded; the container is removed at the end; a failure prints the journal.
 
@@ -176,6 +178,17 @@ fn scenario(m: &Machine, deb: &std::path::Path) -> anyhow::Result<()> {
     )?;
     ensure!(show(m, "hush-agent@app.service", "ActiveState")? == "active");
 
+    // An upgrade (the same package again): agents restart on the new binary and render again;
+    // hushd keeps running, so it stays unsealed.
+    let hushd_pid = show(m, "hushd.service", "MainPID")?;
+    m.sh("dpkg -i /var/tmp/hush.deb")?;
+    ensure!(
+        show(m, "hushd.service", "MainPID")? == hushd_pid,
+        "the upgrade restarted hushd"
+    );
+    ensure!(show(m, "hush-agent@app.service", "ActiveState")? == "active");
+    ensure!(m.sh("cat /run/hush/app/password")? == "s3cr3t-2");
+
     // Stop: the app goes with the agent, and nothing is left.
     m.sh("systemctl stop hush-agent@app")?;
     for unit in ["hush-agent@app.service", "hush-example-app.service"] {
@@ -192,8 +205,10 @@ fn scenario(m: &Machine, deb: &std::path::Path) -> anyhow::Result<()> {
     m.sh("! pgrep -x hush-agent")?;
     m.sh("! pgrep -u hush-agent")?;
 
-    m.sh("systemctl stop hushd")?;
+    // Removal stops hushd; its database stays.
+    m.sh("dpkg -r hush")?;
     ensure!(show(m, "hushd.service", "Result")? == "success");
     m.sh("! pgrep -x hushd")?;
+    m.sh("test ! -e /usr/bin/hushd && test -e /var/lib/hush/hush.db")?;
     Ok(())
 }
