@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`build_info`]: what `--version` prints: version, git commit, profile, target.
 //! - [`wire`]: Vault's JSON shapes (response envelope, `auth`, `sys/` bodies, KV v2, tokens).
 //! - [`client`]: [`Client`], an HTTP(S) client over reqwest + rustls (ring), with generic
 //!   `read`/`write`/`list`/`delete`/`patch` and typed helpers per API area.
@@ -19,6 +20,7 @@
 
 pub mod agent_config;
 pub mod audit;
+pub mod build_info;
 pub mod client;
 pub mod duration;
 pub mod error;

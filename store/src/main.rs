@@ -22,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Local demo: `hushd --dev` (in-memory, unsealed, kv v2 at secret/, plain HTTP on loopback).
 #[derive(Debug, Parser)]
-#[command(name = "hushd", version, about, long_about)]
+#[command(name = "hushd", version = hush_api::build_info::VERSION, about, long_about)]
 struct Cli {
     /// Dev mode: in-memory storage, initialised and unsealed, kv v2 mounted at secret/,
     /// plain HTTP on loopback. Nothing is kept. Never use it for real secrets.

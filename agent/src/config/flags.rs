@@ -13,7 +13,12 @@ pub const CONFIG_ENV: &str = "HUSH_AGENT_CONFIG";
 
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "hush-agent", version, about, max_term_width = 100)]
+#[command(
+    name = "hush-agent",
+    version = hush_api::build_info::VERSION,
+    about,
+    max_term_width = 100
+)]
 pub struct Flags {
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]
