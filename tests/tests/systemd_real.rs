@@ -5,6 +5,7 @@
 //! postinst runs `systemctl enable --now hushd`. Then, as an operator would (README "systemd
 //! (VMs)"):
 //!
+//! - the installed hushd and hush-agent name the build (`--version`) they were packed from;
 //! - hushd is active (Type=notify: READY=1 once it listens) and says sealed in its status; it is
 //!   initialised and unsealed with the `hush` CLI, a secret and a policy written, a token made;
 //! - `systemctl start hush-agent@app` returns only once the file is there (READY=1 after the
@@ -22,6 +23,7 @@
 //!
 //! Every wait is bounded; the container is removed at the end; a failure prints the journal.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
@@ -68,19 +70,31 @@ fn units_run_under_systemd_as_pid_1() {
         Duration::from_secs(60),
     )
     .unwrap();
-    if let Err(e) = scenario(&machine, &deb) {
+    if let Err(e) = scenario(&machine, &deb, &bin_dir) {
         panic!("{e:#}\n{}", machine.journal());
     }
     eprintln!("real systemd scenario: {:?}", started.elapsed());
 }
 
-fn scenario(m: &Machine, deb: &std::path::Path) -> anyhow::Result<()> {
+fn scenario(m: &Machine, deb: &Path, deb_bin_dir: &Path) -> anyhow::Result<()> {
     // Install as on a VM: dpkg, whose postinst makes the users and enables and starts hushd.
     m.copy_in(deb, "/var/tmp/hush.deb")?;
     m.sh("dpkg -i /var/tmp/hush.deb")?;
     ensure!(show(m, "hushd.service", "ActiveState")? == "active");
     ensure!(show(m, "hushd.service", "UnitFileState")? == "enabled");
     ensure!(m.sh("stat -c %U:%a /var/lib/hush")? == "hush:700");
+    // The installed binaries name the build they come from.
+    for name in ["hushd", "hush-agent"] {
+        let here = std::process::Command::new(deb_bin_dir.join(name))
+            .arg("--version")
+            .output()?;
+        let here = String::from_utf8_lossy(&here.stdout).trim().to_string();
+        let there = m.sh(&format!("/usr/bin/{name} --version"))?;
+        ensure!(
+            there == here && there.contains(" (commit "),
+            "{name}: {there:?} vs {here:?}"
+        );
+    }
     let status = show(m, "hushd.service", "StatusText")?;
     ensure!(
         status.contains("sealed") && !status.contains("unsealed"),
