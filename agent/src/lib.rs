@@ -38,4 +38,4 @@ pub mod sink;
 pub mod telemetry;
 pub mod template;
 
-pub use run::{run, Finished, RunError};
+pub use run::{run, run_with, Finished, Reload, RunError};

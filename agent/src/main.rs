@@ -37,6 +37,8 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(flags.log_format);
+    // Kept for SIGHUP: the same flags, the config file read again.
+    let reload_flags = flags.clone();
     let config = match Config::load(flags) {
         Ok(c) => c,
         Err(e) => {
@@ -55,15 +57,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    // Registered before anything else runs, so an early SIGTERM is not fatal.
+    // Registered before anything else runs, so an early SIGTERM (or SIGHUP) is not fatal.
     let signals = runtime.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         Ok::<_, std::io::Error>((
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
         ))
     });
-    let (mut term, mut int) = match signals {
+    let (mut term, mut int, mut hup) = match signals {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hush-agent: cannot listen for signals: {e}");
@@ -72,6 +75,18 @@ fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
+        // SIGHUP: read the config again (with a supervised child it is passed on too).
+        let (reload_tx, requests) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // One pending reload is enough: it reads the file as it is then.
+                let _ = reload_tx.try_send(());
+            }
+        });
+        let reload = hush_agent::Reload {
+            requests,
+            load: Box::new(move || Config::load(reload_flags.clone())),
+        };
         let signals = shutdown.clone();
         tokio::spawn(async move {
             let name = tokio::select! {
@@ -87,7 +102,7 @@ fn main() -> ExitCode {
                 std::process::exit(0);
             });
         });
-        hush_agent::run(config, shutdown).await
+        hush_agent::run_with(config, shutdown, Some(reload)).await
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {

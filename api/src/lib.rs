@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`build_info`]: what `--version` prints: version, git commit, profile, target.
 //! - [`wire`]: Vault's JSON shapes (response envelope, `auth`, `sys/` bodies, KV v2, tokens).
 //! - [`client`]: [`Client`], an HTTP(S) client over reqwest + rustls (ring), with generic
 //!   `read`/`write`/`list`/`delete`/`patch` and typed helpers per API area.
@@ -16,13 +17,17 @@
 //! - [`duration`]: the agent's duration strings (`100ms`, `60s`, `1h30m`), parsed and shown.
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
 //!   agent and for whatever writes its config.
+//! - [`sd_notify`]: systemd's notify protocol (`READY=1`, `STATUS=`, `WATCHDOG=1`...) over
+//!   `NOTIFY_SOCKET`, a path or an abstract name (hushd and hush-agent).
 
 pub mod agent_config;
 pub mod audit;
+pub mod build_info;
 pub mod client;
 pub mod duration;
 pub mod error;
 pub mod log_format;
+pub mod sd_notify;
 #[cfg(feature = "tls-server")]
 pub mod server;
 #[cfg(feature = "tls-server")]

@@ -10,7 +10,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "hush",
-    version,
+    version = hush_api::build_info::VERSION,
     about = "Operate hushd and read and write its secrets",
     long_about = "Operate hushd and read and write its secrets.\n\n\
         The server address comes from -address, else HUSH_ADDR, else VAULT_ADDR; the token from \

@@ -21,7 +21,7 @@ use crate::settings::Settings;
 #[derive(Debug, Parser)]
 #[command(
     name = "hush-injector",
-    version,
+    version = hush_api::build_info::VERSION,
     about,
     long_about,
     max_term_width = 100

@@ -22,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Local demo: `hushd --dev` (in-memory, unsealed, kv v2 at secret/, plain HTTP on loopback).
 #[derive(Debug, Parser)]
-#[command(name = "hushd", version, about, long_about)]
+#[command(name = "hushd", version = hush_api::build_info::VERSION, about, long_about)]
 struct Cli {
     /// Dev mode: in-memory storage, initialised and unsealed, kv v2 mounted at secret/,
     /// plain HTTP on loopback. Nothing is kept. Never use it for real secrets.
@@ -170,12 +170,76 @@ async fn serve(config: &mut Config) -> Result<(), String> {
     tracing::info!(%addr, scheme, storage = ?config.storage, "hushd listening");
 
     let shutdown = hush_api::server::cancel_on_signal();
+    if let Some(n) = systemd_notify(&core, shutdown.clone()) {
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            let _ = n.send(&["STOPPING=1", "STATUS=stopping"]);
+        });
+    }
     let hup_core = core.clone();
     let hup_stop = shutdown.clone();
     tokio::spawn(async move { reopen_on_sighup(hup_core, hup_stop).await });
     hush_store::run(core, config, listener, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// systemd's notify protocol, when `NOTIFY_SOCKET` is set: `READY=1` now (the listener is
+/// bound), `STATUS=sealed`/`unsealed` as that changes, `WATCHDOG=1` at half `WATCHDOG_USEC`.
+fn systemd_notify(
+    core: &std::sync::Arc<hush_store::Core>,
+    stop: CancellationToken,
+) -> Option<std::sync::Arc<hush_api::sd_notify::SdNotify>> {
+    let notify = match hush_api::sd_notify::SdNotify::from_env() {
+        Ok(Some(n)) => std::sync::Arc::new(n),
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "not telling systemd anything");
+            return None;
+        }
+    };
+    let status = |sealed: bool| {
+        if sealed {
+            "STATUS=sealed"
+        } else {
+            "STATUS=unsealed"
+        }
+    };
+    let mut sealed = core.sealed_changes();
+    let first = *sealed.borrow_and_update();
+    if let Err(e) = notify.send(&["READY=1", status(first)]) {
+        tracing::warn!(error = %e, "could not tell systemd hushd is ready");
+    }
+    let n = notify.clone();
+    let watch_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = watch_stop.cancelled() => return,
+                changed = sealed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *sealed.borrow_and_update();
+                    let _ = n.send(&[status(now)]);
+                }
+            }
+        }
+    });
+    if let Some(every) = notify.watchdog_every() {
+        let n = notify.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(std::time::Duration::from_millis(1)));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => { let _ = n.send(&["WATCHDOG=1"]); }
+                }
+            }
+        });
+    }
+    Some(notify)
 }
 
 /// SIGHUP: reopen the audit files (log rotation), until shutdown.

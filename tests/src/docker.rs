@@ -67,21 +67,27 @@ pub fn require_engine() -> anyhow::Result<()> {
 
 /// Run one of the `docker/` scripts with `args`.
 fn script(name: &str, args: &[&str]) -> anyhow::Result<()> {
-    let path = workspace_root().join("docker").join(name);
-    let out = Command::new(&path)
+    run_script(&format!("docker/{name}"), args).map(|_| ())
+}
+
+/// Run a script of the repository (`path` from the workspace root, e.g. `scripts/build-deb`)
+/// with `args`: its stdout (trimmed), or an error with its status and whole output.
+pub fn run_script(path: &str, args: &[&str]) -> anyhow::Result<String> {
+    let full = workspace_root().join(path);
+    let out = Command::new(&full)
         .args(args)
         .output()
-        .with_context(|| format!("cannot run {}", path.display()))?;
+        .with_context(|| format!("cannot run {}", full.display()))?;
     if !out.status.success() {
         bail!(
-            "docker/{name} {} failed ({}): {}{}",
+            "{path} {} failed ({}): {}{}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The image ID behind `image`, if there is one.

@@ -12,6 +12,7 @@
 //! - [`process`]: finding binaries, free ports, [`Proc`] (a child with its log, stopped on drop).
 //! - [`load`]: the lean keep-alive HTTP/1.1 client of the load generator.
 //! - [`docker`]: the images built from `docker/`, containers and volumes removed on drop.
+//! - [`systemd`]: the units of `manifests/systemd/` under `systemd-analyze` and `systemd-sysusers`.
 //! - [`pg`]: a real PostgreSQL cluster; [`moto`]: a stand-in AWS; [`https`]: a stand-in identity
 //!   provider over HTTPS; [`login`]: JWT login helpers of the auth method tests.
 
@@ -31,6 +32,7 @@ pub mod load;
 pub mod login;
 pub mod moto;
 pub mod process;
+pub mod systemd;
 
 pub use process::{bin, bin_or, free_port, Proc};
 /// The HTTP client of the harness's API ([`Hushd::client`]).

@@ -12,8 +12,13 @@ use hush_api::agent_config::{RawConfig, RawExec, RawFile, RawMode, RawSecret};
 pub const CONFIG_ENV: &str = "HUSH_AGENT_CONFIG";
 
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
-#[derive(Debug, Default, Parser)]
-#[command(name = "hush-agent", version, about, max_term_width = 100)]
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "hush-agent",
+    version = hush_api::build_info::VERSION,
+    about,
+    max_term_width = 100
+)]
 pub struct Flags {
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]

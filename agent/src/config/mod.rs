@@ -8,6 +8,7 @@
 mod aws;
 mod credential;
 pub mod flags;
+pub mod reload;
 mod validate;
 
 use std::net::SocketAddr;

@@ -68,6 +68,8 @@ pub struct Keeper {
     wanted: Vec<bool>,
     /// Per source: the end of its lease last told to the observer.
     lease_shown: Vec<Option<Instant>>,
+    /// A reloaded config's set is not complete yet: the last set stays on disk until it is.
+    reloading: bool,
 }
 
 /// Where a file that reads lazy secrets stands.
@@ -122,7 +124,52 @@ impl Keeper {
             write_owed: true,
             written_once: false,
             retiring: Vec::new(),
+            reloading: false,
         }
+    }
+
+    /// Take a reloaded config (`SIGHUP`). A source the new config still reads (same path)
+    /// keeps its state: data, version, lease. New sources start empty; the leases of sources
+    /// no longer read are retired (revoked after the grace period, once the new set is on
+    /// disk). Every file is rendered again, and the set on disk is replaced only by a complete
+    /// new set: until then the files stay as they are.
+    pub fn reconfigure(&mut self, config: Arc<Config>, renderer: Renderer) {
+        type Kept = (SourceState, bool, Option<Instant>, String);
+        let mut old: BTreeMap<String, Kept> = BTreeMap::new();
+        let states = std::mem::take(&mut self.sources);
+        for (i, (src, state)) in self.config.sources.iter().zip(states).enumerate() {
+            let name = src.names.first().unwrap_or(&src.path).clone();
+            old.insert(
+                src.path.clone(),
+                (state, self.wanted[i], self.lease_shown[i], name),
+            );
+        }
+        let (mut sources, mut wanted, mut lease_shown) = (Vec::new(), Vec::new(), Vec::new());
+        for src in &config.sources {
+            let (state, was_wanted, shown, _) = old.remove(&src.path).unwrap_or_default();
+            sources.push(state);
+            wanted.push(was_wanted || !src.lazy);
+            lease_shown.push(shown);
+        }
+        let dropped: Vec<_> = old.into_iter().collect();
+        self.config = config;
+        self.renderer = renderer;
+        self.sources = sources;
+        self.wanted = wanted;
+        self.lease_shown = lease_shown;
+        for (path, (state, _, shown, name)) in dropped {
+            if let Some(l) = state.lease {
+                tracing::info!(secret = %path, lease = %l.id, "no longer read: retiring its lease");
+                self.retire(l);
+            }
+            if shown.is_some() {
+                self.observer.lease(&name, None);
+            }
+        }
+        self.rendered = self.config.files.iter().map(|_| None).collect();
+        self.dirty = true;
+        self.write_owed = true;
+        self.reloading = true;
     }
 
     /// A complete set has been on disk since.
@@ -207,12 +254,14 @@ impl Keeper {
             self.write_owed = true;
         }
         let complete = self.all_rendered();
-        // Nothing is written before every file has content; after that, always the whole set.
-        if self.write_owed && (complete || self.written_once) {
+        // Nothing is written before every file has content; after that, always the whole set
+        // (after a reload, again only a complete one).
+        if self.write_owed && (complete || (self.written_once && !self.reloading)) {
             match self.write().await {
                 Ok(outcome) => {
                     self.write_owed = false;
                     self.written_once |= complete;
+                    self.reloading &= !complete;
                     if outcome.changed {
                         tracing::info!(
                             generation = outcome.generation,

@@ -1,14 +1,16 @@
 //! The loop: `--once`'s single pass, or cycles until shutdown. Between two cycles it sleeps
 //! until the earliest of the refresh interval (or the backoff delay after a transient
 //! failure), the next lease time and the deadline of an open waiting for a lazy secret, and
-//! wakes early for shutdown, the supervised child's exit, a signal to pass on, or a first open
-//! of a lazy file.
+//! wakes early for shutdown, the supervised child's exit, a signal to pass on, a first open
+//! of a lazy file, or a `SIGHUP` reload. systemd hears of each step (`READY=1` with
+//! `/readyz`, `STATUS=` after each cycle, `RELOADING=1`/`READY=1` around a reload).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::{Finished, RunError};
+use super::reload::{self, Reload};
 use super::start::{Agent, Tasks};
 use crate::config::{self, ChildOnChange, Config};
 use crate::keeper::{self, Keeper};
@@ -16,6 +18,7 @@ use crate::notify::supervise::{ChangePolicy, ChildEnv, ChildSpec, Supervisor};
 use crate::notify::{self, Notifier, NotifyConfig, Signal};
 use crate::retry::backoff::Backoff;
 use crate::sink::fuse::FuseSink;
+use crate::telemetry::systemd::{Status, Systemd};
 
 /// How long a supervised child has to exit after `SIGTERM` (the agent itself must be gone
 /// within 5 s of its own).
@@ -122,6 +125,8 @@ pub(super) async fn run(
     agent: &mut Agent,
     tasks: &Tasks,
     shutdown: &CancellationToken,
+    mut reload: Option<Reload>,
+    systemd: &Systemd,
 ) -> Result<(Finished, Option<Supervisor>), RunError> {
     let Agent {
         config,
@@ -131,12 +136,19 @@ pub(super) async fn run(
         ..
     } = agent;
     let ready_tx = &tasks.ready;
-    let notifier = notifier(config);
+    let mut notifier = notifier(config);
+    // What the next `STATUS=` line says.
+    let mut status = Status::default();
+    // A reload was applied while ready: `READY=1` after the next cycle.
+    let mut reload_owed = false;
     let mut child: Option<Supervisor> = None;
-    let mut backoff = Backoff::new(
-        config.refresh_interval.min(Duration::from_secs(1)),
-        config.backoff_max,
-    );
+    let new_backoff = |config: &Config| {
+        Backoff::new(
+            config.refresh_interval.min(Duration::from_secs(1)),
+            config.backoff_max,
+        )
+    };
+    let mut backoff = new_backoff(config);
     // FUSE: files whose lazy secrets a first open asks for.
     let mut lazy_requests = fuse.as_mut().and_then(FuseSink::take_requests);
     // FUSE: the soonest deadline of an open waiting for a lazy secret.
@@ -161,10 +173,23 @@ pub(super) async fn run(
             }
             lazy_deadline = f.expire_waiting(Instant::now());
         }
+        if let Some(outcome) = &report.written {
+            status.generation = Some(outcome.generation);
+        }
+        status.refreshed = Some(SystemTime::now());
+        status.error = report.problems.first().cloned();
         if keeper.ready() && !*ready_tx.borrow() {
             tracing::info!("every file rendered: ready");
             metrics.set_ready(true);
-            let _ = ready_tx.send(true);
+            // send_replace: the value must change even when no listener holds a receiver
+            // (no --metrics-listen), or this would run again after every cycle.
+            ready_tx.send_replace(true);
+            status.ready = true;
+            systemd.ready(&status);
+        } else if std::mem::take(&mut reload_owed) {
+            systemd.ready(&status);
+        } else {
+            systemd.status(&status);
         }
         if let Some(outcome) = &report.written {
             if !notifier.is_empty() {
@@ -194,7 +219,12 @@ pub(super) async fn run(
                 let spec = ChildSpec {
                     argv: exec.argv.clone(),
                     grace: CHILD_GRACE,
-                    remove_env: vec!["HUSH_TOKEN".into(), "VAULT_TOKEN".into()],
+                    // The token, and systemd's variables (the child is not the service).
+                    remove_env: ["HUSH_TOKEN", "VAULT_TOKEN"]
+                        .into_iter()
+                        .chain(hush_api::sd_notify::ENV_VARS)
+                        .map(String::from)
+                        .collect(),
                 };
                 child = Some(Supervisor::spawn(spec, &child_env(config, keeper))?);
             }
@@ -237,6 +267,12 @@ pub(super) async fn run(
                 None => std::future::pending().await,
             }
         };
+        let reload_request = async {
+            match &mut reload {
+                Some(r) => r.requests.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break Finished::Done,
             exit = child_exit => {
@@ -261,6 +297,37 @@ pub(super) async fn run(
                     sources.extend(keeper.want_file(file));
                 }
                 only = Some(sources);
+            }
+            Some(()) = reload_request => {
+                // Under systemd a reload while starting is quiet: READY=1 comes with the files.
+                let was_ready = *ready_tx.borrow();
+                if was_ready {
+                    systemd.reloading();
+                }
+                tracing::info!("SIGHUP: reading the config again");
+                let loaded = reload.as_ref().map(|r| (r.load)());
+                let applied = match loaded {
+                    Some(loaded) => reload::apply(config, keeper, fuse.is_some(), loaded),
+                    None => Ok(()),
+                };
+                match applied {
+                    Ok(()) => {
+                        notifier = self::notifier(config);
+                        backoff = new_backoff(config);
+                        reload_owed = was_ready;
+                        // A full cycle now, with the new config.
+                        only = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "config reload refused; keeping the running config and its files");
+                        if was_ready {
+                            status.error = Some(format!("config reload refused: {e}"));
+                            systemd.ready(&status);
+                        }
+                        // Nothing to read: a cycle over no source, the full one keeps its time.
+                        only = Some(Vec::new());
+                    }
+                }
             }
             _ = tokio::time::sleep(delay) => {}
         }

@@ -5,7 +5,9 @@
 //! - this file: [`Observer`], what the token renewal, the keeper and the sinks report (never
 //!   a value), and [`Metrics`], the agent's metrics (all named `hush_*`), encoded in the
 //!   OpenMetrics text format;
-//! - [`server`]: the HTTP listener for `/healthz`, `/readyz` and `/metrics`.
+//! - [`server`]: the HTTP listener for `/healthz`, `/readyz` and `/metrics`;
+//! - [`systemd`]: systemd's notify protocol (`READY=1` with `/readyz`, `STATUS=`,
+//!   `WATCHDOG=1`, `RELOADING=1`, `STOPPING=1`).
 //!
 //! # Metrics
 //!
@@ -35,6 +37,7 @@
 //! series per secret, however often its lease is replaced).
 
 pub mod server;
+pub mod systemd;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -49,6 +49,8 @@ pub struct Core {
     /// The backend types mounts are started from.
     backends: Arc<Registry>,
     options: CoreOptions,
+    /// Sealed (true) or not, for whoever reports it (hushd's `STATUS=` to systemd).
+    sealed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Settings of the core that come from hushd's configuration.
@@ -87,6 +89,7 @@ impl Core {
             lifecycle: tokio::sync::Mutex::new(()),
             backends: Arc::new(backends),
             options,
+            sealed: tokio::sync::watch::Sender::new(true),
         })
     }
 
@@ -100,6 +103,11 @@ impl Core {
 
     pub fn is_sealed(&self) -> bool {
         self.state.load().is_none()
+    }
+
+    /// Follows sealing and unsealing (`true`: sealed); `sys/init`'s brief unseal is not seen.
+    pub fn sealed_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.sealed.subscribe()
     }
 
     pub fn unsealed(&self) -> Result<Arc<Unsealed>, LogicalError> {
@@ -219,6 +227,7 @@ impl Core {
                 return Err(e);
             }
             tracing::info!("hushd unsealed");
+            self.sealed.send_replace(false);
         }
         Ok(progress)
     }
@@ -232,6 +241,7 @@ impl Core {
         }
         self.seal.seal(&self.barrier);
         tracing::info!("hushd sealed");
+        self.sealed.send_replace(true);
     }
 
     pub fn seal_handle(&self) -> &Seal {
