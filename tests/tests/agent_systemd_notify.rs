@@ -531,3 +531,48 @@ async fn a_reload_that_needs_a_missing_secret_keeps_the_old_set_until_it_appears
     assert_eq!(sock.with("READY=1").len(), 2, "{:?}", sock.lines());
     assert!(agent.running(), "{}", agent.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_supervised_child_sighup_reloads_and_still_reaches_the_child() {
+    let h = Hushd::dev().await;
+    h.kv_put("app/db", json!({"password": "abc", "user": "app"}))
+        .await;
+    let setup = Setup::new(&h);
+    let (dest, token, cfg) = setup.paths();
+    let log = setup._dir.path().join("child.log");
+    // The child records whether it inherited NOTIFY_SOCKET, and each SIGHUP.
+    let script = format!(
+        "echo \"start:${{NOTIFY_SOCKET:-none}}\" >> {log}; trap 'echo hup >> {log}' HUP; while :; do sleep 0.05; done",
+        log = log.display()
+    );
+    let sock = NotifySocket::bind(None, Some(dest.join("pw")));
+    let config_arg = cfg.display().to_string();
+    let mut agent = Agent::spawn_env(
+        &["--config", &config_arg, "--", "/bin/sh", "-c", &script],
+        &[("NOTIFY_SOCKET", &sock.env)],
+    )
+    .stop_on_drop(Duration::from_secs(5));
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(Duration::from_secs(20), "the child", || {
+        read_log() == "start:none\n"
+    })
+    .await;
+    sock.wait("READY=1", 0, "READY").await;
+
+    std::fs::write(&cfg, config(&h.addr, &token, &dest, PW_AND_USER)).unwrap();
+    let before = sock.all().len();
+    agent.signal("HUP");
+    let r = sock.wait("RELOADING=1", before, "RELOADING").await;
+    sock.wait("READY=1", r, "READY after the reload").await;
+    wait_for(Duration::from_secs(10), "the new file", || {
+        dest.join("user").exists()
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "the child's SIGHUP", || {
+        read_log().contains("hup\n")
+    })
+    .await;
+    // Signalled, never restarted.
+    assert_eq!(read_log().matches("start:").count(), 1, "{}", read_log());
+    assert!(agent.running(), "{}", agent.stderr());
+}
