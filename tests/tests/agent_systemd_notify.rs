@@ -194,6 +194,15 @@ impl Setup {
             cfg,
         }
     }
+
+    /// The destination, the token file and the config file.
+    fn paths(&self) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            self.tmpfs.path.clone(),
+            self.token.clone(),
+            self.cfg.clone(),
+        )
+    }
 }
 
 fn spawn_agent(config_path: &Path, env: &[(&str, &str)]) -> Agent {
@@ -205,11 +214,7 @@ fn spawn_agent(config_path: &Path, env: &[(&str, &str)]) -> Agent {
 async fn agent_ready_after_first_render_status_watchdog_reload_and_stopping() {
     let h = Hushd::dev().await;
     let setup = Setup::new(&h);
-    let (dest, token, cfg) = (
-        setup.tmpfs.path.clone(),
-        setup.token.clone(),
-        setup.cfg.clone(),
-    );
+    let (dest, token, cfg) = setup.paths();
     let sock = NotifySocket::bind(None, Some(dest.join("pw")));
     // 400 ms: a ping every 200 ms.
     let mut agent = spawn_agent(
@@ -355,7 +360,7 @@ async fn agent_reaches_an_abstract_socket_and_leaves_another_pids_watchdog_alone
     let h = Hushd::dev().await;
     h.kv_put("app/db", json!({"password": "abc"})).await;
     let setup = Setup::new(&h);
-    let (dest, cfg) = (setup.tmpfs.path.clone(), setup.cfg.clone());
+    let (dest, _, cfg) = setup.paths();
     let name = format!("hush-test-notify-{}-{}", std::process::id(), free_port());
     let sock = NotifySocket::bind(Some(&name), Some(dest.join("pw")));
     // The watchdog is meant for pid 1, not for the agent: it sends no pings.
@@ -386,11 +391,7 @@ async fn agent_without_notify_socket_sends_nothing_and_still_reloads() {
     h.kv_put("app/db", json!({"password": "abc", "user": "u"}))
         .await;
     let setup = Setup::new(&h);
-    let (dest, token, cfg) = (
-        setup.tmpfs.path.clone(),
-        setup.token.clone(),
-        setup.cfg.clone(),
-    );
+    let (dest, token, cfg) = setup.paths();
     let mut agent = spawn_agent(&cfg, &[]);
     wait_for(Duration::from_secs(20), "pw", || dest.join("pw").exists()).await;
     std::fs::write(&cfg, config(&h.addr, &token, &dest, PW_AND_USER)).unwrap();
@@ -482,4 +483,96 @@ async fn hushd_ready_when_it_listens_and_reports_seal_state() {
         sock.lines().into_iter().filter(|l| l == "READY=1").count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_needs_a_missing_secret_keeps_the_old_set_until_it_appears() {
+    let h = Hushd::dev().await;
+    h.kv_put("app/db", json!({"password": "abc"})).await;
+    let setup = Setup::new(&h);
+    let (dest, token, cfg) = setup.paths();
+    let sock = NotifySocket::bind(None, Some(dest.join("pw")));
+    let mut agent = spawn_agent(&cfg, &[("NOTIFY_SOCKET", &sock.env)]);
+    sock.wait("READY=1", 0, "READY").await;
+    let generation = std::fs::read_to_string(dest.join("..data/.generation")).unwrap();
+
+    // The new config reads a secret nobody wrote yet, and drops nothing.
+    let later = format!(
+        "later = \"secret/data/app/later\"\n{PW_FILE}\n[[file]]\nname = \"later\"\nsecret = \"later\"\nfield = \"token\"\n"
+    );
+    std::fs::write(&cfg, config(&h.addr, &token, &dest, &later)).unwrap();
+    let before = sock.all().len();
+    agent.signal("HUP");
+    let r = sock.wait("RELOADING=1", before, "RELOADING").await;
+    let ready = sock.wait("READY=1", r, "READY after the reload").await;
+    let msg = &sock.all()[ready];
+    assert!(
+        msg.lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=") && l.contains("secret/data/app/later")),
+        "{:?}",
+        msg.lines
+    );
+    // The old set stays whole while the new one cannot be complete.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(std::fs::read_to_string(dest.join("pw")).unwrap(), "abc");
+    assert!(!dest.join("later").exists());
+    assert_eq!(
+        std::fs::read_to_string(dest.join("..data/.generation")).unwrap(),
+        generation
+    );
+    // The secret appears: the new set goes on disk, with the old file in it.
+    h.kv_put("app/later", json!({"token": "t0k"})).await;
+    wait_for(Duration::from_secs(10), "the later file", || {
+        std::fs::read_to_string(dest.join("later")).unwrap_or_default() == "t0k"
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(dest.join("pw")).unwrap(), "abc");
+    assert_eq!(sock.with("READY=1").len(), 2, "{:?}", sock.lines());
+    assert!(agent.running(), "{}", agent.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_supervised_child_sighup_reloads_and_still_reaches_the_child() {
+    let h = Hushd::dev().await;
+    h.kv_put("app/db", json!({"password": "abc", "user": "app"}))
+        .await;
+    let setup = Setup::new(&h);
+    let (dest, token, cfg) = setup.paths();
+    let log = setup._dir.path().join("child.log");
+    // The child records whether it inherited NOTIFY_SOCKET, and each SIGHUP.
+    let script = format!(
+        "echo \"start:${{NOTIFY_SOCKET:-none}}\" >> {log}; trap 'echo hup >> {log}' HUP; while :; do sleep 0.05; done",
+        log = log.display()
+    );
+    let sock = NotifySocket::bind(None, Some(dest.join("pw")));
+    let config_arg = cfg.display().to_string();
+    let mut agent = Agent::spawn_env(
+        &["--config", &config_arg, "--", "/bin/sh", "-c", &script],
+        &[("NOTIFY_SOCKET", &sock.env)],
+    )
+    .stop_on_drop(Duration::from_secs(5));
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(Duration::from_secs(20), "the child", || {
+        read_log() == "start:none\n"
+    })
+    .await;
+    sock.wait("READY=1", 0, "READY").await;
+
+    std::fs::write(&cfg, config(&h.addr, &token, &dest, PW_AND_USER)).unwrap();
+    let before = sock.all().len();
+    agent.signal("HUP");
+    let r = sock.wait("RELOADING=1", before, "RELOADING").await;
+    sock.wait("READY=1", r, "READY after the reload").await;
+    wait_for(Duration::from_secs(10), "the new file", || {
+        dest.join("user").exists()
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "the child's SIGHUP", || {
+        read_log().contains("hup\n")
+    })
+    .await;
+    // Signalled, never restarted.
+    assert_eq!(read_log().matches("start:").count(), 1, "{}", read_log());
+    assert!(agent.running(), "{}", agent.stderr());
 }

@@ -45,7 +45,7 @@ fn every_program_names_version_commit_profile_and_target() {
             // The binaries are built from this checkout: the same commit, maybe -dirty.
             Some(c) => assert!(
                 parts[0] == c || parts[0] == format!("{c}-dirty"),
-                "{line}: HEAD is {c}"
+                "{line}: HEAD is {c} (binaries older than HEAD? `cargo build --workspace --bins`)"
             ),
             None => assert_eq!(parts[0], "unknown", "{line}"),
         }

@@ -19,7 +19,12 @@ pub async fn run(
     generation: u64,
 ) -> Result<(), NotifyError> {
     let (program, args) = spec.argv.split_first().ok_or(NotifyError::EmptyCommand)?;
-    let mut child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    // systemd's variables are the agent's: the command is not the service.
+    for var in hush_api::sd_notify::ENV_VARS {
+        command.env_remove(var);
+    }
+    let mut child = command
         .args(args)
         .env("HUSH_GENERATION", generation.to_string())
         .env("HUSH_CHANGED_FILES", changed_files.join(","))
