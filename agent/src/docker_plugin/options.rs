@@ -65,6 +65,11 @@ pub fn check_volume_name(name: &str) -> Result<(), OptionError> {
     }
 }
 
+/// The files' mode unless `hush.mode` says otherwise: readable by any user of the container,
+/// as Docker's own secrets (the plugin cannot know the container's user; the volume's
+/// directory on the host is reachable by root alone).
+pub const DEFAULT_MODE: &str = "0444";
+
 /// How one agent run over a volume is built.
 pub struct Build<'a> {
     /// The plugin's config (file or text), before its flags.
@@ -85,6 +90,7 @@ pub fn agent_config(
     let mut flags = Flags {
         server: build.server.clone(),
         dest: Some(build.dest.to_path_buf()),
+        file_mode: Some(DEFAULT_MODE.into()),
         ..Flags::default()
     };
     let mut size = None;
@@ -258,6 +264,7 @@ mod tests {
         assert_eq!(c.files.len(), 1);
         assert_eq!(c.files[0].name, "pw");
         assert!(!c.revoke_on_exit && c.metrics_listen.is_none());
+        assert_eq!(c.files[0].mode, 0o444, "Docker's default for secrets");
         assert!(c.once && c.once_deadline == Duration::from_secs(7));
     }
 

@@ -10,7 +10,7 @@
 //! [`crate::run`], with the plugin's server and login settings.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -104,6 +104,15 @@ impl Volumes {
             op: "create",
             path: dir.clone(),
             err,
+        })?;
+        // The volumes' files are readable by any user of a container: the way to them on the
+        // host is root's alone.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|err| {
+            StateError::Io {
+                op: "restrict",
+                path: dir.clone(),
+                err,
+            }
         })?;
         let saved = state::load(dir)?;
         let slots = saved
