@@ -1,13 +1,19 @@
-//! The Docker volume plugin against the real Docker Engine: `hush-agent docker-plugin` on a
-//! socket under /run/docker/plugins (a driver name unique to this run), a real hushd (HTTP on
-//! loopback) and a real PostgreSQL behind the database engine, so the volume holds real leases.
+//! The Docker volume plugin against the real Docker Engine, a real hushd (HTTP on loopback) and
+//! a real PostgreSQL behind the database engine, so the volume holds real leases.
 //!
 //! With the docker CLI: bad options fail `docker volume create` with the plugin's message; a
 //! volume's files are in a container (`cat /secrets/password`); the plugin restarted between
-//! two `docker run`s keeps the volume; a KV write shows up inside a running container, which
+//! two `docker run`s keeps the volume; a `hush kv put` shows up inside a running container, which
 //! cannot write the volume; once the container is gone, `docker volume rm` leaves no lease in
-//! the store, no mount and no file. Then the managed plugin (`docker/build-plugin` from the
-//! agent image, `docker plugin create`/`set`/`enable`) serves a volume the same way.
+//! the store (nor the PostgreSQL role), no mount and no file.
+//!
+//! The scenario runs on the managed plugin (`docker/build-plugin` from the agent image, `docker
+//! plugin create`/`set`/`enable`; restarted with `disable`/`enable`). The same scenario on
+//! `hush-agent docker-plugin` as a plain process (a socket under /run/docker/plugins) is
+//! `#[ignore]`d: dockerd keeps every such "legacy" driver it has used for its whole life, and
+//! once the process is gone each lookup of an unknown volume name (and `docker volume ls`) waits
+//! ~30 s on the dead socket — a cost every later user of a shared engine would pay. Run it
+//! (`--ignored`) on an engine you restart afterwards.
 //!
 //! Nothing is pulled: the app and agent images are built from this host's files
 //! (`hush_tests::docker::build_images`). Every Docker object made here is named after this
@@ -18,7 +24,7 @@ use std::time::Duration;
 
 use hush_tests::docker::{self, docker, docker_output, poll, Container};
 use hush_tests::pg::Postgres;
-use hush_tests::{write_token, Agent, Hushd};
+use hush_tests::{run_hush, write_token, Agent, Hushd};
 use serde_json::json;
 
 const CREATE: &str =
@@ -66,10 +72,10 @@ impl Drop for StateDir {
     }
 }
 
-/// Mount points under `dir` in /proc/self/mountinfo.
+/// Mount points below `dir` (not `dir` itself) in /proc/self/mountinfo.
 fn mounts_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let prefix = s(dir);
+    let prefix = format!("{}/", s(dir));
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .filter(|m| m.starts_with(&prefix))
@@ -77,13 +83,17 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Volumes removed on drop (`docker volume rm -f`).
-struct Volumes(Vec<String>);
+/// A volume removed on drop unless the test removed it (`docker volume rm -f` of a name the
+/// engine does not know asks every driver, so only made volumes are removed).
+struct MadeVolume {
+    name: String,
+    removed: bool,
+}
 
-impl Drop for Volumes {
+impl Drop for MadeVolume {
     fn drop(&mut self) {
-        for v in &self.0 {
-            let _ = docker_output(&["volume", "rm", "-f", v]);
+        if !self.removed {
+            let _ = docker_output(&["volume", "rm", "-f", &self.name]);
         }
     }
 }
@@ -121,33 +131,6 @@ fn run_cat(volume: &str, file: &str) -> String {
     .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// `hush-agent docker-plugin` on `socket`, once the socket exists.
-async fn start_plugin(socket: &Path, state: &Path, h: &Hushd, token_dir: &Path) -> Agent {
-    let _ = std::fs::remove_file(socket);
-    let mut plugin = Agent::spawn(&[
-        "docker-plugin",
-        "--socket",
-        &s(socket),
-        "--state-dir",
-        &s(state),
-        "--addr",
-        &h.addr,
-        "--token-file",
-        &s(&token_dir.join("token")),
-        "--mount-deadline",
-        "10s",
-    ])
-    .stop_on_drop(Duration::from_secs(8));
-    for _ in 0..500 {
-        if socket.exists() {
-            return plugin;
-        }
-        assert!(plugin.running(), "the plugin exited:\n{}", plugin.stderr());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no plugin socket after 5s:\n{}", plugin.stderr());
-}
-
 /// hushd with a KV secret and `database/` against `pg`; the plugin's token file in a temp dir.
 async fn store(pg: Option<&Postgres>) -> (Hushd, tempfile::TempDir) {
     let h = Hushd::dev().await;
@@ -159,6 +142,11 @@ async fn store(pg: Option<&Postgres>) -> (Hushd, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     write_token(dir.path(), &token);
     (h, dir)
+}
+
+/// Say how long the test has run at each step (stderr: shown with --nocapture or on failure).
+fn step(start: std::time::Instant, what: &str) {
+    eprintln!("[{:>6.1}s] {what}", start.elapsed().as_secs_f64());
 }
 
 /// Build the images once for both tests (two builds at once would race for the tags).
@@ -174,34 +162,205 @@ fn images() {
     *built = true;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hush_volume_feeds_containers_and_leaves_nothing_behind() {
-    images();
-    let pg = Postgres::start().await;
-    let (h, token_dir) = store(Some(&pg)).await;
+/// The plugin under test: a `hush-agent docker-plugin` process, or the managed plugin.
+enum Plugin {
+    Process {
+        agent: Option<Agent>,
+        socket: PathBuf,
+        state: StateDir,
+        args: Vec<String>,
+    },
+    Managed {
+        name: String,
+        /// Its propagated mount as the host sees it (the volumes' tmpfs mounts are there).
+        host_dir: PathBuf,
+    },
+}
+
+impl Plugin {
+    fn driver(&self) -> String {
+        match self {
+            Plugin::Process { socket, .. } => {
+                socket.file_stem().unwrap().to_string_lossy().into_owned()
+            }
+            Plugin::Managed { name, .. } => name.clone(),
+        }
+    }
+
+    /// Where the volumes are mounted, as the host sees it.
+    fn state_dir(&self) -> PathBuf {
+        match self {
+            Plugin::Process { state, .. } => state.0.clone(),
+            Plugin::Managed { host_dir, .. } => host_dir.clone(),
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Plugin::Process { agent, .. } => agent
+                .as_ref()
+                .map(|a| a.stderr_tail(40))
+                .unwrap_or_default(),
+            Plugin::Managed { .. } => "(the managed plugin logs to dockerd's log)".into(),
+        }
+    }
+
+    async fn start(&mut self) {
+        match self {
+            Plugin::Process {
+                agent,
+                socket,
+                args,
+                ..
+            } => {
+                let _ = std::fs::remove_file(&*socket);
+                let mut a = Agent::spawn(args).stop_on_drop(Duration::from_secs(8));
+                for _ in 0..500 {
+                    if socket.exists() {
+                        break;
+                    }
+                    assert!(a.running(), "the plugin exited:\n{}", a.stderr());
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(
+                    socket.exists(),
+                    "no plugin socket after 5s:\n{}",
+                    a.stderr()
+                );
+                *agent = Some(a);
+            }
+            Plugin::Managed { name, .. } => {
+                docker(&["plugin", "enable", "--timeout", "30", name])
+                    .unwrap_or_else(|e| panic!("{e:#}"));
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            Plugin::Process { agent, socket, .. } => {
+                if let Some(mut a) = agent.take() {
+                    a.stop(Duration::from_secs(8));
+                }
+                assert!(!socket.exists(), "the socket is removed at exit");
+            }
+            Plugin::Managed { name, .. } => {
+                docker(&["plugin", "disable", "-f", name]).unwrap_or_else(|e| panic!("{e:#}"));
+            }
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        if let Plugin::Managed { name, .. } = self {
+            let _ = docker_output(&["plugin", "disable", "-f", name]);
+            let _ = docker_output(&["plugin", "rm", "-f", name]);
+        }
+    }
+}
+
+/// `hush-agent docker-plugin` on /run/docker/plugins/DRIVER.sock, started.
+async fn process_plugin(h: &Hushd, token_dir: &Path) -> Plugin {
     let state = StateDir::new("state");
-    let driver = name("driver");
-    let socket = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
-    let mut plugin = start_plugin(&socket, &state.0, &h, token_dir.path()).await;
-    let volume = name("app-secrets");
-    let _volumes = Volumes(vec![volume.clone(), name("bad")]);
+    let socket = PathBuf::from(format!("/run/docker/plugins/{}.sock", name("driver")));
+    let args = [
+        "docker-plugin",
+        "--socket",
+        &s(&socket),
+        "--state-dir",
+        &s(&state.0),
+        "--addr",
+        &h.addr,
+        "--token-file",
+        &s(&token_dir.join("token")),
+        "--mount-deadline",
+        "10s",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let mut plugin = Plugin::Process {
+        agent: None,
+        socket,
+        state,
+        args,
+    };
+    plugin.start().await;
+    plugin
+}
+
+/// The managed plugin from the agent image (`docker/build-plugin`), configured and enabled.
+async fn managed_plugin(h: &Hushd, token_dir: &Path) -> Plugin {
+    let name = format!("{}:local", name("managed"));
+    let dir = tempfile::tempdir().unwrap();
+    let build = std::process::Command::new(docker::workspace_root().join("docker/build-plugin"))
+        .args([
+            "--image",
+            &format!("hush-agent:{}", docker::TAG),
+            "--dir",
+            &s(&dir.path().join("plugin")),
+            "--create",
+            &name,
+        ])
+        .output()
+        .unwrap();
+    let id = docker(&["plugin", "inspect", "--format", "{{.Id}}", &name]).unwrap_or_default();
+    let root = docker(&["info", "--format", "{{.DockerRootDir}}"]).unwrap();
+    let mut plugin = Plugin::Managed {
+        name: name.clone(),
+        host_dir: PathBuf::from(root)
+            .join("plugins")
+            .join(id)
+            .join("propagated-mount"),
+    };
+    assert!(
+        build.status.success(),
+        "docker/build-plugin: {}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let config = format!(
+        "HUSH_AGENT_CONFIG=server = {{addr = \"{}\", token_file = \"/etc/hush/token\"}}",
+        h.addr
+    );
+    docker(&[
+        "plugin",
+        "set",
+        &name,
+        &format!("config.source={}", s(token_dir)),
+        &config,
+    ])
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    plugin.start().await;
+    plugin
+}
+
+/// The acceptance scenario on `plugin`.
+async fn scenario(plugin: &mut Plugin, h: &Hushd, pg: &Postgres, t: std::time::Instant) {
+    let driver = plugin.driver();
+    let bad = name("bad");
 
     // Bad options: docker prints the plugin's message, and no volume is made.
     let err = volume_create(
         &driver,
-        &name("bad"),
+        &bad,
         &["password=secret/data/app/db#password", "hush.colour=red"],
     )
     .unwrap_err();
     assert!(err.contains("unknown option \"hush.colour\""), "{err}");
-    let err = volume_create(&driver, &name("bad"), &["password=secret//app/db"]).unwrap_err();
+    let err = volume_create(&driver, &bad, &["password=secret//app/db"]).unwrap_err();
     assert!(err.contains("secret//app/db"), "{err}");
-    let err = volume_create(&driver, &name("bad"), &["password=secret/data/app/db#"]).unwrap_err();
+    let err = volume_create(&driver, &bad, &["password=secret/data/app/db#"]).unwrap_err();
     assert!(err.contains("option \"password\""), "{err}");
 
+    let mut volume = MadeVolume {
+        name: name("app-secrets"),
+        removed: false,
+    };
     volume_create(
         &driver,
-        &volume,
+        &volume.name,
         &[
             "password=secret/data/app/db#password",
             "user=database/creds/ro#username",
@@ -209,37 +368,37 @@ async fn a_hush_volume_feeds_containers_and_leaves_nothing_behind() {
             "hush.refresh=1s",
         ],
     )
-    .unwrap_or_else(|e| panic!("{e}\n{}", plugin.stderr()));
-    assert_eq!(run_cat(&volume, "password"), "pw-1");
+    .unwrap_or_else(|e| panic!("{e}\n{}", plugin.log()));
+    assert_eq!(run_cat(&volume.name, "password"), "pw-1");
+    step(t, "bad options refused; first docker run read the file");
 
     // The plugin restarted between two runs keeps the volume.
-    plugin.stop(Duration::from_secs(8));
-    let mut plugin = start_plugin(&socket, &state.0, &h, token_dir.path()).await;
-    assert_eq!(run_cat(&volume, "password"), "pw-1", "{}", plugin.stderr());
-    let listed = docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("driver={driver}"),
-    ])
-    .unwrap();
-    assert_eq!(listed, volume);
+    plugin.stop().await;
+    plugin.start().await;
+    assert_eq!(
+        run_cat(&volume.name, "password"),
+        "pw-1",
+        "{}",
+        plugin.log()
+    );
+    let listed = docker(&["volume", "inspect", "--format", "{{.Driver}}", &volume.name]).unwrap();
+    assert_eq!(listed, driver);
+    step(t, "plugin restarted; second docker run read the file");
 
-    // A running container: the store's changes show up, its leases are held, it cannot write.
+    // A running container: the store's changes show up, its lease is held, it cannot write.
     let app = Container::run(
         name("app"),
         &[
             "--network",
             "none",
             "-v",
-            &format!("{volume}:/secrets:ro"),
+            &format!("{}:/secrets:ro", volume.name),
             docker::APP_IMAGE,
             "sleep",
             "600",
         ],
     )
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", plugin.stderr()));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", plugin.log()));
     let cat = |file: &str| {
         let out = app.exec(&["cat", &format!("/secrets/{file}")]).unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -250,7 +409,16 @@ async fn a_hush_volume_feeds_containers_and_leaves_nothing_behind() {
     assert!(pg.role_exists(&user).await, "{user} exists in PostgreSQL");
     let leases = h.lease_keys("database/creds/ro/").await;
     assert_eq!(leases.len(), 1, "the volume holds one lease: {leases:?}");
-    h.kv_put("app/db", json!({"password": "pw-2"})).await;
+    let put = run_hush(
+        &["kv", "put", "secret/app/db", "password=pw-2"],
+        &[("HUSH_ADDR", &h.addr), ("HUSH_TOKEN", "root")],
+        None,
+    );
+    assert!(
+        put.status.success(),
+        "hush kv put: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
     poll(
         Duration::from_secs(15),
         Duration::from_millis(100),
@@ -267,7 +435,7 @@ async fn a_hush_volume_feeds_containers_and_leaves_nothing_behind() {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", plugin.stderr_tail(30)));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", plugin.log()));
     let write = app
         .exec(&["sh", "-c", "echo x > /secrets/password"])
         .unwrap();
@@ -278,90 +446,63 @@ async fn a_hush_volume_feeds_containers_and_leaves_nothing_behind() {
         String::from_utf8_lossy(&write.stderr)
     );
     assert_eq!(cat("password"), "pw-2");
-    let mountpoint = state.0.join("volumes").join(&volume);
+    let state_dir = plugin.state_dir();
+    let mountpoint = state_dir.join("volumes").join(&volume.name);
     assert!(
-        mounts_under(&state.0).contains(&s(&mountpoint)),
-        "a tmpfs while mounted"
+        mounts_under(&state_dir).contains(&s(&mountpoint)),
+        "a tmpfs at {} while mounted: {:?}",
+        mountpoint.display(),
+        mounts_under(&state_dir)
+    );
+    step(
+        t,
+        "running container saw the new version and could not write",
     );
 
     // Gone: no container holds it; `docker volume rm` leaves no lease, mount or file.
     drop(app);
-    docker(&["volume", "rm", &volume]).unwrap_or_else(|e| panic!("{e:#}\n{}", plugin.stderr()));
+    docker(&["volume", "rm", &volume.name]).unwrap_or_else(|e| panic!("{e:#}\n{}", plugin.log()));
+    volume.removed = true;
     let leases = h.lease_keys("database/creds/ro/").await;
     assert!(leases.is_empty(), "leases left in the store: {leases:?}");
     assert!(!pg.role_exists(&user).await, "{user} was dropped");
     assert!(
-        mounts_under(&state.0).is_empty(),
+        mounts_under(&state_dir).is_empty(),
         "{:?}",
-        mounts_under(&state.0)
+        mounts_under(&state_dir)
     );
     assert!(!mountpoint.exists(), "{} is left", mountpoint.display());
-    let saved = std::fs::read_to_string(state.0.join("volumes.json")).unwrap();
-    assert!(!saved.contains(&volume), "{saved}");
+    let saved = std::fs::read_to_string(state_dir.join("volumes.json")).unwrap();
+    assert!(!saved.contains(&volume.name), "{saved}");
     assert!(
         !saved.contains("pw-"),
         "no secret value in the state: {saved}"
     );
-    plugin.stop(Duration::from_secs(8));
-    assert!(!socket.exists(), "the socket is removed at exit");
-}
-
-/// A managed plugin, removed (disabled first) on drop.
-struct ManagedPlugin(String);
-
-impl Drop for ManagedPlugin {
-    fn drop(&mut self) {
-        let _ = docker_output(&["plugin", "disable", "-f", &self.0]);
-        let _ = docker_output(&["plugin", "rm", "-f", &self.0]);
-    }
+    step(t, "volume removed: no lease, mount or file");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_managed_plugin_installs_and_serves_a_volume() {
+async fn the_managed_plugin_feeds_containers_and_leaves_nothing_behind() {
+    let t = std::time::Instant::now();
     images();
-    let (h, token_dir) = store(None).await;
-    let plugin = ManagedPlugin(format!("{}:local", name("managed")));
-    let dir = tempfile::tempdir().unwrap();
-    let build = std::process::Command::new(docker::workspace_root().join("docker/build-plugin"))
-        .args([
-            "--image",
-            &format!("hush-agent:{}", docker::TAG),
-            "--dir",
-            &s(&dir.path().join("plugin")),
-            "--create",
-            &plugin.0,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "docker/build-plugin: {}{}",
-        String::from_utf8_lossy(&build.stdout),
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let config = format!(
-        "HUSH_AGENT_CONFIG=server = {{addr = \"{}\", token_file = \"/etc/hush/token\"}}",
-        h.addr
-    );
-    docker(&[
-        "plugin",
-        "set",
-        &plugin.0,
-        &format!("config.source={}", s(token_dir.path())),
-        &config,
-    ])
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    docker(&["plugin", "enable", "--timeout", "30", &plugin.0]).unwrap_or_else(|e| panic!("{e:#}"));
-    let volume = name("managed-secrets");
-    let _volumes = Volumes(vec![volume.clone()]);
-    let err = volume_create(&plugin.0, &name("managed-bad"), &["hush.colour=red"]).unwrap_err();
-    assert!(err.contains("unknown option \"hush.colour\""), "{err}");
-    volume_create(
-        &plugin.0,
-        &volume,
-        &["password=secret/data/app/db#password"],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(run_cat(&volume, "password"), "pw-1");
-    docker(&["volume", "rm", &volume]).unwrap_or_else(|e| panic!("{e:#}"));
+    let pg = Postgres::start().await;
+    let (h, token_dir) = store(Some(&pg)).await;
+    step(t, "images built; PostgreSQL and hushd started");
+    let mut plugin = managed_plugin(&h, token_dir.path()).await;
+    step(t, "managed plugin created and enabled");
+    scenario(&mut plugin, &h, &pg, t).await;
+    plugin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leaves a dead legacy driver in dockerd until it restarts (see the file's doc)"]
+async fn the_plugin_process_feeds_containers_and_leaves_nothing_behind() {
+    let t = std::time::Instant::now();
+    images();
+    let pg = Postgres::start().await;
+    let (h, token_dir) = store(Some(&pg)).await;
+    let mut plugin = process_plugin(&h, token_dir.path()).await;
+    step(t, "images built; PostgreSQL, hushd and the plugin started");
+    scenario(&mut plugin, &h, &pg, t).await;
+    plugin.stop().await;
 }
