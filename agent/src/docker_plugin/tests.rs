@@ -174,6 +174,10 @@ async fn a_first_mount_without_the_store_is_a_clear_err_and_leaves_nothing() {
         "{mounted}"
     );
     assert!(
+        err.contains("secret \"secret/data/app\": could not reach") && !err.contains('\n'),
+        "names the secret and why, on one line: {err}"
+    );
+    assert!(
         started.elapsed() < Duration::from_secs(8),
         "bounded by the deadline"
     );

@@ -281,7 +281,7 @@ impl Volumes {
         let first = tokio::time::timeout(deadline + Duration::from_secs(5), done).await;
         let failed = match first {
             Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(e))) => Some(format!("could not render its files: {e}")),
+            Ok(Ok(Err(e))) => Some(format!("could not render its files: {}", one_line(&e))),
             Ok(Err(_)) => Some("its agent stopped without a word".into()),
             Err(_) => Some(format!(
                 "could not render its files within {}",
@@ -443,6 +443,15 @@ async fn stop(a: Active) {
     if tokio::time::timeout(STOP_DEADLINE, joined).await.is_err() {
         tracing::warn!("the volume's agent did not stop in time");
     }
+}
+
+/// A multi-line run error on one line (docker prints the `Err` as it is).
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Unmount whatever is on `dir` and remove it (nothing of the volume stays behind).
