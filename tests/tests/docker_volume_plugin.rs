@@ -4,7 +4,8 @@
 //! With the docker CLI: bad options fail `docker volume create` with the plugin's message; a
 //! volume's files are in a container (`cat /secrets/password`); the plugin restarted between
 //! two `docker run`s keeps the volume; a `hush kv put` shows up inside a running container, which
-//! cannot write the volume; once the container is gone, `docker volume rm` leaves no lease in
+//! cannot write the volume; with the store stopped (SIGSTOP), a second container gets the files
+//! the plugin holds for the first; once the containers are gone, `docker volume rm` leaves no lease in
 //! the store (nor the PostgreSQL role), no mount and no file.
 //!
 //! The scenario runs on the managed plugin (`docker/build-plugin` from the agent image, `docker
@@ -457,6 +458,41 @@ async fn scenario(plugin: &mut Plugin, h: &Hushd, pg: &Postgres, t: std::time::I
     step(
         t,
         "running container saw the new version and could not write",
+    );
+
+    // The store stops answering (SIGSTOP): a second container still gets the files the plugin
+    // holds for the first.
+    let pid = h.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args(["-s", sig, &pid])
+            .status()
+            .is_ok_and(|st| st.success());
+        assert!(ok, "kill -s {sig} hushd");
+    };
+    signal("STOP");
+    let second = docker_output(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/secrets:ro", volume.name),
+        docker::APP_IMAGE,
+        "cat",
+        "/secrets/password",
+    ]);
+    signal("CONT");
+    let second = second.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        "pw-2",
+        "with the store down: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    step(
+        t,
+        "with the store stopped, a second container got the held files",
     );
 
     // Gone: no container holds it; `docker volume rm` leaves no lease, mount or file.
