@@ -13,7 +13,13 @@ pub const CONFIG_ENV: &str = "HUSH_AGENT_CONFIG";
 
 /// hush-agent: renders secrets from hushd into files on tmpfs and keeps them current.
 #[derive(Debug, Default, Parser)]
-#[command(name = "hush-agent", version, about, max_term_width = 100)]
+#[command(
+    name = "hush-agent",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "The Docker volume plugin: hush-agent docker-plugin --help"
+)]
 pub struct Flags {
     /// Where the store is and how to log in (shared with `hush-agent docker-plugin`).
     #[command(flatten)]
