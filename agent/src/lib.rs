@@ -26,9 +26,12 @@
 //!   renders and hands the whole set to the sink, never throwing away the last good values.
 //! - [`run`]: start-up (destination, token, keeper, background tasks), the loop (or
 //!   `--once`'s single pass, under its deadline) and the ordered shutdown.
+//! - [`docker_plugin`]: `hush-agent docker-plugin`, a Docker volume driver whose volumes are
+//!   rendered by [`run`] (one pass before the mount answers, then a long-running agent).
 
 pub mod auth;
 pub mod config;
+pub mod docker_plugin;
 pub mod keeper;
 pub mod notify;
 pub mod render;

@@ -27,14 +27,38 @@ fn init_tracing(format: hush_api::LogFormat) {
     }
 }
 
+/// Print a flag error (or --help, --version) and exit with its code.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+    let _ = e.print();
+    ExitCode::from(code)
+}
+
+/// The multi-threaded runtime; `None` (said on stderr) when it cannot start.
+fn runtime(who: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("{who}: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "docker-plugin")
+    {
+        return docker_plugin_main();
+    }
     let flags = match Flags::try_parse() {
         Ok(f) => f,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(e) => return clap_exit(e),
     };
     init_tracing(flags.log_format);
     // Kept for SIGHUP: the same flags, the config file read again.
@@ -46,16 +70,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hush-agent: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+    let Some(runtime) = runtime("hush-agent") else {
+        return ExitCode::from(EXIT_FAILURE);
     };
     // Registered before anything else runs, so an early SIGTERM (or SIGHUP) is not fatal.
     let signals = runtime.block_on(async {
@@ -109,6 +125,54 @@ fn main() -> ExitCode {
         Ok(finished) => ExitCode::from(u8::try_from(finished.exit_code()).unwrap_or(EXIT_FAILURE)),
         Err(e) => {
             eprintln!("hush-agent: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `hush-agent docker-plugin ...`: the Docker volume plugin, until SIGTERM/SIGINT.
+fn docker_plugin_main() -> ExitCode {
+    use hush_agent::docker_plugin::{self, PluginConfig, PluginFlags};
+    let flags = match PluginFlags::try_parse_from(
+        std::iter::once("hush-agent docker-plugin".into()).chain(std::env::args_os().skip(2)),
+    ) {
+        Ok(f) => f,
+        Err(e) => return clap_exit(e),
+    };
+    init_tracing(flags.log_format);
+    let config = match PluginConfig::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hush-agent docker-plugin: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let Some(runtime) = runtime("hush-agent docker-plugin") else {
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let shutdown = CancellationToken::new();
+    let result = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "shutting down");
+            signals.cancel();
+        });
+        docker_plugin::run(config, shutdown)
+            .await
+            .map_err(std::io::Error::other)
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hush-agent docker-plugin: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

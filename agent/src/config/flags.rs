@@ -17,65 +17,13 @@ pub const CONFIG_ENV: &str = "HUSH_AGENT_CONFIG";
     name = "hush-agent",
     version = hush_api::build_info::VERSION,
     about,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "The Docker volume plugin: hush-agent docker-plugin --help"
 )]
 pub struct Flags {
-    /// TOML config file; flags override it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The config as TOML text instead of a file (how hush-injector configures agents in
-    /// pods); flags override it.
-    #[arg(
-        long,
-        value_name = "TOML",
-        env = CONFIG_ENV,
-        hide_env_values = true,
-        conflicts_with = "config"
-    )]
-    pub config_text: Option<String>,
-    /// Address of hushd, e.g. https://127.0.0.1:8200.
-    #[arg(long, value_name = "URL")]
-    pub addr: Option<String>,
-    /// PEM file of the CA that signed hushd's certificate.
-    #[arg(long, value_name = "FILE")]
-    pub ca_cert: Option<PathBuf>,
-    /// File holding the agent's token; re-read when it changes.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Log in by workload identity instead of --token-file: kubernetes, jwt, gcp, approle or
-    /// aws.
-    #[arg(long = "auth", value_name = "METHOD")]
-    pub auth_method: Option<String>,
-    /// Role to log in as (kubernetes, jwt, gcp, aws).
-    #[arg(long, value_name = "ROLE")]
-    pub role: Option<String>,
-    /// Mount path of the auth method [default: the method's name].
-    #[arg(long, value_name = "PATH")]
-    pub auth_mount: Option<String>,
-    /// File holding the JWT, re-read at each login [kubernetes default: the projected
-    /// service-account token].
-    #[arg(long, value_name = "FILE")]
-    pub jwt_file: Option<PathBuf>,
-    /// File holding the AppRole role_id.
-    #[arg(long, value_name = "FILE")]
-    pub role_id_file: Option<PathBuf>,
-    /// File holding the AppRole secret_id.
-    #[arg(long, value_name = "FILE")]
-    pub secret_id_file: Option<PathBuf>,
-    /// GCE metadata server (host or host:port) for --auth gcp, asked over plain HTTP as on
-    /// every GCE instance [default: $GCE_METADATA_HOST, else metadata.google.internal].
-    #[arg(long, value_name = "HOST")]
-    pub gcp_metadata_host: Option<String>,
-    /// Region to sign the aws login for [default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1].
-    #[arg(long, value_name = "REGION")]
-    pub aws_region: Option<String>,
-    /// Value of the X-Vault-AWS-IAM-Server-ID header, when hushd requires one (aws).
-    #[arg(long, value_name = "VALUE")]
-    pub aws_server_id: Option<String>,
-    /// STS endpoint the aws login is signed for [default: AWS_ENDPOINT_URL_STS,
-    /// https://sts.amazonaws.com].
-    #[arg(long, value_name = "URL")]
-    pub aws_sts_endpoint: Option<String>,
+    /// Where the store is and how to log in (shared with `hush-agent docker-plugin`).
+    #[command(flatten)]
+    pub server: ServerFlags,
     /// A file NAME in the destination from the secret at API PATH (e.g. secret/data/app/db):
     /// with #FIELD that field's raw value, without it the JSON of the data. Repeatable.
     #[arg(long = "secret", value_name = "NAME=PATH[#FIELD]")]
@@ -176,6 +124,104 @@ pub struct Flags {
     pub command: Vec<String>,
 }
 
+/// The config file and the flags that say where hushd is and how to log in: the agent's and
+/// the Docker volume plugin's (`hush-agent docker-plugin`) alike.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerFlags {
+    /// TOML config file; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The config as TOML text instead of a file (how hush-injector configures agents in
+    /// pods); flags override it.
+    #[arg(
+        long,
+        value_name = "TOML",
+        env = CONFIG_ENV,
+        hide_env_values = true,
+        conflicts_with = "config"
+    )]
+    pub config_text: Option<String>,
+    /// Address of hushd, e.g. https://127.0.0.1:8200.
+    #[arg(long, value_name = "URL")]
+    pub addr: Option<String>,
+    /// PEM file of the CA that signed hushd's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// File holding the agent's token; re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Log in by workload identity instead of --token-file: kubernetes, jwt, gcp, approle or
+    /// aws.
+    #[arg(long = "auth", value_name = "METHOD")]
+    pub auth_method: Option<String>,
+    /// Role to log in as (kubernetes, jwt, gcp, aws).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Mount path of the auth method [default: the method's name].
+    #[arg(long, value_name = "PATH")]
+    pub auth_mount: Option<String>,
+    /// File holding the JWT, re-read at each login [kubernetes default: the projected
+    /// service-account token].
+    #[arg(long, value_name = "FILE")]
+    pub jwt_file: Option<PathBuf>,
+    /// File holding the AppRole role_id.
+    #[arg(long, value_name = "FILE")]
+    pub role_id_file: Option<PathBuf>,
+    /// File holding the AppRole secret_id.
+    #[arg(long, value_name = "FILE")]
+    pub secret_id_file: Option<PathBuf>,
+    /// GCE metadata server (host or host:port) for --auth gcp, asked over plain HTTP as on
+    /// every GCE instance [default: $GCE_METADATA_HOST, else metadata.google.internal].
+    #[arg(long, value_name = "HOST")]
+    pub gcp_metadata_host: Option<String>,
+    /// Region to sign the aws login for [default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+    /// Value of the X-Vault-AWS-IAM-Server-ID header, when hushd requires one (aws).
+    #[arg(long, value_name = "VALUE")]
+    pub aws_server_id: Option<String>,
+    /// STS endpoint the aws login is signed for [default: AWS_ENDPOINT_URL_STS,
+    /// https://sts.amazonaws.com].
+    #[arg(long, value_name = "URL")]
+    pub aws_sts_endpoint: Option<String>,
+}
+
+impl ServerFlags {
+    /// Read `--config` (or `--config-text`, `HUSH_AGENT_CONFIG`) if given, else an empty
+    /// config.
+    pub fn read_config(&self) -> Result<RawConfig, ConfigError> {
+        match (&self.config, &self.config_text) {
+            (Some(path), _) => super::read_file(path),
+            (None, Some(text)) => super::parse_text(CONFIG_ENV, text),
+            (None, None) => Ok(RawConfig::default()),
+        }
+    }
+
+    /// Fold the server and auth flags onto `raw`.
+    pub fn apply(self, raw: &mut RawConfig) {
+        set(&mut raw.server.addr, self.addr);
+        set(&mut raw.server.ca_cert, self.ca_cert);
+        set(&mut raw.server.token_file, self.token_file);
+        set(&mut raw.auth.method, self.auth_method);
+        set(&mut raw.auth.role, self.role);
+        set(&mut raw.auth.mount, self.auth_mount);
+        set(&mut raw.auth.jwt_file, self.jwt_file);
+        set(&mut raw.auth.role_id_file, self.role_id_file);
+        set(&mut raw.auth.secret_id_file, self.secret_id_file);
+        set(&mut raw.auth.gcp_metadata_host, self.gcp_metadata_host);
+        set(&mut raw.auth.aws_region, self.aws_region);
+        set(&mut raw.auth.aws_server_id, self.aws_server_id);
+        set(&mut raw.auth.aws_sts_endpoint, self.aws_sts_endpoint);
+    }
+}
+
+/// Overwrite `slot` with `v` when the flag was given.
+fn set<T>(slot: &mut Option<T>, v: Option<T>) {
+    if v.is_some() {
+        *slot = v;
+    }
+}
+
 /// Split `NAME=PATH[#FIELD]`.
 fn parse_secret_flag(text: &str) -> Result<(String, String, Option<String>), ConfigError> {
     let bad = || {
@@ -197,29 +243,12 @@ fn parse_secret_flag(text: &str) -> Result<(String, String, Option<String>), Con
 impl Flags {
     /// Fold the flags onto `raw` (the file's content, or empty).
     pub fn apply(self, raw: &mut RawConfig) -> Result<(), ConfigError> {
-        fn set<T>(slot: &mut Option<T>, v: Option<T>) {
-            if v.is_some() {
-                *slot = v;
-            }
-        }
         fn flag(slot: &mut Option<bool>, on: bool) {
             if on {
                 *slot = Some(true);
             }
         }
-        set(&mut raw.server.addr, self.addr);
-        set(&mut raw.server.ca_cert, self.ca_cert);
-        set(&mut raw.server.token_file, self.token_file);
-        set(&mut raw.auth.method, self.auth_method);
-        set(&mut raw.auth.role, self.role);
-        set(&mut raw.auth.mount, self.auth_mount);
-        set(&mut raw.auth.jwt_file, self.jwt_file);
-        set(&mut raw.auth.role_id_file, self.role_id_file);
-        set(&mut raw.auth.secret_id_file, self.secret_id_file);
-        set(&mut raw.auth.gcp_metadata_host, self.gcp_metadata_host);
-        set(&mut raw.auth.aws_region, self.aws_region);
-        set(&mut raw.auth.aws_server_id, self.aws_server_id);
-        set(&mut raw.auth.aws_sts_endpoint, self.aws_sts_endpoint);
+        self.server.apply(raw);
         set(&mut raw.destination.path, self.dest);
         flag(&mut raw.destination.allow_disk, self.allow_disk);
         flag(&mut raw.destination.mount_tmpfs, self.mount_tmpfs);

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use flags::Flags;
+pub use flags::{Flags, ServerFlags};
 pub use hush_api::agent_config::RawConfig;
 /// Duration strings (in hush-api, shared with hush-injector).
 pub use hush_api::duration;
@@ -299,11 +299,7 @@ impl Config {
     /// Read `--config` (or `--config-text`, `HUSH_AGENT_CONFIG`) if given, fold the flags
     /// onto it and validate.
     pub fn load(flags: Flags) -> Result<Config, ConfigError> {
-        let mut raw = match (&flags.config, &flags.config_text) {
-            (Some(path), _) => read_file(path)?,
-            (None, Some(text)) => parse_text(flags::CONFIG_ENV, text)?,
-            (None, None) => RawConfig::default(),
-        };
+        let mut raw = flags.server.read_config()?;
         flags.apply(&mut raw)?;
         validate::validate(raw)
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{
-    parse_toml, ChildOnChange, Config, Flags, Format, OnForbidden, SignalTarget, SourceKind,
+    parse_toml, ChildOnChange, Config, Flags, Format, OnForbidden, ServerFlags, SignalTarget,
+    SourceKind,
 };
 
 fn fixtures() -> PathBuf {
@@ -158,7 +159,10 @@ fn flags_alone_make_a_config() {
 #[test]
 fn missing_config_file_is_named() {
     let flags = Flags {
-        config: Some("/nonexistent/agent.toml".into()),
+        server: ServerFlags {
+            config: Some("/nonexistent/agent.toml".into()),
+            ..ServerFlags::default()
+        },
         ..Flags::default()
     };
     let err = Config::load(flags).unwrap_err();
@@ -232,7 +236,10 @@ fn config_text_and_config_file_conflict() {
 #[test]
 fn bad_config_text_is_named_hush_agent_config() {
     let flags = Flags {
-        config_text: Some("[server]\naddr = 1\n".into()),
+        server: ServerFlags {
+            config_text: Some("[server]\naddr = 1\n".into()),
+            ..ServerFlags::default()
+        },
         ..Flags::default()
     };
     let err = Config::load(flags).unwrap_err();
