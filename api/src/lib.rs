@@ -13,6 +13,8 @@
 //!   change (hushd's listener; the webhook's).
 //! - `server` (feature `tls-server`): the accept loop (TLS or plain, HTTP/1.1 and HTTP/2,
 //!   graceful shutdown) hushd and the webhook serve their axum routers with.
+//! - `process_stats` (feature `process-stats`): the process's own RSS and CPU time (hushd's
+//!   and the agent's metrics).
 //! - [`log_format`]: [`LogFormat`], the one spelling of `--log-format` (`text|json`).
 //! - [`duration`]: the agent's duration strings (`100ms`, `60s`, `1h30m`), parsed and shown.
 //! - [`agent_config`]: hush-agent's config file as written (raw, unknown keys refused), for the
@@ -27,6 +29,8 @@ pub mod client;
 pub mod duration;
 pub mod error;
 pub mod log_format;
+#[cfg(feature = "process-stats")]
+pub mod process_stats;
 pub mod sd_notify;
 #[cfg(feature = "tls-server")]
 pub mod server;

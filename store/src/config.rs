@@ -45,6 +45,9 @@ pub struct RawConfig {
     pub login_address_window_secs: Option<u64>,
     /// Serve `sys/raw` (Vault's `raw_storage_endpoint`; default false).
     pub raw_storage_endpoint: Option<bool>,
+    /// Serve `sys/metrics` without a token (Vault's `unauthenticated_metrics_access`;
+    /// default false: a token with `read` on `sys/metrics` is needed).
+    pub unauthenticated_metrics_access: Option<bool>,
 }
 
 impl RawConfig {
@@ -78,7 +81,8 @@ impl RawConfig {
             login_lockout_counter_reset_secs,
             login_address_max_failures,
             login_address_window_secs,
-            raw_storage_endpoint
+            raw_storage_endpoint,
+            unauthenticated_metrics_access
         );
         self
     }
@@ -114,6 +118,7 @@ pub struct Config {
     pub tls_reload_interval: std::time::Duration,
     pub login_limits: crate::core::login::limiter::LoginLimits,
     pub raw_storage_endpoint: bool,
+    pub unauthenticated_metrics_access: bool,
 }
 
 pub struct DevConfig {
@@ -243,6 +248,7 @@ impl Config {
             tls_reload_interval: std::time::Duration::from_secs(reload),
             login_limits,
             raw_storage_endpoint: raw.raw_storage_endpoint.unwrap_or(false),
+            unauthenticated_metrics_access: raw.unauthenticated_metrics_access.unwrap_or(false),
         })
     }
 }
@@ -316,6 +322,13 @@ mod tests {
         assert_eq!(c.login_limits.address_max_failures, 1000);
         assert_eq!(c.login_limits.address_window.as_secs(), 600);
         assert!(!c.raw_storage_endpoint);
+        assert!(!c.unauthenticated_metrics_access);
+        let c = Config::validate(
+            raw("storage = \"inmem\"\ninsecure_no_tls = true\nunauthenticated_metrics_access = true"),
+            None,
+        )
+        .unwrap();
+        assert!(c.unauthenticated_metrics_access);
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //!   credentials).
 //! - [`api`]: HTTP(S) front end: Vault's wire format, body limits, path normalisation.
 //! - [`config`]: the configuration file and flags.
+//! - [`metrics`]: the Prometheus registry every layer updates (the lowest module: it uses
+//!   none of the others), served by `sys/metrics`.
 //!
 //! This file wires them: [`backends`] is the registry of mountable types the core starts
 //! mounts from, [`build_core`] and [`run`] start hushd.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod core;
 pub mod engines;
 pub mod logical;
+pub mod metrics;
 pub mod storage;
 
 pub use crate::core::Core;
@@ -106,11 +109,19 @@ pub fn backends() -> Registry {
         .engine_options(engines::normalize_kind)
 }
 
-/// Open the configured storage, with the read cache in front when enabled.
-pub fn open_storage(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
+/// Open the configured storage, with the read cache in front when enabled; SQLite reports
+/// its commits to `metrics`.
+pub fn open_storage(
+    config: &Config,
+    metrics: &metrics::Metrics,
+) -> Result<Arc<dyn Backend>, StartError> {
     let backend: Arc<dyn Backend> = match &config.storage {
         StorageConfig::Memory => Arc::new(storage::MemoryBackend::new()),
-        StorageConfig::Sqlite(path) => Arc::new(storage::SqliteBackend::open(path)?),
+        StorageConfig::Sqlite(path) => {
+            let sqlite = storage::SqliteBackend::open(path)?;
+            sqlite.observe(metrics.storage());
+            Arc::new(sqlite)
+        }
     };
     if config.cache_entries == 0 {
         return Ok(backend);
@@ -129,7 +140,9 @@ pub async fn build_core(
         login_limits: config.login_limits,
         raw_storage_endpoint: config.raw_storage_endpoint,
     };
-    let core = Core::with_options(open_storage(config)?, backends(), options);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let storage = open_storage(config, &metrics)?;
+    let core = Core::with_metrics(storage, backends(), options, metrics);
     let dev = match config.dev.take() {
         Some(dev) => {
             let (root_token, key) = core
@@ -171,7 +184,11 @@ pub async fn run(
         }
         None => None,
     };
-    let app = api::app(core.clone(), config.max_request_bytes);
+    let app = api::app_with(
+        core.clone(),
+        config.max_request_bytes,
+        config.unauthenticated_metrics_access,
+    );
     api::serve(listener, tls, app, shutdown).await?;
     core.seal().await;
     Ok(())

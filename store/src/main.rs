@@ -77,6 +77,10 @@ struct Cli {
     /// Vault's raw_storage_endpoint. Off: sys/raw answers 404.
     #[arg(long)]
     raw_storage_endpoint: bool,
+    /// Serve sys/metrics without a token, as Vault's unauthenticated_metrics_access (default:
+    /// a token with read on sys/metrics is needed).
+    #[arg(long)]
+    unauthenticated_metrics_access: bool,
 }
 
 impl Cli {
@@ -93,6 +97,7 @@ impl Cli {
             login_lockout_threshold: self.login_lockout_threshold,
             login_address_max_failures: self.login_address_max_failures,
             raw_storage_endpoint: self.raw_storage_endpoint.then_some(true),
+            unauthenticated_metrics_access: self.unauthenticated_metrics_access.then_some(true),
             ..Default::default()
         }
     }

@@ -52,6 +52,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use hush_api::process_stats::ProcessStats;
+
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -404,41 +406,6 @@ impl Observer for Metrics {
     }
     fn render_error(&self, file: &str) {
         Metrics::render_error(self, file);
-    }
-}
-
-/// Our own process's figures through sysinfo, refreshing only our pid.
-struct ProcessStats {
-    system: Option<sysinfo::System>,
-    pid: Option<sysinfo::Pid>,
-    /// CPU seconds already added to the counter.
-    cpu_seen: f64,
-}
-
-impl ProcessStats {
-    fn new() -> Self {
-        Self {
-            system: sysinfo::System::new().ok(),
-            pid: sysinfo::get_current_pid().ok(),
-            cpu_seen: 0.0,
-        }
-    }
-
-    /// (RSS bytes, CPU seconds since the last call).
-    fn refresh(&mut self) -> Option<(u64, f64)> {
-        let (system, pid) = (self.system.as_mut()?, self.pid?);
-        system.refresh_processes_specifics(
-            sysinfo::ProcessesToUpdate::Some(&[pid]),
-            false,
-            sysinfo::ProcessRefreshKind::nothing()
-                .with_memory()
-                .with_cpu(),
-        );
-        let process = system.process(pid)?;
-        let cpu = process.accumulated_cpu_time() as f64 / 1000.0;
-        let delta = (cpu - self.cpu_seen).max(0.0);
-        self.cpu_seen = self.cpu_seen.max(cpu);
-        Some((process.memory(), delta))
     }
 }
 

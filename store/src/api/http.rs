@@ -23,13 +23,43 @@ pub use hush_api::server::RemoteAddr;
 struct AppState {
     core: Arc<Core>,
     max_body: usize,
+    /// Serve `sys/metrics` without a token (Vault's `unauthenticated_metrics_access`).
+    unauthenticated_metrics: bool,
 }
 
 /// The axum app serving `/v1/...`.
 pub fn app(core: Arc<Core>, max_body: usize) -> axum::Router {
-    axum::Router::new()
-        .fallback(handle)
-        .with_state(AppState { core, max_body })
+    app_with(core, max_body, false)
+}
+
+/// As [`app`]; with `unauthenticated_metrics`, `sys/metrics` needs no token.
+pub fn app_with(core: Arc<Core>, max_body: usize, unauthenticated_metrics: bool) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(AppState {
+        core,
+        max_body,
+        unauthenticated_metrics,
+    })
+}
+
+/// The Prometheus text of every metric, as `sys/metrics?format=prometheus` answers it.
+fn prometheus_response(core: &Core) -> HttpResponse {
+    let text = core.metrics().encode_prometheus(core.is_sealed());
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                crate::metrics::PROMETHEUS_CONTENT_TYPE,
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+fn is_metrics_read(req: &Request) -> bool {
+    req.path == "sys/metrics" && req.operation == Operation::Read
 }
 
 fn error_response(status: u16, errors: Vec<String>) -> HttpResponse {
@@ -208,18 +238,39 @@ fn parse_body(bytes: &[u8]) -> Result<Data, LogicalError> {
 }
 
 async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> HttpResponse {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let head = parts.method == Method::HEAD;
+    // A request that cannot be decoded has no route group.
+    let mut group = String::from("invalid");
+    let mut op = "unknown";
     let resp = match decode(&state, &parts, body).await {
+        Ok(logical) if is_metrics_read(&logical) && state.unauthenticated_metrics => {
+            group = "sys".into();
+            op = logical.operation.as_str();
+            match crate::core::sys::metrics_format(&logical) {
+                Ok(()) => prometheus_response(&state.core),
+                Err(e) => logical_error(&e),
+            }
+        }
         Ok(logical) => {
             let id = logical.id.clone();
+            group = state.core.route_group(&logical.path);
+            op = logical.operation.as_str();
+            let metrics = is_metrics_read(&logical);
             match state.core.handle(logical).await {
+                // The core checked the token and the ACL, and audited; the text is ours.
+                Ok(r) if metrics && r.wrap_info.is_none() => prometheus_response(&state.core),
                 Ok(r) => encode(&id, r),
                 Err(e) => logical_error(&e),
             }
         }
         Err(e) => logical_error(&e),
     };
+    state
+        .core
+        .metrics()
+        .request(&group, op, resp.status().as_u16(), started.elapsed());
     if head {
         let (parts, _) = resp.into_parts();
         return HttpResponse::from_parts(parts, Body::empty());

@@ -7,5 +7,5 @@
 
 pub mod http;
 
-pub use http::{app, DEFAULT_MAX_REQUEST_BYTES};
+pub use http::{app, app_with, DEFAULT_MAX_REQUEST_BYTES};
 pub use hush_api::server::serve;

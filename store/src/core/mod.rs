@@ -128,6 +128,23 @@ impl Target {
 }
 
 impl Core {
+    /// The route group of `path` for the request metrics: `sys`, `auth/<method type>` (so
+    /// `auth/token`), the secrets engine type (`kv`, `database`, ...), `unrouted`, or
+    /// `sealed`. Bounded by the registry's types: never a mount path or anything below it.
+    pub fn route_group(&self, path: &str) -> String {
+        if path == "sys" || path.starts_with("sys/") {
+            return "sys".into();
+        }
+        let Ok(st) = self.unsealed() else {
+            return "sealed".into();
+        };
+        match st.router.route(path) {
+            Ok((entry, _)) if entry.path.starts_with("auth/") => format!("auth/{}", entry.kind),
+            Ok((entry, _)) => entry.kind.clone(),
+            Err(_) => "unrouted".into(),
+        }
+    }
+
     /// Handle one API request end to end.
     pub async fn handle(&self, mut req: Request) -> Result<Response, LogicalError> {
         if let Some(resp) = sys::handle_unauthenticated(self, &req).await {
@@ -172,7 +189,13 @@ impl Core {
                     .is_some()
                     .then_some(&wrap as &dyn login::Finish),
             };
-            return flow.handle(entry, backend.as_ref(), req).await;
+            let result = flow.handle(entry, backend.as_ref(), req).await;
+            let status = match &result {
+                Ok(r) => r.status.unwrap_or(200),
+                Err(e) => e.status(),
+            };
+            self.metrics().login(&entry.kind, status);
+            return result;
         }
         if !unauthenticated {
             if let Err(err) = authorize(&st, &target, &rel, &mut req).await {

@@ -18,6 +18,7 @@ use super::token::TokenStore;
 use crate::barrier::seal::{Seal, SealError, UnsealProgress};
 use crate::barrier::{Barrier, BarrierView};
 use crate::logical::LogicalError;
+use crate::metrics::{Metrics, COUNT_EVERY};
 use crate::storage::Backend;
 
 /// Subsystems that exist only while unsealed.
@@ -51,6 +52,8 @@ pub struct Core {
     options: CoreOptions,
     /// Sealed (true) or not, for whoever reports it (hushd's `STATUS=` to systemd).
     sealed: tokio::sync::watch::Sender<bool>,
+    /// What `sys/metrics` serves; every layer updates it.
+    metrics: Arc<Metrics>,
 }
 
 /// Settings of the core that come from hushd's configuration.
@@ -82,6 +85,16 @@ impl Core {
         backends: Registry,
         options: CoreOptions,
     ) -> Arc<Self> {
+        Self::with_metrics(backend, backends, options, Arc::new(Metrics::new()))
+    }
+
+    /// As [`Core::with_options`], updating `metrics` (which storage may share).
+    pub fn with_metrics(
+        backend: Arc<dyn Backend>,
+        backends: Registry,
+        options: CoreOptions,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Core {
             barrier: Arc::new(Barrier::new(backend.clone())),
             seal: Seal::new(backend),
@@ -90,11 +103,16 @@ impl Core {
             backends: Arc::new(backends),
             options,
             sealed: tokio::sync::watch::Sender::new(true),
+            metrics,
         })
     }
 
     pub fn options(&self) -> &CoreOptions {
         &self.options
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn barrier(&self) -> &Arc<Barrier> {
@@ -128,7 +146,9 @@ impl Core {
                 .with_policy_store(policies.clone())
                 .with_lease_index(leases.clone()),
         );
-        let audit = AuditBroker::open(self.view("core/audit/")).await?;
+        let audit = AuditBroker::open(self.view("core/audit/"))
+            .await?
+            .with_metrics(self.metrics.clone());
         let router = Arc::new(
             Router::load(self.barrier.clone(), tokens.clone(), self.backends.clone()).await?,
         );
@@ -137,6 +157,11 @@ impl Core {
         let background = tokio_util::sync::CancellationToken::new();
         // Nothing is loaded: the task reads the head of the stored expiry index.
         drop(expiration.spawn_expiry(background.clone()));
+        drop(tokio::spawn(count_leases_and_tokens(
+            self.barrier.backend().clone(),
+            self.metrics.clone(),
+            background.clone(),
+        )));
         self.state.store(Some(Arc::new(Unsealed {
             router,
             tokens,
@@ -259,5 +284,37 @@ pub(crate) fn seal_err(e: SealError) -> LogicalError {
         }
         SealError::Barrier(b) => LogicalError::Barrier(b),
         SealError::Storage(s) => LogicalError::Storage(s),
+    }
+}
+
+/// Keep the lease and token gauges current: every [`COUNT_EVERY`] while unsealed, count the
+/// keys of the lease expiry index (active leases), of the irrevocable index and of the token
+/// store. Each count is an index count in storage (SQLite: `COUNT(*)` over a key range of its
+/// primary-key b-tree; no value is read or decrypted); a scrape only reads the gauges, so its
+/// cost does not grow with the number of leases or tokens.
+async fn count_leases_and_tokens(
+    storage: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use super::lease::index::{BY_EXPIRY, IRREVOCABLE};
+    let prefix = |sub: &str| format!("sys/expire/{sub}");
+    loop {
+        let counts = async {
+            Ok::<_, crate::storage::StorageError>((
+                storage.count_prefix(&prefix(BY_EXPIRY)).await?,
+                storage.count_prefix(&prefix(IRREVOCABLE)).await?,
+                storage.count_prefix("sys/token/id/").await?,
+            ))
+        }
+        .await;
+        match counts {
+            Ok((active, irrevocable, tokens)) => metrics.set_counts(active, irrevocable, tokens),
+            Err(e) => tracing::warn!(error = %e, "cannot count leases and tokens for the metrics"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(COUNT_EVERY) => {}
+        }
     }
 }

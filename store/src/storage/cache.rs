@@ -213,6 +213,10 @@ impl Backend for CachedBackend {
         self.inner.scan_range(prefix, start_after, limit).await
     }
 
+    async fn count_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        self.inner.count_prefix(prefix).await
+    }
+
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         let inner = self.inner.clone();
         let shared = self.shared.clone();

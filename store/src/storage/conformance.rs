@@ -46,6 +46,11 @@ async fn check_scan_range(b: &dyn Backend) {
     // A start before the prefix does not leak keys from outside it.
     let page = b.scan_range("ix/", Some("a"), 1).await.unwrap();
     assert_eq!(page, vec!["ix/"]);
+    // Counts cover every depth below the prefix, and only it.
+    assert_eq!(b.count_prefix("ix/").await.unwrap(), 5);
+    assert_eq!(b.count_prefix("ix/0002/").await.unwrap(), 2);
+    assert_eq!(b.count_prefix("nothing/").await.unwrap(), 0);
+    assert_eq!(b.count_prefix("").await.unwrap(), 7);
     b.write(keys.iter().map(|k| del(k)).collect())
         .await
         .unwrap();

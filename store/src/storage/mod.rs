@@ -76,6 +76,12 @@ pub trait Backend: Send + Sync + 'static {
             .collect())
     }
 
+    /// How many keys are below `prefix`, at any depth. The default counts
+    /// [`Backend::scan_prefix`]; SQLite counts in its key index without reading the keys out.
+    async fn count_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        Ok(self.scan_prefix(prefix).await?.len() as u64)
+    }
+
     /// Apply all ops atomically and durably.
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError>;
 

@@ -28,9 +28,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -38,6 +38,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{children_of, Backend, Op, StorageError};
+use crate::metrics::StorageMetrics;
 
 /// Most requests committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
@@ -56,6 +57,9 @@ const SQL_PUT: &str = "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)";
 const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
 const SQL_RANGE: &str = "SELECT key FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key";
 const SQL_FROM: &str = "SELECT key FROM kv WHERE key >= ?1 ORDER BY key";
+/// Counted in SQLite's primary-key b-tree: no row reaches Rust.
+const SQL_COUNT: &str = "SELECT COUNT(*) FROM kv WHERE key >= ?1 AND key < ?2";
+const SQL_COUNT_FROM: &str = "SELECT COUNT(*) FROM kv WHERE key >= ?1";
 /// A bounded page of an ordered range: served from the primary key's b-tree, so it reads
 /// only the rows it returns whatever the size of the range.
 const SQL_PAGE: &str =
@@ -78,6 +82,8 @@ struct Stats {
     queued: AtomicUsize,
     /// Messages taken by the writer thread since open.
     taken: AtomicU64,
+    /// Where each committed transaction's latency and batch size go, once hushd sets it.
+    metrics: OnceLock<StorageMetrics>,
 }
 
 /// A read job: runs on one reader thread's connection and replies on its own channel.
@@ -231,6 +237,12 @@ impl SqliteBackend {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Report each committed transaction's latency and batch size to `metrics` from now on
+    /// (the first call wins).
+    pub fn observe(&self, metrics: StorageMetrics) {
+        let _ = self.stats.metrics.set(metrics);
     }
 
     /// Transactions committed since open. Fewer than the writes when group commit works.
@@ -399,6 +411,22 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn count_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        let prefix = prefix.to_string();
+        self.read(move |c| {
+            let n: i64 = match prefix_upper_bound(&prefix) {
+                Some(upper) => c
+                    .prepare_cached(SQL_COUNT)?
+                    .query_row(rusqlite::params![prefix, upper], |r| r.get(0))?,
+                None => c
+                    .prepare_cached(SQL_COUNT_FROM)?
+                    .query_row(rusqlite::params![prefix], |r| r.get(0))?,
+            };
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         if ops.is_empty() {
             return Ok(());
@@ -470,9 +498,10 @@ impl Writer {
     /// inserts themselves; failures are rare enough to pay for the retry instead.)
     fn commit_group(&mut self, writes: Vec<(Vec<Op>, Reply)>) {
         let (ops, replies): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+        let started = Instant::now();
         match self.try_group(&ops) {
             Ok(()) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.committed(started, ops.len());
                 for reply in replies {
                     let _ = reply.send(Ok(()));
                 }
@@ -498,14 +527,23 @@ impl Writer {
     }
 
     fn commit_one(&mut self, ops: &[Op]) -> Result<(), StorageError> {
+        let started = Instant::now();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend_err)?;
         apply(&tx, ops).map_err(backend_err)?;
         tx.commit().map_err(backend_err)?;
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed(started, 1);
         Ok(())
+    }
+
+    /// Count one committed transaction of `requests` write requests, begun at `started`.
+    fn committed(&self, started: Instant, requests: usize) {
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = self.stats.metrics.get() {
+            m.commit(started.elapsed(), requests);
+        }
     }
 }
 

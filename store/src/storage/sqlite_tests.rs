@@ -98,6 +98,8 @@ async fn a_failing_batch_lands_not_at_all() {
 #[allow(clippy::await_holding_lock)]
 async fn concurrent_writers_share_one_commit() {
     let (_dir, _path, b) = open_tmp();
+    let metrics = crate::metrics::Metrics::new();
+    b.observe(metrics.storage());
     let b = Arc::new(b);
     let before = b.commits();
     let gate = b.gate.lock();
@@ -124,6 +126,19 @@ async fn concurrent_writers_share_one_commit() {
     }
     assert_eq!(b.commits() - before, 1, "65 writes, one transaction");
     assert_eq!(b.scan_prefix("w/").await.unwrap().len(), 65);
+    // The metrics saw that one transaction and its batch of 65.
+    let text = metrics.encode_prometheus(false);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+    };
+    assert_eq!(value("hush_storage_commit_batch_size_count "), 1.0);
+    assert_eq!(value("hush_storage_commit_batch_size_sum "), 65.0);
+    assert_eq!(value("hush_storage_commit_duration_seconds_count "), 1.0);
+    assert!(value("hush_storage_commit_duration_seconds_sum ") > 0.0);
+    assert_eq!(b.count_prefix("w/").await.unwrap(), 65);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

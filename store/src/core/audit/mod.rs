@@ -116,6 +116,8 @@ pub struct AuditBroker {
     devices: ArcSwap<DeviceMap>,
     /// Serialises enable/disable so the stored table and the live map agree.
     config_lock: tokio::sync::Mutex<()>,
+    /// Counts device writes that fail.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for AuditBroker {
@@ -237,7 +239,14 @@ impl AuditBroker {
             view,
             devices: ArcSwap::from_pointee(map),
             config_lock: tokio::sync::Mutex::new(()),
+            metrics: None,
         })
+    }
+
+    /// Count each failed device write in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Enable a device at `path` (`sys/audit/:path`). Only `kind` `file` exists.
@@ -393,13 +402,18 @@ impl AuditBroker {
         for device in devices.values() {
             match device.append(build(device)).await {
                 Ok(()) => written += 1,
-                Err(e) => tracing::warn!(
-                    device = %device.path,
-                    request_id = %req.id,
-                    entry = kind,
-                    error = %e,
-                    "audit device could not record an entry"
-                ),
+                Err(e) => {
+                    if let Some(m) = &self.metrics {
+                        m.audit_write_failed();
+                    }
+                    tracing::warn!(
+                        device = %device.path,
+                        request_id = %req.id,
+                        entry = kind,
+                        error = %e,
+                        "audit device could not record an entry"
+                    );
+                }
             }
         }
         if written == 0 {

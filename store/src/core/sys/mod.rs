@@ -148,6 +148,7 @@ async fn route(
         "capabilities-self" if write => return policy::capabilities_self(st, req).await,
         "capabilities" if write => return policy::capabilities(st, req).await,
         "audit" if read => return Ok(both(req, st.audit.list())),
+        "metrics" if read => return metrics(req),
         "remount" if write => return remount::remount(core, st, req).await,
         _ => {}
     }
@@ -251,6 +252,23 @@ pub(crate) fn both(req: &Request, data: Value) -> Response {
     body.insert("warnings".into(), Value::Null);
     body.insert("auth".into(), Value::Null);
     Response::raw(Value::Object(body))
+}
+
+/// `sys/metrics`: the token may read it (the ACL said so). The HTTP layer, which owns the wire
+/// format, answers the Prometheus text on this empty success.
+fn metrics(req: &Request) -> Result<Response, LogicalError> {
+    metrics_format(req).map(|()| Response::empty())
+}
+
+/// hushd has no JSON form of `sys/metrics` (Vault's default): without `format=prometheus`
+/// the answer is a 400 that says what to ask for.
+pub fn metrics_format(req: &Request) -> Result<(), LogicalError> {
+    match req.data.get("format").and_then(Value::as_str) {
+        Some("prometheus") => Ok(()),
+        _ => Err(LogicalError::invalid(
+            "hushd serves sys/metrics only as Prometheus text: add ?format=prometheus",
+        )),
+    }
 }
 
 #[cfg(test)]
