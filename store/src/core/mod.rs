@@ -9,6 +9,7 @@
 //!   in by the crate root;
 //! - [`policy`]: ACL policies and their evaluation;
 //! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices);
+//! - [`events`]: the event bus (committed changes, a bounded buffer per subscriber);
 //! - [`lease`]: leases as stored and their index;
 //! - [`token`]: the token store (`auth/token/`) and token authentication;
 //! - [`expiration`]: renewal and revocation of leases, and the one expiry task;
@@ -31,6 +32,7 @@ use crate::logical::{
 };
 
 pub mod audit;
+pub mod events;
 pub mod expiration;
 pub mod lease;
 pub mod login;
