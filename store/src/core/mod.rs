@@ -17,6 +17,7 @@
 //! - [`login`]: logins to auth methods (token minting, the failed-login limiter);
 //! - [`state`]: the [`Core`] and its lifecycle (init, unseal, seal) and the [`Unsealed`]
 //!   subsystems;
+//! - [`subscribe`]: who receives which event (`sys/events/subscribe`), checked per event;
 //! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
 //! - this file: [`Core::handle`], the one entry point: it authenticates the token, turns a
@@ -41,6 +42,7 @@ pub mod policy;
 pub mod registry;
 pub mod router;
 pub mod state;
+pub mod subscribe;
 pub mod sys;
 pub mod token;
 pub mod wrapping;
