@@ -8,6 +8,7 @@ use arc_swap::ArcSwapOption;
 use secrecy::SecretString;
 
 use super::audit::AuditBroker;
+use super::events::{EventBus, EVENT_BUFFER};
 use super::expiration::{ExpirationManager, LeaseBackends};
 use super::lease::LeaseIndex;
 use super::login::limiter::{LoginLimiter, LoginLimits};
@@ -54,6 +55,8 @@ pub struct Core {
     sealed: tokio::sync::watch::Sender<bool>,
     /// What `sys/metrics` serves; every layer updates it.
     metrics: Arc<Metrics>,
+    /// Committed changes, for `sys/events/subscribe` (kept across seal and unseal).
+    events: Arc<EventBus>,
 }
 
 /// Settings of the core that come from hushd's configuration.
@@ -104,6 +107,7 @@ impl Core {
             options,
             sealed: tokio::sync::watch::Sender::new(true),
             metrics,
+            events: EventBus::new(EVENT_BUFFER),
         })
     }
 
@@ -113,6 +117,11 @@ impl Core {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The event bus backends publish committed changes to.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
     }
 
     pub fn barrier(&self) -> &Arc<Barrier> {
@@ -150,7 +159,13 @@ impl Core {
             .await?
             .with_metrics(self.metrics.clone());
         let router = Arc::new(
-            Router::load(self.barrier.clone(), tokens.clone(), self.backends.clone()).await?,
+            Router::load(
+                self.barrier.clone(),
+                tokens.clone(),
+                self.backends.clone(),
+                self.events.clone(),
+            )
+            .await?,
         );
         let backends: Arc<dyn LeaseBackends> = router.clone();
         let expiration = ExpirationManager::new(leases, tokens.clone(), Arc::downgrade(&backends));
