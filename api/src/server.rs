@@ -86,7 +86,7 @@ pub async fn serve(
         match &acceptor {
             None => {
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -109,7 +109,7 @@ pub async fn serve(
                             Err(_) => return,
                         };
                     let conn = builder
-                        .serve_connection(TokioIo::new(tls), service)
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .into_owned();
                     let _ = watcher.watch(conn).await;
                 });

@@ -79,7 +79,7 @@ impl std::fmt::Debug for DevCredentials {
 /// (it takes no mount options).
 macro_rules! start {
     ($backend:ty) => {
-        |view, _options| {
+        |view, _options, _events| {
             Box::pin(async move {
                 Ok(Arc::new(<$backend>::new(view).await?) as Arc<dyn LogicalBackend>)
             })
@@ -95,13 +95,18 @@ pub fn backends() -> Registry {
         .auth("gcp", start!(auth::gcp::GcpBackend))
         .auth("jwt", start!(auth::jwt::JwtBackend))
         .auth("kubernetes", start!(auth::kubernetes::KubernetesBackend))
-        .engine("kv", |view, options| {
-            Box::pin(engines::kv::open(view, options))
+        .engine("kv", |view, options, events| {
+            Box::pin(engines::kv::open(view, options, events))
         })
-        .engine("generic", |view, options| {
-            Box::pin(engines::kv::open(view, options))
+        .engine("generic", |view, options, events| {
+            Box::pin(engines::kv::open(view, options, events))
         })
-        .engine("database", start!(engines::database::DatabaseBackend))
+        .engine("database", |view, _options, events| {
+            Box::pin(async move {
+                let db = engines::database::DatabaseBackend::with_events(view, events).await?;
+                Ok(Arc::new(db) as Arc<dyn LogicalBackend>)
+            })
+        })
         .engine("cubbyhole", start!(engines::cubbyhole::CubbyholeBackend))
         .engine_options(engines::normalize_kind)
 }

@@ -50,7 +50,7 @@ fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
         .into_response()
 }
 
-fn logical_error(err: &LogicalError) -> HttpResponse {
+pub(super) fn logical_error(err: &LogicalError) -> HttpResponse {
     let status = err.status();
     if status >= 500 && !matches!(err, LogicalError::Sealed | LogicalError::NotInitialized) {
         tracing::error!(error = %err, "request failed");
@@ -113,7 +113,7 @@ fn operation(method: &Method, query: &Data) -> Result<Operation, LogicalError> {
     }
 }
 
-fn client_token(headers: &HeaderMap) -> Option<SecretString> {
+pub(super) fn client_token(headers: &HeaderMap) -> Option<SecretString> {
     if let Some(v) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
         if !v.is_empty() {
             return Some(SecretString::from(v.to_string()));
@@ -155,7 +155,7 @@ fn wrap_ttl(headers: &HeaderMap) -> Result<Option<u64>, LogicalError> {
     }
 }
 
-fn parse_query(q: Option<&str>) -> Data {
+pub(super) fn parse_query(q: Option<&str>) -> Data {
     let mut data = Data::new();
     if let Some(q) = q {
         for pair in q.split('&').filter(|p| !p.is_empty()) {
@@ -209,6 +209,11 @@ fn parse_body(bytes: &[u8]) -> Result<Data, LogicalError> {
 
 async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> HttpResponse {
     let (parts, body) = req.into_parts();
+    if super::events::is_subscription(parts.uri.path())
+        && matches!(parts.method, Method::GET | Method::CONNECT)
+    {
+        return super::events::subscribe(state.core.clone(), parts).await;
+    }
     let head = parts.method == Method::HEAD;
     let resp = match decode(&state, &parts, body).await {
         Ok(logical) => {

@@ -2,9 +2,11 @@
 //! the core's answers back into Vault's JSON.
 //!
 //! - [`http`]: method/path/body decoding, the response envelope, errors.
+//! - [`events`]: `sys/events/subscribe` over a WebSocket.
 //! - TLS certificates that reload when their files change: [`hush_api::tls`].
 //! - the accept loop with graceful shutdown: [`hush_api::server`] (shared with the webhook).
 
+pub mod events;
 pub mod http;
 
 pub use http::{app, DEFAULT_MAX_REQUEST_BYTES};

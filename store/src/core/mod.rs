@@ -9,6 +9,7 @@
 //!   in by the crate root;
 //! - [`policy`]: ACL policies and their evaluation;
 //! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices);
+//! - [`events`]: the event bus (committed changes, a bounded buffer per subscriber);
 //! - [`lease`]: leases as stored and their index;
 //! - [`token`]: the token store (`auth/token/`) and token authentication;
 //! - [`expiration`]: renewal and revocation of leases, and the one expiry task;
@@ -16,6 +17,7 @@
 //! - [`login`]: logins to auth methods (token minting, the failed-login limiter);
 //! - [`state`]: the [`Core`] and its lifecycle (init, unseal, seal) and the [`Unsealed`]
 //!   subsystems;
+//! - [`subscribe`]: who receives which event (`sys/events/subscribe`), checked per event;
 //! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
 //! - this file: [`Core::handle`], the one entry point: it authenticates the token, turns a
@@ -31,6 +33,7 @@ use crate::logical::{
 };
 
 pub mod audit;
+pub mod events;
 pub mod expiration;
 pub mod lease;
 pub mod login;
@@ -39,6 +42,7 @@ pub mod policy;
 pub mod registry;
 pub mod router;
 pub mod state;
+pub mod subscribe;
 pub mod sys;
 pub mod token;
 pub mod wrapping;

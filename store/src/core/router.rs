@@ -15,6 +15,7 @@ use super::mount::{normalize_mount_path, MountConfig, MountEntry};
 use super::registry::Registry;
 use super::token::TokenStore;
 use crate::barrier::{Barrier, BarrierView};
+use crate::logical::events::{EventPublisher, EventSink, PluginInfo};
 use crate::logical::{LogicalBackend, LogicalError};
 
 pub const MOUNTS_PATH: &str = "core/mounts";
@@ -30,6 +31,7 @@ pub struct Router {
     barrier: Arc<Barrier>,
     tokens: Arc<TokenStore>,
     backends: Arc<Registry>,
+    events: Arc<dyn EventSink>,
     /// Sorted by path length, longest first.
     mounts: ArcSwap<Vec<Mounted>>,
     changes: tokio::sync::Mutex<()>,
@@ -84,6 +86,7 @@ impl Router {
         barrier: Arc<Barrier>,
         tokens: Arc<TokenStore>,
         backends: Arc<Registry>,
+        events: Arc<dyn EventSink>,
     ) -> Result<Self, LogicalError> {
         let entries: Vec<MountEntry> = match barrier.get(MOUNTS_PATH).await? {
             Some(raw) => serde_json::from_slice(&raw).map_err(|_| {
@@ -95,6 +98,7 @@ impl Router {
             barrier,
             tokens,
             backends,
+            events,
             mounts: ArcSwap::from_pointee(Vec::new()),
             changes: tokio::sync::Mutex::new(()),
         };
@@ -128,7 +132,21 @@ impl Router {
 
     async fn start(&self, entry: &MountEntry) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
         let view = BarrierView::new(self.barrier.clone(), format!("logical/{}/", entry.uuid));
-        self.backends.start(entry, view).await
+        let events = EventPublisher::new(
+            self.events.clone(),
+            PluginInfo {
+                mount_class: if entry.path.starts_with("auth/") {
+                    "auth"
+                } else {
+                    "secret"
+                }
+                .into(),
+                mount_accessor: entry.accessor.clone(),
+                mount_path: entry.path.clone(),
+                plugin: entry.kind.clone(),
+            },
+        );
+        self.backends.start(entry, view, events).await
     }
 
     /// The mount serving a request path and its backend (`sys/` is never mounted).

@@ -8,6 +8,7 @@ use arc_swap::ArcSwapOption;
 use secrecy::SecretString;
 
 use super::audit::AuditBroker;
+use super::events::{EventBus, EVENT_BUFFER};
 use super::expiration::{ExpirationManager, LeaseBackends};
 use super::lease::LeaseIndex;
 use super::login::limiter::{LoginLimiter, LoginLimits};
@@ -51,6 +52,8 @@ pub struct Core {
     options: CoreOptions,
     /// Sealed (true) or not, for whoever reports it (hushd's `STATUS=` to systemd).
     sealed: tokio::sync::watch::Sender<bool>,
+    /// Committed changes, for `sys/events/subscribe` (kept across seal and unseal).
+    events: Arc<EventBus>,
 }
 
 /// Settings of the core that come from hushd's configuration.
@@ -90,11 +93,17 @@ impl Core {
             backends: Arc::new(backends),
             options,
             sealed: tokio::sync::watch::Sender::new(true),
+            events: EventBus::new(EVENT_BUFFER),
         })
     }
 
     pub fn options(&self) -> &CoreOptions {
         &self.options
+    }
+
+    /// The event bus backends publish committed changes to.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
     }
 
     pub fn barrier(&self) -> &Arc<Barrier> {
@@ -130,7 +139,13 @@ impl Core {
         );
         let audit = AuditBroker::open(self.view("core/audit/")).await?;
         let router = Arc::new(
-            Router::load(self.barrier.clone(), tokens.clone(), self.backends.clone()).await?,
+            Router::load(
+                self.barrier.clone(),
+                tokens.clone(),
+                self.backends.clone(),
+                self.events.clone(),
+            )
+            .await?,
         );
         let backends: Arc<dyn LeaseBackends> = router.clone();
         let expiration = ExpirationManager::new(leases, tokens.clone(), Arc::downgrade(&backends));

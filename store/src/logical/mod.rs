@@ -24,6 +24,7 @@ use crate::storage::StorageError;
 
 pub mod cidr;
 pub mod duration;
+pub mod events;
 pub mod fields;
 pub mod token;
 pub mod ttl;

@@ -184,6 +184,17 @@ async fn route(
             _ => Err(LogicalError::UnsupportedOperation),
         };
     }
+    if let Some(pattern) = rel.strip_prefix("events/subscribe/") {
+        // Reached through the HTTP layer's WebSocket upgrade, which asks the core first:
+        // the ACL (`read` here) and the audit log have seen the request by now.
+        return match op {
+            Operation::Read if !pattern.trim().is_empty() => Ok(Response::empty()),
+            Operation::Read => Err(LogicalError::invalid(
+                "did not specify eventType to subscribe to",
+            )),
+            _ => Err(LogicalError::UnsupportedOperation),
+        };
+    }
     if let Some(path) = rel.strip_prefix("internal/ui/mounts/") {
         return mounts::ui_mount(st, path);
     }

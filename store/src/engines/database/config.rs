@@ -244,6 +244,12 @@ async fn write(inner: &Inner, req: &Request, name: &str) -> Result<Response, Log
         })?;
     }
     inner.view.put_json(&config_key(name), &c).await?;
+    inner.events.publish(
+        "database/config-write",
+        &format!("config/{name}"),
+        None,
+        &[("name", name.to_string())],
+    );
     inner.pools.replace(name, pool);
     tracing::info!(connection = %name, "database connection configured");
     let mut resp = Response::empty();

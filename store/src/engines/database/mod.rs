@@ -38,6 +38,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::barrier::BarrierView;
+use crate::logical::events::EventPublisher;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 use self::config::DbConfig;
@@ -55,6 +56,8 @@ struct Inner {
     /// Serialises config changes, root rotation and static-role rotations.
     lock: tokio::sync::Mutex<()>,
     schedule: Schedule,
+    /// The mount's handle on the event bus (rotations, config writes).
+    events: EventPublisher,
 }
 
 impl Inner {
@@ -144,11 +147,20 @@ impl std::fmt::Debug for DatabaseBackend {
 impl DatabaseBackend {
     /// Open the engine over its mount's view and start the static-role rotation task.
     pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
+        Self::with_events(view, EventPublisher::none()).await
+    }
+
+    /// As [`DatabaseBackend::new`], publishing rotations and config writes to `events`.
+    pub async fn with_events(
+        view: BarrierView,
+        events: EventPublisher,
+    ) -> Result<Self, LogicalError> {
         let inner = Arc::new(Inner {
             view,
             pools: Pools::default(),
             lock: tokio::sync::Mutex::new(()),
             schedule: Schedule::default(),
+            events,
         });
         static_roles::load_schedule(&inner).await?;
         let cancel = CancellationToken::new();

@@ -218,6 +218,12 @@ async fn rotate(inner: &Inner, name: &str, role: &StaticRole) -> Result<StaticRo
         .await
         .map_err(|e| super::context("failed to rotate the static role's password", e))?;
     inner.schedule.set(name, next.next_rotation());
+    inner.events.publish(
+        "database/rotate",
+        &format!("rotate-role/{name}"),
+        Some(&format!("static-creds/{name}")),
+        &[("name", name.to_string())],
+    );
     tracing::info!(role = %name, "static role password rotated");
     Ok(next)
 }

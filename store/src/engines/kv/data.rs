@@ -198,7 +198,9 @@ fn check_cas(data: &Data, config: &Config, meta: &KeyMetadata) -> Result<(), Log
 }
 
 /// Append a version with `data` to `meta` and write it, the metadata, the pruning of old
-/// versions and `extra` ops as one batch. The caller holds the key's write lock.
+/// versions and `extra` ops as one batch. The caller holds the key's write lock. `event`:
+/// the operation to publish once committed (`data-write`, `data-patch`; `None`: none).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn commit_version(
     kv: &KvBackend,
     key: &KeyRef<'_>,
@@ -207,6 +209,7 @@ pub(super) async fn commit_version(
     data: &Map<String, Value>,
     now: DateTime<Utc>,
     extra: Vec<crate::storage::Op>,
+    event: Option<&str>,
 ) -> Result<Response, LogicalError> {
     let vm = VersionMeta {
         created_time: now,
@@ -226,6 +229,9 @@ pub(super) async fn commit_version(
     // The barrier wipes this buffer once it is encrypted.
     ops.push(kv.view.put_op(&key.version_key(version), plaintext)?);
     kv.view.write(ops).await?;
+    if let Some(operation) = event {
+        kv.publish(operation, "data", key, Some(&meta));
+    }
     Ok(Response::data(version_json(&meta, version)))
 }
 
@@ -243,7 +249,17 @@ async fn write(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Respon
         None => KeyMetadata::new(key.path, now),
     };
     check_cas(&req.data, &config, &meta)?;
-    let resp = commit_version(kv, key, meta, &config, data, now, Vec::new()).await?;
+    let resp = commit_version(
+        kv,
+        key,
+        meta,
+        &config,
+        data,
+        now,
+        Vec::new(),
+        Some("data-write"),
+    )
+    .await?;
     Ok(with_optional_warning(resp, warning))
 }
 
@@ -274,7 +290,17 @@ async fn patch(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Respon
             "merge patch did not give an object".into(),
         ));
     };
-    let resp = commit_version(kv, key, meta, &config, &merged, now, Vec::new()).await?;
+    let resp = commit_version(
+        kv,
+        key,
+        meta,
+        &config,
+        &merged,
+        now,
+        Vec::new(),
+        Some("data-patch"),
+    )
+    .await?;
     Ok(with_optional_warning(resp, warning))
 }
 
@@ -291,5 +317,6 @@ async fn soft_delete_latest(kv: &KvBackend, key: &KeyRef<'_>) -> Result<Response
         _ => return Ok(Response::empty()),
     }
     kv.view.put_json(&key.meta_key(), &meta).await?;
+    kv.publish("data-delete", "data", key, Some(&meta));
     Ok(Response::empty())
 }

@@ -356,6 +356,7 @@ async fn write(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Respon
         meta.custom_metadata = map;
     }
     kv.view.put_json(&key.meta_key(), &meta).await?;
+    kv.publish("metadata-write", "metadata", key, Some(&meta));
 
     let resp = with_optional_warning(Response::empty(), settings.cas_warning(&config));
     Ok(with_optional_warning(resp, warning))
@@ -390,6 +391,7 @@ async fn patch(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Respon
         validate_custom_metadata(&meta.custom_metadata)?;
     }
     kv.view.put_json(&key.meta_key(), &meta).await?;
+    kv.publish("metadata-patch", "metadata", key, Some(&meta));
 
     let resp = with_optional_warning(Response::empty(), settings.cas_warning(&config));
     Ok(with_optional_warning(resp, warning))
@@ -407,5 +409,6 @@ async fn delete(kv: &KvBackend, key: &KeyRef<'_>) -> Result<Response, LogicalErr
     }
     ops.push(kv.view.delete_op(&key.meta_key())?);
     kv.view.write(ops).await?;
+    kv.publish("metadata-delete", "metadata", key, None);
     Ok(Response::empty())
 }

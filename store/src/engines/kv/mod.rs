@@ -57,6 +57,7 @@ use tokio::sync::{Mutex, RwLock};
 use std::sync::Arc;
 
 use crate::barrier::BarrierView;
+use crate::logical::events::EventPublisher;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 use self::metadata::KeyMetadata;
@@ -71,6 +72,8 @@ pub struct KvBackend {
     stripes: Box<[RwLock<()>]>,
     /// Serialises read-modify-write of `config`.
     config_lock: Mutex<()>,
+    /// The mount's handle on the event bus.
+    events: EventPublisher,
     /// Seconds added to the wall clock (tests move time forward with it).
     #[cfg(test)]
     clock_offset: std::sync::atomic::AtomicI64,
@@ -153,12 +156,36 @@ impl KvBackend {
             view,
             stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
             config_lock: Mutex::new(()),
+            events: EventPublisher::none(),
             #[cfg(test)]
             clock_offset: std::sync::atomic::AtomicI64::new(0),
         };
         kv.load_config().await?;
         upgrade::migrate(&kv).await?;
         Ok(kv)
+    }
+
+    /// Publish this engine's changes to `events`.
+    pub fn with_events(mut self, events: EventPublisher) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Publish `kv-v2/<operation>` for `key`, made through `<route>/<key>`, once its write
+    /// committed. Callers hold the key's write lock, so one key's events leave in commit
+    /// order. `meta`: the key's metadata after the write, for the version numbers.
+    fn publish(&self, operation: &str, route: &str, key: &KeyRef<'_>, meta: Option<&KeyMetadata>) {
+        let mut extra = Vec::new();
+        if let Some(m) = meta {
+            extra.push(("current_version", m.current_version.to_string()));
+            extra.push(("oldest_version", m.oldest_version.to_string()));
+        }
+        self.events.publish(
+            &format!("kv-v2/{operation}"),
+            &format!("{route}/{}", key.path),
+            Some(&format!("data/{}", key.path)),
+            &extra,
+        );
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -192,10 +219,11 @@ impl KvBackend {
 pub async fn open(
     view: BarrierView,
     options: serde_json::Map<String, serde_json::Value>,
+    events: EventPublisher,
 ) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
     match super::kv_version(&options)?.as_deref() {
-        None | Some("1") => Ok(Arc::new(KvV1Backend::new(view))),
-        Some("2") => Ok(Arc::new(KvBackend::new(view).await?)),
+        None | Some("1") => Ok(Arc::new(KvV1Backend::new(view).with_events(events))),
+        Some("2") => Ok(Arc::new(KvBackend::new(view).await?.with_events(events))),
         Some(other) => Err(LogicalError::invalid(format!(
             "invalid kv version {other:?}: hushd serves kv versions 1 and 2"
         ))),

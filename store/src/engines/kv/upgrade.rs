@@ -49,7 +49,7 @@ pub(super) async fn migrate(kv: &KvBackend) -> Result<usize, LogicalError> {
             .await?
             .unwrap_or_else(|| KeyMetadata::new(path, now));
         let remove_old = vec![kv.view.delete_op(entry)?];
-        commit_version(kv, &key, meta, &config, &data, now, remove_old).await?;
+        commit_version(kv, &key, meta, &config, &data, now, remove_old, None).await?;
     }
     tracing::info!(
         keys = stored.len(),

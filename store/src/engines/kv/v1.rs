@@ -25,6 +25,7 @@ use tokio::sync::RwLock;
 
 use super::params::validate_key;
 use crate::barrier::BarrierView;
+use crate::logical::events::EventPublisher;
 use crate::logical::fields::field_secs;
 use crate::logical::{LeaseInfo, LogicalBackend, LogicalError, Operation, Request, Response};
 
@@ -41,6 +42,8 @@ pub struct KvV1Backend {
     /// `true` once the engine is closed (the mount is upgraded or removed). Every request
     /// holds the read side, so closing waits for writes in flight.
     closed: RwLock<bool>,
+    /// The mount's handle on the event bus.
+    events: EventPublisher,
 }
 
 impl std::fmt::Debug for KvV1Backend {
@@ -72,7 +75,14 @@ impl KvV1Backend {
         KvV1Backend {
             view,
             closed: RwLock::new(false),
+            events: EventPublisher::none(),
         }
+    }
+
+    /// Publish this engine's changes to `events`.
+    pub fn with_events(mut self, events: EventPublisher) -> Self {
+        self.events = events;
+        self
     }
 
     async fn read(&self, path: &str) -> Result<Response, LogicalError> {
@@ -101,11 +111,13 @@ impl KvV1Backend {
             .map_err(|_| LogicalError::Internal("could not encode the secret".into()))?;
         // The barrier wipes this buffer once it is encrypted.
         self.view.put(&key, plaintext).await?;
+        self.events.publish("kv-v1/write", path, Some(path), &[]);
         Ok(Response::empty())
     }
 
     async fn delete(&self, path: &str) -> Result<Response, LogicalError> {
         self.view.delete(&stored_key(path)?).await?;
+        self.events.publish("kv-v1/delete", path, None, &[]);
         Ok(Response::empty())
     }
 

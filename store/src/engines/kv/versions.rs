@@ -53,6 +53,7 @@ pub(super) async fn delete(
         }
     }
     kv.view.put_json(&key.meta_key(), &meta).await?;
+    kv.publish("delete", "delete", &key, Some(&meta));
     Ok(done(req))
 }
 
@@ -77,6 +78,7 @@ pub(super) async fn undelete(
         }
     }
     kv.view.put_json(&key.meta_key(), &meta).await?;
+    kv.publish("undelete", "undelete", &key, Some(&meta));
     Ok(done(req))
 }
 
@@ -101,5 +103,6 @@ pub(super) async fn destroy(
     }
     ops.push(kv.view.put_json_op(&key.meta_key(), &meta)?);
     kv.view.write(ops).await?;
+    kv.publish("destroy", "destroy", &key, Some(&meta));
     Ok(done(req))
 }

