@@ -47,7 +47,6 @@ async fn next_event(ws: &mut Ws, limit: Duration) -> Option<Value> {
     }
 }
 
-#[allow(dead_code)] // the stalled and revoked subscribers' tests
 /// Read until the server closes; returns the events read and the close frame's code and reason.
 async fn read_to_close(ws: &mut Ws, limit: Duration) -> (usize, Option<(CloseCode, String)>) {
     let mut events = 0;
@@ -222,5 +221,103 @@ async fn requests_that_cannot_subscribe_get_vault_style_errors() {
             assert_eq!(resp.status().as_u16(), 403)
         }
         other => panic!("expected a 403, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_token_closes_the_stream() {
+    let h = Hushd::dev().await;
+    let token = h
+        .token_with_policy(
+            "listener",
+            r#"
+            path "sys/events/subscribe/*" { capabilities = ["read"] }
+            path "secret/data/*" {
+              capabilities = ["read", "subscribe"]
+              subscribe_event_types = ["kv*"]
+            }
+            "#,
+        )
+        .await;
+    let mut ws = subscribe(&h, &token, "kv*").await;
+    h.kv_put("app/one", json!({"a": "1"})).await;
+    let e = next_event(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("an event before the revocation");
+    assert_eq!(
+        e["data"]["event"]["metadata"]["path"],
+        "secret/data/app/one"
+    );
+
+    let (s, b) = h
+        .call("POST", "auth/token/revoke", Some(json!({ "token": token })))
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let started = std::time::Instant::now();
+    let (events, close) = read_to_close(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(events, 0);
+    let (code, reason) = close.expect("a close frame");
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("revoked"), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_token_that_cannot_read_b_hears_nothing_about_it() {
+    let h = Hushd::dev().await;
+    let token = h
+        .token_with_policy(
+            "only-a",
+            r#"
+            path "sys/events/subscribe/*" { capabilities = ["read"] }
+            path "secret/data/a" {
+              capabilities = ["read", "subscribe"]
+              subscribe_event_types = ["kv-v2/*"]
+            }
+            path "secret/data/b" { capabilities = ["create", "update"] }
+            "#,
+        )
+        .await;
+    let mut ws = subscribe(&h, &token, "*").await;
+    let mut root = subscribe(&h, "root", "*").await;
+    // b first, in every way there is to change it; then a.
+    h.kv_put("b", json!({"x": "1"})).await;
+    h.kv_put("b", json!({"x": "2"})).await;
+    for (method, path, body) in [
+        (
+            "POST",
+            "secret/metadata/b",
+            Some(json!({"max_versions": 3})),
+        ),
+        ("DELETE", "secret/data/b", None),
+        ("POST", "secret/undelete/b", Some(json!({"versions": [2]}))),
+        ("POST", "secret/destroy/b", Some(json!({"versions": [1]}))),
+    ] {
+        let (s, b) = h.call(method, path, body).await;
+        assert_eq!(s, 204, "{path}: {b}");
+    }
+    h.kv_put("a", json!({"x": "1"})).await;
+    h.kv_put("b", json!({"x": "3"})).await;
+    h.kv_put("a", json!({"x": "2"})).await;
+
+    let wait = Duration::from_secs(5);
+    for version in ["1", "2"] {
+        let e = next_event(&mut ws, wait).await.expect("an event about a");
+        let text = e.to_string();
+        assert!(!text.contains("secret/data/b"), "b leaked: {text}");
+        assert_eq!(e["data"]["event"]["metadata"]["path"], "secret/data/a");
+        assert_eq!(e["data"]["event"]["metadata"]["current_version"], version);
+    }
+    assert!(
+        next_event(&mut ws, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing more"
+    );
+    // The root subscriber heard all nine (so b's events were published, and held back).
+    for _ in 0..9 {
+        next_event(&mut root, wait)
+            .await
+            .expect("root hears every event");
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Subscribing needs `read` on `sys/events/subscribe/<event type>` ([`super::Core::handle`]
 //! checks it, and audits the request, before the connection is upgraded). Each event is then
-//! sent only when its type matches the subscription's glob and the token may read the
-//! event's path, so a subscriber never learns the name of a path it cannot read. The token
+//! sent only when its type matches the subscription's glob and the rule governing the
+//! event's data path grants `read` and `subscribe` with a matching `subscribe_event_types`
+//! glob ([`Acl::allows_event`]), so a subscriber never learns the name of a path it cannot
+//! read. The token
 //! is looked up again at most every [`RECHECK`]: a revoked or expired token, or a sealed
 //! store, ends the subscription.
 
@@ -17,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::policy::Acl;
 use super::state::Core;
 use crate::logical::events::{glob_matches, Event};
-use crate::logical::{LogicalError, Operation};
+use crate::logical::LogicalError;
 
 /// How long a token check holds: a revoked token's subscription ends within this.
 pub const RECHECK: Duration = Duration::from_secs(1);
@@ -89,8 +91,8 @@ impl Subscriber {
     }
 }
 
-/// May a token with `acl` see `event`? Root sees everything; others need `read` on the path
-/// the event is about.
+/// May a token with `acl` see `event`? Root sees everything; others need `read` and
+/// `subscribe` on the path the event is about, with a matching `subscribe_event_types`.
 pub fn visible(acl: &Acl, event: &Event) -> bool {
-    acl.allows(event.access_path(), Operation::Read, false)
+    acl.allows_event(event.access_path(), &event.event_type)
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{Capabilities, Policy};
+use crate::logical::events::glob_matches;
 use crate::logical::Operation;
 
 /// A pattern with `*` (prefix glob, last character only) and/or `+` (one segment).
@@ -28,6 +29,8 @@ struct WildRule {
     /// Number of `+` segments.
     plus_count: usize,
     caps: Capabilities,
+    /// The pattern as written.
+    pattern: String,
 }
 
 impl WildRule {
@@ -43,6 +46,7 @@ impl WildRule {
             prefix,
             stem,
             caps,
+            pattern: pattern.to_string(),
         }
     }
 
@@ -86,6 +90,8 @@ pub struct Acl {
     merged: BTreeMap<String, Capabilities>,
     exact: HashMap<String, Capabilities>,
     wild: Vec<WildRule>,
+    /// `subscribe_event_types` by pattern, unioned across policies.
+    event_types: HashMap<String, Vec<String>>,
 }
 
 impl Acl {
@@ -95,9 +101,18 @@ impl Acl {
             return Acl::root();
         }
         let mut merged: BTreeMap<String, Capabilities> = BTreeMap::new();
+        let mut event_types: HashMap<String, Vec<String>> = HashMap::new();
         for rule in policies.iter().flat_map(|p| &p.rules) {
             let entry = merged.entry(rule.pattern.clone()).or_default();
             *entry = entry.merge(rule.capabilities);
+            if !rule.subscribe_event_types.is_empty() {
+                let types = event_types.entry(rule.pattern.clone()).or_default();
+                for t in &rule.subscribe_event_types {
+                    if !types.contains(t) {
+                        types.push(t.clone());
+                    }
+                }
+            }
         }
         let mut exact = HashMap::new();
         let mut wild = Vec::new();
@@ -113,6 +128,7 @@ impl Acl {
             merged,
             exact,
             wild,
+            event_types,
         }
     }
 
@@ -123,6 +139,7 @@ impl Acl {
             merged: BTreeMap::new(),
             exact: HashMap::new(),
             wild: Vec::new(),
+            event_types: HashMap::new(),
         }
     }
 
@@ -138,17 +155,25 @@ impl Acl {
     /// The capabilities of the governing rule for `path`, or `None` when no rule matches.
     /// `list` enables Vault's trailing-slash leniency for LIST requests.
     fn governing(&self, path: &str, list: bool) -> Option<Capabilities> {
+        self.governing_rule(path, list).map(|(_, caps)| caps)
+    }
+
+    /// The governing rule for `path`: its pattern and capabilities.
+    fn governing_rule(&self, path: &str, list: bool) -> Option<(&str, Capabilities)> {
         let path = path.trim_start_matches('/');
         let trimmed = if list { path.strip_suffix('/') } else { None };
         // Vault lists `path/` whether or not the client sent the slash (`vault list
         // cubbyhole` is governed by `cubbyhole/*`).
         let slashed = (list && !path.ends_with('/')).then(|| format!("{path}/"));
         let slashed = slashed.as_deref();
-        if let Some(caps) = self.exact.get(path) {
-            return Some(*caps);
+        if let Some((pattern, caps)) = self.exact.get_key_value(path) {
+            return Some((pattern, *caps));
         }
-        if let Some(caps) = trimmed.or(slashed).and_then(|t| self.exact.get(t)) {
-            return Some(*caps);
+        if let Some((pattern, caps)) = trimmed
+            .or(slashed)
+            .and_then(|t| self.exact.get_key_value(t))
+        {
+            return Some((pattern, *caps));
         }
         self.wild
             .iter()
@@ -158,7 +183,26 @@ impl Acl {
                     || slashed.is_some_and(|t| r.matches(t))
             })
             .max_by(|a, b| a.priority().cmp(&b.priority()))
-            .map(|r| r.caps)
+            .map(|r| (r.pattern.as_str(), r.caps))
+    }
+
+    /// May this token receive an event of `event_type` about `path` (Vault 1.15+)? Root: yes.
+    /// Otherwise the rule governing `path` must grant `read` (it could read what changed)
+    /// and `subscribe`, and list a `subscribe_event_types` glob matching `event_type`.
+    pub fn allows_event(&self, path: &str, event_type: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        let Some((pattern, caps)) = self.governing_rule(path, false) else {
+            return false;
+        };
+        !caps.is_deny()
+            && caps.contains(Capabilities::READ)
+            && caps.contains(Capabilities::SUBSCRIBE)
+            && self
+                .event_types
+                .get(pattern)
+                .is_some_and(|types| types.iter().any(|g| glob_matches(g, event_type)))
     }
 
     /// Vault's `sys/capabilities-self` answer for `path`: `["root"]` for a root ACL, `["deny"]`
@@ -341,6 +385,42 @@ mod tests {
         assert_eq!(a.capabilities("x/a/b"), vec!["read"]);
         let a = acl(&[&rule("+/+/b", "\"update\""), &rule("+/a/+", "\"read\"")]);
         assert_eq!(a.capabilities("x/a/b"), vec!["read"]);
+    }
+
+    #[test]
+    fn events_need_read_subscribe_and_a_matching_event_type_on_the_governing_rule() {
+        let a = acl(&[
+            r#"path "secret/data/*" {
+                 capabilities = ["read", "subscribe"]
+                 subscribe_event_types = ["kv-v2/data-*"]
+            }"#,
+            r#"path "secret/data/b" { capabilities = ["read"] }"#,
+            r#"path "secret/data/c" {
+                 capabilities = ["subscribe"]
+                 subscribe_event_types = ["*"]
+            }"#,
+            r#"path "secret/data/d" { capabilities = ["read", "subscribe"] }"#,
+            "path \"secret/data/e/*\" {\n capabilities = [\"deny\"]\n subscribe_event_types = [\"*\"]\n}",
+        ]);
+        assert!(a.allows_event("secret/data/a", "kv-v2/data-write"));
+        assert!(a.allows_event("secret/data/x/y", "kv-v2/data-delete"));
+        assert!(!a.allows_event("secret/data/a", "kv-v2/metadata-write"));
+        // The exact rule governs: read only, no subscribe.
+        assert!(!a.allows_event("secret/data/b", "kv-v2/data-write"));
+        // Subscribe without read: the token could not read what changed.
+        assert!(!a.allows_event("secret/data/c", "kv-v2/data-write"));
+        // No subscribe_event_types: no events.
+        assert!(!a.allows_event("secret/data/d", "kv-v2/data-write"));
+        assert!(!a.allows_event("secret/data/e/f", "kv-v2/data-write"));
+        assert!(!a.allows_event("other/data/a", "kv-v2/data-write"));
+        // Event types union across policies for the same pattern.
+        let u = acl(&[
+            "path \"s/*\" {\n capabilities = [\"read\", \"subscribe\"]\n subscribe_event_types = [\"kv-v1/*\"]\n}",
+            r#"path "s/*" { subscribe_event_types = ["kv-v2/*"] }"#,
+        ]);
+        assert!(u.allows_event("s/x", "kv-v1/write") && u.allows_event("s/x", "kv-v2/delete"));
+        assert!(!u.allows_event("s/x", "database/rotate"));
+        assert!(Acl::root().allows_event("anything", "database/rotate"));
     }
 
     #[test]

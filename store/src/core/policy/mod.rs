@@ -40,9 +40,11 @@ impl Capabilities {
     pub const LIST: Capabilities = Capabilities(1 << 5);
     pub const SUDO: Capabilities = Capabilities(1 << 6);
     pub const DENY: Capabilities = Capabilities(1 << 7);
+    /// Vault 1.15+: receive events about the path (with `subscribe_event_types`).
+    pub const SUBSCRIBE: Capabilities = Capabilities(1 << 8);
 
     /// Names in a stable order (the order Vault reports them in, before sorting).
-    const NAMES: [(&'static str, Capabilities); 8] = [
+    const NAMES: [(&'static str, Capabilities); 9] = [
         ("create", Capabilities::CREATE),
         ("read", Capabilities::READ),
         ("update", Capabilities::UPDATE),
@@ -51,6 +53,7 @@ impl Capabilities {
         ("list", Capabilities::LIST),
         ("sudo", Capabilities::SUDO),
         ("deny", Capabilities::DENY),
+        ("subscribe", Capabilities::SUBSCRIBE),
     ];
 
     /// The capability named `name`, as written in a policy.
@@ -115,6 +118,9 @@ pub struct PathRule {
     /// `+` segments.
     pub pattern: String,
     pub capabilities: Capabilities,
+    /// `subscribe_event_types`: globs of the event types the `subscribe` capability covers
+    /// here (none: no events).
+    pub subscribe_event_types: Vec<String>,
 }
 
 /// A parsed ACL policy.

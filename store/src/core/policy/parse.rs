@@ -18,7 +18,6 @@ const UNENFORCED_KEYS: &[&str] = &[
     "max_wrapping_ttl",
     "control_group",
     "mfa_methods",
-    "subscribe_event_types",
 ];
 
 /// One `path` block before validation.
@@ -40,11 +39,20 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
     for block in blocks {
         let pattern = check_pattern(&block.pattern)?;
         let caps = block_capabilities(&block)?;
+        let types = event_types(&block)?;
         match rules.iter_mut().find(|r| r.pattern == pattern) {
-            Some(rule) => rule.capabilities = rule.capabilities.merge(caps),
+            Some(rule) => {
+                rule.capabilities = rule.capabilities.merge(caps);
+                for t in types {
+                    if !rule.subscribe_event_types.contains(&t) {
+                        rule.subscribe_event_types.push(t);
+                    }
+                }
+            }
             None => rules.push(PathRule {
                 pattern,
                 capabilities: caps,
+                subscribe_event_types: types,
             }),
         }
     }
@@ -110,13 +118,15 @@ fn block_capabilities(block: &RawBlock) -> Result<Capabilities, PolicyError> {
                             p,
                             format!(
                                 "unknown capability {name:?} (valid: create, read, update, \
-                                 patch, delete, list, sudo, deny)"
+                                 patch, delete, list, sudo, deny, subscribe)"
                             ),
                         )
                     })?;
                     caps = caps.merge(cap);
                 }
             }
+            // Read by `event_types`.
+            "subscribe_event_types" => {}
             "policy" => {
                 let Value::String(level) = value else {
                     return Err(path_err(p, "\"policy\" must be a string"));
@@ -136,6 +146,38 @@ fn block_capabilities(block: &RawBlock) -> Result<Capabilities, PolicyError> {
         }
     }
     Ok(caps)
+}
+
+/// `subscribe_event_types`: a list of event-type globs (`kv-v2/data-*`, `*`).
+fn event_types(block: &RawBlock) -> Result<Vec<String>, PolicyError> {
+    let p = &block.pattern;
+    let bad = || {
+        path_err(
+            p,
+            "\"subscribe_event_types\" must be a list of event types or globs, e.g. [\"kv-v2/data-*\"]",
+        )
+    };
+    let mut out = Vec::new();
+    for (key, value) in &block.entries {
+        if key != "subscribe_event_types" {
+            continue;
+        }
+        let Value::Array(items) = value else {
+            return Err(bad());
+        };
+        for item in items {
+            match item {
+                Value::String(t)
+                    if !t.trim().is_empty()
+                        && !t.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+                {
+                    out.push(t.clone());
+                }
+                _ => return Err(bad()),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Vault's pre-0.9 `policy = "..."` shorthand.
@@ -407,6 +449,43 @@ mod tests {
             msg.contains("\"reed\"") && msg.contains("secret/*"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn subscribe_and_its_event_types_parse_in_hcl_and_json() {
+        let hcl = r#"
+            path "secret/data/*" {
+              capabilities = ["read", "subscribe"]
+              subscribe_event_types = ["kv-v2/data-*", "kv-v2/metadata-write"]
+            }
+            path "secret/data/*" { subscribe_event_types = ["kv-v2/data-*", "kv-v1/*"] }
+        "#;
+        let json = r#"{"path": {"secret/data/*": {"capabilities": ["read", "subscribe"],
+            "subscribe_event_types": ["kv-v2/data-*", "kv-v2/metadata-write", "kv-v1/*"]}}}"#;
+        for text in [hcl, json] {
+            let p = Policy::parse("events", text).unwrap();
+            assert_eq!(caps(&p, "secret/data/*"), vec!["read", "subscribe"]);
+            assert_eq!(
+                p.rules[0].subscribe_event_types,
+                ["kv-v2/data-*", "kv-v2/metadata-write", "kv-v1/*"]
+            );
+        }
+        for bad in [
+            r#"path "a" { subscribe_event_types = "kv*" }"#,
+            r#"path "a" { subscribe_event_types = [""] }"#,
+            r#"path "a" { subscribe_event_types = ["kv *"] }"#,
+            r#"path "a" { subscribe_event_types = [1] }"#,
+            r#"{"path": {"a": {"subscribe_event_types": {"kv": true}}}}"#,
+        ] {
+            let err = Policy::parse("x", bad).unwrap_err();
+            assert!(
+                err.to_string().contains("subscribe_event_types"),
+                "{bad}: {err}"
+            );
+            assert_eq!(crate::logical::LogicalError::from(err).status(), 400);
+        }
+        let err = Policy::parse("x", r#"path "a" { capabilities = ["subscrib"] }"#).unwrap_err();
+        assert!(err.to_string().contains("subscribe)"), "{err}");
     }
 
     #[test]
