@@ -335,6 +335,7 @@ pub(super) async fn run(
                         .collect();
                     sources.sort_unstable();
                     sources.dedup();
+                    keeper.pushed(&sources);
                     Some(sources)
                 };
                 if only.as_ref().is_none_or(|s| !s.is_empty()) {
