@@ -321,3 +321,102 @@ async fn a_token_that_cannot_read_b_hears_nothing_about_it() {
             .expect("root hears every event");
     }
 }
+
+/// hushd's resident memory in KiB, from /proc/<pid>/status.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Events written while the subscriber stalls.
+const STALLED_WRITES: usize = 12_000;
+/// What hushd's RSS may grow by while they are written: an unbounded queue of that many
+/// events (about 2 KiB of JSON each here) would take ~25 MiB.
+const RSS_GROWTH_LIMIT_KIB: u64 = 8 * 1024;
+
+#[tokio::test]
+async fn a_stalled_subscriber_is_closed_and_hushd_memory_stays_flat() {
+    let h = Hushd::dev().await;
+    let pid = h.child.id();
+    // A subscriber that never reads, with a small receive window so the stall shows soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(format!("127.0.0.1:{}", h.port).parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!(
+        "ws://127.0.0.1:{}/v1/sys/events/subscribe/kv-v2/data-write?json=true",
+        h.port
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("X-Vault-Token", "root".parse().unwrap());
+    let (mut stalled, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("subscribed");
+
+    // Long paths make big events: a queue of them would show in RSS.
+    let keys: Vec<String> = (0..16)
+        .map(|i| format!("{i}/{}", "k".repeat(400)))
+        .collect();
+    let client = hush_tests::http_client();
+    let write = |n: usize| {
+        let (client, addr, key) = (client.clone(), h.addr.clone(), keys[n % keys.len()].clone());
+        async move {
+            let resp = client
+                .post(format!("{addr}/v1/secret/data/{key}"))
+                .header("X-Vault-Token", "root")
+                .json(&json!({"data": {"n": n}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+        }
+    };
+    let batch = |from: usize, to: usize| {
+        let write = &write;
+        async move {
+            let mut tasks = futures_util::stream::iter(from..to)
+                .map(write)
+                .buffer_unordered(4);
+            while tasks.next().await.is_some() {}
+        }
+    };
+    // Warm up: hushd's allocations for requests and the stalled socket's buffers settle.
+    batch(0, 3000).await;
+    let baseline = rss_kib(pid);
+    let mut peak = baseline;
+    for step in 0..(STALLED_WRITES / 1000) {
+        batch(3000 + step * 1000, 4000 + step * 1000).await;
+        peak = peak.max(rss_kib(pid));
+    }
+    let growth = peak - baseline;
+    println!("hushd RSS: {baseline} KiB after warm-up, peak {peak} KiB (+{growth} KiB)");
+    assert!(
+        growth < RSS_GROWTH_LIMIT_KIB,
+        "hushd grew by {growth} KiB while a subscriber stalled"
+    );
+
+    // Now read: what was in flight, then a clear close.
+    let (events, close) = read_to_close(&mut stalled, Duration::from_secs(90)).await;
+    let (code, reason) = close.expect("a close frame, not a dropped connection");
+    println!("stalled subscriber: {events} events, then {code:?}: {reason}");
+    assert_eq!(code, CloseCode::Again, "{reason}");
+    assert!(
+        reason.contains("stalled") || reason.contains("fell behind"),
+        "{reason}"
+    );
+    assert!(events < 3000 + STALLED_WRITES, "{events} events");
+    // hushd serves on, and a new subscriber hears new events.
+    let mut fresh = subscribe(&h, "root", "kv-v2/data-write").await;
+    h.kv_put("after", json!({"a": "1"})).await;
+    let e = next_event(&mut fresh, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(e["data"]["event"]["metadata"]["path"], "secret/data/after");
+}

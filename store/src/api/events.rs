@@ -163,6 +163,20 @@ fn truncate(mut s: String) -> String {
     s
 }
 
+fn stalled() -> String {
+    format!(
+        "subscriber stalled: no frame taken for {}s; resubscribe and read the current versions",
+        SEND_STALL.as_secs()
+    )
+}
+
+fn fell_behind(dropped: u64) -> String {
+    format!(
+        "subscriber fell behind by more than {EVENT_BUFFER} events ({dropped} dropped); \
+         resubscribe and read the current versions"
+    )
+}
+
 fn frame(event: &Event) -> Message {
     // Vault ends each JSON event with a newline.
     let mut text = event.to_cloudevent().to_string();
@@ -187,34 +201,40 @@ async fn serve(
             },
             event = rx.recv() => match event {
                 Ok(event) => match sub.allows(&core, &event).await {
-                    Ok(true) => match tokio::time::timeout(SEND_STALL, socket.send(frame(&event))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
-                            core.events().note_lagged();
-                            break (close_code::AGAIN, format!(
-                                "subscriber stalled: no frame taken for {}s; resubscribe and read \
-                                 the current versions", SEND_STALL.as_secs()));
+                    Ok(true) => {
+                        let sent = tokio::time::timeout(SEND_STALL, socket.send(frame(&event)));
+                        match sent.await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return,
+                            Err(_) => {
+                                core.events().note_lagged();
+                                break (close_code::AGAIN, stalled());
+                            }
                         }
-                    },
+                    }
                     Ok(false) => {}
                     Err(e) => break close_for(&e),
                 },
                 Err(RecvError::Lagged(n)) => {
                     core.events().note_lagged();
-                    break (close_code::AGAIN, format!(
-                        "subscriber fell behind by more than {EVENT_BUFFER} events ({n} dropped); \
-                         resubscribe and read the current versions"));
+                    break (close_code::AGAIN, fell_behind(n));
                 }
-                Err(RecvError::Closed) => break (close_code::AWAY, "hushd is shutting down".into()),
+                Err(RecvError::Closed) => {
+                    break (close_code::AWAY, "hushd is shutting down".into());
+                }
             },
             _ = tick.tick() => {
                 if let Err(e) = sub.check(&core, true).await {
                     break close_for(&e);
                 }
                 ticks = ticks.wrapping_add(1);
-                if ticks % PING_EVERY == 0 && socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
+                if ticks.is_multiple_of(PING_EVERY) {
+                    let ping = socket.send(Message::Ping(Default::default()));
+                    match tokio::time::timeout(SEND_STALL, ping).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => break (close_code::AGAIN, stalled()),
+                    }
                 }
             }
         }
@@ -289,5 +309,6 @@ mod tests {
         assert!(cut.len() <= 123 && cut.is_char_boundary(cut.len()));
         assert_eq!(close_for(&LogicalError::PermissionDenied).0, 1008);
         assert_eq!(close_for(&LogicalError::Sealed).0, 1013);
+        assert!(stalled().len() <= 123 && fell_behind(u64::MAX).len() <= 123);
     }
 }
