@@ -22,6 +22,9 @@
 //!   checked tmpfs; [`sink::fuse`] (`--fuse`) serves them from memory through a read-only FUSE
 //!   mount that logs every open.
 //! - [`notify`]: tells the application after a swap (command, signal, supervised child).
+//! - [`events`]: push: the subscription to hushd's events (`sys/events/subscribe`, a
+//!   WebSocket over the same rustls), which paths an event names, and the inbox the loop
+//!   empties; resubscribes with backoff, falls back to the poll alone when the store has none.
 //! - [`keeper`]: one cycle: reads secrets, notices new versions, renews and replaces leases,
 //!   renders and hands the whole set to the sink, never throwing away the last good values.
 //! - [`run`]: start-up (destination, token, keeper, background tasks), the loop (or
@@ -32,6 +35,7 @@
 pub mod auth;
 pub mod config;
 pub mod docker_plugin;
+pub mod events;
 pub mod keeper;
 pub mod notify;
 pub mod render;

@@ -32,6 +32,7 @@
 //! revoke_leases_on_exit = true
 //! metrics_listen = "127.0.0.1:9102"
 //! once_deadline = "2m"        # --once exits 1 after this long, naming the last error
+//! push = true                 # events from hushd: a change is on disk in milliseconds
 //!
 //! [destination]
 //! path = "/run/secrets/app"
@@ -213,6 +214,10 @@ pub struct RawAgent {
     /// `--once` gives up after this long (a login that keeps failing, an unreachable store).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub once_deadline: Option<String>,
+    /// Subscribe to hushd's events and re-read a secret as soon as it changes (default true);
+    /// the metadata poll stays as the safety net either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -10,6 +10,8 @@
 //! - [`injector`]: a real hush-injector behind a certificate from a CA made in the test, and
 //!   the recorded AdmissionReviews it is tested on.
 //! - [`process`]: finding binaries, free ports, [`Proc`] (a child with its log, stopped on drop).
+//! - [`push`]: a fleet of agents following the same paths, and the write-to-file latency
+//!   (push tests, the change-to-file bench).
 //! - [`load`]: the lean keep-alive HTTP/1.1 client of the load generator.
 //! - [`docker`]: the images built from `docker/`, containers and volumes removed on drop.
 //! - [`systemd`]: the units of `manifests/systemd/` under `systemd-analyze` and `systemd-sysusers`.
@@ -32,6 +34,7 @@ pub mod load;
 pub mod login;
 pub mod moto;
 pub mod process;
+pub mod push;
 pub mod systemd;
 
 pub use process::{bin, bin_or, free_port, Proc};

@@ -53,6 +53,10 @@ pub struct Flags {
     /// store) and exit 1 naming the last error [default: 2m].
     #[arg(long, value_name = "DURATION")]
     pub once_deadline: Option<String>,
+    /// Do not subscribe to hushd's events: only the refresh interval's metadata poll finds
+    /// new versions.
+    #[arg(long)]
+    pub no_push: bool,
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
@@ -267,6 +271,9 @@ impl Flags {
         }
         flag(&mut raw.agent.once, self.once);
         set(&mut raw.agent.once_deadline, self.once_deadline);
+        if self.no_push {
+            raw.agent.push = Some(false);
+        }
         if let Some(cmd) = self.notify_command {
             raw.notify.command = Some(vec!["/bin/sh".into(), "-c".into(), cmd]);
         }

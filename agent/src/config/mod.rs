@@ -47,6 +47,8 @@ pub struct Config {
     /// Revoke held leases at exit (never with `once`: they are handed over).
     pub revoke_leases_on_exit: bool,
     pub metrics_listen: Option<SocketAddr>,
+    /// Subscribe to hushd's events (`[agent] push`, `--no-push`); never with `once`.
+    pub push: bool,
     pub notify: Notify,
     pub exec: Option<Exec>,
 }

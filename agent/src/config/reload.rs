@@ -5,12 +5,13 @@
 //! and the revoke-at-exit settings. Kept from the running agent (each one named in the log when
 //! the new file changes it; a restart applies it): the server address, CA and credential (the
 //! token and the leases hang on them), the destination (its path, tmpfs and FUSE settings),
-//! the metrics listener, `once`, and the supervised command.
+//! the metrics listener, `once`, the supervised command, and `push` (the subscriber starts
+//! with the agent).
 
 use super::Config;
 
 /// Settings that a reload cannot change, by the name the log shows.
-pub const FIXED: [&str; 8] = [
+pub const FIXED: [&str; 9] = [
     "server.addr",
     "server.ca_cert",
     "the credential (token_file / auth)",
@@ -19,6 +20,7 @@ pub const FIXED: [&str; 8] = [
     "once",
     "exec (the supervised command)",
     "destination.fuse",
+    "agent.push",
 ];
 
 /// `new` with the settings a reload cannot change taken from `old`; and the names of those
@@ -50,6 +52,10 @@ pub fn merge(old: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
     if new.once != old.once {
         kept.push(FIXED[5]);
         new.once = old.once;
+    }
+    if new.push != old.push {
+        kept.push(FIXED[8]);
+        new.push = old.push;
     }
     let exec_key = |c: &Config| {
         c.exec

@@ -337,6 +337,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         lease_grace,
         revoke_leases_on_exit: raw.agent.revoke_leases_on_exit.unwrap_or(true) && !once,
         metrics_listen,
+        push: raw.agent.push.unwrap_or(true) && !once,
         notify,
         exec,
     };

@@ -172,6 +172,16 @@ impl Keeper {
         self.reloading = true;
     }
 
+    /// An event said these sources changed: their next look reads them at once (one request,
+    /// not a metadata check and then a read).
+    pub fn pushed(&mut self, sources: &[usize]) {
+        for &i in sources {
+            if let Some(s) = self.sources.get_mut(i) {
+                s.pushed = true;
+            }
+        }
+    }
+
     /// A complete set has been on disk since.
     pub fn ready(&self) -> bool {
         self.written_once
@@ -240,6 +250,7 @@ impl Keeper {
                     Recovery::LoginFailed => report.transient = true,
                 }
             }
+            state.pushed = false;
             let applied = source::apply(src, state, fetch, on_forbidden);
             self.dirty |= applied.changed;
             report.transient |= applied.transient;

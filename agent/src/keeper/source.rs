@@ -29,6 +29,8 @@ pub struct SourceState {
     pub created: Option<SystemTime>,
     /// The token may not read `MOUNT/metadata/...`: compare versions of full reads instead.
     pub metadata_denied: bool,
+    /// An event said it changed: the next look reads it without the metadata check first.
+    pub pushed: bool,
     /// The files of this source were removed after a 403.
     pub removed: bool,
     /// The last problem, for logging only when it changes, and for `--once`'s message.
@@ -120,7 +122,8 @@ pub async fn fetch(
 ) -> Fetch {
     match &source.kind {
         SourceKind::KvV2 { mount, path } => {
-            if state.data.is_some() && state.version.is_some() && !state.metadata_denied {
+            let check_first = !state.metadata_denied && !state.pushed;
+            if state.data.is_some() && state.version.is_some() && check_first {
                 let t = Instant::now();
                 let meta = client.kv_metadata_get(mount, path).await;
                 timed(observer, "kv_metadata", t, &meta);

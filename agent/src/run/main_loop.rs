@@ -2,7 +2,8 @@
 //! until the earliest of the refresh interval (or the backoff delay after a transient
 //! failure), the next lease time and the deadline of an open waiting for a lazy secret, and
 //! wakes early for shutdown, the supervised child's exit, a signal to pass on, a first open
-//! of a lazy file, or a `SIGHUP` reload. systemd hears of each step (`READY=1` with
+//! of a lazy file, a pushed change (hushd's events: a cycle over the sources it names, or
+//! over all of them after a resubscription), or a `SIGHUP` reload. systemd hears of each step (`READY=1` with
 //! `/readyz`, `STATUS=` after each cycle, `RELOADING=1`/`READY=1` around a reload).
 
 use std::time::{Duration, Instant, SystemTime};
@@ -13,6 +14,7 @@ use super::outcome::{Finished, RunError};
 use super::reload::{self, Reload};
 use super::start::{Agent, Tasks};
 use crate::config::{self, ChildOnChange, Config};
+use crate::events;
 use crate::keeper::{self, Keeper};
 use crate::notify::supervise::{ChangePolicy, ChildEnv, ChildSpec, Supervisor};
 use crate::notify::{self, Notifier, NotifyConfig, Signal};
@@ -136,6 +138,9 @@ pub(super) async fn run(
         ..
     } = agent;
     let ready_tx = &tasks.ready;
+    let inbox = tasks.inbox.clone();
+    // When the oldest pushed change not yet on disk arrived.
+    let mut push_since: Option<Instant> = None;
     let mut notifier = notifier(config);
     // What the next `STATUS=` line says.
     let mut status = Status::default();
@@ -163,6 +168,19 @@ pub(super) async fn run(
             _ = shutdown.cancelled() => break Finished::Done,
             r = keeper.cycle(partial.as_deref()) => r,
         };
+        if let Some(since) = push_since.take() {
+            if report.written.is_some() {
+                let latency = since.elapsed();
+                metrics.push_event_to_file(latency);
+                tracing::debug!(
+                    latency_ms = latency.as_millis() as u64,
+                    "pushed change on disk"
+                );
+            } else if report.transient {
+                // Not read yet: the latency runs on until it is.
+                push_since = Some(since);
+            }
+        }
         if let Some(f) = &fuse {
             // Opens waiting for a lazy secret that failed for good fail now; others at their
             // deadline.
@@ -267,6 +285,12 @@ pub(super) async fn run(
                 None => std::future::pending().await,
             }
         };
+        let pushed = async {
+            match &inbox {
+                Some(i) => i.wait().await,
+                None => std::future::pending().await,
+            }
+        };
         let reload_request = async {
             match &mut reload {
                 Some(r) => r.requests.recv().await,
@@ -297,6 +321,26 @@ pub(super) async fn run(
                     sources.extend(keeper.want_file(file));
                 }
                 only = Some(sources);
+            }
+            pending = pushed => {
+                // Every event queued meanwhile comes in this one batch: a burst is one cycle.
+                only = if pending.resync {
+                    tracing::debug!("checking every followed secret (subscribed to events)");
+                    None
+                } else {
+                    let mut sources: Vec<usize> = pending
+                        .paths
+                        .iter()
+                        .flat_map(|p| events::matching(&config.sources, p))
+                        .collect();
+                    sources.sort_unstable();
+                    sources.dedup();
+                    keeper.pushed(&sources);
+                    Some(sources)
+                };
+                if only.as_ref().is_none_or(|s| !s.is_empty()) {
+                    push_since = push_since.or(pending.since);
+                }
             }
             Some(()) = reload_request => {
                 // Under systemd a reload while starting is quiet: READY=1 comes with the files.

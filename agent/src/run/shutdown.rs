@@ -49,6 +49,9 @@ pub(super) async fn stop(
     }
     tasks.cancel.cancel();
     let _ = tasks.renewer.await;
+    if let Some(p) = tasks.push {
+        let _ = tokio::time::timeout(Duration::from_millis(500), p).await;
+    }
     if let Some(s) = tasks.server {
         let _ = tokio::time::timeout(Duration::from_millis(500), s).await;
     }

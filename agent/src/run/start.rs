@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::outcome::RunError;
 use crate::auth::{self, AuthError, Persist, TokenSource};
 use crate::config::{self, Config};
+use crate::events::{self, Inbox};
 use crate::keeper::{self, Keeper};
 use crate::render::Renderer;
 use crate::retry::backoff::Backoff;
@@ -47,6 +48,9 @@ pub(super) struct Tasks {
     pub cancel: CancellationToken,
     pub renewer: JoinHandle<()>,
     pub server: Option<JoinHandle<std::io::Result<()>>>,
+    /// The events subscriber (`push`), and where it leaves changed paths for the loop.
+    pub push: Option<JoinHandle<()>>,
+    pub inbox: Option<Arc<Inbox>>,
     /// Tells `/readyz` that every file was rendered.
     pub ready: watch::Sender<bool>,
 }
@@ -165,7 +169,8 @@ pub(super) async fn adopt_handoff(agent: &mut Agent) {
     }
 }
 
-/// Start the telemetry listener (when asked) and the token renewal.
+/// Start the telemetry listener (when asked), the token renewal and the events subscriber
+/// (`push`).
 pub(super) async fn tasks(agent: &Agent) -> Result<Tasks, RunError> {
     let config = &agent.config;
     let cancel = CancellationToken::new();
@@ -193,10 +198,29 @@ pub(super) async fn tasks(agent: &Agent) -> Result<Tasks, RunError> {
         agent.observer.clone(),
         cancel.clone(),
     ));
+    let (mut push, mut inbox) = (None, None);
+    if config.push {
+        let i = Arc::new(Inbox::default());
+        push = Some(tokio::spawn(events::subscribe::run(
+            events::subscribe::Settings {
+                addr: config.server.addr.clone(),
+                ca_cert: config.server.ca_cert.clone(),
+                retry_base: config.refresh_interval.min(Duration::from_secs(1)),
+                backoff_max: config.backoff_max,
+            },
+            agent.tokens.clone(),
+            i.clone(),
+            agent.metrics.clone(),
+            cancel.clone(),
+        )));
+        inbox = Some(i);
+    }
     Ok(Tasks {
         cancel,
         renewer,
         server,
+        push,
+        inbox,
         ready,
     })
 }

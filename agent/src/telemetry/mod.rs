@@ -28,6 +28,11 @@
 //! | `hush_fuse_opens_total` | counter | `result` | opens of FUSE files (`allowed`, `denied`) |
 //! | `hush_fuse_lookups_total` | counter | `result` | logged lookups (FUSE fast cache mode) |
 //! | `hush_fuse_access_log_dropped_total` | counter | | access-log lines dropped (queue full) |
+//! | `hush_push_state` | gauge | | events subscription: 0 off, 1 connecting, 2 subscribed, 3 unavailable (polling only) |
+//! | `hush_push_subscriptions_total` | counter | | subscriptions made (first and every resubscription) |
+//! | `hush_push_unavailable_total` | counter | | subscribe attempts the store refused or a proxy broke (403/404/405/400, not a WebSocket) |
+//! | `hush_push_events_total` | counter | | events received |
+//! | `hush_push_event_to_file_seconds` | histogram | | from an event's arrival to its change on disk |
 //!
 //! (*) Counted from when the store made the data: a KV v2 version's `created_time`, a dynamic
 //! secret's lease issue, otherwise the agent's first read of that data; for a template, the
@@ -78,6 +83,17 @@ struct StoreLabels {
     outcome: String,
 }
 
+/// Where the events subscription stands (`hush_push_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushState {
+    /// `push = false` (or `--once`).
+    Off = 0,
+    Connecting = 1,
+    Subscribed = 2,
+    /// The store refused or a proxy broke the subscription: polling only, retrying.
+    Unavailable = 3,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The agent's metrics. Cheap to update from any task; encoded at scrape.
@@ -98,6 +114,11 @@ pub struct Metrics {
     fuse_opens: Family<ResultLabels, Counter>,
     fuse_lookups: Family<ResultLabels, Counter>,
     fuse_log_dropped: Counter,
+    push_state: Gauge,
+    push_subscriptions: Counter,
+    push_unavailable: Counter,
+    push_events: Counter,
+    push_latency: Histogram,
     /// File -> when its data was made (for `secret_age_seconds`).
     files: Mutex<BTreeMap<String, SystemTime>>,
     /// Secret name -> when its lease ends.
@@ -148,6 +169,12 @@ impl Metrics {
         let fuse_opens = Family::<ResultLabels, Counter>::default();
         let fuse_lookups = Family::<ResultLabels, Counter>::default();
         let fuse_log_dropped = Counter::default();
+        let push_state = Gauge::default();
+        let push_subscriptions = Counter::default();
+        let push_unavailable = Counter::default();
+        let push_events = Counter::default();
+        // 1 ms .. ~16 s
+        let push_latency = store_histogram();
 
         registry.register("renders", "Successful renders of a file", renders.clone());
         registry.register(
@@ -220,6 +247,31 @@ impl Metrics {
             "Access-log lines dropped because the queue was full",
             fuse_log_dropped.clone(),
         );
+        registry.register(
+            "push_state",
+            "Events subscription: 0 off, 1 connecting, 2 subscribed, 3 unavailable",
+            push_state.clone(),
+        );
+        registry.register(
+            "push_subscriptions",
+            "Events subscriptions made (the first and every resubscription)",
+            push_subscriptions.clone(),
+        );
+        registry.register(
+            "push_unavailable",
+            "Subscribe attempts refused by the store or broken by a proxy (polling only then)",
+            push_unavailable.clone(),
+        );
+        registry.register(
+            "push_events",
+            "Events received from the store (the store sends only what the token may read)",
+            push_events.clone(),
+        );
+        registry.register(
+            "push_event_to_file_seconds",
+            "From an event's arrival to its change on disk",
+            push_latency.clone(),
+        );
         Self {
             registry,
             renders,
@@ -237,6 +289,11 @@ impl Metrics {
             fuse_opens,
             fuse_lookups,
             fuse_log_dropped,
+            push_state,
+            push_subscriptions,
+            push_unavailable,
+            push_events,
+            push_latency,
             files: Mutex::new(BTreeMap::new()),
             leases: Mutex::new(BTreeMap::new()),
             process: Mutex::new(ProcessStats::new()),
@@ -320,6 +377,31 @@ impl Metrics {
     /// An access-log line was dropped (its queue was full).
     pub fn fuse_access_log_dropped(&self) {
         self.fuse_log_dropped.inc();
+    }
+
+    /// Where the events subscription stands.
+    pub fn push_state(&self, state: PushState) {
+        self.push_state.set(state as i64);
+    }
+
+    /// A subscription was made.
+    pub fn push_subscribed(&self) {
+        self.push_subscriptions.inc();
+    }
+
+    /// A subscribe attempt was refused (or a proxy broke it): polling only.
+    pub fn push_unavailable(&self) {
+        self.push_unavailable.inc();
+    }
+
+    /// An event arrived.
+    pub fn push_event(&self) {
+        self.push_events.inc();
+    }
+
+    /// An event's change reached the files `latency` after the event arrived.
+    pub fn push_event_to_file(&self, latency: Duration) {
+        self.push_latency.observe(latency.as_secs_f64());
     }
 
     /// Whether the agent is ready (every file rendered at least once).
