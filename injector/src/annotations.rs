@@ -34,6 +34,8 @@ pub const KEYS: &[&str] = &[
     "notify-signal",
     "notify-process",
     "agent-image",
+    "agent-cpu",
+    "agent-memory",
     "agent-cpu-request",
     "agent-cpu-limit",
     "agent-memory-request",
@@ -160,6 +162,8 @@ pub fn read(pod: &Pod) -> Result<Request, Denial> {
     let mut modes: BTreeMap<&str, String> = BTreeMap::new();
     let mut notify_signal = None;
     let mut notify_process = None;
+    // `agent-cpu` / `agent-memory`: request and limit at once, unless given one by one.
+    let (mut cpu_both, mut memory_both) = (None, None);
     for (key, value) in ours {
         let deny = |reason: String| Denial::new(key, reason);
         if let Some(name) = key.strip_prefix("secret-") {
@@ -262,6 +266,15 @@ pub fn read(pod: &Pod) -> Result<Request, Denial> {
                 syntax::word(value, "registry.example.com/hush-agent:0.1.0").map_err(deny)?;
                 a.agent_image = Some(value.into());
             }
+            "agent-cpu" | "agent-memory" => {
+                syntax::quantity(value).map_err(deny)?;
+                let slot = if key == "agent-cpu" {
+                    &mut cpu_both
+                } else {
+                    &mut memory_both
+                };
+                *slot = Some(value.to_string());
+            }
             "agent-cpu-request"
             | "agent-cpu-limit"
             | "agent-memory-request"
@@ -280,6 +293,16 @@ pub fn read(pod: &Pod) -> Result<Request, Denial> {
                 a.agent_config = Some(value.into());
             }
             _ => return Err(deny(unknown_key())),
+        }
+    }
+
+    for (both, request, limit) in [
+        (cpu_both, &mut a.cpu_request, &mut a.cpu_limit),
+        (memory_both, &mut a.memory_request, &mut a.memory_limit),
+    ] {
+        if let Some(q) = both {
+            request.get_or_insert_with(|| q.clone());
+            limit.get_or_insert(q);
         }
     }
 

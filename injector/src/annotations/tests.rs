@@ -496,6 +496,8 @@ fn bad_agent_image() {
 #[test]
 fn bad_resources() {
     for key in [
+        "agent-cpu",
+        "agent-memory",
         "agent-cpu-request",
         "agent-cpu-limit",
         "agent-memory-request",
@@ -509,6 +511,19 @@ fn bad_resources() {
              Pi, Ei or an exponent like e3), e.g. 250m, 0.5, 128Mi",
         );
     }
+}
+
+#[test]
+fn agent_cpu_and_memory_set_request_and_limit_unless_given_one_by_one() {
+    let a = annotations(&[
+        ("hush.dev/agent-cpu", "100m"),
+        ("hush.dev/agent-memory", "64Mi"),
+        ("hush.dev/agent-memory-limit", "96Mi"),
+    ]);
+    assert_eq!(a.cpu_request.as_deref(), Some("100m"));
+    assert_eq!(a.cpu_limit.as_deref(), Some("100m"));
+    assert_eq!(a.memory_request.as_deref(), Some("64Mi"));
+    assert_eq!(a.memory_limit.as_deref(), Some("96Mi"));
 }
 
 #[test]
