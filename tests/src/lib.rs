@@ -33,6 +33,7 @@ pub mod layers;
 pub mod load;
 pub mod login;
 pub mod moto;
+pub mod private_dockerd;
 pub mod process;
 pub mod push;
 pub mod systemd;
