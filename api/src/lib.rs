@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`build_info`]: what `--version` prints: version, git commit, profile, target.
-//! - [`wire`]: Vault's JSON shapes (response envelope, `auth`, `sys/` bodies, KV v2, tokens).
+//! - [`wire`]: Vault's JSON shapes (response envelope, `auth`, `sys/` bodies, KV v2, tokens) and
+//!   Hush's own `sys/agents` shapes (agent reports, the fleet view).
 //! - [`client`]: [`Client`], an HTTP(S) client over reqwest + rustls (ring), with generic
 //!   `read`/`write`/`list`/`delete`/`patch` and typed helpers per API area.
 //! - [`error`]: [`ClientError`], keeping the HTTP status and the server's `errors`.

@@ -3,6 +3,7 @@
 //! Types that carry secrets (tokens, unseal keys, KV data) hold them as [`SecretString`] or
 //! keep them out of `Debug`; they serialise the secret in clear only because the wire needs it.
 
+pub mod agents;
 pub mod kv;
 pub mod sys;
 pub mod token;
