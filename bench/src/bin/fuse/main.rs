@@ -12,8 +12,15 @@
 //!   audited mode does ([`floor`]), served by a child process (this binary again, with the
 //!   hidden `--serve-floor DIR`) as the agent is: the kernel's FUSE round trips alone, the least
 //!   any audited open costs on this machine. Build this binary with the agent's optimizations
-//!   (`--release`) for a fair floor.
+//!   (`--release`) for a fair floor;
+//! - optional, in the same rounds: `fuse-audited-shipping`, an audited agent started with extra
+//!   arguments (`--shipping-arg`, e.g. reporting to this hushd), against `fuse-audited` (no
+//!   reporting); `fuse-audited-cmp`, an audited agent from another binary
+//!   (`--compare-agent`), for an A/B of two builds.
 //!
+//! For the modes served by a process (the floor and the FUSE agents), that process's CPU time
+//! (all its threads, from `/proc/PID/task/*/schedstat`) and its threads' context switches are
+//! read around each measurement and shown per op: what the serving side spends on an open.
 //! Each op is single-threaded `open` + `read` to EOF + `close` (`std::fs::File`). The modes are
 //! interleaved in rounds (each round runs every mode once, in turn), and each mode's result is
 //! the median over rounds of the mean time per op in that round. The audited agent's RSS
@@ -60,6 +67,15 @@ struct Args {
     /// Lazy secrets for the first-open measurement (each its own KV secret); 0 skips it.
     #[arg(long, default_value_t = 50)]
     lazy: usize,
+    /// Adds the mode `fuse-audited-cmp`: an audited agent from this binary, in the same rounds
+    /// (an A/B of two builds).
+    #[arg(long, value_name = "PATH")]
+    compare_agent: Option<PathBuf>,
+    /// Adds the mode `fuse-audited-shipping`: an audited agent with this extra argument
+    /// (repeat it, one argument each; `{addr}` is replaced by hushd's address), e.g. its
+    /// reporting to hushd turned on. Compared with `fuse-audited` in the same rounds.
+    #[arg(long = "shipping-arg", value_name = "ARG", allow_hyphen_values = true)]
+    shipping_args: Vec<String>,
     /// Internal: serve the floor filesystem on DIR until killed.
     #[arg(long, hide = true, value_name = "DIR")]
     serve_floor: Option<PathBuf>,
@@ -248,6 +264,45 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU time of every thread of `pid` so far, in ns, and their context switches.
+fn server_usage(pid: u32) -> Option<(u64, u64)> {
+    let mut cpu = 0;
+    let mut switches = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let task = task.ok()?.path();
+        // schedstat: time on CPU (ns), time waiting to run, timeslices.
+        let Ok(stat) = fs::read_to_string(task.join("schedstat")) else {
+            continue; // the thread ended meanwhile
+        };
+        cpu += stat.split(' ').next()?.parse::<u64>().ok()?;
+        let status = fs::read_to_string(task.join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(n) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                switches += n.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some((cpu, switches))
+}
+
+/// One thing measured: a file, and the process serving it, if any.
+struct Mode {
+    name: String,
+    path: PathBuf,
+    server: Option<u32>,
+}
+
+/// A mode's medians over rounds: µs per op, and its server's CPU µs and context switches per
+/// op.
+struct Medians {
+    op: f64,
+    cpu: Option<f64>,
+    switches: Option<f64>,
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.ops == 0 || args.rounds == 0 || args.size == 0 {
@@ -268,8 +323,6 @@ fn main() -> Result<()> {
     let hushd = rt.block_on(start_hushd(&hushd_bin, &value));
 
     let tmpfs_dest = dir.join("tmpfs");
-    let audited_dest = dir.join("audited");
-    let fast_dest = dir.join("fast");
     let floor_dest = dir.join("floor");
     // Dropped after the processes: the floor dies by SIGTERM without unmounting, and tmpfs
     // mode leaves its files (and the tmpfs it mounted) in place.
@@ -288,85 +341,169 @@ fn main() -> Result<()> {
         &["--mount-tmpfs"],
         &value,
     )?;
-    let audited = start_agent(
-        &agent_bin,
-        &hushd,
-        dir,
-        &audited_dest,
-        &[
-            "--fuse",
-            "--fuse-cache",
-            "audited",
-            "--access-log",
-            &log_flag,
-        ],
-        &value,
-    )?;
-    let fast = start_agent(
-        &agent_bin,
-        &hushd,
-        dir,
-        &fast_dest,
-        &["--fuse", "--fuse-cache", "fast", "--access-log", &log_flag],
-        &value,
-    )?;
+    let fuse_args = |cache: &str| -> Vec<String> {
+        ["--fuse", "--fuse-cache", cache, "--access-log", &log_flag]
+            .map(String::from)
+            .to_vec()
+    };
+    // The FUSE agents: mode, binary, arguments.
+    let mut fuse_modes: Vec<(&str, &Path, Vec<String>)> = vec![
+        ("fuse-audited", agent_bin.as_path(), fuse_args("audited")),
+        ("fuse-fast", agent_bin.as_path(), fuse_args("fast")),
+    ];
+    if !args.shipping_args.is_empty() {
+        let mut shipping = fuse_args("audited");
+        shipping.extend(
+            args.shipping_args
+                .iter()
+                .map(|a| a.replace("{addr}", &hushd.addr)),
+        );
+        fuse_modes.insert(1, ("fuse-audited-shipping", agent_bin.as_path(), shipping));
+    }
+    if let Some(other) = &args.compare_agent {
+        fuse_modes.insert(
+            1,
+            ("fuse-audited-cmp", other.as_path(), fuse_args("audited")),
+        );
+    }
+    let mut agents = Vec::new();
+    let mut modes = Vec::new();
+    for (name, bin, agent_args) in &fuse_modes {
+        let dest = dir.join(name);
+        let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
+        let agent = start_agent(bin, &hushd, dir, &dest, &agent_args, &value)?;
+        modes.push(Mode {
+            name: name.to_string(),
+            path: dest.join(FILE),
+            server: Some(agent.child.id()),
+        });
+        agents.push(agent);
+    }
     // The same bytes in a plain file on the agent's tmpfs, outside its `..data` layout.
     let plain = tmpfs_dest.join("plain.txt");
     fs::write(&plain, &value)?;
-
-    let modes: [(&str, PathBuf); 5] = [
-        ("tmpfs-plain", plain.clone()),
-        ("tmpfs", tmpfs_dest.join(FILE)),
-        ("fuse-floor", floor_dest.join(FILE)),
-        ("fuse-audited", audited_dest.join(FILE)),
-        ("fuse-fast", fast_dest.join(FILE)),
+    let first = [
+        ("tmpfs-plain", plain.clone(), None),
+        ("tmpfs", tmpfs_dest.join(FILE), None),
+        ("fuse-floor", floor_dest.join(FILE), Some(floor.child.id())),
     ];
-    for (_, path) in &modes {
-        measure(path, args.ops / 10 + 1, args.size)?; // warm-up
+    let modes: Vec<Mode> = first
+        .into_iter()
+        .map(|(name, path, server)| Mode {
+            name: name.into(),
+            path,
+            server,
+        })
+        .chain(modes)
+        .collect();
+
+    for mode in &modes {
+        measure(&mode.path, args.ops / 10 + 1, args.size)?; // warm-up
     }
-    let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut ops: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut switches: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for round in 0..args.rounds {
-        for (i, (name, path)) in modes.iter().enumerate() {
-            let ns = measure(path, args.ops, args.size)?;
-            eprintln!("round {round} {name}: {:.2} µs/op", ns / 1e3);
-            results[i].push(ns);
+        for (i, mode) in modes.iter().enumerate() {
+            let before = mode.server.and_then(server_usage);
+            let ns = measure(&mode.path, args.ops, args.size)?;
+            let after = mode.server.and_then(server_usage);
+            let mut note = String::new();
+            if let (Some(b), Some(a)) = (before, after) {
+                let per_op = |x: u64, y: u64| y.saturating_sub(x) as f64 / args.ops as f64;
+                cpu[i].push(per_op(b.0, a.0));
+                switches[i].push(per_op(b.1, a.1));
+                note = format!(
+                    ", server CPU {:.2} µs/op, {:.2} switches/op",
+                    per_op(b.0, a.0) / 1e3,
+                    per_op(b.1, a.1)
+                );
+            }
+            eprintln!("round {round} {}: {:.2} µs/op{note}", mode.name, ns / 1e3);
+            ops[i].push(ns);
         }
     }
+    let audited = &agents[0];
     let rss = status_kib(audited.child.id(), "VmRSS");
     let hwm = status_kib(audited.child.id(), "VmHWM");
-    let fast_rss = status_kib(fast.child.id(), "VmRSS");
     let log_lines = fs::read_to_string(&access_log)?.lines().count();
 
-    let med: Vec<f64> = results.into_iter().map(median).collect();
-    let base = med[1];
+    let some_median = |v: Vec<f64>| (!v.is_empty()).then(|| median(v));
+    let med: Vec<Medians> = ops
+        .into_iter()
+        .zip(cpu)
+        .zip(switches)
+        .map(|((o, c), s)| Medians {
+            op: median(o),
+            cpu: some_median(c),
+            switches: some_median(s),
+        })
+        .collect();
+    let by_name = |name: &str| {
+        modes
+            .iter()
+            .position(|m| m.name == name)
+            .map(|i| &med[i])
+            .expect("a mode of this run")
+    };
+    let (plain_m, tmpfs_m, floor_m) = (
+        by_name("tmpfs-plain"),
+        by_name("tmpfs"),
+        by_name("fuse-floor"),
+    );
+    let audited_m = by_name("fuse-audited");
     println!("Machine: {}.", machine());
     println!(
         "{} rounds x {} ops per mode, single thread, open + read to EOF + close of a {}-byte secret; \
-         median over rounds of the mean per op.\n",
+         median over rounds of the mean per op. Server CPU: the serving process's CPU time (all \
+         threads) per op; switches: its threads' context switches per op.\n",
         args.rounds, args.ops, args.size
     );
-    println!("| mode | µs per op | vs tmpfs (agent link) | vs plain tmpfs file |");
-    println!("| --- | ---: | ---: | ---: |");
-    for ((name, _), ns) in modes.iter().zip(&med) {
+    println!(
+        "| mode | µs per op | vs fuse-floor | vs tmpfs (agent link) | vs plain tmpfs file | server CPU µs/op | server switches/op |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (mode, m) in modes.iter().zip(&med) {
+        let opt =
+            |v: Option<f64>, scale: f64| v.map_or("-".into(), |v| format!("{:.2}", v / scale));
         println!(
-            "| {name} | {:.2} | {:.2}x | {:.2}x |",
-            ns / 1e3,
-            ns / base,
-            ns / med[0]
+            "| {} | {:.2} | {:.3}x | {:.2}x | {:.2}x | {} | {} |",
+            mode.name,
+            m.op / 1e3,
+            m.op / floor_m.op,
+            m.op / tmpfs_m.op,
+            m.op / plain_m.op,
+            opt(m.cpu, 1e3),
+            opt(m.switches, 1.0),
         );
     }
     let kib = |v: Option<u64>| v.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let fast_rss = modes
+        .iter()
+        .find(|m| m.name == "fuse-fast")
+        .and_then(|m| status_kib(m.server?, "VmRSS"));
     println!(
         "\nAgent RSS in FUSE mode after the runs: audited {} (peak {}), fast {}. \
-         Access-log lines written: {log_lines}.",
+         Access-log lines written (all FUSE agents): {log_lines}.",
         kib(rss),
         kib(hwm),
         kib(fast_rss)
     );
     println!(
-        "The agent's own work per audited open (audited minus the no-op floor): {:.2} µs.",
-        (med[3] - med[2]) / 1e3
+        "The agent's own work per audited open (audited minus the no-op floor): {:.2} µs; \
+         audited / floor: **{:.3}x**.",
+        (audited_m.op - floor_m.op) / 1e3,
+        audited_m.op / floor_m.op
     );
+    for other in ["fuse-audited-shipping", "fuse-audited-cmp"] {
+        if let Some(i) = modes.iter().position(|m| m.name == other) {
+            println!(
+                "{other} / fuse-audited: **{:.3}x** ({:+.2} µs per op).",
+                med[i].op / audited_m.op,
+                (med[i].op - audited_m.op) / 1e3
+            );
+        }
+    }
     if args.lazy > 0 {
         let (first, second) =
             rt.block_on(lazy_first_opens(&agent_bin, &hushd, dir, args.lazy, &value))?;
@@ -383,6 +520,6 @@ fn main() -> Result<()> {
             percentile(&second, 0.5),
         );
     }
-    drop((tmpfs_agent, audited, fast, floor));
+    drop((tmpfs_agent, agents, floor));
     Ok(())
 }
