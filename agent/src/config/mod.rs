@@ -9,6 +9,7 @@ mod aws;
 mod credential;
 pub mod flags;
 pub mod reload;
+pub mod report;
 mod validate;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ pub use flags::{Flags, ServerFlags};
 pub use hush_api::agent_config::RawConfig;
 /// Duration strings (in hush-api, shared with hush-injector).
 pub use hush_api::duration;
+pub use report::{Identity, ReportSettings};
 
 /// An invalid configuration, with the message shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +51,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Subscribe to hushd's events (`[agent] push`, `--no-push`); never with `once`.
     pub push: bool,
+    /// Who the agent is in hushd's fleet view (`[agent] id`, `--agent-id`).
+    pub identity: Identity,
+    /// Shipping access events and state to hushd; `None`: off (`--no-report`, `--once`).
+    pub report: Option<ReportSettings>,
     pub notify: Notify,
     pub exec: Option<Exec>,
 }
