@@ -72,6 +72,50 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The API paths file `file` is made from: its secret's, or for a template those of the
+    /// secrets it names (`secrets.NAME`, `secrets["NAME"]`), every one when it names none
+    /// that way. What access reports say a file holds.
+    pub fn file_paths(&self, file: usize) -> Vec<String> {
+        let Some(spec) = self.files.get(file) else {
+            return Vec::new();
+        };
+        match &spec.format {
+            Format::Template { source_text } => {
+                let named = |n: &str| {
+                    [
+                        format!("secrets.{n}"),
+                        format!("secrets[\"{n}\"]"),
+                        format!("secrets['{n}']"),
+                    ]
+                    .iter()
+                    .any(|pat| {
+                        source_text.match_indices(pat.as_str()).any(|(i, _)| {
+                            let after = source_text[i + pat.len()..].chars().next();
+                            !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                        })
+                    })
+                };
+                let mut paths: Vec<String> = self
+                    .sources
+                    .iter()
+                    .filter(|s| s.names.iter().any(|n| named(n)))
+                    .map(|s| s.path.clone())
+                    .collect();
+                if paths.is_empty() {
+                    paths = self.sources.iter().map(|s| s.path.clone()).collect();
+                }
+                paths
+            }
+            f => f
+                .source()
+                .and_then(|i| self.sources.get(i))
+                .map(|s| vec![s.path.clone()])
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Server {
     pub addr: String,

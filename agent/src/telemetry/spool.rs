@@ -251,6 +251,12 @@ impl Spool {
         self.len() == 0
     }
 
+    /// Events lost elsewhere (a batch hushd refused for good) join the dropped count.
+    pub fn count_lost(&self, n: u64) {
+        self.lock().dropped += n;
+        self.dropped_metric.inc_by(n);
+    }
+
     /// Events lost to a full spool since the agent started.
     pub fn dropped_total(&self) -> u64 {
         self.lock().dropped
@@ -263,10 +269,11 @@ impl Spool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ev(pid: u32) -> Access {
+    /// An allowed open of `db.password` by `pid`.
+    pub(crate) fn ev(pid: u32) -> Access {
         Access {
             file: "db.password".into(),
             paths: vec!["secret/data/app/db".into()],
