@@ -191,12 +191,14 @@ fn open_spool(
             let dir = path.parent().unwrap_or(std::path::Path::new("/"));
             match fs_check::check_destination(dir, config.destination.allow_disk) {
                 Ok(_) => {}
-                Err(DestError::DiskBacked { fs_type, .. }) => return Err(RunError::Spool {
-                    path: path.clone(),
-                    reason: format!(
+                Err(DestError::DiskBacked { fs_type, .. }) => {
+                    return Err(RunError::Spool {
+                        path: path.clone(),
+                        reason: format!(
                         "it is on {fs_type} (disk-backed); put it on a tmpfs, or pass --allow-disk"
                     ),
-                }),
+                    })
+                }
                 Err(e) => {
                     return Err(RunError::Spool {
                         path: path.clone(),
