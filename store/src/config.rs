@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// Serve `sys/metrics` without a token (Vault's `unauthenticated_metrics_access`;
     /// default false: a token with `read` on `sys/metrics` is needed).
     pub unauthenticated_metrics_access: Option<bool>,
+    /// How long agents' access events and their batch ids are kept (`sys/agents`), as a
+    /// duration such as `720h` (the default) or `30d`; at least 1s.
+    pub agent_access_retention: Option<String>,
 }
 
 impl RawConfig {
@@ -82,7 +85,8 @@ impl RawConfig {
             login_address_max_failures,
             login_address_window_secs,
             raw_storage_endpoint,
-            unauthenticated_metrics_access
+            unauthenticated_metrics_access,
+            agent_access_retention
         );
         self
     }
@@ -119,6 +123,8 @@ pub struct Config {
     pub login_limits: crate::core::login::limiter::LoginLimits,
     pub raw_storage_endpoint: bool,
     pub unauthenticated_metrics_access: bool,
+    /// How long agents' access events are kept.
+    pub agent_access_retention: std::time::Duration,
 }
 
 pub struct DevConfig {
@@ -236,6 +242,7 @@ impl Config {
             return err("tls_reload_interval_secs must be at least 1");
         }
         let login_limits = login_limits(&raw)?;
+        let agent_access_retention = agent_access_retention(raw.agent_access_retention.as_deref())?;
         Ok(Config {
             storage,
             listen,
@@ -249,7 +256,24 @@ impl Config {
             login_limits,
             raw_storage_endpoint: raw.raw_storage_endpoint.unwrap_or(false),
             unauthenticated_metrics_access: raw.unauthenticated_metrics_access.unwrap_or(false),
+            agent_access_retention,
         })
+    }
+}
+
+/// `agent_access_retention`: a duration of at least 1 s; default 720h.
+fn agent_access_retention(text: Option<&str>) -> Result<std::time::Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(crate::core::state::DEFAULT_AGENT_ACCESS_RETENTION);
+    };
+    match hush_api::duration::parse(text) {
+        None => err(format!(
+            "invalid agent_access_retention {text:?}: use a duration such as 720h, 30d or 90m"
+        )),
+        Some(d) if d < std::time::Duration::from_secs(1) => {
+            err("agent_access_retention must be at least 1s")
+        }
+        Some(d) => Ok(d),
     }
 }
 
@@ -377,6 +401,14 @@ mod tests {
         assert_eq!(
             fails(raw("login_lockout_duration_secs = 0"), true),
             "login_lockout_duration_secs must be at least 1"
+        );
+        assert_eq!(
+            fails(raw("agent_access_retention = \"a month\""), true),
+            "invalid agent_access_retention \"a month\": use a duration such as 720h, 30d or 90m"
+        );
+        assert_eq!(
+            fails(raw("agent_access_retention = \"500ms\""), true),
+            "agent_access_retention must be at least 1s"
         );
         let ok = Config::validate(
             raw("storage = \"inmem\"\ninsecure_no_tls = true\nlisten = \"0.0.0.0:0\"\nallow_insecure_non_loopback = true"),

@@ -81,6 +81,10 @@ struct Cli {
     /// a token with read on sys/metrics is needed).
     #[arg(long)]
     unauthenticated_metrics_access: bool,
+    /// How long agents' access events (sys/agents/access) and their batch ids are kept, e.g.
+    /// 720h, 30d [default: 720h].
+    #[arg(long, value_name = "DURATION")]
+    agent_access_retention: Option<String>,
 }
 
 impl Cli {
@@ -98,6 +102,7 @@ impl Cli {
             login_address_max_failures: self.login_address_max_failures,
             raw_storage_endpoint: self.raw_storage_endpoint.then_some(true),
             unauthenticated_metrics_access: self.unauthenticated_metrics_access.then_some(true),
+            agent_access_retention: self.agent_access_retention.clone(),
             ..Default::default()
         }
     }

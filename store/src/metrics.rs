@@ -20,6 +20,8 @@
 //! | `hush_leases{state}`, `hush_tokens` | core/state.rs, a count every [`COUNT_EVERY`] |
 //! | `hush_logins_total{method,outcome}` | core/mod.rs, around each login |
 //! | `hush_event_subscribers`, `hush_events_dropped_total` | the event bus, via [`EventMetrics`] |
+//! | `hush_agent_reports_total{outcome}` | core/sys/agents.rs, each `sys/agents/report` (`stored`, `duplicate`: a retried batch, `invalid`, `error`) |
+//! | `hush_agent_accesses_stored_total` | core/sys/agents.rs, access events of stored batches |
 //! | `hush_sealed`, `hush_process_*` | set at each scrape |
 
 use std::sync::atomic::AtomicU64;
@@ -58,6 +60,11 @@ struct GroupLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LoginLabels {
     method: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
     outcome: &'static str,
 }
 
@@ -156,6 +163,8 @@ pub struct Metrics {
     tokens: Gauge,
     logins: Family<LoginLabels, Counter>,
     events: EventMetrics,
+    agent_reports: Family<OutcomeLabels, Counter>,
+    agent_accesses: Counter,
     sealed: Gauge,
     rss: Gauge,
     cpu: Counter<f64, AtomicU64>,
@@ -191,6 +200,11 @@ const LEASES: (&str, &str, &str) = (
     "leases",
     "gauge",
     "Leases by state (active: waiting for expiry; irrevocable), counted periodically",
+);
+const AGENT_REPORTS: (&str, &str, &str) = (
+    "agent_reports",
+    "counter",
+    "sys/agents/report batches by outcome (stored, duplicate: a retried batch already stored, invalid, error)",
 );
 const LOGINS: (&str, &str, &str) = (
     "logins",
@@ -257,6 +271,14 @@ impl Metrics {
             "Events not delivered to a subscriber (full buffer, closed slow subscriber)",
             events.dropped.clone(),
         );
+        let agent_reports = Family::<OutcomeLabels, Counter>::default();
+        registry.register(AGENT_REPORTS.0, AGENT_REPORTS.2, agent_reports.clone());
+        let agent_accesses = Counter::default();
+        registry.register(
+            "agent_accesses_stored",
+            "Access events of agent reports stored in the fleet index",
+            agent_accesses.clone(),
+        );
         let sealed = Gauge::default();
         registry.register("sealed", "1 while hushd is sealed, else 0", sealed.clone());
         let rss = Gauge::default();
@@ -281,6 +303,8 @@ impl Metrics {
             tokens,
             logins,
             events,
+            agent_reports,
+            agent_accesses,
             sealed,
             rss,
             cpu,
@@ -329,6 +353,18 @@ impl Metrics {
             .inc();
     }
 
+    /// One `sys/agents/report` ended with `outcome`.
+    pub fn agent_report(&self, outcome: &'static str) {
+        self.agent_reports
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// `n` access events of a report were stored.
+    pub fn agent_accesses_stored(&self, n: u64) {
+        self.agent_accesses.inc_by(n);
+    }
+
     /// The periodic count of leases and tokens.
     pub fn set_counts(&self, active_leases: u64, irrevocable_leases: u64, tokens: u64) {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -355,7 +391,7 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         let mut text = openmetrics_to_prometheus(&out);
-        for (name, kind, help) in [REQUESTS, REQUEST_DURATION, LEASES, LOGINS] {
+        for (name, kind, help) in [REQUESTS, REQUEST_DURATION, LEASES, LOGINS, AGENT_REPORTS] {
             let name = match kind {
                 "counter" => format!("hush_{name}_total"),
                 _ => format!("hush_{name}"),

@@ -47,7 +47,13 @@ pub(super) async fn stop(
             Err(_) => tracing::warn!("revoking the agent's token timed out"),
         }
     }
+    // The mount is gone, so the access log's last events are in the spool: the shipper
+    // sends them (within its flush bound) once cancelled.
     tasks.cancel.cancel();
+    if let Some(s) = tasks.shipper {
+        let _ =
+            tokio::time::timeout(super::start::REPORT_FLUSH + Duration::from_millis(500), s).await;
+    }
     let _ = tasks.renewer.await;
     if let Some(p) = tasks.push {
         let _ = tokio::time::timeout(Duration::from_millis(500), p).await;

@@ -5,6 +5,7 @@
 //! tokens live in the submodules. The token goes in `X-Vault-Token`, marked sensitive; it is
 //! never part of `Debug` or of an error.
 
+mod agents;
 mod kv;
 mod lease;
 mod sys;

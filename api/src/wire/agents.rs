@@ -5,7 +5,8 @@
 //!   `default` policy allows it). At-least-once: an agent retries a batch with the same
 //!   [`Report::batch_id`] until hushd acknowledges it, and hushd stores a batch id once.
 //! - `LIST sys/agents` ([`AgentList`]), `GET sys/agents/:id` ([`AgentInfo`]),
-//!   `GET sys/agents/access?path=&since=` ([`AccessList`]).
+//!   `GET sys/agents/access?path=&since=` ([`AccessList`]),
+//!   `GET sys/agents/stale?path=` ([`StaleList`]).
 //!
 //! Nothing here is a secret: paths, file names, versions, lease ids, pids, uids and executables.
 //! Times are RFC 3339 strings in UTC.
@@ -215,6 +216,29 @@ pub struct AccessRecord {
     pub result: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `GET sys/agents/stale?path=`'s `data`: the agents whose last report holds an older version
+/// of `path` than the current one (agents that stopped reporting included).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct StaleList {
+    /// The API path asked about.
+    pub path: String,
+    /// Its current KV v2 version; `None` when it is not a KV v2 path with metadata (then no
+    /// agent is stale for it).
+    pub current_version: Option<u64>,
+    pub agents: Vec<StaleAgent>,
+}
+
+/// One agent in a [`StaleList`]: its summary (as `LIST sys/agents` shows it) and the version of
+/// the path its last report holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct StaleAgent {
+    #[serde(flatten)]
+    pub summary: AgentSummary,
+    pub held_version: u64,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices);
 //! - [`events`]: the event bus (committed changes, a bounded buffer per subscriber);
 //! - [`lease`]: leases as stored and their index;
+//! - [`agents`]: the fleet index (agent reports, accesses by path and time, retention);
 //! - [`token`]: the token store (`auth/token/`) and token authentication;
 //! - [`expiration`]: renewal and revocation of leases, and the one expiry task;
 //! - [`router`]: the mount table and longest-prefix routing to backends;
@@ -32,6 +33,7 @@ use crate::logical::{
     path_matches_any, LogicalBackend, LogicalError, Operation, Request, Response,
 };
 
+pub mod agents;
 pub mod audit;
 pub mod events;
 pub mod expiration;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use secrecy::SecretString;
 
+use super::agents::AgentIndex;
 use super::audit::AuditBroker;
 use super::events::{EventBus, EVENT_BUFFER};
 use super::expiration::{ExpirationManager, LeaseBackends};
@@ -31,6 +32,8 @@ pub struct Unsealed {
     pub expiration: Arc<ExpirationManager>,
     /// Failed logins per claimed identity, and a ceiling per source address.
     pub logins: LoginLimiter,
+    /// What agents reported (`sys/agents`).
+    pub agents: Arc<AgentIndex>,
     /// Stops background tasks (lease expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
 }
@@ -66,7 +69,14 @@ pub struct CoreOptions {
     pub login_limits: LoginLimits,
     /// Serve `sys/raw` (Vault's `raw_storage_endpoint`); off: 404.
     pub raw_storage_endpoint: bool,
+    /// How long agents' access events (and their batch ids) are kept; `None`: the default,
+    /// [`DEFAULT_AGENT_ACCESS_RETENTION`].
+    pub agent_access_retention: Option<std::time::Duration>,
 }
+
+/// Agents' access events are kept 30 days unless configured otherwise.
+pub const DEFAULT_AGENT_ACCESS_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(720 * 3600);
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,6 +187,17 @@ impl Core {
             self.metrics.clone(),
             background.clone(),
         )));
+        let agents = Arc::new(AgentIndex::new(self.view("sys/agents/")));
+        let retention = self
+            .options
+            .agent_access_retention
+            .unwrap_or(DEFAULT_AGENT_ACCESS_RETENTION);
+        drop(tokio::spawn(super::agents::prune_task(
+            agents.clone(),
+            retention,
+            super::agents::prune_interval(retention),
+            background.clone(),
+        )));
         self.state.store(Some(Arc::new(Unsealed {
             router,
             tokens,
@@ -184,6 +205,7 @@ impl Core {
             audit,
             expiration,
             logins: LoginLimiter::new(self.options.login_limits),
+            agents,
             background,
         })));
         Ok(())

@@ -228,6 +228,31 @@ impl Formatter<'_> {
         m
     }
 
+    /// An entry of type `kind` about `req` (who sent it, where), with `body` in clear under
+    /// `field`.
+    pub(crate) fn typed_entry(
+        &self,
+        req: &Request,
+        time: &str,
+        kind: &str,
+        field: &str,
+        body: &Value,
+    ) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("time".into(), time.into());
+        m.insert("type".into(), kind.into());
+        m.insert("auth".into(), self.auth_section(req));
+        let mut request = Map::new();
+        request.insert("id".into(), req.id.clone().into());
+        request.insert("path".into(), req.path.clone().into());
+        if let Some(addr) = req.remote_addr {
+            request.insert("remote_address".into(), addr.to_string().into());
+        }
+        m.insert("request".into(), Value::Object(request));
+        m.insert(field.into(), body.clone());
+        m
+    }
+
     /// The entry written when a request is answered (or failed).
     pub(crate) fn response_entry(
         &self,

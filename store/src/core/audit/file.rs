@@ -261,14 +261,28 @@ impl DeviceWriter {
     }
 
     /// Append one entry; returns once it was written (or failed).
+    #[cfg(test)]
     pub(crate) async fn append(&self, entry: Map<String, Value>) -> io::Result<()> {
-        let body = entry_bytes(entry)?;
-        let (reply, rx) = oneshot::channel();
+        self.append_many(vec![entry]).await
+    }
+
+    /// Append `entries` in order, as one run of lines when the thread takes them together;
+    /// returns once all were written, or the first failure.
+    pub(crate) async fn append_many(&self, entries: Vec<Map<String, Value>>) -> io::Result<()> {
         let gone = || io::Error::other("the audit writer thread stopped");
-        self.tx
-            .send(Job::Append { body, reply })
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        let mut replies = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let body = entry_bytes(entry)?;
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(Job::Append { body, reply })
+                .map_err(|_| gone())?;
+            replies.push(rx);
+        }
+        for rx in replies {
+            rx.await.map_err(|_| gone())??;
+        }
+        Ok(())
     }
 
     /// Close the output; the next write reopens it.

@@ -69,10 +69,6 @@ impl Device {
         }
     }
 
-    async fn append(&self, entry: Map<String, Value>) -> std::io::Result<()> {
-        self.writer.append(entry).await
-    }
-
     fn stored(&self) -> StoredDevice {
         StoredDevice {
             path: self.path.clone(),
@@ -371,8 +367,10 @@ impl AuditBroker {
     /// Record a request before it is handled.
     pub async fn log_request(&self, req: &Request) -> Result<(), LogicalError> {
         let time = format_time(chrono::Utc::now());
-        self.fan_out(req, "request", |d| d.formatter().request_entry(req, &time))
-            .await
+        self.fan_out(req, "request", |d| {
+            vec![d.formatter().request_entry(req, &time)]
+        })
+        .await
     }
 
     /// Record the answer (or the error) to a request.
@@ -383,16 +381,43 @@ impl AuditBroker {
     ) -> Result<(), LogicalError> {
         let time = format_time(chrono::Utc::now());
         self.fan_out(req, "response", |d| {
-            d.formatter().response_entry(req, resp, &time)
+            vec![d.formatter().response_entry(req, resp, &time)]
         })
         .await
     }
 
+    /// Record entries of a type of their own (`agent-access`: one per access an agent
+    /// reported), each with the `auth` and `request` sections of `req`, the request that
+    /// carried them. `body` goes under `field` in clear: the caller puts nothing secret in it
+    /// (the hash chain covers it). Same rule as requests: when devices are enabled and none
+    /// could record every entry, [`LogicalError::AuditFailed`].
+    pub async fn log_entries(
+        &self,
+        req: &Request,
+        kind: &str,
+        field: &str,
+        bodies: &[Value],
+    ) -> Result<(), LogicalError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        let time = format_time(chrono::Utc::now());
+        self.fan_out(req, kind, |d| {
+            bodies
+                .iter()
+                .map(|body| d.formatter().typed_entry(req, &time, kind, field, body))
+                .collect()
+        })
+        .await
+    }
+
+    /// Write the entries `build` makes for each device; a device counts as written when all
+    /// of its entries were.
     async fn fan_out(
         &self,
         req: &Request,
         kind: &str,
-        build: impl Fn(&Device) -> Map<String, Value>,
+        build: impl Fn(&Device) -> Vec<Map<String, Value>>,
     ) -> Result<(), LogicalError> {
         let devices = self.devices.load_full();
         if devices.is_empty() {
@@ -400,7 +425,7 @@ impl AuditBroker {
         }
         let mut written = 0usize;
         for device in devices.values() {
-            match device.append(build(device)).await {
+            match device.writer.append_many(build(device)).await {
                 Ok(()) => written += 1,
                 Err(e) => {
                     if let Some(m) = &self.metrics {

@@ -52,6 +52,11 @@ path "sys/leases/lookup" {
     capabilities = ["update"]
 }
 
+# Agents report their access events and state upstream (sys/agents/report).
+path "sys/agents/report" {
+    capabilities = ["create", "update"]
+}
+
 # This token's own cubbyhole.
 path "cubbyhole/*" {
     capabilities = ["create", "read", "update", "delete", "list"]

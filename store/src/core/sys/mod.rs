@@ -1,4 +1,5 @@
-//! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage.
+//! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage,
+//! the fleet of agents (`sys/agents`).
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader, generate-root) are answered by [`handle_unauthenticated`] even while sealed.
@@ -8,6 +9,7 @@ use serde_json::{json, Value};
 use crate::core::state::{Core, Unsealed};
 use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
+mod agents;
 mod audit;
 mod auth;
 mod generate_root;
@@ -157,6 +159,9 @@ async fn route(
         .filter(|k| k.is_empty() || k.starts_with('/'))
     {
         return raw::handle(core, req, key.trim_start_matches('/')).await;
+    }
+    if let Some(resp) = agents::handle(core, st, req, rel).await {
+        return resp;
     }
     if let Some(resp) = leases::handle(st, req, rel).await {
         return resp;
