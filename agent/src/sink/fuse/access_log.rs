@@ -41,6 +41,9 @@ const QUEUE: usize = 4096;
 const CONTAINER_TTL: Duration = Duration::from_secs(2);
 /// Pids remembered at most (the cache is cleared when full).
 const CONTAINER_CACHE_MAX: usize = 1024;
+/// The longest executable path read in one go (the kernel's `PATH_MAX`); a longer one is
+/// read again with an allocated buffer.
+const EXE_BUF: usize = 4096;
 /// After writing a batch the writer waits this long before taking the next: under load it
 /// wakes at most this often instead of once per open (wake-ups cost readers most). Idle, it
 /// blocks until an event comes.
@@ -82,7 +85,8 @@ pub struct AccessEvent {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub exe: Option<String>,
+    /// Shared by the events of a reader while its executable stays the same.
+    pub exe: Option<Arc<str>>,
     pub container: Option<Arc<str>>,
     pub outcome: Outcome,
 }
@@ -228,7 +232,7 @@ impl ReportTap {
             pid: event.pid,
             uid: event.uid,
             gid: event.gid,
-            exe: event.exe.clone(),
+            exe: event.exe.as_deref().map(str::to_owned),
             container: event.container.as_deref().map(str::to_owned),
             result: event.outcome.label().into(),
             reason: match event.outcome {
@@ -321,9 +325,12 @@ impl AccessLog {
         }
     }
 
-    /// The reader's executable and container (from procfs).
-    pub fn process(&self, pid: u32) -> (Option<String>, Option<Arc<str>>) {
-        (exe(pid), self.procs.container(pid))
+    /// The reader's executable and container (from procfs), as they are now: the executable
+    /// is read on every call (a process may have exec'd another program since its last open),
+    /// into a reused buffer; the text is shared with the last event of the same pid when it
+    /// has not changed, so a reader opening again costs one `readlink` and no allocation.
+    pub fn process(&self, pid: u32) -> (Option<Arc<str>>, Option<Arc<str>>) {
+        self.procs.process(pid)
     }
 
     /// Counts the access and queues its line; a full queue drops it (and counts the drop).
@@ -379,43 +386,108 @@ fn write_lines(
     let _ = out.flush();
 }
 
-/// `readlink /proc/PID/exe`; `None` when the process is gone or not ours to see.
-fn exe(pid: u32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
+/// `/proc/PID/LEAF` in `buf`, without allocating.
+fn proc_path<'a>(pid: u32, leaf: &str, buf: &'a mut [u8; 32]) -> &'a str {
+    use std::io::Write as _;
+    let mut w = &mut buf[..];
+    // 6 + 10 digits + 1 + a short leaf: fits.
+    let _ = write!(w, "/proc/{pid}/{leaf}");
+    let len = 32 - w.len();
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
+/// `readlink /proc/PID/exe` into `buf`: the link's bytes, `None` when the process is gone or
+/// not ours to see. A link as long as `buf` may be cut: read again with an allocation.
+fn read_exe(pid: u32, buf: &mut [u8]) -> Option<ExeText<'_>> {
+    let mut path = [0; 32];
+    let path = proc_path(pid, "exe", &mut path);
+    let n = rustix::fs::readlinkat_raw(rustix::fs::CWD, path, &mut *buf).ok()?;
+    if n < buf.len() {
+        return Some(ExeText::Read(&buf[..n]));
+    }
+    let long = std::fs::read_link(path).ok()?;
+    Some(ExeText::Long(long.to_string_lossy().into()))
+}
+
+/// What [`read_exe`] found.
+enum ExeText<'a> {
+    Read(&'a [u8]),
+    Long(Arc<str>),
 }
 
 /// A reader's container or pod id, if any.
 type Container = Option<Arc<str>>;
 
-/// Container ids by pid, kept briefly: a reader opening many files is read once.
-#[derive(Debug, Default)]
+/// A reader process, as last seen.
+#[derive(Debug)]
+struct ProcInfo {
+    /// Its executable when last read (shared by the events while it stays the same).
+    exe: Option<Arc<str>>,
+    container: Container,
+    /// When `container` was read (`None`: not yet).
+    container_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Procs {
+    by_pid: HashMap<u32, ProcInfo>,
+    /// `readlink`'s buffer, reused.
+    buf: Vec<u8>,
+}
+
+/// Readers by pid: their executable's text (re-read on every open, shared while unchanged)
+/// and their container id (kept briefly: a reader opening many files is read once). Used
+/// from the FUSE session thread: the lock is not contended.
+#[derive(Debug)]
 struct ProcCache {
-    by_pid: Mutex<HashMap<u32, (Instant, Container)>>,
+    procs: Mutex<Procs>,
+}
+
+impl Default for ProcCache {
+    fn default() -> ProcCache {
+        ProcCache {
+            procs: Mutex::new(Procs {
+                by_pid: HashMap::new(),
+                buf: vec![0; EXE_BUF],
+            }),
+        }
+    }
 }
 
 impl ProcCache {
-    fn container(&self, pid: u32) -> Option<Arc<str>> {
+    fn process(&self, pid: u32) -> (Option<Arc<str>>, Container) {
         let now = Instant::now();
+        let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
+        let Procs { by_pid, buf } = &mut *procs;
+        if by_pid.len() >= CONTAINER_CACHE_MAX && !by_pid.contains_key(&pid) {
+            by_pid.clear();
+        }
+        let read = read_exe(pid, buf);
+        let info = by_pid.entry(pid).or_insert(ProcInfo {
+            exe: None,
+            container: None,
+            container_at: None,
+        });
+        info.exe = match read {
+            Some(ExeText::Read(bytes)) => match &info.exe {
+                Some(last) if last.as_bytes() == bytes => Some(last.clone()),
+                _ => Some(String::from_utf8_lossy(bytes).into()),
+            },
+            Some(ExeText::Long(text)) => Some(text),
+            None => None,
+        };
+        if info
+            .container_at
+            .is_none_or(|at| now.duration_since(at) >= CONTAINER_TTL)
         {
-            let cache = self.by_pid.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, id)) = cache.get(&pid) {
-                if now.duration_since(*at) < CONTAINER_TTL {
-                    return id.clone();
-                }
-            }
+            let mut path = [0; 32];
+            info.container = std::fs::read_to_string(proc_path(pid, "cgroup", &mut path))
+                .ok()
+                .and_then(|text| container_id(&text))
+                .map(Arc::from);
+            info.container_at = Some(now);
         }
-        let id = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .ok()
-            .and_then(|text| container_id(&text))
-            .map(Arc::from);
-        let mut cache = self.by_pid.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CONTAINER_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(pid, (now, id.clone()));
-        id
+        (info.exe.clone(), info.container.clone())
     }
 }
 
@@ -617,5 +689,50 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         assert_eq!(exe.as_deref(), Some(me.to_string_lossy().as_ref()));
         assert_eq!(log.process(u32::MAX), (None, None), "no such process");
+        let (again, _) = log.process(std::process::id());
+        assert!(
+            Arc::ptr_eq(exe.as_ref().unwrap(), again.as_ref().unwrap()),
+            "an unchanged executable's text is shared, not allocated again"
+        );
+    }
+
+    #[test]
+    fn a_process_that_execs_is_described_by_its_new_executable() {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let which = |name: &str| {
+            let path = Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .unwrap()
+                .stdout;
+            let path = String::from_utf8(path).unwrap();
+            std::fs::canonicalize(path.trim()).unwrap()
+        };
+        let (sh, sleep) = (which("sh"), which("sleep"));
+        // A shell that waits for a line, then becomes `sleep` (same pid).
+        let mut child = Command::new(&sh)
+            .args(["-c", "read line; exec sleep 30"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let log = AccessLog::with_sender(sync_channel(1).0, Arc::new(Metrics::new()));
+        let (before, _) = log.process(pid);
+        assert_eq!(before.as_deref(), Some(sh.to_string_lossy().as_ref()));
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut after = before.clone();
+        while after == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            after = log.process(pid).0;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            after.as_deref(),
+            Some(sleep.to_string_lossy().as_ref()),
+            "the executable is read again on every open, not kept per pid"
+        );
     }
 }

@@ -231,7 +231,7 @@ pub struct Who {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub exe: Option<String>,
+    pub exe: Option<Arc<str>>,
     pub container: Option<Arc<str>>,
 }
 
