@@ -13,10 +13,10 @@
 //!   hidden `--serve-floor DIR`) as the agent is: the kernel's FUSE round trips alone, the least
 //!   any audited open costs on this machine. Build this binary with the agent's optimizations
 //!   (`--release`) for a fair floor;
-//! - optional, in the same rounds: `fuse-audited-shipping`, an audited agent started with extra
-//!   arguments (`--shipping-arg`, e.g. reporting to this hushd), against `fuse-audited` (no
-//!   reporting); `fuse-audited-cmp`, an audited agent from another binary
-//!   (`--compare-agent`), for an A/B of two builds.
+//! - optional, in the same rounds: `fuse-audited-shipping` (`--shipping`), an audited agent
+//!   reporting its accesses to this hushd every second, against `fuse-audited` (every other
+//!   agent here runs with `--no-report`); `fuse-audited-cmp`, an audited agent from another
+//!   binary (`--compare-agent`), for an A/B of two builds.
 //!
 //! For the modes served by a process (the floor and the FUSE agents), that process's CPU time
 //! (all its threads, from `/proc/PID/task/*/schedstat`) and its threads' context switches are
@@ -71,9 +71,13 @@ struct Args {
     /// (an A/B of two builds).
     #[arg(long, value_name = "PATH")]
     compare_agent: Option<PathBuf>,
-    /// Adds the mode `fuse-audited-shipping`: an audited agent with this extra argument
-    /// (repeat it, one argument each; `{addr}` is replaced by hushd's address), e.g. its
-    /// reporting to hushd turned on. Compared with `fuse-audited` in the same rounds.
+    /// Adds the mode `fuse-audited-shipping`: an audited agent reporting to this hushd
+    /// (`--report-interval 1s`), against `fuse-audited` (`--no-report`, as every other agent
+    /// here) in the same rounds.
+    #[arg(long)]
+    shipping: bool,
+    /// With --shipping: an extra argument of the shipping agent (repeat it, one argument each;
+    /// `{addr}` is replaced by hushd's address).
     #[arg(long = "shipping-arg", value_name = "ARG", allow_hyphen_values = true)]
     shipping_args: Vec<String>,
     /// Internal: serve the floor filesystem on DIR until killed.
@@ -82,6 +86,9 @@ struct Args {
 }
 
 const FILE: &str = "secret.txt";
+
+/// The shipping agent's argument: it reports to hushd (the others run with `--no-report`).
+const SHIPPING: &str = "--report-interval";
 
 /// How long a stopped agent or floor gets to unmount after SIGTERM.
 const GRACE: Duration = Duration::from_secs(5);
@@ -116,6 +123,9 @@ fn start_agent(
         .args(["--secret", &format!("{FILE}=secret/data/bench/fuse#value")])
         .args(["--file-mode", "0444"])
         .args(mode);
+    if !mode.contains(&SHIPPING) {
+        command.arg("--no-report");
+    }
     let mut agent = Agent::from_command(command)
         .context("cannot start hush-agent")?
         .stop_on_drop(GRACE);
@@ -220,6 +230,39 @@ async fn lazy_first_opens(
     }
     drop(agent);
     Ok((first, second))
+}
+
+/// What hushd holds from the shipping agent (the only one reporting): its accesses of the
+/// secret (the answer lists 10,000 at most) and the drops it reported.
+async fn shipped(hushd: &Hushd) -> String {
+    let (_, list) = hushd.call("LIST", "sys/agents", None).await;
+    let ids: Vec<String> = list["data"]["keys"]
+        .as_array()
+        .map(|k| {
+            k.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut dropped = Vec::new();
+    for id in &ids {
+        let (_, info) = hushd.call("GET", &format!("sys/agents/{id}"), None).await;
+        dropped.push(info["data"]["dropped_total"].as_u64().unwrap_or(0));
+    }
+    let (_, access) = hushd
+        .call(
+            "GET",
+            "sys/agents/access?path=secret/data/bench/fuse&since=1h",
+            None,
+        )
+        .await;
+    let stored = access["data"]["accesses"].as_array().map_or(0, Vec::len);
+    format!(
+        "Shipping: hushd lists {} reporting agent(s); accesses of secret/data/bench/fuse it \
+         answers: {stored} (at most 10,000 are listed); drops the agent reported (spool \
+         overflow): {dropped:?}.",
+        ids.len()
+    )
 }
 
 /// Mean nanoseconds per open + read-to-EOF + close of `path`, over `ops`.
@@ -351,8 +394,9 @@ fn main() -> Result<()> {
         ("fuse-audited", agent_bin.as_path(), fuse_args("audited")),
         ("fuse-fast", agent_bin.as_path(), fuse_args("fast")),
     ];
-    if !args.shipping_args.is_empty() {
+    if args.shipping {
         let mut shipping = fuse_args("audited");
+        shipping.extend([SHIPPING.to_string(), "1s".to_string()]);
         shipping.extend(
             args.shipping_args
                 .iter()
@@ -495,6 +539,9 @@ fn main() -> Result<()> {
         (audited_m.op - floor_m.op) / 1e3,
         audited_m.op / floor_m.op
     );
+    if args.shipping {
+        println!("{}", rt.block_on(shipped(&hushd)));
+    }
     for other in ["fuse-audited-shipping", "fuse-audited-cmp"] {
         if let Some(i) = modes.iter().position(|m| m.name == other) {
             println!(
