@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,8 @@ const QUEUE: usize = 4096;
 const CONTAINER_TTL: Duration = Duration::from_secs(2);
 /// Pids remembered at most (the cache is cleared when full).
 const CONTAINER_CACHE_MAX: usize = 1024;
+/// `/proc/PID` directories kept open at most (for pids that open again).
+const PROC_DIRS_MAX: usize = 64;
 /// The longest executable path read in one go (the kernel's `PATH_MAX`); a longer one is
 /// read again with an allocated buffer.
 const EXE_BUF: usize = 4096;
@@ -396,23 +399,28 @@ fn proc_path<'a>(pid: u32, leaf: &str, buf: &'a mut [u8; 32]) -> &'a str {
     std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
-/// `readlink /proc/PID/exe` into `buf`: the link's bytes, `None` when the process is gone or
-/// not ours to see. A link as long as `buf` may be cut: read again with an allocation.
-fn read_exe(pid: u32, buf: &mut [u8]) -> Option<ExeText<'_>> {
-    let mut path = [0; 32];
-    let path = proc_path(pid, "exe", &mut path);
-    let n = rustix::fs::readlinkat_raw(rustix::fs::CWD, path, &mut *buf).ok()?;
-    if n < buf.len() {
-        return Some(ExeText::Read(&buf[..n]));
+/// `readlink` of `/proc/PID/exe` into `buf`, relative to `dir` (that process's `/proc/PID`)
+/// when open: the length read.
+fn readlink_exe(pid: u32, dir: Option<&OwnedFd>, buf: &mut [u8]) -> rustix::io::Result<usize> {
+    match dir {
+        Some(dir) => rustix::fs::readlinkat_raw(dir, "exe", buf),
+        None => {
+            let mut path = [0; 32];
+            let path = proc_path(pid, "exe", &mut path);
+            rustix::fs::readlinkat_raw(rustix::fs::CWD, path, buf)
+        }
     }
-    let long = std::fs::read_link(path).ok()?;
-    Some(ExeText::Long(long.to_string_lossy().into()))
 }
 
-/// What [`read_exe`] found.
-enum ExeText<'a> {
-    Read(&'a [u8]),
-    Long(Arc<str>),
+/// `/proc/PID` opened as a directory (`O_PATH`), for the `readlinkat`s of a pid that opens
+/// again. It stays that process's: once the process is gone, lookups under it fail, even
+/// when its pid is another process's.
+fn open_proc_dir(pid: u32) -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let mut path = [0; 32];
+    let path = proc_path(pid, "", &mut path);
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    rustix::fs::open(path, flags, Mode::empty()).ok()
 }
 
 /// A reader's container or pod id, if any.
@@ -426,6 +434,8 @@ struct ProcInfo {
     container: Container,
     /// When `container` was read (`None`: not yet).
     container_at: Option<Instant>,
+    /// Its `/proc/PID`, once it opens a second time.
+    dir: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
@@ -433,6 +443,8 @@ struct Procs {
     by_pid: HashMap<u32, ProcInfo>,
     /// `readlink`'s buffer, reused.
     buf: Vec<u8>,
+    /// How many `ProcInfo::dir` are open.
+    dirs: usize,
 }
 
 /// Readers by pid: their executable's text (re-read on every open, shared while unchanged)
@@ -449,6 +461,7 @@ impl Default for ProcCache {
             procs: Mutex::new(Procs {
                 by_pid: HashMap::new(),
                 buf: vec![0; EXE_BUF],
+                dirs: 0,
             }),
         }
     }
@@ -456,25 +469,51 @@ impl Default for ProcCache {
 
 impl ProcCache {
     fn process(&self, pid: u32) -> (Option<Arc<str>>, Container) {
+        use std::collections::hash_map::Entry;
         let now = Instant::now();
         let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
-        let Procs { by_pid, buf } = &mut *procs;
+        let Procs { by_pid, buf, dirs } = &mut *procs;
         if by_pid.len() >= CONTAINER_CACHE_MAX && !by_pid.contains_key(&pid) {
             by_pid.clear();
+            *dirs = 0;
         }
-        let read = read_exe(pid, buf);
-        let info = by_pid.entry(pid).or_insert(ProcInfo {
-            exe: None,
-            container: None,
-            container_at: None,
-        });
+        let info = match by_pid.entry(pid) {
+            Entry::Occupied(seen) => {
+                let info = seen.into_mut();
+                // It opens again: read from its /proc/PID (skips the lookup of the pid).
+                if info.dir.is_none() && *dirs < PROC_DIRS_MAX {
+                    info.dir = open_proc_dir(pid);
+                    *dirs += usize::from(info.dir.is_some());
+                }
+                info
+            }
+            Entry::Vacant(new) => new.insert(ProcInfo {
+                exe: None,
+                container: None,
+                container_at: None,
+                dir: None,
+            }),
+        };
+        let mut read = readlink_exe(pid, info.dir.as_ref(), buf);
+        if read.is_err() && info.dir.take().is_some() {
+            // That process is gone: the pid may be another's now.
+            *dirs -= 1;
+            info.container_at = None;
+            read = readlink_exe(pid, None, buf);
+        }
         info.exe = match read {
-            Some(ExeText::Read(bytes)) => match &info.exe {
-                Some(last) if last.as_bytes() == bytes => Some(last.clone()),
-                _ => Some(String::from_utf8_lossy(bytes).into()),
+            Ok(n) if n < buf.len() => match &info.exe {
+                Some(last) if last.as_bytes() == &buf[..n] => Some(last.clone()),
+                _ => Some(String::from_utf8_lossy(&buf[..n]).into()),
             },
-            Some(ExeText::Long(text)) => Some(text),
-            None => None,
+            // As long as the buffer: maybe cut, read again with an allocation.
+            Ok(_) => {
+                let mut path = [0; 32];
+                std::fs::read_link(proc_path(pid, "exe", &mut path))
+                    .ok()
+                    .map(|p| p.to_string_lossy().into())
+            }
+            Err(_) => None,
         };
         if info
             .container_at
@@ -720,6 +759,9 @@ mod tests {
         let log = AccessLog::with_sender(sync_channel(1).0, Arc::new(Metrics::new()));
         let (before, _) = log.process(pid);
         assert_eq!(before.as_deref(), Some(sh.to_string_lossy().as_ref()));
+        // Seen again: read from its /proc/PID from now on.
+        assert_eq!(log.process(pid).0, before);
+        assert_eq!(log.procs.procs.lock().unwrap().dirs, 1);
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut after = before.clone();
@@ -734,5 +776,8 @@ mod tests {
             Some(sleep.to_string_lossy().as_ref()),
             "the executable is read again on every open, not kept per pid"
         );
+        // Gone (and reaped): nothing is left to describe, and its /proc/PID is let go.
+        assert_eq!(log.process(pid), (None, None));
+        assert_eq!(log.procs.procs.lock().unwrap().dirs, 0);
     }
 }
