@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn s(p: &Path) -> String {
+fn disp(p: &Path) -> String {
     p.display().to_string()
 }
 
@@ -28,9 +28,9 @@ fn agent_args(addr: &str, token: &Path, dest: &Path) -> Vec<String> {
         "--addr",
         addr,
         "--token-file",
-        &s(token),
+        &disp(token),
         "--dest",
-        &s(dest),
+        &disp(dest),
         "--secret",
         "db=secret/data/app/db#password",
     ]
@@ -62,8 +62,8 @@ async fn bad_agent_ids_and_a_disk_spool_file_are_refused_at_start() {
     };
     let want = |id: &str, origin: &str, problem: &str| {
         format!(
-            "hush-agent: agent id {id:?} (from {origin}) {problem}: want 1 to 253 printable \
-             characters without whitespace\n"
+            "hush-agent: agent id {id:?} (from {origin}) {problem}: want 1 to 253 bytes of \
+             printable characters without whitespace\n"
         )
     };
     assert_eq!(
@@ -84,10 +84,7 @@ async fn bad_agent_ids_and_a_disk_spool_file_are_refused_at_start() {
     let long = "x".repeat(254);
     let (code, err) = refused(&["--agent-id", &long], &[]);
     assert_eq!(code, Some(64));
-    assert!(
-        err.contains("is 254 characters long (at most 253)"),
-        "{err}"
-    );
+    assert!(err.contains("is 254 bytes long (at most 253)"), "{err}");
     assert_eq!(
         refused(&[], &[("HUSH_AGENT_ID", "tab\there")]),
         (
@@ -109,13 +106,13 @@ async fn bad_agent_ids_and_a_disk_spool_file_are_refused_at_start() {
 
     // The spool file must be on a tmpfs: this test's directory is on the root disk.
     let on_disk = std::process::Command::new("stat")
-        .args(["-f", "-c", "%T", &s(dir.path())])
+        .args(["-f", "-c", "%T", &disp(dir.path())])
         .output()
         .unwrap();
     let fs = String::from_utf8_lossy(&on_disk.stdout).trim().to_owned();
     if fs != "tmpfs" {
         let spool = dir.path().join("spool.jsonl");
-        let (code, err) = refused(&["--report-spool-file", &s(&spool)], &[]);
+        let (code, err) = refused(&["--report-spool-file", &disp(&spool)], &[]);
         assert_eq!(code, Some(1), "{err}");
         assert!(
             err.contains(&format!("report_spool_file {}: it is on ", spool.display()))
@@ -123,5 +120,432 @@ async fn bad_agent_ids_and_a_disk_spool_file_are_refused_at_start() {
             "{err}"
         );
         assert!(!spool.exists(), "nothing written to the disk");
+    }
+}
+
+/// A hushd on SQLite (restartable on the same port and data) with KV v2 at `secret/` and a
+/// file audit device.
+struct Store {
+    h: Hushd,
+    args: Vec<String>,
+    key: String,
+    root: String,
+}
+
+impl Store {
+    async fn start(dir: &Path, audit: &Path) -> Store {
+        let storage = format!("sqlite://{}/hush.db", dir.display());
+        let args: Vec<String> = vec!["--storage".into(), storage, "--insecure-no-tls".into()];
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut h = Hushd::start(&argv, "http", http_client()).await;
+        let key = h.init_unseal().await;
+        let (s, b) = h
+            .call("POST", "sys/mounts/secret", Some(json!({"type": "kv-v2"})))
+            .await;
+        assert_eq!(s, 204, "{b}");
+        let options = json!({"file_path": disp(audit)});
+        let (s, b) = h
+            .call(
+                "PUT",
+                "sys/audit/file",
+                Some(json!({"type": "file", "options": options})),
+            )
+            .await;
+        assert_eq!(s, 204, "{b}");
+        let root = h.token.clone().unwrap();
+        Store { h, args, key, root }
+    }
+
+    /// SIGKILL, then the same binary, data and port again, unsealed.
+    fn kill(&mut self) -> u16 {
+        self.h.kill9();
+        self.h.port
+    }
+
+    async fn restart(&mut self, port: u16) {
+        let argv: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.h = Hushd::start_on(port, &argv, "http", http_client()).await;
+        self.h.unseal(&self.key).await;
+        self.h.token = Some(self.root.clone());
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (s, b) = self.h.call("GET", path, None).await;
+        assert_eq!(s, 200, "GET {path}: {b}");
+        b["data"].clone()
+    }
+
+    /// `sys/agents/access` for the path, this agent's records only.
+    async fn accesses(&self, agent: &str) -> Vec<Value> {
+        let data = self
+            .get("sys/agents/access?path=secret/data/app/db&since=1h")
+            .await;
+        data["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["agent_id"] == agent)
+            .cloned()
+            .collect()
+    }
+}
+
+/// One FUSE agent reporting every 200 ms.
+struct FleetAgent {
+    agent: Agent,
+    mnt: PathBuf,
+    log: PathBuf,
+    _unmount: UnmountOnDrop,
+}
+
+fn start_agent(dir: &Path, addr: &str, token: &str, id: &str, extra: &str) -> FleetAgent {
+    let base = dir.join(id);
+    std::fs::create_dir_all(&base).unwrap();
+    let mnt = base.join("mnt");
+    let log = base.join("access.log");
+    let token = write_token(&base, token);
+    let config = base.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+addr = "{addr}"
+token_file = "{token}"
+
+[agent]
+id = "{id}"
+refresh_interval = "200ms"
+backoff_max = "300ms"
+report_interval = "200ms"
+{extra}
+
+[destination]
+path = "{mnt}"
+fuse = true
+fuse_cache = "audited"
+access_log = "{log}"
+
+[secrets]
+db = "secret/data/app/db"
+
+[[file]]
+name = "db.password"
+secret = "db"
+field = "password"
+mode = "0444"
+"#,
+            token = disp(&token),
+            mnt = disp(&mnt),
+            log = disp(&log),
+        ),
+    )
+    .unwrap();
+    let agent = Agent::spawn(&["--config", &disp(&config)]).stop_on_drop(Duration::from_secs(5));
+    FleetAgent {
+        agent,
+        _unmount: UnmountOnDrop(mnt.clone()),
+        mnt,
+        log,
+    }
+}
+
+impl FleetAgent {
+    async fn serving(&mut self) {
+        let file = self.mnt.join("db.password");
+        let agent = &mut self.agent;
+        wait_for(WAIT, "the FUSE file", || {
+            assert!(agent.running(), "agent exited: {}", agent.stderr());
+            std::fs::read(&file).is_ok()
+        })
+        .await;
+    }
+
+    /// The agent's own access log: (pid, time) of every line.
+    fn logged(&self) -> Vec<(u64, String)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["pid"].as_u64().unwrap(),
+                    v["time"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// `argv` (reading the file) as a process; its pid.
+    fn open_with(&self, argv: &[&str]) -> u32 {
+        let file = disp(&self.mnt.join("db.password"));
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{argv:?} {file}");
+        pid
+    }
+}
+
+/// (pid, time) of records, sorted.
+fn keys(records: &[Value]) -> Vec<(u64, String)> {
+    let mut k: Vec<(u64, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["pid"].as_u64().unwrap(),
+                r["time"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+/// The `agent-access` entries of the audit file for `agent`.
+fn audited(file: &Path, agent: &str) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "agent-access" && e["agent_access"]["agent_id"] == agent)
+        .map(|e| e["agent_access"].clone())
+        .collect()
+}
+
+/// A wait of at most [`WAIT`] for `what`.
+struct Deadline(std::time::Instant, &'static str);
+
+impl Deadline {
+    fn new(what: &'static str) -> Deadline {
+        Deadline(std::time::Instant::now() + WAIT, what)
+    }
+
+    /// Panics once the time is up; else sleeps a little.
+    async fn tick(&self) {
+        assert!(
+            std::time::Instant::now() < self.0,
+            "timed out waiting for {}",
+            self.1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_read_exactly_once_through_an_outage_overflow_counted_and_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let mut st = Store::start(dir.path(), &audit).await;
+    st.h.kv_put("app/db", json!({"password": "pw-1"})).await;
+    let policy = r#"
+path "secret/data/app/db" { capabilities = ["read"] }
+path "secret/metadata/app/db" { capabilities = ["read"] }
+"#;
+    let (s, b) =
+        st.h.call(
+            "PUT",
+            "sys/policies/acl/app-read",
+            Some(json!({ "policy": policy })),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    // The agents' token: the app's policy and `default` (which allows the reports).
+    let token =
+        st.h.create_token(json!({"policies": ["app-read"], "ttl": "1h"}))
+            .await;
+    let mut a = start_agent(dir.path(), &st.h.addr, &token, "fleet-a", "");
+    let mut tiny = start_agent(
+        dir.path(),
+        &st.h.addr,
+        &token,
+        "fleet-tiny",
+        "report_spool = 2",
+    );
+    a.serving().await;
+    tiny.serving().await;
+
+    // Two processes, two executables, two uids.
+    let cat = a.open_with(&["/usr/bin/cat"]);
+    let head = a.open_with(&[
+        "setpriv",
+        "--reuid",
+        "1000",
+        "--regid",
+        "1000",
+        "--clear-groups",
+        "/usr/bin/head",
+        "-c",
+        "100",
+    ]);
+    let d = Deadline::new("both readers in sys/agents/access");
+    let seen = loop {
+        let seen = st.accesses("fleet-a").await;
+        if [cat, head]
+            .iter()
+            .all(|pid| seen.iter().any(|r| r["pid"] == *pid))
+        {
+            break seen;
+        }
+        assert!(
+            !a.agent.stderr().contains("refused a report batch"),
+            "{}",
+            a.agent.stderr_tail(5)
+        );
+        d.tick().await;
+    };
+    let by_pid = |pid: u32| seen.iter().find(|r| r["pid"] == pid).unwrap().clone();
+    let r = by_pid(cat);
+    assert_eq!(
+        (r["exe"].as_str(), r["uid"].as_u64(), r["result"].as_str()),
+        (Some("/usr/bin/cat"), Some(0), Some("allowed")),
+        "{r}"
+    );
+    assert_eq!(
+        (r["file"].as_str(), r["version"].as_u64()),
+        (Some("db.password"), Some(1))
+    );
+    assert_eq!(r["path"], "secret/data/app/db");
+    let r = by_pid(head);
+    assert_eq!(
+        (r["exe"].as_str(), r["uid"].as_u64()),
+        (Some("/usr/bin/head"), Some(1000)),
+        "{r}"
+    );
+
+    // hushd goes away; readers keep reading; the events wait in the spools.
+    let port = st.kill();
+    let mut outage = Vec::new();
+    for _ in 0..5 {
+        outage.push(a.open_with(&["/usr/bin/cat"]));
+    }
+    for _ in 0..10 {
+        tiny.open_with(&["/usr/bin/cat"]);
+    }
+    // Several report intervals of failed sends (each batch retried unchanged).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    st.restart(port).await;
+
+    // Every event of agent a, exactly once, in the query and in the audit log.
+    let truth = {
+        let mut t = a.logged();
+        t.sort();
+        t
+    };
+    assert!(truth.len() >= 7, "{truth:?}");
+    let d = Deadline::new("every access of fleet-a after the outage");
+    while st.accesses("fleet-a").await.len() < truth.len() {
+        d.tick().await;
+    }
+    // A little longer: a duplicate would show up now.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let truth = {
+        let mut t = a.logged();
+        t.sort();
+        t
+    };
+    assert_eq!(
+        keys(&st.accesses("fleet-a").await),
+        truth,
+        "query: each once"
+    );
+    assert_eq!(
+        keys(&audited(&audit, "fleet-a")),
+        truth,
+        "audit log: each once"
+    );
+    for pid in &outage {
+        assert!(truth.iter().any(|(p, _)| *p == u64::from(*pid)));
+    }
+
+    // The tiny spool overflowed: what arrived plus what it counted is what was opened.
+    let d = Deadline::new("fleet-tiny's accounting");
+    let shown = loop {
+        let opened = tiny.logged().len();
+        let arrived = st.accesses("fleet-tiny").await.len();
+        let dropped = st.get("sys/agents/fleet-tiny").await["dropped_total"]
+            .as_u64()
+            .unwrap() as usize;
+        if arrived + dropped == opened {
+            break (opened, arrived, dropped);
+        }
+        d.tick().await;
+    };
+    let (opened, arrived, dropped) = shown;
+    assert!(dropped >= 1, "a spool of 2 took 10 opens: {shown:?}");
+    assert_eq!(keys(&audited(&audit, "fleet-tiny")).len(), arrived);
+    println!("fleet-tiny: opened {opened}, arrived {arrived}, dropped {dropped}");
+
+    // The audit chain still verifies, across the restart.
+    let out = hush_tests::run_hush(&["audit", "verify", &disp(&audit)], &[], None);
+    assert!(
+        out.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Nobody is stale while everyone holds the current version.
+    let stale = st.get("sys/agents/stale?path=secret/data/app/db").await;
+    assert_eq!(stale["agents"], json!([]), "{stale}");
+    // The token loses read access; then a new version is written.
+    let (s, b) =
+        st.h.call(
+            "PUT",
+            "sys/policies/acl/app-read",
+            Some(json!({"policy": "path \"secret/data/other\" { capabilities = [\"read\"] }"})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    st.h.kv_put("app/db", json!({"password": "pw-2"})).await;
+    let d = Deadline::new("fleet-a named stale");
+    let stale = loop {
+        let stale = st.get("sys/agents/stale?path=secret/data/app/db").await;
+        if stale["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == "fleet-a" && x["held_version"] == 1)
+        {
+            break stale;
+        }
+        d.tick().await;
+    };
+    assert_eq!(stale["current_version"], 2, "{stale}");
+    // Its state says why (at its next look): the read is refused; the file still serves
+    // version 1.
+    let d = Deadline::new("fleet-a's state to name the refusal");
+    let info = loop {
+        let info = st.get("sys/agents/fleet-a").await;
+        let source = &info["state"]["sources"][0];
+        if source["error"].is_string() {
+            assert_eq!(source["version"], 1, "{info}");
+            break info;
+        }
+        d.tick().await;
+    };
+    let errors = info["state"]["errors"].to_string();
+    assert!(
+        errors.contains("403") || errors.contains("denied"),
+        "{info}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.mnt.join("db.password")).unwrap(),
+        "pw-1"
+    );
+    assert!(
+        info["version"].as_str().unwrap().starts_with("0.1.0+"),
+        "{info}"
+    );
+    assert_eq!(info["destination"], disp(&a.mnt));
+    for agent in [&a.agent, &tiny.agent] {
+        let log = agent.stderr();
+        assert!(!log.contains("refused a report batch"), "{log}");
+        assert!(!log.contains(&token), "no token in the agent's log");
     }
 }
