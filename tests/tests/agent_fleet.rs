@@ -3,7 +3,8 @@
 //!
 //! - Start-up: a bad `--agent-id` and a spool file on a disk are refused with exact messages.
 //! - Two processes (different executables and uids) open a file: hushd's fleet view
-//!   (`sys/agents/access`, `hush agents who-read`) names both with pid, exe and uid.
+//!   (`sys/agents/access`, and `hush agents who-read` with the sudo-free fleet-reader policy)
+//!   names both with pid, exe and uid.
 //! - hushd is killed, more opens happen, hushd comes back: every access event (the agent's own
 //!   access log is the truth) is in `sys/agents/access` exactly once and in the audit log
 //!   exactly once, and `hush audit verify` passes. An agent with a tiny spool accounts for
@@ -292,6 +293,22 @@ impl FleetAgent {
     }
 }
 
+/// `hush ARGS` as `token`; its stdout (it must succeed).
+fn hush_cli(h: &Hushd, token: &str, args: &[&str]) -> String {
+    let out = hush_tests::run_hush(
+        args,
+        &[("HUSH_ADDR", h.addr.as_str()), ("HUSH_TOKEN", token)],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "hush {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// (pid, time) of records, sorted.
 fn keys(records: &[Value]) -> Vec<(u64, String)> {
     let mut k: Vec<(u64, String)> = records
@@ -417,6 +434,42 @@ path "secret/metadata/app/db" { capabilities = ["read"] }
         (Some("/usr/bin/head"), Some(1000)),
         "{r}"
     );
+    // The CLI, with the documented sudo-free fleet-reader policy.
+    let fleet_policy = r#"
+path "sys/agents" { capabilities = ["list"] }
+path "sys/agents/*" { capabilities = ["read", "list"] }
+"#;
+    let (code, b) =
+        st.h.call(
+            "PUT",
+            "sys/policies/acl/fleet-reader",
+            Some(json!({ "policy": fleet_policy })),
+        )
+        .await;
+    assert_eq!(code, 204, "{b}");
+    let reader =
+        st.h.create_token(json!({"policies": ["fleet-reader"], "no_default_policy": true}))
+            .await;
+    let out = hush_cli(
+        &st.h,
+        &reader,
+        &["agents", "who-read", "secret/data/app/db"],
+    );
+    let row = |pid: u32| {
+        out.lines()
+            .find(|l| l.split_whitespace().any(|w| w == pid.to_string()))
+            .unwrap_or_else(|| panic!("pid {pid} in:\n{out}"))
+            .to_owned()
+    };
+    let (cat_row, head_row) = (row(cat), row(head));
+    assert!(
+        cat_row.contains("/usr/bin/cat") && cat_row.contains("fleet-a"),
+        "{out}"
+    );
+    assert!(
+        head_row.contains("/usr/bin/head") && head_row.split_whitespace().any(|w| w == "1000"),
+        "{out}"
+    );
 
     // hushd goes away; readers keep reading; the events wait in the spools.
     let port = st.kill();
@@ -517,6 +570,11 @@ path "secret/metadata/app/db" { capabilities = ["read"] }
         d.tick().await;
     };
     assert_eq!(stale["current_version"], 2, "{stale}");
+    let out = hush_cli(&st.h, &reader, &["agents", "stale", "secret/data/app/db"]);
+    assert!(
+        out.starts_with("Current version of secret/data/app/db: 2") && out.contains("fleet-a"),
+        "{out}"
+    );
     // Its state says why (at its next look): the read is refused; the file still serves
     // version 1.
     let d = Deadline::new("fleet-a's state to name the refusal");

@@ -65,7 +65,11 @@ pub fn identity(
         (None, None) => {
             let derived = match &pod {
                 Some(p) => p.clone(),
-                None => format!("{host}:{}", dest.display()),
+                // Components: no `.` segment, no `//`, no trailing `/`.
+                None => format!(
+                    "{host}:{}",
+                    dest.components().collect::<PathBuf>().display()
+                ),
             };
             // A derived id is made valid rather than refused.
             let mut clean = String::new();
@@ -102,6 +106,14 @@ pub fn check_agent_id(id: &str, origin: &str) -> Result<(), ConfigError> {
         ))
     } else if RESERVED_IDS.contains(&id) {
         Some("is reserved (an endpoint of sys/agents)".to_owned())
+    } else if id.starts_with('/')
+        || id.contains("//")
+        || id.split('/').any(|s| s == "." || s == "..")
+    {
+        Some(
+            "cannot be read back as sys/agents/ID (a leading /, // or a . or .. segment)"
+                .to_owned(),
+        )
     } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         Some("holds whitespace or a control character".to_owned())
     } else {
@@ -229,6 +241,12 @@ mod tests {
         assert!(identity(Some("x".repeat(253)), dest, &env).is_ok());
         let e = identity(Some("é".repeat(127)), dest, &env).unwrap_err().0;
         assert!(e.contains("is 254 bytes long"), "{e}");
+        for bad in ["/x", "a//b", "a/./b", "a/.."] {
+            let e = identity(Some(bad.into()), dest, &env).unwrap_err().0;
+            assert!(e.contains("cannot be read back as sys/agents/ID"), "{e}");
+        }
+        let odd = identity(None, Path::new("/run/./x//y/"), &env).unwrap().id;
+        assert_eq!(odd, "h:/run/x/y");
         let e = identity(Some("stale".into()), dest, &env).unwrap_err().0;
         assert!(e.contains("is reserved (an endpoint of sys/agents)"), "{e}");
         // A long derived id is cut to the bound, on a character boundary.
