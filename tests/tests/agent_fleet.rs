@@ -10,6 +10,7 @@
 //!   exactly once, and `hush audit verify` passes. An agent with a tiny spool accounts for
 //!   every open: shipped + `dropped_total` = opened.
 //! - `hush agents stale` names an agent whose token lost read access before a new version.
+//! - Opens made just before SIGTERM (reports an hour apart) are shipped by the shutdown flush.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -199,7 +200,13 @@ struct FleetAgent {
     _unmount: UnmountOnDrop,
 }
 
+/// `extra`: more `[agent]` keys; `report_interval` defaults to 200ms.
 fn start_agent(dir: &Path, addr: &str, token: &str, id: &str, extra: &str) -> FleetAgent {
+    let interval = if extra.contains("report_interval") {
+        String::new()
+    } else {
+        "report_interval = \"200ms\"".to_owned()
+    };
     let base = dir.join(id);
     std::fs::create_dir_all(&base).unwrap();
     let mnt = base.join("mnt");
@@ -218,7 +225,7 @@ token_file = "{token}"
 id = "{id}"
 refresh_interval = "200ms"
 backoff_max = "300ms"
-report_interval = "200ms"
+{interval}
 {extra}
 
 [destination]
@@ -605,5 +612,50 @@ path "sys/agents/*" { capabilities = ["read", "list"] }
         let log = agent.stderr();
         assert!(!log.contains("refused a report batch"), "{log}");
         assert!(!log.contains(&token), "no token in the agent's log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_just_before_sigterm_are_shipped_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let st = Store::start(dir.path(), &audit).await;
+    st.h.kv_put("app/db", json!({"password": "pw-1"})).await;
+    let root = st.root.clone();
+    // An hour between reports: only the shutdown flush can send these.
+    let mut a = start_agent(
+        dir.path(),
+        &st.h.addr,
+        &root,
+        "flush-a",
+        "report_interval = \"1h\"",
+    );
+    a.serving().await;
+    let pids: Vec<u32> = (0..3).map(|_| a.open_with(&["/usr/bin/cat"])).collect();
+    // The start-up state report is there; the accesses are not (yet).
+    let d = Deadline::new("the start-up state report");
+    while st.h.call("GET", "sys/agents/flush-a", None).await.0 != 200 {
+        d.tick().await;
+    }
+    assert!(st.accesses("flush-a").await.is_empty());
+    a.agent.signal("TERM");
+    let status = a
+        .agent
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .expect("exit");
+    assert!(status.success(), "{}", a.agent.stderr());
+    let shipped = st.accesses("flush-a").await;
+    let truth = a.logged();
+    assert_eq!(keys(&shipped), {
+        let mut t = truth.clone();
+        t.sort();
+        t
+    });
+    for pid in pids {
+        assert!(
+            shipped.iter().any(|r| r["pid"] == pid),
+            "{pid}: {shipped:?}"
+        );
     }
 }
