@@ -8,7 +8,7 @@
 //! - hushd is killed, more opens happen, hushd comes back: every access event (the agent's own
 //!   access log is the truth) is in `sys/agents/access` exactly once and in the audit log
 //!   exactly once, and `hush audit verify` passes. An agent with a tiny spool accounts for
-//!   every open: shipped + `dropped_total` = opened.
+//!   every open: shipped + `dropped_total` = opened; one with a spool file on tmpfs loses none.
 //! - `hush agents stale` names an agent whose token lost read access before a new version.
 //! - Opens made just before SIGTERM (reports an hour apart) are shipped by the shutdown flush.
 
@@ -391,8 +391,22 @@ path "secret/metadata/app/db" { capabilities = ["read"] }
         "fleet-tiny",
         "report_spool = 2",
     );
+    // Memory for one event, the rest in a spool file on tmpfs.
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let spool_file = shm.path().join("spool.jsonl");
+    let mut spilled = start_agent(
+        dir.path(),
+        &st.h.addr,
+        &token,
+        "fleet-file",
+        &format!(
+            "report_spool = 1\nreport_spool_file = \"{}\"",
+            disp(&spool_file)
+        ),
+    );
     a.serving().await;
     tiny.serving().await;
+    spilled.serving().await;
 
     // Two processes, two executables, two uids.
     let cat = a.open_with(&["/usr/bin/cat"]);
@@ -486,6 +500,7 @@ path "sys/agents/*" { capabilities = ["read", "list"] }
     }
     for _ in 0..10 {
         tiny.open_with(&["/usr/bin/cat"]);
+        spilled.open_with(&["/usr/bin/cat"]);
     }
     // Several report intervals of failed sends (each batch retried unchanged).
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -540,6 +555,24 @@ path "sys/agents/*" { capabilities = ["read", "list"] }
     assert!(dropped >= 1, "a spool of 2 took 10 opens: {shown:?}");
     assert_eq!(keys(&audited(&audit, "fleet-tiny")).len(), arrived);
     println!("fleet-tiny: opened {opened}, arrived {arrived}, dropped {dropped}");
+
+    // The spool file held what memory could not: everything arrived, nothing dropped.
+    let d = Deadline::new("fleet-file's accesses");
+    loop {
+        let mut truth = spilled.logged();
+        truth.sort();
+        if keys(&st.accesses("fleet-file").await) == truth {
+            break;
+        }
+        d.tick().await;
+    }
+    let info = st.get("sys/agents/fleet-file").await;
+    assert_eq!(info["dropped_total"], 0, "{info}");
+    assert_eq!(
+        keys(&audited(&audit, "fleet-file")).len(),
+        spilled.logged().len()
+    );
+    assert!(spilled.logged().len() >= 11);
 
     // The audit chain still verifies, across the restart.
     let out = hush_tests::run_hush(&["audit", "verify", &disp(&audit)], &[], None);
