@@ -138,6 +138,11 @@ impl Shipper {
         let now = Instant::now();
         let state_due = force_state || self.board.owed() || now >= self.next_state;
         let mut state = if state_due { self.board.take().0 } else { None };
+        if state_due && state.is_none() {
+            // No state yet (before the first cycle): the board's first post wakes the loop;
+            // until then the interval.
+            self.next_state = now + self.settings.interval;
+        }
         let accesses = self.spool.take(MAX_ACCESSES_PER_REPORT);
         if accesses.is_empty() && state.is_none() {
             return false;
