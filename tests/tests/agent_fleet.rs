@@ -10,6 +10,8 @@
 //!   exactly once, and `hush audit verify` passes. An agent with a tiny spool accounts for
 //!   every open: shipped + `dropped_total` = opened; one with a spool file on tmpfs loses none.
 //! - `hush agents stale` names an agent whose token lost read access before a new version.
+//! - Default ids: `NAMESPACE/POD` from the downward API env, else `HOST:DESTINATION`; a
+//!   tmpfs-mode agent's state (files, versions, refresh, render latency, RSS) and its update.
 //! - Opens made just before SIGTERM (reports an hour apart) are shipped by the shutdown flush.
 
 use std::path::{Path, PathBuf};
@@ -690,5 +692,86 @@ async fn opens_just_before_sigterm_are_shipped_at_shutdown() {
             shipped.iter().any(|r| r["pid"] == pid),
             "{pid}: {shipped:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_ids_from_the_downward_api_or_host_and_destination_with_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let st = Store::start(dir.path(), &audit).await;
+    st.h.kv_put("app/db", json!({"password": "pw-1"})).await;
+    let token = write_token(dir.path(), &st.root);
+    let spawn = |name: &str, env: &[(&str, &str)]| {
+        let dest = dir.path().join(name);
+        std::fs::create_dir(&dest).unwrap();
+        let mut args = agent_args(&st.h.addr, &token, &dest);
+        args.extend(
+            [
+                "--allow-disk",
+                "--refresh-interval",
+                "200ms",
+                "--report-interval",
+                "200ms",
+            ]
+            .map(String::from),
+        );
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("HUSH_AGENT_ID", ""));
+        (
+            Agent::spawn_env(&args, &env).stop_on_drop(Duration::from_secs(5)),
+            dest,
+        )
+    };
+    let (_pod, _) = spawn(
+        "pod",
+        &[
+            ("HUSH_POD_NAMESPACE", "web"),
+            ("HUSH_POD_NAME", "web-0"),
+            ("HOSTNAME", "node-7"),
+        ],
+    );
+    let (_host, host_dest) = spawn("host", &[("HOSTNAME", "node-7")]);
+
+    let d = Deadline::new("both agents in LIST sys/agents");
+    let host_id = format!("node-7:{}", host_dest.display());
+    let list = loop {
+        let (code, list) = st.h.call("LIST", "sys/agents", None).await;
+        let keys = list["data"]["keys"].to_string();
+        if code == 200 && keys.contains("web/web-0") && keys.contains(&host_id) {
+            break list;
+        }
+        d.tick().await;
+    };
+    let pod = &list["data"]["key_info"]["web/web-0"];
+    assert_eq!(
+        (pod["pod"].as_str(), pod["host"].as_str()),
+        (Some("web/web-0"), Some("node-7")),
+        "{list}"
+    );
+    let host = &list["data"]["key_info"][host_id.as_str()];
+    assert!(host["pod"].is_null(), "{list}");
+
+    // The state of a tmpfs-mode agent (no accesses: those come from FUSE).
+    let info = st.get("sys/agents/web/web-0").await;
+    let state = &info["state"];
+    assert_eq!(state["files"][0]["file"], "db", "{info}");
+    assert_eq!(state["files"][0]["paths"], json!(["secret/data/app/db"]));
+    assert!(
+        state["files"][0]["generation"].as_u64().unwrap() >= 1,
+        "{info}"
+    );
+    assert_eq!(state["sources"][0]["version"], 1, "{info}");
+    assert!(state["sources"][0]["last_refresh"].is_string(), "{info}");
+    assert!(state["last_refresh"].is_string(), "{info}");
+    assert!(state["render_latency_ms"].as_f64().is_some(), "{info}");
+    assert!(state["rss_bytes"].as_u64().unwrap() > 1 << 20, "{info}");
+    assert_eq!(state["errors"], json!([]));
+    assert_eq!(info["dropped_total"], 0);
+    // A new version: the next state report holds it (sent on the change).
+    st.h.kv_put("app/db", json!({"password": "pw-2"})).await;
+    let d = Deadline::new("the new version in the state");
+    while st.get("sys/agents/web/web-0").await["state"]["sources"][0]["version"] != 2 {
+        d.tick().await;
     }
 }
