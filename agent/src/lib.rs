@@ -25,6 +25,9 @@
 //! - [`events`]: push: the subscription to hushd's events (`sys/events/subscribe`, a
 //!   WebSocket over the same rustls), which paths an event names, and the inbox the loop
 //!   empties; resubscribes with backoff, falls back to the poll alone when the store has none.
+//! - [`report`]: reports upstream: access events (from the FUSE access log's writer thread,
+//!   through [`telemetry::spool`]) and the keeper's state shipped to hushd's
+//!   `sys/agents/report` in batches, at-least-once, with the agent's own token.
 //! - [`keeper`]: one cycle: reads secrets, notices new versions, renews and replaces leases,
 //!   renders and hands the whole set to the sink, never throwing away the last good values.
 //! - [`run`]: start-up (destination, token, keeper, background tasks), the loop (or
@@ -39,6 +42,7 @@ pub mod events;
 pub mod keeper;
 pub mod notify;
 pub mod render;
+pub mod report;
 pub mod retry;
 pub mod run;
 pub mod sink;

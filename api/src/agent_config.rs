@@ -33,6 +33,11 @@
 //! metrics_listen = "127.0.0.1:9102"
 //! once_deadline = "2m"        # --once exits 1 after this long, naming the last error
 //! push = true                 # events from hushd: a change is on disk in milliseconds
+//! # id = "web/web-7d9f"       # default: $HUSH_AGENT_ID, NAMESPACE/POD, else HOST:DESTINATION
+//! report = true               # ship access events and state to hushd (sys/agents/report)
+//! report_interval = "10s"     # a state report at least this often; accesses batched as often
+//! report_spool = 10000        # access events kept in memory while hushd is unreachable
+//! # report_spool_file = "/run/hush/spool.jsonl"   # more on tmpfs (bounded), then counted drops
 //!
 //! [destination]
 //! path = "/run/secrets/app"
@@ -218,6 +223,22 @@ pub struct RawAgent {
     /// the metadata poll stays as the safety net either way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<bool>,
+    /// The agent's id in hushd's fleet view (`sys/agents`); default `HUSH_AGENT_ID`, else
+    /// `NAMESPACE/POD` from the downward API env, else `HOST:DESTINATION`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Ship access events and state reports to hushd (`sys/agents/report`; default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<bool>,
+    /// How often accesses are shipped and, at the least, a state report is sent (default 10s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_interval: Option<String>,
+    /// Access events kept in memory while they wait to be shipped (default 10000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_spool: Option<u64>,
+    /// A file on the agent's tmpfs for the events beyond `report_spool` (bounded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_spool_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

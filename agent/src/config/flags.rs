@@ -57,6 +57,23 @@ pub struct Flags {
     /// new versions.
     #[arg(long)]
     pub no_push: bool,
+    /// This agent's id in hushd's fleet view [default: $HUSH_AGENT_ID, else
+    /// $HUSH_POD_NAMESPACE/$HUSH_POD_NAME, else HOST:DEST].
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
+    /// Do not ship access events and state reports to hushd (sys/agents/report).
+    #[arg(long)]
+    pub no_report: bool,
+    /// Ship accesses, and a state report at the least, this often [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub report_interval: Option<String>,
+    /// Access events kept in memory while hushd is unreachable [default: 10000].
+    #[arg(long, value_name = "EVENTS")]
+    pub report_spool: Option<u64>,
+    /// A file on tmpfs for the access events beyond --report-spool (bounded; on a disk only
+    /// with --allow-disk).
+    #[arg(long, value_name = "FILE")]
+    pub report_spool_file: Option<PathBuf>,
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
@@ -274,6 +291,13 @@ impl Flags {
         if self.no_push {
             raw.agent.push = Some(false);
         }
+        set(&mut raw.agent.id, self.agent_id);
+        if self.no_report {
+            raw.agent.report = Some(false);
+        }
+        set(&mut raw.agent.report_interval, self.report_interval);
+        set(&mut raw.agent.report_spool, self.report_spool);
+        set(&mut raw.agent.report_spool_file, self.report_spool_file);
         if let Some(cmd) = self.notify_command {
             raw.notify.command = Some(vec!["/bin/sh".into(), "-c".into(), cmd]);
         }

@@ -9,6 +9,7 @@ mod aws;
 mod credential;
 pub mod flags;
 pub mod reload;
+pub mod report;
 mod validate;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ pub use flags::{Flags, ServerFlags};
 pub use hush_api::agent_config::RawConfig;
 /// Duration strings (in hush-api, shared with hush-injector).
 pub use hush_api::duration;
+pub use report::{Identity, ReportSettings};
 
 /// An invalid configuration, with the message shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +51,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Subscribe to hushd's events (`[agent] push`, `--no-push`); never with `once`.
     pub push: bool,
+    /// Who the agent is in hushd's fleet view (`[agent] id`, `--agent-id`).
+    pub identity: Identity,
+    /// Shipping access events and state to hushd; `None`: off (`--no-report`, `--once`).
+    pub report: Option<ReportSettings>,
     pub notify: Notify,
     pub exec: Option<Exec>,
 }
@@ -62,6 +68,50 @@ impl Config {
             Some(Format::Template { .. }) => (0..self.sources.len()).filter(lazy).collect(),
             Some(f) => f.source().filter(lazy).into_iter().collect(),
             None => Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The API paths file `file` is made from: its secret's, or for a template those of the
+    /// secrets it names (`secrets.NAME`, `secrets["NAME"]`), every one when it names none
+    /// that way. What access reports say a file holds.
+    pub fn file_paths(&self, file: usize) -> Vec<String> {
+        let Some(spec) = self.files.get(file) else {
+            return Vec::new();
+        };
+        match &spec.format {
+            Format::Template { source_text } => {
+                let named = |n: &str| {
+                    [
+                        format!("secrets.{n}"),
+                        format!("secrets[\"{n}\"]"),
+                        format!("secrets['{n}']"),
+                    ]
+                    .iter()
+                    .any(|pat| {
+                        source_text.match_indices(pat.as_str()).any(|(i, _)| {
+                            let after = source_text[i + pat.len()..].chars().next();
+                            !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                        })
+                    })
+                };
+                let mut paths: Vec<String> = self
+                    .sources
+                    .iter()
+                    .filter(|s| s.names.iter().any(|n| named(n)))
+                    .map(|s| s.path.clone())
+                    .collect();
+                if paths.is_empty() {
+                    paths = self.sources.iter().map(|s| s.path.clone()).collect();
+                }
+                paths
+            }
+            f => f
+                .source()
+                .and_then(|i| self.sources.get(i))
+                .map(|s| vec![s.path.clone()])
+                .unwrap_or_default(),
         }
     }
 }

@@ -378,3 +378,44 @@ fn a_written_raw_config_parses_back_and_validates_the_same() {
         assert_eq!(format!("{a:?}"), format!("{b:?}"), "{name}:\n{written}");
     }
 }
+
+#[test]
+fn file_paths_name_what_each_file_is_made_of() {
+    let raw = crate::config::parse_text(
+        "test",
+        r#"
+[server]
+addr = "http://127.0.0.1:8200"
+token_file = "/tmp/t"
+[destination]
+path = "/run/x"
+[secrets]
+db = "secret/data/app/db"
+dbx = "secret/data/app/dbx"
+api = "secret/data/app/api"
+[[file]]
+name = "db.password"
+secret = "db"
+field = "password"
+[[file]]
+name = "app.conf"
+format = "template"
+template = "u={{ secrets.dbx.user }} k={{ secrets['api'].key }}"
+[[file]]
+name = "all.conf"
+format = "template"
+template = "{% for k in secrets %}{{ k }}{% endfor %}"
+"#,
+    )
+    .unwrap();
+    let c = Config::from_raw(raw).unwrap();
+    let file = |name: &str| c.files.iter().position(|f| f.name == name).unwrap();
+    assert_eq!(c.file_paths(file("db.password")), ["secret/data/app/db"]);
+    // `secrets.db` is not named by `secrets.dbx`.
+    assert_eq!(
+        c.file_paths(file("app.conf")),
+        ["secret/data/app/api", "secret/data/app/dbx"]
+    );
+    assert_eq!(c.file_paths(file("all.conf")).len(), 3);
+    assert!(c.file_paths(99).is_empty());
+}

@@ -231,6 +231,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let identity = super::report::identity(raw.agent.id.clone(), &destination.path, &|k| {
+        std::env::var(k).ok()
+    })?;
+    let report = super::report::report_settings(&raw.agent, raw.agent.once.unwrap_or(false))?;
     let refresh_interval = match raw.agent.refresh_interval {
         Some(t) => parse_duration("refresh_interval", &t, Duration::from_millis(10))?,
         None => DEFAULT_REFRESH,
@@ -324,6 +328,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     check_uids(&files, destination.fuse.as_ref())?;
 
     let config = Config {
+        identity,
+        report,
         server,
         sources,
         files,

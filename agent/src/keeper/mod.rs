@@ -26,6 +26,7 @@ use crate::render::Renderer;
 use crate::retry::{classify, ErrorClass};
 use crate::sink::{FileProjection, Sink, WriteError, WriteOutcome};
 use crate::telemetry::Observer;
+use hush_api::wire::agents::{AgentState, FileState, SourceState as ReportedSource};
 use lease::Retiring;
 use source::{Fetch, SourceState};
 
@@ -70,6 +71,14 @@ pub struct Keeper {
     lease_shown: Vec<Option<Instant>>,
     /// A reloaded config's set is not complete yet: the last set stays on disk until it is.
     reloading: bool,
+    /// The generation of the set last written (0 before the first).
+    generation: u64,
+    /// API path -> when it was last looked at without a failure (for state reports).
+    refreshed: BTreeMap<String, SystemTime>,
+    /// How long the last render of every file took.
+    render_time: Option<Duration>,
+    /// The last render's failures (names and reasons, never values).
+    render_errors: Vec<String>,
 }
 
 /// Where a file that reads lazy secrets stands.
@@ -125,6 +134,10 @@ impl Keeper {
             written_once: false,
             retiring: Vec::new(),
             reloading: false,
+            generation: 0,
+            refreshed: BTreeMap::new(),
+            render_time: None,
+            render_errors: Vec::new(),
         }
     }
 
@@ -252,6 +265,9 @@ impl Keeper {
             }
             state.pushed = false;
             let applied = source::apply(src, state, fetch, on_forbidden);
+            if state.failure.is_none() {
+                self.refreshed.insert(src.path.clone(), SystemTime::now());
+            }
             self.dirty |= applied.changed;
             report.transient |= applied.transient;
             replaced.extend(applied.replaced);
@@ -260,7 +276,9 @@ impl Keeper {
             self.retire(old);
         }
         if self.dirty {
+            let started = Instant::now();
             self.render_all();
+            self.render_time = Some(started.elapsed());
             self.dirty = false;
             self.write_owed = true;
         }
@@ -270,6 +288,7 @@ impl Keeper {
         if self.write_owed && (complete || (self.written_once && !self.reloading)) {
             match self.write().await {
                 Ok(outcome) => {
+                    self.generation = outcome.generation;
                     self.write_owed = false;
                     self.written_once |= complete;
                     self.reloading &= !complete;
@@ -308,6 +327,64 @@ impl Keeper {
         report.complete = self.written_once && self.all_rendered();
         self.show_leases();
         report
+    }
+
+    /// What the agent holds now, for a state report (`sys/agents/report`): per file its paths
+    /// and generation, per source its version, lease and last refresh, and the standing
+    /// errors. Names, numbers and lease ids only. RSS, CPU and uptime are the caller's.
+    pub fn agent_state(&self) -> AgentState {
+        let now = (Instant::now(), SystemTime::now());
+        let files = (0..self.config.files.len())
+            .filter(|i| self.rendered[*i].is_some())
+            .map(|i| FileState {
+                file: self.config.files[i].name.clone(),
+                paths: self.config.file_paths(i),
+                generation: self.generation,
+            })
+            .collect();
+        let mut errors = Vec::new();
+        let mut sources = Vec::new();
+        for (i, (src, state)) in self.config.sources.iter().zip(&self.sources).enumerate() {
+            if !self.wanted[i] {
+                continue;
+            }
+            if let Some(p) = &state.problem {
+                errors.push(format!("secret {}: {p}", src.label()));
+            }
+            sources.push(ReportedSource {
+                path: src.path.clone(),
+                version: state.version,
+                lease_id: state.lease.as_ref().map(|l| l.id.clone()),
+                lease_ttl_left: state
+                    .lease
+                    .as_ref()
+                    .filter(|l| !l.ttl.is_zero())
+                    .map(|l| l.expires.saturating_duration_since(now.0).as_secs()),
+                last_refresh: self.refreshed.get(&src.path).map(|t| rfc3339(*t)),
+                error: state.problem.clone(),
+            });
+        }
+        errors.extend(self.render_errors.iter().cloned());
+        errors.dedup();
+        let wanted: Vec<usize> = (0..self.sources.len())
+            .filter(|i| self.wanted[*i])
+            .collect();
+        // Every source is as fresh as the stalest one.
+        let last_refresh = wanted
+            .iter()
+            .map(|i| self.refreshed.get(&self.config.sources[*i].path).copied())
+            .collect::<Option<Vec<_>>>()
+            .and_then(|times| times.into_iter().min())
+            .filter(|_| !wanted.is_empty())
+            .map(rfc3339);
+        AgentState {
+            files,
+            sources,
+            last_refresh,
+            errors,
+            render_latency_ms: self.render_time.map(|d| d.as_secs_f64() * 1000.0),
+            ..AgentState::default()
+        }
     }
 
     /// Tell the observer where each lease stands, when that changed (`None`: no lease held).
@@ -551,6 +628,7 @@ impl Keeper {
     fn render_all(&mut self) {
         let data: Vec<_> = self.sources.iter().map(|s| s.data.clone()).collect();
         let any_removed = self.sources.iter().any(|s| s.removed);
+        self.render_errors.clear();
         for (i, spec) in self.config.files.iter().enumerate() {
             if self.unopened(i) {
                 continue;
@@ -584,6 +662,7 @@ impl Keeper {
                     if removed {
                         self.rendered[i] = None;
                     } else {
+                        self.render_errors.push(e.to_string());
                         self.observer.render_error(&spec.name);
                         if self.rendered[i].is_some() {
                             tracing::error!(error = %e, "could not render; keeping the last content");
@@ -650,4 +729,9 @@ fn payload(
             ))
         })
         .collect()
+}
+
+/// RFC 3339 in UTC, to the millisecond (what reports carry).
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

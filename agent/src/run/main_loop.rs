@@ -138,6 +138,7 @@ pub(super) async fn run(
         ..
     } = agent;
     let ready_tx = &tasks.ready;
+    let report_to = &agent.report;
     let inbox = tasks.inbox.clone();
     // When the oldest pushed change not yet on disk arrived.
     let mut push_since: Option<Instant> = None;
@@ -168,6 +169,9 @@ pub(super) async fn run(
             _ = shutdown.cancelled() => break Finished::Done,
             r = keeper.cycle(partial.as_deref()) => r,
         };
+        if let Some((_, board)) = report_to {
+            board.post(keeper.agent_state());
+        }
         if let Some(since) = push_since.take() {
             if report.written.is_some() {
                 let latency = since.elapsed();

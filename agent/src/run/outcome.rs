@@ -33,6 +33,12 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         err: std::io::Error,
     },
+    /// The report spool file: on a disk without `allow_disk`, or not creatable.
+    #[error("report_spool_file {}: {reason}", path.display())]
+    Spool {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("{0}")]
     Supervise(#[from] notify::supervise::SuperviseError),
     /// `--once` ran out of time (`--once-deadline`); the last error.

@@ -17,12 +17,19 @@ use crate::config::{self, Config};
 use crate::events::{self, Inbox};
 use crate::keeper::{self, Keeper};
 use crate::render::Renderer;
+use crate::report::ship::{self, Shipper};
+use crate::report::Board;
 use crate::retry::backoff::Backoff;
 use crate::sink::files::fs_check::{self, DestError};
 use crate::sink::files::AtomicWriter;
 use crate::sink::fuse::FuseSink;
 use crate::sink::Sink;
+use crate::telemetry::spool::{self, Spool};
 use crate::telemetry::{self, Metrics, Observer};
+use hush_api::wire::agents::{AgentIdentity, MAX_ACCESSES_PER_REPORT};
+
+/// Longest time spent at shutdown sending the access events still waiting.
+pub(super) const REPORT_FLUSH: Duration = Duration::from_secs(2);
 
 /// Mode of a tmpfs the agent mounts.
 const TMPFS_MODE: u32 = 0o755;
@@ -41,6 +48,9 @@ pub(super) struct Agent {
     pub observer: Arc<dyn Observer>,
     /// `--once`: when it gives up.
     pub once_deadline: Option<Instant>,
+    /// Reports upstream (`[agent] report`): the spool of access events and the board of the
+    /// keeper's state.
+    pub report: Option<(Arc<Spool>, Arc<Board>)>,
 }
 
 /// The tasks beside the loop. They stop on their own token, after the loop.
@@ -51,6 +61,8 @@ pub(super) struct Tasks {
     /// The events subscriber (`push`), and where it leaves changed paths for the loop.
     pub push: Option<JoinHandle<()>>,
     pub inbox: Option<Arc<Inbox>>,
+    /// The report shipper (it flushes, bounded, once `cancel` fires).
+    pub shipper: Option<JoinHandle<()>>,
     /// Tells `/readyz` that every file was rendered.
     pub ready: watch::Sender<bool>,
 }
@@ -76,10 +88,19 @@ pub(super) async fn start(
     let once_deadline = config.once.then(|| Instant::now() + config.once_deadline);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    let spool = match &config.report {
+        Some(settings) => Some(Arc::new(open_spool(&config, settings, &metrics)?)),
+        None => None,
+    };
     // Before any secret is fetched or written: a checked tmpfs, or the FUSE mount (which keeps
     // the files in memory).
     let fuse = match &config.destination.fuse {
-        Some(settings) => Some(FuseSink::start(&config, settings, metrics.clone())?),
+        Some(settings) => Some(FuseSink::start(
+            &config,
+            settings,
+            metrics.clone(),
+            spool.clone(),
+        )?),
         None => {
             prepare_destination(&config)?;
             None
@@ -154,7 +175,64 @@ pub(super) async fn start(
         keeper,
         observer,
         once_deadline,
+        report: spool.map(|s| (s, Arc::new(Board::default()))),
     }))
+}
+
+/// The version an agent reports: `0.1.0+COMMIT` (hushd takes at most 64 bytes).
+fn report_version() -> String {
+    let mut v = format!(
+        "{}+{}",
+        env!("CARGO_PKG_VERSION"),
+        hush_api::build_info::COMMIT
+    );
+    while v.len() > 64 {
+        v.pop();
+    }
+    v
+}
+
+/// The report spool: memory, and the spool file when one is set (on tmpfs unless
+/// `allow_disk`: the events name processes and files, and stay off the disk).
+fn open_spool(
+    config: &Config,
+    settings: &config::ReportSettings,
+    metrics: &Metrics,
+) -> Result<Spool, RunError> {
+    let file = match &settings.spool_file {
+        Some(path) => {
+            let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+            match fs_check::check_destination(dir, config.destination.allow_disk) {
+                Ok(_) => {}
+                Err(DestError::DiskBacked { fs_type, .. }) => {
+                    return Err(RunError::Spool {
+                        path: path.clone(),
+                        reason: format!(
+                        "it is on {fs_type} (disk-backed); put it on a tmpfs, or pass --allow-disk"
+                    ),
+                    })
+                }
+                Err(e) => {
+                    return Err(RunError::Spool {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+            Some((path.as_path(), spool::DEFAULT_FILE_BYTES))
+        }
+        None => None,
+    };
+    Spool::new(
+        settings.spool,
+        file,
+        MAX_ACCESSES_PER_REPORT,
+        metrics.report_spool_handles(),
+    )
+    .map_err(|err| RunError::Spool {
+        path: settings.spool_file.clone().unwrap_or_default(),
+        reason: crate::config::io_reason(&err),
+    })
 }
 
 /// Take over the leases a `--once` run left on the destination.
@@ -215,7 +293,39 @@ pub(super) async fn tasks(agent: &Agent) -> Result<Tasks, RunError> {
         )));
         inbox = Some(i);
     }
+    let shipper = match (&agent.report, &config.report) {
+        (Some((spool, board)), Some(settings)) => {
+            let identity = &config.identity;
+            let shipper = Shipper::new(
+                ship::Settings {
+                    interval: settings.interval,
+                    retry_base: config.refresh_interval.min(Duration::from_secs(1)),
+                    backoff_max: config
+                        .backoff_max
+                        .min(settings.interval.max(Duration::from_secs(30))),
+                    flush: REPORT_FLUSH,
+                },
+                agent.base.clone(),
+                agent.tokens.clone(),
+                spool.clone(),
+                board.clone(),
+                agent.metrics.clone(),
+                AgentIdentity {
+                    id: identity.id.clone(),
+                    host: identity.host.clone(),
+                    pod: identity.pod.clone(),
+                    destination: config.destination.path.display().to_string(),
+                    version: report_version(),
+                    instance: uuid::Uuid::new_v4().to_string(),
+                },
+            );
+            tracing::info!(agent_id = %identity.id, interval_ms = settings.interval.as_millis() as u64, "reporting to hushd");
+            Some(tokio::spawn(shipper.run(cancel.clone())))
+        }
+        _ => None,
+    };
     Ok(Tasks {
+        shipper,
         cancel,
         renewer,
         server,

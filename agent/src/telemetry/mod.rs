@@ -33,6 +33,9 @@
 //! | `hush_push_unavailable_total` | counter | | subscribe attempts the store refused or a proxy broke (403/404/405/400, not a WebSocket) |
 //! | `hush_push_events_total` | counter | | events received |
 //! | `hush_push_event_to_file_seconds` | histogram | | from an event's arrival to its change on disk |
+//! | `hush_report_batches_total` | counter | `outcome` | report batches sent to hushd: `ok`, `retry` (unreachable, 5xx, 429), `forbidden`, `unsupported` (404/405), `rejected` (other 4xx) |
+//! | `hush_report_spool_events` | gauge | | access events waiting to be shipped (memory and file) |
+//! | `hush_report_dropped_total` | counter | | access events lost because the spool was full (also in every report) |
 //!
 //! (*) Counted from when the store made the data: a KV v2 version's `created_time`, a dynamic
 //! secret's lease issue, otherwise the agent's first read of that data; for a template, the
@@ -42,6 +45,7 @@
 //! series per secret, however often its lease is replaced).
 
 pub mod server;
+pub mod spool;
 pub mod systemd;
 
 use std::collections::BTreeMap;
@@ -75,6 +79,11 @@ struct SecretLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,6 +123,9 @@ pub struct Metrics {
     fuse_opens: Family<ResultLabels, Counter>,
     fuse_lookups: Family<ResultLabels, Counter>,
     fuse_log_dropped: Counter,
+    report_batches: Family<OutcomeLabels, Counter>,
+    report_spool: Gauge,
+    report_dropped: Counter,
     push_state: Gauge,
     push_subscriptions: Counter,
     push_unavailable: Counter,
@@ -169,6 +181,24 @@ impl Metrics {
         let fuse_opens = Family::<ResultLabels, Counter>::default();
         let fuse_lookups = Family::<ResultLabels, Counter>::default();
         let fuse_log_dropped = Counter::default();
+        let report_batches = Family::<OutcomeLabels, Counter>::default();
+        let report_spool = Gauge::default();
+        let report_dropped = Counter::default();
+        registry.register(
+            "report_batches",
+            "Report batches sent to hushd, by outcome (ok, retry, forbidden, unsupported, rejected)",
+            report_batches.clone(),
+        );
+        registry.register(
+            "report_spool_events",
+            "Access events waiting to be shipped to hushd",
+            report_spool.clone(),
+        );
+        registry.register(
+            "report_dropped",
+            "Access events lost because the report spool was full",
+            report_dropped.clone(),
+        );
         let push_state = Gauge::default();
         let push_subscriptions = Counter::default();
         let push_unavailable = Counter::default();
@@ -289,6 +319,9 @@ impl Metrics {
             fuse_opens,
             fuse_lookups,
             fuse_log_dropped,
+            report_batches,
+            report_spool,
+            report_dropped,
             push_state,
             push_subscriptions,
             push_unavailable,
@@ -377,6 +410,18 @@ impl Metrics {
     /// An access-log line was dropped (its queue was full).
     pub fn fuse_access_log_dropped(&self) {
         self.fuse_log_dropped.inc();
+    }
+
+    /// The spool's gauge (events waiting) and drop counter, for [`spool::Spool`] to update.
+    pub fn report_spool_handles(&self) -> (Gauge, Counter) {
+        (self.report_spool.clone(), self.report_dropped.clone())
+    }
+
+    /// A report batch was sent; `outcome` as in `hush_report_batches_total`.
+    pub fn report_batch(&self, outcome: &'static str) {
+        self.report_batches
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Where the events subscription stands.

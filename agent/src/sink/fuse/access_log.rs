@@ -13,6 +13,10 @@
 //!  "exe":"/usr/bin/python3.12","container":"3f9a...","result":"allowed"}
 //! ```
 //!
+//! When the agent reports to hushd, the writer thread also turns each batch of events into
+//! report accesses (with the API paths each file is made from) and appends them to the report
+//! spool ([`ReportTap`]): one lock per batch, never on the open path.
+//!
 //! Denied opens add `"reason"`. `container` is the container or pod id found in the reader's
 //! `/proc/PID/cgroup` (docker, containerd, cri-o, kubepods), or `null`.
 
@@ -27,7 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
+use crate::telemetry::spool::Spool;
 use crate::telemetry::Metrics;
+use hush_api::wire::agents::Access;
 
 /// Events waiting for the writer thread; more are dropped (and counted).
 const QUEUE: usize = 4096;
@@ -154,6 +160,11 @@ impl Formatter {
         out.write_all(b"\n")
     }
 
+    /// The time of the event last written (RFC 3339, microseconds, UTC).
+    fn time(&self) -> &str {
+        &self.time
+    }
+
     /// The event's line without the newline.
     pub fn line(&mut self, event: &AccessEvent) -> String {
         let mut out = Vec::new();
@@ -189,6 +200,42 @@ impl Formatter {
             self.time_prefix,
             since.subsec_micros()
         );
+    }
+}
+
+/// Where the writer thread leaves report accesses: the spool, and the API paths of each file.
+#[derive(Debug)]
+pub struct ReportTap {
+    pub spool: Arc<Spool>,
+    /// File name -> the API paths it is made from.
+    pub paths: HashMap<String, Vec<String>>,
+}
+
+impl ReportTap {
+    /// The report access of an event just written by `lines` (whose time it reuses).
+    fn access(&self, event: &AccessEvent, time: &str) -> Access {
+        Access {
+            time: time.to_owned(),
+            event: match event.event {
+                Event::Open => "open",
+                Event::Lookup => "lookup",
+            }
+            .into(),
+            file: event.file.to_string(),
+            paths: self.paths.get(&*event.file).cloned().unwrap_or_default(),
+            version: event.version,
+            generation: event.generation,
+            pid: event.pid,
+            uid: event.uid,
+            gid: event.gid,
+            exe: event.exe.clone(),
+            container: event.container.as_deref().map(str::to_owned),
+            result: event.outcome.label().into(),
+            reason: match event.outcome {
+                Outcome::Allowed => None,
+                Outcome::Denied(r) => Some(r.into()),
+            },
+        }
     }
 }
 
@@ -240,11 +287,13 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Opens the target (a file is created if missing and appended to) and starts the writer
-    /// thread, which ends when every sender is gone. Paths are shown under `dest`.
+    /// thread, which ends when every sender is gone. Paths are shown under `dest`. With
+    /// `report`, every event also goes to the report spool.
     pub fn start(
         target: &Target,
         dest: &Path,
         metrics: Arc<Metrics>,
+        report: Option<ReportTap>,
     ) -> io::Result<(AccessLog, JoinHandle<()>)> {
         let out: Box<dyn Write + Send> = match target {
             Target::Stdout => Box::new(io::stdout()),
@@ -259,7 +308,7 @@ impl AccessLog {
         let formatter = Formatter::new(dest);
         let writer = std::thread::Builder::new()
             .name("hush-access-log".into())
-            .spawn(move || write_lines(rx, out, formatter))?;
+            .spawn(move || write_lines(rx, out, formatter, report))?;
         Ok((AccessLog::with_sender(tx, metrics), writer))
     }
 
@@ -289,11 +338,18 @@ impl AccessLog {
     }
 }
 
-/// The writer thread: one line per event, flushed after each batch (what the queue holds).
-fn write_lines(rx: Receiver<AccessEvent>, out: Box<dyn Write + Send>, mut lines: Formatter) {
+/// The writer thread: one line per event, flushed after each batch (what the queue holds);
+/// with `report`, the batch's accesses go to the report spool too.
+fn write_lines(
+    rx: Receiver<AccessEvent>,
+    out: Box<dyn Write + Send>,
+    mut lines: Formatter,
+    report: Option<ReportTap>,
+) {
     let mut out = io::BufWriter::new(out);
     let mut failed = false;
     let mut first_batch = true;
+    let mut accesses = Vec::new();
     while let Ok(first) = rx.recv() {
         if !first_batch {
             // Let the batch grow (a burst of opens then costs one wake-up).
@@ -308,10 +364,16 @@ fn write_lines(rx: Receiver<AccessEvent>, out: Box<dyn Write + Send>, mut lines:
                     failed = true;
                 }
             }
+            if let Some(tap) = &report {
+                accesses.push(tap.access(&event, lines.time()));
+            }
             next = rx.try_recv().ok();
         }
         if out.flush().is_ok() {
             failed = false;
+        }
+        if let Some(tap) = &report {
+            tap.spool.push(accesses.drain(..));
         }
     }
     let _ = out.flush();
@@ -487,10 +549,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         let metrics = Arc::new(Metrics::new());
+        let spool = Arc::new(Spool::new(100, None, 1000, metrics.report_spool_handles()).unwrap());
+        let tap = ReportTap {
+            spool: spool.clone(),
+            paths: HashMap::from([(
+                "db.password".to_owned(),
+                vec!["secret/data/app/db".to_owned()],
+            )]),
+        };
         let (log, writer) = AccessLog::start(
             &Target::File(path.clone()),
             Path::new("/run/secrets"),
             metrics.clone(),
+            Some(tap),
         )
         .unwrap();
         log.record(event(Outcome::Allowed));
@@ -501,6 +572,24 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[1].contains("\"denied\""));
+        // The same events, in order, wait in the report spool with their API paths.
+        let shipped = spool.take(10);
+        assert_eq!(shipped.len(), 2);
+        let line0: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(shipped[0].time, line0["time"].as_str().unwrap());
+        assert_eq!(shipped[0].paths, ["secret/data/app/db"]);
+        assert_eq!(
+            (shipped[0].pid, shipped[0].uid, shipped[0].gid),
+            (4242, 1000, 1001)
+        );
+        assert_eq!(shipped[0].exe.as_deref(), Some("/usr/bin/cat"));
+        assert_eq!(
+            (shipped[0].event.as_str(), shipped[0].result.as_str()),
+            ("open", "allowed")
+        );
+        assert_eq!(shipped[1].result, "denied");
+        assert_eq!(shipped[1].reason.as_deref(), Some("uid not allowed"));
+        assert_eq!((shipped[1].version, shipped[1].generation), (3, 7));
         let m = metrics.encode();
         assert!(
             m.contains("hush_fuse_opens_total{result=\"allowed\"} 1"),

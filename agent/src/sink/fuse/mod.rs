@@ -43,6 +43,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, FuseSettings};
 use crate::retry::ErrorClass;
 use crate::sink::{FileProjection, Sink, WriteError, WriteOutcome};
+use crate::telemetry::spool::Spool;
 use crate::telemetry::{Metrics, Observer};
 use access_log::{AccessLog, Target};
 use fs::{HushFs, Inval, Shared};
@@ -83,20 +84,30 @@ impl FuseSink {
         config: &Config,
         settings: &FuseSettings,
         metrics: Arc<Metrics>,
+        report: Option<Arc<Spool>>,
     ) -> Result<FuseSink, FuseError> {
         let dest = config.destination.path.clone();
         let target = match &settings.access_log {
             Some(path) => Target::File(path.clone()),
             None => Target::Stdout,
         };
+        // Each file's API paths, worked out once here, for the writer thread's reports.
+        let report = report.map(|spool| access_log::ReportTap {
+            spool,
+            paths: (0..config.files.len())
+                .map(|i| (config.files[i].name.clone(), config.file_paths(i)))
+                .collect(),
+        });
         let (log, log_writer) =
-            AccessLog::start(&target, &dest, metrics.clone()).map_err(|err| FuseError::Io {
-                op: "open the access log",
-                path: settings
-                    .access_log
-                    .clone()
-                    .unwrap_or_else(|| "stdout".into()),
-                err,
+            AccessLog::start(&target, &dest, metrics.clone(), report).map_err(|err| {
+                FuseError::Io {
+                    op: "open the access log",
+                    path: settings
+                        .access_log
+                        .clone()
+                        .unwrap_or_else(|| "stdout".into()),
+                    err,
+                }
             })?;
         mount::prepare_mount_point(&dest)?;
         let (tx, rx) = channel::<Inval>();
@@ -168,6 +179,12 @@ impl FuseSink {
             shared,
             requests: Some(requests),
         })
+    }
+
+    /// The access log's writer thread, for a caller that waits for it after dropping the sink
+    /// (its last events reach the report spool then); `stop` no longer waits for it.
+    pub fn take_log_writer(&mut self) -> Option<JoinHandle<()>> {
+        self.log_writer.take()
     }
 
     /// The keeper's sink: each set it writes becomes the served tree.
