@@ -81,6 +81,18 @@ pub enum Command {
     /// Enable, list and disable audit devices; verify audit logs
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The fleet of agents: who reports, who read a secret, who holds an old version
+    #[command(
+        subcommand,
+        long_about = "The fleet of agents: who reports, who read a secret, who holds an old \
+        version.\n\n\
+        hush-agent ships its access events (each open of a secret file: pid, uid, executable, \
+        container) and its state (the versions it holds) to hushd's sys/agents/report. These \
+        commands read that view. They need a token whose policy may read it, for example:\n\n\
+        path \"sys/agents\" { capabilities = [\"list\"] }\n\
+        path \"sys/agents/*\" { capabilities = [\"read\", \"list\"] }"
+    )]
+    Agents(AgentsCmd),
     /// Start a throwaway dev server and agent and take a short tour
     #[command(
         long_about = "Start a throwaway dev server and agent and take a short tour.\n\n\
@@ -457,6 +469,41 @@ pub enum AuditCmd {
         /// written after it are fine
         #[arg(long = "last-hash", value_name = "HASH")]
         last_hash: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// List every agent that ever reported, with last report time and staleness
+    ///
+    /// An agent is stale when its last report holds an older KV version of some path than the
+    /// current one (hushd looks the current version up itself). Agents that stopped reporting
+    /// stay listed with their last state.
+    List,
+    /// Show one agent: identity, token, files, the versions and leases it holds, errors
+    Show {
+        /// The agent's id, e.g. NAMESPACE/POD or HOST:DESTINATION (see `hush agents list`)
+        id: String,
+    },
+    /// Which processes read a secret: the agents' access events for an API path
+    ///
+    /// For example `hush agents who-read secret/data/app/db -since 2h`. PATH is the API
+    /// path the agents read (with `data/` for KV version 2); oldest first.
+    #[command(name = "who-read")]
+    WhoRead {
+        /// API path, e.g. secret/data/app/db
+        path: String,
+        /// How far back: a duration (30m, 24h, 7d) or an RFC 3339 time
+        #[arg(long, value_name = "DURATION|TIME", default_value = "24h")]
+        since: String,
+    },
+    /// Agents whose last report holds an older version of PATH than the current one
+    ///
+    /// Includes agents that stopped reporting (their last report counts), and agents whose
+    /// token can no longer read the new version.
+    Stale {
+        /// API path of a KV version 2 secret, e.g. secret/data/app/db
+        path: String,
     },
 }
 

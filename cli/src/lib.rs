@@ -6,7 +6,7 @@
 //! - [`args`]: the clap grammar, with vault-style single-dash flags.
 //! - [`context`]: address/token/CA from flags and environment, errors with advice.
 //! - [`output`]: tables and JSON.
-//! - [`cmd`]: one module per command group (`operator`, `kv`, `policy`, `token`, `audit`),
+//! - [`cmd`]: one module per command group (`operator`, `kv`, `policy`, `token`, `audit`, `agents`),
 //!   and `dev`, the local demo (starts `hushd --dev` and tours the other commands).
 //!
 //! Exit status: 0 success, 1 error, 2 usage error.

@@ -47,6 +47,35 @@ pub fn kv_table<K: AsRef<str>, V: AsRef<str>>(header: (&str, &str), rows: &[(K, 
     out
 }
 
+/// A table with a header and a dashed rule, columns padded like the vault CLI's lists.
+pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i < last {
+                out.push_str(&" ".repeat(w - cell.chars().count() + 4));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let rule: Vec<String> = header.iter().map(|h| "-".repeat(h.len())).collect();
+    let mut out = line(&head) + &line(&rule);
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
 /// Rows of a JSON object, keys sorted.
 pub fn object_rows(v: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
     let mut rows: Vec<_> = v.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();

@@ -192,6 +192,11 @@ async fn reports_are_stored_once_audited_in_clear_and_queryable() {
     assert_eq!(e["batch_id"], "batch-1");
     assert_eq!(e["agent_id"], "ns/web-0");
     assert_eq!(entries[1]["auth"]["display_name"], "token-agent-a");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(&agent),
+        "the agent's token is never in the log"
+    );
     let out = run_hush(&["audit", "verify", &log.display().to_string()], &[], None);
     assert!(
         out.status.success(),

@@ -5,13 +5,14 @@
 //! and the revoke-at-exit settings. Kept from the running agent (each one named in the log when
 //! the new file changes it; a restart applies it): the server address, CA and credential (the
 //! token and the leases hang on them), the destination (its path, tmpfs and FUSE settings),
-//! the metrics listener, `once`, the supervised command, and `push` (the subscriber starts
-//! with the agent).
+//! the metrics listener, `once`, the supervised command, `push` (the subscriber starts
+//! with the agent), and the agent id and report settings (the shipper and its spool start with
+//! the agent).
 
 use super::Config;
 
 /// Settings that a reload cannot change, by the name the log shows.
-pub const FIXED: [&str; 9] = [
+pub const FIXED: [&str; 11] = [
     "server.addr",
     "server.ca_cert",
     "the credential (token_file / auth)",
@@ -21,6 +22,8 @@ pub const FIXED: [&str; 9] = [
     "exec (the supervised command)",
     "destination.fuse",
     "agent.push",
+    "agent.id",
+    "agent.report (report, report_interval, report_spool, report_spool_file)",
 ];
 
 /// `new` with the settings a reload cannot change taken from `old`; and the names of those
@@ -56,6 +59,17 @@ pub fn merge(old: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
     if new.push != old.push {
         kept.push(FIXED[8]);
         new.push = old.push;
+    }
+    // A derived id follows the destination, which is already named when it changed.
+    if new.identity != old.identity {
+        if !kept.contains(&FIXED[3]) {
+            kept.push(FIXED[9]);
+        }
+        new.identity = old.identity.clone();
+    }
+    if new.report != old.report {
+        kept.push(FIXED[10]);
+        new.report = old.report.clone();
     }
     let exec_key = |c: &Config| {
         c.exec
@@ -108,6 +122,19 @@ field = "password"
         assert_eq!(merged.server.addr, "https://127.0.0.1:8200");
         assert_eq!(merged.destination.path, old.destination.path);
         assert_eq!(kept, vec!["server.addr", "destination"]);
+    }
+
+    #[test]
+    fn agent_id_and_report_settings_stay() {
+        let old = config(BASE);
+        let text = BASE.replace(
+            "refresh_interval = \"60s\"",
+            "refresh_interval = \"60s\"\nid = \"other\"\nreport_interval = \"1s\"",
+        );
+        let (merged, kept) = merge(&old, config(&text));
+        assert_eq!(merged.identity, old.identity);
+        assert_eq!(merged.report, old.report);
+        assert_eq!(kept, vec![FIXED[9], FIXED[10]]);
     }
 
     #[test]

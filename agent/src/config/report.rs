@@ -65,20 +65,25 @@ pub fn identity(
         (None, None) => {
             let derived = match &pod {
                 Some(p) => p.clone(),
-                None => format!("{host}:{}", dest.display()),
+                // Components: no `.` segment, no `//`, no trailing `/`.
+                None => format!(
+                    "{host}:{}",
+                    dest.components().collect::<PathBuf>().display()
+                ),
             };
             // A derived id is made valid rather than refused.
-            let clean: String = derived
-                .chars()
-                .map(|c| {
-                    if c.is_whitespace() || c.is_control() {
-                        '_'
-                    } else {
-                        c
-                    }
-                })
-                .take(MAX_AGENT_ID)
-                .collect();
+            let mut clean = String::new();
+            for c in derived.chars() {
+                let c = if c.is_whitespace() || c.is_control() {
+                    '_'
+                } else {
+                    c
+                };
+                if clean.len() + c.len_utf8() > MAX_AGENT_ID {
+                    break;
+                }
+                clean.push(c);
+            }
             (clean, "the default")
         }
     };
@@ -86,15 +91,29 @@ pub fn identity(
     Ok(Identity { id, host, pod })
 }
 
-/// An agent id is 1 to [`MAX_AGENT_ID`] printable characters without whitespace.
+/// Ids hushd keeps for its own endpoints (`sys/agents/report`, `access`, `stale`).
+pub const RESERVED_IDS: &[&str] = &["report", "access", "stale"];
+
+/// An agent id is 1 to [`MAX_AGENT_ID`] bytes of printable characters without whitespace,
+/// and not one of [`RESERVED_IDS`].
 pub fn check_agent_id(id: &str, origin: &str) -> Result<(), ConfigError> {
     let problem = if id.is_empty() {
         Some("is empty".to_owned())
-    } else if id.chars().count() > MAX_AGENT_ID {
+    } else if id.len() > MAX_AGENT_ID {
         Some(format!(
-            "is {} characters long (at most {MAX_AGENT_ID})",
-            id.chars().count()
+            "is {} bytes long (at most {MAX_AGENT_ID})",
+            id.len()
         ))
+    } else if RESERVED_IDS.contains(&id) {
+        Some("is reserved (an endpoint of sys/agents)".to_owned())
+    } else if id.starts_with('/')
+        || id.contains("//")
+        || id.split('/').any(|s| s == "." || s == "..")
+    {
+        Some(
+            "cannot be read back as sys/agents/ID (a leading /, // or a . or .. segment)"
+                .to_owned(),
+        )
     } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         Some("holds whitespace or a control character".to_owned())
     } else {
@@ -103,7 +122,7 @@ pub fn check_agent_id(id: &str, origin: &str) -> Result<(), ConfigError> {
     match problem {
         None => Ok(()),
         Some(p) => Err(ConfigError(format!(
-            "agent id {:?} (from {origin}) {p}: want 1 to {MAX_AGENT_ID} printable characters without whitespace",
+            "agent id {:?} (from {origin}) {p}: want 1 to {MAX_AGENT_ID} bytes of printable characters without whitespace",
             id.chars().take(80).collect::<String>()
         ))),
     }
@@ -208,18 +227,32 @@ mod tests {
         let e = identity(Some(String::new()), dest, &env).unwrap_err().0;
         assert_eq!(
             e,
-            "agent id \"\" (from --agent-id / [agent] id) is empty: want 1 to 253 printable characters without whitespace"
+            "agent id \"\" (from --agent-id / [agent] id) is empty: want 1 to 253 bytes of printable characters without whitespace"
         );
         let e = identity(Some("a b".into()), dest, &env).unwrap_err().0;
         assert_eq!(
             e,
-            "agent id \"a b\" (from --agent-id / [agent] id) holds whitespace or a control character: want 1 to 253 printable characters without whitespace"
+            "agent id \"a b\" (from --agent-id / [agent] id) holds whitespace or a control character: want 1 to 253 bytes of printable characters without whitespace"
         );
         let e = identity(Some("x\u{7}".into()), dest, &env).unwrap_err().0;
         assert!(e.contains("control character"), "{e}");
         let e = identity(Some("x".repeat(254)), dest, &env).unwrap_err().0;
-        assert!(e.contains("is 254 characters long (at most 253)"), "{e}");
+        assert!(e.contains("is 254 bytes long (at most 253)"), "{e}");
         assert!(identity(Some("x".repeat(253)), dest, &env).is_ok());
+        let e = identity(Some("é".repeat(127)), dest, &env).unwrap_err().0;
+        assert!(e.contains("is 254 bytes long"), "{e}");
+        for bad in ["/x", "a//b", "a/./b", "a/.."] {
+            let e = identity(Some(bad.into()), dest, &env).unwrap_err().0;
+            assert!(e.contains("cannot be read back as sys/agents/ID"), "{e}");
+        }
+        let odd = identity(None, Path::new("/run/./x//y/"), &env).unwrap().id;
+        assert_eq!(odd, "h:/run/x/y");
+        let e = identity(Some("stale".into()), dest, &env).unwrap_err().0;
+        assert!(e.contains("is reserved (an endpoint of sys/agents)"), "{e}");
+        // A long derived id is cut to the bound, on a character boundary.
+        let long = format!("/{}", "é".repeat(200));
+        let id = identity(None, Path::new(&long), &env).unwrap().id;
+        assert!(id.len() <= 253 && id.starts_with("h:/é"), "{id}");
         let env = env_of(&[("HOSTNAME", "h"), (AGENT_ID_ENV, "tab\there")]);
         let e = identity(None, dest, &env).unwrap_err().0;
         assert!(e.contains("(from HUSH_AGENT_ID)"), "{e}");

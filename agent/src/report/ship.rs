@@ -15,11 +15,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_api::client::Body;
 use hush_api::process_stats::ProcessStats;
 use hush_api::wire::agents::{AgentIdentity, Report, MAX_ACCESSES_PER_REPORT};
 use hush_api::{Client, ClientError};
-use reqwest::Method;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +87,8 @@ pub struct Shipper {
     next_state: Instant,
     warned_forbidden: bool,
     paused: bool,
+    /// The last refusal logged (the same one is not logged at every interval).
+    last_rejected: Option<String>,
 }
 
 impl std::fmt::Debug for Shipper {
@@ -125,6 +125,7 @@ impl Shipper {
             next_state: Instant::now(),
             warned_forbidden: false,
             paused: false,
+            last_rejected: None,
         }
     }
 
@@ -137,6 +138,11 @@ impl Shipper {
         let now = Instant::now();
         let state_due = force_state || self.board.owed() || now >= self.next_state;
         let mut state = if state_due { self.board.take().0 } else { None };
+        if state_due && state.is_none() {
+            // No state yet (before the first cycle): the board's first post wakes the loop;
+            // until then the interval.
+            self.next_state = now + self.settings.interval;
+        }
         let accesses = self.spool.take(MAX_ACCESSES_PER_REPORT);
         if accesses.is_empty() && state.is_none() {
             return false;
@@ -167,25 +173,19 @@ impl Shipper {
             return Sent::Ok;
         };
         let client = self.base.with_token(Some(self.tokens.token()));
-        let sent = match serde_json::to_value(report) {
-            Err(e) => Sent::Rejected(format!("cannot encode the report: {e}")),
-            Ok(body) => match client
-                .call(Method::PUT, PATH, &[], Some(Body::Json(&body)))
-                .await
-            {
-                // A 2xx whose body this client does not read is still an acknowledgement.
-                Ok(_) | Err(ClientError::Decode { .. }) => Sent::Ok,
-                Err(ClientError::Api { status, errors }) => {
-                    let e = ClientError::Api { status, errors }.to_string();
-                    match status {
-                        403 => Sent::Forbidden,
-                        404 | 405 => Sent::Unsupported,
-                        408 | 412 | 429 | 500..=599 => Sent::Retry(e),
-                        _ => Sent::Rejected(e),
-                    }
+        let sent = match client.agents_report(report).await {
+            // A 2xx whose body this client does not read is still an acknowledgement.
+            Ok(_) | Err(ClientError::Decode { .. }) => Sent::Ok,
+            Err(ClientError::Api { status, errors }) => {
+                let e = ClientError::Api { status, errors }.to_string();
+                match status {
+                    403 => Sent::Forbidden,
+                    404 | 405 => Sent::Unsupported,
+                    408 | 412 | 429 | 500..=599 => Sent::Retry(e),
+                    _ => Sent::Rejected(e),
                 }
-                Err(e) => Sent::Retry(e.to_string()),
-            },
+            }
+            Err(e) => Sent::Retry(e.to_string()),
         };
         self.metrics.report_batch(sent.label());
         let accesses = report.accesses.len();
@@ -200,7 +200,10 @@ impl Shipper {
                 self.warned_forbidden = false;
             }
             Sent::Rejected(reason) => {
-                tracing::error!(error = %reason, accesses, "hushd refused a report batch; its accesses are counted as dropped");
+                if self.last_rejected.as_ref() != Some(reason) {
+                    tracing::error!(error = %reason, accesses, "hushd refused a report batch; its accesses are counted as dropped");
+                    self.last_rejected = Some(reason.clone());
+                }
                 self.spool.count_lost(accesses as u64);
                 self.pending = None;
             }

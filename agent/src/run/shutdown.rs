@@ -21,7 +21,7 @@ pub(super) async fn stop(
 ) {
     let Agent {
         config,
-        fuse,
+        mut fuse,
         base,
         tokens,
         mut keeper,
@@ -38,7 +38,19 @@ pub(super) async fn stop(
         }
     }
     let fuse_mode = fuse.is_some();
+    // When reporting, the access log's writer is waited for (briefly: a reader may still hold
+    // a file open on the detached mount) so the last opens reach the spool before the flush.
+    let log_writer = match (&mut fuse, &config.report) {
+        (Some(f), Some(_)) => f.take_log_writer(),
+        _ => None,
+    };
     drop(fuse);
+    if let Some(w) = log_writer {
+        let deadline = std::time::Instant::now() + Duration::from_millis(300);
+        while !w.is_finished() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     if config.revoke_on_exit {
         let client = base.with_token(Some(tokens.token()));
         match tokio::time::timeout(REVOKE_TIMEOUT, client.token_revoke_self()).await {

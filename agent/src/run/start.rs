@@ -179,6 +179,19 @@ pub(super) async fn start(
     }))
 }
 
+/// The version an agent reports: `0.1.0+COMMIT` (hushd takes at most 64 bytes).
+fn report_version() -> String {
+    let mut v = format!(
+        "{}+{}",
+        env!("CARGO_PKG_VERSION"),
+        hush_api::build_info::COMMIT
+    );
+    while v.len() > 64 {
+        v.pop();
+    }
+    v
+}
+
 /// The report spool: memory, and the spool file when one is set (on tmpfs unless
 /// `allow_disk`: the events name processes and files, and stay off the disk).
 fn open_spool(
@@ -302,7 +315,7 @@ pub(super) async fn tasks(agent: &Agent) -> Result<Tasks, RunError> {
                     host: identity.host.clone(),
                     pod: identity.pod.clone(),
                     destination: config.destination.path.display().to_string(),
-                    version: hush_api::build_info::VERSION.to_owned(),
+                    version: report_version(),
                     instance: uuid::Uuid::new_v4().to_string(),
                 },
             );

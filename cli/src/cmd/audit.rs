@@ -10,7 +10,7 @@ use serde_json::json;
 use super::kv::parse_pairs;
 use crate::args::AuditCmd;
 use crate::context::{usage, Ctx};
-use crate::output::print_json;
+use crate::output::{columns, print_json};
 
 /// A failed verification: exit 1 with this message.
 #[derive(Debug)]
@@ -97,35 +97,6 @@ async fn list(ctx: &Ctx, detailed: bool) -> anyhow::Result<()> {
         .collect();
     print!("{}", columns(&header, &rows));
     Ok(())
-}
-
-/// A table with a header and a dashed rule, columns padded like the vault CLI's lists.
-fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let last = cells.len().saturating_sub(1);
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            out.push_str(cell);
-            if i < last {
-                out.push_str(&" ".repeat(w - cell.chars().count() + 4));
-            }
-        }
-        out.push('\n');
-        out
-    };
-    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    let rule: Vec<String> = header.iter().map(|h| "-".repeat(h.len())).collect();
-    let mut out = line(&head) + &line(&rule);
-    for row in rows {
-        out.push_str(&line(row));
-    }
-    out
 }
 
 fn verify_file(ctx: &Ctx, file: PathBuf, last_hash: Option<String>) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into client calls and output.
 
+pub mod agents;
 pub mod audit;
 pub mod dev;
 pub mod kv;
@@ -19,6 +20,7 @@ pub async fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Resu
         Command::Policy(cmd) => policy::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Agents(cmd) => agents::run(&ctx, cmd).await,
         Command::Dev(args) => {
             if cli.global.address.is_some() || cli.global.ca_cert.is_some() {
                 return Err(usage(

@@ -33,6 +33,9 @@ const AGENT: &str = "agent/";
 
 /// Batches the prune removes per storage write.
 const PRUNE_CHUNK: usize = 64;
+/// Report locks: a report takes the stripes of its batch id and of its agent id, so reports of
+/// different agents run side by side.
+const STRIPES: usize = 64;
 
 /// Escape any string into one key segment: `%`, `/` as `%25`, `%2F`; a segment made only of
 /// dots (`.`, `..`, which the barrier refuses) gets its dots as `%2E`.
@@ -88,8 +91,9 @@ pub struct Sender {
 /// The fleet index over one barrier view.
 pub struct AgentIndex {
     view: BarrierView,
-    /// Serialises reports, so that two copies of one batch cannot both pass the dedup check.
-    reports: tokio::sync::Mutex<()>,
+    /// Two copies of one batch cannot both pass the dedup check, and two reports of one agent
+    /// cannot interleave their read and write of its record.
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for AgentIndex {
@@ -113,12 +117,34 @@ impl AgentIndex {
     pub fn new(view: BarrierView) -> Self {
         AgentIndex {
             view,
-            reports: tokio::sync::Mutex::new(()),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
+    fn stripe(s: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        s.hash(&mut h);
+        (h.finish() % STRIPES as u64) as usize
+    }
+
+    /// The locks of `report`, taken in stripe order (so two reports cannot deadlock).
+    async fn lock(&self, report: &Report) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut idx = vec![
+            Self::stripe(&report.batch_id),
+            Self::stripe(&report.agent.id),
+        ];
+        idx.sort_unstable();
+        idx.dedup();
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            guards.push(self.stripes[i].lock().await);
+        }
+        guards
+    }
+
     /// Store a validated `report` received at `now`, unless its batch id is already stored.
-    /// `before_store` runs (under the report lock) only for a new batch, before anything is
+    /// `before_store` runs (under the report's locks) only for a new batch, before anything is
     /// written; its error aborts the report with nothing stored (the audit devices' refusal).
     pub async fn report<E, F, Fut>(
         &self,
@@ -132,7 +158,7 @@ impl AgentIndex {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), E>>,
     {
-        let _guard = self.reports.lock().await;
+        let _guards = self.lock(report).await;
         let batch_key = format!("{BATCH}{}", escape(&report.batch_id));
         if self.view.get(&batch_key).await?.is_some() {
             return Ok(Stored::Duplicate);
@@ -260,7 +286,6 @@ impl AgentIndex {
             if due.is_empty() {
                 return Ok(pruned);
             }
-            let _guard = self.reports.lock().await;
             let mut ops = Vec::new();
             for key in &due {
                 let rows: Vec<String> = self.view.get_json(key).await?.unwrap_or_default();
@@ -401,5 +426,29 @@ mod tests {
             1
         );
         assert_eq!(ix.agent_ids().await.unwrap(), vec!["ns/pod".to_string()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_copies_of_one_batch_store_it_once() {
+        let ix = Arc::new(index().await);
+        let now = Utc::now();
+        let r = report("dup", &["2026-01-01T00:00:01Z"]);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (ix, r) = (ix.clone(), r.clone());
+                tokio::spawn(async move { store(&ix, &r, now).await })
+            })
+            .collect();
+        let mut new = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Stored::New { .. }) {
+                new += 1;
+            }
+        }
+        assert_eq!(new, 1);
+        let rows = ix
+            .accesses("secret/data/b", DateTime::<Utc>::MIN_UTC, 100)
+            .await;
+        assert_eq!(rows.unwrap().len(), 1);
     }
 }

@@ -233,6 +233,10 @@ async fn forbidden_keeps_the_batch_unsupported_pauses_bad_request_counts_drops()
     }
     assert!(s.pending().is_none());
     assert_eq!(f.spool.dropped_total(), 3, "1 overflowed + 2 refused");
+    // Nothing to send, and no state yet: the loop waits (the board's first post wakes it)
+    // instead of spinning.
+    assert!(!s.form(false));
+    assert!(s.next_state > tokio::time::Instant::now() + Duration::from_secs(60));
     // A batch with nothing in it is not sent.
     assert!(!s.form(false) || s.pending().unwrap().state.is_none());
     assert_eq!(seen.lock().unwrap().len(), 4);

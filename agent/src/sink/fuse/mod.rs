@@ -181,6 +181,12 @@ impl FuseSink {
         })
     }
 
+    /// The access log's writer thread, for a caller that waits for it after dropping the sink
+    /// (its last events reach the report spool then); `stop` no longer waits for it.
+    pub fn take_log_writer(&mut self) -> Option<JoinHandle<()>> {
+        self.log_writer.take()
+    }
+
     /// The keeper's sink: each set it writes becomes the served tree.
     pub fn writer(&self) -> Arc<dyn Sink> {
         self.writer.clone()

@@ -51,7 +51,7 @@ pub async fn handle(
         "access" if op == Operation::Read => access(st, req).await,
         "stale" if op == Operation::Read => stale(st, req).await,
         "report" | "access" | "stale" => Err(LogicalError::UnsupportedOperation),
-        id if op == Operation::Read => show(st, id.trim_end_matches('/')).await,
+        id if op == Operation::Read => show(st, id).await,
         _ => Err(LogicalError::UnsupportedOperation),
     })
 }
@@ -114,6 +114,15 @@ pub fn validate(r: &Report) -> Result<(), LogicalError> {
         return Err(LogicalError::invalid("agent.id: empty"));
     }
     check_text("agent.id", &a.id, 253, false)?;
+    if a.id.starts_with('/')
+        || a.id.split('/').any(|s| s == "." || s == "..")
+        || a.id.contains("//")
+    {
+        return Err(LogicalError::invalid(format!(
+            "agent.id: {:?} cannot be read back as sys/agents/ID (a leading /, // or a . or .. segment)",
+            a.id
+        )));
+    }
     if RESERVED_IDS.contains(&a.id.as_str()) {
         return Err(LogicalError::invalid(format!(
             "agent.id: {:?} is reserved (sys/agents/{} is an endpoint)",
@@ -409,7 +418,11 @@ async fn list(st: &Unsealed) -> Result<Response, LogicalError> {
 
 /// `GET sys/agents/:id`.
 async fn show(st: &Unsealed, id: &str) -> Result<Response, LogicalError> {
-    let Some(agent) = st.agents.agent(id).await? else {
+    let mut found = st.agents.agent(id).await?;
+    if found.is_none() && id.ends_with('/') {
+        found = st.agents.agent(id.trim_end_matches('/')).await?;
+    }
+    let Some(agent) = found else {
         return Err(LogicalError::NotFound(String::new()));
     };
     let mut versions = Versions::new(st);
