@@ -18,6 +18,10 @@
 //!   agent here runs with `--no-report`); `fuse-audited-cmp`, an audited agent from another
 //!   binary (`--compare-agent`), for an A/B of two builds.
 //!
+//! While it runs, the bench holds `/dev/cpu_dma_latency` at 0 (idle CPUs poll, not halt;
+//! `--allow-idle` leaves them be): in a VM a halted vCPU's wake-up would add tens of µs to
+//! every round trip, and how many depends on the machine's other load, not on the modes.
+//!
 //! For the modes served by a process (the floor and the FUSE agents), that process's CPU time
 //! (all its threads, from `/proc/PID/task/*/schedstat`) and its threads' context switches are
 //! read around each measurement and shown per op: what the serving side spends on an open.
@@ -76,6 +80,12 @@ struct Args {
     /// here) in the same rounds.
     #[arg(long)]
     shipping: bool,
+    /// Let the CPUs halt when idle. By default the bench holds `/dev/cpu_dma_latency` at 0
+    /// while it runs (the kernel's PM QoS: idle CPUs poll instead of halting), as latency
+    /// benchmarks do: in a VM, each FUSE round trip would otherwise pay for waking a halted
+    /// vCPU, tens of µs that depend on what else the machine runs, not on the filesystem.
+    #[arg(long)]
+    allow_idle: bool,
     /// With --shipping: an extra argument of the shipping agent (repeat it, one argument each;
     /// `{addr}` is replaced by hushd's address).
     #[arg(long = "shipping-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -358,6 +368,17 @@ fn main() -> Result<()> {
     }
     let hushd_bin = bin_or(args.hushd.as_deref(), "hushd")?;
     let agent_bin = bin_or(args.agent.as_deref(), "hush-agent")?;
+    // Held (open) until the end: idle CPUs poll while the request stands.
+    let cpu_latency = if args.allow_idle {
+        None
+    } else {
+        let mut qos = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/cpu_dma_latency")
+            .context("cannot hold /dev/cpu_dma_latency (needs root; --allow-idle skips it)")?;
+        std::io::Write::write_all(&mut qos, &0i32.to_ne_bytes())?;
+        Some(qos)
+    };
     let work = tempfile::tempdir()?;
     let dir = work.path();
     let value = secret_value(args.size);
@@ -512,8 +533,15 @@ fn main() -> Result<()> {
         "{} rounds x {} ops per mode, single thread, open + read to EOF + close of a {}-byte secret; \
          median over rounds of the mean per op; best: the fastest round's. Server CPU: the \
          serving process's CPU time (all threads) per op; switches: its threads' context \
-         switches per op (medians).\n",
-        args.rounds, args.ops, args.size
+         switches per op (medians). {}\n",
+        args.rounds,
+        args.ops,
+        args.size,
+        if cpu_latency.is_some() {
+            "CPU idle: polling (`/dev/cpu_dma_latency` held at 0 during the run)."
+        } else {
+            "CPU idle: as configured (`--allow-idle`)."
+        }
     );
     println!(
         "| mode | µs per op | vs fuse-floor | best round µs | best vs best floor | vs tmpfs (agent link) | vs plain tmpfs file | server CPU µs/op | server switches/op |"
