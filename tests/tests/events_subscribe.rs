@@ -430,3 +430,26 @@ async fn a_stalled_subscriber_is_closed_and_hushd_memory_stays_flat() {
     assert!(sample("hush_events_dropped_total") >= 1.0, "{text}");
     assert_eq!(sample("hush_event_subscribers"), 1.0, "{text}");
 }
+
+#[tokio::test]
+async fn a_subscriber_that_sends_a_huge_message_is_disconnected() {
+    let h = Hushd::dev().await;
+    let token = h.token.clone().unwrap();
+    let mut ws = subscribe(&h, &token, "kv*").await;
+    // A subscriber has nothing to send but control frames; 256 KiB is over the 64 KiB limit.
+    futures_util::SinkExt::send(&mut ws, Message::text("x".repeat(256 * 1024)))
+        .await
+        .unwrap();
+    let (events, _) = read_to_close(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(events, 0);
+    // hushd is fine, and a well-behaved subscriber still hears writes.
+    let mut ok = subscribe(&h, &token, "kv*").await;
+    h.kv_put("app/after", json!({"a": "1"})).await;
+    let e = next_event(&mut ok, Duration::from_secs(5))
+        .await
+        .expect("an event");
+    assert_eq!(
+        e["data"]["event"]["metadata"]["path"],
+        "secret/data/app/after"
+    );
+}

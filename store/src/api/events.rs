@@ -40,6 +40,13 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(60);
 const PING_EVERY: u32 = 30;
 /// Written to the socket before the sender waits for it to drain.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// What one read from the socket takes: a subscriber only sends pings, pongs and the close, so
+/// a small buffer is enough (the library's default, 128 KiB zero-filled per connection, was
+/// most of an idle subscriber's memory; docs/BENCHMARKS.md).
+const READ_BUFFER: usize = 4 * 1024;
+/// The largest message or frame a subscriber may send (it has nothing to say but control
+/// frames); more closes the connection.
+const MAX_INCOMING: usize = 64 * 1024;
 
 /// Go's `strconv.ParseBool`, as Vault reads `json`.
 fn parse_bool(v: &str) -> Option<bool> {
@@ -131,6 +138,9 @@ pub(super) async fn subscribe(core: Arc<Core>, mut parts: Parts) -> HttpResponse
     let sub = Subscriber::new(token, remote, pattern);
     tracing::debug!(pattern = sub.pattern(), "event subscriber connected");
     upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(WRITE_BUFFER * 4)
         .on_upgrade(move |socket| serve(core, socket, rx, sub))
