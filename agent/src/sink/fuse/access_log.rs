@@ -42,8 +42,8 @@ const QUEUE: usize = 4096;
 const CONTAINER_TTL: Duration = Duration::from_secs(2);
 /// Pids remembered at most (the cache is cleared when full).
 const CONTAINER_CACHE_MAX: usize = 1024;
-/// `/proc/PID` directories kept open at most (for pids that open again).
-const PROC_DIRS_MAX: usize = 64;
+/// `/proc/PID/exe` links kept open at most (for pids that open again).
+const EXE_LINKS_MAX: usize = 64;
 /// The longest executable path read in one go (the kernel's `PATH_MAX`); a longer one is
 /// read again with an allocated buffer.
 const EXE_BUF: usize = 4096;
@@ -399,11 +399,13 @@ fn proc_path<'a>(pid: u32, leaf: &str, buf: &'a mut [u8; 32]) -> &'a str {
     std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
-/// `readlink` of `/proc/PID/exe` into `buf`, relative to `dir` (that process's `/proc/PID`)
-/// when open: the length read.
-fn readlink_exe(pid: u32, dir: Option<&OwnedFd>, buf: &mut [u8]) -> rustix::io::Result<usize> {
-    match dir {
-        Some(dir) => rustix::fs::readlinkat_raw(dir, "exe", buf),
+/// `readlink` of `/proc/PID/exe` into `buf`, through `link` (that process's `exe` link, kept
+/// open) when given: the length read. procfs works the link out on every read, so it names
+/// the program the process runs now.
+fn readlink_exe(pid: u32, link: Option<&OwnedFd>, buf: &mut [u8]) -> rustix::io::Result<usize> {
+    match link {
+        // An empty path: the symbolic link `link` itself (readlinkat(2), O_PATH | O_NOFOLLOW).
+        Some(link) => rustix::fs::readlinkat_raw(link, "", buf),
         None => {
             let mut path = [0; 32];
             let path = proc_path(pid, "exe", &mut path);
@@ -412,14 +414,14 @@ fn readlink_exe(pid: u32, dir: Option<&OwnedFd>, buf: &mut [u8]) -> rustix::io::
     }
 }
 
-/// `/proc/PID` opened as a directory (`O_PATH`), for the `readlinkat`s of a pid that opens
-/// again. It stays that process's: once the process is gone, lookups under it fail, even
-/// when its pid is another process's.
-fn open_proc_dir(pid: u32) -> Option<OwnedFd> {
+/// `/proc/PID/exe` opened as the link itself (`O_PATH | O_NOFOLLOW`), for the `readlinkat`s
+/// of a pid that opens again: no path lookup then. It stays that process's: once the process
+/// is gone, reading it fails, even when its pid is another process's.
+fn open_exe_link(pid: u32) -> Option<OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     let mut path = [0; 32];
-    let path = proc_path(pid, "", &mut path);
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let path = proc_path(pid, "exe", &mut path);
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     rustix::fs::open(path, flags, Mode::empty()).ok()
 }
 
@@ -434,8 +436,8 @@ struct ProcInfo {
     container: Container,
     /// When `container` was read (`None`: not yet).
     container_at: Option<Instant>,
-    /// Its `/proc/PID`, once it opens a second time.
-    dir: Option<OwnedFd>,
+    /// Its `/proc/PID/exe` link, once it opens a second time.
+    exe_link: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
@@ -443,8 +445,8 @@ struct Procs {
     by_pid: HashMap<u32, ProcInfo>,
     /// `readlink`'s buffer, reused.
     buf: Vec<u8>,
-    /// How many `ProcInfo::dir` are open.
-    dirs: usize,
+    /// How many `ProcInfo::exe_link` are open.
+    links: usize,
 }
 
 /// Readers by pid: their executable's text (re-read on every open, shared while unchanged)
@@ -461,7 +463,7 @@ impl Default for ProcCache {
             procs: Mutex::new(Procs {
                 by_pid: HashMap::new(),
                 buf: vec![0; EXE_BUF],
-                dirs: 0,
+                links: 0,
             }),
         }
     }
@@ -472,18 +474,18 @@ impl ProcCache {
         use std::collections::hash_map::Entry;
         let now = Instant::now();
         let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
-        let Procs { by_pid, buf, dirs } = &mut *procs;
+        let Procs { by_pid, buf, links } = &mut *procs;
         if by_pid.len() >= CONTAINER_CACHE_MAX && !by_pid.contains_key(&pid) {
             by_pid.clear();
-            *dirs = 0;
+            *links = 0;
         }
         let info = match by_pid.entry(pid) {
             Entry::Occupied(seen) => {
                 let info = seen.into_mut();
-                // It opens again: read from its /proc/PID (skips the lookup of the pid).
-                if info.dir.is_none() && *dirs < PROC_DIRS_MAX {
-                    info.dir = open_proc_dir(pid);
-                    *dirs += usize::from(info.dir.is_some());
+                // It opens again: read its exe link kept open (no path lookup).
+                if info.exe_link.is_none() && *links < EXE_LINKS_MAX {
+                    info.exe_link = open_exe_link(pid);
+                    *links += usize::from(info.exe_link.is_some());
                 }
                 info
             }
@@ -491,13 +493,13 @@ impl ProcCache {
                 exe: None,
                 container: None,
                 container_at: None,
-                dir: None,
+                exe_link: None,
             }),
         };
-        let mut read = readlink_exe(pid, info.dir.as_ref(), buf);
-        if read.is_err() && info.dir.take().is_some() {
+        let mut read = readlink_exe(pid, info.exe_link.as_ref(), buf);
+        if read.is_err() && info.exe_link.take().is_some() {
             // That process is gone: the pid may be another's now.
-            *dirs -= 1;
+            *links -= 1;
             info.container_at = None;
             read = readlink_exe(pid, None, buf);
         }
@@ -759,9 +761,9 @@ mod tests {
         let log = AccessLog::with_sender(sync_channel(1).0, Arc::new(Metrics::new()));
         let (before, _) = log.process(pid);
         assert_eq!(before.as_deref(), Some(sh.to_string_lossy().as_ref()));
-        // Seen again: read from its /proc/PID from now on.
+        // Seen again: read through its kept exe link from now on.
         assert_eq!(log.process(pid).0, before);
-        assert_eq!(log.procs.procs.lock().unwrap().dirs, 1);
+        assert_eq!(log.procs.procs.lock().unwrap().links, 1);
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut after = before.clone();
@@ -776,8 +778,8 @@ mod tests {
             Some(sleep.to_string_lossy().as_ref()),
             "the executable is read again on every open, not kept per pid"
         );
-        // Gone (and reaped): nothing is left to describe, and its /proc/PID is let go.
+        // Gone (and reaped): nothing is left to describe, and its exe link is let go.
         assert_eq!(log.process(pid), (None, None));
-        assert_eq!(log.procs.procs.lock().unwrap().dirs, 0);
+        assert_eq!(log.procs.procs.lock().unwrap().links, 0);
     }
 }

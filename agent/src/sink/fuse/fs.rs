@@ -163,30 +163,40 @@ impl Shared {
         }
     }
 
-    /// A handle on `node` (inode `ino`) and the open flags to reply with: the page cache when
-    /// it holds exactly this version, direct I/O otherwise.
+    /// A handle on `node` (inode `ino`), kept, and the open flags to reply with: the page
+    /// cache when it holds exactly this version, direct I/O otherwise.
     pub fn open_handle(&self, ino: u64, node: &Node) -> (FileHandle, FopenFlags) {
+        let (fh, flags, handle) = self.new_handle(ino, node);
+        self.keep_handle(fh, handle);
+        (fh, flags)
+    }
+
+    /// A handle on `node` (inode `ino`), not kept yet (see [`Shared::keep_handle`]), and the
+    /// open flags to reply with (the page cache's accounting is done).
+    pub fn new_handle(&self, ino: u64, node: &Node) -> (FileHandle, FopenFlags, Handle) {
         let cached = self
             .page_cache()
             .entry(ino)
             .or_default()
             .open(node.id, node.data.len() as u64);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(
-            fh,
-            Handle {
-                data: node.data.clone(),
-                ino,
-                id: node.id,
-                cached,
-            },
-        );
+        let handle = Handle {
+            data: node.data.clone(),
+            ino,
+            id: node.id,
+            cached,
+        };
         let flags = if cached {
             FopenFlags::FOPEN_KEEP_CACHE
         } else {
             FopenFlags::FOPEN_DIRECT_IO
         };
-        (FileHandle(fh), flags)
+        (FileHandle(fh), flags, handle)
+    }
+
+    /// Keeps `handle` under `fh`, for the reads and the release that follow.
+    pub fn keep_handle(&self, fh: FileHandle, handle: Handle) {
+        self.handles().insert(fh.0, handle);
     }
 
     /// A file's attributes and their TTL; while old versions are read through the page cache,
@@ -437,9 +447,16 @@ impl Filesystem for HushFs {
                 .shared
                 .wait_for_content(ino.0, Waiter::Open(reply), who);
         }
-        let (fh, flags) = self.shared.open_handle(ino.0, node);
-        self.log(req, Event::Open, node, tree.generation, Outcome::Allowed);
+        // Before the reply: the reader's executable (read while the reader waits, so it cannot
+        // have exec'd another program) and the page cache's answer (the flags). After it, while
+        // the reader goes on: keeping the handle and queuing the event. This is the session's
+        // only thread (`mount::session_config`), so the handle is kept before the reader's next request.
+        let who = Who::of(req, &self.shared.log);
+        let (fh, flags, handle) = self.shared.new_handle(ino.0, node);
         reply.opened(fh, flags);
+        self.shared.keep_handle(fh, handle);
+        self.shared
+            .log(who, Event::Open, node, tree.generation, Outcome::Allowed);
     }
 
     fn read(

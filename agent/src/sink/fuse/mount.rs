@@ -166,6 +166,8 @@ pub fn session_config() -> fuser::Config {
         MountOption::Subtype("hush".into()),
     ];
     config.acl = SessionACL::All;
+    // One thread: `fs.rs` answers an open before it keeps the handle, which is sound only while
+    // no other request can be served in between.
     config.n_threads = Some(1);
     config
 }
