@@ -90,6 +90,11 @@ struct Args {
     /// `{addr}` is replaced by hushd's address).
     #[arg(long = "shipping-arg", value_name = "ARG", allow_hyphen_values = true)]
     shipping_args: Vec<String>,
+    /// Run hushd at `SCHED_IDLE` (all its threads, by `chrt`) during the rounds: it then stands
+    /// for a store on another machine, whose intake of the shipping agent's reports takes no CPU
+    /// from the measured reads (the shipping agent's own work still does). Set back after them.
+    #[arg(long)]
+    hushd_idle: bool,
     /// Internal: serve the floor filesystem on DIR until killed.
     #[arg(long, hide = true, value_name = "DIR")]
     serve_floor: Option<PathBuf>,
@@ -102,6 +107,16 @@ const SHIPPING: &str = "--report-interval";
 
 /// How long a stopped agent or floor gets to unmount after SIGTERM.
 const GRACE: Duration = Duration::from_secs(5);
+
+/// Sets the scheduling policy of every thread of `pid` (`chrt --all-tasks POLICY -p 0 PID`).
+fn sched(pid: u32, policy: &str) -> Result<()> {
+    let status = std::process::Command::new("chrt")
+        .args(["--all-tasks", policy, "-p", "0", &pid.to_string()])
+        .status()
+        .context("run chrt (util-linux)")?;
+    anyhow::ensure!(status.success(), "chrt {policy} of hushd failed: {status}");
+    Ok(())
+}
 
 /// `hushd --dev` (root token `root`) with the secret at `secret/bench/fuse`.
 async fn start_hushd(bin: &Path, value: &str) -> Hushd {
@@ -464,6 +479,9 @@ fn main() -> Result<()> {
         .chain(modes)
         .collect();
 
+    if args.hushd_idle {
+        sched(hushd.child.id(), "--idle")?;
+    }
     for mode in &modes {
         measure(&mode.path, args.ops / 10 + 1, args.size)?; // warm-up
     }
@@ -489,6 +507,9 @@ fn main() -> Result<()> {
             eprintln!("round {round} {}: {:.2} µs/op{note}", mode.name, ns / 1e3);
             ops[i].push(ns);
         }
+    }
+    if args.hushd_idle {
+        sched(hushd.child.id(), "--other")?;
     }
     let audited = &agents[0];
     let rss = status_kib(audited.child.id(), "VmRSS");
