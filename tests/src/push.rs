@@ -27,6 +27,8 @@ pub struct FleetSpec {
     pub program: Option<PathBuf>,
     /// Log level of the agents (`HUSH_LOG`).
     pub log: String,
+    /// The CA the agents trust for an `https://` store (`[server] ca_cert`).
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Running agents and their destinations (under one tmpfs).
@@ -53,9 +55,13 @@ impl Fleet {
         let token = crate::write_token(dir.path(), &spec.token);
         let tmpfs = Tmpfs::mount_at(dir.path().join("dest"), "size=64m,mode=0755")?;
         let mut config = format!(
-            "[server]\naddr = \"{addr}\"\ntoken_file = \"{}\"\n\n[secrets]\n",
+            "[server]\naddr = \"{addr}\"\ntoken_file = \"{}\"\n",
             token.display()
         );
+        if let Some(ca) = &spec.ca_cert {
+            config.push_str(&format!("ca_cert = \"{}\"\n", ca.display()));
+        }
+        config.push_str("\n[secrets]\n");
         for (i, p) in spec.paths.iter().enumerate() {
             config.push_str(&format!("s{i} = \"secret/data/{p}\"\n"));
         }

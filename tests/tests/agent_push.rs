@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use hush_tests::push::{percentile, summary, Fleet, FleetSpec, SUBSCRIBED};
-use hush_tests::{http_client, wait_for, Hushd};
+use hush_tests::{http_client, tls_client, wait_for, write_ca_signed_cert, Hushd};
 use serde_json::json;
 
 /// The acceptance bound: p99 from a write's 200 to the file on disk.
@@ -21,6 +21,7 @@ fn spec(agents: usize, paths: &[&str], token: &str) -> FleetSpec {
         token: token.into(),
         program: None,
         log: "info".into(),
+        ca_cert: None,
     }
 }
 
@@ -180,4 +181,42 @@ async fn without_events_the_poll_still_delivers() {
     assert_eq!(log.matches("no events from the store").count(), 1, "{log}");
     assert!(!log.contains(SUBSCRIBED), "{log}");
     assert!(log.contains("HTTP 403"), "the refusal is named: {log}");
+}
+
+/// Over TLS: the agent subscribes with `wss://`, checking the store's certificate against its
+/// `ca_cert`, and a write reaches the file by push (the refresh is an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_works_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = write_ca_signed_cert(dir.path(), "server");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let args = ["--storage", "inmem", "--tls-cert", &cert, "--tls-key", &key];
+    let mut h = Hushd::start(&args, "https", tls_client(&ca)).await;
+    assert!(h.addr.starts_with("https://"), "{}", h.addr);
+    h.init_unseal().await;
+    let (s, body) = h
+        .call(
+            "POST",
+            "sys/mounts/secret",
+            Some(json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await;
+    assert_eq!(s, 204, "mount: {body}");
+    h.kv_put("push/t", json!({"v": "one"})).await;
+    let root = h.token.clone().unwrap();
+    let mut s = spec(1, &["push/t"], &root);
+    s.ca_cert = Some(ca);
+    let mut fleet = Fleet::start(&h.addr, &s).unwrap();
+    fleet
+        .wait_value(0, "one", Instant::now(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    subscribed(&fleet, 1).await;
+    let times = fleet
+        .write_and_time(&h, 0, "two", Duration::from_secs(10))
+        .await
+        .unwrap();
+    println!("push over TLS: {}", summary(&times));
+    let log = fleet.agents[0].stderr();
+    assert!(!log.contains("no events from the store"), "{log}");
 }

@@ -98,6 +98,7 @@ async fn bench(args: Args) -> Result<()> {
         token: "root".into(),
         program: Some(agent.clone()),
         log: "info".into(),
+        ca_cert: None,
     };
     let push = run(&h, &args, spec(true, "1h"), "push").await?;
     let poll = if args.skip_poll {
