@@ -9,6 +9,7 @@ pub mod cache;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 pub use memory::MemoryBackend;

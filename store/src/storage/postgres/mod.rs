@@ -1,0 +1,3 @@
+//! PostgreSQL for storage (to come) and the database secrets engine.
+
+pub mod tls;
