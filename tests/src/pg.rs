@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 pub const ENGINE_USER: &str = "hush_root";
 pub const ENGINE_PASSWORD: &str = "Engine-Root-Pw-42";
 
+/// The owner of the storage backend's databases ([`Postgres::storage_url`]): a plain login
+/// role, no superuser. The password needs percent-encoding in a URL.
+pub const STORAGE_USER: &str = "hush_storage";
+pub const STORAGE_PASSWORD: &str = "St/re-Pw-77";
+/// [`STORAGE_PASSWORD`] as written in a URL.
+pub const STORAGE_PASSWORD_URL: &str = "St%2Fre-Pw-77";
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct Postgres {
@@ -285,6 +292,49 @@ impl Postgres {
             .await
             .unwrap()
             .and_then(|row| row.get::<_, Option<String>>(0))
+    }
+
+    /// A new database `db` owned by [`STORAGE_USER`] (created with the first), and the
+    /// `--storage` URL of hushd for it with `extra` query options (such as `sslmode=disable`).
+    pub async fn storage_url(&self, db: &str, extra: &str) -> String {
+        let admin = self.admin().await;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                &[&STORAGE_USER],
+            )
+            .await
+            .unwrap()
+            .is_some();
+        if !exists {
+            admin
+                .batch_execute(&format!(
+                    "CREATE ROLE {STORAGE_USER} LOGIN PASSWORD '{STORAGE_PASSWORD}'"
+                ))
+                .await
+                .unwrap();
+        }
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db} OWNER {STORAGE_USER}"))
+            .await
+            .unwrap();
+        format!(
+            "postgres://{STORAGE_USER}:{STORAGE_PASSWORD_URL}@127.0.0.1:{}/{db}?{extra}",
+            self.port
+        )
+    }
+
+    /// The bootstrap superuser on database `db` over the Unix socket.
+    pub async fn admin_on(&self, db: &str) -> tokio_postgres::Client {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(self.port)
+            .user("postgres")
+            .dbname(db);
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
     }
 
     pub async fn role_exists(&self, user: &str) -> bool {
