@@ -284,7 +284,8 @@ async fn hushd_on_postgres_keeps_acknowledged_writes_across_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hushd.toml");
     std::fs::write(&config, format!("storage = \"{url}\"\n")).unwrap();
-    let mut h2 = start_hushd(&["--config", config.to_str().unwrap()]).await;
+    // At debug level: tokio-postgres would log every statement's parameters; hushd caps it.
+    let mut h2 = start_hushd(&["--config", config.to_str().unwrap(), "--log-level", "debug"]).await;
     h2.unseal(&key).await;
     h2.token = Some(token);
     for (k, (ver, v)) in &acked {
@@ -298,7 +299,13 @@ async fn hushd_on_postgres_keeps_acknowledged_writes_across_kill_9() {
             .await;
         assert_eq!(m["data"]["data"]["v"], json!(v), "{k} v{ver}");
     }
-    assert_no_password(&h2.stderr());
+    let log = h2.stderr();
+    assert_no_password(&log);
+    assert!(log.contains("postgresql storage ready"), "{log}");
+    assert!(
+        !log.contains("with parameters"),
+        "statement parameters logged"
+    );
 }
 
 /// Run hushd to its exit; (exit code, stderr).
