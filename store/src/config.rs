@@ -174,7 +174,7 @@ impl Config {
             }
             (Some(_), None) => StorageConfig::Memory,
             (None, None) => return err(
-                "missing storage: pass --storage sqlite://PATH or set storage in the config file",
+                "missing storage: pass --storage sqlite://PATH (or postgres://USER:PASSWORD@HOST:PORT/DATABASE) or set storage in the config file",
             ),
             (None, Some("inmem")) => StorageConfig::Memory,
             (None, Some(url))
@@ -376,7 +376,7 @@ mod tests {
         assert!(toml::from_str::<RawConfig>("storag = \"x\"").is_err());
         assert_eq!(
             fails(RawConfig::default(), false),
-            "missing storage: pass --storage sqlite://PATH or set storage in the config file"
+            "missing storage: pass --storage sqlite://PATH (or postgres://USER:PASSWORD@HOST:PORT/DATABASE) or set storage in the config file"
         );
         assert!(fails(
             raw("storage = \"mysql://u:pw@x/db\"\ninsecure_no_tls = true"),
