@@ -125,18 +125,24 @@ impl Postgres {
             .collect()
     }
 
-    /// A plain (no TLS) cluster.
+    /// A plain (no TLS) cluster, with `fsync=off` (fast; tests do not pull the plug).
     pub async fn start() -> Postgres {
-        Self::start_inner(false).await
+        Self::start_inner(false, false).await
+    }
+
+    /// A plain cluster with `fsync=on`, as durable as the machine: for benchmarks that
+    /// compare durable writes with SQLite's.
+    pub async fn start_durable() -> Postgres {
+        Self::start_inner(false, true).await
     }
 
     /// A cluster that takes TCP logins over TLS only, with a certificate for 127.0.0.1
     /// signed by [`Postgres::ca`].
     pub async fn start_tls() -> Postgres {
-        Self::start_inner(true).await
+        Self::start_inner(true, false).await
     }
 
-    async fn start_inner(tls: bool) -> Postgres {
+    async fn start_inner(tls: bool, fsync: bool) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -188,7 +194,8 @@ impl Postgres {
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", socket_dir.display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(["-c", if fsync { "fsync=on" } else { "fsync=off" }])
+            .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
