@@ -1,6 +1,7 @@
-//! hush-bench: start a real hushd (SQLite, durable) through the test harness and drive KV v2
-//! reads and writes over loopback HTTP with 1..N keep-alive clients (the harness's lean hyper
-//! client, `hush_tests::load`), with the file audit device on and off.
+//! hush-bench: start a real hushd (SQLite, durable; or PostgreSQL, a cluster started here with
+//! fsync on) through the test harness and drive KV v2 reads and writes over loopback HTTP with
+//! 1..N keep-alive clients (the harness's lean hyper client, `hush_tests::load`), with the file
+//! audit device on and off.
 //! Prints a Markdown table for docs/BENCHMARKS.md.
 
 use std::path::PathBuf;
@@ -38,14 +39,19 @@ struct Args {
     /// Audit settings to run: off, on or both.
     #[arg(long, default_value = "off,on", value_delimiter = ',')]
     audit: Vec<String>,
+    /// Storage backends to run: sqlite (a temp file), postgres (a local cluster started by
+    /// the test harness, fsync on, reached over loopback TCP), or both.
+    #[arg(long, default_value = "sqlite", value_delimiter = ',')]
+    storage: Vec<String>,
 }
 
-/// hushd on SQLite in `_dir`, initialised, unsealed, kv v2 at `secret/` seeded.
+/// hushd on SQLite in `_dir` or on `_pg`, initialised, unsealed, kv v2 at `secret/` seeded.
 struct Server {
     hushd: Hushd,
     token: String,
     port: u16,
-    // Declared last: removed after hushd is killed.
+    // Declared after hushd: stopped (removed) after hushd is killed.
+    _pg: Option<hush_tests::pg::Postgres>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,9 +64,16 @@ async fn setup_call(hushd: &Hushd, method: &str, path: &str, body: Option<Value>
     Ok(b)
 }
 
-async fn start(args: &Args, audit: bool) -> Result<Server> {
+async fn start(args: &Args, storage: &str, audit: bool) -> Result<Server> {
     let dir = tempfile::tempdir()?;
-    let storage = format!("sqlite://{}/hush.db", dir.path().display());
+    let (storage, pg) = match storage {
+        "sqlite" => (format!("sqlite://{}/hush.db", dir.path().display()), None),
+        "postgres" => {
+            let pg = hush_tests::pg::Postgres::start_durable().await;
+            (pg.storage_url("hush", "sslmode=disable").await, Some(pg))
+        }
+        other => bail!("--storage takes sqlite or postgres, not {other}"),
+    };
     let program = bin_or(args.hushd.as_deref(), "hushd")?;
     let hushd_args = [
         "--storage",
@@ -91,6 +104,7 @@ async fn start(args: &Args, audit: bool) -> Result<Server> {
         token: hushd.token.clone().unwrap_or_default(),
         port: hushd.port,
         hushd,
+        _pg: pg,
         _dir: dir,
     })
 }
@@ -306,16 +320,20 @@ fn main() -> Result<()> {
         .build()?;
     rt.block_on(async {
         println!(
-            "| audit | op | clients | ops/s | p50 ms | p99 ms | errors | hushd CPU µs/op | hushd CPU % | bench CPU % |"
+            "| storage | audit | op | clients | ops/s | p50 ms | p99 ms | errors | hushd CPU µs/op | hushd CPU % | bench CPU % |"
         );
-        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for audit in &args.audit {
+        println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (storage, audit) in args
+            .storage
+            .iter()
+            .flat_map(|s| args.audit.iter().map(move |a| (s, a)))
+        {
             let on = match audit.as_str() {
                 "on" => true,
                 "off" => false,
                 other => bail!("--audit takes on/off, not {other}"),
             };
-            let server = start(&args, on).await?;
+            let server = start(&args, storage, on).await?;
             for op in &args.ops {
                 let work = match op.as_str() {
                     "write" => Workload::Write,
@@ -331,7 +349,7 @@ fn main() -> Result<()> {
                     let r = run(&server, clients, args.seconds, args.keys, &work).await?;
                     let per_op = r.server_cpu * 1e6 / (r.ops.max(1) as f64);
                     println!(
-                        "| {audit} | {op} | {clients} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} |",
+                        "| {storage} | {audit} | {op} | {clients} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} |",
                         r.ops as f64 / r.secs,
                         r.p50_us as f64 / 1000.0,
                         r.p99_us as f64 / 1000.0,

@@ -12,7 +12,8 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// `sqlite:///path/to/hush.db` or `inmem`.
+    /// `sqlite:///path/to/hush.db`, `postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...` or
+    /// `inmem`.
     pub storage: Option<String>,
     /// `IP:PORT`.
     pub listen: Option<String>,
@@ -96,6 +97,8 @@ impl RawConfig {
 pub enum StorageConfig {
     Memory,
     Sqlite(PathBuf),
+    /// Its `Debug` shows no password. Boxed: the client settings are large.
+    Postgres(Box<crate::storage::postgres::PostgresUrl>),
 }
 
 pub use hush_api::LogFormat;
@@ -170,10 +173,18 @@ impl Config {
                 return err("--dev uses in-memory storage: do not combine it with --storage")
             }
             (Some(_), None) => StorageConfig::Memory,
-            (None, None) => {
-                return err("missing storage: pass --storage sqlite://PATH or set storage in the config file")
-            }
+            (None, None) => return err(
+                "missing storage: pass --storage sqlite://PATH (or postgres://USER:PASSWORD@HOST:PORT/DATABASE) or set storage in the config file",
+            ),
             (None, Some("inmem")) => StorageConfig::Memory,
+            (None, Some(url))
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+            {
+                StorageConfig::Postgres(Box::new(
+                    crate::storage::postgres::PostgresUrl::parse(url)
+                        .map_err(|e| ConfigError(format!("invalid storage: {e}")))?,
+                ))
+            }
             (None, Some(url)) => match url.strip_prefix("sqlite://") {
                 Some(p) if !p.is_empty() => {
                     let path = PathBuf::from(p);
@@ -189,8 +200,13 @@ impl Config {
                 }
                 _ => {
                     return err(format!(
-                        "unsupported storage {url:?}: use sqlite://PATH (or inmem for throw-away tests)"
-                    ))
+                        "unsupported storage {:?}: use sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE (or inmem for throw-away tests)",
+                        // Only the scheme: the rest may hold a password.
+                        match url.split_once("://") {
+                            Some((scheme, _)) => format!("{scheme}://..."),
+                            None => url.to_string(),
+                        }
+                    ));
                 }
             },
         };
@@ -360,13 +376,20 @@ mod tests {
         assert!(toml::from_str::<RawConfig>("storag = \"x\"").is_err());
         assert_eq!(
             fails(RawConfig::default(), false),
-            "missing storage: pass --storage sqlite://PATH or set storage in the config file"
+            "missing storage: pass --storage sqlite://PATH (or postgres://USER:PASSWORD@HOST:PORT/DATABASE) or set storage in the config file"
         );
         assert!(fails(
-            raw("storage = \"postgres://x\"\ninsecure_no_tls = true"),
+            raw("storage = \"mysql://u:pw@x/db\"\ninsecure_no_tls = true"),
             false
         )
-        .starts_with("unsupported storage"));
+        .starts_with("unsupported storage \"mysql://...\""));
+        assert_eq!(
+            fails(
+                raw("storage = \"postgres://u:pw-9@x/db?sslmode=maybe\"\ninsecure_no_tls = true"),
+                false
+            ),
+            "invalid storage: invalid sslmode \"maybe\": use disable, prefer, require, verify-ca or verify-full"
+        );
         assert!(fails(
             raw("storage = \"sqlite:///nonexistent-dir/x.db\"\ninsecure_no_tls = true"),
             false

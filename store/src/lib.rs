@@ -8,8 +8,8 @@
 //! The layers follow Vault's, lowest first; a layer calls only layers below it (the `layers`
 //! blocks of `docs/ARCHITECTURE.md` list them, and a test checks every `use`).
 //!
-//! - [`storage`]: dumb, durable key/value backends (SQLite with group commit, in-memory, a
-//!   read cache).
+//! - [`storage`]: dumb, durable key/value backends (SQLite and PostgreSQL with group commit,
+//!   in-memory, a read cache).
 //! - [`barrier`]: AES-256-GCM encryption of everything written to storage, with key terms,
 //!   and the Shamir seal that protects the root key.
 //! - [`logical`]: the request/response/error types and the [`logical::LogicalBackend`] trait
@@ -114,9 +114,9 @@ pub fn backends() -> Registry {
         .engine_options(engines::normalize_kind)
 }
 
-/// Open the configured storage, with the read cache in front when enabled; SQLite reports
-/// its commits to `metrics`.
-pub fn open_storage(
+/// Open the configured storage, with the read cache in front when enabled; SQLite and
+/// PostgreSQL report their commits to `metrics`.
+pub async fn open_storage(
     config: &Config,
     metrics: &metrics::Metrics,
 ) -> Result<Arc<dyn Backend>, StartError> {
@@ -126,6 +126,11 @@ pub fn open_storage(
             let sqlite = storage::SqliteBackend::open(path)?;
             sqlite.observe(metrics.storage());
             Arc::new(sqlite)
+        }
+        StorageConfig::Postgres(url) => {
+            let pg = storage::PostgresBackend::connect(url).await?;
+            pg.observe(metrics.storage());
+            Arc::new(pg)
         }
     };
     if config.cache_entries == 0 {
@@ -147,7 +152,7 @@ pub async fn build_core(
         agent_access_retention: Some(config.agent_access_retention),
     };
     let metrics = Arc::new(metrics::Metrics::new());
-    let storage = open_storage(config, &metrics)?;
+    let storage = open_storage(config, &metrics).await?;
     let core = Core::with_metrics(storage, backends(), options, metrics);
     let dev = match config.dev.take() {
         Some(dev) => {

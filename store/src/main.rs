@@ -40,7 +40,9 @@ struct Cli {
     /// TOML config file with the same settings; flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Storage URL: sqlite://PATH (durable; the embedded default) or inmem.
+    /// Storage URL: sqlite://PATH (durable; the embedded default),
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=disable|prefer|require|verify-ca|verify-full
+    /// (with sslrootcert=CA.pem to verify against a CA file), or inmem.
     #[arg(long, value_name = "URL")]
     storage: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8200].

@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 pub const ENGINE_USER: &str = "hush_root";
 pub const ENGINE_PASSWORD: &str = "Engine-Root-Pw-42";
 
+/// The owner of the storage backend's databases ([`Postgres::storage_url`]): a plain login
+/// role, no superuser. The password needs percent-encoding in a URL.
+pub const STORAGE_USER: &str = "hush_storage";
+pub const STORAGE_PASSWORD: &str = "St/re-Pw-77";
+/// [`STORAGE_PASSWORD`] as written in a URL.
+pub const STORAGE_PASSWORD_URL: &str = "St%2Fre-Pw-77";
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct Postgres {
@@ -118,18 +125,24 @@ impl Postgres {
             .collect()
     }
 
-    /// A plain (no TLS) cluster.
+    /// A plain (no TLS) cluster, with `fsync=off` (fast; tests do not pull the plug).
     pub async fn start() -> Postgres {
-        Self::start_inner(false).await
+        Self::start_inner(false, false).await
+    }
+
+    /// A plain cluster with `fsync=on`, as durable as the machine: for benchmarks that
+    /// compare durable writes with SQLite's.
+    pub async fn start_durable() -> Postgres {
+        Self::start_inner(false, true).await
     }
 
     /// A cluster that takes TCP logins over TLS only, with a certificate for 127.0.0.1
     /// signed by [`Postgres::ca`].
     pub async fn start_tls() -> Postgres {
-        Self::start_inner(true).await
+        Self::start_inner(true, false).await
     }
 
-    async fn start_inner(tls: bool) -> Postgres {
+    async fn start_inner(tls: bool, fsync: bool) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -181,7 +194,8 @@ impl Postgres {
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", socket_dir.display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(["-c", if fsync { "fsync=on" } else { "fsync=off" }])
+            .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -285,6 +299,49 @@ impl Postgres {
             .await
             .unwrap()
             .and_then(|row| row.get::<_, Option<String>>(0))
+    }
+
+    /// A new database `db` owned by [`STORAGE_USER`] (created with the first), and the
+    /// `--storage` URL of hushd for it with `extra` query options (such as `sslmode=disable`).
+    pub async fn storage_url(&self, db: &str, extra: &str) -> String {
+        let admin = self.admin().await;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                &[&STORAGE_USER],
+            )
+            .await
+            .unwrap()
+            .is_some();
+        if !exists {
+            admin
+                .batch_execute(&format!(
+                    "CREATE ROLE {STORAGE_USER} LOGIN PASSWORD '{STORAGE_PASSWORD}'"
+                ))
+                .await
+                .unwrap();
+        }
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db} OWNER {STORAGE_USER}"))
+            .await
+            .unwrap();
+        format!(
+            "postgres://{STORAGE_USER}:{STORAGE_PASSWORD_URL}@127.0.0.1:{}/{db}?{extra}",
+            self.port
+        )
+    }
+
+    /// The bootstrap superuser on database `db` over the Unix socket.
+    pub async fn admin_on(&self, db: &str) -> tokio_postgres::Client {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(self.port)
+            .user("postgres")
+            .dbname(db);
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
     }
 
     pub async fn role_exists(&self, user: &str) -> bool {

@@ -56,7 +56,7 @@ async fn check_scan_range(b: &dyn Backend) {
         .unwrap();
 }
 
-pub(crate) async fn check(b: &dyn Backend) {
+pub async fn check(b: &dyn Backend) {
     // Empty store.
     assert_eq!(b.get("missing").await.unwrap(), None);
     assert!(b.list("").await.unwrap().is_empty());

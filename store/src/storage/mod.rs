@@ -1,4 +1,6 @@
 //! Storage: a dumb, durable key/value layer below the barrier. It only ever sees ciphertext.
+//! Backends: [`sqlite`] (embedded, the default), [`postgres`] (a PostgreSQL the operator runs),
+//! [`memory`] (dev and tests), and the read [`cache`] in front of any of them.
 //!
 //! Keys are `/`-separated paths. `list` answers with the immediate children of a prefix, as
 //! Vault's physical backends do: leaf names as they are, "folders" with a trailing `/`.
@@ -6,12 +8,16 @@
 use async_trait::async_trait;
 
 pub mod cache;
-#[cfg(test)]
-pub(crate) mod conformance;
+/// The shared semantics checks every backend passes; public (hidden) so the end-to-end tests
+/// run them on a real PostgreSQL.
+#[doc(hidden)]
+pub mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 pub use memory::MemoryBackend;
+pub use postgres::PostgresBackend;
 pub use sqlite::SqliteBackend;
 
 /// One change in an atomic batch.
@@ -44,6 +50,9 @@ pub enum StorageError {
     Backend(String),
     #[error("storage backend is shutting down")]
     Closed,
+    /// The backend could not be opened; the message says where and why.
+    #[error("{0}")]
+    Open(String),
 }
 
 /// A durable key/value store. `write` returns only once the whole batch is durable (fsynced)

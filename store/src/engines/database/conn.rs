@@ -7,15 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, RecyclingMethod, Runtime};
+use deadpool_postgres::{ManagerConfig, Object, RecyclingMethod, Runtime};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{NoTls, Transaction};
+use tokio_postgres::Transaction;
 use zeroize::Zeroizing;
 
 use super::template::{render, scrub};
-use super::tls::{self, Verify};
 use crate::logical::LogicalError;
+use crate::storage::postgres::tls::{self, SslParams, Verify};
 
 /// How long a connection attempt or a wait for a free connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,56 +68,9 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// The TLS settings taken out of the URL: (`sslmode`, `sslrootcert`).
-type SslParams = (Option<String>, Option<String>);
-
-/// Remove `sslmode` and `sslrootcert` from a URL's query or a key=value string; refuse
-/// client-certificate options (not supported).
+/// Remove the TLS options from `url` (see [`tls::take_ssl_params`]).
 fn take_ssl_params(url: &str) -> Result<(String, SslParams), DbError> {
-    let mut mode = None;
-    let mut root = None;
-    let mut take = |key: &str, value: &str| -> Result<bool, DbError> {
-        match key {
-            "sslmode" => mode = Some(value.to_string()),
-            "sslrootcert" => root = Some(value.to_string()),
-            "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(DbError::Config(format!(
-                    "connection_url option {key} is not supported: hushd logs in with a password"
-                )))
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    };
-    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        match url.split_once('?') {
-            None => url.to_string(),
-            Some((base, query)) => {
-                let mut kept = Vec::new();
-                for pair in query.split('&').filter(|p| !p.is_empty()) {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    if !take(k, v)? {
-                        kept.push(pair);
-                    }
-                }
-                if kept.is_empty() {
-                    base.to_string()
-                } else {
-                    format!("{base}?{}", kept.join("&"))
-                }
-            }
-        }
-    } else {
-        let mut kept = Vec::new();
-        for word in url.split_whitespace() {
-            let (k, v) = word.split_once('=').unwrap_or((word, ""));
-            if !take(k.trim(), v.trim())? {
-                kept.push(word);
-            }
-        }
-        kept.join(" ")
-    };
-    Ok((rest, (mode, root)))
+    tls::take_ssl_params(url).map_err(|e| DbError::Config(format!("connection_url {e}")))
 }
 
 /// Fill `{{username}}` / `{{password}}` in (URL-escaped in URL form unless
@@ -126,7 +78,7 @@ fn take_ssl_params(url: &str) -> Result<(String, SslParams), DbError> {
 fn client_config(
     p: &ConnParams<'_>,
 ) -> Result<(tokio_postgres::Config, Option<Verify>, Option<String>), DbError> {
-    let (template, (mode, root)) = take_ssl_params(p.url)?;
+    let (template, ssl) = take_ssl_params(p.url)?;
     let is_url = template.contains("://");
     let escape = |s: &str| -> String {
         if is_url && !p.disable_escaping {
@@ -157,31 +109,9 @@ fn client_config(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    let verify = match mode.as_deref() {
-        None | Some("disable") => {
-            config.ssl_mode(SslMode::Disable);
-            None
-        }
-        Some("allow" | "prefer") => {
-            config.ssl_mode(SslMode::Prefer);
-            Some(Verify::None)
-        }
-        Some(m @ ("require" | "verify-ca" | "verify-full")) => {
-            config.ssl_mode(SslMode::Require);
-            Some(match m {
-                "verify-full" => Verify::Full,
-                "verify-ca" => Verify::Chain,
-                _ if root.is_some() => Verify::Chain,
-                _ => Verify::None,
-            })
-        }
-        Some(other) => {
-            return Err(DbError::Config(format!(
-                "invalid sslmode {other:?}: use disable, prefer, require, verify-ca or verify-full"
-            )))
-        }
-    };
-    Ok((config, verify, root))
+    let (mode, verify) = ssl.resolve("disable").map_err(DbError::Config)?;
+    config.ssl_mode(mode);
+    Ok((config, verify, ssl.root_cert))
 }
 
 impl Pool {
@@ -191,17 +121,8 @@ impl Pool {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match verify {
-            None => Manager::from_config(config, NoTls, manager_config),
-            Some(v) => {
-                let tls = tls::client_config(v, root.as_deref()).map_err(DbError::Config)?;
-                Manager::from_config(
-                    config,
-                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-                    manager_config,
-                )
-            }
-        };
+        let manager = tls::manager(config, verify, root.as_deref(), manager_config)
+            .map_err(DbError::Config)?;
         let mut builder = deadpool_postgres::Pool::builder(manager);
         if !p.max_lifetime.is_zero() {
             let lifetime = p.max_lifetime;

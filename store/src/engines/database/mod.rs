@@ -8,7 +8,8 @@
 //! - `static_roles`: `static-roles/:name`, `static-creds/:name`, `rotate-role/:name`, and the
 //!   rotation schedule (one task per mount, stopped by [`LogicalBackend::cleanup`]).
 //! - `conn`: `connection_url` templating and `sslmode`, the connection pools, scrubbed errors.
-//! - `tls`: rustls verifiers for libpq's `sslmode` values.
+//! - TLS (rustls verifiers for libpq's `sslmode` values) is `storage::postgres::tls`, shared
+//!   with the PostgreSQL storage backend.
 //! - `template`: statement templates, generated usernames and passwords, field helpers.
 //!
 //! # Storage (below the mount's view)
@@ -29,7 +30,6 @@ mod conn;
 mod roles;
 mod static_roles;
 mod template;
-mod tls;
 
 use std::sync::Arc;
 

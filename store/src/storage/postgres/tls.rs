@@ -1,5 +1,5 @@
-//! TLS to PostgreSQL over rustls (the ring provider, as everywhere in hushd), with libpq's
-//! `sslmode` meanings:
+//! TLS to PostgreSQL over rustls (the ring provider, as everywhere in hushd), shared by the
+//! PostgreSQL storage backend and the database secrets engine, with libpq's `sslmode` meanings:
 //!
 //! - `require` / `prefer`: encrypted, the certificate not checked (libpq's behaviour without a
 //!   root certificate). With `sslrootcert` given, `require` checks the chain as `verify-ca`.
@@ -13,13 +13,114 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode;
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verify {
+pub enum Verify {
     None,
     Chain,
     Full,
+}
+
+/// The TLS options of a connection string, taken out of it (the client does not know
+/// `verify-ca`, `verify-full` or `sslrootcert`): `sslmode` and `sslrootcert`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SslParams {
+    pub mode: Option<String>,
+    pub root_cert: Option<String>,
+}
+
+impl SslParams {
+    /// libpq's `sslmode` (`default` when unset) as the client's mode and how much of the
+    /// server's certificate to check (`None`: no TLS).
+    pub fn resolve(&self, default: &str) -> Result<(SslMode, Option<Verify>), String> {
+        Ok(match self.mode.as_deref().unwrap_or(default) {
+            "disable" => (SslMode::Disable, None),
+            "allow" | "prefer" => (SslMode::Prefer, Some(Verify::None)),
+            m @ ("require" | "verify-ca" | "verify-full") => (
+                SslMode::Require,
+                Some(match m {
+                    "verify-full" => Verify::Full,
+                    "verify-ca" => Verify::Chain,
+                    _ if self.root_cert.is_some() => Verify::Chain,
+                    _ => Verify::None,
+                }),
+            ),
+            other => {
+                return Err(format!(
+                "invalid sslmode {other:?}: use disable, prefer, require, verify-ca or verify-full"
+            ))
+            }
+        })
+    }
+}
+
+/// Remove `sslmode` and `sslrootcert` from a URL's query or a key=value string; refuse
+/// client-certificate options (not supported).
+pub fn take_ssl_params(url: &str) -> Result<(String, SslParams), String> {
+    let mut params = SslParams::default();
+    let mut take = |key: &str, value: &str| -> Result<bool, String> {
+        match key {
+            "sslmode" => params.mode = Some(value.to_string()),
+            "sslrootcert" => params.root_cert = Some(value.to_string()),
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(format!(
+                    "option {key} is not supported: hushd logs in with a password"
+                ))
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_string(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if !take(k, v)? {
+                        kept.push(pair);
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let mut kept = Vec::new();
+        for word in url.split_whitespace() {
+            let (k, v) = word.split_once('=').unwrap_or((word, ""));
+            if !take(k.trim(), v.trim())? {
+                kept.push(word);
+            }
+        }
+        kept.join(" ")
+    };
+    Ok((rest, params))
+}
+
+/// A `MakeTlsConnect` for `verify` (`None`: plain TCP), as deadpool's manager takes it.
+pub fn manager(
+    config: tokio_postgres::Config,
+    verify: Option<Verify>,
+    root_cert: Option<&str>,
+    manager_config: deadpool_postgres::ManagerConfig,
+) -> Result<deadpool_postgres::Manager, String> {
+    Ok(match verify {
+        None => {
+            deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        }
+        Some(v) => deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new(client_config(v, root_cert)?),
+            manager_config,
+        ),
+    })
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -54,7 +155,7 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore, String> {
 }
 
 /// A rustls client config for `verify`.
-pub(super) fn client_config(
+pub fn client_config(
     verify: Verify,
     root_cert: Option<&str>,
 ) -> Result<rustls::ClientConfig, String> {
