@@ -5,7 +5,7 @@
 //! share, a wrong combination (progress reset), cancel. Audited without the keys in clear.
 
 use base64::Engine as _;
-use hush_tests::{http_client, Hushd};
+use hush_tests::{http_client, run_hush, Hushd};
 use serde_json::{json, Value};
 
 async fn start(storage: &str) -> Hushd {
@@ -322,4 +322,101 @@ async fn rekey_5_of_3_to_3_of_2_retires_the_old_keys() {
         (200, json!("v")),
         "{b}"
     );
+}
+
+/// `hush -format=json ARGS` against `h` (no token: rekey needs none); (exit code, stdout JSON
+/// or Null, stderr).
+fn hush_json(h: &Hushd, args: &[&str], input: Option<&str>) -> (Option<i32>, Value, String) {
+    let mut all = vec!["-format=json"];
+    all.extend_from_slice(args);
+    let out = run_hush(&all, &[("HUSH_ADDR", h.addr.as_str())], input);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn hush_operator_rekey_init_status_key_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite://{}/hush.db", dir.path().display());
+    let h = start(&storage).await;
+    let (_, init) = h
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 3, "secret_threshold": 2})),
+        )
+        .await;
+    let old = init["keys_base64"].as_array().unwrap().clone();
+    assert_eq!(try_unseal(&h, &[&old[0], &old[1]]).await, Ok(true));
+
+    let (code, _, err) = hush_json(&h, &["operator", "rekey", "-key"], None);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = hush_json(&h, &["operator", "rekey", "KEY"], None);
+    assert_eq!(code, Some(2), "no rekey in progress: {err}");
+    assert!(err.contains("-init"), "{err}");
+    let (code, st, err) = hush_json(
+        &h,
+        &[
+            "operator",
+            "rekey",
+            "-init",
+            "-key-shares=1",
+            "-key-threshold=1",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (st["started"].clone(), st["n"].clone()),
+        (json!(true), json!(1))
+    );
+    let (code, again, _) = hush_json(&h, &["operator", "rekey", "-status"], None);
+    assert_eq!(
+        (code, again["nonce"].clone()),
+        (Some(0), st["nonce"].clone())
+    );
+    let (code, _, _) = hush_json(&h, &["operator", "rekey", "-cancel"], None);
+    assert_eq!(code, Some(0));
+    assert_eq!(rekey_status(&h).await["started"], false);
+
+    hush_json(
+        &h,
+        &[
+            "operator",
+            "rekey",
+            "-init",
+            "-key-shares=1",
+            "-key-threshold=1",
+        ],
+        None,
+    );
+    // A key as an argument, the next on stdin ("-"); the nonce is read from the server.
+    let (code, st, err) = hush_json(&h, &["operator", "rekey", old[2].as_str().unwrap()], None);
+    assert_eq!((code, st["progress"].clone()), (Some(0), json!(1)), "{err}");
+    let (code, done, err) = hush_json(
+        &h,
+        &["operator", "rekey", "-"],
+        Some(old[0].as_str().unwrap()),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(done["complete"], true, "{done}");
+    let new = done["keys_base64"].as_array().unwrap().clone();
+    assert_eq!(new.len(), 1);
+    let (_, ss) = h.call_as(None, "GET", "sys/seal-status", None).await;
+    assert_eq!((ss["t"].clone(), ss["n"].clone()), (json!(1), json!(1)));
+    let (s, _) = h
+        .call_as(
+            Some(init["root_token"].as_str().unwrap()),
+            "PUT",
+            "sys/seal",
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(try_unseal(&h, &[&old[0]]).await.is_err(), "old key refused");
+    assert_eq!(try_unseal(&h, &[&new[0]]).await, Ok(true));
 }

@@ -1,10 +1,13 @@
-//! `hush operator ...`: init, unseal, seal, seal-status, rotate, key-status, generate-root.
+//! `hush operator ...`: init, unseal, seal, seal-status, rotate, key-status, generate-root,
+//! rekey.
 
-use hush_api::wire::sys::{GenerateRootStatus, InitRequest, KeyStatus, SealStatus};
+use hush_api::wire::sys::{
+    GenerateRootStatus, InitRequest, KeyStatus, RekeyRequest, RekeyStatus, SealStatus,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::args::{GenerateRootArgs, OperatorCmd};
+use crate::args::{GenerateRootArgs, OperatorCmd, RekeyArgs};
 use crate::context::{read_secret, usage, Ctx};
 use crate::output::{print_json, table};
 
@@ -36,6 +39,7 @@ pub async fn run(ctx: &Ctx, cmd: OperatorCmd) -> anyhow::Result<()> {
             Ok(())
         }
         OperatorCmd::GenerateRoot(args) => generate_root(ctx, args).await,
+        OperatorCmd::Rekey(args) => rekey(ctx, args).await,
         OperatorCmd::KeyStatus => {
             let status = ctx.client()?.key_status().await?;
             if ctx.json() {
@@ -47,12 +51,18 @@ pub async fn run(ctx: &Ctx, cmd: OperatorCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn init(ctx: &Ctx, shares: u32, threshold: u32) -> anyhow::Result<()> {
+/// The -key-shares / -key-threshold pair of init and rekey.
+fn check_shares(shares: u32, threshold: u32) -> anyhow::Result<()> {
     if shares == 0 || threshold == 0 || threshold > shares {
         return Err(usage(format!(
             "invalid -key-shares {shares} / -key-threshold {threshold}: want 1 <= threshold <= shares"
         )));
     }
+    Ok(())
+}
+
+async fn init(ctx: &Ctx, shares: u32, threshold: u32) -> anyhow::Result<()> {
+    check_shares(shares, threshold)?;
     let req = InitRequest {
         secret_shares: shares,
         secret_threshold: threshold,
@@ -222,6 +232,79 @@ fn print_generate_root(ctx: &Ctx, s: &GenerateRootStatus) -> anyhow::Result<()> 
             "\nKeep the OTP: it is shown only now and is needed to decode the token (-decode)."
         );
     }
+    Ok(())
+}
+
+/// `hush operator rekey`, as `vault operator rekey` (without -pgp-keys, -backup, -verify).
+async fn rekey(ctx: &Ctx, args: RekeyArgs) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    if args.cancel {
+        client.rekey_cancel().await?;
+        println!("Success! Canceled rekeying (if it was started)");
+        return Ok(());
+    }
+    if args.status {
+        return print_rekey(ctx, &client.rekey_status().await?);
+    }
+    if args.init {
+        check_shares(args.key_shares, args.key_threshold)?;
+        let req = RekeyRequest {
+            secret_shares: args.key_shares,
+            secret_threshold: args.key_threshold,
+        };
+        return print_rekey(ctx, &client.rekey_init(&req).await?);
+    }
+    let nonce = match args.nonce {
+        Some(n) => n,
+        None => client.rekey_status().await?.nonce,
+    };
+    if nonce.is_empty() {
+        return Err(usage("no rekey in progress: start one with -init"));
+    }
+    let key = match args.key {
+        Some(k) if k == "-" => read_secret("")?,
+        Some(k) => SecretString::from(k),
+        None => read_secret("Unseal Key (will be hidden): ")?,
+    };
+    let status = client.rekey_update(&key, &nonce).await?;
+    print_rekey(ctx, &status)
+}
+
+fn print_rekey(ctx: &Ctx, s: &RekeyStatus) -> anyhow::Result<()> {
+    if ctx.json() {
+        return print_json(s);
+    }
+    if s.complete {
+        let shown = if s.keys_base64.is_empty() {
+            &s.keys
+        } else {
+            &s.keys_base64
+        };
+        for (i, key) in shown.iter().enumerate() {
+            println!("Key {}: {}", i + 1, key.expose_secret());
+        }
+        println!(
+            "\nOperation nonce: {}\n\nhushd unseal keys rekeyed with {} key shares. The old \
+             keys no longer unseal: distribute these ones and keep them safe.",
+            s.nonce,
+            shown.len()
+        );
+        return Ok(());
+    }
+    let nonce = if s.nonce.is_empty() {
+        "n/a".to_string()
+    } else {
+        s.nonce.clone()
+    };
+    let rows = vec![
+        ("Nonce", nonce),
+        ("Started", s.started.to_string()),
+        ("Rekey Progress", format!("{}/{}", s.progress, s.required)),
+        ("New Shares", s.n.to_string()),
+        ("New Threshold", s.t.to_string()),
+        ("Verification Required", s.verification_required.to_string()),
+    ];
+    print!("{}", table(&rows));
     Ok(())
 }
 
