@@ -184,13 +184,18 @@ pub struct RekeyArgs {
     /// With -init: number of new shares needed to unseal
     #[arg(long = "key-threshold", default_value_t = 3, value_name = "N")]
     pub key_threshold: u32,
-    /// The rekey's nonce (shown by -init and -status); read from the server when omitted
+    /// With -init: the new keys take effect only once a quorum of them is entered back. Without:
+    /// enter a new key share (or, with -status / -cancel, show / restart the verification)
+    #[arg(long)]
+    pub verify: bool,
+    /// The rekey's nonce (or the verification's, with -verify; shown by -init and -status);
+    /// read from the server when omitted
     #[arg(long, value_name = "NONCE")]
     pub nonce: Option<String>,
-    /// Cancel the rekey in progress
+    /// Cancel the rekey in progress (with -verify: restart its verification)
     #[arg(long, conflicts_with = "status")]
     pub cancel: bool,
-    /// Show the rekey in progress
+    /// Show the rekey in progress (with -verify: its verification)
     #[arg(long)]
     pub status: bool,
 }
@@ -202,6 +207,7 @@ impl std::fmt::Debug for RekeyArgs {
             .field("init", &self.init)
             .field("key_shares", &self.key_shares)
             .field("key_threshold", &self.key_threshold)
+            .field("verify", &self.verify)
             .field("nonce", &self.nonce)
             .field("cancel", &self.cancel)
             .field("status", &self.status)
@@ -692,6 +698,15 @@ mod tests {
         assert!(p(&["operator", "rekey", "-init", "-cancel"]).is_err());
         assert!(p(&["operator", "rekey", "-cancel", "-status"]).is_err());
         assert!(p(&["operator", "rekey", "-status"]).is_ok());
+        let cli = p(&["operator", "rekey", "-verify", "-cancel"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::Rekey(RekeyArgs {
+                verify: true,
+                cancel: true,
+                ..
+            }))
+        ));
     }
 
     #[test]

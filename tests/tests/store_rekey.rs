@@ -3,6 +3,7 @@
 //! across a restart; the data and the root token are unchanged. Error paths: sealed (503),
 //! no attempt, a second start, unsupported options, a wrong nonce, a duplicate or malformed
 //! share, a wrong combination (progress reset), cancel. Audited without the keys in clear.
+//! With `require_verification` the new keys take effect only once given back.
 
 use base64::Engine as _;
 use hush_tests::{http_client, run_hush, Hushd};
@@ -134,7 +135,6 @@ async fn rekey_5_of_3_to_3_of_2_retires_the_old_keys() {
     for body in [
         json!({"secret_shares": 3, "secret_threshold": 2, "pgp_keys": ["a", "b", "c"]}),
         json!({"secret_shares": 3, "secret_threshold": 2, "backup": true}),
-        json!({"secret_shares": 3, "secret_threshold": 2, "require_verification": true}),
         json!({"secret_shares": 2, "secret_threshold": 3}),
         json!({"secret_shares": 3, "secret_threshold": 1}),
         json!({"secret_shares": 300, "secret_threshold": 2}),
@@ -408,6 +408,57 @@ async fn hush_operator_rekey_init_status_key_cancel() {
     assert_eq!(new.len(), 1);
     let (_, ss) = h.call_as(None, "GET", "sys/seal-status", None).await;
     assert_eq!((ss["t"].clone(), ss["n"].clone()), (json!(1), json!(1)));
+
+    // -verify: 1/1 -> 2/2, in force only once both new keys are entered back.
+    let (code, st, err) = hush_json(
+        &h,
+        &[
+            "operator",
+            "rekey",
+            "-init",
+            "-verify",
+            "-key-shares=2",
+            "-key-threshold=2",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, st["verification_required"].clone()),
+        (Some(0), json!(true)),
+        "{err}"
+    );
+    let (code, pending, err) =
+        hush_json(&h, &["operator", "rekey", new[0].as_str().unwrap()], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !pending["verification_nonce"].as_str().unwrap().is_empty(),
+        "{pending}"
+    );
+    let two = pending["keys"].as_array().unwrap().clone();
+    let (code, st, _) = hush_json(&h, &["operator", "rekey", "-verify", "-status"], None);
+    assert_eq!(
+        (code, st["nonce"].clone()),
+        (Some(0), pending["verification_nonce"].clone())
+    );
+    let (code, st, err) = hush_json(
+        &h,
+        &["operator", "rekey", "-verify", two[1].as_str().unwrap()],
+        None,
+    );
+    assert_eq!((code, st["progress"].clone()), (Some(0), json!(1)), "{err}");
+    let (code, st, err) = hush_json(
+        &h,
+        &["operator", "rekey", "-verify", "-"],
+        Some(two[0].as_str().unwrap()),
+    );
+    assert_eq!(
+        (code, st["complete"].clone()),
+        (Some(0), json!(true)),
+        "{err}"
+    );
+    let (_, ss) = h.call_as(None, "GET", "sys/seal-status", None).await;
+    assert_eq!((ss["t"].clone(), ss["n"].clone()), (json!(2), json!(2)));
+    let new = two;
     let (s, _) = h
         .call_as(
             Some(init["root_token"].as_str().unwrap()),
@@ -417,6 +468,136 @@ async fn hush_operator_rekey_init_status_key_cancel() {
         )
         .await;
     assert_eq!(s, 204);
-    assert!(try_unseal(&h, &[&old[0]]).await.is_err(), "old key refused");
-    assert_eq!(try_unseal(&h, &[&new[0]]).await, Ok(true));
+    assert!(
+        try_unseal(&h, &[&old[0], &old[1]]).await.is_err(),
+        "the first keys are refused"
+    );
+    let one_of_one = [done["keys_base64"][0].clone()];
+    assert!(
+        try_unseal(&h, &[&one_of_one[0]]).await.is_err(),
+        "the 1/1 key is refused"
+    );
+    assert_eq!(try_unseal(&h, &[&new[0], &new[1]]).await, Ok(true));
+}
+
+#[tokio::test]
+async fn a_verified_rekey_takes_effect_once_the_new_keys_are_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite://{}/hush.db", dir.path().display());
+    let h = start(&storage).await;
+    let (_, init) = h
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 3, "secret_threshold": 2})),
+        )
+        .await;
+    let old = init["keys"].as_array().unwrap().clone();
+    let root = init["root_token"].as_str().unwrap().to_string();
+    assert_eq!(try_unseal(&h, &[&old[0], &old[1]]).await, Ok(true));
+    let (s, b) = h.call_as(None, "GET", "sys/rekey/verify", None).await;
+    assert_eq!(s, 400, "no rekey: {b}");
+
+    let (s, started) = h
+        .call_as(
+            None,
+            "PUT",
+            "sys/rekey/init",
+            Some(json!({"secret_shares": 5, "secret_threshold": 3, "require_verification": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{started}");
+    assert_eq!(started["verification_required"], true);
+    assert!(started.get("verification_nonce").is_none(), "{started}");
+    let nonce = started["nonce"].clone();
+    let (s, b) = h.call_as(None, "GET", "sys/rekey/verify", None).await;
+    assert_eq!(s, 400, "no verification yet: {b}");
+    update(&h, &old[2], &nonce).await;
+    let (s, done) = update(&h, &old[0], &nonce).await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(
+        (
+            done["complete"].clone(),
+            done["verification_required"].clone()
+        ),
+        (json!(true), json!(true)),
+        "{done}"
+    );
+    let vnonce = done["verification_nonce"].clone();
+    assert!(vnonce.as_str().is_some_and(|v| v.len() == 36 && v != nonce));
+    let new = done["keys"].as_array().unwrap().clone();
+    assert_eq!(new.len(), 5);
+
+    // Not in force yet.
+    let (_, ss) = h.call_as(None, "GET", "sys/seal-status", None).await;
+    assert_eq!((ss["t"].clone(), ss["n"].clone()), (json!(2), json!(3)));
+    let st = rekey_status(&h).await;
+    assert_eq!(st["verification_nonce"], vnonce, "{st}");
+    let (s, b) = update(&h, &old[1], &nonce).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("verification must be performed"),
+        "{b}"
+    );
+
+    let verify = |key: Value, nonce: Value| {
+        let h = &h;
+        async move {
+            h.call_as(
+                None,
+                "PUT",
+                "sys/rekey/verify",
+                Some(json!({ "key": key, "nonce": nonce })),
+            )
+            .await
+        }
+    };
+    let (s, b) = verify(new[0].clone(), nonce.clone()).await;
+    assert_eq!(s, 400, "the rekey nonce is not the verification's: {b}");
+    let (s, b) = verify(new[0].clone(), vnonce.clone()).await;
+    assert_eq!((s, b["progress"].clone()), (200, json!(1)), "{b}");
+    let (s, b) = verify(new[0].clone(), vnonce.clone()).await;
+    assert_eq!(s, 400, "duplicate: {b}");
+    let (s, b) = h.call_as(None, "GET", "sys/rekey/verify", None).await;
+    assert_eq!(
+        (s, b),
+        (
+            200,
+            json!({"started": true, "nonce": vnonce, "t": 3, "n": 5, "progress": 1})
+        )
+    );
+    // DELETE restarts the verification with a new nonce; the new keys stay pending.
+    let (s, b) = h.call_as(None, "DELETE", "sys/rekey/verify", None).await;
+    assert_eq!((s, b["progress"].clone()), (200, json!(0)), "{b}");
+    let vnonce2 = b["nonce"].clone();
+    assert_ne!(vnonce2, vnonce);
+    // Old shares given as new ones: refused at the threshold, progress reset.
+    verify(old[0].clone(), vnonce2.clone()).await;
+    verify(old[1].clone(), vnonce2.clone()).await;
+    let (s, b) = verify(old[2].clone(), vnonce2.clone()).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("progress was reset"),
+        "{b}"
+    );
+    for key in &new[2..4] {
+        let (s, b) = verify(key.clone(), vnonce2.clone()).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = verify(new[4].clone(), vnonce2.clone()).await;
+    assert_eq!((s, b), (200, json!({"nonce": vnonce2, "complete": true})));
+    assert_eq!(rekey_status(&h).await["started"], false);
+    let (_, ss) = h.call_as(None, "GET", "sys/seal-status", None).await;
+    assert_eq!((ss["t"].clone(), ss["n"].clone()), (json!(3), json!(5)));
+
+    let (s, _) = h.call_as(Some(&root), "PUT", "sys/seal", None).await;
+    assert_eq!(s, 204);
+    assert!(try_unseal(&h, &[&old[0], &old[1], &old[2]]).await.is_err());
+    assert_eq!(try_unseal(&h, &[&new[4], &new[1], &new[3]]).await, Ok(true));
 }

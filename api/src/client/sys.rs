@@ -167,6 +167,34 @@ impl Client {
         top_or_data(path, reply)
     }
 
+    /// `GET sys/rekey/verify`: the verification of new keys in progress.
+    pub async fn rekey_verify_status(&self) -> Result<RekeyStatus, ClientError> {
+        let path = "sys/rekey/verify";
+        top_or_data(path, self.call(Method::GET, path, &[], None).await?)
+    }
+
+    /// `PUT sys/rekey/verify` with one of the new key shares and the verification's nonce; the
+    /// rekey takes effect once the new threshold is reached (`complete`).
+    pub async fn rekey_verify(
+        &self,
+        key: &SecretString,
+        nonce: &str,
+    ) -> Result<RekeyStatus, ClientError> {
+        use secrecy::ExposeSecret;
+        let path = "sys/rekey/verify";
+        let body = json!({ "key": key.expose_secret(), "nonce": nonce });
+        let reply = self
+            .call(Method::PUT, path, &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data(path, reply)
+    }
+
+    /// `DELETE sys/rekey/verify`: restart the verification (new nonce, no progress).
+    pub async fn rekey_verify_restart(&self) -> Result<RekeyStatus, ClientError> {
+        let path = "sys/rekey/verify";
+        top_or_data(path, self.call(Method::DELETE, path, &[], None).await?)
+    }
+
     /// `DELETE sys/rekey/init`: cancel the rekey in progress.
     pub async fn rekey_cancel(&self) -> Result<(), ClientError> {
         self.call(Method::DELETE, "sys/rekey/init", &[], None)

@@ -207,11 +207,15 @@ impl std::fmt::Debug for GenerateRootStatus {
 pub struct RekeyRequest {
     pub secret_shares: u32,
     pub secret_threshold: u32,
+    /// The new keys take effect only once a quorum of them is given back (`sys/rekey/verify`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_verification: bool,
 }
 
-/// `sys/rekey/init` status and `sys/rekey/update` answers. While in progress: `t`/`n` are the
-/// new threshold and count, `required` how many current shares complete it; once complete,
-/// the new keys (shown once).
+/// `sys/rekey/init` status and `sys/rekey/update` answers (and `sys/rekey/verify`'s, which have
+/// a subset of the fields). While in progress: `t`/`n` are the new threshold and count,
+/// `required` how many current shares complete it; once complete, the new keys (shown once),
+/// with `verification_nonce` when they must be given back before they take effect.
 #[derive(Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct RekeyStatus {
@@ -224,6 +228,7 @@ pub struct RekeyStatus {
     pub pgp_fingerprints: Option<Vec<String>>,
     pub backup: bool,
     pub verification_required: bool,
+    pub verification_nonce: String,
     pub complete: bool,
     /// The new shares, hex (once complete).
     #[serde(serialize_with = "expose::serialize_vec")]

@@ -106,6 +106,8 @@ pub enum SealError {
     WrongNonce,
     #[error("no rekey in progress")]
     NoRekey,
+    #[error("no rekey verification in progress")]
+    NoRekeyVerification,
     #[error(transparent)]
     Barrier(#[from] BarrierError),
     #[error(transparent)]
@@ -257,10 +259,52 @@ impl std::fmt::Debug for RootGeneration {
 }
 
 /// A `sys/rekey` attempt: its quorum of current shares and the configuration of the new ones.
+/// With `verify` (Vault's `require_verification`) the new keys are answered first and take
+/// effect only once a quorum of them is given back (`pending`).
 #[derive(Debug)]
 pub struct Rekey {
     pub quorum: Quorum,
     pub new: SealConfig,
+    pub verify: bool,
+    pub pending: Option<PendingKeys>,
+}
+
+impl Rekey {
+    pub fn new(new: SealConfig, verify: bool) -> Self {
+        Rekey {
+            quorum: Quorum::new(),
+            new,
+            verify,
+            pending: None,
+        }
+    }
+}
+
+/// New unseal keys answered but not yet in force (`require_verification`): the new KEK, the
+/// root key it will seal, and the quorum of new shares given back so far.
+pub struct PendingKeys {
+    kek: KeyBytes,
+    root: KeyBytes,
+    pub quorum: Quorum,
+}
+
+impl std::fmt::Debug for PendingKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingKeys")
+            .field("quorum", &self.quorum)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Seal::rekey`] did.
+#[derive(Debug)]
+pub struct RekeyDone {
+    /// The new unseal keys (shown once).
+    pub keys: InitOutput,
+    pub config: SealConfig,
+    /// `Some(nonce of the verification)` when the keys await verification; `None` when they
+    /// are in force.
+    pub verification_nonce: Option<String>,
 }
 
 /// The Shamir seal over a backend. See the module docs.
@@ -520,35 +564,78 @@ impl Seal {
         self.rekey.lock()
     }
 
-    /// Complete the rekey attempt `nonce`: `parts` (its full set of current shares, from
-    /// [`Quorum::submit`]) must open the stored root key; then the attempt ends, a new KEK is
-    /// made, and the root key is stored sealed under it with the attempt's configuration, in
-    /// one atomic, durable write. Returns the new unseal keys and their configuration. The
-    /// root key and the keyring are unchanged; the old shares no longer unseal. Shares that do
-    /// not open the root key leave the attempt in place (its progress already reset).
-    pub async fn rekey(
-        &self,
-        nonce: &str,
-        parts: Shares,
-    ) -> Result<(InitOutput, SealConfig), SealError> {
+    /// Complete the quorum of the rekey attempt `nonce`: `parts` (its full set of current
+    /// shares, from [`Quorum::submit`]) must open the stored root key; then a new KEK is made
+    /// and split under the attempt's configuration. Without verification the attempt ends and
+    /// the root key is stored sealed under the new KEK with the new configuration, in one
+    /// atomic, durable write: the old shares no longer unseal. With verification the new keys
+    /// wait in the attempt ([`Seal::rekey_verify`]). The root key and the keyring are
+    /// unchanged. Shares that do not open the root key leave the attempt in place (its
+    /// progress already reset).
+    pub async fn rekey(&self, nonce: &str, parts: Shares) -> Result<RekeyDone, SealError> {
         let _one_at_a_time = self.init_lock.lock().await;
         let config = self.config().await?.ok_or(SealError::NotInitialized)?;
         let root = self.open_root(&config, parts).await?;
-        let new = self
-            .rekey
-            .lock()
-            .take_if(|a| a.quorum.nonce == nonce)
-            .ok_or(SealError::NoRekey)?
-            .new;
-        validate(new.secret_shares, new.secret_threshold)?;
         let kek = KeyBytes::random();
-        self.backend.write(seal_entries(&kek, &root, new)?).await?;
-        Ok((
-            InitOutput {
+        let (new, verification_nonce) = {
+            let mut guard = self.rekey.lock();
+            let attempt = guard
+                .as_mut()
+                .filter(|a| a.quorum.nonce == nonce && a.pending.is_none())
+                .ok_or(SealError::NoRekey)?;
+            let new = attempt.new;
+            validate(new.secret_shares, new.secret_threshold)?;
+            if attempt.verify {
+                let quorum = Quorum::new();
+                let verification_nonce = quorum.nonce.clone();
+                attempt.pending = Some(PendingKeys {
+                    kek: kek.clone(),
+                    root: root.clone(),
+                    quorum,
+                });
+                (new, Some(verification_nonce))
+            } else {
+                *guard = None;
+                (new, None)
+            }
+        };
+        if verification_nonce.is_none() {
+            self.backend.write(seal_entries(&kek, &root, new)?).await?;
+        }
+        Ok(RekeyDone {
+            keys: InitOutput {
                 keys: deal(&kek, new),
             },
-            new,
-        ))
+            config: new,
+            verification_nonce,
+        })
+    }
+
+    /// Finish a verified rekey: `parts` (a full set of the new shares, given back under the
+    /// verification `nonce`) must rebuild the pending KEK; then the attempt ends and the new
+    /// configuration and the root key sealed under the new KEK are written in one atomic,
+    /// durable batch. A wrong set leaves the attempt waiting (its progress already reset).
+    pub async fn rekey_verify(&self, nonce: &str, parts: Shares) -> Result<SealConfig, SealError> {
+        let _one_at_a_time = self.init_lock.lock().await;
+        let (kek, root, new) = {
+            let mut guard = self.rekey.lock();
+            let attempt = guard
+                .as_ref()
+                .filter(|a| a.pending.as_ref().is_some_and(|p| p.quorum.nonce == nonce))
+                .ok_or(SealError::NoRekeyVerification)?;
+            let pending = attempt.pending.as_ref().expect("filtered");
+            let given = combine(&attempt.new, &parts.parts)?;
+            if !bool::from(given.as_slice().ct_eq(&pending.kek.0)) {
+                return Err(SealError::InvalidKey(
+                    "the new unseal keys given do not rebuild the new unseal key".into(),
+                ));
+            }
+            let attempt = guard.take().expect("checked above");
+            let pending = attempt.pending.expect("checked above");
+            (pending.kek, pending.root, attempt.new)
+        };
+        self.backend.write(seal_entries(&kek, &root, new)?).await?;
+        Ok(new)
     }
 
     /// Forget the shares submitted so far.

@@ -331,9 +331,9 @@ async fn rekey(
         secret_shares: shares,
         secret_threshold: threshold,
     };
-    let quorum = Quorum::new();
-    let nonce = quorum.nonce.clone();
-    *f.seal.rekey_attempt() = Some(Rekey { quorum, new });
+    let attempt = Rekey::new(new, false);
+    let nonce = attempt.quorum.nonce.clone();
+    *f.seal.rekey_attempt() = Some(attempt);
     for (i, key) in keys.iter().enumerate() {
         let step = {
             let mut guard = f.seal.rekey_attempt();
@@ -343,7 +343,9 @@ async fn rekey(
         match step {
             QuorumStep::Complete(parts) => {
                 assert_eq!(i + 1, keys.len(), "complete only at the last share");
-                return f.seal.rekey(&nonce, parts).await;
+                let done = f.seal.rekey(&nonce, parts).await?;
+                assert!(done.verification_nonce.is_none());
+                return Ok((done.keys, done.config));
             }
             QuorumStep::More => assert_eq!(
                 f.seal.rekey_attempt().as_ref().unwrap().quorum.progress() as usize,
@@ -481,10 +483,76 @@ async fn a_rekey_cancelled_meanwhile_writes_nothing_and_sealing_drops_it() {
         Err(SealError::NoRekey)
     ));
     assert!(unseals(&restart(&f), &keys[1..]).await);
-    *f.seal.rekey_attempt() = Some(Rekey {
-        quorum: Quorum::new(),
-        new: config,
-    });
+    *f.seal.rekey_attempt() = Some(Rekey::new(config, false));
     f.seal.seal(&f.barrier);
     assert!(f.seal.rekey_attempt().is_none());
+}
+
+#[tokio::test]
+async fn a_verified_rekey_takes_effect_only_once_the_new_keys_are_given_back() {
+    let f = fixture();
+    let old = init(&f, 3, 2).await;
+    let config = f.seal.config().await.unwrap().unwrap();
+    let new = SealConfig {
+        secret_shares: 3,
+        secret_threshold: 2,
+    };
+    let attempt = Rekey::new(new, true);
+    let nonce = attempt.quorum.nonce.clone();
+    *f.seal.rekey_attempt() = Some(attempt);
+    let take = |q: &mut Quorum, nonce: &str, key: &[u8], config: &SealConfig| match q
+        .submit(config, nonce, key)
+        .unwrap()
+    {
+        QuorumStep::Complete(parts) => Some(parts),
+        _ => None,
+    };
+    let mut parts = None;
+    for key in &old[..2] {
+        let mut guard = f.seal.rekey_attempt();
+        parts = take(&mut guard.as_mut().unwrap().quorum, &nonce, key, &config);
+    }
+    let done = f.seal.rekey(&nonce, parts.unwrap()).await.unwrap();
+    let vnonce = done
+        .verification_nonce
+        .clone()
+        .expect("awaits verification");
+    let newkeys = done.keys.keys;
+    // Not in force yet: the old keys still unseal after a restart; the new ones do not.
+    assert!(unseals(&restart(&f), &old[1..]).await);
+    assert!(!unseals(&restart(&f), &newkeys[..2]).await);
+    // A second completion of the quorum is refused while verification is pending.
+    assert!(matches!(
+        f.seal.rekey(&nonce, Shares::default()).await,
+        Err(SealError::InvalidKey(_) | SealError::NoRekey)
+    ));
+    // Wrong new shares (old ones, same length): refused, still pending.
+    let mut wrong = None;
+    for key in &old[..2] {
+        let mut guard = f.seal.rekey_attempt();
+        let p = guard.as_mut().unwrap().pending.as_mut().unwrap();
+        wrong = take(&mut p.quorum, &vnonce, key, &new);
+    }
+    assert!(matches!(
+        f.seal.rekey_verify(&vnonce, wrong.unwrap()).await,
+        Err(SealError::InvalidKey(_))
+    ));
+    assert!(f.seal.rekey_attempt().as_ref().unwrap().pending.is_some());
+    let mut right = None;
+    for key in &newkeys[1..] {
+        let mut guard = f.seal.rekey_attempt();
+        let p = guard.as_mut().unwrap().pending.as_mut().unwrap();
+        right = take(&mut p.quorum, &vnonce, key, &new);
+    }
+    assert!(matches!(
+        f.seal.rekey_verify("other", Shares::default()).await,
+        Err(SealError::NoRekeyVerification)
+    ));
+    assert_eq!(
+        f.seal.rekey_verify(&vnonce, right.unwrap()).await.unwrap(),
+        new
+    );
+    assert!(f.seal.rekey_attempt().is_none());
+    assert!(!unseals(&restart(&f), &old[..2]).await);
+    assert!(unseals(&restart(&f), &newkeys[..2]).await);
 }

@@ -75,7 +75,7 @@ pub async fn handle_unauthenticated(
         ("generate-root/update", Operation::Update | Operation::Create) => {
             generate_root::update(core, req).await
         }
-        ("rekey/init" | "rekey/update", _) => rekey::handle(core, req, rel).await,
+        ("rekey/init" | "rekey/update" | "rekey/verify", _) => rekey::handle(core, req, rel).await,
         (
             "init"
             | "seal-status"
