@@ -164,6 +164,55 @@ pub enum OperatorCmd {
     /// enters a key share with -nonce, and -decode turns the encoded token into the token
     #[command(name = "generate-root")]
     GenerateRoot(GenerateRootArgs),
+    /// Replace the unseal keys, from a quorum of the current ones (as `vault operator rekey`):
+    /// -init starts with the new -key-shares and -key-threshold, each holder then enters a
+    /// current key share; the last one prints the new keys. The old keys stop unsealing.
+    Rekey(RekeyArgs),
+}
+
+/// `hush operator rekey` flags. `Debug` leaves out the key.
+#[derive(Args)]
+pub struct RekeyArgs {
+    /// A current unseal key share; omit it to be prompted (it stays out of shell history)
+    pub key: Option<String>,
+    /// Start a rekey
+    #[arg(long, conflicts_with_all = ["cancel", "status"])]
+    pub init: bool,
+    /// With -init: number of new key shares
+    #[arg(long = "key-shares", default_value_t = 5, value_name = "N")]
+    pub key_shares: u32,
+    /// With -init: number of new shares needed to unseal
+    #[arg(long = "key-threshold", default_value_t = 3, value_name = "N")]
+    pub key_threshold: u32,
+    /// With -init: the new keys take effect only once a quorum of them is entered back. Without:
+    /// enter a new key share (or, with -status / -cancel, show / restart the verification)
+    #[arg(long)]
+    pub verify: bool,
+    /// The rekey's nonce (or the verification's, with -verify; shown by -init and -status);
+    /// read from the server when omitted
+    #[arg(long, value_name = "NONCE")]
+    pub nonce: Option<String>,
+    /// Cancel the rekey in progress (with -verify: restart its verification)
+    #[arg(long, conflicts_with = "status")]
+    pub cancel: bool,
+    /// Show the rekey in progress (with -verify: its verification)
+    #[arg(long)]
+    pub status: bool,
+}
+
+impl std::fmt::Debug for RekeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RekeyArgs")
+            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("init", &self.init)
+            .field("key_shares", &self.key_shares)
+            .field("key_threshold", &self.key_threshold)
+            .field("verify", &self.verify)
+            .field("nonce", &self.nonce)
+            .field("cancel", &self.cancel)
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 /// `hush operator generate-root` flags. `Debug` leaves out the key and the OTP.
@@ -618,6 +667,46 @@ mod tests {
             })
         ));
         assert!(p(&["operator", "init", "-key-shares=lots"]).is_err());
+    }
+
+    #[test]
+    fn rekey_flags() {
+        let cli = p(&[
+            "operator",
+            "rekey",
+            "-init",
+            "-key-shares=3",
+            "-key-threshold",
+            "2",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Operator(OperatorCmd::Rekey(a)) => {
+                assert!(a.init && a.key.is_none());
+                assert_eq!((a.key_shares, a.key_threshold), (3, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = p(&["operator", "rekey", "-nonce", "n1", "KEY"]).unwrap();
+        match cli.command {
+            Command::Operator(OperatorCmd::Rekey(a)) => {
+                assert_eq!(a.nonce.as_deref(), Some("n1"));
+                assert!(!format!("{a:?}").contains("KEY"), "{a:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["operator", "rekey", "-init", "-cancel"]).is_err());
+        assert!(p(&["operator", "rekey", "-cancel", "-status"]).is_err());
+        assert!(p(&["operator", "rekey", "-status"]).is_ok());
+        let cli = p(&["operator", "rekey", "-verify", "-cancel"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::Rekey(RekeyArgs {
+                verify: true,
+                cancel: true,
+                ..
+            }))
+        ));
     }
 
     #[test]

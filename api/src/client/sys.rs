@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use super::{data_of, top_or_data, Body, Client};
 use crate::error::ClientError;
 use crate::wire::sys::{
-    GenerateRootStatus, InitRequest, InitResponse, InitStatus, KeyStatus, SealStatus, UnsealRequest,
+    GenerateRootStatus, InitRequest, InitResponse, InitStatus, KeyStatus, RekeyRequest,
+    RekeyStatus, SealStatus, UnsealRequest,
 };
 use crate::wire::{ListData, PolicyData};
 
@@ -130,6 +131,73 @@ impl Client {
     /// `DELETE sys/generate-root/attempt`: cancel the attempt.
     pub async fn generate_root_cancel(&self) -> Result<(), ClientError> {
         self.call(Method::DELETE, "sys/generate-root/attempt", &[], None)
+            .await
+            .map(drop)
+    }
+
+    /// `GET sys/rekey/init` (no token needed).
+    pub async fn rekey_status(&self) -> Result<RekeyStatus, ClientError> {
+        let path = "sys/rekey/init";
+        top_or_data(path, self.call(Method::GET, path, &[], None).await?)
+    }
+
+    /// `PUT sys/rekey/init`: start a rekey of the unseal keys to `req`'s count and threshold.
+    pub async fn rekey_init(&self, req: &RekeyRequest) -> Result<RekeyStatus, ClientError> {
+        let path = "sys/rekey/init";
+        let body = serde_json::to_value(req).map_err(|e| super::decode_error(path, &e))?;
+        let reply = self
+            .call(Method::PUT, path, &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data(path, reply)
+    }
+
+    /// `PUT sys/rekey/update` with one current unseal key share and the attempt's nonce; the
+    /// answer holds the new keys once the threshold is reached.
+    pub async fn rekey_update(
+        &self,
+        key: &SecretString,
+        nonce: &str,
+    ) -> Result<RekeyStatus, ClientError> {
+        use secrecy::ExposeSecret;
+        let path = "sys/rekey/update";
+        let body = json!({ "key": key.expose_secret(), "nonce": nonce });
+        let reply = self
+            .call(Method::PUT, path, &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data(path, reply)
+    }
+
+    /// `GET sys/rekey/verify`: the verification of new keys in progress.
+    pub async fn rekey_verify_status(&self) -> Result<RekeyStatus, ClientError> {
+        let path = "sys/rekey/verify";
+        top_or_data(path, self.call(Method::GET, path, &[], None).await?)
+    }
+
+    /// `PUT sys/rekey/verify` with one of the new key shares and the verification's nonce; the
+    /// rekey takes effect once the new threshold is reached (`complete`).
+    pub async fn rekey_verify(
+        &self,
+        key: &SecretString,
+        nonce: &str,
+    ) -> Result<RekeyStatus, ClientError> {
+        use secrecy::ExposeSecret;
+        let path = "sys/rekey/verify";
+        let body = json!({ "key": key.expose_secret(), "nonce": nonce });
+        let reply = self
+            .call(Method::PUT, path, &[], Some(Body::Json(&body)))
+            .await?;
+        top_or_data(path, reply)
+    }
+
+    /// `DELETE sys/rekey/verify`: restart the verification (new nonce, no progress).
+    pub async fn rekey_verify_restart(&self) -> Result<RekeyStatus, ClientError> {
+        let path = "sys/rekey/verify";
+        top_or_data(path, self.call(Method::DELETE, path, &[], None).await?)
+    }
+
+    /// `DELETE sys/rekey/init`: cancel the rekey in progress.
+    pub async fn rekey_cancel(&self) -> Result<(), ClientError> {
+        self.call(Method::DELETE, "sys/rekey/init", &[], None)
             .await
             .map(drop)
     }

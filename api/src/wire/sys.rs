@@ -201,3 +201,80 @@ impl std::fmt::Debug for GenerateRootStatus {
             .finish_non_exhaustive()
     }
 }
+
+/// `PUT sys/rekey/init` body: the new unseal keys' count and threshold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RekeyRequest {
+    pub secret_shares: u32,
+    pub secret_threshold: u32,
+    /// The new keys take effect only once a quorum of them is given back (`sys/rekey/verify`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_verification: bool,
+}
+
+/// `sys/rekey/init` status and `sys/rekey/update` answers (and `sys/rekey/verify`'s, which have
+/// a subset of the fields). While in progress: `t`/`n` are the new threshold and count,
+/// `required` how many current shares complete it; once complete, the new keys (shown once),
+/// with `verification_nonce` when they must be given back before they take effect.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RekeyStatus {
+    pub started: bool,
+    pub nonce: String,
+    pub t: u32,
+    pub n: u32,
+    pub progress: u32,
+    pub required: u32,
+    pub pgp_fingerprints: Option<Vec<String>>,
+    pub backup: bool,
+    pub verification_required: bool,
+    pub verification_nonce: String,
+    pub complete: bool,
+    /// The new shares, hex (once complete).
+    #[serde(serialize_with = "expose::serialize_vec")]
+    pub keys: Vec<SecretString>,
+    /// The same shares, base64.
+    #[serde(serialize_with = "expose::serialize_vec")]
+    pub keys_base64: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for RekeyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RekeyStatus")
+            .field("started", &self.started)
+            .field("nonce", &self.nonce)
+            .field("t", &self.t)
+            .field("n", &self.n)
+            .field("progress", &self.progress)
+            .field("required", &self.required)
+            .field("complete", &self.complete)
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod rekey_tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use serde_json::json;
+
+    #[test]
+    fn rekey_status_reads_vaults_answers_and_hides_keys() {
+        let s: RekeyStatus = serde_json::from_value(json!({
+            "started": true, "nonce": "n1", "t": 2, "n": 3, "progress": 1, "required": 3,
+            "pgp_fingerprints": null, "backup": false, "verification_required": false
+        }))
+        .unwrap();
+        assert_eq!((s.t, s.n, s.progress, s.required), (2, 3, 1, 3));
+        assert!(!s.complete && s.keys.is_empty());
+        let done: RekeyStatus = serde_json::from_value(json!({
+            "complete": true, "nonce": "n1", "keys": ["aa11"], "keys_base64": ["qhE="],
+            "backup": false, "verification_required": false
+        }))
+        .unwrap();
+        assert!(done.complete);
+        assert_eq!(done.keys_base64[0].expose_secret(), "qhE=");
+        assert!(!format!("{done:?}").contains("aa11"));
+    }
+}

@@ -1,10 +1,13 @@
-//! `hush operator ...`: init, unseal, seal, seal-status, rotate, key-status, generate-root.
+//! `hush operator ...`: init, unseal, seal, seal-status, rotate, key-status, generate-root,
+//! rekey.
 
-use hush_api::wire::sys::{GenerateRootStatus, InitRequest, KeyStatus, SealStatus};
+use hush_api::wire::sys::{
+    GenerateRootStatus, InitRequest, KeyStatus, RekeyRequest, RekeyStatus, SealStatus,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::args::{GenerateRootArgs, OperatorCmd};
+use crate::args::{GenerateRootArgs, OperatorCmd, RekeyArgs};
 use crate::context::{read_secret, usage, Ctx};
 use crate::output::{print_json, table};
 
@@ -36,6 +39,7 @@ pub async fn run(ctx: &Ctx, cmd: OperatorCmd) -> anyhow::Result<()> {
             Ok(())
         }
         OperatorCmd::GenerateRoot(args) => generate_root(ctx, args).await,
+        OperatorCmd::Rekey(args) => rekey(ctx, args).await,
         OperatorCmd::KeyStatus => {
             let status = ctx.client()?.key_status().await?;
             if ctx.json() {
@@ -47,12 +51,18 @@ pub async fn run(ctx: &Ctx, cmd: OperatorCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn init(ctx: &Ctx, shares: u32, threshold: u32) -> anyhow::Result<()> {
+/// The -key-shares / -key-threshold pair of init and rekey.
+fn check_shares(shares: u32, threshold: u32) -> anyhow::Result<()> {
     if shares == 0 || threshold == 0 || threshold > shares {
         return Err(usage(format!(
             "invalid -key-shares {shares} / -key-threshold {threshold}: want 1 <= threshold <= shares"
         )));
     }
+    Ok(())
+}
+
+async fn init(ctx: &Ctx, shares: u32, threshold: u32) -> anyhow::Result<()> {
+    check_shares(shares, threshold)?;
     let req = InitRequest {
         secret_shares: shares,
         secret_threshold: threshold,
@@ -222,6 +232,118 @@ fn print_generate_root(ctx: &Ctx, s: &GenerateRootStatus) -> anyhow::Result<()> 
             "\nKeep the OTP: it is shown only now and is needed to decode the token (-decode)."
         );
     }
+    Ok(())
+}
+
+/// `hush operator rekey`, as `vault operator rekey` (without -pgp-keys and -backup).
+async fn rekey(ctx: &Ctx, args: RekeyArgs) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    match (args.cancel, args.status, args.verify) {
+        (true, _, false) => {
+            client.rekey_cancel().await?;
+            println!("Success! Canceled rekeying (if it was started)");
+            return Ok(());
+        }
+        (true, _, true) => {
+            let status = client.rekey_verify_restart().await?;
+            if !ctx.json() {
+                println!("Success! Restarted the verification of the new keys\n");
+            }
+            return print_rekey(ctx, &status);
+        }
+        (false, true, false) => return print_rekey(ctx, &client.rekey_status().await?),
+        (false, true, true) => return print_rekey(ctx, &client.rekey_verify_status().await?),
+        (false, false, _) => {}
+    }
+    if args.init {
+        check_shares(args.key_shares, args.key_threshold)?;
+        let req = RekeyRequest {
+            secret_shares: args.key_shares,
+            secret_threshold: args.key_threshold,
+            require_verification: args.verify,
+        };
+        return print_rekey(ctx, &client.rekey_init(&req).await?);
+    }
+    let nonce = match (args.nonce, args.verify) {
+        (Some(n), _) => n,
+        (None, false) => client.rekey_status().await?.nonce,
+        (None, true) => client.rekey_status().await?.verification_nonce,
+    };
+    if nonce.is_empty() {
+        return Err(usage(if args.verify {
+            "no verification of new keys in progress: see -status"
+        } else {
+            "no rekey in progress: start one with -init"
+        }));
+    }
+    let key = match args.key {
+        Some(k) if k == "-" => read_secret("")?,
+        Some(k) => SecretString::from(k),
+        None => read_secret("Unseal Key (will be hidden): ")?,
+    };
+    let status = if args.verify {
+        client.rekey_verify(&key, &nonce).await?
+    } else {
+        client.rekey_update(&key, &nonce).await?
+    };
+    print_rekey(ctx, &status)
+}
+
+fn print_rekey(ctx: &Ctx, s: &RekeyStatus) -> anyhow::Result<()> {
+    if ctx.json() {
+        return print_json(s);
+    }
+    if s.complete && s.keys.is_empty() {
+        println!(
+            "Success! The new keys were verified and are now in force: the old keys no longer \
+             unseal."
+        );
+        return Ok(());
+    }
+    if s.complete {
+        let shown = if s.keys_base64.is_empty() {
+            &s.keys
+        } else {
+            &s.keys_base64
+        };
+        for (i, key) in shown.iter().enumerate() {
+            println!("Key {}: {}", i + 1, key.expose_secret());
+        }
+        println!("\nOperation nonce: {}", s.nonce);
+        if s.verification_required {
+            println!(
+                "\nThese {} keys are not in force yet: a quorum of them (the new threshold) must \
+                 be entered with `hush operator rekey -verify` (verification nonce {}). Until \
+                 then the old keys still unseal.",
+                shown.len(),
+                s.verification_nonce
+            );
+        } else {
+            println!(
+                "\nhushd unseal keys rekeyed with {} key shares. The old keys no longer unseal: \
+                 distribute these ones and keep them safe.",
+                shown.len()
+            );
+        }
+        return Ok(());
+    }
+    let nonce = if s.nonce.is_empty() {
+        "n/a".to_string()
+    } else {
+        s.nonce.clone()
+    };
+    let mut rows = vec![
+        ("Nonce", nonce),
+        ("Started", s.started.to_string()),
+        ("Rekey Progress", format!("{}/{}", s.progress, s.required)),
+        ("New Shares", s.n.to_string()),
+        ("New Threshold", s.t.to_string()),
+        ("Verification Required", s.verification_required.to_string()),
+    ];
+    if !s.verification_nonce.is_empty() {
+        rows.push(("Verification Nonce", s.verification_nonce.clone()));
+    }
+    print!("{}", table(&rows));
     Ok(())
 }
 

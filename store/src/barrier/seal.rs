@@ -6,6 +6,11 @@
 //! Unsealing collects shares until the threshold, recombines the KEK, decrypts the root key
 //! and hands it to [`Barrier::unseal`], which opens the keyring.
 //!
+//! Rekeying ([`Seal::rekey`], `sys/rekey`) takes a quorum of the current shares, checks they
+//! open the root key, and makes a new KEK split under a new configuration: the configuration
+//! and the root key sealed under the new KEK are written in one atomic batch. The root key and
+//! the barrier keyring stay the same (as Vault's rekey of Shamir unseal keys).
+//!
 //! Storage layout (written straight to the [`Backend`]; the barrier refuses [`SEAL_PREFIX`]):
 //! - `core/seal/config`: plaintext JSON `{"type":"shamir","secret_shares":N,"secret_threshold":T}`
 //! - `core/seal/root-key`: the root key sealed with [`seal_with`] under the KEK (AAD = path).
@@ -96,6 +101,13 @@ pub enum SealError {
     /// The message never holds key material.
     #[error("invalid unseal key: {0}")]
     InvalidKey(String),
+    /// The nonce given is not the one of the attempt in progress.
+    #[error("incorrect nonce: it must be the one of the attempt in progress")]
+    WrongNonce,
+    #[error("no rekey in progress")]
+    NoRekey,
+    #[error("no rekey verification in progress")]
+    NoRekeyVerification,
     #[error(transparent)]
     Barrier(#[from] BarrierError),
     #[error(transparent)]
@@ -169,21 +181,130 @@ struct Progress {
     nonce: String,
 }
 
-/// A `sys/generate-root` attempt: its nonce, the one-time pad the new root token is encoded
-/// with, and the shares given so far. Never shown in `Debug` or logs.
-pub struct RootGeneration {
+/// What [`Quorum::submit`] did with a share.
+#[derive(Debug)]
+pub enum QuorumStep {
+    /// The same share was given before: nothing changed.
+    Duplicate,
+    /// Counted; more are needed.
+    More,
+    /// The threshold is reached: the shares, taken out (progress is back to 0 whatever their
+    /// check says, as Vault).
+    Complete(Shares),
+}
+
+/// An operation run by a quorum of the unseal-key holders while unsealed (`sys/generate-root`,
+/// `sys/rekey`): its nonce and the shares given so far. Never shows the shares.
+#[derive(Debug)]
+pub struct Quorum {
     pub nonce: String,
+    shares: Shares,
+}
+
+impl Default for Quorum {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Quorum {
+    /// A new attempt with a fresh nonce (a UUID, as Vault).
+    pub fn new() -> Self {
+        Quorum {
+            nonce: uuid::Uuid::new_v4().to_string(),
+            shares: Shares::default(),
+        }
+    }
+
+    /// Shares counted so far.
+    pub fn progress(&self) -> u8 {
+        self.shares.count()
+    }
+
+    /// Check `nonce` is this attempt's, then add `key`, checked as an unseal key of `config`.
+    pub fn submit(
+        &mut self,
+        config: &SealConfig,
+        nonce: &str,
+        key: &[u8],
+    ) -> Result<QuorumStep, SealError> {
+        if self.nonce != nonce {
+            return Err(SealError::WrongNonce);
+        }
+        let before = self.shares.count();
+        if self.shares.add(config, key)? {
+            return Ok(QuorumStep::Complete(self.shares.take()));
+        }
+        Ok(if self.shares.count() == before {
+            QuorumStep::Duplicate
+        } else {
+            QuorumStep::More
+        })
+    }
+}
+
+/// A `sys/generate-root` attempt: its quorum, and the one-time pad the new root token is
+/// encoded with. Never shown in `Debug` or logs.
+pub struct RootGeneration {
+    pub quorum: Quorum,
     pub otp: Zeroizing<String>,
-    pub shares: Shares,
 }
 
 impl std::fmt::Debug for RootGeneration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RootGeneration")
-            .field("nonce", &self.nonce)
-            .field("shares", &self.shares)
+            .field("quorum", &self.quorum)
             .finish_non_exhaustive()
     }
+}
+
+/// A `sys/rekey` attempt: its quorum of current shares and the configuration of the new ones.
+/// With `verify` (Vault's `require_verification`) the new keys are answered first and take
+/// effect only once a quorum of them is given back (`pending`).
+#[derive(Debug)]
+pub struct Rekey {
+    pub quorum: Quorum,
+    pub new: SealConfig,
+    pub verify: bool,
+    pub pending: Option<PendingKeys>,
+}
+
+impl Rekey {
+    pub fn new(new: SealConfig, verify: bool) -> Self {
+        Rekey {
+            quorum: Quorum::new(),
+            new,
+            verify,
+            pending: None,
+        }
+    }
+}
+
+/// New unseal keys answered but not yet in force (`require_verification`): the new KEK, the
+/// root key it will seal, and the quorum of new shares given back so far.
+pub struct PendingKeys {
+    kek: KeyBytes,
+    root: KeyBytes,
+    pub quorum: Quorum,
+}
+
+impl std::fmt::Debug for PendingKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingKeys")
+            .field("quorum", &self.quorum)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Seal::rekey`] did.
+#[derive(Debug)]
+pub struct RekeyDone {
+    /// The new unseal keys (shown once).
+    pub keys: InitOutput,
+    pub config: SealConfig,
+    /// `Some(nonce of the verification)` when the keys await verification; `None` when they
+    /// are in force.
+    pub verification_nonce: Option<String>,
 }
 
 /// The Shamir seal over a backend. See the module docs.
@@ -194,6 +315,8 @@ pub struct Seal {
     init_lock: tokio::sync::Mutex<()>,
     /// The `sys/generate-root` attempt in progress, if any; dropped when sealing.
     root_generation: Mutex<Option<RootGeneration>>,
+    /// The `sys/rekey` attempt in progress, if any; dropped when sealing.
+    rekey: Mutex<Option<Rekey>>,
 }
 
 impl std::fmt::Debug for Seal {
@@ -228,6 +351,42 @@ fn corrupt(what: &str) -> SealError {
     SealError::Storage(StorageError::Backend(format!(
         "the stored seal {what} is unreadable"
     )))
+}
+
+/// The batch that stores `config` and the root key sealed under `kek`: written together, so
+/// the stored configuration always matches the key that opens the root key.
+fn seal_entries(kek: &KeyBytes, root: &KeyBytes, config: SealConfig) -> Result<Vec<Op>, SealError> {
+    let sealed_root = seal_with(&kek_cipher(&kek.0)?, 0, ROOT_KEY_PATH, &root.0);
+    let config = StoredConfig {
+        kind: "shamir".into(),
+        secret_shares: config.secret_shares,
+        secret_threshold: config.secret_threshold,
+    };
+    let config = serde_json::to_vec(&config).expect("config serialises");
+    Ok(vec![
+        Op::Put {
+            key: CONFIG_PATH.into(),
+            value: config,
+        },
+        Op::Put {
+            key: ROOT_KEY_PATH.into(),
+            value: sealed_root,
+        },
+    ])
+}
+
+/// The unseal keys for `kek` under `config`: the KEK itself when there is one share, else
+/// Shamir shares.
+fn deal(kek: &KeyBytes, config: SealConfig) -> Vec<Zeroizing<Vec<u8>>> {
+    if config.secret_shares == 1 {
+        vec![Zeroizing::new(kek.0.to_vec())]
+    } else {
+        Sharks(config.secret_threshold)
+            .dealer(&kek.0)
+            .take(usize::from(config.secret_shares))
+            .map(|s| Zeroizing::new(Vec::from(&s)))
+            .collect()
+    }
 }
 
 fn kek_cipher(kek: &[u8]) -> Result<Aes256Gcm, SealError> {
@@ -265,6 +424,7 @@ impl Seal {
             root: Mutex::new(None),
             init_lock: tokio::sync::Mutex::new(()),
             root_generation: Mutex::new(None),
+            rekey: Mutex::new(None),
         }
     }
 
@@ -307,24 +467,12 @@ impl Seal {
         }
         let kek = KeyBytes::random();
         let root = KeyBytes::random();
-        let sealed_root = seal_with(&kek_cipher(&kek.0)?, 0, ROOT_KEY_PATH, &root.0);
-        let config = StoredConfig {
-            kind: "shamir".into(),
+        let config = SealConfig {
             secret_shares: shares,
             secret_threshold: threshold,
         };
-        let config = serde_json::to_vec(&config).expect("config serialises");
         self.backend
-            .write(vec![
-                Op::Put {
-                    key: CONFIG_PATH.into(),
-                    value: config,
-                },
-                Op::Put {
-                    key: ROOT_KEY_PATH.into(),
-                    value: sealed_root,
-                },
-            ])
+            .write(seal_entries(&kek, &root, config)?)
             .await?;
         if let Err(e) = barrier.initialize(&root).await {
             // Best effort: leave no seal behind for a keyring that was not written.
@@ -341,15 +489,7 @@ impl Seal {
                 .await;
             return Err(e.into());
         }
-        let keys = if shares == 1 {
-            vec![Zeroizing::new(kek.0.to_vec())]
-        } else {
-            Sharks(threshold)
-                .dealer(&kek.0)
-                .take(usize::from(shares))
-                .map(|s| Zeroizing::new(Vec::from(&s)))
-                .collect()
-        };
+        let keys = deal(&kek, config);
         *self.root.lock() = Some(root);
         self.reset();
         Ok(InitOutput { keys })
@@ -419,6 +559,85 @@ impl Seal {
         self.root_generation.lock()
     }
 
+    /// The `sys/rekey` attempt (locked); `None` when there is none.
+    pub fn rekey_attempt(&self) -> parking_lot::MutexGuard<'_, Option<Rekey>> {
+        self.rekey.lock()
+    }
+
+    /// Complete the quorum of the rekey attempt `nonce`: `parts` (its full set of current
+    /// shares, from [`Quorum::submit`]) must open the stored root key; then a new KEK is made
+    /// and split under the attempt's configuration. Without verification the attempt ends and
+    /// the root key is stored sealed under the new KEK with the new configuration, in one
+    /// atomic, durable write: the old shares no longer unseal. With verification the new keys
+    /// wait in the attempt ([`Seal::rekey_verify`]). The root key and the keyring are
+    /// unchanged. Shares that do not open the root key leave the attempt in place (its
+    /// progress already reset).
+    pub async fn rekey(&self, nonce: &str, parts: Shares) -> Result<RekeyDone, SealError> {
+        let _one_at_a_time = self.init_lock.lock().await;
+        let config = self.config().await?.ok_or(SealError::NotInitialized)?;
+        let root = self.open_root(&config, parts).await?;
+        let kek = KeyBytes::random();
+        let (new, verification_nonce) = {
+            let mut guard = self.rekey.lock();
+            let attempt = guard
+                .as_mut()
+                .filter(|a| a.quorum.nonce == nonce && a.pending.is_none())
+                .ok_or(SealError::NoRekey)?;
+            let new = attempt.new;
+            validate(new.secret_shares, new.secret_threshold)?;
+            if attempt.verify {
+                let quorum = Quorum::new();
+                let verification_nonce = quorum.nonce.clone();
+                attempt.pending = Some(PendingKeys {
+                    kek: kek.clone(),
+                    root: root.clone(),
+                    quorum,
+                });
+                (new, Some(verification_nonce))
+            } else {
+                *guard = None;
+                (new, None)
+            }
+        };
+        if verification_nonce.is_none() {
+            self.backend.write(seal_entries(&kek, &root, new)?).await?;
+        }
+        Ok(RekeyDone {
+            keys: InitOutput {
+                keys: deal(&kek, new),
+            },
+            config: new,
+            verification_nonce,
+        })
+    }
+
+    /// Finish a verified rekey: `parts` (a full set of the new shares, given back under the
+    /// verification `nonce`) must rebuild the pending KEK; then the attempt ends and the new
+    /// configuration and the root key sealed under the new KEK are written in one atomic,
+    /// durable batch. A wrong set leaves the attempt waiting (its progress already reset).
+    pub async fn rekey_verify(&self, nonce: &str, parts: Shares) -> Result<SealConfig, SealError> {
+        let _one_at_a_time = self.init_lock.lock().await;
+        let (kek, root, new) = {
+            let mut guard = self.rekey.lock();
+            let attempt = guard
+                .as_ref()
+                .filter(|a| a.pending.as_ref().is_some_and(|p| p.quorum.nonce == nonce))
+                .ok_or(SealError::NoRekeyVerification)?;
+            let pending = attempt.pending.as_ref().expect("filtered");
+            let given = combine(&attempt.new, &parts.parts)?;
+            if !bool::from(given.as_slice().ct_eq(&pending.kek.0)) {
+                return Err(SealError::InvalidKey(
+                    "the new unseal keys given do not rebuild the new unseal key".into(),
+                ));
+            }
+            let attempt = guard.take().expect("checked above");
+            let pending = attempt.pending.expect("checked above");
+            (pending.kek, pending.root, attempt.new)
+        };
+        self.backend.write(seal_entries(&kek, &root, new)?).await?;
+        Ok(new)
+    }
+
     /// Forget the shares submitted so far.
     pub fn reset(&self) {
         *self.progress.lock() = Progress::default();
@@ -440,6 +659,7 @@ impl Seal {
         barrier.seal();
         *self.root.lock() = None;
         *self.root_generation.lock() = None;
+        *self.rekey.lock() = None;
         self.reset();
     }
 }

@@ -318,3 +318,241 @@ async fn the_barrier_refuses_seal_paths() {
     assert!(f.barrier.put(CONFIG_PATH, b"x".to_vec()).await.is_err());
     assert!(f.barrier.get(ROOT_KEY_PATH).await.is_err());
 }
+
+/// Start a rekey to `shares`/`threshold` and give it `keys`; the last must complete it.
+async fn rekey(
+    f: &Fixture,
+    keys: &[Zeroizing<Vec<u8>>],
+    shares: u8,
+    threshold: u8,
+) -> Result<(InitOutput, SealConfig), SealError> {
+    let config = f.seal.config().await.unwrap().unwrap();
+    let new = SealConfig {
+        secret_shares: shares,
+        secret_threshold: threshold,
+    };
+    let attempt = Rekey::new(new, false);
+    let nonce = attempt.quorum.nonce.clone();
+    *f.seal.rekey_attempt() = Some(attempt);
+    for (i, key) in keys.iter().enumerate() {
+        let step = {
+            let mut guard = f.seal.rekey_attempt();
+            let attempt = guard.as_mut().unwrap();
+            attempt.quorum.submit(&config, &nonce, key)?
+        };
+        match step {
+            QuorumStep::Complete(parts) => {
+                assert_eq!(i + 1, keys.len(), "complete only at the last share");
+                let done = f.seal.rekey(&nonce, parts).await?;
+                assert!(done.verification_nonce.is_none());
+                return Ok((done.keys, done.config));
+            }
+            QuorumStep::More => assert_eq!(
+                f.seal.rekey_attempt().as_ref().unwrap().quorum.progress() as usize,
+                i + 1
+            ),
+            QuorumStep::Duplicate => panic!("unexpected duplicate"),
+        }
+    }
+    panic!("the threshold was not reached");
+}
+
+async fn unseals(f: &Fixture, keys: &[Zeroizing<Vec<u8>>]) -> bool {
+    f.seal.seal(&f.barrier);
+    for key in keys {
+        match f.seal.submit(&f.barrier, key).await {
+            Ok(p) if !p.sealed => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn rekey_5_of_3_to_3_of_2_keeps_the_root_key_and_retires_the_old_shares() {
+    let f = fixture();
+    let old = init(&f, 5, 3).await;
+    let root = f.seal.root_key().unwrap();
+    let (out, new) = rekey(&f, &old[1..4], 3, 2).await.unwrap();
+    assert_eq!(
+        new,
+        SealConfig {
+            secret_shares: 3,
+            secret_threshold: 2
+        }
+    );
+    assert_eq!(out.keys.len(), 3);
+    assert!(out.keys.iter().all(|k| k.len() == 33));
+    assert!(f.seal.rekey_attempt().is_none(), "the attempt is over");
+    assert!(!f.barrier.is_sealed(), "rekey does not seal");
+    // Durable: a restarted seal reads the new configuration; old shares fail, new ones open
+    // the same root key.
+    let g = restart(&f);
+    assert_eq!(g.seal.config().await.unwrap(), Some(new));
+    assert!(!unseals(&g, &old[..3]).await, "old shares still unseal");
+    assert!(unseals(&g, &out.keys[1..]).await);
+    assert_eq!(g.seal.root_key().unwrap().0, root.0);
+    assert!(unseals(&g, &[out.keys[2].clone(), out.keys[0].clone()]).await);
+}
+
+#[tokio::test]
+async fn rekey_to_one_share_and_back() {
+    let f = fixture();
+    let old = init(&f, 3, 2).await;
+    let (one, _) = rekey(&f, &old[..2], 1, 1).await.unwrap();
+    assert_eq!(one.keys.len(), 1);
+    assert_eq!(one.keys[0].len(), 32, "one share: the unseal key itself");
+    let (five, _) = rekey(&f, &one.keys, 5, 3).await.unwrap();
+    assert!(unseals(&restart(&f), &five.keys[2..]).await);
+}
+
+#[tokio::test]
+async fn quorum_checks_nonce_duplicates_and_conflicts() {
+    let f = fixture();
+    let keys = init(&f, 5, 3).await;
+    let config = f.seal.config().await.unwrap().unwrap();
+    let mut q = Quorum::new();
+    let nonce = q.nonce.clone();
+    assert!(matches!(
+        q.submit(&config, "other", &keys[0]),
+        Err(SealError::WrongNonce)
+    ));
+    assert_eq!(q.progress(), 0);
+    assert!(matches!(
+        q.submit(&config, &nonce, &keys[0]),
+        Ok(QuorumStep::More)
+    ));
+    assert!(matches!(
+        q.submit(&config, &nonce, &keys[0]),
+        Ok(QuorumStep::Duplicate)
+    ));
+    let mut conflicting = keys[1].clone();
+    conflicting[0] = keys[0][0];
+    assert!(matches!(
+        q.submit(&config, &nonce, &conflicting),
+        Err(SealError::InvalidKey(_))
+    ));
+    assert!(matches!(
+        q.submit(&config, &nonce, &keys[0][..10]),
+        Err(SealError::InvalidKey(_))
+    ));
+    assert_eq!(q.progress(), 1);
+    assert!(matches!(
+        q.submit(&config, &nonce, &keys[1]),
+        Ok(QuorumStep::More)
+    ));
+    assert!(matches!(
+        q.submit(&config, &nonce, &keys[2]),
+        Ok(QuorumStep::Complete(_))
+    ));
+    assert_eq!(q.progress(), 0, "the shares were taken out");
+    assert!(!format!("{q:?}").contains(&format!("{:?}", keys[0].as_slice())));
+}
+
+#[tokio::test]
+async fn a_wrong_combination_fails_resets_and_changes_nothing() {
+    let f = fixture();
+    let keys = init(&f, 3, 2).await;
+    let other = fixture();
+    let foreign = init(&other, 3, 2).await;
+    let before = f.backend.get(ROOT_KEY_PATH).await.unwrap();
+    let err = rekey(&f, &foreign[..2], 5, 3).await.err().unwrap();
+    assert!(matches!(err, SealError::InvalidKey(_)), "{err}");
+    let progress = f.seal.rekey_attempt().as_ref().map(|a| a.quorum.progress());
+    assert_eq!(progress, Some(0), "reset, the attempt stays");
+    assert_eq!(f.backend.get(ROOT_KEY_PATH).await.unwrap(), before);
+    assert_eq!(f.seal.config().await.unwrap().unwrap().secret_shares, 3);
+    assert!(unseals(&restart(&f), &keys[..2]).await);
+}
+
+#[tokio::test]
+async fn a_rekey_cancelled_meanwhile_writes_nothing_and_sealing_drops_it() {
+    let f = fixture();
+    let keys = init(&f, 3, 2).await;
+    let config = f.seal.config().await.unwrap().unwrap();
+    let mut q = Quorum::new();
+    let nonce = q.nonce.clone();
+    q.submit(&config, &nonce, &keys[0]).unwrap();
+    let QuorumStep::Complete(parts) = q.submit(&config, &nonce, &keys[1]).unwrap() else {
+        panic!("threshold");
+    };
+    // No attempt with this nonce (cancelled): nothing is written.
+    assert!(matches!(
+        f.seal.rekey(&nonce, parts).await,
+        Err(SealError::NoRekey)
+    ));
+    assert!(unseals(&restart(&f), &keys[1..]).await);
+    *f.seal.rekey_attempt() = Some(Rekey::new(config, false));
+    f.seal.seal(&f.barrier);
+    assert!(f.seal.rekey_attempt().is_none());
+}
+
+#[tokio::test]
+async fn a_verified_rekey_takes_effect_only_once_the_new_keys_are_given_back() {
+    let f = fixture();
+    let old = init(&f, 3, 2).await;
+    let config = f.seal.config().await.unwrap().unwrap();
+    let new = SealConfig {
+        secret_shares: 3,
+        secret_threshold: 2,
+    };
+    let attempt = Rekey::new(new, true);
+    let nonce = attempt.quorum.nonce.clone();
+    *f.seal.rekey_attempt() = Some(attempt);
+    let take = |q: &mut Quorum, nonce: &str, key: &[u8], config: &SealConfig| match q
+        .submit(config, nonce, key)
+        .unwrap()
+    {
+        QuorumStep::Complete(parts) => Some(parts),
+        _ => None,
+    };
+    let mut parts = None;
+    for key in &old[..2] {
+        let mut guard = f.seal.rekey_attempt();
+        parts = take(&mut guard.as_mut().unwrap().quorum, &nonce, key, &config);
+    }
+    let done = f.seal.rekey(&nonce, parts.unwrap()).await.unwrap();
+    let vnonce = done
+        .verification_nonce
+        .clone()
+        .expect("awaits verification");
+    let newkeys = done.keys.keys;
+    // Not in force yet: the old keys still unseal after a restart; the new ones do not.
+    assert!(unseals(&restart(&f), &old[1..]).await);
+    assert!(!unseals(&restart(&f), &newkeys[..2]).await);
+    // A second completion of the quorum is refused while verification is pending.
+    assert!(matches!(
+        f.seal.rekey(&nonce, Shares::default()).await,
+        Err(SealError::InvalidKey(_) | SealError::NoRekey)
+    ));
+    // Wrong new shares (old ones, same length): refused, still pending.
+    let mut wrong = None;
+    for key in &old[..2] {
+        let mut guard = f.seal.rekey_attempt();
+        let p = guard.as_mut().unwrap().pending.as_mut().unwrap();
+        wrong = take(&mut p.quorum, &vnonce, key, &new);
+    }
+    assert!(matches!(
+        f.seal.rekey_verify(&vnonce, wrong.unwrap()).await,
+        Err(SealError::InvalidKey(_))
+    ));
+    assert!(f.seal.rekey_attempt().as_ref().unwrap().pending.is_some());
+    let mut right = None;
+    for key in &newkeys[1..] {
+        let mut guard = f.seal.rekey_attempt();
+        let p = guard.as_mut().unwrap().pending.as_mut().unwrap();
+        right = take(&mut p.quorum, &vnonce, key, &new);
+    }
+    assert!(matches!(
+        f.seal.rekey_verify("other", Shares::default()).await,
+        Err(SealError::NoRekeyVerification)
+    ));
+    assert_eq!(
+        f.seal.rekey_verify(&vnonce, right.unwrap()).await.unwrap(),
+        new
+    );
+    assert!(f.seal.rekey_attempt().is_none());
+    assert!(!unseals(&restart(&f), &old[..2]).await);
+    assert!(unseals(&restart(&f), &newkeys[..2]).await);
+}

@@ -319,6 +319,9 @@ pub(crate) fn seal_err(e: SealError) -> LogicalError {
         SealError::InvalidParameters(m) | SealError::InvalidKey(m) => {
             LogicalError::InvalidRequest(m)
         }
+        e @ (SealError::WrongNonce | SealError::NoRekey | SealError::NoRekeyVerification) => {
+            LogicalError::invalid(e.to_string())
+        }
         SealError::Barrier(b) => LogicalError::Barrier(b),
         SealError::Storage(s) => LogicalError::Storage(s),
     }

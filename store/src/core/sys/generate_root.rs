@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::seal::decode_key;
-use crate::barrier::seal::{RootGeneration, SealConfig, Shares};
+use crate::barrier::seal::{Quorum, QuorumStep, RootGeneration, SealConfig};
 use crate::core::state::{seal_err, Core};
 use crate::logical::{LogicalError, Request, Response};
 
@@ -40,8 +40,8 @@ fn body(started: Option<(&str, u8)>, required: u8, otp: &str, encoded: &str) -> 
     })
 }
 
-/// The seal's configuration, once unsealed (generate-root is served only then).
-async fn seal_config(core: &Core) -> Result<SealConfig, LogicalError> {
+/// The seal's configuration, once unsealed (generate-root and rekey are served only then).
+pub(super) async fn seal_config(core: &Core) -> Result<SealConfig, LogicalError> {
     core.unsealed()?;
     core.seal_handle()
         .config()
@@ -57,7 +57,9 @@ async fn threshold(core: &Core) -> Result<u8, LogicalError> {
 pub async fn status(core: &Core) -> Result<Response, LogicalError> {
     let required = threshold(core).await?;
     let guard = core.seal_handle().root_generation();
-    let started = guard.as_ref().map(|g| (g.nonce.as_str(), g.shares.count()));
+    let started = guard
+        .as_ref()
+        .map(|g| (g.quorum.nonce.as_str(), g.quorum.progress()));
     Ok(Response::raw(body(started, required, "", "")))
 }
 
@@ -87,16 +89,16 @@ pub async fn start(core: &Core, req: &Request) -> Result<Response, LogicalError>
         }
         Some(_) => return Err(LogicalError::invalid("otp must be a string")),
     };
-    let nonce = uuid::Uuid::new_v4().to_string();
+    let quorum = Quorum::new();
+    let nonce = quorum.nonce.clone();
     {
         let mut guard = core.seal_handle().root_generation();
         if guard.is_some() {
             return Err(LogicalError::invalid("root generation already in progress"));
         }
         *guard = Some(RootGeneration {
-            nonce: nonce.clone(),
+            quorum,
             otp: otp.clone(),
-            shares: Shares::default(),
         });
     }
     tracing::warn!("a root token generation was started");
@@ -115,30 +117,23 @@ pub async fn cancel(core: &Core) -> Result<Response, LogicalError> {
 pub async fn update(core: &Core, req: &Request) -> Result<Response, LogicalError> {
     let config = seal_config(core).await?;
     let required = config.secret_threshold;
-    let key = req
-        .get_str("key")
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| LogicalError::invalid("'key' must be specified in request body as JSON"))?;
-    let nonce = req
-        .get_str("nonce")
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| LogicalError::invalid("'nonce' must be specified in request body"))?;
-    let raw = decode_key(key)?;
+    let (key, nonce) = key_and_nonce(req)?;
     let (parts, otp) = {
         let mut guard = core.seal_handle().root_generation();
         let attempt = guard
             .as_mut()
             .ok_or_else(|| LogicalError::invalid("no root generation in progress"))?;
-        if attempt.nonce != nonce {
-            return Err(LogicalError::invalid(
-                "incorrect nonce: it must be the one of the attempt in progress",
-            ));
+        match attempt
+            .quorum
+            .submit(&config, nonce, &key)
+            .map_err(seal_err)?
+        {
+            QuorumStep::Complete(parts) => (parts, attempt.otp.clone()),
+            QuorumStep::Duplicate | QuorumStep::More => {
+                let started = Some((attempt.quorum.nonce.as_str(), attempt.quorum.progress()));
+                return Ok(Response::raw(body(started, required, "", "")));
+            }
         }
-        if !attempt.shares.add(&config, &raw).map_err(seal_err)? {
-            let started = Some((attempt.nonce.as_str(), attempt.shares.count()));
-            return Ok(Response::raw(body(started, required, "", "")));
-        }
-        (attempt.shares.take(), attempt.otp.clone())
     };
     if let Err(e) = core.seal_handle().verify_shares(parts).await {
         tracing::warn!("root token generation: the unseal keys given do not open the root key");
@@ -150,7 +145,7 @@ pub async fn update(core: &Core, req: &Request) -> Result<Response, LogicalError
     // The attempt is over whatever happens next; only the one these keys were for.
     {
         let mut guard = core.seal_handle().root_generation();
-        if guard.as_ref().is_some_and(|g| g.nonce == nonce) {
+        if guard.as_ref().is_some_and(|g| g.quorum.nonce == nonce) {
             *guard = None;
         } else {
             return Err(LogicalError::invalid(
@@ -168,6 +163,19 @@ pub async fn update(core: &Core, req: &Request) -> Result<Response, LogicalError
         "",
         &encoded,
     )))
+}
+
+/// The `key` (decoded from hex or base64, as unseal's) and `nonce` of an update request.
+pub(super) fn key_and_nonce(req: &Request) -> Result<(Zeroizing<Vec<u8>>, &str), LogicalError> {
+    let key = req
+        .get_str("key")
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| LogicalError::invalid("'key' must be specified in request body as JSON"))?;
+    let nonce = req
+        .get_str("nonce")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| LogicalError::invalid("'nonce' must be specified in request body"))?;
+    Ok((decode_key(key)?, nonce))
 }
 
 /// Vault's encoding: base64 (standard alphabet, no padding) of `token` XOR `otp`.

@@ -2,7 +2,7 @@
 //! the fleet of agents (`sys/agents`).
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
-//! health, leader, generate-root) are answered by [`handle_unauthenticated`] even while sealed.
+//! health, leader, generate-root, rekey) are answered by [`handle_unauthenticated`] even while sealed.
 
 use serde_json::{json, Value};
 
@@ -17,6 +17,7 @@ mod leases;
 mod mounts;
 mod policy;
 mod raw;
+mod rekey;
 mod remount;
 mod seal;
 
@@ -54,11 +55,12 @@ pub async fn handle_unauthenticated(
     let rel = req.path.strip_prefix("sys/")?;
     let op = req.operation;
     Some(match (rel, op) {
-        ("init" | "seal-status" | "unseal" | "health" | "leader", _) if req.wrap_ttl.is_some() => {
-            Err(LogicalError::invalid(format!(
-                "hushd cannot wrap the answer of sys/{rel}: send it without X-Vault-Wrap-TTL"
-            )))
-        }
+        (
+            "init" | "seal-status" | "unseal" | "health" | "leader" | "rekey/init" | "rekey/update",
+            _,
+        ) if req.wrap_ttl.is_some() => Err(LogicalError::invalid(format!(
+            "hushd cannot wrap the answer of sys/{rel}: send it without X-Vault-Wrap-TTL"
+        ))),
         ("init", Operation::Read) => seal::init_status(core).await,
         ("init", Operation::Update | Operation::Create) => seal::init(core, req).await,
         ("seal-status", Operation::Read) => seal::seal_status(core).await,
@@ -73,6 +75,7 @@ pub async fn handle_unauthenticated(
         ("generate-root/update", Operation::Update | Operation::Create) => {
             generate_root::update(core, req).await
         }
+        ("rekey/init" | "rekey/update" | "rekey/verify", _) => rekey::handle(core, req, rel).await,
         (
             "init"
             | "seal-status"
