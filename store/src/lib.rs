@@ -38,6 +38,7 @@ pub mod engines;
 pub mod logical;
 pub mod metrics;
 pub mod storage;
+pub mod tls;
 
 pub use crate::core::Core;
 

@@ -196,6 +196,20 @@ async fn tls_with_verify_full_against_the_cluster_ca() {
     let err = connect(&wrong_ca).await.unwrap_err().to_string();
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
     assert_no_password(&err);
+    // verify-ca: the chain is checked (the wrong CA refused), the host name is not.
+    let chain = url.replace("sslmode=verify-full", "sslmode=verify-ca");
+    let b = connect(&chain).await.unwrap();
+    assert!(b.get("over/tls").await.unwrap().is_some());
+    let err = connect(&wrong_ca.replace("sslmode=verify-full", "sslmode=verify-ca"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    // require without a root certificate: encrypted, any certificate (the handshake's
+    // signatures still checked).
+    let require = plain.replace("sslmode=disable", "sslmode=require");
+    let b = connect(&require).await.unwrap();
+    assert!(b.get("over/tls").await.unwrap().is_some());
 }
 
 async fn start_hushd(args: &[&str]) -> Hushd {

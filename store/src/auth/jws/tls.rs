@@ -16,14 +16,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, RootCertStore};
 
 use super::JwtError;
+use crate::tls::{CertCheck, Verifier};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,11 +70,13 @@ fn client_config(pem: &str) -> Result<rustls::ClientConfig, JwtError> {
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| JwtError::Key(format!("CA bundle: {e}")))?;
-    let verifier = Arc::new(TrustedOrPinned {
-        inner,
-        pinned: certs,
-        provider: provider.clone(),
-    });
+    let verifier = Verifier::new(
+        TrustedOrPinned {
+            inner,
+            pinned: certs,
+        },
+        &provider,
+    );
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| JwtError::Key(format!("TLS: {e}")))?
@@ -87,11 +90,10 @@ fn client_config(pem: &str) -> Result<rustls::ClientConfig, JwtError> {
 struct TrustedOrPinned {
     inner: Arc<WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl ServerCertVerifier for TrustedOrPinned {
-    fn verify_server_cert(
+impl CertCheck for TrustedOrPinned {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -113,30 +115,6 @@ impl ServerCertVerifier for TrustedOrPinned {
         check_validity(end_entity, now)?;
         verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

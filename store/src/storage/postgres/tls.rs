@@ -8,12 +8,14 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, RootCertStore};
 use tokio_postgres::config::SslMode;
+
+use crate::tls::{CertCheck, Verifier};
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,18 +170,20 @@ pub fn client_config(
             .with_root_certificates(roots(root_cert)?)
             .with_no_client_auth(),
         Verify::Chain => {
-            let inner =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root_cert)?), provider)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+            let inner = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots(root_cert)?),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
+                .with_custom_certificate_verifier(Verifier::new(ChainOnly { inner }, &provider))
                 .with_no_client_auth()
         }
         Verify::None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified { provider }))
+            .with_custom_certificate_verifier(Verifier::new(Unverified, &provider))
             .with_no_client_auth(),
     };
     Ok(config)
@@ -191,8 +195,8 @@ struct ChainOnly {
     inner: Arc<WebPkiServerVerifier>,
 }
 
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
+impl CertCheck for ChainOnly {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -210,38 +214,14 @@ impl ServerCertVerifier for ChainOnly {
             other => other,
         }
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 /// `require`: any certificate, but the handshake signatures are still checked.
 #[derive(Debug)]
-struct Unverified {
-    provider: Arc<CryptoProvider>,
-}
+struct Unverified;
 
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
+impl CertCheck for Unverified {
+    fn check(
         &self,
         _end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
@@ -250,40 +230,6 @@ impl ServerCertVerifier for Unverified {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
