@@ -613,8 +613,10 @@ mod tests {
             fails(raw(&format!("{pg}ha_lock_ttl = \"5s\"")), false),
             "ha_lock_ttl is set but HA is off: add --ha (ha = true)"
         );
-        let mut dev = RawConfig::default();
-        dev.ha = Some(true);
+        let dev = RawConfig {
+            ha: Some(true),
+            ..RawConfig::default()
+        };
         assert_eq!(
             fails(dev, true),
             "--dev is one in-memory node: do not combine it with --ha"
