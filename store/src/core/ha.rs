@@ -2,7 +2,7 @@
 //!
 //! This module holds one node's HA state ([`Ha`]); [`super::failover`] runs the loop and the
 //! transitions. Every unsealed node runs the loop: a standby tries to take the HA lock
-//! ([`crate::storage::HaLock`]) every [`Ha::poll`] and learns who holds it; the holder becomes
+//! ([`crate::storage::HaLock`]) every `Ha::poll` and learns who holds it; the holder becomes
 //! active (loads the mount table, starts the background work) and renews the lock every third
 //! of its TTL. A standby answers `sys/health` 429 and `sys/leader`, and sends every other
 //! request to the active node with a `307` (hvac, the Vault CLI and reqwest follow it;

@@ -9,7 +9,7 @@
 //!
 //! # Fencing
 //! The lock is only as good as the writes it guards. Every write of an HA node
-//! ([`super::Writer`]) is one statement that first takes `FOR SHARE` on the lock row where
+//! (the writer task) is one statement that first takes `FOR SHARE` on the lock row where
 //! `generation` is the node's and `expires_at` is in the future, and writes nothing unless it
 //! got it: a takeover (`UPDATE` of that row) waits for the write's commit, and a write after a
 //! takeover finds no row and fails with [`StorageError::NotActive`]. So a node that was frozen

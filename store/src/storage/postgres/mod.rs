@@ -5,9 +5,11 @@
 //! `hush_store (key bytea PRIMARY KEY, value bytea NOT NULL)`: keys are the UTF-8 bytes of the
 //! storage key, so the primary key's order is byte order whatever the database's encoding or
 //! collation, and `list`/scans are range reads of that index (`key >= prefix AND key <
-//! upper_bound(prefix)`, never `LIKE`). `hush_schema (id, version)` holds the schema version:
-//! hushd creates both tables in an empty database (under an advisory lock, so two starting
-//! together do not race) and refuses a database whose version is newer than its own.
+//! upper_bound(prefix)`, never `LIKE`). `hush_lock` holds the HA lock's one row ([`lock`]).
+//! `hush_schema (id, version)` holds the schema version: hushd creates the tables in an empty
+//! database (under an advisory lock, so two starting together do not race), upgrades a version
+//! 1 database (no lock table) in place, and refuses a database whose version is newer than its
+//! own.
 //!
 //! # Writes
 //! As in SQLite, one writer task commits for everyone: it takes the first queued request, then
@@ -21,6 +23,12 @@
 //! fails, each request is committed alone so one bad request fails alone. Re-applying a group
 //! whose answer was lost is harmless: puts and deletes are idempotent and the order is
 //! kept.
+//!
+//! # HA
+//! [`PostgresBackend::connect_ha`] makes one of several nodes on the database: its writes use
+//! `SQL_WRITE_FENCED`, made only while the node holds the lock row of [`lock`] with its
+//! generation (else [`StorageError::NotActive`], nothing written), and every call is bounded by
+//! the lock's TTL so a partition cannot hold a request past the node's lease.
 //!
 //! # Reads
 //! Each read takes a pooled connection ([`POOL_SIZE`] at most, the writer's included) and runs
