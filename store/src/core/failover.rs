@@ -118,6 +118,16 @@ impl Core {
             ha.set_standby();
             self.barrier().backend().set_cache(false);
             ha.release(generation).await;
+            if let LogicalError::Barrier(crate::barrier::BarrierError::Integrity { .. }) = e {
+                // The stored keyring is not the one these keys opened (a snapshot of another
+                // store was restored): this node can never serve with them.
+                tracing::error!(
+                    "the stored keyring does not open with this node's keys (a snapshot of \
+                     another store restored?): sealing this node; unseal it with the store's \
+                     current keys"
+                );
+                self.seal_keys_locked();
+            }
             return Err(e);
         }
         tracing::info!(

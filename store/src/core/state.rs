@@ -398,6 +398,13 @@ impl Core {
     pub fn seal_handle(&self) -> &Seal {
         &self.seal
     }
+
+    /// Forget the keys, with the lifecycle lock held (an HA node whose keys no longer open the
+    /// stored keyring).
+    pub(super) fn seal_keys_locked(&self) {
+        self.seal.seal(&self.barrier);
+        self.sealed.send_replace(true);
+    }
 }
 
 /// A seal error as the API answers it.
