@@ -1,6 +1,10 @@
 //! hush-bench-failover: how long a cluster of HA hushd is without an active node after
 //! `kill -9` of the active one.
 //!
+//! Each kill comes at a random point of the lock's renewal cycle (after a random wait of one to
+//! two TTLs), as a crash would: the takeover time is then what is left of the lease, plus the
+//! standby's poll, plus becoming active.
+//!
 //! Starts a real PostgreSQL and `--nodes` hushd with `--ha` through the test harness
 //! (`hush_tests::ha::Cluster`), mounts KV v2, then `--kills` times: `kill -9` of the active
 //! node, and from that moment the time until a surviving node says it is active
@@ -71,7 +75,17 @@ async fn main() -> Result<()> {
     );
     println!("|---:|---:|---:|---:|---:|");
     let (mut takeovers, mut writes) = (Vec::new(), Vec::new());
+    let ttl = hush_store::logical::duration::parse_secs(&args.ttl)
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .ok_or_else(|| anyhow::anyhow!("--ttl {:?}: not a whole number of seconds", args.ttl))?;
     for kill in 1..=args.kills {
+        // The clock's nanoseconds: random enough for a phase.
+        let phase = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.5, |d| f64::from(d.subsec_nanos()) / 1e9);
+        let wait = ttl.mul_f64(1.0 + phase);
+        tokio::time::sleep(wait).await;
         let survivors: Vec<usize> = (0..args.nodes).filter(|&i| i != active).collect();
         let started = Instant::now();
         c.kill9(active);
@@ -84,15 +98,18 @@ async fn main() -> Result<()> {
             .find(|&i| i != new_active)
             .unwrap_or(new_active);
         let written = loop {
-            let (s, _) = c
+            // Until the standby learns of the takeover it redirects to the dead node: a
+            // refused connection, tried again.
+            let answer = c
                 .node(via)
-                .call(
-                    "POST",
-                    &format!("secret/data/failover/{kill}"),
-                    Some(json!({"data": {"kill": kill}})),
-                )
+                .client
+                .post(format!("{}/v1/secret/data/failover/{kill}", c.node(via).addr))
+                .header("X-Vault-Token", &c.token)
+                .timeout(Duration::from_secs(5))
+                .json(&json!({"data": {"kill": kill}}))
+                .send()
                 .await;
-            if s == 200 {
+            if answer.is_ok_and(|r| r.status() == 200) {
                 break started.elapsed();
             }
             if started.elapsed() > Duration::from_secs(60) {
