@@ -714,26 +714,3 @@ async fn an_agent_on_a_standby_follows_it_to_the_active_node_for_pushed_changes(
         .unwrap();
     println!("change to file through a standby's redirect: {times:?}");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn debug_lock_row() {
-    let mut c = Cluster::start(2, "5s").await;
-    let admin = c.pg.admin_on(c.db).await;
-    mount_kv(&c).await;
-    c.wait_standby_of(1, 0, Duration::from_secs(10)).await;
-    let t0 = Instant::now();
-    c.kill9(0);
-    for _ in 0..40 {
-        let r = admin
-            .query_one("SELECT extract(epoch from expires_at - clock_timestamp())::float8, generation, holder FROM hush_lock", &[])
-            .await
-            .unwrap();
-        let left: f64 = r.get(0);
-        let g: i64 = r.get(1);
-        let l = c.leader(1).await;
-        println!("{:?} left {left:.3} gen {g} node1 {}", t0.elapsed(), l["is_self"]);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!("{}", c.node(1).stderr());
-}
