@@ -170,7 +170,7 @@ async fn mount_kv(c: &Cluster) {
         .node(0)
         .call("POST", "sys/mounts/secret", Some(json!({"type": "kv-v2"})))
         .await;
-    assert_eq!(s, 204, "{b}");
+    assert_eq!(s, 204, "{b}\nnode 0:\n{}", c.node(0).stderr());
 }
 
 /// `(status, body)` of a request to node `i` sent as is, without following a redirect.
@@ -526,7 +526,7 @@ async fn a_frozen_active_node_cannot_write_after_a_standby_took_over() {
             Some(json!({"data": {"v": 1}})),
         )
         .await;
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(s, 200, "{b}\nnode 1:\n{}", c.node(1).stderr());
     signal(&c, 0, "-CONT");
     let resumed_at = now_secs();
     // Node 0 finds out, and stays up as a standby of node 1.

@@ -103,7 +103,10 @@ async fn main() -> Result<()> {
             let answer = c
                 .node(via)
                 .client
-                .post(format!("{}/v1/secret/data/failover/{kill}", c.node(via).addr))
+                .post(format!(
+                    "{}/v1/secret/data/failover/{kill}",
+                    c.node(via).addr
+                ))
                 .header("X-Vault-Token", &c.token)
                 .timeout(Duration::from_secs(5))
                 .json(&json!({"data": {"kill": kill}}))

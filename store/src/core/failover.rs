@@ -1,8 +1,9 @@
 //! The HA loop and its transitions: a standby takes the lock and becomes active, the active
-//! node renews it or steps down. The state itself is [`super::ha::Ha`]; see there for the
-//! design.
+//! node steps down when its lease ends. Each active term has its own renewal task
+//! ([`keep_lease`]), started the moment the lock is taken, so a slow becoming-active (the mount
+//! table loaded on a busy machine) never lets the lease lapse. The state itself is
+//! [`super::ha::Ha`]; see there for the design.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ async fn run(core: Weak<Core>) {
         let Some(ha) = c.ha().cloned() else {
             return;
         };
-        let pause = step(&c, &ha).await;
+        let pause = step(&c, &core, &ha).await;
         drop(c);
         tokio::select! {
             () = ha.wake.notified() => {}
@@ -37,39 +38,19 @@ async fn run(core: Weak<Core>) {
 }
 
 /// One turn of the loop; how long to wait before the next.
-async fn step(core: &Core, ha: &Ha) -> Duration {
+async fn step(core: &Core, weak: &Weak<Core>, ha: &Arc<Ha>) -> Duration {
     match ha.role() {
-        Role::Active { generation, .. } => {
-            let deadline = ha.deadline.load(Ordering::Acquire);
-            let now = ha.nanos(Instant::now());
-            if deadline == 0 || now >= deadline {
-                core.step_down(StepDown::Expired).await;
-                return Duration::ZERO;
+        Role::Active { generation, .. } => match ha.lease_left(generation) {
+            // The renewal task keeps the lease; this loop only notices its end.
+            Some(left) if !left.is_zero() => left,
+            _ => {
+                core.step_down_term(generation, StepDown::Expired).await;
+                Duration::ZERO
             }
-            let left = Duration::from_nanos(deadline - now);
-            let sent = Instant::now();
-            match tokio::time::timeout(left, ha.lock.renew(generation, ha.ttl)).await {
-                Ok(Ok(true)) => {
-                    ha.extend(sent + ha.ttl);
-                    ha.renew_every()
-                }
-                Ok(Ok(false)) => {
-                    core.step_down(StepDown::Lost).await;
-                    Duration::ZERO
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot renew the HA lock; retrying until the lease ends");
-                    (ha.ttl / 10).min(Duration::from_millis(500))
-                }
-                Err(_) => {
-                    core.step_down(StepDown::Expired).await;
-                    Duration::ZERO
-                }
-            }
-        }
+        },
         Role::Standby { .. } => {
             if !core.barrier().is_sealed() && !ha.paused() {
-                match core.try_become_active().await {
+                match core.try_become_active(weak).await {
                     Ok(true) => return ha.renew_every(),
                     Ok(false) => {}
                     Err(e) => {
@@ -92,7 +73,7 @@ async fn step(core: &Core, ha: &Ha) -> Duration {
 impl Core {
     /// Standby with the barrier unsealed: take the lock if free and become active. `Ok(false)`:
     /// another node holds it (or this node was sealed meanwhile).
-    async fn try_become_active(&self) -> Result<bool, LogicalError> {
+    async fn try_become_active(&self, weak: &Weak<Core>) -> Result<bool, LogicalError> {
         let Some(ha) = self.ha() else {
             return Ok(false);
         };
@@ -105,6 +86,11 @@ impl Core {
             return Ok(false);
         };
         ha.set_active(generation, sent + ha.ttl);
+        drop(tokio::spawn(keep_lease(
+            weak.clone(),
+            ha.clone(),
+            generation,
+        )));
         let loaded = async {
             // Another node may have written anything, the keyring included (sys/rotate): the
             // cache starts empty, and holds only what this node reads or writes from now.
@@ -140,13 +126,22 @@ impl Core {
 
     /// Stop being the active node; the process stays up as a standby.
     pub async fn step_down(&self, why: StepDown) {
+        if let Some(Role::Active { generation, .. }) = self.ha().map(|ha| ha.role()) {
+            self.step_down_term(generation, why).await;
+        }
+    }
+
+    /// [`Core::step_down`] if this node is still active with `generation` (and not already
+    /// standing by, or active again with a newer one).
+    async fn step_down_term(&self, generation: u64, why: StepDown) {
         let Some(ha) = self.ha() else {
             return;
         };
         let _guard = self.lifecycle.lock().await;
-        let Some(generation) = ha.set_standby() else {
+        if ha.lease_left(generation).is_none() {
             return;
-        };
+        }
+        ha.set_standby();
         self.drop_unsealed().await;
         self.barrier().backend().set_cache(false);
         match why {
@@ -169,5 +164,38 @@ impl Core {
             ),
         }
         ha.wake();
+    }
+}
+
+/// Renew the lock of one active term every third of its TTL until the term ends; step down
+/// when the lock was lost or no renewal came back within the lease.
+async fn keep_lease(core: Weak<Core>, ha: Arc<Ha>, generation: u64) {
+    let step_down = |why| {
+        let core = core.clone();
+        async move {
+            if let Some(core) = core.upgrade() {
+                core.step_down_term(generation, why).await;
+            }
+        }
+    };
+    let mut pause = ha.renew_every();
+    loop {
+        tokio::time::sleep(pause).await;
+        let Some(left) = ha.lease_left(generation) else {
+            return;
+        };
+        let sent = Instant::now();
+        match tokio::time::timeout(left, ha.lock.renew(generation, ha.ttl)).await {
+            Ok(Ok(true)) => {
+                ha.extend_term(generation, sent + ha.ttl);
+                pause = ha.renew_every();
+            }
+            Ok(Ok(false)) => return step_down(StepDown::Lost).await,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot renew the HA lock; retrying until the lease ends");
+                pause = (ha.ttl / 10).min(Duration::from_millis(500));
+            }
+            Err(_) => return step_down(StepDown::Expired).await,
+        }
     }
 }

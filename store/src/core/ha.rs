@@ -159,9 +159,25 @@ impl Ha {
             .store(self.nanos(lease_end), Ordering::Release);
     }
 
-    pub(super) fn extend(&self, lease_end: Instant) {
-        self.deadline
-            .store(self.nanos(lease_end), Ordering::Release);
+    /// Move the end of the lease of term `generation` to `lease_end`, if that term is on.
+    pub(super) fn extend_term(&self, generation: u64, lease_end: Instant) {
+        let role = self.role.lock();
+        if matches!(*role, Role::Active { generation: g, .. } if g == generation) {
+            self.deadline
+                .store(self.nanos(lease_end), Ordering::Release);
+        }
+    }
+
+    /// What is left of the lease of term `generation` (zero once over); `None` when this node
+    /// is not active with that generation.
+    pub(super) fn lease_left(&self, generation: u64) -> Option<Duration> {
+        let role = self.role.lock();
+        if !matches!(*role, Role::Active { generation: g, .. } if g == generation) {
+            return None;
+        }
+        let deadline = self.deadline.load(Ordering::Acquire);
+        let now = self.nanos(Instant::now());
+        Some(Duration::from_nanos(deadline.saturating_sub(now)))
     }
 
     /// Become a standby; the generation held, if any.

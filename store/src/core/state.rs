@@ -147,6 +147,12 @@ impl Core {
         self.ha.as_ref()
     }
 
+    /// HA: this node is the active node and serves (it holds the lock and has loaded what an
+    /// unseal loads; between the two it is neither: a brief 503).
+    pub fn is_ha_active(&self) -> bool {
+        self.ha.as_ref().is_some_and(|ha| ha.is_active()) && self.state.load().is_some()
+    }
+
     /// An HA standby (unsealed, not active): where to send a request for `path`, `None` when
     /// this node answers it (it is active, sealed or alone, or the path is one a standby
     /// serves itself).

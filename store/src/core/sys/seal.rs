@@ -143,7 +143,7 @@ pub async fn health(core: &Core, req: &Request) -> Result<Response, LogicalError
             None => Ok(default),
         }
     };
-    let standby = !sealed && core.ha().is_some_and(|ha| !ha.is_active());
+    let standby = !sealed && core.ha().is_some() && !core.is_ha_active();
     let standby_ok = field_bool(&req.data, "standbyok")?.unwrap_or(false);
     let status = if !initialized {
         code("uninitcode", 501)?
@@ -176,7 +176,7 @@ pub fn leader(core: &Core) -> Response {
     let (ha_enabled, is_self, active_time, address) = match core.ha() {
         None => (false, false, zero, String::new()),
         Some(ha) => match ha.role() {
-            Role::Active { since, .. } => (
+            Role::Active { since, .. } if core.is_ha_active() => (
                 true,
                 true,
                 since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -188,6 +188,8 @@ pub fn leader(core: &Core) -> Response {
                 zero,
                 leader.map(|l| l.api_addr).unwrap_or_default(),
             ),
+            // Holding the lock, still loading: not serving yet.
+            Role::Active { .. } => (true, false, zero, String::new()),
         },
     };
     Response::raw(json!({

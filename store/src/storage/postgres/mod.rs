@@ -202,8 +202,12 @@ impl PostgresBackend {
         }
         let backend = Self::open(&url, Some(ha.call_timeout)).await?;
         let fence = backend.fence.clone().expect("an HA backend has a fence");
+        // The lock has a connection of its own, made now: a renewal must never wait for one
+        // of the request pool's (all busy under load) nor for a new connection's login.
+        let lock_pool = build_pool(&backend.url, 1)?;
+        drop(pooled(&lock_pool, &backend.url).await?);
         let lock = PostgresLock::new(
-            backend.pool.clone(),
+            lock_pool,
             backend.url.clone(),
             fence,
             ha.node_id,
@@ -218,22 +222,7 @@ impl PostgresBackend {
         call_timeout: Option<Duration>,
     ) -> Result<PostgresBackend, StorageError> {
         let url = Arc::new(url.clone());
-        let manager = tls::manager(
-            url.config.clone(),
-            url.verify,
-            url.root_cert.as_deref(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        )
-        .map_err(|e| StorageError::Open(url.scrub(format!("postgresql: {e}"))))?;
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(WAIT_TIMEOUT))
-            .create_timeout(url.config.get_connect_timeout().copied())
-            .build()
-            .map_err(|e| StorageError::Open(format!("postgresql: cannot build the pool: {e}")))?;
+        let pool = build_pool(&url, POOL_SIZE)?;
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let fence = call_timeout.map(|_| Arc::new(Fence::default()));
@@ -426,6 +415,26 @@ async fn bounded<T>(
             url.database()
         ))
     })?
+}
+
+/// A pool of at most `size` connections to `url` (made when first needed).
+fn build_pool(url: &PostgresUrl, size: usize) -> Result<Pool, StorageError> {
+    let manager = tls::manager(
+        url.config.clone(),
+        url.verify,
+        url.root_cert.as_deref(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    )
+    .map_err(|e| StorageError::Open(url.scrub(format!("postgresql: {e}"))))?;
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(WAIT_TIMEOUT))
+        .create_timeout(url.config.get_connect_timeout().copied())
+        .build()
+        .map_err(|e| StorageError::Open(format!("postgresql: cannot build the pool: {e}")))
 }
 
 fn pool_cause(e: &deadpool_postgres::PoolError) -> String {
