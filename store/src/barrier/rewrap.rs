@@ -119,7 +119,7 @@ impl Barrier {
 
     /// Mark retired every term below `term` that is not yet (the rewrap to `term` finished:
     /// no entry is under them). Their keys stay in the keyring, so anything still under one
-    /// (a restored backup's entry written back through `sys/raw`...) stays readable. Returns
+    /// (an old entry put back into storage by hand...) stays readable. Returns
     /// the terms retired now; persists the keyring only when that is not empty.
     pub async fn retire_below(
         &self,

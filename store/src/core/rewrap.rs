@@ -16,8 +16,8 @@
 //! one (a write takes its keys' locks before it picks the term). The older terms are then
 //! marked retired in the keyring ([`Barrier::retire_below`]): kept, never used to encrypt.
 //! They are not dropped: a key taken out of the keyring would make anything still under it
-//! unreadable for ever (an entry written back from an old backup through `sys/raw`, a stale
-//! node of an HA cluster writing with the keyring it loaded before the rotation), and the
+//! unreadable for ever (an old entry put back into storage by hand, a stale node of an HA
+//! cluster writing with the keyring it loaded before the rotation), and the
 //! barrier must never hold data it cannot open. `sys/key-status` shows the terms, the walk and
 //! `oldest_term`, the oldest term an entry may still be under.
 
