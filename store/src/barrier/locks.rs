@@ -6,16 +6,37 @@
 //! of all its keys in ascending order (each once), so two batches never wait on each other in
 //! a cycle. Writes to keys on different stripes do not wait for each other, and group commit
 //! still gathers them.
+//!
+//! The guards are owned, so the storage write and its guards can go to a task of their own
+//! ([`KeyLocks::write_holding`]): a caller that stops waiting (a client gone) cannot release
+//! the locks while its write is still queued for commit.
 
 use std::hash::{Hash, Hasher};
 
-use tokio::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::storage::{Backend, Op, StorageError};
 
 /// How many locks the keys share. Two keys on one stripe only wait for each other's writes.
 pub const STRIPES: usize = 1024;
 
 pub struct KeyLocks {
-    stripes: Vec<Mutex<()>>,
+    stripes: Vec<Arc<Mutex<()>>>,
+}
+
+/// The locks of a set of keys, held until dropped.
+pub struct KeyGuards {
+    _held: Vec<OwnedMutexGuard<()>>,
+}
+
+impl std::fmt::Debug for KeyGuards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyGuards")
+            .field("stripes", &self._held.len())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for KeyLocks {
@@ -29,7 +50,7 @@ impl std::fmt::Debug for KeyLocks {
 impl Default for KeyLocks {
     fn default() -> Self {
         KeyLocks {
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(),
         }
     }
 }
@@ -43,18 +64,31 @@ impl KeyLocks {
     }
 
     /// Hold the locks of every key in `keys` until the guards drop.
-    pub async fn lock<'a>(
-        &self,
-        keys: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<MutexGuard<'_, ()>> {
+    pub async fn lock<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> KeyGuards {
         let mut stripes: Vec<usize> = keys.into_iter().map(Self::stripe).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let mut guards = Vec::with_capacity(stripes.len());
         for s in stripes {
-            guards.push(self.stripes[s].lock().await);
+            guards.push(self.stripes[s].clone().lock_owned().await);
         }
-        guards
+        KeyGuards { _held: guards }
+    }
+
+    /// Write `ops` to `backend` in a task that keeps `guards` until storage answered, so the
+    /// locks outlive the write even if the caller stops waiting.
+    pub async fn write_holding<G: Send + 'static>(
+        guards: G,
+        backend: Arc<dyn Backend>,
+        ops: Vec<Op>,
+    ) -> Result<(), StorageError> {
+        tokio::spawn(async move {
+            let result = backend.write(ops).await;
+            drop(guards);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Backend(format!("storage write task failed: {e}")))?
     }
 }
 

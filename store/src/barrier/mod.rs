@@ -259,6 +259,11 @@ pub struct Barrier {
     key_locks: locks::KeyLocks,
     /// Serialises changes of the keyring (rotate, retire) so none is lost.
     keyring_change: tokio::sync::Mutex<()>,
+    /// Held shared by every write from the moment it picks its term until storage answered;
+    /// a rotation takes it alone to swap the keyring, so once it returns no write under the
+    /// older term is still on its way to storage (the rewrap would not see one committed
+    /// behind it).
+    write_fence: Arc<tokio::sync::RwLock<()>>,
     /// The active term (0 while sealed), for the rewrap task to follow rotations.
     active_term: tokio::sync::watch::Sender<u32>,
 }
@@ -280,6 +285,7 @@ impl Barrier {
             encryptions: AtomicU64::new(0),
             key_locks: locks::KeyLocks::default(),
             keyring_change: tokio::sync::Mutex::new(()),
+            write_fence: Arc::new(tokio::sync::RwLock::new(())),
             active_term: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -357,6 +363,7 @@ impl Barrier {
             .insert(next, TermKey::new(KeyBytes::random(), Utc::now()));
         keyring.active = next;
         self.persist_keyring(root_key, &keyring).await?;
+        let _no_write_in_flight = self.write_fence.write().await;
         self.install(keyring);
         self.encryptions.store(0, Ordering::Relaxed);
         self.key_status()
@@ -452,9 +459,10 @@ impl Barrier {
         for op in &ops {
             Self::check_key(op.key())?;
         }
-        // The keys' locks first, then the keyring: a rewrap that passed these keys after a
-        // rotation cannot see this write encrypted under the term it is retiring.
-        let _locks = self.key_locks.lock(ops.iter().map(Op::key)).await;
+        // The keys' locks first, then the fence and the keyring: a write picks its term only
+        // once no rewrap page holds its keys, and a rotation waits for it to reach storage.
+        let guards = self.key_locks.lock(ops.iter().map(Op::key)).await;
+        let fence = self.write_fence.clone().read_owned().await;
         let ring = self.keyring.load_full().ok_or(BarrierError::Sealed)?;
         let active = &ring.terms[&ring.active];
         let mut sealed = Vec::with_capacity(ops.len());
@@ -472,7 +480,7 @@ impl Barrier {
             .iter()
             .filter(|o| matches!(o, Op::Put { .. }))
             .count() as u64;
-        self.backend.write(sealed).await?;
+        locks::KeyLocks::write_holding((guards, fence), self.backend.clone(), sealed).await?;
         self.encryptions.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }

@@ -1,11 +1,16 @@
 //! Moving entries to the active key term, and retiring the terms left behind. The walk over
 //! the store (its cursor, pacing, progress) is the core's background task
 //! (`core/rewrap.rs`); here is what it does to one page of keys, under the keys' locks.
+//!
+//! A page's keys beyond the last scanned key: the cursor is the last key of the key scan, so a
+//! key skipped because it appeared between the two reads of a page, when it sorts after that
+//! last key, is read again on the next page.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use zeroize::Zeroize;
 
+use super::locks::KeyLocks;
 use super::{entry_term, open_with, seal_with, Barrier, BarrierError, KeyBytes};
 use crate::storage::Op;
 
@@ -39,25 +44,41 @@ pub struct TermInfo {
 }
 
 impl Barrier {
-    /// Re-encrypt under the active term every entry of `keys` that is under an older term,
-    /// holding the keys' write locks from the read to the write, so a client write to one of
-    /// them waits and lands after (never under) the rewrapped value. Keys outside the barrier
-    /// (the keyring, the seal's entries) are skipped. One atomic storage write for the page.
-    pub async fn rewrap(&self, keys: &[String]) -> Result<RewrapCount, BarrierError> {
-        let keys: Vec<&str> = keys
+    /// One page of the rewrap: up to `limit` keys after `after` (all keys, in key order), each
+    /// entry under an older term re-encrypted under the active term, written back in one
+    /// atomic batch. Returns what was done and the page's last key (`None`: the end). The
+    /// keys' write locks are held from the read to the write, so a client write to one of them
+    /// waits and lands after (never under) the rewrapped value. The values are read straight
+    /// from storage ([`Backend::scan_entries`](crate::storage::Backend::scan_entries): one
+    /// query, the read cache left alone). Keys outside the barrier (the keyring, the seal's
+    /// entries) are skipped.
+    pub async fn rewrap_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(RewrapCount, Option<String>), BarrierError> {
+        let keys = self.scan_range("", after, limit).await?;
+        let Some(last) = keys.last().cloned() else {
+            return Ok((RewrapCount::default(), None));
+        };
+        let keys: std::collections::BTreeSet<&str> = keys
             .iter()
             .map(String::as_str)
             .filter(|k| Self::check_key(k).is_ok())
             .collect();
-        let _locks = self.key_locks.lock(keys.iter().copied()).await;
+        let guards = self.key_locks.lock(keys.iter().copied()).await;
         let ring = self.keyring.load_full().ok_or(BarrierError::Sealed)?;
         let active = &ring.terms[&ring.active];
         let mut count = RewrapCount::default();
         let mut ops = Vec::new();
-        for key in keys {
-            let Some(entry) = self.backend.get(key).await? else {
+        // The same range again, now under the locks. A key not in the locked set (made since
+        // the key scan) was written after the rotation, so under a term at least as new as
+        // the walk's: it is left for a later page or needs nothing.
+        for (key, entry) in self.backend.scan_entries("", after, limit).await? {
+            let key = key.as_str();
+            if !keys.contains(key) {
                 continue;
-            };
+            }
             count.scanned += 1;
             let plain = entry_term(key, &entry).and_then(|term| {
                 if term == ring.active {
@@ -89,8 +110,8 @@ impl Barrier {
             }
         }
         count.rewrapped = ops.len() as u64;
-        self.backend.write(ops).await?;
-        Ok(count)
+        KeyLocks::write_holding(guards, self.backend.clone(), ops).await?;
+        Ok((count, Some(last)))
     }
 
     /// The active term (`Sealed` while sealed).
@@ -162,6 +183,7 @@ mod tests {
         inner: MemoryBackend,
         key: &'static str,
         armed: std::sync::atomic::AtomicBool,
+        write_armed: std::sync::atomic::AtomicBool,
         reached: Notify,
         release: Notify,
     }
@@ -183,6 +205,14 @@ mod tests {
             self.inner.scan_prefix(prefix).await
         }
         async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
+            if ops.iter().any(|o| o.key() == self.key)
+                && self
+                    .write_armed
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                self.reached.notify_one();
+                self.release.notified().await;
+            }
             self.inner.write(ops).await
         }
         fn kind(&self) -> &'static str {
@@ -196,6 +226,7 @@ mod tests {
             inner: MemoryBackend::new(),
             key: "app/k",
             armed: false.into(),
+            write_armed: false.into(),
             reached: Notify::new(),
             release: Notify::new(),
         });
@@ -210,7 +241,7 @@ mod tests {
             .armed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let b = barrier.clone();
-        let rewrap = tokio::spawn(async move { b.rewrap(&["app/k".to_string()]).await });
+        let rewrap = tokio::spawn(async move { b.rewrap_page(None, 10).await });
         backend.reached.notified().await;
         // A client write of the same key meanwhile: it must wait for the rewrap...
         let b = barrier.clone();
@@ -221,14 +252,53 @@ mod tests {
             "the write waits for the rewrap of its key"
         );
         backend.release.notify_one();
-        let count = rewrap.await.unwrap().unwrap();
+        let (count, last) = rewrap.await.unwrap().unwrap();
         assert_eq!((count.scanned, count.rewrapped), (1, 1));
+        assert_eq!(
+            last.as_deref(),
+            Some("core/keyring"),
+            "the last key of the page"
+        );
         write.await.unwrap().unwrap();
         // ...and wins: the rewrap did not put the old value back over it.
         assert_eq!(
             barrier.get("app/k").await.unwrap().unwrap().as_slice(),
             b"new"
         );
+    }
+
+    #[tokio::test]
+    async fn a_rotation_waits_for_writes_already_under_the_old_term() {
+        let backend = Arc::new(Gated {
+            inner: MemoryBackend::new(),
+            key: "app/slow",
+            armed: false.into(),
+            write_armed: true.into(),
+            reached: Notify::new(),
+            release: Notify::new(),
+        });
+        let barrier = Arc::new(Barrier::new(backend.clone()));
+        let root = KeyBytes::random();
+        barrier.initialize(&root).await.unwrap();
+        // A write has picked term 1 and is on its way to storage...
+        let b = barrier.clone();
+        let write = tokio::spawn(async move { b.put("app/slow", b"v".to_vec()).await });
+        backend.reached.notified().await;
+        // ...so the rotation does not take effect until it landed.
+        let b = barrier.clone();
+        let r = root.clone();
+        let rotate = tokio::spawn(async move { b.rotate(&r).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!rotate.is_finished(), "the rotation waits for the write");
+        assert_eq!(barrier.active_term().unwrap(), 1);
+        backend.release.notify_one();
+        write.await.unwrap().unwrap();
+        assert_eq!(rotate.await.unwrap().unwrap().term, 2);
+        // A walk started now finds the write and moves it.
+        let (count, _) = barrier.rewrap_page(None, 10).await.unwrap();
+        assert_eq!(count.rewrapped, 1);
+        let raw = backend.get("app/slow").await.unwrap().unwrap();
+        assert_eq!(entry_term("app/slow", &raw).unwrap(), 2);
     }
 
     #[tokio::test]
@@ -250,8 +320,7 @@ mod tests {
             .await
             .unwrap();
         let under_term_1 = backend.get("a/0").await.unwrap().unwrap();
-        let keys = backend.scan_prefix("").await.unwrap();
-        let count = barrier.rewrap(&keys).await.unwrap();
+        let (count, _) = barrier.rewrap_page(None, 100).await.unwrap();
         assert_eq!(
             (count.scanned, count.rewrapped, count.unreadable),
             (6, 5, 0)

@@ -1,11 +1,10 @@
 //! The rewrap: after `sys/rotate`, one background task (while unsealed) moves every entry
 //! encrypted under an older key term to the newest, then marks the older terms retired.
 //!
-//! It walks the whole key space in key order, [`BATCH`] keys a page
-//! ([`Barrier::scan_range`]: only the page is loaded), hands each page to
-//! [`Barrier::rewrap`] (which re-encrypts what is under an older term while holding the keys'
-//! write locks, so a client write of one of them waits and is never overwritten with the
-//! older value), stores its cursor and counts at [`STATE_PATH`] (through the barrier), and
+//! It walks the whole key space in key order, [`BATCH`] keys a page (only the page is
+//! loaded); [`Barrier::rewrap_page`] re-encrypts what is under an older term while holding the
+//! keys' write locks, so a client write of one of them waits and is never overwritten with the
+//! older value. The task stores its cursor and counts at [`STATE_PATH`] (through the barrier), and
 //! pauses [`PAUSE`] between pages: at most 128 entries per 25 ms, about 5,000 entries/s,
 //! whatever the storage could take. After a restart (or a seal and unseal) it resumes from the
 //! stored cursor. A rotation during a walk starts a new walk for the new term (entries the old
@@ -148,8 +147,8 @@ async fn walk(barrier: &Barrier, root_key: Option<&KeyBytes>) -> Result<(), Barr
         if barrier.active_term()? != st.target_term {
             return Ok(()); // rotated meanwhile: the caller starts a walk for the new term
         }
-        let keys = barrier.scan_range("", st.cursor.as_deref(), BATCH).await?;
-        let Some(last) = keys.last().cloned() else {
+        let (count, last) = barrier.rewrap_page(st.cursor.as_deref(), BATCH).await?;
+        let Some(last) = last else {
             st.finished_time = Some(Utc::now());
             save(barrier, &st).await?;
             tracing::info!(
@@ -161,7 +160,6 @@ async fn walk(barrier: &Barrier, root_key: Option<&KeyBytes>) -> Result<(), Barr
             );
             break;
         };
-        let count = barrier.rewrap(&keys).await?;
         st.scanned += count.scanned;
         st.rewrapped += count.rewrapped;
         st.unreadable += count.unreadable;
