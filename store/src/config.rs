@@ -114,6 +114,46 @@ pub enum StorageConfig {
     Postgres(Box<crate::storage::postgres::PostgresUrl>),
 }
 
+impl StorageConfig {
+    /// A storage URL as `--storage` takes it (`hushd migrate` parses its `--from` and `--to`
+    /// with it too): one exact message per problem, never the password.
+    pub fn parse(url: &str) -> Result<StorageConfig, ConfigError> {
+        Ok(match url {
+            "inmem" => StorageConfig::Memory,
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                StorageConfig::Postgres(Box::new(
+                    crate::storage::postgres::PostgresUrl::parse(url)
+                        .map_err(|e| ConfigError(format!("invalid storage: {e}")))?,
+                ))
+            }
+            url => match url.strip_prefix("sqlite://") {
+                Some(p) if !p.is_empty() => {
+                    let path = PathBuf::from(p);
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        if !parent.is_dir() {
+                            return err(format!(
+                                "storage directory {} does not exist: create it first",
+                                parent.display()
+                            ));
+                        }
+                    }
+                    StorageConfig::Sqlite(path)
+                }
+                _ => {
+                    return err(format!(
+                        "unsupported storage {:?}: use sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE (or inmem for throw-away tests)",
+                        // Only the scheme: the rest may hold a password.
+                        match url.split_once("://") {
+                            Some((scheme, _)) => format!("{scheme}://..."),
+                            None => url.to_string(),
+                        }
+                    ));
+                }
+            },
+        })
+    }
+}
+
 pub use hush_api::LogFormat;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,39 +242,7 @@ impl Config {
             (None, None) => return err(
                 "missing storage: pass --storage sqlite://PATH (or postgres://USER:PASSWORD@HOST:PORT/DATABASE) or set storage in the config file",
             ),
-            (None, Some("inmem")) => StorageConfig::Memory,
-            (None, Some(url))
-                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
-            {
-                StorageConfig::Postgres(Box::new(
-                    crate::storage::postgres::PostgresUrl::parse(url)
-                        .map_err(|e| ConfigError(format!("invalid storage: {e}")))?,
-                ))
-            }
-            (None, Some(url)) => match url.strip_prefix("sqlite://") {
-                Some(p) if !p.is_empty() => {
-                    let path = PathBuf::from(p);
-                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                        if !parent.is_dir() {
-                            return err(format!(
-                                "storage directory {} does not exist: create it first",
-                                parent.display()
-                            ));
-                        }
-                    }
-                    StorageConfig::Sqlite(path)
-                }
-                _ => {
-                    return err(format!(
-                        "unsupported storage {:?}: use sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE (or inmem for throw-away tests)",
-                        // Only the scheme: the rest may hold a password.
-                        match url.split_once("://") {
-                            Some((scheme, _)) => format!("{scheme}://..."),
-                            None => url.to_string(),
-                        }
-                    ));
-                }
-            },
+            (None, Some(url)) => StorageConfig::parse(url)?,
         };
         let insecure = raw.insecure_no_tls.unwrap_or(false) || dev.is_some();
         let tls = match (raw.tls_cert.clone(), raw.tls_key.clone(), insecure) {

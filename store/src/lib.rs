@@ -23,6 +23,7 @@
 //!   credentials).
 //! - [`api`]: HTTP(S) front end: Vault's wire format, body limits, path normalisation.
 //! - [`config`]: the configuration file and flags.
+//! - [`migrate`]: `hushd migrate`, an offline copy of every entry from one store to another.
 //! - [`metrics`]: the Prometheus registry every layer updates (the lowest module: it uses
 //!   none of the others), served by `sys/metrics`.
 //!
@@ -37,6 +38,7 @@ pub mod core;
 pub mod engines;
 pub mod logical;
 pub mod metrics;
+pub mod migrate;
 pub mod storage;
 pub mod tls;
 

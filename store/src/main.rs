@@ -22,8 +22,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Local demo: `hushd --dev` (in-memory, unsealed, kv v2 at secret/, plain HTTP on loopback).
 #[derive(Debug, Parser)]
-#[command(name = "hushd", version = hush_api::build_info::VERSION, about, long_about)]
+#[command(
+    name = "hushd",
+    version = hush_api::build_info::VERSION,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    /// Without a command hushd serves the API.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Dev mode: in-memory storage, initialised and unsealed, kv v2 mounted at secret/,
     /// plain HTTP on loopback. Nothing is kept. Never use it for real secrets.
     #[arg(long)]
@@ -103,6 +112,31 @@ struct Cli {
     ha_lock_ttl: Option<String>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Copy every storage entry from one store to another, offline (stop every hushd using
+    /// either first): `hushd migrate --from sqlite:///var/lib/hush/hush.db --to
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE`, or back. Entries are copied as stored
+    /// (ciphertext: no key needed), checked by reading the destination back (count and
+    /// SHA-256), and the destination must be empty.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The store to copy: sqlite://PATH or postgres://... (as --storage).
+    #[arg(long, value_name = "URL")]
+    from: String,
+    /// The empty store to copy into: sqlite://PATH (created) or postgres://... (the
+    /// database must exist; hushd creates its tables).
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Entries read and written per batch (memory holds one batch).
+    #[arg(long, value_name = "N", default_value_t = hush_store::migrate::DEFAULT_BATCH,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch: u32,
+}
+
 impl Cli {
     fn raw(&self) -> RawConfig {
         RawConfig {
@@ -142,6 +176,9 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Migrate(args)) = &cli.command {
+        return migrate(args);
+    }
     let mut config = match load_config(&cli) {
         Ok(c) => c,
         Err(msg) => {
@@ -165,6 +202,48 @@ fn main() -> ExitCode {
         Err(msg) => {
             eprintln!("hushd: {msg}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `hushd migrate`: progress on stderr, the summary on stdout.
+fn migrate(args: &MigrateArgs) -> ExitCode {
+    use hush_store::migrate::{self, MigrateError};
+    hush_api::server::init_tracing(hush_api::LogFormat::Text, "warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hushd migrate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut progress = migrate::progress::StderrProgress::detect();
+    match runtime.block_on(migrate::run(
+        &args.from,
+        &args.to,
+        args.batch as usize,
+        &mut progress,
+    )) {
+        Ok(s) => {
+            println!(
+                "migrated and verified {} entries ({} bytes), SHA-256 {}, in {:.1} s ({:.0} entries/s)",
+                s.entries,
+                s.bytes,
+                s.sha256,
+                s.elapsed.as_secs_f64(),
+                s.entries_per_second()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hushd migrate: {e}");
+            match e {
+                MigrateError::Usage(_) => ExitCode::from(EX_CONFIG),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -164,6 +164,19 @@ async fn operator_init_unseal_seal_on_sqlite() {
     let out = ok(&h, &["operator", "rotate"]);
     assert!(out.starts_with("Success! Rotated key"), "{out}");
     assert_eq!(row(&out, "Key Term").as_deref(), Some("2"), "{out}");
+    // The rewrap moves every entry to term 2 in the background; then term 1 is retired.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = ok(&h, &["operator", "key-status"]);
+        if row(&out, "Oldest Term In Use").as_deref() == Some("2") {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let rewrap = row(&out, "Rewrap").unwrap_or_default();
+    assert!(rewrap.starts_with("complete (to term 2: "), "{out}");
+    assert!(rewrap.ends_with(", 0 unreadable)"), "{out}");
 
     // Seal needs the root token.
     let out = hush_at(&h, None, &["operator", "seal"], None);

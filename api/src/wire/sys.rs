@@ -114,6 +114,25 @@ pub struct KeyStatus {
     pub install_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryptions: Option<u64>,
+    /// Hush: the oldest term an entry may still be under (`term` once the rewrap is done).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_term: Option<u32>,
+    /// Hush: the rewrap's last walk (entries moved to the newest term after a rotation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrap: Option<RewrapStatus>,
+}
+
+/// The rewrap's walk in `sys/key-status` (Hush's own field).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RewrapStatus {
+    pub target_term: u32,
+    pub complete: bool,
+    pub entries_scanned: u64,
+    pub entries_rewrapped: u64,
+    pub entries_unreadable: u64,
+    pub started_time: String,
+    pub finished_time: Option<String>,
 }
 
 #[cfg(test)]

@@ -152,6 +152,19 @@ fn key_status_table(s: &KeyStatus) -> String {
     if let Some(n) = s.encryptions {
         rows.push(("Encryption Count", n.to_string()));
     }
+    if let Some(t) = s.oldest_term {
+        rows.push(("Oldest Term In Use", t.to_string()));
+    }
+    if let Some(w) = &s.rewrap {
+        let state = if w.complete { "complete" } else { "running" };
+        rows.push((
+            "Rewrap",
+            format!(
+                "{state} (to term {}: {} entries scanned, {} re-encrypted, {} unreadable)",
+                w.target_term, w.entries_scanned, w.entries_rewrapped, w.entries_unreadable
+            ),
+        ));
+    }
     table(&rows)
 }
 

@@ -5,6 +5,12 @@
 //! in a keyring of numbered terms: `rotate` adds a term used for new writes; older terms still
 //! decrypt. The keyring is itself stored at [`KEYRING_PATH`], encrypted under the root key,
 //! which only the seal (see [`seal`]) can recover.
+//!
+//! After a rotation, [`Barrier::rewrap`] (driven by the core's background task) moves entries
+//! from older terms to the active one; a term no entry uses any more is then marked retired
+//! ([`Barrier::retire_below`]): kept, so anything still under it stays readable, never used
+//! to write. Every write holds per-key locks ([`locks`]) that the rewrap holds too, so the
+//! rewrap never puts back a value a client replaced meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +27,12 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::storage::{Backend, Op, StorageError};
 
+pub mod locks;
+mod rewrap;
 pub mod seal;
 pub mod view;
+
+pub use rewrap::{RewrapCount, TermInfo};
 
 pub use view::BarrierView;
 
@@ -74,6 +84,8 @@ struct TermKey {
     cipher: Aes256Gcm,
     key: KeyBytes,
     install_time: DateTime<Utc>,
+    /// When the rewrap found no entry left under this term; it still decrypts.
+    retired_time: Option<DateTime<Utc>>,
 }
 
 /// The unsealed keyring.
@@ -87,6 +99,8 @@ struct StoredTerm {
     term: u32,
     key: String,
     install_time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -110,6 +124,22 @@ impl Keyring {
         Keyring { active: 1, terms }
     }
 
+    /// A copy, for a change to persist before it is swapped in.
+    fn duplicate(&self) -> Keyring {
+        Keyring {
+            active: self.active,
+            terms: self
+                .terms
+                .iter()
+                .map(|(t, k)| {
+                    let mut copy = TermKey::new(k.key.clone(), k.install_time);
+                    copy.retired_time = k.retired_time;
+                    (*t, copy)
+                })
+                .collect(),
+        }
+    }
+
     fn to_stored(&self) -> StoredKeyring {
         StoredKeyring {
             active_term: self.active,
@@ -120,6 +150,7 @@ impl Keyring {
                     term: *term,
                     key: base64::engine::general_purpose::STANDARD.encode(k.key.0),
                     install_time: k.install_time,
+                    retired_time: k.retired_time,
                 })
                 .collect(),
         }
@@ -134,7 +165,9 @@ impl Keyring {
                     .ok()?,
             );
             let bytes: [u8; 32] = raw.as_slice().try_into().ok()?;
-            terms.insert(t.term, TermKey::new(KeyBytes(bytes), t.install_time));
+            let mut term = TermKey::new(KeyBytes(bytes), t.install_time);
+            term.retired_time = t.retired_time;
+            terms.insert(t.term, term);
         }
         terms.contains_key(&stored.active_term).then_some(Keyring {
             active: stored.active_term,
@@ -150,6 +183,7 @@ impl TermKey {
             cipher,
             key,
             install_time,
+            retired_time: None,
         }
     }
 }
@@ -221,6 +255,17 @@ pub struct Barrier {
     backend: Arc<dyn Backend>,
     keyring: ArcSwapOption<Keyring>,
     encryptions: AtomicU64,
+    /// Held by every write and by the rewrap of an entry (see [`locks`]).
+    key_locks: locks::KeyLocks,
+    /// Serialises changes of the keyring (rotate, retire) so none is lost.
+    keyring_change: tokio::sync::Mutex<()>,
+    /// Held shared by every write from the moment it picks its term until storage answered;
+    /// a rotation takes it alone to swap the keyring, so once it returns no write under the
+    /// older term is still on its way to storage (the rewrap would not see one committed
+    /// behind it).
+    write_fence: Arc<tokio::sync::RwLock<()>>,
+    /// The active term (0 while sealed), for the rewrap task to follow rotations.
+    active_term: tokio::sync::watch::Sender<u32>,
 }
 
 impl std::fmt::Debug for Barrier {
@@ -238,6 +283,10 @@ impl Barrier {
             backend,
             keyring: ArcSwapOption::empty(),
             encryptions: AtomicU64::new(0),
+            key_locks: locks::KeyLocks::default(),
+            keyring_change: tokio::sync::Mutex::new(()),
+            write_fence: Arc::new(tokio::sync::RwLock::new(())),
+            active_term: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -261,7 +310,7 @@ impl Barrier {
         }
         let keyring = Keyring::with_first_term();
         self.persist_keyring(root_key, &keyring).await?;
-        self.keyring.store(Some(Arc::new(keyring)));
+        self.install(keyring);
         Ok(())
     }
 
@@ -281,30 +330,41 @@ impl Barrier {
         let keyring = Keyring::from_stored(&stored).ok_or_else(|| BarrierError::Integrity {
             key: KEYRING_PATH.into(),
         })?;
-        self.keyring.store(Some(Arc::new(keyring)));
+        self.install(keyring);
         Ok(())
+    }
+
+    /// Use `keyring` from now on and tell the followers of the active term.
+    fn install(&self, keyring: Keyring) {
+        let active = keyring.active;
+        self.keyring.store(Some(Arc::new(keyring)));
+        self.active_term.send_replace(active);
     }
 
     /// Forget every key. Data stays encrypted in storage.
     pub fn seal(&self) {
         self.keyring.store(None);
+        self.active_term.send_replace(0);
+    }
+
+    /// Follows the active term: changes at every rotation; 0 while sealed.
+    pub fn active_term_changes(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.active_term.subscribe()
     }
 
     /// Add a key term; new writes use it, old terms still decrypt.
     pub async fn rotate(&self, root_key: &KeyBytes) -> Result<KeyStatus, BarrierError> {
+        let _change = self.keyring_change.lock().await;
         let current = self.keyring.load_full().ok_or(BarrierError::Sealed)?;
+        let mut keyring = current.duplicate();
         let next = current.active + 1;
-        let mut terms = BTreeMap::new();
-        for (t, k) in &current.terms {
-            terms.insert(*t, TermKey::new(k.key.clone(), k.install_time));
-        }
-        terms.insert(next, TermKey::new(KeyBytes::random(), Utc::now()));
-        let keyring = Keyring {
-            active: next,
-            terms,
-        };
+        keyring
+            .terms
+            .insert(next, TermKey::new(KeyBytes::random(), Utc::now()));
+        keyring.active = next;
         self.persist_keyring(root_key, &keyring).await?;
-        self.keyring.store(Some(Arc::new(keyring)));
+        let _no_write_in_flight = self.write_fence.write().await;
+        self.install(keyring);
         self.encryptions.store(0, Ordering::Relaxed);
         self.key_status()
     }
@@ -396,11 +456,17 @@ impl Barrier {
 
     /// Encrypt and write a batch atomically. Plaintext buffers are wiped once encrypted.
     pub async fn write(&self, ops: Vec<Op>) -> Result<(), BarrierError> {
+        for op in &ops {
+            Self::check_key(op.key())?;
+        }
+        // The keys' locks first, then the fence and the keyring: a write picks its term only
+        // once no rewrap page holds its keys, and a rotation waits for it to reach storage.
+        let guards = self.key_locks.lock(ops.iter().map(Op::key)).await;
+        let fence = self.write_fence.clone().read_owned().await;
         let ring = self.keyring.load_full().ok_or(BarrierError::Sealed)?;
         let active = &ring.terms[&ring.active];
         let mut sealed = Vec::with_capacity(ops.len());
         for op in ops {
-            Self::check_key(op.key())?;
             match op {
                 Op::Put { key, mut value } => {
                     let entry = seal_with(&active.cipher, ring.active, &key, &value);
@@ -414,7 +480,7 @@ impl Barrier {
             .iter()
             .filter(|o| matches!(o, Op::Put { .. }))
             .count() as u64;
-        self.backend.write(sealed).await?;
+        locks::KeyLocks::write_holding((guards, fence), self.backend.clone(), sealed).await?;
         self.encryptions.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }

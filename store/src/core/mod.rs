@@ -7,6 +7,7 @@
 //! - [`mount`]: a mount as stored in the mount table (path, type, TTL tuning);
 //! - [`registry`]: the backend types that can be mounted (type name -> constructor), filled
 //!   in by the crate root;
+//! - [`rewrap`]: the background move of every entry to the newest key term after a rotation;
 //! - [`policy`]: ACL policies and their evaluation;
 //! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices);
 //! - [`events`]: the event bus (committed changes, a bounded buffer per subscriber);
@@ -46,6 +47,7 @@ pub mod login;
 pub mod mount;
 pub mod policy;
 pub mod registry;
+pub mod rewrap;
 pub mod router;
 pub mod state;
 pub mod subscribe;

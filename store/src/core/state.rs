@@ -260,6 +260,11 @@ impl Core {
             self.metrics.clone(),
             background.clone(),
         )));
+        drop(super::rewrap::spawn(
+            self.barrier.clone(),
+            self.seal.root_key(),
+            background.clone(),
+        ));
         let agents = Arc::new(AgentIndex::new(self.view("sys/agents/")));
         let retention = self
             .options

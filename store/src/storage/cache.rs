@@ -223,6 +223,17 @@ impl Backend for CachedBackend {
         self.inner.count_prefix(prefix).await
     }
 
+    /// Straight from storage, nothing cached: a walk of the whole store must not evict the
+    /// entries requests keep reading.
+    async fn scan_entries(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.inner.scan_entries(prefix, start_after, limit).await
+    }
+
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         let inner = self.inner.clone();
         let shared = self.shared.clone();

@@ -51,6 +51,28 @@ async fn check_scan_range(b: &dyn Backend) {
     assert_eq!(b.count_prefix("ix/0002/").await.unwrap(), 2);
     assert_eq!(b.count_prefix("nothing/").await.unwrap(), 0);
     assert_eq!(b.count_prefix("").await.unwrap(), 7);
+    // Entries: the same pages with the values.
+    b.write(vec![put("ix/0002/a", b"v2a")]).await.unwrap();
+    let page = b.scan_entries("ix/", Some("ix/0001/a"), 2).await.unwrap();
+    assert_eq!(
+        page,
+        vec![
+            ("ix/0002/a".to_string(), b"v2a".to_vec()),
+            ("ix/0002/b".to_string(), Vec::new())
+        ]
+    );
+    let all = b.scan_entries("", None, 100).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
+    assert!(b.scan_entries("ix/", None, 0).await.unwrap().is_empty());
+    assert_eq!(
+        b.scan_entries("ix/", Some("ix/0002/b"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "stays inside the prefix"
+    );
     b.write(keys.iter().map(|k| del(k)).collect())
         .await
         .unwrap();

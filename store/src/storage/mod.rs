@@ -97,6 +97,28 @@ pub trait Backend: Send + Sync + 'static {
         Ok(self.scan_prefix(prefix).await?.len() as u64)
     }
 
+    /// Up to `limit` entries (key and stored bytes) below `prefix`, in key order, each key
+    /// greater than `start_after` when given: a bounded, resumable walk that reads values with
+    /// their keys (`hushd migrate` copies a store this way). The default reads each value of a
+    /// [`Backend::scan_range`] page; SQLite and PostgreSQL answer a page in one query. The read
+    /// cache passes it through without keeping what it read.
+    async fn scan_entries(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let keys = self.scan_range(prefix, start_after, limit).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A key deleted between the two reads is left out, as if the page had been read later.
+            if let Some(value) = self.get(&key).await? {
+                out.push((key, value));
+            }
+        }
+        Ok(out)
+    }
+
     /// Apply all ops atomically and durably.
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError>;
 

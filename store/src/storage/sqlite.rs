@@ -65,6 +65,11 @@ const SQL_COUNT_FROM: &str = "SELECT COUNT(*) FROM kv WHERE key >= ?1";
 const SQL_PAGE: &str =
     "SELECT key FROM kv WHERE key > ?1 AND key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4";
 const SQL_PAGE_FROM: &str = "SELECT key FROM kv WHERE key > ?1 AND key >= ?2 ORDER BY key LIMIT ?3";
+/// [`SQL_PAGE`] with the values.
+const SQL_ENTRIES: &str =
+    "SELECT key, value FROM kv WHERE key > ?1 AND key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4";
+const SQL_ENTRIES_FROM: &str =
+    "SELECT key, value FROM kv WHERE key > ?1 AND key >= ?2 ORDER BY key LIMIT ?3";
 
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
@@ -404,6 +409,32 @@ impl Backend for SqliteBackend {
                 None => c
                     .prepare_cached(SQL_PAGE_FROM)?
                     .query_map(rusqlite::params![after, prefix, limit], |r| r.get(0))?
+                    .collect(),
+            };
+            rows
+        })
+        .await
+    }
+
+    async fn scan_entries(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let prefix = prefix.to_string();
+        let after = start_after.unwrap_or("").to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+            let rows = match prefix_upper_bound(&prefix) {
+                Some(upper) => c
+                    .prepare_cached(SQL_ENTRIES)?
+                    .query_map(rusqlite::params![after, prefix, upper, limit], row)?
+                    .collect(),
+                None => c
+                    .prepare_cached(SQL_ENTRIES_FROM)?
+                    .query_map(rusqlite::params![after, prefix, limit], row)?
                     .collect(),
             };
             rows

@@ -147,7 +147,7 @@ async fn route(
         }
         "step-down" if write => return seal::step_down(core).await,
         "rotate" if write => return seal::rotate(core).await,
-        "key-status" if read => return seal::key_status(core, req),
+        "key-status" if read => return seal::key_status(core, req).await,
         "mounts" if read => return Ok(mounts::list(st, req)),
         "auth" if read => return Ok(mounts::list_auth(st, req)),
         "policy" if list => return policy::list_legacy(st, req).await,

@@ -222,14 +222,43 @@ pub async fn rotate(core: &Core) -> Result<Response, LogicalError> {
     Ok(Response::empty())
 }
 
-pub fn key_status(core: &Core, req: &Request) -> Result<Response, LogicalError> {
+/// Vault's `term`, `install_time` and `encryptions`, then Hush's: every term (`retired_time`
+/// once no entry is under it), `oldest_term` (the oldest an entry may still be under) and the
+/// rewrap's walk (`null` before the first).
+pub async fn key_status(core: &Core, req: &Request) -> Result<Response, LogicalError> {
     let st = core.barrier().key_status()?;
+    let terms = core.barrier().terms()?;
+    let walk = crate::core::rewrap::load(core.barrier()).await?;
+    let time =
+        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let oldest_term = terms
+        .iter()
+        .find(|t| t.retired_time.is_none())
+        .map_or(st.term, |t| t.term);
+    let rewrap = walk.map_or(Value::Null, |w| {
+        json!({
+            "target_term": w.target_term,
+            "complete": w.finished_time.is_some(),
+            "entries_scanned": w.scanned,
+            "entries_rewrapped": w.rewrapped,
+            "entries_unreadable": w.unreadable,
+            "started_time": time(&w.started_time),
+            "finished_time": w.finished_time.as_ref().map(time),
+        })
+    });
     Ok(both(
         req,
         json!({
             "term": st.term,
-            "install_time": st.install_time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "install_time": time(&st.install_time),
             "encryptions": st.encryptions,
+            "oldest_term": oldest_term,
+            "terms": terms.iter().map(|t| json!({
+                "term": t.term,
+                "install_time": time(&t.install_time),
+                "retired_time": t.retired_time.as_ref().map(time),
+            })).collect::<Vec<_>>(),
+            "rewrap": rewrap,
         }),
     ))
 }

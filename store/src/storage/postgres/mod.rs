@@ -72,6 +72,9 @@ const SQL_SCAN: &str = "SELECT key FROM hush_store WHERE key >= $1 AND key < $2 
 /// A bounded page of an ordered range, from the primary key's b-tree.
 const SQL_PAGE: &str = "SELECT key FROM hush_store WHERE key > $1 AND key >= $2 AND key < $3 \
                         ORDER BY key LIMIT $4";
+/// [`SQL_PAGE`] with the values.
+const SQL_ENTRIES: &str = "SELECT key, value FROM hush_store WHERE key > $1 AND key >= $2 \
+                           AND key < $3 ORDER BY key LIMIT $4";
 const SQL_COUNT: &str = "SELECT count(*) FROM hush_store WHERE key >= $1 AND key < $2";
 /// The immediate children of `$1` (whose length in bytes + 1 is `$3`): the rest of each key
 /// up to and with its first `/`.
@@ -510,6 +513,32 @@ impl Backend for PostgresBackend {
             &[&after, &prefix.as_bytes(), &upper_bound(prefix), &limit],
         )
         .await
+    }
+
+    async fn scan_entries(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = start_after.unwrap_or("").as_bytes();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let err = |e| self.error("read failed", &e);
+        let stmt = client.prepare_cached(SQL_ENTRIES).await.map_err(err)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&after, &prefix.as_bytes(), &upper_bound(prefix), &limit],
+            )
+            .await
+            .map_err(err)?;
+        rows.into_iter()
+            .map(|r| Ok((key_string(r.get(0))?, r.get(1))))
+            .collect()
     }
 
     async fn count_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
