@@ -19,7 +19,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::storage::{Backend, Op, StorageError};
+use crate::storage::{Backend, ImportStream, Op, StorageError};
 
 pub mod seal;
 pub mod view;
@@ -221,6 +221,10 @@ pub struct Barrier {
     backend: Arc<dyn Backend>,
     keyring: ArcSwapOption<Keyring>,
     encryptions: AtomicU64,
+    /// Held shared by every [`Barrier::write`] (from before its seal check until storage
+    /// answered) and exclusively by [`Barrier::replace_all`], so no write that began under
+    /// the old keys lands in a restored store.
+    writes: tokio::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for Barrier {
@@ -238,6 +242,7 @@ impl Barrier {
             backend,
             keyring: ArcSwapOption::empty(),
             encryptions: AtomicU64::new(0),
+            writes: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -396,6 +401,7 @@ impl Barrier {
 
     /// Encrypt and write a batch atomically. Plaintext buffers are wiped once encrypted.
     pub async fn write(&self, ops: Vec<Op>) -> Result<(), BarrierError> {
+        let _gate = self.writes.read().await;
         let ring = self.keyring.load_full().ok_or(BarrierError::Sealed)?;
         let active = &ring.terms[&ring.active];
         let mut sealed = Vec::with_capacity(ops.len());
@@ -417,6 +423,19 @@ impl Barrier {
         self.backend.write(sealed).await?;
         self.encryptions.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Replace every storage entry (ciphertext as it is, the seal's and the keyring's
+    /// included) by `entries`, all or nothing ([`Backend::replace_all`]). Only while sealed;
+    /// first waits for every write in flight, and no write starts until it is done.
+    pub async fn replace_all(&self, entries: ImportStream) -> Result<u64, BarrierError> {
+        let _gate = self.writes.write().await;
+        if !self.is_sealed() {
+            return Err(BarrierError::Storage(StorageError::Backend(
+                "storage is replaced only while sealed".into(),
+            )));
+        }
+        Ok(self.backend.replace_all(entries).await?)
     }
 
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), BarrierError> {

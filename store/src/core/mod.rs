@@ -18,6 +18,7 @@
 //! - [`login`]: logins to auth methods (token minting, the failed-login limiter);
 //! - [`state`]: the [`Core`] and its lifecycle (init, unseal, seal) and the [`Unsealed`]
 //!   subsystems;
+//! - [`snapshot`]: snapshots of the whole store: save, verify, restore (`sys/storage/snapshot`);
 //! - [`subscribe`]: who receives which event (`sys/events/subscribe`), checked per event;
 //! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
@@ -43,6 +44,7 @@ pub mod mount;
 pub mod policy;
 pub mod registry;
 pub mod router;
+pub mod snapshot;
 pub mod state;
 pub mod subscribe;
 pub mod sys;

@@ -306,6 +306,23 @@ impl Core {
         self.sealed.send_replace(true);
     }
 
+    /// A snapshot restore: seal, then replace every storage entry by `entries`, all or
+    /// nothing. The store stays sealed and unseals with the keys of the entries written.
+    pub async fn seal_and_replace(
+        &self,
+        entries: crate::storage::ImportStream,
+    ) -> Result<u64, LogicalError> {
+        let _guard = self.lifecycle.lock().await;
+        if let Some(st) = self.state.swap(None) {
+            st.background.cancel();
+            st.router.cleanup().await;
+        }
+        self.seal.seal(&self.barrier);
+        self.sealed.send_replace(true);
+        tracing::info!("hushd sealed for a snapshot restore");
+        Ok(self.barrier.replace_all(entries).await?)
+    }
+
     pub fn seal_handle(&self) -> &Seal {
         &self.seal
     }

@@ -28,6 +28,7 @@
 //! server (`SELECT DISTINCT` of the part up to the next `/`), so only the children cross the
 //! network.
 
+mod snapshot;
 pub mod tls;
 mod url;
 
@@ -41,7 +42,7 @@ use deadpool_postgres::{ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::url::PostgresUrl;
-use super::{Backend, Op, StorageError};
+use super::{Backend, ExportStream, ImportStream, Op, StorageError};
 use crate::metrics::StorageMetrics;
 
 /// Most write requests committed in one transaction.
@@ -407,6 +408,14 @@ impl Backend for PostgresBackend {
 
     fn kind(&self) -> &'static str {
         "postgresql"
+    }
+
+    async fn export(&self) -> Result<ExportStream, StorageError> {
+        snapshot::export(&self.pool, &self.url).await
+    }
+
+    async fn replace_all(&self, entries: ImportStream) -> Result<u64, StorageError> {
+        snapshot::replace_all_in_one_transaction(&self.pool, &self.url, entries).await
     }
 }
 
