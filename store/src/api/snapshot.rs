@@ -5,6 +5,10 @@
 //! - `POST|PUT /v1/sys/storage/snapshot`: restore (the body is the file), 204 when done;
 //! - `POST|PUT /v1/sys/storage/snapshot-force`: restore a snapshot made under other keys.
 //!
+//! The same under `sys/storage/raft/` (Vault's raft paths, so hvac's `take_raft_snapshot`,
+//! `restore_raft_snapshot` and `force_restore_raft_snapshot` work); the ACL is checked on the
+//! `sys/storage/snapshot` paths either way.
+//!
 //! Each first asks the core with a bodiless request on the same path, so the token, the ACL
 //! (these are sudo paths) and the audit log see it as any other request, and a sealed store
 //! answers 503, before any byte of a snapshot moves. An upload is spooled to a temporary file
