@@ -11,7 +11,7 @@
 //! - a restore interrupted by `kill -9` leaves the old store intact;
 //! - bad inputs: not root 403, sealed 503, garbage and truncated 400, over the limit 413.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
