@@ -695,6 +695,31 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_commands() {
+        let cli = p(&["operator", "snapshot", "restore", "-force", "a.snap"]).unwrap();
+        match cli.command {
+            Command::Operator(OperatorCmd::Snapshot(SnapshotCmd::Restore { force, file })) => {
+                assert!(force);
+                assert_eq!(file, std::path::Path::new("a.snap"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = p(&["operator", "snapshot", "restore", "a.snap"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::Snapshot(SnapshotCmd::Restore {
+                force: false,
+                ..
+            }))
+        ));
+        assert!(
+            p(&["operator", "snapshot", "save"]).is_err(),
+            "FILE is required"
+        );
+        assert!(p(&["operator", "snapshot", "inspect", "x"]).is_ok());
+    }
+
+    #[test]
     fn rekey_flags() {
         let cli = p(&[
             "operator",

@@ -45,16 +45,19 @@ pub fn routes(core: Arc<Core>, max_snapshot_bytes: u64) -> axum::Router {
         core,
         limit: max_snapshot_bytes,
     };
-    axum::Router::new()
-        .route(
-            "/v1/sys/storage/snapshot",
-            get(save).post(restore).put(restore).fallback(unsupported),
-        )
-        .route(
-            "/v1/sys/storage/snapshot-force",
-            post(restore_force).put(restore_force).fallback(unsupported),
-        )
-        .with_state(state)
+    let mut router = axum::Router::new();
+    for prefix in ["/v1/sys/storage", "/v1/sys/storage/raft"] {
+        router = router
+            .route(
+                &format!("{prefix}/snapshot"),
+                get(save).post(restore).put(restore).fallback(unsupported),
+            )
+            .route(
+                &format!("{prefix}/snapshot-force"),
+                post(restore_force).put(restore_force).fallback(unsupported),
+            );
+    }
+    router.with_state(state)
 }
 
 async fn unsupported() -> HttpResponse {
