@@ -135,9 +135,10 @@ fn main() -> Result<()> {
                     )
                 }
                 "postgres" => {
-                    let cluster = pg.get_or_insert(Postgres::start().await);
+                    let cluster = pg.get_or_insert(Postgres::start_durable().await);
                     let url = cluster.storage_url("bench", "sslmode=disable").await;
-                    let backend = PostgresBackend::connect(&PostgresUrl::parse(&url)?).await?;
+                    let parsed = PostgresUrl::parse(&url).map_err(anyhow::Error::msg)?;
+                    let backend = PostgresBackend::connect(&parsed).await?;
                     (url, Arc::new(backend))
                 }
                 other => bail!("unknown backend {other}"),
