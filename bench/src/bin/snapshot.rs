@@ -109,6 +109,18 @@ async fn round(h: &Hushd, token: &str, key: &str, file: &Path) -> Result<Round> 
     })
 }
 
+/// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`: peak), in MB.
+fn proc_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn rate(n: usize, d: Duration) -> String {
     format!("{:.0}", n as f64 / d.as_secs_f64())
 }
@@ -118,10 +130,10 @@ fn main() -> Result<()> {
     let hushd = bin_or(args.hushd.as_deref(), "hushd")?;
     let rt = tokio::runtime::Runtime::new()?;
     println!(
-        "| backend | entries | snapshot MB | save s (median of {runs}) | save entries/s | restore s (median) | restore entries/s |",
+        "| backend | entries | snapshot MB | save s (median of {runs}) | save entries/s | restore s (median) | restore entries/s | hushd RSS MB before | hushd peak RSS MB |",
         runs = args.runs
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     rt.block_on(async {
         let dir = tempfile::tempdir()?;
         let mut pg = None;
@@ -155,6 +167,7 @@ fn main() -> Result<()> {
             ];
             let h = Hushd::start_bin(&hushd, &args_h, "http", http_client()).await;
             h.unseal(&key).await;
+            let rss_before = proc_mb(h.child.id(), "VmRSS:");
             let mut rounds = Vec::new();
             for i in 0..args.runs {
                 let r = round(&h, &token, &key, &dir.path().join("bench.snap")).await?;
@@ -171,12 +184,13 @@ fn main() -> Result<()> {
             restores.sort();
             let (save, restore) = (saves[saves.len() / 2], restores[restores.len() / 2]);
             println!(
-                "| {name} | {n} | {:.1} | {:.2} | {} | {:.2} | {} |",
+                "| {name} | {n} | {:.1} | {:.2} | {} | {:.2} | {} | {rss_before:.0} | {:.0} |",
                 rounds[0].bytes as f64 / 1e6,
                 save.as_secs_f64(),
                 rate(n, save),
                 restore.as_secs_f64(),
                 rate(n, restore),
+                proc_mb(h.child.id(), "VmHWM:"),
             );
             drop(h);
         }
