@@ -54,6 +54,16 @@ pub struct RawConfig {
     /// How long agents' access events and their batch ids are kept (`sys/agents`), as a
     /// duration such as `720h` (the default) or `30d`; at least 1s.
     pub agent_access_retention: Option<String>,
+    /// Run as one of several hushd on one PostgreSQL: one active, the others standing by
+    /// (default false). Needs `storage = "postgres://..."` and `api_addr`.
+    pub ha: Option<bool>,
+    /// The URL other nodes and clients reach this node at, e.g. `https://10.0.0.5:8200`
+    /// (standbys redirect clients to the active node's).
+    pub api_addr: Option<String>,
+    /// How long the active node's HA lock lasts unless renewed (renewed every third of it), as
+    /// a duration from `1s` to `5m` (default `5s`): a standby takes over at most this long
+    /// (plus a second) after the active node dies.
+    pub ha_lock_ttl: Option<String>,
 }
 
 impl RawConfig {
@@ -90,7 +100,10 @@ impl RawConfig {
             login_address_window_secs,
             raw_storage_endpoint,
             unauthenticated_metrics_access,
-            agent_access_retention
+            agent_access_retention,
+            ha,
+            api_addr,
+            ha_lock_ttl
         );
         self
     }
@@ -132,7 +145,20 @@ pub struct Config {
     pub unauthenticated_metrics_access: bool,
     /// How long agents' access events are kept.
     pub agent_access_retention: std::time::Duration,
+    /// `Some`: one of several HA nodes.
+    pub ha: Option<HaConfig>,
 }
+
+/// The HA settings of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaConfig {
+    /// Where clients and other nodes reach this node (`scheme://host:port`, no path).
+    pub api_addr: String,
+    pub lock_ttl: std::time::Duration,
+}
+
+/// The HA lock's TTL unless configured: a standby takes over within about this long.
+pub const DEFAULT_HA_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct DevConfig {
     pub root_token: Option<SecretString>,
@@ -263,6 +289,7 @@ impl Config {
         }
         let login_limits = login_limits(&raw)?;
         let agent_access_retention = agent_access_retention(raw.agent_access_retention.as_deref())?;
+        let ha = ha(&raw, &storage, dev.is_some())?;
         Ok(Config {
             storage,
             listen,
@@ -280,8 +307,80 @@ impl Config {
             raw_storage_endpoint: raw.raw_storage_endpoint.unwrap_or(false),
             unauthenticated_metrics_access: raw.unauthenticated_metrics_access.unwrap_or(false),
             agent_access_retention,
+            ha,
         })
     }
+}
+
+/// `ha`, `api_addr`, `ha_lock_ttl`: HA needs PostgreSQL and an address to be reached at.
+fn ha(
+    raw: &RawConfig,
+    storage: &StorageConfig,
+    dev: bool,
+) -> Result<Option<HaConfig>, ConfigError> {
+    let api_addr = raw.api_addr.as_deref().map(api_addr).transpose()?;
+    if !raw.ha.unwrap_or(false) {
+        if raw.ha_lock_ttl.is_some() {
+            return err("ha_lock_ttl is set but HA is off: add --ha (ha = true)");
+        }
+        return Ok(None);
+    }
+    if dev {
+        return err("--dev is one in-memory node: do not combine it with --ha");
+    }
+    if !matches!(storage, StorageConfig::Postgres(_)) {
+        return err(
+            "--ha needs shared storage: pass --storage postgres://USER:PASSWORD@HOST:PORT/DATABASE \
+             (SQLite and inmem belong to one process)",
+        );
+    }
+    let Some(api_addr) = api_addr else {
+        return err(
+            "--ha needs --api-addr URL: the address other nodes and clients reach this node at, \
+             e.g. https://10.0.0.5:8200",
+        );
+    };
+    let lock_ttl = match raw.ha_lock_ttl.as_deref() {
+        None => DEFAULT_HA_LOCK_TTL,
+        Some(text) => match hush_api::duration::parse(text) {
+            Some(d)
+                if (std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(300))
+                    .contains(&d) =>
+            {
+                d
+            }
+            Some(_) => return err("ha_lock_ttl must be from 1s to 5m"),
+            None => {
+                return err(format!(
+                    "invalid ha_lock_ttl {text:?}: use a duration such as 5s or 15s"
+                ))
+            }
+        },
+    };
+    Ok(Some(HaConfig { api_addr, lock_ttl }))
+}
+
+/// `api_addr`: an http(s) URL of a host and a port, nothing after them.
+fn api_addr(text: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        err(format!(
+            "invalid api_addr {text:?}: use scheme://host:port, e.g. https://10.0.0.5:8200"
+        ))
+    };
+    let Ok(url) = url::Url::parse(text) else {
+        return bad();
+    };
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none_or(str::is_empty)
+        || !matches!(url.path(), "" | "/")
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return bad();
+    }
+    Ok(text.trim_end_matches('/').to_string())
 }
 
 /// `agent_access_retention`: a duration of at least 1 s; default 720h.
@@ -445,5 +544,89 @@ mod tests {
             None,
         );
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn ha_needs_postgres_and_an_address() {
+        let pg = "storage = \"postgres://u:pw@db:5432/hush\"\ninsecure_no_tls = true\n";
+        let c = Config::validate(
+            raw(&format!(
+                "{pg}ha = true\napi_addr = \"https://10.0.0.5:8200/\""
+            )),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.ha,
+            Some(HaConfig {
+                api_addr: "https://10.0.0.5:8200".into(),
+                lock_ttl: DEFAULT_HA_LOCK_TTL
+            })
+        );
+        let c = Config::validate(
+            raw(&format!(
+                "{pg}ha = true\napi_addr = \"http://h:1\"\nha_lock_ttl = \"15s\""
+            )),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.ha.unwrap().lock_ttl, std::time::Duration::from_secs(15));
+        // api_addr alone is allowed (and unused) without HA.
+        assert!(
+            Config::validate(raw(&format!("{pg}api_addr = \"http://h:1\"")), None)
+                .unwrap()
+                .ha
+                .is_none()
+        );
+        assert_eq!(
+            fails(raw("storage = \"inmem\"\ninsecure_no_tls = true\nha = true"), false),
+            "--ha needs shared storage: pass --storage postgres://USER:PASSWORD@HOST:PORT/DATABASE \
+             (SQLite and inmem belong to one process)"
+        );
+        assert_eq!(
+            fails(raw(&format!("{pg}ha = true")), false),
+            "--ha needs --api-addr URL: the address other nodes and clients reach this node at, \
+             e.g. https://10.0.0.5:8200"
+        );
+        for bad in [
+            "10.0.0.5:8200",
+            "ftp://h:1",
+            "http://h:1/v1",
+            "http://h:1?x=1",
+            "http://u:p@h:1",
+        ] {
+            assert_eq!(
+                fails(raw(&format!("{pg}ha = true\napi_addr = \"{bad}\"")), false),
+                format!(
+                    "invalid api_addr {bad:?}: use scheme://host:port, e.g. https://10.0.0.5:8200"
+                )
+            );
+        }
+        let with = |ttl: &str| {
+            fails(
+                raw(&format!(
+                    "{pg}ha = true\napi_addr = \"http://h:1\"\nha_lock_ttl = \"{ttl}\""
+                )),
+                false,
+            )
+        };
+        assert_eq!(with("500ms"), "ha_lock_ttl must be from 1s to 5m");
+        assert_eq!(with("1h"), "ha_lock_ttl must be from 1s to 5m");
+        assert_eq!(
+            with("soon"),
+            "invalid ha_lock_ttl \"soon\": use a duration such as 5s or 15s"
+        );
+        assert_eq!(
+            fails(raw(&format!("{pg}ha_lock_ttl = \"5s\"")), false),
+            "ha_lock_ttl is set but HA is off: add --ha (ha = true)"
+        );
+        let dev = RawConfig {
+            ha: Some(true),
+            ..RawConfig::default()
+        };
+        assert_eq!(
+            fails(dev, true),
+            "--dev is one in-memory node: do not combine it with --ha"
+        );
     }
 }

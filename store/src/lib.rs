@@ -121,6 +121,15 @@ pub async fn open_storage(
     config: &Config,
     metrics: &metrics::Metrics,
 ) -> Result<Arc<dyn Backend>, StartError> {
+    Ok(open_storage_ha(config, metrics).await?.0)
+}
+
+/// As [`open_storage`]; with HA configured, also this node's handle on the HA lock.
+async fn open_storage_ha(
+    config: &Config,
+    metrics: &metrics::Metrics,
+) -> Result<(Arc<dyn Backend>, Option<core::ha::HaConfig>), StartError> {
+    let mut ha = None;
     let backend: Arc<dyn Backend> = match &config.storage {
         StorageConfig::Memory => Arc::new(storage::MemoryBackend::new()),
         StorageConfig::Sqlite(path) => {
@@ -128,19 +137,38 @@ pub async fn open_storage(
             sqlite.observe(metrics.storage());
             Arc::new(sqlite)
         }
-        StorageConfig::Postgres(url) => {
-            let pg = storage::PostgresBackend::connect(url).await?;
-            pg.observe(metrics.storage());
-            Arc::new(pg)
-        }
+        StorageConfig::Postgres(url) => match &config.ha {
+            None => {
+                let pg = storage::PostgresBackend::connect(url).await?;
+                pg.observe(metrics.storage());
+                Arc::new(pg)
+            }
+            Some(settings) => {
+                let (pg, lock) = storage::PostgresBackend::connect_ha(
+                    url,
+                    storage::postgres::HaSettings {
+                        node_id: uuid::Uuid::new_v4().to_string(),
+                        api_addr: settings.api_addr.clone(),
+                        // A partition must not hold a request past the lease.
+                        call_timeout: settings.lock_ttl,
+                    },
+                )
+                .await?;
+                pg.observe(metrics.storage());
+                ha = Some(core::ha::HaConfig {
+                    lock,
+                    api_addr: settings.api_addr.clone(),
+                    lock_ttl: settings.lock_ttl,
+                });
+                Arc::new(pg)
+            }
+        },
     };
     if config.cache_entries == 0 {
-        return Ok(backend);
+        return Ok((backend, ha));
     }
-    Ok(Arc::new(storage::cache::CachedBackend::new(
-        backend,
-        config.cache_entries,
-    )))
+    let cached = storage::cache::CachedBackend::new(backend, config.cache_entries);
+    Ok((Arc::new(cached), ha))
 }
 
 /// Build the core for `config`; in dev mode it comes back initialised and unsealed.
@@ -153,8 +181,9 @@ pub async fn build_core(
         agent_access_retention: Some(config.agent_access_retention),
     };
     let metrics = Arc::new(metrics::Metrics::new());
-    let storage = open_storage(config, &metrics).await?;
-    let core = Core::with_metrics(storage, backends(), options, metrics);
+    let (storage, ha) = open_storage_ha(config, &metrics).await?;
+    let core = Core::with_ha(storage, backends(), options, metrics, ha);
+    core::failover::start(&core);
     let dev = match config.dev.take() {
         Some(dev) => {
             let (root_token, key) = core

@@ -87,6 +87,20 @@ struct Cli {
     /// 720h, 30d [default: 720h].
     #[arg(long, value_name = "DURATION")]
     agent_access_retention: Option<String>,
+    /// High availability: one of several hushd on one PostgreSQL (--storage postgres://...),
+    /// one active and the others standing by; standbys redirect clients (307) to the active
+    /// node. Each node is unsealed with the same keys.
+    #[arg(long)]
+    ha: bool,
+    /// With --ha: the URL other nodes and clients reach this node at, e.g.
+    /// https://10.0.0.5:8200.
+    #[arg(long, value_name = "URL")]
+    api_addr: Option<String>,
+    /// With --ha: how long the active node's lock lasts unless renewed (it renews every third
+    /// of it); a standby takes over within about this long after the active node dies
+    /// [default: 5s; 1s to 5m].
+    #[arg(long, value_name = "DURATION")]
+    ha_lock_ttl: Option<String>,
 }
 
 impl Cli {
@@ -105,6 +119,9 @@ impl Cli {
             raw_storage_endpoint: self.raw_storage_endpoint.then_some(true),
             unauthenticated_metrics_access: self.unauthenticated_metrics_access.then_some(true),
             agent_access_retention: self.agent_access_retention.clone(),
+            ha: self.ha.then_some(true),
+            api_addr: self.api_addr.clone(),
+            ha_lock_ttl: self.ha_lock_ttl.clone(),
             ..Default::default()
         }
     }

@@ -180,8 +180,10 @@ def test_generate_root(server, root_client):
         sys.generate_root(key=keys[0], nonce="not-the-nonce")
     r = sys.generate_root(key=keys[0], nonce=nonce)
     assert r["progress"] == 1 and r["complete"] is False
-    r = sys.generate_root(key=keys[0], nonce=nonce)  # the same share again: no progress
-    assert r["progress"] == 1
+    # The same share again: a 400 as in Vault, and no progress.
+    with pytest.raises(exceptions.InvalidRequest, match="already been provided"):
+        sys.generate_root(key=keys[0], nonce=nonce)
+    assert sys.read_root_generation_progress()["progress"] == 1
     sys.generate_root(key=keys[1], nonce=nonce)
     done = sys.generate_root(key=keys[2], nonce=nonce)
     assert done["complete"] is True and done["encoded_token"] == done["encoded_root_token"]

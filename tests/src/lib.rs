@@ -15,9 +15,11 @@
 //! - [`load`]: the lean keep-alive HTTP/1.1 client of the load generator.
 //! - [`docker`]: the images built from `docker/`, containers and volumes removed on drop.
 //! - [`systemd`]: the units of `manifests/systemd/` under `systemd-analyze` and `systemd-sysusers`.
+//! - [`ha`]: a cluster of HA hushd on one PostgreSQL, and iptables partitions.
 //! - [`pg`]: a real PostgreSQL cluster; [`moto`]: a stand-in AWS; [`https`]: a stand-in identity
 //!   provider over HTTPS; [`login`]: JWT login helpers of the auth method tests.
 
+pub mod ha;
 pub mod pg;
 
 use std::path::{Path, PathBuf};

@@ -18,6 +18,9 @@ pub const STORAGE_PASSWORD: &str = "St/re-Pw-77";
 /// [`STORAGE_PASSWORD`] as written in a URL.
 pub const STORAGE_PASSWORD_URL: &str = "St%2Fre-Pw-77";
 
+/// How many loopback addresses [`Postgres::start_ha`] listens on.
+pub const HA_ADDRESSES: u8 = 4;
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct Postgres {
@@ -130,6 +133,13 @@ impl Postgres {
         Self::start_inner(false, false).await
     }
 
+    /// As [`Postgres::start`], listening on 127.0.0.1 to 127.0.0.[`HA_ADDRESSES`] (TCP logins
+    /// from anywhere in 127/8): an HA test gives each hushd its own address, so an iptables
+    /// rule can cut one node off while the others keep talking.
+    pub async fn start_ha() -> Postgres {
+        Self::start_with(false, false, HA_ADDRESSES).await
+    }
+
     /// A plain cluster with `fsync=on`, as durable as the machine: for benchmarks that
     /// compare durable writes with SQLite's.
     pub async fn start_durable() -> Postgres {
@@ -143,6 +153,10 @@ impl Postgres {
     }
 
     async fn start_inner(tls: bool, fsync: bool) -> Postgres {
+        Self::start_with(tls, fsync, 1).await
+    }
+
+    async fn start_with(tls: bool, fsync: bool, addresses: u8) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -186,12 +200,22 @@ impl Postgres {
         } else {
             None
         };
+        if addresses > 1 {
+            let mut hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+            hba.push_str("host all all 127.0.0.0/8 scram-sha-256\n");
+            std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        }
+        let listen = (1..=addresses)
+            .map(|i| format!("127.0.0.{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let port = crate::free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
         let child = as_postgres(&bin.join("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args(["-p", &port.to_string(), "-c"])
+            .arg(format!("listen_addresses={listen}"))
             .arg("-c")
             .arg(format!("unix_socket_directories={}", socket_dir.display()))
             .args(["-c", if fsync { "fsync=on" } else { "fsync=off" }])

@@ -38,6 +38,9 @@ pub(super) enum ConnectError {
     /// The address or the CA file cannot be used (the HTTP client says the same).
     #[error("{0}")]
     Setup(String),
+    /// A `307`/`308` to this URL (followed by [`open`]).
+    #[error("redirected to {0}")]
+    Redirect(String),
 }
 
 /// Where to connect, from the server address (`http(s)://host[:port][/prefix]`).
@@ -88,6 +91,21 @@ impl Target {
             port,
             prefix: prefix.to_owned(),
         })
+    }
+
+    /// The target of a redirect's `Location` (`http(s)://host:port[/prefix]/v1/...`): the
+    /// prefix is what comes before `/v1/`. Only the `http(s)` scheme the agent was given
+    /// matters for TLS: the same settings are used.
+    pub fn from_location(location: &str) -> Result<Target, ConnectError> {
+        let base = match location.find("/v1/") {
+            Some(i) => &location[..i],
+            None => {
+                return Err(ConnectError::Transient(format!(
+                    "the subscription was redirected to {location:?}, not an API address"
+                )))
+            }
+        };
+        Target::parse(base)
     }
 
     /// The subscription's URL.
@@ -145,14 +163,36 @@ pub(super) fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Open the subscription.
+/// Most redirects followed for one subscription (an HA standby sends to the active node).
+const MAX_REDIRECTS: usize = 3;
+
+/// Open the subscription, following a store's `307`/`308` (an HA standby names the active node)
+/// as the HTTP client does.
 pub(super) async fn open(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
     token: &SecretString,
     event_types: &str,
 ) -> Result<Socket, ConnectError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, open_inner(target, tls, token, event_types)).await {
+    let follow = async {
+        let mut target = target.clone();
+        for _ in 0..MAX_REDIRECTS {
+            match open_inner(&target, tls, token, event_types).await {
+                Err(ConnectError::Redirect(location)) => {
+                    target = Target::from_location(&location)?;
+                    tracing::debug!(host = %target.host, port = target.port, "subscription redirected");
+                }
+                other => return other,
+            }
+        }
+        Err(ConnectError::Transient(format!(
+            "more than {MAX_REDIRECTS} redirects for the subscription"
+        )))
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, follow).await {
+        Ok(Err(ConnectError::Redirect(_))) => Err(ConnectError::Transient(
+            "the subscription was redirected in a loop".into(),
+        )),
         Ok(r) => r,
         Err(_) => Err(ConnectError::Transient(format!(
             "no subscription within {CONNECT_TIMEOUT:?}"
@@ -199,6 +239,15 @@ async fn open_inner(
         Ok((socket, _)) => Ok(socket),
         Err(WsError::Http(reply)) => {
             let status = reply.status().as_u16();
+            if status == 307 || status == 308 {
+                if let Some(location) = reply
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    return Err(ConnectError::Redirect(location.to_string()));
+                }
+            }
             if status == 429 || status >= 500 {
                 Err(ConnectError::Transient(format!(
                     "the store answered HTTP {status} to the subscription"
@@ -220,6 +269,23 @@ async fn open_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_from_redirects() {
+        let t =
+            Target::from_location("https://10.0.0.6:8200/v1/sys/events/subscribe/kv*?json=true")
+                .unwrap();
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.prefix.as_str()),
+            (true, "10.0.0.6", 8200, "")
+        );
+        let t = Target::from_location("http://h:1/vault/v1/sys/events/subscribe/x").unwrap();
+        assert_eq!(t.prefix, "/vault");
+        assert!(matches!(
+            Target::from_location("http://h:1/elsewhere"),
+            Err(ConnectError::Transient(_))
+        ));
+    }
 
     #[test]
     fn targets_from_addresses() {

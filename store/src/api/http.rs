@@ -237,9 +237,50 @@ fn parse_body(bytes: &[u8]) -> Result<Data, LogicalError> {
     }
 }
 
+/// An HA standby's answer: `307` to the same path and query on the active node, or `503`
+/// when no node is active.
+pub(super) fn standby_response(err: &LogicalError, uri: &axum::http::Uri) -> HttpResponse {
+    let mut resp = error_response(err.status(), err.messages());
+    if let LogicalError::Standby {
+        leader: Some(leader),
+    } = err
+    {
+        let target = format!(
+            "{leader}{}",
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        match header::HeaderValue::from_str(&target) {
+            Ok(v) => {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Err(_) => return error_response(503, err.messages()),
+        }
+    }
+    resp
+}
+
+/// An HA standby sends the request on before reading its body: `None` when this node answers.
+fn standby_redirect(state: &AppState, uri: &axum::http::Uri) -> Option<HttpResponse> {
+    let path = normalize_path(uri.path()).ok()?;
+    if state.unauthenticated_metrics && path == "sys/metrics" {
+        return None;
+    }
+    let standby = state.core.standby_for(&path)?;
+    Some(standby_response(&standby, uri))
+}
+
 async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> HttpResponse {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
+    if let Some(resp) = standby_redirect(&state, &parts.uri) {
+        state.core.metrics().request(
+            "standby",
+            "unknown",
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
+        return resp;
+    }
     if super::events::is_subscription(parts.uri.path())
         && matches!(parts.method, Method::GET | Method::CONNECT)
     {
@@ -267,6 +308,7 @@ async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> H
                 // The core checked the token and the ACL, and audited; the text is ours.
                 Ok(r) if metrics && r.wrap_info.is_none() => prometheus_response(&state.core),
                 Ok(r) => encode(&id, r),
+                Err(e @ LogicalError::Standby { .. }) => standby_response(&e, &parts.uri),
                 Err(e) => logical_error(&e),
             }
         }

@@ -77,10 +77,11 @@ async fn gate(
         .extensions
         .get::<super::http::RemoteAddr>()
         .map(|a| a.0.ip());
-    core.handle(req)
-        .await
-        .map(drop)
-        .map_err(|e| logical_error(&e))
+    core.handle(req).await.map(drop).map_err(|e| match e {
+        // HA: a standby sends the client to the active node, as for every other request.
+        e @ LogicalError::Standby { .. } => super::http::standby_response(&e, &parts.uri),
+        e => logical_error(&e),
+    })
 }
 
 async fn save(State(state): State<SnapState>, req: axum::extract::Request) -> HttpResponse {

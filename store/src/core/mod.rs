@@ -14,12 +14,14 @@
 //! - [`agents`]: the fleet index (agent reports, accesses by path and time, retention);
 //! - [`token`]: the token store (`auth/token/`) and token authentication;
 //! - [`expiration`]: renewal and revocation of leases, and the one expiry task;
+//! - [`ha`]: one node's HA state (active or standby, its lease on the lock);
 //! - [`router`]: the mount table and longest-prefix routing to backends;
 //! - [`login`]: logins to auth methods (token minting, the failed-login limiter);
 //! - [`state`]: the [`Core`] and its lifecycle (init, unseal, seal) and the [`Unsealed`]
 //!   subsystems;
 //! - [`snapshot`]: snapshots of the whole store: save, verify, restore (`sys/storage/snapshot`);
 //! - [`subscribe`]: who receives which event (`sys/events/subscribe`), checked per event;
+//! - [`failover`]: the HA loop: take, renew and give up the lock, become active, step down;
 //! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
 //! - this file: [`Core::handle`], the one entry point: it authenticates the token, turns a
@@ -38,6 +40,8 @@ pub mod agents;
 pub mod audit;
 pub mod events;
 pub mod expiration;
+pub mod failover;
+pub mod ha;
 pub mod lease;
 pub mod login;
 pub mod mount;
@@ -155,6 +159,9 @@ impl Core {
 
     /// Handle one API request end to end.
     pub async fn handle(&self, mut req: Request) -> Result<Response, LogicalError> {
+        if let Some(standby) = self.standby_for(&req.path) {
+            return Err(standby);
+        }
         if let Some(resp) = sys::handle_unauthenticated(self, &req).await {
             return resp;
         }

@@ -11,6 +11,7 @@ use super::agents::AgentIndex;
 use super::audit::AuditBroker;
 use super::events::{EventBus, EVENT_BUFFER};
 use super::expiration::{ExpirationManager, LeaseBackends};
+use super::ha::{Ha, HaConfig};
 use super::lease::LeaseIndex;
 use super::login::limiter::{LoginLimiter, LoginLimits};
 use super::policy::PolicyStore;
@@ -49,8 +50,8 @@ pub struct Core {
     barrier: Arc<Barrier>,
     seal: Seal,
     state: ArcSwapOption<Unsealed>,
-    /// Serialises init, unseal, seal and mount-table changes.
-    lifecycle: tokio::sync::Mutex<()>,
+    /// Serialises init, unseal, seal, HA transitions and mount-table changes.
+    pub(super) lifecycle: tokio::sync::Mutex<()>,
     /// The backend types mounts are started from.
     backends: Arc<Registry>,
     options: CoreOptions,
@@ -60,6 +61,8 @@ pub struct Core {
     metrics: Arc<Metrics>,
     /// Committed changes, for `sys/events/subscribe` (kept across seal and unseal).
     events: Arc<EventBus>,
+    /// One of several HA nodes; `None`: the only node.
+    ha: Option<Arc<Ha>>,
 }
 
 /// Settings of the core that come from hushd's configuration.
@@ -108,7 +111,19 @@ impl Core {
         options: CoreOptions,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        Arc::new(Core {
+        Self::with_ha(backend, backends, options, metrics, None)
+    }
+
+    /// As [`Core::with_metrics`]; with `ha`, one of several nodes on shared storage, which
+    /// stays a standby until its HA loop runs: start it with [`super::failover::start`].
+    pub fn with_ha(
+        backend: Arc<dyn Backend>,
+        backends: Registry,
+        options: CoreOptions,
+        metrics: Arc<Metrics>,
+        ha: Option<HaConfig>,
+    ) -> Arc<Self> {
+        let core = Arc::new(Core {
             barrier: Arc::new(Barrier::new(backend.clone())),
             seal: Seal::new(backend),
             state: ArcSwapOption::empty(),
@@ -118,6 +133,34 @@ impl Core {
             sealed: tokio::sync::watch::Sender::new(true),
             metrics,
             events: EventBus::new(EVENT_BUFFER),
+            ha: ha.map(|c| Arc::new(Ha::new(c))),
+        });
+        if core.ha.is_some() {
+            // Other nodes write while this one is not active.
+            core.barrier.backend().set_cache(false);
+        }
+        core
+    }
+
+    /// The HA state, when this is one of several nodes.
+    pub fn ha(&self) -> Option<&Arc<Ha>> {
+        self.ha.as_ref()
+    }
+
+    /// An HA standby (unsealed, not active): where to send a request for `path`, `None` when
+    /// this node answers it (it is active, sealed or alone, or the path is one a standby
+    /// serves itself).
+    pub fn standby_for(&self, path: &str) -> Option<LogicalError> {
+        let ha = self.ha.as_ref()?;
+        if self.barrier.is_sealed() || self.state.load().is_some() {
+            return None;
+        }
+        let local = matches!(
+            path,
+            "sys/health" | "sys/leader" | "sys/seal-status" | "sys/unseal" | "sys/init"
+        );
+        (!local).then(|| LogicalError::Standby {
+            leader: ha.leader_addr(),
         })
     }
 
@@ -138,8 +181,13 @@ impl Core {
         &self.barrier
     }
 
+    /// Sealed: no keys in memory. An HA standby is unsealed (it holds the keys) though it
+    /// serves nothing but its status.
     pub fn is_sealed(&self) -> bool {
-        self.state.load().is_none()
+        match &self.ha {
+            Some(_) => self.barrier.is_sealed(),
+            None => self.state.load().is_none(),
+        }
     }
 
     /// Follows sealing and unsealing (`true`: sealed); `sys/init`'s brief unseal is not seen.
@@ -147,8 +195,27 @@ impl Core {
         self.sealed.subscribe()
     }
 
+    /// The unsealed subsystems; on an HA node only while it is active and within its lease.
     pub fn unsealed(&self) -> Result<Arc<Unsealed>, LogicalError> {
-        self.state.load_full().ok_or(LogicalError::Sealed)
+        let st = self.state.load_full();
+        match &self.ha {
+            None => st.ok_or(LogicalError::Sealed),
+            Some(_) if self.barrier.is_sealed() => Err(LogicalError::Sealed),
+            Some(ha) => match st {
+                Some(st) if ha.within_lease() => Ok(st),
+                _ => Err(LogicalError::Standby {
+                    leader: ha.leader_addr(),
+                }),
+            },
+        }
+    }
+
+    /// Stop the unsealed subsystems (seal, HA step-down).
+    pub(super) async fn drop_unsealed(&self) {
+        if let Some(st) = self.state.swap(None) {
+            st.background.cancel();
+            st.router.cleanup().await;
+        }
     }
 
     fn view(&self, prefix: &str) -> BarrierView {
@@ -156,7 +223,7 @@ impl Core {
     }
 
     /// Build the unsealed subsystems once the barrier is open.
-    async fn post_unseal(&self) -> Result<(), LogicalError> {
+    pub(super) async fn post_unseal(&self) -> Result<(), LogicalError> {
         let policies = Arc::new(PolicyStore::open(self.view("sys/policy/")).await?);
         let leases = Arc::new(LeaseIndex::new(self.view("sys/expire/")));
         let tokens = Arc::new(
@@ -246,22 +313,35 @@ impl Core {
         threshold: u8,
     ) -> Result<(Vec<zeroize::Zeroizing<Vec<u8>>>, SecretString), LogicalError> {
         let _guard = self.lifecycle.lock().await;
-        let out = self
-            .seal
-            .initialize(&self.barrier, shares, threshold)
-            .await
-            .map_err(seal_err)?;
+        // HA: init writes before anyone is active, so it takes the lock for its writes.
+        let init_lock = match &self.ha {
+            Some(ha) => {
+                if self.seal.is_initialized().await.map_err(seal_err)? {
+                    return Err(seal_err(SealError::AlreadyInitialized));
+                }
+                Some((ha, ha.lock_for_init().await?))
+            }
+            None => None,
+        };
         let result = async {
+            let out = self
+                .seal
+                .initialize(&self.barrier, shares, threshold)
+                .await
+                .map_err(seal_err)?;
             self.post_unseal().await?;
-            self.unsealed()?.tokens.create_root_token().await
+            let st = self.state.load_full().ok_or(LogicalError::Sealed)?;
+            Ok((out.keys, st.tokens.create_root_token().await?))
         }
         .await;
         if let Some(st) = self.state.swap(None) {
             st.background.cancel();
         }
         self.seal.seal(&self.barrier);
-        let root = result?;
-        Ok((out.keys, root))
+        if let Some((ha, generation)) = init_lock {
+            ha.release(generation).await;
+        }
+        result
     }
 
     /// `sys/unseal` with one key share.
@@ -284,11 +364,17 @@ impl Core {
             .await
             .map_err(seal_err)?;
         if !progress.sealed {
-            if let Err(e) = self.post_unseal().await {
-                self.seal.seal(&self.barrier);
-                return Err(e);
+            if let Some(ha) = &self.ha {
+                // Active only once it holds the lock: the HA loop takes it from here.
+                tracing::info!("hushd unsealed: a standby until it holds the HA lock");
+                ha.wake();
+            } else {
+                if let Err(e) = self.post_unseal().await {
+                    self.seal.seal(&self.barrier);
+                    return Err(e);
+                }
+                tracing::info!("hushd unsealed");
             }
-            tracing::info!("hushd unsealed");
             self.sealed.send_replace(false);
         }
         Ok(progress)
@@ -297,34 +383,50 @@ impl Core {
     /// `sys/seal`.
     pub async fn seal(&self) {
         let _guard = self.lifecycle.lock().await;
-        if let Some(st) = self.state.swap(None) {
-            st.background.cancel();
-            st.router.cleanup().await;
-        }
+        let held = self.ha.as_ref().and_then(|ha| ha.set_standby_for_seal());
+        self.drop_unsealed().await;
         self.seal.seal(&self.barrier);
+        if let (Some(ha), Some(generation)) = (&self.ha, held) {
+            self.barrier.backend().set_cache(false);
+            // Let a standby take over now rather than when the lock expires.
+            ha.release(generation).await;
+        }
         tracing::info!("hushd sealed");
         self.sealed.send_replace(true);
     }
 
     /// A snapshot restore: seal, then replace every storage entry by `entries`, all or
     /// nothing. The store stays sealed and unseals with the keys of the entries written.
+    /// HA: the active node keeps (and renews) the lock while storage is replaced, so the
+    /// replace is fenced by its generation (PostgreSQL checks it before the commit); then it
+    /// gives the lock up as a seal does.
     pub async fn seal_and_replace(
         &self,
         entries: crate::storage::ImportStream,
     ) -> Result<u64, LogicalError> {
         let _guard = self.lifecycle.lock().await;
-        if let Some(st) = self.state.swap(None) {
-            st.background.cancel();
-            st.router.cleanup().await;
-        }
+        self.drop_unsealed().await;
         self.seal.seal(&self.barrier);
         self.sealed.send_replace(true);
         tracing::info!("hushd sealed for a snapshot restore");
-        Ok(self.barrier.replace_all(entries).await?)
+        let result = self.barrier.replace_all(entries).await;
+        let held = self.ha.as_ref().and_then(|ha| ha.set_standby_for_seal());
+        if let (Some(ha), Some(generation)) = (&self.ha, held) {
+            self.barrier.backend().set_cache(false);
+            ha.release(generation).await;
+        }
+        Ok(result?)
     }
 
     pub fn seal_handle(&self) -> &Seal {
         &self.seal
+    }
+
+    /// Forget the keys, with the lifecycle lock held (an HA node whose keys no longer open the
+    /// stored keyring).
+    pub(super) fn seal_keys_locked(&self) {
+        self.seal.seal(&self.barrier);
+        self.sealed.send_replace(true);
     }
 }
 

@@ -448,6 +448,10 @@ pub enum LogicalError {
     /// 503: the store has not been initialised.
     #[error("hushd is not initialized: run `hush operator init`")]
     NotInitialized,
+    /// HA: this node is a standby. 307 to the active node when it is known (the HTTP layer
+    /// adds `Location`), else 503.
+    #[error("{}", standby_message(leader.as_deref()))]
+    Standby { leader: Option<String> },
     #[error(transparent)]
     Barrier(#[from] BarrierError),
     #[error(transparent)]
@@ -458,6 +462,15 @@ pub enum LogicalError {
     /// 500: a bug or an unexpected state; the message must not hold secrets.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn standby_message(leader: Option<&str>) -> String {
+    match leader {
+        Some(addr) => format!("this hushd is a standby: the active node is {addr}"),
+        None => "this hushd is a standby and no active node is known yet: retry in a few \
+                 seconds (a standby takes over within the HA lock's TTL)"
+            .into(),
+    }
 }
 
 impl LogicalError {
@@ -475,6 +488,10 @@ impl LogicalError {
             LogicalError::TooLarge(_) => 413,
             LogicalError::RateLimited { .. } => 429,
             LogicalError::Sealed | LogicalError::NotInitialized => 503,
+            LogicalError::Standby { leader: Some(_) } => 307,
+            LogicalError::Standby { leader: None } => 503,
+            LogicalError::Storage(StorageError::NotActive)
+            | LogicalError::Barrier(BarrierError::Storage(StorageError::NotActive)) => 503,
             LogicalError::Barrier(BarrierError::Sealed) => 503,
             LogicalError::Barrier(_)
             | LogicalError::Storage(_)

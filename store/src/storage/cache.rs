@@ -119,6 +119,8 @@ pub struct CachedBackend {
     shared: Arc<Shared>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Off ([`Backend::set_cache`]): reads go straight to the backend.
+    bypass: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CachedBackend {
@@ -146,6 +148,7 @@ impl CachedBackend {
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            bypass: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -181,6 +184,9 @@ impl CachedBackend {
 #[async_trait]
 impl Backend for CachedBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        if self.bypass.load(Ordering::Acquire) {
+            return self.inner.get(key).await;
+        }
         if let Some(v) = self.shared.entries.get(key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(v);
@@ -258,11 +264,13 @@ impl Backend for CachedBackend {
     /// started before cannot put back a value from the old store.
     async fn replace_all(&self, entries: ImportStream) -> Result<u64, StorageError> {
         let result = self.inner.replace_all(entries).await;
-        for stripe in self.shared.stripes.iter() {
-            stripe.lock().generation += 1;
-        }
-        self.shared.entries.clear();
+        self.clear();
         result
+    }
+
+    fn set_cache(&self, on: bool) {
+        self.bypass.store(!on, Ordering::Release);
+        self.clear();
     }
 }
 

@@ -53,6 +53,12 @@ pub enum StorageError {
     /// The backend could not be opened; the message says where and why.
     #[error("{0}")]
     Open(String),
+    /// HA: this node does not hold the lock (any more), so it may not write; the write was
+    /// not applied.
+    #[error(
+        "this hushd is not the active node: it does not hold the HA lock, nothing was written"
+    )]
+    NotActive,
 }
 
 /// A durable key/value store. `write` returns only once the whole batch is durable (fsynced)
@@ -120,6 +126,11 @@ pub trait Backend: Send + Sync + 'static {
             self.kind()
         )))
     }
+
+    /// Turn the read cache off (emptied: reads go to the backend) or on (from empty). An HA
+    /// node caches only while it is active: only then is it the only writer. Only the read
+    /// cache holds anything.
+    fn set_cache(&self, _on: bool) {}
 }
 
 /// One stored entry: its key and its (ciphertext) value.
@@ -145,6 +156,44 @@ pub const STREAM_DEPTH: usize = 256;
 /// The error of an import stream that closed before [`Import::End`].
 pub fn import_cut_short() -> StorageError {
     StorageError::Backend("the entries to restore ended early: nothing was changed".into())
+}
+
+/// The active node, as the HA lock names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    /// The holder's id, random per process start.
+    pub node_id: String,
+    /// The URL clients and other nodes reach it at (its `--api-addr`).
+    pub api_addr: String,
+    pub generation: u64,
+    /// When it took the lock (the database's clock).
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// The lock that makes one of several hushd on one storage the active node, and fences the
+/// writes of the others (see [`postgres::lock`]). Only PostgreSQL implements it.
+#[async_trait]
+pub trait HaLock: Send + Sync + 'static {
+    /// Take the lock for `ttl` unless another node holds it: its generation, or `None`. From
+    /// the moment it is taken, this node's writes carry the generation.
+    async fn try_acquire(&self, ttl: std::time::Duration) -> Result<Option<u64>, StorageError>;
+
+    /// Extend the lock by `ttl` from now; `false` when it is not this node's any more (then
+    /// this node's writes fail from now on).
+    async fn renew(&self, generation: u64, ttl: std::time::Duration) -> Result<bool, StorageError>;
+
+    /// Give the lock up now (a seal, a shutdown, a step-down), so a standby takes over at once.
+    /// Writes stop first.
+    async fn release(&self, generation: u64) -> Result<(), StorageError>;
+
+    /// Who holds the lock now, if anyone.
+    async fn leader(&self) -> Result<Option<Leader>, StorageError>;
+
+    /// Stop writing at once, before anything else is said to the database.
+    fn fence_off(&self);
+
+    /// This node's id in the lock row.
+    fn node_id(&self) -> &str;
 }
 
 /// Collapse sorted full keys below `prefix` into Vault-style immediate children.

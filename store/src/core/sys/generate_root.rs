@@ -129,7 +129,13 @@ pub async fn update(core: &Core, req: &Request) -> Result<Response, LogicalError
             .map_err(seal_err)?
         {
             QuorumStep::Complete(parts) => (parts, attempt.otp.clone()),
-            QuorumStep::Duplicate | QuorumStep::More => {
+            // As Vault: a share given twice is an error, not a no-op.
+            QuorumStep::Duplicate => {
+                return Err(LogicalError::invalid(
+                    "given key has already been provided during this generation operation",
+                ))
+            }
+            QuorumStep::More => {
                 let started = Some((attempt.quorum.nonce.as_str(), attempt.quorum.progress()));
                 return Ok(Response::raw(body(started, required, "", "")));
             }

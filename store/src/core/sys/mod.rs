@@ -31,6 +31,7 @@ pub const ROOT_PATHS: &[&str] = &[
     "audit/*",
     "rotate",
     "seal",
+    "step-down",
     "key-status",
     "raw",
     "raw/*",
@@ -165,6 +166,7 @@ async fn route(
             core.seal().await;
             return Ok(Response::empty());
         }
+        "step-down" if write => return seal::step_down(core).await,
         "rotate" if write => return seal::rotate(core).await,
         "key-status" if read => return seal::key_status(core, req),
         "mounts" if read => return Ok(mounts::list(st, req)),

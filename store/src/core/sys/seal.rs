@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::both;
+use crate::core::ha::{Role, StepDown};
 use crate::core::state::{seal_err, Core};
 use crate::logical::fields::{field_bool, field_u64};
 use crate::logical::{LogicalError, Request, Response};
@@ -142,17 +143,21 @@ pub async fn health(core: &Core, req: &Request) -> Result<Response, LogicalError
             None => Ok(default),
         }
     };
+    let standby = !sealed && core.ha().is_some_and(|ha| !ha.is_active());
+    let standby_ok = field_bool(&req.data, "standbyok")?.unwrap_or(false);
     let status = if !initialized {
         code("uninitcode", 501)?
     } else if sealed {
         code("sealedcode", 503)?
+    } else if standby && !standby_ok {
+        code("standbycode", 429)?
     } else {
         code("activecode", 200)?
     };
     let body = json!({
         "initialized": initialized,
         "sealed": sealed,
-        "standby": false,
+        "standby": standby,
         "performance_standby": false,
         "replication_performance_mode": "disabled",
         "replication_dr_mode": "disabled",
@@ -164,16 +169,48 @@ pub async fn health(core: &Core, req: &Request) -> Result<Response, LogicalError
     Ok(Response::raw(body).with_status(status))
 }
 
-pub fn leader(_core: &Core) -> Response {
+/// `sys/leader`: whether HA is on, and which node is active (as Vault: `leader_address` is
+/// the active node's API address, this node's own when it is active).
+pub fn leader(core: &Core) -> Response {
+    let zero = "0001-01-01T00:00:00Z".to_string();
+    let (ha_enabled, is_self, active_time, address) = match core.ha() {
+        None => (false, false, zero, String::new()),
+        Some(ha) => match ha.role() {
+            Role::Active { since, .. } => (
+                true,
+                true,
+                since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                ha.api_addr().to_string(),
+            ),
+            Role::Standby { leader } => (
+                true,
+                false,
+                zero,
+                leader.map(|l| l.api_addr).unwrap_or_default(),
+            ),
+        },
+    };
     Response::raw(json!({
-        "ha_enabled": false,
-        "is_self": false,
-        "active_time": "0001-01-01T00:00:00Z",
-        "leader_address": "",
+        "ha_enabled": ha_enabled,
+        "is_self": is_self,
+        "active_time": active_time,
+        "leader_address": address,
         "leader_cluster_address": "",
         "performance_standby": false,
         "performance_standby_last_remote_wal": 0,
     }))
+}
+
+/// `sys/step-down`: the active node gives the HA lock up and stands by for a while, so
+/// another node takes over (maintenance). Answered before this node stops serving.
+pub async fn step_down(core: &Core) -> Result<Response, LogicalError> {
+    if core.ha().is_none() {
+        return Err(LogicalError::invalid(
+            "this hushd does not run with --ha: there is no other node to hand over to",
+        ));
+    }
+    core.step_down(StepDown::Asked).await;
+    Ok(Response::empty())
 }
 
 pub async fn rotate(core: &Core) -> Result<Response, LogicalError> {

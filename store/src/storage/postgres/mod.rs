@@ -5,9 +5,11 @@
 //! `hush_store (key bytea PRIMARY KEY, value bytea NOT NULL)`: keys are the UTF-8 bytes of the
 //! storage key, so the primary key's order is byte order whatever the database's encoding or
 //! collation, and `list`/scans are range reads of that index (`key >= prefix AND key <
-//! upper_bound(prefix)`, never `LIKE`). `hush_schema (id, version)` holds the schema version:
-//! hushd creates both tables in an empty database (under an advisory lock, so two starting
-//! together do not race) and refuses a database whose version is newer than its own.
+//! upper_bound(prefix)`, never `LIKE`). `hush_lock` holds the HA lock's one row ([`lock`]).
+//! `hush_schema (id, version)` holds the schema version: hushd creates the tables in an empty
+//! database (under an advisory lock, so two starting together do not race), upgrades a version
+//! 1 database (no lock table) in place, and refuses a database whose version is newer than its
+//! own.
 //!
 //! # Writes
 //! As in SQLite, one writer task commits for everyone: it takes the first queued request, then
@@ -22,12 +24,19 @@
 //! whose answer was lost is harmless: puts and deletes are idempotent and the order is
 //! kept.
 //!
+//! # HA
+//! [`PostgresBackend::connect_ha`] makes one of several nodes on the database: its writes use
+//! `SQL_WRITE_FENCED`, made only while the node holds the lock row of [`lock`] with its
+//! generation (else [`StorageError::NotActive`], nothing written), and every call is bounded by
+//! the lock's TTL so a partition cannot hold a request past the node's lease.
+//!
 //! # Reads
 //! Each read takes a pooled connection ([`POOL_SIZE`] at most, the writer's included) and runs
 //! one prepared statement. `list` collapses the keys below a prefix into its children in the
 //! server (`SELECT DISTINCT` of the part up to the next `/`), so only the children cross the
 //! network.
 
+pub mod lock;
 mod snapshot;
 pub mod tls;
 mod url;
@@ -41,16 +50,19 @@ use async_trait::async_trait;
 use deadpool_postgres::{ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::lock::PostgresLock;
 pub use self::url::PostgresUrl;
 use super::{Backend, ExportStream, ImportStream, Op, StorageError};
 use crate::metrics::StorageMetrics;
+use lock::Fence;
 
 /// Most write requests committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
 /// Most connections open at once.
 pub const POOL_SIZE: usize = 16;
-/// The schema this hushd writes; it refuses a database with a newer one.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema this hushd writes; it refuses a database with a newer one. Version 2 added the
+/// HA lock row ([`lock`]); a version 1 database is upgraded in place.
+pub const SCHEMA_VERSION: i32 = 2;
 /// How long a request may wait for a free connection.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `pg_advisory_xact_lock` key of the schema setup ("hush" in ASCII).
@@ -77,6 +89,29 @@ const SQL_WRITE: &str = "WITH deleted AS (DELETE FROM hush_store WHERE key = ANY
      INSERT INTO hush_store (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
 
+/// [`SQL_WRITE`] for an HA node: the same writes, made only when the lock row still carries
+/// this node's generation (`$4`) and has not expired, with that row share-locked until the
+/// commit so a takeover waits for it. Answers how many lock rows it got: 0 means nothing was
+/// written. See [`lock`].
+const SQL_WRITE_FENCED: &str = "WITH fence AS (SELECT 1 FROM hush_lock WHERE id = 1 \
+         AND generation = $4 AND expires_at > clock_timestamp() FOR SHARE), \
+     deleted AS (DELETE FROM hush_store WHERE key = ANY($3::bytea[]) \
+         AND EXISTS (SELECT 1 FROM fence)), \
+     put AS (INSERT INTO hush_store (key, value) \
+         SELECT k, v FROM unnest($1::bytea[], $2::bytea[]) AS u(k, v) \
+         WHERE EXISTS (SELECT 1 FROM fence) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+     SELECT count(*) FROM fence";
+
+/// How an HA node connects: who it is in the lock row, and how long any one storage call may
+/// take (a partition must not hold requests past the lock's TTL).
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    pub node_id: String,
+    pub api_addr: String,
+    pub call_timeout: Duration,
+}
+
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
 struct Msg {
@@ -97,6 +132,10 @@ pub struct PostgresBackend {
     url: Arc<PostgresUrl>,
     tx: mpsc::UnboundedSender<Msg>,
     stats: Arc<Stats>,
+    /// HA only: the generation every write must still hold.
+    fence: Option<Arc<Fence>>,
+    /// HA only: the bound on each storage call.
+    call_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -146,6 +185,39 @@ impl PostgresBackend {
     /// Fails with the host, port, database and user (never the password) when the server
     /// cannot be reached or refuses the login.
     pub async fn connect(url: &PostgresUrl) -> Result<PostgresBackend, StorageError> {
+        Self::open(url, None).await
+    }
+
+    /// As [`PostgresBackend::connect`], for one of several HA nodes: every write is fenced by
+    /// the lock the returned handle takes (none is written before it is taken), every call is
+    /// bounded by `ha.call_timeout`, and the connections carry `application_name`
+    /// `hushd <api_addr>` unless the URL sets one.
+    pub async fn connect_ha(
+        url: &PostgresUrl,
+        ha: HaSettings,
+    ) -> Result<(PostgresBackend, Arc<PostgresLock>), StorageError> {
+        let mut url = url.clone();
+        if url.config.get_application_name() == Some("hushd") {
+            url.config
+                .application_name(format!("hushd {}", ha.api_addr));
+        }
+        let backend = Self::open(&url, Some(ha.call_timeout)).await?;
+        let fence = backend.fence.clone().expect("an HA backend has a fence");
+        let lock = PostgresLock::new(
+            backend.pool.clone(),
+            backend.url.clone(),
+            fence,
+            ha.node_id,
+            ha.api_addr,
+            ha.call_timeout,
+        );
+        Ok((backend, Arc::new(lock)))
+    }
+
+    async fn open(
+        url: &PostgresUrl,
+        call_timeout: Option<Duration>,
+    ) -> Result<PostgresBackend, StorageError> {
         let url = Arc::new(url.clone());
         let manager = tls::manager(
             url.config.clone(),
@@ -165,11 +237,14 @@ impl PostgresBackend {
             .map_err(|e| StorageError::Open(format!("postgresql: cannot build the pool: {e}")))?;
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::unbounded_channel();
+        let fence = call_timeout.map(|_| Arc::new(Fence::default()));
         let backend = PostgresBackend {
             pool,
             url,
             tx,
             stats,
+            fence: fence.clone(),
+            call_timeout,
         };
         let mut client = backend.pool.get().await.map_err(|e| {
             StorageError::Open(backend.url.scrub(format!(
@@ -194,6 +269,8 @@ impl PostgresBackend {
             pool: backend.pool.clone(),
             url: backend.url.clone(),
             stats: backend.stats.clone(),
+            fence,
+            call_timeout,
         };
         tokio::spawn(writer.run(rx));
         Ok(backend)
@@ -256,7 +333,24 @@ impl PostgresBackend {
                     self.url.database()
                 )))
             }
-            Some(v) => v,
+            Some(v) if v == SCHEMA_VERSION => v,
+            Some(v) => {
+                // 1 -> 2: the HA lock row.
+                tx.batch_execute(lock::SQL_CREATE).await.map_err(err)?;
+                tx.execute(
+                    "UPDATE hush_schema SET version = $1 WHERE id = 1",
+                    &[&SCHEMA_VERSION],
+                )
+                .await
+                .map_err(err)?;
+                tracing::info!(
+                    database = self.url.database(),
+                    from = v,
+                    to = SCHEMA_VERSION,
+                    "postgresql: schema upgraded"
+                );
+                SCHEMA_VERSION
+            }
             None => {
                 tx.batch_execute(&format!(
                     "CREATE TABLE IF NOT EXISTS hush_store (key bytea PRIMARY KEY, \
@@ -265,6 +359,7 @@ impl PostgresBackend {
                 ))
                 .await
                 .map_err(err)?;
+                tx.batch_execute(lock::SQL_CREATE).await.map_err(err)?;
                 tracing::info!(
                     database = self.url.database(),
                     version = SCHEMA_VERSION,
@@ -303,12 +398,35 @@ impl PostgresBackend {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<String>, StorageError> {
-        let client = self.client().await?;
-        let err = |e| self.error("read failed", &e);
-        let stmt = client.prepare_cached(sql).await.map_err(err)?;
-        let rows = client.query(&stmt, params).await.map_err(err)?;
-        rows.into_iter().map(|r| key_string(r.get(0))).collect()
+        bounded(self.call_timeout, &self.url, async {
+            let client = self.client().await?;
+            let err = |e| self.error("read failed", &e);
+            let stmt = client.prepare_cached(sql).await.map_err(err)?;
+            let rows = client.query(&stmt, params).await.map_err(err)?;
+            rows.into_iter().map(|r| key_string(r.get(0))).collect()
+        })
+        .await
     }
+}
+
+/// `work`, given at most `limit` (HA nodes) when there is one. Past it the outcome of a write
+/// is unknown, and it is answered as failed.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    url: &PostgresUrl,
+    work: impl std::future::Future<Output = Result<T, StorageError>>,
+) -> Result<T, StorageError> {
+    let Some(limit) = limit else {
+        return work.await;
+    };
+    tokio::time::timeout(limit, work).await.map_err(|_| {
+        StorageError::Backend(format!(
+            "postgresql {}:{}/{}: no answer within {limit:?}",
+            url.host(),
+            url.port(),
+            url.database()
+        ))
+    })?
 }
 
 fn pool_cause(e: &deadpool_postgres::PoolError) -> String {
@@ -343,14 +461,17 @@ fn query_error(url: &PostgresUrl, what: &str, e: &tokio_postgres::Error) -> Stor
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let client = self.client().await?;
-        let err = |e| self.error("read failed", &e);
-        let stmt = client.prepare_cached(SQL_GET).await.map_err(err)?;
-        let row = client
-            .query_opt(&stmt, &[&key.as_bytes()])
-            .await
-            .map_err(err)?;
-        Ok(row.map(|r| r.get(0)))
+        bounded(self.call_timeout, &self.url, async {
+            let client = self.client().await?;
+            let err = |e| self.error("read failed", &e);
+            let stmt = client.prepare_cached(SQL_GET).await.map_err(err)?;
+            let row = client
+                .query_opt(&stmt, &[&key.as_bytes()])
+                .await
+                .map_err(err)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
@@ -384,20 +505,26 @@ impl Backend for PostgresBackend {
     }
 
     async fn count_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
-        let client = self.client().await?;
-        let err = |e| self.error("count failed", &e);
-        let stmt = client.prepare_cached(SQL_COUNT).await.map_err(err)?;
-        let n: i64 = client
-            .query_one(&stmt, &[&prefix.as_bytes(), &upper_bound(prefix)])
-            .await
-            .map_err(err)?
-            .get(0);
-        Ok(u64::try_from(n).unwrap_or(0))
+        bounded(self.call_timeout, &self.url, async {
+            let client = self.client().await?;
+            let err = |e| self.error("count failed", &e);
+            let stmt = client.prepare_cached(SQL_COUNT).await.map_err(err)?;
+            let n: i64 = client
+                .query_one(&stmt, &[&prefix.as_bytes(), &upper_bound(prefix)])
+                .await
+                .map_err(err)?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
     }
 
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         if ops.is_empty() {
             return Ok(());
+        }
+        if self.fence.as_ref().is_some_and(|f| f.get() == 0) {
+            return Err(StorageError::NotActive);
         }
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -415,7 +542,13 @@ impl Backend for PostgresBackend {
     }
 
     async fn replace_all(&self, entries: ImportStream) -> Result<u64, StorageError> {
-        snapshot::replace_all_in_one_transaction(&self.pool, &self.url, entries).await
+        snapshot::replace_all_in_one_transaction(
+            &self.pool,
+            &self.url,
+            self.fence.as_deref(),
+            entries,
+        )
+        .await
     }
 }
 
@@ -425,6 +558,8 @@ struct Writer {
     pool: Pool,
     url: Arc<PostgresUrl>,
     stats: Arc<Stats>,
+    fence: Option<Arc<Fence>>,
+    call_timeout: Option<Duration>,
 }
 
 impl Writer {
@@ -448,6 +583,12 @@ impl Writer {
             Ok(()) => {
                 for reply in replies {
                     let _ = reply.send(Ok(()));
+                }
+            }
+            // Fenced out: no request of the group can be written by this node.
+            Err(StorageError::NotActive) => {
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::NotActive));
                 }
             }
             Err(e) if ops.len() == 1 => {
@@ -485,12 +626,38 @@ impl Writer {
             }
         }
         let err = |e| query_error(&self.url, "write failed", &e);
-        let client = pooled(&self.pool, &self.url).await?;
-        let stmt = client.prepare_cached(SQL_WRITE).await.map_err(err)?;
-        client
-            .execute(&stmt, &[&put_keys, &put_values, &deletes])
-            .await
-            .map_err(err)?;
+        let generation = match &self.fence {
+            Some(fence) => match fence.get() {
+                0 => return Err(StorageError::NotActive),
+                g => Some(g),
+            },
+            None => None,
+        };
+        bounded(self.call_timeout, &self.url, async {
+            let client = pooled(&self.pool, &self.url).await?;
+            match generation {
+                None => {
+                    let stmt = client.prepare_cached(SQL_WRITE).await.map_err(err)?;
+                    client
+                        .execute(&stmt, &[&put_keys, &put_values, &deletes])
+                        .await
+                        .map_err(err)?;
+                }
+                Some(generation) => {
+                    let stmt = client.prepare_cached(SQL_WRITE_FENCED).await.map_err(err)?;
+                    let held: i64 = client
+                        .query_one(&stmt, &[&put_keys, &put_values, &deletes, &generation])
+                        .await
+                        .map_err(err)?
+                        .get(0);
+                    if held == 0 {
+                        return Err(StorageError::NotActive);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = self.stats.metrics.get() {
             m.commit(started.elapsed(), requests.len());

@@ -15,6 +15,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::IsolationLevel;
 
+use super::lock::Fence;
 use super::{key_string, pooled, query_error, PostgresUrl};
 use crate::storage::{
     import_cut_short, Entry, ExportStream, Import, ImportStream, StorageError, STREAM_DEPTH,
@@ -24,6 +25,11 @@ use crate::storage::{
 pub const PORTAL_ROWS: i32 = 1000;
 
 const SQL_ALL: &str = "SELECT key, value FROM hush_store ORDER BY key";
+
+/// HA: does the lock row still carry this node's generation (`$1`), unexpired? Share-locks
+/// the row until the commit, so a takeover waits for it (as `SQL_WRITE_FENCED`).
+const SQL_FENCE: &str = "SELECT count(*) FROM hush_lock WHERE id = 1 AND generation = $1 \
+                         AND expires_at > clock_timestamp() FOR SHARE";
 
 /// Every entry in key order from one MVCC snapshot; see the module docs.
 pub(super) async fn export(pool: &Pool, url: &PostgresUrl) -> Result<ExportStream, StorageError> {
@@ -74,12 +80,22 @@ async fn export_rows(
 /// the entries as they arrive, `COMMIT` at [`Import::End`]. A stream that closes early, or
 /// any error, rolls the whole transaction back.
 ///
-/// HA (fencing): the lock-holder check belongs as the first statement of this transaction.
+/// HA (`fence`): refused at once when this node is fenced off; and the last statement
+/// before the `COMMIT` checks that the lock row still carries this node's generation (and
+/// share-locks it until the commit), else everything rolls back ([`StorageError::NotActive`]).
+/// The check is at the end, not the start, because the transaction can run longer than the
+/// lock's TTL: what matters is that the lock is still held when the new rows become visible.
+/// No call timeout bounds the transaction as a whole (a large restore takes as long as it
+/// takes); the fence does.
 pub(super) async fn replace_all_in_one_transaction(
     pool: &Pool,
     url: &PostgresUrl,
+    fence: Option<&Fence>,
     mut entries: ImportStream,
 ) -> Result<u64, StorageError> {
+    if fence.is_some_and(|f| f.get() == 0) {
+        return Err(StorageError::NotActive);
+    }
     let err = |e: tokio_postgres::Error| query_error(url, "snapshot restore failed", &e);
     let mut client = pooled(pool, url).await?;
     let tx = client.transaction().await.map_err(err)?;
@@ -108,6 +124,17 @@ pub(super) async fn replace_all_in_one_transaction(
         }
     }
     writer.finish().await.map_err(err)?;
+    if let Some(fence) = fence {
+        let held: i64 = tx
+            .query_one(SQL_FENCE, &[&fence.get()])
+            .await
+            .map_err(err)?
+            .get(0);
+        if held == 0 {
+            // Dropping the transaction rolls back.
+            return Err(StorageError::NotActive);
+        }
+    }
     tx.commit().await.map_err(err)?;
     Ok(n)
 }
