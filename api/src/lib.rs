@@ -35,6 +35,7 @@ pub mod process_stats;
 pub mod sd_notify;
 #[cfg(feature = "tls-server")]
 pub mod server;
+pub mod snapshot;
 #[cfg(feature = "tls-server")]
 pub mod tls;
 pub mod wire;

@@ -168,6 +168,31 @@ pub enum OperatorCmd {
     /// -init starts with the new -key-shares and -key-threshold, each holder then enters a
     /// current key share; the last one prints the new keys. The old keys stop unsealing.
     Rekey(RekeyArgs),
+    /// Save, restore or check a snapshot of the whole store (its encrypted entries and a
+    /// manifest), as `vault operator raft snapshot`
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// Save a consistent snapshot of the store to FILE (root or sudo on sys/storage/snapshot)
+    Save {
+        /// Where to write it (written beside as FILE.part, renamed once complete and checked)
+        file: std::path::PathBuf,
+    },
+    /// Replace the whole store with the snapshot in FILE; the store is then sealed and
+    /// unseals with the snapshot's keys and root token
+    Restore {
+        /// Restore a snapshot made by a store with other keys: only its integrity (SHA-256,
+        /// structure, counts) can then be checked, not who made it
+        #[arg(long)]
+        force: bool,
+        file: std::path::PathBuf,
+    },
+    /// Check FILE offline (structure, order, counts, SHA-256); with HUSH_ADDR and HUSH_TOKEN of
+    /// a store holding the snapshot's keys, also its authentication
+    Inspect { file: std::path::PathBuf },
 }
 
 /// `hush operator rekey` flags. `Debug` leaves out the key.
@@ -667,6 +692,31 @@ mod tests {
             })
         ));
         assert!(p(&["operator", "init", "-key-shares=lots"]).is_err());
+    }
+
+    #[test]
+    fn snapshot_commands() {
+        let cli = p(&["operator", "snapshot", "restore", "-force", "a.snap"]).unwrap();
+        match cli.command {
+            Command::Operator(OperatorCmd::Snapshot(SnapshotCmd::Restore { force, file })) => {
+                assert!(force);
+                assert_eq!(file, std::path::Path::new("a.snap"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = p(&["operator", "snapshot", "restore", "a.snap"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCmd::Snapshot(SnapshotCmd::Restore {
+                force: false,
+                ..
+            }))
+        ));
+        assert!(
+            p(&["operator", "snapshot", "save"]).is_err(),
+            "FILE is required"
+        );
+        assert!(p(&["operator", "snapshot", "inspect", "x"]).is_ok());
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl Ctx {
         }
     }
 
+    /// Both a server address and a token are set.
+    pub fn has_server(&self) -> bool {
+        self.address.is_some() && self.token.is_some()
+    }
+
     pub fn json(&self) -> bool {
         self.format == Format::Json
     }

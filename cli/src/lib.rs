@@ -6,6 +6,7 @@
 //! - [`args`]: the clap grammar, with vault-style single-dash flags.
 //! - [`context`]: address/token/CA from flags and environment, errors with advice.
 //! - [`output`]: tables and JSON.
+//! - [`progress`]: a progress bar on a terminal, JSON progress lines otherwise.
 //! - [`cmd`]: one module per command group (`operator`, `kv`, `policy`, `token`, `audit`, `agents`),
 //!   and `dev`, the local demo (starts `hushd --dev` and tours the other commands).
 //!
@@ -15,6 +16,7 @@ pub mod args;
 pub mod cmd;
 pub mod context;
 pub mod output;
+pub mod progress;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub log_level: Option<String>,
     /// Largest accepted request body in bytes (default 33554432 = 32 MiB).
     pub max_request_bytes: Option<usize>,
+    /// Largest snapshot a restore accepts (`sys/storage/snapshot`), in bytes (default 64 GiB).
+    pub max_snapshot_bytes: Option<u64>,
     /// Entries in the storage read cache (default 65536; 0 disables it).
     pub cache_entries: Option<usize>,
     /// How often TLS files are checked for changes, in seconds (default 10).
@@ -88,6 +90,7 @@ impl RawConfig {
             log_format,
             log_level,
             max_request_bytes,
+            max_snapshot_bytes,
             cache_entries,
             tls_reload_interval_secs,
             login_lockout_threshold,
@@ -174,6 +177,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub max_request_bytes: usize,
+    pub max_snapshot_bytes: u64,
     pub cache_entries: usize,
     pub tls_reload_interval: std::time::Duration,
     pub login_limits: crate::core::login::limiter::LoginLimits,
@@ -302,6 +306,9 @@ impl Config {
             log_format,
             log_level: raw.log_level.unwrap_or_else(|| "info".into()),
             max_request_bytes,
+            max_snapshot_bytes: raw
+                .max_snapshot_bytes
+                .unwrap_or(crate::api::snapshot::DEFAULT_MAX_SNAPSHOT_BYTES),
             cache_entries: raw.cache_entries.unwrap_or(65_536),
             tls_reload_interval: std::time::Duration::from_secs(reload),
             login_limits,

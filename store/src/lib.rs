@@ -231,7 +231,11 @@ pub async fn run(
         core.clone(),
         config.max_request_bytes,
         config.unauthenticated_metrics_access,
-    );
+    )
+    .merge(api::snapshot::routes(
+        core.clone(),
+        config.max_snapshot_bytes,
+    ));
     api::serve(listener, tls, app, shutdown).await?;
     core.seal().await;
     Ok(())

@@ -6,6 +6,7 @@ pub mod dev;
 pub mod kv;
 pub mod operator;
 pub mod policy;
+pub mod snapshot;
 pub mod token;
 
 use crate::args::{Cli, Command};

@@ -40,6 +40,7 @@ pub async fn run(ctx: &Ctx, cmd: OperatorCmd) -> anyhow::Result<()> {
         }
         OperatorCmd::GenerateRoot(args) => generate_root(ctx, args).await,
         OperatorCmd::Rekey(args) => rekey(ctx, args).await,
+        OperatorCmd::Snapshot(cmd) => super::snapshot::run(ctx, cmd).await,
         OperatorCmd::KeyStatus => {
             let status = ctx.client()?.key_status().await?;
             if ctx.json() {

@@ -239,7 +239,7 @@ fn parse_body(bytes: &[u8]) -> Result<Data, LogicalError> {
 
 /// An HA standby's answer: `307` to the same path and query on the active node, or `503`
 /// when no node is active.
-fn standby_response(err: &LogicalError, uri: &axum::http::Uri) -> HttpResponse {
+pub(super) fn standby_response(err: &LogicalError, uri: &axum::http::Uri) -> HttpResponse {
     let mut resp = error_response(err.status(), err.messages());
     if let LogicalError::Standby {
         leader: Some(leader),

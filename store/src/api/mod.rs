@@ -3,11 +3,13 @@
 //!
 //! - [`http`]: method/path/body decoding, the response envelope, errors.
 //! - [`events`]: `sys/events/subscribe` over a WebSocket.
+//! - [`snapshot`]: `sys/storage/snapshot` save and restore, streamed, with their own size limit.
 //! - TLS certificates that reload when their files change: [`hush_api::tls`].
 //! - the accept loop with graceful shutdown: [`hush_api::server`] (shared with the webhook).
 
 pub mod events;
 pub mod http;
+pub mod snapshot;
 
 pub use http::{app, app_with, DEFAULT_MAX_REQUEST_BYTES};
 pub use hush_api::server::serve;

@@ -25,7 +25,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::storage::{Backend, Op, StorageError};
+use crate::storage::{Backend, ImportStream, Op, StorageError};
 
 pub mod locks;
 mod rewrap;
@@ -262,7 +262,8 @@ pub struct Barrier {
     /// Held shared by every write from the moment it picks its term until storage answered;
     /// a rotation takes it alone to swap the keyring, so once it returns no write under the
     /// older term is still on its way to storage (the rewrap would not see one committed
-    /// behind it).
+    /// behind it), and [`Barrier::replace_all`] takes it alone so no write that began under
+    /// the old keys lands in a restored store.
     write_fence: Arc<tokio::sync::RwLock<()>>,
     /// The active term (0 while sealed), for the rewrap task to follow rotations.
     active_term: tokio::sync::watch::Sender<u32>,
@@ -460,7 +461,8 @@ impl Barrier {
             Self::check_key(op.key())?;
         }
         // The keys' locks first, then the fence and the keyring: a write picks its term only
-        // once no rewrap page holds its keys, and a rotation waits for it to reach storage.
+        // once no rewrap page holds its keys, and a rotation (or a restore) waits for it to
+        // reach storage.
         let guards = self.key_locks.lock(ops.iter().map(Op::key)).await;
         let fence = self.write_fence.clone().read_owned().await;
         let ring = self.keyring.load_full().ok_or(BarrierError::Sealed)?;
@@ -483,6 +485,19 @@ impl Barrier {
         locks::KeyLocks::write_holding((guards, fence), self.backend.clone(), sealed).await?;
         self.encryptions.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Replace every storage entry (ciphertext as it is, the seal's and the keyring's
+    /// included) by `entries`, all or nothing ([`Backend::replace_all`]). Only while sealed;
+    /// first waits for every write in flight, and no write starts until it is done.
+    pub async fn replace_all(&self, entries: ImportStream) -> Result<u64, BarrierError> {
+        let _gate = self.write_fence.write().await;
+        if !self.is_sealed() {
+            return Err(BarrierError::Storage(StorageError::Backend(
+                "storage is replaced only while sealed".into(),
+            )));
+        }
+        Ok(self.backend.replace_all(entries).await?)
     }
 
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), BarrierError> {

@@ -20,6 +20,7 @@
 //! - [`login`]: logins to auth methods (token minting, the failed-login limiter);
 //! - [`state`]: the [`Core`] and its lifecycle (init, unseal, seal) and the [`Unsealed`]
 //!   subsystems;
+//! - [`snapshot`]: snapshots of the whole store: save, verify, restore (`sys/storage/snapshot`);
 //! - [`subscribe`]: who receives which event (`sys/events/subscribe`), checked per event;
 //! - [`failover`]: the HA loop: take, renew and give up the lock, become active, step down;
 //! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
@@ -49,6 +50,7 @@ pub mod policy;
 pub mod registry;
 pub mod rewrap;
 pub mod router;
+pub mod snapshot;
 pub mod state;
 pub mod subscribe;
 pub mod sys;

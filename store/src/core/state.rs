@@ -406,6 +406,29 @@ impl Core {
         self.sealed.send_replace(true);
     }
 
+    /// A snapshot restore: seal, then replace every storage entry by `entries`, all or
+    /// nothing. The store stays sealed and unseals with the keys of the entries written.
+    /// HA: the active node keeps (and renews) the lock while storage is replaced, so the
+    /// replace is fenced by its generation (PostgreSQL checks it before the commit); then it
+    /// gives the lock up as a seal does.
+    pub async fn seal_and_replace(
+        &self,
+        entries: crate::storage::ImportStream,
+    ) -> Result<u64, LogicalError> {
+        let _guard = self.lifecycle.lock().await;
+        self.drop_unsealed().await;
+        self.seal.seal(&self.barrier);
+        self.sealed.send_replace(true);
+        tracing::info!("hushd sealed for a snapshot restore");
+        let result = self.barrier.replace_all(entries).await;
+        let held = self.ha.as_ref().and_then(|ha| ha.set_standby_for_seal());
+        if let (Some(ha), Some(generation)) = (&self.ha, held) {
+            self.barrier.backend().set_cache(false);
+            ha.release(generation).await;
+        }
+        Ok(result?)
+    }
+
     pub fn seal_handle(&self) -> &Seal {
         &self.seal
     }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Backend, Op, StorageError};
+use super::{Backend, ExportStream, ImportStream, Op, StorageError};
 
 /// Generation stripes; a write only disturbs readers of keys in its own stripes.
 pub const STRIPES: usize = 64;
@@ -264,6 +264,19 @@ impl Backend for CachedBackend {
 
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    async fn export(&self) -> Result<ExportStream, StorageError> {
+        self.inner.export().await
+    }
+
+    /// The inner replace, then every entry forgotten (whatever the outcome: a failed replace
+    /// may or may not have landed): each stripe's generation is bumped first, so a read that
+    /// started before cannot put back a value from the old store.
+    async fn replace_all(&self, entries: ImportStream) -> Result<u64, StorageError> {
+        let result = self.inner.replace_all(entries).await;
+        self.clear();
+        result
     }
 
     fn set_cache(&self, on: bool) {

@@ -1,7 +1,7 @@
 //! One set of assertions every [`Backend`] must pass, run against each implementation so they
 //! all behave like [`MemoryBackend`](super::MemoryBackend).
 
-use super::{Backend, Op};
+use super::{Backend, Import, Op};
 
 fn put(key: &str, value: &[u8]) -> Op {
     Op::Put {
@@ -168,6 +168,101 @@ pub async fn check(b: &dyn Backend) {
     let bin: Vec<u8> = (0..=255u8).collect();
     b.write(vec![put("bin", &bin)]).await.unwrap();
     assert_eq!(b.get("bin").await.unwrap(), Some(bin));
+
+    check_snapshot(b).await;
+}
+
+/// Every entry through [`Backend::export`], in order.
+async fn exported(b: &dyn Backend) -> Vec<(String, Vec<u8>)> {
+    let mut rx = b.export().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(entry) = rx.recv().await {
+        out.push(entry.unwrap());
+    }
+    out
+}
+
+/// `entries` fed to [`Backend::replace_all`], with [`Import::End`] at the end when `commit`.
+async fn replace(
+    b: &dyn Backend,
+    entries: &[(String, Vec<u8>)],
+    commit: bool,
+) -> Result<u64, super::StorageError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let entries = entries.to_vec();
+    let feed = tokio::spawn(async move {
+        for (k, v) in entries {
+            if tx.send(Import::Entry(k, v)).await.is_err() {
+                return;
+            }
+        }
+        if commit {
+            let _ = tx.send(Import::End).await;
+        }
+    });
+    let result = b.replace_all(rx).await;
+    feed.await.unwrap();
+    result
+}
+
+/// Snapshots: a consistent ordered export, an all-or-nothing replace.
+async fn check_snapshot(b: &dyn Backend) {
+    // The export is every entry, in key (byte) order, values exact.
+    let keys = b.scan_prefix("").await.unwrap();
+    let mut want = Vec::new();
+    for k in &keys {
+        want.push((k.clone(), b.get(k).await.unwrap().unwrap()));
+    }
+    let all = exported(b).await;
+    assert_eq!(all, want);
+    assert!(all.len() > 10, "the earlier checks left entries");
+
+    // One view: writes after the first entry was read are not in the stream (more entries
+    // than the channel holds, so the reader cannot have read ahead to the end).
+    let many: Vec<Op> = (0..2000)
+        .map(|i| put(&format!("snap/{i:05}"), b"v"))
+        .collect();
+    b.write(many).await.unwrap();
+    let before = exported(b).await;
+    let mut rx = b.export().await.unwrap();
+    let first = rx.recv().await.unwrap().unwrap();
+    b.write(vec![
+        put("snap/00000", b"changed"),
+        del("snap/01999"),
+        put("zzz", b"new"),
+    ])
+    .await
+    .unwrap();
+    let mut during = vec![first];
+    while let Some(entry) = rx.recv().await {
+        during.push(entry.unwrap());
+    }
+    assert_eq!(during, before, "the export saw one consistent view");
+    let now = exported(b).await;
+
+    // A stream that stops before End changes nothing.
+    let other: Vec<(String, Vec<u8>)> = (0..600)
+        .map(|i| (format!("other/{i:04}"), vec![i as u8; 3]))
+        .collect();
+    assert!(replace(b, &other, false).await.is_err());
+    assert_eq!(
+        exported(b).await,
+        now,
+        "a cut-short restore left the old entries"
+    );
+
+    // A complete one replaces everything, atomically.
+    assert_eq!(replace(b, &other, true).await.unwrap(), 600);
+    assert_eq!(exported(b).await, other);
+    assert_eq!(b.get("a/b").await.unwrap(), None, "old keys are gone");
+    assert_eq!(
+        b.get("other/0005").await.unwrap().as_deref(),
+        Some(&[5u8, 5, 5][..])
+    );
+    assert_eq!(b.list("").await.unwrap(), vec!["other/"]);
+    // An empty replace empties the store.
+    assert_eq!(replace(b, &[], true).await.unwrap(), 0);
+    assert!(b.scan_prefix("").await.unwrap().is_empty());
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use parking_lot::RwLock;
 
-use super::{children_of, Backend, Op, StorageError};
+use super::{
+    children_of, import_cut_short, Backend, ExportStream, Import, ImportStream, Op, StorageError,
+    STREAM_DEPTH,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
@@ -80,5 +83,37 @@ impl Backend for MemoryBackend {
 
     fn kind(&self) -> &'static str {
         "inmem"
+    }
+
+    /// A copy of the map taken under the read lock (it is all in memory anyway).
+    async fn export(&self) -> Result<ExportStream, StorageError> {
+        let copy = self.map.read().clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+        tokio::spawn(async move {
+            for entry in copy {
+                if tx.send(Ok(entry)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Builds the new map aside and swaps it in only at [`Import::End`].
+    async fn replace_all(&self, mut entries: ImportStream) -> Result<u64, StorageError> {
+        let mut next = BTreeMap::new();
+        while let Some(item) = entries.recv().await {
+            match item {
+                Import::Entry(key, value) => {
+                    next.insert(key, value);
+                }
+                Import::End => {
+                    let n = next.len() as u64;
+                    *self.map.write() = next;
+                    return Ok(n);
+                }
+            }
+        }
+        Err(import_cut_short())
     }
 }

@@ -125,10 +125,59 @@ pub trait Backend: Send + Sync + 'static {
     /// Short name for `sys/seal-status` `storage_type` and logs.
     fn kind(&self) -> &'static str;
 
+    /// Every entry, in key order, as one consistent view (a read transaction: writes that
+    /// commit meanwhile are not seen), streamed through a bounded channel so memory stays
+    /// flat whatever the number of entries. A read error ends the stream with `Err`; the
+    /// stream ends (closes) after the last entry. Snapshots (`sys/storage/snapshot`) use it.
+    async fn export(&self) -> Result<ExportStream, StorageError> {
+        Err(StorageError::Backend(format!(
+            "{}: snapshots are not supported by this backend",
+            self.kind()
+        )))
+    }
+
+    /// Replace every entry by those `entries` sends, atomically: one transaction that first
+    /// removes every key, then inserts, and commits only when [`Import::End`] arrives. A
+    /// stream that closes without `End` (the producer failed or went away) rolls everything
+    /// back and leaves the old entries, as does any error (or a crash before the commit).
+    /// Returns the number of entries written.
+    async fn replace_all(&self, entries: ImportStream) -> Result<u64, StorageError> {
+        drop(entries);
+        Err(StorageError::Backend(format!(
+            "{}: snapshot restore is not supported by this backend",
+            self.kind()
+        )))
+    }
+
     /// Turn the read cache off (emptied: reads go to the backend) or on (from empty). An HA
     /// node caches only while it is active: only then is it the only writer. Only the read
     /// cache holds anything.
     fn set_cache(&self, _on: bool) {}
+}
+
+/// One stored entry: its key and its (ciphertext) value.
+pub type Entry = (String, Vec<u8>);
+
+/// Entries of [`Backend::export`], in key order.
+pub type ExportStream = tokio::sync::mpsc::Receiver<Result<Entry, StorageError>>;
+
+/// What [`Backend::replace_all`] reads.
+#[derive(Debug)]
+pub enum Import {
+    Entry(String, Vec<u8>),
+    /// Every entry was sent: commit.
+    End,
+}
+
+/// The entries of [`Backend::replace_all`].
+pub type ImportStream = tokio::sync::mpsc::Receiver<Import>;
+
+/// How many entries an export or import channel holds ahead of its reader.
+pub const STREAM_DEPTH: usize = 256;
+
+/// The error of an import stream that closed before [`Import::End`].
+pub fn import_cut_short() -> StorageError {
+    StorageError::Backend("the entries to restore ended early: nothing was changed".into())
 }
 
 /// The active node, as the HA lock names it.

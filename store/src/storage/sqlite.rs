@@ -37,7 +37,10 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::{children_of, Backend, Op, StorageError};
+use super::{
+    children_of, import_cut_short, Backend, ExportStream, Import, ImportStream, Op, StorageError,
+    STREAM_DEPTH,
+};
 use crate::metrics::StorageMetrics;
 
 /// Most requests committed in one transaction.
@@ -70,6 +73,8 @@ const SQL_ENTRIES: &str =
     "SELECT key, value FROM kv WHERE key > ?1 AND key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4";
 const SQL_ENTRIES_FROM: &str =
     "SELECT key, value FROM kv WHERE key > ?1 AND key >= ?2 ORDER BY key LIMIT ?3";
+/// Every entry in key order (a snapshot's export).
+const SQL_ALL: &str = "SELECT key, value FROM kv ORDER BY key";
 
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
@@ -470,6 +475,104 @@ impl Backend for SqliteBackend {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
+
+    /// A read transaction on a connection of its own (WAL: it sees the database as of its
+    /// first read, whatever commits meanwhile), on a thread of its own so the reader pool is
+    /// not held; rows go out through a bounded channel as they are stepped.
+    async fn export(&self) -> Result<ExportStream, StorageError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend_err)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+        std::thread::Builder::new()
+            .name("hush-sqlite-export".into())
+            .spawn(move || {
+                if let Err(e) = export_rows(&conn, &tx) {
+                    let _ = tx.blocking_send(Err(backend_err(e)));
+                }
+            })
+            .map_err(|e| StorageError::Backend(format!("sqlite: cannot start export: {e}")))?;
+        Ok(rx)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction on a connection of its own: delete every row,
+    /// insert the new ones as they arrive, commit at [`Import::End`]. Anything else (an
+    /// error, the stream closing early, a crash) leaves the old rows: SQLite rolls back an
+    /// uncommitted transaction, also when it finds its WAL after a `kill -9`.
+    async fn replace_all(&self, entries: ImportStream) -> Result<u64, StorageError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend_err)?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;")
+            .map_err(backend_err)?;
+        let (reply, rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("hush-sqlite-restore".into())
+            .spawn(move || {
+                let _ = reply.send(replace_rows(conn, entries));
+            })
+            .map_err(|e| StorageError::Backend(format!("sqlite: cannot start restore: {e}")))?;
+        let n = rx.await.map_err(|_| StorageError::Closed)??;
+        // Fold the (large) WAL back into the main file now rather than on the next tick.
+        if let Err(e) = self.checkpoint().await {
+            tracing::debug!(error = %e, "sqlite: checkpoint after restore did not complete");
+        }
+        Ok(n)
+    }
+}
+
+/// Step every row of one read transaction into `tx`; stops early when the reader left.
+fn export_rows(
+    conn: &Connection,
+    tx: &tokio::sync::mpsc::Sender<Result<super::Entry, StorageError>>,
+) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let mut stmt = conn.prepare(SQL_ALL)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let entry = (row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?);
+        if tx.blocking_send(Ok(entry)).is_err() {
+            break;
+        }
+    }
+    drop(rows);
+    drop(stmt);
+    conn.execute_batch("COMMIT")
+}
+
+/// The restore transaction of [`SqliteBackend::replace_all`].
+fn replace_rows(mut conn: Connection, mut entries: ImportStream) -> Result<u64, StorageError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_err)?;
+    tx.execute("DELETE FROM kv", []).map_err(backend_err)?;
+    let mut n = 0u64;
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO kv (key, value) VALUES (?1, ?2)")
+            .map_err(backend_err)?;
+        loop {
+            match entries.blocking_recv() {
+                Some(Import::Entry(key, value)) => {
+                    insert
+                        .execute(rusqlite::params![key, value])
+                        .map_err(backend_err)?;
+                    n += 1;
+                }
+                Some(Import::End) => break,
+                // Dropping `tx` rolls back.
+                None => return Err(import_cut_short()),
+            }
+        }
+    }
+    tx.commit().map_err(backend_err)?;
+    Ok(n)
 }
 
 impl Drop for SqliteBackend {

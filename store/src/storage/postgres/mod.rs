@@ -37,6 +37,7 @@
 //! network.
 
 pub mod lock;
+mod snapshot;
 pub mod tls;
 mod url;
 
@@ -51,7 +52,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::lock::PostgresLock;
 pub use self::url::PostgresUrl;
-use super::{Backend, Op, StorageError};
+use super::{Backend, ExportStream, ImportStream, Op, StorageError};
 use crate::metrics::StorageMetrics;
 use lock::Fence;
 
@@ -572,6 +573,20 @@ impl Backend for PostgresBackend {
 
     fn kind(&self) -> &'static str {
         "postgresql"
+    }
+
+    async fn export(&self) -> Result<ExportStream, StorageError> {
+        snapshot::export(&self.pool, &self.url).await
+    }
+
+    async fn replace_all(&self, entries: ImportStream) -> Result<u64, StorageError> {
+        snapshot::replace_all_in_one_transaction(
+            &self.pool,
+            &self.url,
+            self.fence.as_deref(),
+            entries,
+        )
+        .await
     }
 }
 
