@@ -6,7 +6,8 @@
 //!   are each refused by `inspect`, by `restore` and by the server itself;
 //! - the untouched file restores into a fresh SQLite and a fresh PostgreSQL store with other
 //!   keys (`-force`; refused without, saying so); each is sealed, unseals with the snapshot's
-//!   key and root token and reads the same secrets, versions and policies back;
+//!   key and root token and reads the same secrets, versions and policies back (also through
+//!   hvac);
 //! - `inspect` authenticates against a store holding the keys, and fails against another;
 //! - a restore interrupted by `kill -9` leaves the old store intact, on SQLite and PostgreSQL;
 //! - bad inputs: not root 403, sealed 503, garbage and truncated 400, over the limit 413.
@@ -76,6 +77,33 @@ async fn check_known_data(h: &Hushd) {
         .as_str()
         .unwrap()
         .contains("secret/data/*"));
+}
+
+/// [`check_known_data`] through the real hvac client (installed by scripts/test).
+fn check_known_data_with_hvac(h: &Hushd) {
+    const SCRIPT: &str = r#"
+import sys, hvac
+c = hvac.Client(url=sys.argv[1], token=sys.argv[2])
+kv = c.secrets.kv.v2
+got = kv.read_secret_version(path="app", raise_on_deleted_version=True)
+assert got["data"]["data"] == {"password": "two"}, got
+assert got["data"]["metadata"]["version"] == 2, got
+old = kv.read_secret_version(path="app", version=1, raise_on_deleted_version=True)
+assert old["data"]["data"] == {"password": "one"}, old
+assert kv.read_secret_metadata(path="app")["data"]["current_version"] == 2
+assert "secret/data/*" in c.sys.read_acl_policy("reader")["data"]["policy"]
+print("hvac read the restored data")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, &h.addr, h.token.as_deref().unwrap()])
+        .output()
+        .expect("python3 with hvac (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "hvac on the restored store: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `n` entries under `bulk/` through `sys/raw`, 64 requests at a time.
@@ -218,6 +246,7 @@ async fn restore_elsewhere(
     target.unseal(source_key).await;
     target.token = Some(source_token.to_string());
     check_known_data(target).await;
+    check_known_data_with_hvac(target);
     let (s, b) = target.call("LIST", "sys/raw/bulk/000/", None).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(
