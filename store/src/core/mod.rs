@@ -362,6 +362,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ha_endpoints_on_a_single_node() {
+        let core = Core::new(
+            Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let call = |op, path: &str, data: serde_json::Value| {
+            let mut req = Request::new(op, path).with_data(data);
+            req.client_token = Some(SecretString::from("root"));
+            core.handle(req)
+        };
+        let err = call(Operation::Update, "sys/step-down", serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("does not run with --ha"), "{err}");
+        let leader = call(Operation::Read, "sys/leader", serde_json::json!({}))
+            .await
+            .unwrap();
+        let body = leader.raw.unwrap();
+        assert_eq!(
+            (
+                &body["ha_enabled"],
+                &body["is_self"],
+                &body["leader_address"]
+            ),
+            (
+                &serde_json::json!(false),
+                &serde_json::json!(false),
+                &serde_json::json!("")
+            )
+        );
+        let err = call(
+            Operation::Read,
+            "sys/health",
+            serde_json::json!({"standbyok": "maybe"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.to_string(), "standbyok must be a boolean");
+        // Without a token: 403 before anything else.
+        let req = Request::new(Operation::Update, "sys/step-down");
+        assert_eq!(core.handle(req).await.unwrap_err().status(), 403);
+    }
+
+    #[tokio::test]
     async fn a_leased_answer_gets_its_lease_before_it_is_audited() {
         let core = Core::new(
             Arc::new(crate::storage::MemoryBackend::new()),
