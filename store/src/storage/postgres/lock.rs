@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-use super::{describe, pooled, PostgresUrl};
+use super::{bounded, describe, pooled, PostgresUrl};
 use crate::storage::{HaLock, Leader, StorageError};
 
 /// The lock table and its one row (created with the schema, version 2).
@@ -126,16 +126,7 @@ impl PostgresLock {
             let row = client.query_opt(&stmt, params).await.map_err(err)?;
             Ok(row.map(|r| r.get(0)))
         };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| {
-                StorageError::Backend(format!(
-                    "postgresql {}:{}: {what}: no answer within {:?}",
-                    self.url.host(),
-                    self.url.port(),
-                    self.timeout
-                ))
-            })?
+        bounded(Some(self.timeout), &self.url, work).await
     }
 }
 
@@ -198,11 +189,7 @@ impl HaLock for PostgresLock {
                 .map_err(err)?;
             Ok(())
         };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| {
-                StorageError::Backend("postgresql: the HA lock release timed out".into())
-            })?
+        bounded(Some(self.timeout), &self.url, work).await
     }
 
     async fn leader(&self) -> Result<Option<Leader>, StorageError> {
@@ -218,11 +205,7 @@ impl HaLock for PostgresLock {
                 since: r.get(3),
             }))
         };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| {
-                StorageError::Backend("postgresql: reading the HA lock timed out".into())
-            })?
+        bounded(Some(self.timeout), &self.url, work).await
     }
 
     fn fence_off(&self) {
