@@ -439,6 +439,22 @@ async fn writes_by(c: &Cluster) -> BTreeMap<(String, String), i64> {
         .collect()
 }
 
+/// Asserts that every row in `ha_write_log` was written by the lock holder of its moment;
+/// returns the rows per (writer, holder).
+async fn only_holders_wrote(c: &Cluster) -> BTreeMap<(String, String), i64> {
+    let by = writes_by(c).await;
+    println!("rows written, by (writer, lock holder): {by:?}");
+    let foreign: Vec<_> = by
+        .iter()
+        .filter(|((app, holder), _)| app != holder)
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "writes by a node that did not hold the lock: {foreign:?}"
+    );
+    by
+}
+
 /// One write's outcome: status (0: no answer), sent and answered, seconds since the epoch.
 type Outcome = (u16, f64, f64);
 
@@ -512,7 +528,22 @@ async fn a_frozen_active_node_cannot_write_after_a_standby_took_over() {
         Duration::from_secs(60),
         stop.clone(),
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Freeze node 0 once its writes are landing (not after a fixed time: a busy machine).
+    let node0 = format!("hushd {}", c.api_addr(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while writes_by(&c)
+        .await
+        .get(&(node0.clone(), node0.clone()))
+        .copied()
+        .unwrap_or(0)
+        < 16
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node 0 wrote nothing within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     signal(&c, 0, "-STOP");
     let stopped_at = now_secs();
     let started = Instant::now();
@@ -565,20 +596,11 @@ async fn a_frozen_active_node_cannot_write_after_a_standby_took_over() {
     );
 
     // In the table: every row was written by the node holding the lock at that moment.
-    let by = writes_by(&c).await;
-    println!("rows written, by (writer, lock holder): {by:?}");
+    let by = only_holders_wrote(&c).await;
     let node0 = format!("hushd {}", c.api_addr(0));
     let node1 = format!("hushd {}", c.api_addr(1));
     assert!(by.contains_key(&(node0.clone(), node0.clone())));
     assert!(by.contains_key(&(node1.clone(), node1.clone())));
-    let foreign: Vec<_> = by
-        .iter()
-        .filter(|((app, holder), _)| app != holder)
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "writes by a node that did not hold the lock: {foreign:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -663,15 +685,7 @@ async fn an_active_node_cut_off_from_postgresql_stops_and_rejoins_as_a_standby()
     assert_eq!(s, 200, "{b}");
     let (s, b) = c.node(1).call("GET", "secret/data/before", None).await;
     assert_eq!((s, &b["data"]["data"]["v"]), (200, &json!(1)));
-    let by = writes_by(&c).await;
-    let foreign: Vec<_> = by
-        .iter()
-        .filter(|((app, holder), _)| app != holder)
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "writes by a node that did not hold the lock: {foreign:?}"
-    );
+    only_holders_wrote(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
