@@ -118,6 +118,23 @@ impl Drop for StoredKeyring {
 }
 
 impl Keyring {
+    /// Decrypt `entry`, stored at `key` under `term`, with that term's key.
+    fn open_term(
+        &self,
+        key: &str,
+        term: u32,
+        entry: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
+        let tk = self
+            .terms
+            .get(&term)
+            .ok_or_else(|| BarrierError::UnknownTerm {
+                key: key.to_string(),
+                term,
+            })?;
+        open_with(&tk.cipher, key, entry)
+    }
+
     fn with_first_term() -> Self {
         let mut terms = BTreeMap::new();
         terms.insert(1, TermKey::new(KeyBytes::random(), Utc::now()));
@@ -417,14 +434,7 @@ impl Barrier {
             return Ok(None);
         };
         let term = entry_term(key, &entry)?;
-        let tk = ring
-            .terms
-            .get(&term)
-            .ok_or_else(|| BarrierError::UnknownTerm {
-                key: key.to_string(),
-                term,
-            })?;
-        open_with(&tk.cipher, key, &entry).map(Some)
+        ring.open_term(key, term, &entry).map(Some)
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BarrierError> {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use zeroize::Zeroize;
 
 use super::locks::KeyLocks;
-use super::{entry_term, open_with, seal_with, Barrier, BarrierError, KeyBytes};
+use super::{entry_term, seal_with, Barrier, BarrierError, KeyBytes};
 use crate::storage::Op;
 
 /// What [`Barrier::rewrap`] did with a page of keys.
@@ -84,14 +84,7 @@ impl Barrier {
                 if term == ring.active {
                     return Ok(None);
                 }
-                let tk = ring
-                    .terms
-                    .get(&term)
-                    .ok_or_else(|| BarrierError::UnknownTerm {
-                        key: key.to_string(),
-                        term,
-                    })?;
-                open_with(&tk.cipher, key, &entry).map(Some)
+                ring.open_term(key, term, &entry).map(Some)
             });
             match plain {
                 Ok(None) => {}

@@ -329,8 +329,8 @@ mod tests {
 
     use secrecy::{ExposeSecret, SecretString};
 
-    #[tokio::test]
-    async fn an_unmounted_path_is_403_until_the_token_may_know_it_is_404() {
+    /// An in-memory dev core with root token `root`.
+    async fn dev_core() -> Arc<Core> {
         let core = Core::new(
             Arc::new(crate::storage::MemoryBackend::new()),
             crate::backends(),
@@ -338,6 +338,12 @@ mod tests {
         core.init_dev(Some(SecretString::from("root")))
             .await
             .unwrap();
+        core
+    }
+
+    #[tokio::test]
+    async fn an_unmounted_path_is_403_until_the_token_may_know_it_is_404() {
+        let core = dev_core().await;
         let call = |token: Option<&str>, path: &str| {
             let mut req = Request::new(Operation::Read, path);
             req.client_token = token.map(SecretString::from);
@@ -363,13 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn ha_endpoints_on_a_single_node() {
-        let core = Core::new(
-            Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = dev_core().await;
         let call = |op, path: &str, data: serde_json::Value| {
             let mut req = Request::new(op, path).with_data(data);
             req.client_token = Some(SecretString::from("root"));
@@ -411,13 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_leased_answer_gets_its_lease_before_it_is_audited() {
-        let core = Core::new(
-            Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = dev_core().await;
         let st = core.unsealed().unwrap();
         let mut mount = st.router.get("secret/").unwrap();
         mount.config.max_lease_ttl = 90;
