@@ -359,6 +359,17 @@ pub enum KvCmd {
         #[arg(long, value_delimiter = ',', required = true, value_name = "N,...")]
         versions: Vec<u64>,
     },
+    /// Make an older version current again (Vault's `kv rollback`)
+    ///
+    /// Writes version N's data as a new version, with check-and-set on the current version
+    /// so a concurrent write is not overwritten; the history keeps every version.
+    Rollback {
+        #[command(flatten)]
+        target: KvTarget,
+        /// The version to roll back to
+        #[arg(long, value_name = "N")]
+        version: u64,
+    },
     /// Read or change a secret's metadata (versions kept, custom metadata)
     #[command(subcommand)]
     Metadata(KvMetadataCmd),

@@ -48,6 +48,9 @@ pub struct RawConfig {
     pub login_address_window_secs: Option<u64>,
     /// Serve `sys/raw` (Vault's `raw_storage_endpoint`; default false).
     pub raw_storage_endpoint: Option<bool>,
+    /// Serve `sys/internal/test/clock`, which moves the rotation scheduler's clock forward
+    /// (for tests; default false).
+    pub test_clock_endpoint: Option<bool>,
     /// Serve `sys/metrics` without a token (Vault's `unauthenticated_metrics_access`;
     /// default false: a token with `read` on `sys/metrics` is needed).
     pub unauthenticated_metrics_access: Option<bool>,
@@ -99,6 +102,7 @@ impl RawConfig {
             login_address_max_failures,
             login_address_window_secs,
             raw_storage_endpoint,
+            test_clock_endpoint,
             unauthenticated_metrics_access,
             agent_access_retention,
             ha,
@@ -182,6 +186,7 @@ pub struct Config {
     pub tls_reload_interval: std::time::Duration,
     pub login_limits: crate::core::login::limiter::LoginLimits,
     pub raw_storage_endpoint: bool,
+    pub test_clock_endpoint: bool,
     pub unauthenticated_metrics_access: bool,
     /// How long agents' access events are kept.
     pub agent_access_retention: std::time::Duration,
@@ -313,6 +318,7 @@ impl Config {
             tls_reload_interval: std::time::Duration::from_secs(reload),
             login_limits,
             raw_storage_endpoint: raw.raw_storage_endpoint.unwrap_or(false),
+            test_clock_endpoint: raw.test_clock_endpoint.unwrap_or(false),
             unauthenticated_metrics_access: raw.unauthenticated_metrics_access.unwrap_or(false),
             agent_access_retention,
             ha,
@@ -476,6 +482,7 @@ mod tests {
         assert_eq!(c.login_limits.address_max_failures, 1000);
         assert_eq!(c.login_limits.address_window.as_secs(), 600);
         assert!(!c.raw_storage_endpoint);
+        assert!(!c.test_clock_endpoint);
         assert!(!c.unauthenticated_metrics_access);
         let c = Config::validate(
             raw("storage = \"inmem\"\ninsecure_no_tls = true\nunauthenticated_metrics_access = true"),

@@ -180,6 +180,7 @@ pub async fn build_core(
     let options = core::CoreOptions {
         login_limits: config.login_limits,
         raw_storage_endpoint: config.raw_storage_endpoint,
+        test_clock_endpoint: config.test_clock_endpoint,
         agent_access_retention: Some(config.agent_access_retention),
     };
     let metrics = Arc::new(metrics::Metrics::new());

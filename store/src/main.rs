@@ -88,6 +88,10 @@ struct Cli {
     /// Vault's raw_storage_endpoint. Off: sys/raw answers 404.
     #[arg(long)]
     raw_storage_endpoint: bool,
+    /// Serve sys/internal/test/clock (sudo), which moves the rotation scheduler's clock
+    /// forward: for tests of scheduled rotation, never for a real store.
+    #[arg(long)]
+    test_clock_endpoint: bool,
     /// Serve sys/metrics without a token, as Vault's unauthenticated_metrics_access (default:
     /// a token with read on sys/metrics is needed).
     #[arg(long)]
@@ -151,6 +155,7 @@ impl Cli {
             login_lockout_threshold: self.login_lockout_threshold,
             login_address_max_failures: self.login_address_max_failures,
             raw_storage_endpoint: self.raw_storage_endpoint.then_some(true),
+            test_clock_endpoint: self.test_clock_endpoint.then_some(true),
             unauthenticated_metrics_access: self.unauthenticated_metrics_access.then_some(true),
             agent_access_retention: self.agent_access_retention.clone(),
             ha: self.ha.then_some(true),

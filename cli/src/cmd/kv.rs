@@ -161,6 +161,7 @@ async fn run_v1(ctx: &Ctx, cmd: &KvCmd) -> anyhow::Result<bool> {
         KvCmd::Patch { target, .. } => (target, Some("`hush kv patch`")),
         KvCmd::Undelete { target, .. } => (target, Some("`hush kv undelete`")),
         KvCmd::Destroy { target, .. } => (target, Some("`hush kv destroy`")),
+        KvCmd::Rollback { target, .. } => (target, Some("`hush kv rollback`")),
         KvCmd::Metadata(
             KvMetadataCmd::Get { target }
             | KvMetadataCmd::Put { target, .. }
@@ -295,8 +296,55 @@ pub async fn run(ctx: &Ctx, cmd: KvCmd) -> anyhow::Result<()> {
                 &format!("Data written to: {}", kv_path(&mount, "destroy", &path)),
             )
         }
+        KvCmd::Rollback { target, version } => rollback(ctx, &target, version).await,
         KvCmd::Metadata(cmd) => metadata(ctx, cmd).await,
     }
+}
+
+/// `hush kv rollback -version=N`: as Vault's CLI, read version N and write its data as a new
+/// version with check-and-set on the current one.
+async fn rollback(ctx: &Ctx, target: &KvTarget, version: u64) -> anyhow::Result<()> {
+    let (mount, path) = resolve(target)?;
+    require_path(&mount, &path)?;
+    anyhow::ensure!(version > 0, "-version must be a version number (1 or more)");
+    let data_path = kv_path(&mount, "data", &path);
+    let client = ctx.client()?;
+    let Some(meta) = client.kv_metadata_get(&mount, &path).await? else {
+        anyhow::bail!("No value found at {data_path}");
+    };
+    let Some(info) = meta.versions.get(&version.to_string()) else {
+        anyhow::bail!(
+            "version {version} of {data_path} does not exist (or no longer: it fell out of \
+             max_versions); see `hush kv metadata get {mount}/{path}`"
+        );
+    };
+    if info.destroyed {
+        anyhow::bail!("cannot roll back to version {version} of {data_path}: it was destroyed");
+    }
+    if !info.deletion_time.is_empty() {
+        anyhow::bail!(
+            "cannot roll back to version {version} of {data_path}: it is deleted; restore it \
+             first with: hush kv undelete -versions={version} {mount}/{path}"
+        );
+    }
+    let Some(secret) = client.kv_get(&mount, &path, Some(version)).await? else {
+        anyhow::bail!("No value found at {data_path}");
+    };
+    let Some(data) = secret.data else {
+        anyhow::bail!("cannot roll back to version {version} of {data_path}: it is not readable");
+    };
+    let written = client
+        .kv_put(&mount, &path, data, Some(meta.current_version))
+        .await
+        .map_err(|e| anyhow::anyhow!("rolling back {data_path} to version {version}: {e}"))?;
+    if ctx.json() {
+        return print_json(&json!({ "data": written }));
+    }
+    print!("{}", section("Secret Path"));
+    println!("{data_path}\n");
+    print!("{}", section("Metadata"));
+    print!("{}", table(&version_rows(&written)));
+    Ok(())
 }
 
 fn success(ctx: &Ctx, msg: &str) -> anyhow::Result<()> {

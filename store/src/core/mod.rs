@@ -49,6 +49,7 @@ pub mod mount;
 pub mod policy;
 pub mod registry;
 pub mod rewrap;
+pub mod rotation;
 pub mod router;
 pub mod snapshot;
 pub mod state;
@@ -226,6 +227,14 @@ impl Core {
 
         st.audit.log_request(&req).await?;
         let mut resp = target.handle(self, &st, &req).await;
+        if req.operation == Operation::Read && matches!(&resp, Ok(r) if r.status.is_none()) {
+            // `on_access` rotations count reads that returned the secret.
+            if let Some(name) = st.rotations.note_read(&req.path) {
+                if let Err(e) = st.rotations.rotate_soon(&name, "access").await {
+                    tracing::warn!(rotation = %name, error = %e, "could not start an on-access rotation");
+                }
+            }
+        }
         if let (Ok(r), Target::Mount(mount, _)) = (&mut resp, &target) {
             if let Err(e) = register_lease(&st, &req, mount, r).await {
                 resp = Err(e);

@@ -16,6 +16,7 @@ use super::lease::LeaseIndex;
 use super::login::limiter::{LoginLimiter, LoginLimits};
 use super::policy::PolicyStore;
 use super::registry::Registry;
+use super::rotation::{Rotations, TestClock};
 use super::router::Router;
 use super::token::TokenStore;
 use crate::barrier::seal::{Seal, SealError, UnsealProgress};
@@ -35,6 +36,9 @@ pub struct Unsealed {
     pub logins: LoginLimiter,
     /// What agents reported (`sys/agents`).
     pub agents: Arc<AgentIndex>,
+    /// Scheduled rotations of KV secrets (`sys/rotation`).
+    pub rotations: Arc<Rotations>,
+    pub webhooks: Arc<super::rotation::stubs::Webhooks>,
     /// Stops background tasks (lease expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
 }
@@ -63,6 +67,8 @@ pub struct Core {
     events: Arc<EventBus>,
     /// One of several HA nodes; `None`: the only node.
     ha: Option<Arc<Ha>>,
+    /// The rotation scheduler's clock (a test moves it: `sys/internal/test/clock`).
+    test_clock: Arc<TestClock>,
 }
 
 /// Settings of the core that come from hushd's configuration.
@@ -75,6 +81,8 @@ pub struct CoreOptions {
     /// How long agents' access events (and their batch ids) are kept; `None`: the default,
     /// [`DEFAULT_AGENT_ACCESS_RETENTION`].
     pub agent_access_retention: Option<std::time::Duration>,
+    /// Serve `sys/internal/test/clock`, which moves the rotation clock forward (tests only).
+    pub test_clock_endpoint: bool,
 }
 
 /// Agents' access events are kept 30 days unless configured otherwise.
@@ -134,6 +142,7 @@ impl Core {
             metrics,
             events: EventBus::new(EVENT_BUFFER),
             ha: ha.map(|c| Arc::new(Ha::new(c))),
+            test_clock: Arc::default(),
         });
         if core.ha.is_some() {
             // Other nodes write while this one is not active.
@@ -172,6 +181,11 @@ impl Core {
 
     pub fn options(&self) -> &CoreOptions {
         &self.options
+    }
+
+    /// The rotation scheduler's clock.
+    pub fn test_clock(&self) -> &Arc<TestClock> {
+        &self.test_clock
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -276,7 +290,20 @@ impl Core {
             super::agents::prune_interval(retention),
             background.clone(),
         )));
-        self.state.store(Some(Arc::new(Unsealed {
+        let webhooks: Arc<super::rotation::stubs::Webhooks> = Arc::default();
+        let passwords: Arc<super::rotation::stubs::Passwords> = Arc::default();
+        let rotations =
+            Arc::new(Rotations::open(self.view("sys/rotation/"), self.test_clock.clone()).await?);
+        drop(super::rotation::spawn(
+            super::rotation::Env {
+                rotations: rotations.clone(),
+                router: router.clone(),
+                webhooks: webhooks.clone(),
+                passwords: passwords.clone(),
+            },
+            background.clone(),
+        ));
+        let st = Arc::new(Unsealed {
             router,
             tokens,
             policies,
@@ -284,8 +311,11 @@ impl Core {
             expiration,
             logins: LoginLimiter::new(self.options.login_limits),
             agents,
+            rotations,
+            webhooks,
             background,
-        })));
+        });
+        self.state.store(Some(st));
         Ok(())
     }
 

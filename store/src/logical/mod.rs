@@ -26,6 +26,7 @@ pub mod cidr;
 pub mod duration;
 pub mod events;
 pub mod fields;
+pub mod rotation;
 pub mod token;
 pub mod ttl;
 
@@ -541,6 +542,11 @@ pub trait LogicalBackend: Send + Sync {
 
     /// Called when the mount is removed: release timers and connections.
     async fn cleanup(&self) {}
+
+    /// The engine's versions as scheduled rotation uses them; `None`: it cannot rotate.
+    fn rotatable(&self) -> Option<&dyn rotation::Rotatable> {
+        None
+    }
 }
 
 /// Match `path` against patterns that are exact or end in `*` (prefix).

@@ -19,6 +19,7 @@ mod policy;
 mod raw;
 mod rekey;
 mod remount;
+mod rotation;
 mod seal;
 
 /// Sys paths (relative to `sys/`) served without a token; routed before the seal check.
@@ -46,6 +47,7 @@ pub const ROOT_PATHS: &[&str] = &[
     "storage/snapshot",
     "storage/snapshot-force",
     "storage/snapshot/verify",
+    "internal/test/clock",
 ];
 
 /// Sys paths any valid token may read (they reveal only mount types).
@@ -192,6 +194,9 @@ async fn route(
         return raw::handle(core, req, key.trim_start_matches('/')).await;
     }
     if let Some(resp) = agents::handle(core, st, req, rel).await {
+        return resp;
+    }
+    if let Some(resp) = rotation::handle(core, st, req, rel).await {
         return resp;
     }
     if let Some(resp) = leases::handle(st, req, rel).await {

@@ -53,14 +53,38 @@ enum Lookup {
     Live(KeyMetadata, u64, Map<String, Value>),
 }
 
+/// The `label` query parameter (hush's own, beside `version`): `current`, `previous` or
+/// `pending`, the versions a rotation labels.
+fn requested_label(req: &Request) -> Result<Option<&str>, LogicalError> {
+    match req.data.get("label") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(l)) if matches!(l.as_str(), "current" | "previous" | "pending") => {
+            Ok(Some(l))
+        }
+        Some(_) => Err(LogicalError::invalid(
+            "label must be one of \"current\", \"previous\" or \"pending\"",
+        )),
+    }
+}
+
 /// Read a version's metadata and, when it is live, its data. Holds the key's read lock.
 async fn lookup(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Lookup, LogicalError> {
     let requested = requested_version(req)?;
+    let label = requested_label(req)?;
+    if requested.is_some() && label.is_some() {
+        return Err(LogicalError::invalid("give version or label, not both"));
+    }
     let _guard = kv.stripe(key).read().await;
     let Some(meta) = kv.load_meta(key).await? else {
         return Ok(Lookup::Missing);
     };
-    let version = requested.unwrap_or(meta.current_version);
+    let version = match label {
+        Some(l) => match meta.label(l) {
+            Some(v) => v,
+            None => return Ok(Lookup::Missing),
+        },
+        None => requested.unwrap_or(meta.current_version),
+    };
     let Some(vm) = meta.versions.get(&version) else {
         return Ok(Lookup::Missing);
     };
@@ -71,7 +95,7 @@ async fn lookup(kv: &KvBackend, req: &Request, key: &KeyRef<'_>) -> Result<Looku
     Ok(Lookup::Live(meta, version, data))
 }
 
-async fn load_version_data(
+pub(super) async fn load_version_data(
     kv: &KvBackend,
     key: &KeyRef<'_>,
     version: u64,
@@ -215,24 +239,39 @@ pub(super) async fn commit_version(
         created_time: now,
         deletion_time: config.deletion_time(now, &meta),
         destroyed: false,
+        rotation_failed: false,
     };
     let (version, pruned) = meta.add_version(vm, config);
+    write_version(kv, key, &meta, version, &pruned, data, extra).await?;
+    if let Some(operation) = event {
+        kv.publish(operation, "data", key, Some(&meta));
+    }
+    Ok(Response::data(version_json(&meta, version)))
+}
 
+/// Write `version`'s `data`, the key's metadata and the deletion of `pruned` versions (plus
+/// `extra` ops) as one batch.
+pub(super) async fn write_version(
+    kv: &KvBackend,
+    key: &KeyRef<'_>,
+    meta: &KeyMetadata,
+    version: u64,
+    pruned: &[u64],
+    data: &Map<String, Value>,
+    extra: Vec<crate::storage::Op>,
+) -> Result<(), LogicalError> {
     let mut ops = extra;
     ops.reserve(pruned.len() + 2);
-    ops.push(kv.view.put_json_op(&key.meta_key(), &meta)?);
+    ops.push(kv.view.put_json_op(&key.meta_key(), meta)?);
     for v in pruned {
-        ops.push(kv.view.delete_op(&key.version_key(v))?);
+        ops.push(kv.view.delete_op(&key.version_key(*v))?);
     }
     let plaintext = serde_json::to_vec(data)
         .map_err(|_| LogicalError::Internal("could not encode version data".into()))?;
     // The barrier wipes this buffer once it is encrypted.
     ops.push(kv.view.put_op(&key.version_key(version), plaintext)?);
     kv.view.write(ops).await?;
-    if let Some(operation) = event {
-        kv.publish(operation, "data", key, Some(&meta));
-    }
-    Ok(Response::data(version_json(&meta, version)))
+    Ok(())
 }
 
 const WRITE_FIELDS: &[&str] = &["data", "options"];

@@ -38,6 +38,9 @@ pub(super) struct VersionMeta {
     pub deletion_time: Option<DateTime<Utc>>,
     /// The data is gone for good.
     pub destroyed: bool,
+    /// A rotation wrote this version as pending and then failed: it never becomes current.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotation_failed: bool,
 }
 
 impl VersionMeta {
@@ -67,6 +70,20 @@ pub(super) struct KeyMetadata {
     /// Seconds; 0: use the mount's setting.
     pub delete_version_after: i64,
     pub custom_metadata: BTreeMap<String, String>,
+    /// The highest version number given out; 0: `current_version` (a rotation's pending
+    /// version is newer than the current one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub latest_version: u64,
+    /// A rotation's version not yet current (sys/rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_version: Option<u64>,
+    /// The version a rotation's finish replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl KeyMetadata {
@@ -82,7 +99,15 @@ impl KeyMetadata {
             cas_required: false,
             delete_version_after: 0,
             custom_metadata: BTreeMap::new(),
+            latest_version: 0,
+            pending_version: None,
+            previous_version: None,
         }
+    }
+
+    /// The highest version number given out.
+    pub fn latest(&self) -> u64 {
+        self.latest_version.max(self.current_version)
     }
 
     /// Versions kept: the key's setting, else the mount's, else 10.
@@ -93,11 +118,32 @@ impl KeyMetadata {
             .unwrap_or(DEFAULT_MAX_VERSIONS)
     }
 
-    /// Record a new version; returns its number and the versions that fell out of the
-    /// window (their data must be deleted in the same batch).
+    /// Record a new version and make it current; returns its number and the versions that
+    /// fell out of the window (their data must be deleted in the same batch).
     pub fn add_version(&mut self, vm: VersionMeta, config: &Config) -> (u64, Vec<u64>) {
-        self.current_version += 1;
-        let version = self.current_version;
+        let (version, pruned) = self.append(vm, config);
+        self.current_version = version;
+        (version, pruned)
+    }
+
+    /// Record a rotation's pending version (readers keep the current one). A pending version
+    /// left by an earlier attempt is marked failed.
+    pub fn add_pending(&mut self, vm: VersionMeta, config: &Config) -> (u64, Vec<u64>) {
+        if let Some(old) = self.pending_version.take() {
+            if let Some(v) = self.versions.get_mut(&old) {
+                v.rotation_failed = true;
+            }
+        }
+        let (version, pruned) = self.append(vm, config);
+        self.pending_version = Some(version);
+        (version, pruned)
+    }
+
+    /// Number a new version and drop the ones outside the window, except the versions a
+    /// label still points at.
+    fn append(&mut self, vm: VersionMeta, config: &Config) -> (u64, Vec<u64>) {
+        let version = self.latest() + 1;
+        self.latest_version = version;
         self.updated_time = vm.created_time;
         self.versions.insert(version, vm);
 
@@ -105,17 +151,37 @@ impl KeyMetadata {
         let mut pruned = Vec::new();
         if version - self.oldest_version >= max {
             let last_dropped = version - max;
+            let kept = [
+                Some(self.current_version),
+                self.pending_version,
+                self.previous_version,
+            ];
             pruned = self
                 .versions
                 .range(..=last_dropped)
                 .map(|(v, _)| *v)
+                .filter(|v| !kept.contains(&Some(*v)))
                 .collect();
             for v in &pruned {
                 self.versions.remove(v);
             }
+            if self.previous_version.is_some_and(|p| pruned.contains(&p)) {
+                self.previous_version = None;
+            }
             self.oldest_version = last_dropped + 1;
         }
         (version, pruned)
+    }
+
+    /// The version a rotation label names (`current`, `previous`, `pending`); `None`: the
+    /// label is unknown or points nowhere.
+    pub fn label(&self, label: &str) -> Option<u64> {
+        match label {
+            "current" => Some(self.current_version),
+            "previous" => self.previous_version,
+            "pending" => self.pending_version,
+            _ => None,
+        }
     }
 
     /// `custom_metadata` as Vault prints it: `null` when there is none.
@@ -132,15 +198,18 @@ impl KeyMetadata {
             .versions
             .iter()
             .map(|(v, vm)| {
-                let entry = json!({
+                let mut entry = json!({
                     "created_time": ts(&vm.created_time),
                     "deletion_time": ts_opt(&vm.deletion_time),
                     "destroyed": vm.destroyed,
                 });
+                if vm.rotation_failed {
+                    entry["rotation_failed"] = true.into();
+                }
                 (v.to_string(), entry)
             })
             .collect();
-        json!({
+        let mut out = json!({
             "cas_required": self.cas_required,
             "created_time": ts(&self.created_time),
             "current_version": self.current_version,
@@ -150,7 +219,16 @@ impl KeyMetadata {
             "oldest_version": self.oldest_version,
             "updated_time": ts(&self.updated_time),
             "versions": versions,
-        })
+        });
+        // Keys a rotation touched also show their labels (hush's own field).
+        if self.pending_version.is_some() || self.previous_version.is_some() {
+            out["labels"] = json!({
+                "current": self.current_version,
+                "previous": self.previous_version,
+                "pending": self.pending_version,
+            });
+        }
+        out
     }
 }
 

@@ -12,6 +12,7 @@
 //! - `metadata`: `metadata/:path` (read, write, patch, delete, list) and the stored
 //!   per-key metadata with its version window.
 //! - `versions`: `delete/`, `undelete/` and `destroy/` of chosen versions.
+//! - `rotation`: pending versions for `sys/rotation` (the `Rotatable` side of the engine).
 //! - `params`: Vault-style weakly typed parameters, signed duration fields, path rules.
 //!
 //! # Storage (below the mount's view)
@@ -39,6 +40,7 @@ mod config;
 mod data;
 mod metadata;
 mod params;
+mod rotation;
 mod upgrade;
 mod v1;
 mod versions;
@@ -305,5 +307,9 @@ impl LogicalBackend for KvBackend {
             return Ok(None);
         };
         Ok(Some(self.load_meta(&key).await?.is_some()))
+    }
+
+    fn rotatable(&self) -> Option<&dyn crate::logical::rotation::Rotatable> {
+        Some(self)
     }
 }

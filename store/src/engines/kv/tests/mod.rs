@@ -5,6 +5,7 @@ mod config;
 mod data;
 mod events;
 mod metadata;
+mod rotation;
 mod v1;
 mod versions;
 
