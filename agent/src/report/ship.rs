@@ -83,7 +83,9 @@ pub struct Shipper {
     process: ProcessStats,
     cpu_seconds: f64,
     /// The batch formed and not yet acknowledged.
-    pending: Option<Report>,
+    /// The batch formed and not yet acknowledged, and its JSON (encoded once, sent again
+    /// as is on every retry).
+    pending: Option<(Report, Vec<u8>)>,
     next_state: Instant,
     warned_forbidden: bool,
     paused: bool,
@@ -156,24 +158,27 @@ impl Shipper {
             s.uptime_seconds = self.started.elapsed().as_secs();
             self.next_state = now + self.settings.interval;
         }
-        self.pending = Some(Report {
+        let report = Report {
             batch_id: uuid::Uuid::new_v4().to_string(),
             agent: self.agent.clone(),
             accesses,
             dropped_total: self.spool.dropped_total(),
             state,
-        });
+        };
+        // Plain data (strings and numbers): encoding cannot fail.
+        let json = serde_json::to_vec(&report).unwrap_or_default();
+        self.pending = Some((report, json));
         true
     }
 
     /// Sends the pending batch once; forgets it when hushd acknowledged (or refused it for
     /// good).
     pub async fn send(&mut self) -> Sent {
-        let Some(report) = &self.pending else {
+        let Some((report, json)) = &self.pending else {
             return Sent::Ok;
         };
         let client = self.base.with_token(Some(self.tokens.token()));
-        let sent = match client.agents_report(report).await {
+        let sent = match client.agents_report_encoded(json.clone()).await {
             // A 2xx whose body this client does not read is still an acknowledgement.
             Ok(_) | Err(ClientError::Decode { .. }) => Sent::Ok,
             Err(ClientError::Api { status, errors }) => {
@@ -286,7 +291,7 @@ impl Shipper {
         };
         if tokio::time::timeout(limit, flush).await.is_err() {
             tracing::warn!(
-                waiting = self.spool.len() + self.pending.as_ref().map_or(0, |p| p.accesses.len()),
+                waiting = self.spool.len() + self.pending.as_ref().map_or(0, |(p, _)| p.accesses.len()),
                 "could not ship every access event before exiting"
             );
         }
@@ -294,7 +299,7 @@ impl Shipper {
 
     /// The batch formed and not yet acknowledged.
     pub fn pending(&self) -> Option<&Report> {
-        self.pending.as_ref()
+        self.pending.as_ref().map(|(report, _)| report)
     }
 }
 

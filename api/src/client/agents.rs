@@ -13,6 +13,13 @@ impl Client {
         data_of(REPORT, resp)
     }
 
+    /// `PUT sys/agents/report` of a report already encoded as JSON (a shipper encodes a
+    /// batch once and sends the same bytes on every retry).
+    pub async fn agents_report_encoded(&self, json: Vec<u8>) -> Result<ReportAck, ClientError> {
+        let resp = self.write_encoded(REPORT, json).await?;
+        data_of(REPORT, resp)
+    }
+
     /// `LIST sys/agents`: every agent that ever reported (empty when none).
     pub async fn agents_list(&self) -> Result<AgentList, ClientError> {
         match self.list("sys/agents").await? {

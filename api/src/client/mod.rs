@@ -102,10 +102,12 @@ impl RawReply {
 }
 
 /// A body to send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Body<'a> {
     Json(&'a Value),
     MergePatch(&'a Value),
+    /// JSON already encoded (a body sent again on retry is encoded once).
+    Encoded(Vec<u8>),
 }
 
 /// Parse a server address: `http(s)://host[:port][/prefix]`.
@@ -269,6 +271,9 @@ impl Client {
         }
         req = match body {
             Some(Body::Json(v)) => req.json(v),
+            Some(Body::Encoded(bytes)) => req
+                .header(CONTENT_TYPE, "application/json")
+                .body(bytes),
             Some(Body::MergePatch(v)) => {
                 let bytes = serde_json::to_vec(v).map_err(|e| decode_error(path, &e))?;
                 req.header(CONTENT_TYPE, MERGE_PATCH).body(bytes)
@@ -376,9 +381,18 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<Option<VaultResponse>, ClientError> {
-        let body = serde_json::to_value(body).map_err(|e| decode_error(path, &e))?;
+        let body = serde_json::to_vec(body).map_err(|e| decode_error(path, &e))?;
+        self.write_encoded(path, body).await
+    }
+
+    /// `PUT /v1/PATH` with a body already encoded as JSON. `None` for 204.
+    pub async fn write_encoded(
+        &self,
+        path: &str,
+        json: Vec<u8>,
+    ) -> Result<Option<VaultResponse>, ClientError> {
         let reply = self
-            .call(Method::PUT, path, &[], Some(Body::Json(&body)))
+            .call(Method::PUT, path, &[], Some(Body::Encoded(json)))
             .await?;
         Self::envelope(path, reply)
     }
