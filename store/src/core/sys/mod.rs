@@ -1,5 +1,5 @@
 //! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage,
-//! the fleet of agents (`sys/agents`).
+//! the fleet of agents (`sys/agents`), webhooks (`sys/webhooks`).
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader, generate-root, rekey) are answered by [`handle_unauthenticated`] even while sealed.
@@ -20,6 +20,7 @@ mod raw;
 mod rekey;
 mod remount;
 mod seal;
+mod webhooks;
 
 /// Sys paths (relative to `sys/`) served without a token; routed before the seal check.
 pub const UNAUTHENTICATED_PATHS: &[&str] = &[];
@@ -195,6 +196,9 @@ async fn route(
         return resp;
     }
     if let Some(resp) = leases::handle(st, req, rel).await {
+        return resp;
+    }
+    if let Some(resp) = webhooks::handle(st, req, rel).await {
         return resp;
     }
     if let Some(rest) = rel.strip_prefix("mounts/") {
