@@ -2,8 +2,6 @@
 //! delete `sys/webhooks/:name`, `LIST`/read `sys/webhooks/:name/deliveries`. An ACL grant on
 //! these paths is needed like on any `sys/` path; `sudo` is not. The secret is never read back.
 
-use serde_json::json;
-
 use crate::core::state::Unsealed;
 use crate::core::webhooks::{DEFAULT_LIST, MAX_LIST};
 use crate::logical::fields::field_u64;
@@ -18,7 +16,11 @@ pub async fn handle(
     let op = req.operation;
     if rel == "webhooks" || rel == "webhooks/" {
         return Some(match op {
-            Operation::List => Ok(Response::list(st.webhooks.names())),
+            Operation::List => match st.webhooks.names() {
+                // Vault's empty list: 404 without errors.
+                names if names.is_empty() => Err(LogicalError::NotFound(String::new())),
+                names => Ok(Response::list(names)),
+            },
             _ => Err(LogicalError::UnsupportedOperation),
         });
     }
@@ -59,10 +61,10 @@ async fn deliveries(st: &Unsealed, req: &Request, name: &str) -> Result<Response
         }
     };
     match req.operation {
-        Operation::List => {
-            let ids = st.webhooks.delivery_ids(name, limit).await?;
-            Ok(Response::data(json!({ "keys": ids })))
-        }
+        Operation::List => match st.webhooks.delivery_ids(name, limit).await? {
+            ids if ids.is_empty() => Err(LogicalError::NotFound(String::new())),
+            ids => Ok(Response::list(ids)),
+        },
         Operation::Read => Ok(Response::data(st.webhooks.deliveries(name, limit).await?)),
         _ => Err(LogicalError::UnsupportedOperation),
     }

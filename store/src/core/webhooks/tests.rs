@@ -9,10 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::barrier::KeyBytes;
 
-/// (headers lowercased, body) of each request; answers with `status`.
+/// A request: headers (names lowercased), body.
+type Seen = (HashMap<String, String>, Vec<u8>);
+
+/// Records each request; answers with `status`.
 #[derive(Clone, Default)]
 struct Receiver {
-    seen: Arc<Mutex<Vec<(HashMap<String, String>, Vec<u8>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     status: Arc<AtomicU16>,
 }
 
@@ -73,7 +76,7 @@ impl Receiver {
         (r, url)
     }
 
-    fn seen(&self) -> Vec<(HashMap<String, String>, Vec<u8>)> {
+    fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
