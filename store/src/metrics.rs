@@ -22,6 +22,7 @@
 //! | `hush_event_subscribers`, `hush_events_dropped_total` | the event bus, via [`EventMetrics`] |
 //! | `hush_agent_reports_total{outcome}` | core/sys/agents.rs, each `sys/agents/report` (`stored`, `duplicate`: a retried batch, `invalid`, `error`) |
 //! | `hush_agent_accesses_stored_total` | core/sys/agents.rs, access events of stored batches |
+//! | `hush_webhook_deliveries_total{outcome}`, `hush_webhook_queue_depth`, `hush_webhook_dropped_total{reason}` | core/webhooks, via [`WebhookMetrics`] |
 //! | `hush_sealed`, `hush_process_*` | set at each scrape |
 
 use std::sync::atomic::AtomicU64;
@@ -66,6 +67,11 @@ struct LoginLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,6 +136,37 @@ impl EventMetrics {
     }
 }
 
+/// What the webhook deliveries report. Cloning shares the series.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookMetrics {
+    deliveries: Family<OutcomeLabels, Counter>,
+    queue_depth: Gauge,
+    dropped: Family<ReasonLabels, Counter>,
+}
+
+impl WebhookMetrics {
+    /// One delivery attempt ended: `delivered`, `retry` (failed, will be retried) or `failed`
+    /// (failed for the last time).
+    pub fn attempt(&self, outcome: &'static str) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Deliveries waiting now, all webhooks together.
+    pub fn set_queue_depth(&self, n: u64) {
+        self.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// `n` events not queued: `overflow` (a webhook's queue is full), `lagged` (the event bus
+    /// ran ahead of the queue), `rate_limited` (login.failed of one identity within its window).
+    pub fn dropped(&self, reason: &'static str, n: u64) {
+        self.dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(n);
+    }
+}
+
 /// The outcome label of a login, from its HTTP status.
 pub fn login_outcome(status: u16) -> &'static str {
     match status {
@@ -165,6 +202,7 @@ pub struct Metrics {
     events: EventMetrics,
     agent_reports: Family<OutcomeLabels, Counter>,
     agent_accesses: Counter,
+    webhooks: WebhookMetrics,
     sealed: Gauge,
     rss: Gauge,
     cpu: Counter<f64, AtomicU64>,
@@ -205,6 +243,16 @@ const AGENT_REPORTS: (&str, &str, &str) = (
     "agent_reports",
     "counter",
     "sys/agents/report batches by outcome (stored, duplicate: a retried batch already stored, invalid, error)",
+);
+const WEBHOOK_DELIVERIES: (&str, &str, &str) = (
+    "webhook_deliveries",
+    "counter",
+    "Webhook delivery attempts by outcome (delivered, retry: failed and retried later, failed: given up)",
+);
+const WEBHOOK_DROPPED: (&str, &str, &str) = (
+    "webhook_dropped",
+    "counter",
+    "Webhook events not queued, by reason (overflow: the webhook's queue was full, lagged, rate_limited)",
 );
 const LOGINS: (&str, &str, &str) = (
     "logins",
@@ -279,6 +327,22 @@ impl Metrics {
             "Access events of agent reports stored in the fleet index",
             agent_accesses.clone(),
         );
+        let webhooks = WebhookMetrics::default();
+        registry.register(
+            WEBHOOK_DELIVERIES.0,
+            WEBHOOK_DELIVERIES.2,
+            webhooks.deliveries.clone(),
+        );
+        registry.register(
+            "webhook_queue_depth",
+            "Webhook deliveries waiting to be sent (all webhooks)",
+            webhooks.queue_depth.clone(),
+        );
+        registry.register(
+            WEBHOOK_DROPPED.0,
+            WEBHOOK_DROPPED.2,
+            webhooks.dropped.clone(),
+        );
         let sealed = Gauge::default();
         registry.register("sealed", "1 while hushd is sealed, else 0", sealed.clone());
         let rss = Gauge::default();
@@ -305,6 +369,7 @@ impl Metrics {
             events,
             agent_reports,
             agent_accesses,
+            webhooks,
             sealed,
             rss,
             cpu,
@@ -336,6 +401,11 @@ impl Metrics {
     /// The handle the event bus updates.
     pub fn events(&self) -> EventMetrics {
         self.events.clone()
+    }
+
+    /// The handle the webhook deliveries update.
+    pub fn webhooks(&self) -> WebhookMetrics {
+        self.webhooks.clone()
     }
 
     /// One audit device failed to write an entry.
@@ -391,7 +461,15 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         let mut text = openmetrics_to_prometheus(&out);
-        for (name, kind, help) in [REQUESTS, REQUEST_DURATION, LEASES, LOGINS, AGENT_REPORTS] {
+        for (name, kind, help) in [
+            REQUESTS,
+            REQUEST_DURATION,
+            LEASES,
+            LOGINS,
+            AGENT_REPORTS,
+            WEBHOOK_DELIVERIES,
+            WEBHOOK_DROPPED,
+        ] {
             let name = match kind {
                 "counter" => format!("hush_{name}_total"),
                 _ => format!("hush_{name}"),
@@ -467,6 +545,9 @@ mod tests {
             "# TYPE hush_logins_total counter",
             "# TYPE hush_event_subscribers gauge",
             "# TYPE hush_events_dropped_total counter",
+            "# TYPE hush_webhook_deliveries_total counter",
+            "# TYPE hush_webhook_queue_depth gauge",
+            "# TYPE hush_webhook_dropped_total counter",
             "# TYPE hush_sealed gauge",
             "# TYPE hush_process_resident_memory_bytes gauge",
             "# TYPE hush_process_cpu_seconds_total counter",
@@ -528,6 +609,17 @@ mod tests {
         has("hush_storage_commit_duration_seconds_count ", 1.0);
         has("hush_event_subscribers ", 1.0);
         has("hush_events_dropped_total ", 4.0);
+        let hooks = m.webhooks();
+        hooks.attempt("delivered");
+        hooks.attempt("retry");
+        hooks.attempt("retry");
+        hooks.set_queue_depth(9);
+        hooks.dropped("overflow", 3);
+        let text = m.encode_prometheus(false);
+        let has = |prefix: &str, want: f64| assert_eq!(value(&text, prefix), want, "{prefix}");
+        has("hush_webhook_deliveries_total{outcome=\"retry\"} ", 2.0);
+        has("hush_webhook_queue_depth ", 9.0);
+        has("hush_webhook_dropped_total{reason=\"overflow\"} ", 3.0);
         drop(guard);
         assert_eq!(events.subscribers(), 0);
     }

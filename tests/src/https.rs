@@ -42,7 +42,8 @@ pub fn make_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
     (p.self_signed(&key).unwrap(), key)
 }
 
-fn acceptor(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> tokio_rustls::TlsAcceptor {
+/// A TLS acceptor with a certificate for 127.0.0.1 signed by `ca`.
+pub fn acceptor(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> tokio_rustls::TlsAcceptor {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     p.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::IpAddr::from([

@@ -16,6 +16,8 @@
 //! - [`docker`]: the images built from `docker/`, containers and volumes removed on drop.
 //! - [`systemd`]: the units of `manifests/systemd/` under `systemd-analyze` and `systemd-sysusers`.
 //! - [`ha`]: a cluster of HA hushd on one PostgreSQL, and iptables partitions.
+//! - [`webhook`]: a real webhook receiver (HTTP or HTTPS; down and back on the same port) and
+//!   the receiver-side signature check.
 //! - [`pg`]: a real PostgreSQL cluster; [`moto`]: a stand-in AWS; [`https`]: a stand-in identity
 //!   provider over HTTPS; [`login`]: JWT login helpers of the auth method tests.
 
@@ -39,6 +41,7 @@ pub mod private_dockerd;
 pub mod process;
 pub mod push;
 pub mod systemd;
+pub mod webhook;
 
 pub use process::{bin, bin_or, free_port, Proc};
 /// The HTTP client of the harness's API ([`Hushd::client`]).

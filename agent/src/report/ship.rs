@@ -291,7 +291,8 @@ impl Shipper {
         };
         if tokio::time::timeout(limit, flush).await.is_err() {
             tracing::warn!(
-                waiting = self.spool.len() + self.pending.as_ref().map_or(0, |(p, _)| p.accesses.len()),
+                waiting =
+                    self.spool.len() + self.pending.as_ref().map_or(0, |(p, _)| p.accesses.len()),
                 "could not ship every access event before exiting"
             );
         }

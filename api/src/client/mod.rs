@@ -271,9 +271,7 @@ impl Client {
         }
         req = match body {
             Some(Body::Json(v)) => req.json(v),
-            Some(Body::Encoded(bytes)) => req
-                .header(CONTENT_TYPE, "application/json")
-                .body(bytes),
+            Some(Body::Encoded(bytes)) => req.header(CONTENT_TYPE, "application/json").body(bytes),
             Some(Body::MergePatch(v)) => {
                 let bytes = serde_json::to_vec(v).map_err(|e| decode_error(path, &e))?;
                 req.header(CONTENT_TYPE, MERGE_PATCH).body(bytes)

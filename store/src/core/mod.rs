@@ -8,6 +8,7 @@
 //! - [`registry`]: the backend types that can be mounted (type name -> constructor), filled
 //!   in by the crate root;
 //! - [`rewrap`]: the background move of every entry to the newest key term after a rotation;
+//! - [`webhooks`]: webhooks: signed POSTs of events from a durable queue (`sys/webhooks`);
 //! - [`policy`]: ACL policies and their evaluation;
 //! - [`audit`]: the audit broker (hash-chained, HMAC'd file devices);
 //! - [`events`]: the event bus (committed changes, a bounded buffer per subscriber);
@@ -56,6 +57,7 @@ pub mod state;
 pub mod subscribe;
 pub mod sys;
 pub mod token;
+pub mod webhooks;
 pub mod wrapping;
 
 pub use mount::MountEntry;
@@ -206,6 +208,7 @@ impl Core {
                     .wrap_ttl
                     .is_some()
                     .then_some(&wrap as &dyn login::Finish),
+                webhooks: Some(&st.webhooks),
             };
             let result = flow.handle(entry, backend.as_ref(), req).await;
             let status = match &result {

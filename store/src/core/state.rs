@@ -19,6 +19,7 @@ use super::registry::Registry;
 use super::rotation::{Rotations, TestClock};
 use super::router::Router;
 use super::token::TokenStore;
+use super::webhooks::Webhooks;
 use crate::barrier::seal::{Seal, SealError, UnsealProgress};
 use crate::barrier::{Barrier, BarrierView};
 use crate::logical::LogicalError;
@@ -38,7 +39,8 @@ pub struct Unsealed {
     pub agents: Arc<AgentIndex>,
     /// Scheduled rotations of KV secrets (`sys/rotation`).
     pub rotations: Arc<Rotations>,
-    pub webhooks: Arc<super::rotation::stubs::Webhooks>,
+    /// `sys/webhooks`: the webhooks and their durable delivery queue.
+    pub webhooks: Arc<Webhooks>,
     /// Stops background tasks (lease expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
 }
@@ -245,6 +247,13 @@ impl Core {
     /// Build the unsealed subsystems once the barrier is open.
     pub(super) async fn post_unseal(&self) -> Result<(), LogicalError> {
         let policies = Arc::new(PolicyStore::open(self.view("sys/policy/")).await?);
+        // Before the subsystems that emit webhook events (audit, expiration, logins).
+        let webhooks = Webhooks::open(
+            self.barrier.clone(),
+            self.view("sys/webhooks/"),
+            self.metrics.webhooks(),
+        )
+        .await?;
         let leases = Arc::new(LeaseIndex::new(self.view("sys/expire/")));
         let tokens = Arc::new(
             TokenStore::open(self.view("sys/token/"))
@@ -254,7 +263,8 @@ impl Core {
         );
         let audit = AuditBroker::open(self.view("core/audit/"))
             .await?
-            .with_metrics(self.metrics.clone());
+            .with_metrics(self.metrics.clone())
+            .with_webhooks(webhooks.clone());
         let router = Arc::new(
             Router::load(
                 self.barrier.clone(),
@@ -266,7 +276,9 @@ impl Core {
         );
         let backends: Arc<dyn LeaseBackends> = router.clone();
         let expiration = ExpirationManager::new(leases, tokens.clone(), Arc::downgrade(&backends));
+        expiration.set_webhooks(webhooks.clone());
         let background = tokio_util::sync::CancellationToken::new();
+        webhooks.spawn(self.events.subscribe(), background.clone());
         // Nothing is loaded: the task reads the head of the stored expiry index.
         drop(expiration.spawn_expiry(background.clone()));
         drop(tokio::spawn(count_leases_and_tokens(
@@ -290,7 +302,6 @@ impl Core {
             super::agents::prune_interval(retention),
             background.clone(),
         )));
-        let webhooks: Arc<super::rotation::stubs::Webhooks> = Arc::default();
         let passwords: Arc<super::rotation::stubs::Passwords> = Arc::default();
         let rotations =
             Arc::new(Rotations::open(self.view("sys/rotation/"), self.test_clock.clone()).await?);
@@ -312,10 +323,15 @@ impl Core {
             logins: LoginLimiter::new(self.options.login_limits),
             agents,
             rotations,
-            webhooks,
+            webhooks: webhooks.clone(),
             background,
         });
         self.state.store(Some(st));
+        let mut data = serde_json::Map::new();
+        data.insert("ha".into(), self.ha.is_some().into());
+        if let Err(e) = webhooks.emit("unseal", "sys/unseal", data).await {
+            tracing::warn!(error = %e, "webhook: cannot queue the unseal event");
+        }
         Ok(())
     }
 
@@ -424,6 +440,19 @@ impl Core {
     /// `sys/seal`.
     pub async fn seal(&self) {
         let _guard = self.lifecycle.lock().await;
+        if let Some(st) = self.state.load_full() {
+            // Queued while the barrier is open, and tried once at once: this node stops
+            // delivering now; the stored copy goes after the next unseal (same id).
+            let mut data = serde_json::Map::new();
+            data.insert("ha".into(), self.ha.is_some().into());
+            if let Err(e) = st
+                .webhooks
+                .emit_and_send_now("seal", "sys/seal", data)
+                .await
+            {
+                tracing::warn!(error = %e, "webhook: cannot queue the seal event");
+            }
+        }
         let held = self.ha.as_ref().and_then(|ha| ha.set_standby_for_seal());
         self.drop_unsealed().await;
         self.seal.seal(&self.barrier);

@@ -114,6 +114,8 @@ pub struct AuditBroker {
     config_lock: tokio::sync::Mutex<()>,
     /// Counts device writes that fail.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Told of device writes that fail (`audit.failed`, rate-limited per device).
+    webhooks: Option<Arc<crate::core::webhooks::Webhooks>>,
 }
 
 impl std::fmt::Debug for AuditBroker {
@@ -236,12 +238,19 @@ impl AuditBroker {
             devices: ArcSwap::from_pointee(map),
             config_lock: tokio::sync::Mutex::new(()),
             metrics: None,
+            webhooks: None,
         })
     }
 
     /// Count each failed device write in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Emit `audit.failed` to `webhooks` when a device write fails.
+    pub fn with_webhooks(mut self, webhooks: Arc<crate::core::webhooks::Webhooks>) -> Self {
+        self.webhooks = Some(webhooks);
         self
     }
 
@@ -424,10 +433,12 @@ impl AuditBroker {
             return Ok(());
         }
         let mut written = 0usize;
+        let mut failed = Vec::new();
         for device in devices.values() {
             match device.writer.append_many(build(device)).await {
                 Ok(()) => written += 1,
                 Err(e) => {
+                    failed.push(device.path.clone());
                     if let Some(m) = &self.metrics {
                         m.audit_write_failed();
                     }
@@ -441,12 +452,30 @@ impl AuditBroker {
                 }
             }
         }
+        if let Some(hooks) = &self.webhooks {
+            for device in failed {
+                let mut data = serde_json::Map::new();
+                data.insert("device".into(), device.clone().into());
+                data.insert("entry".into(), kind.into());
+                data.insert("request_refused".into(), (written == 0).into());
+                let key = limit_key(&device);
+                hooks.emit_limited(key, "audit.failed", format!("sys/audit/{device}"), data);
+            }
+        }
         if written == 0 {
             tracing::error!(request_id = %req.id, entry = kind, "no audit device could record an entry");
             return Err(LogicalError::AuditFailed);
         }
         Ok(())
     }
+}
+
+/// The rate-limit key of a device's `audit.failed` events.
+fn limit_key(device: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("audit.failed", device).hash(&mut h);
+    h.finish()
 }
 
 fn build_device(

@@ -94,6 +94,8 @@ pub struct ExpirationManager {
     retry: RetryPolicy,
     /// Serialises changes to one lease (renew, revoke, expiry); striped by lease id.
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Told of secret leases revoked or expired (`lease.revoked`, `lease.expired`).
+    webhooks: std::sync::OnceLock<Arc<crate::core::webhooks::Webhooks>>,
 }
 
 impl std::fmt::Debug for ExpirationManager {
@@ -137,10 +139,16 @@ impl ExpirationManager {
             clock,
             retry,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            webhooks: std::sync::OnceLock::new(),
         });
         let hook: Weak<dyn TokenRevocationHook> = Arc::downgrade(&manager) as _;
         tokens.set_revocation_hook(hook);
         manager
+    }
+
+    /// Emit `lease.revoked` and `lease.expired` to `webhooks` from now on.
+    pub fn set_webhooks(&self, webhooks: Arc<crate::core::webhooks::Webhooks>) {
+        let _ = self.webhooks.set(webhooks);
     }
 
     pub fn index(&self) -> &Arc<LeaseIndex> {

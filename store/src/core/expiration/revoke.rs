@@ -111,7 +111,7 @@ impl ExpirationManager {
         let Some((entry, _guard)) = self.lock_lease(lease_id).await? else {
             return Ok(());
         };
-        self.revoke_or_retry(entry).await
+        self.revoke_or_retry(entry, "lease.revoked").await
     }
 
     /// Revoke every lease whose id is under `prefix` (a path: a trailing `/` is implied).
@@ -151,7 +151,9 @@ impl ExpirationManager {
             return self.revoke_token_lease(&entry).await;
         }
         tracing::warn!(lease_id = %entry.lease_id, "lease removed without revoking its secret");
-        Ok(self.index.delete(&entry).await?)
+        self.index.delete(&entry).await?;
+        self.tell_webhooks(&entry, "lease.revoked", true).await;
+        Ok(())
     }
 
     /// Make the lease due now: the expiry task revokes it at once.
@@ -187,7 +189,14 @@ impl ExpirationManager {
         if entry.due > self.now() {
             return Ok(());
         }
-        match self.revoke_or_retry(entry).await {
+        // Due at its expiry time (or later: a retry): it expired; due earlier: a revocation
+        // made it due now.
+        let why = if entry.due < entry.expire_time {
+            "lease.revoked"
+        } else {
+            "lease.expired"
+        };
+        match self.revoke_or_retry(entry, why).await {
             Ok(()) => Ok(()),
             // Recorded for a retry (or marked irrevocable); the task carries on.
             Err(LogicalError::InvalidRequest(_)) => Ok(()),
@@ -216,8 +225,14 @@ impl ExpirationManager {
     }
 
     /// Revoke `entry` through its engine or the token store; on failure record the attempt
-    /// (schedule a retry or give up) and return the failure. Caller holds the stripe.
-    async fn revoke_or_retry(&self, entry: LeaseEntry) -> Result<(), LogicalError> {
+    /// (schedule a retry or give up) and return the failure. Caller holds the stripe. A
+    /// secret lease revoked is told to the webhooks as `event` (`lease.revoked`,
+    /// `lease.expired`).
+    async fn revoke_or_retry(
+        &self,
+        entry: LeaseEntry,
+        event: &'static str,
+    ) -> Result<(), LogicalError> {
         if entry.kind == LeaseKind::Token {
             return self.revoke_token_lease(&entry).await;
         }
@@ -232,6 +247,7 @@ impl ExpirationManager {
             Ok(()) => {
                 self.index.delete(&entry).await?;
                 tracing::debug!(lease_id = %entry.lease_id, "lease revoked");
+                self.tell_webhooks(&entry, event, false).await;
                 Ok(())
             }
             Err(LogicalError::Sealed) => Err(LogicalError::Sealed),
@@ -241,6 +257,29 @@ impl ExpirationManager {
                     "failed to revoke lease: {e}"
                 )))
             }
+        }
+    }
+
+    /// Queue `event` for a secret lease gone (its id, path and times; `forced`: removed
+    /// without its engine). A queue failure is logged, never the revocation's failure.
+    async fn tell_webhooks(&self, entry: &LeaseEntry, event: &str, forced: bool) {
+        let Some(hooks) = self.webhooks.get() else {
+            return;
+        };
+        let path = entry.path();
+        if !hooks.wanted(event, path) {
+            return;
+        }
+        let mut data = serde_json::Map::new();
+        data.insert("lease_id".into(), entry.lease_id.clone().into());
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        data.insert("issue_time".into(), time(entry.issue_time).into());
+        data.insert("expire_time".into(), time(entry.expire_time).into());
+        if forced {
+            data.insert("forced".into(), true.into());
+        }
+        if let Err(e) = hooks.emit(event, path, data).await {
+            tracing::warn!(lease_id = %entry.lease_id, error = %e, "webhook: cannot queue a lease event");
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Login<'a> {
     pub tokens: &'a TokenStore,
     /// Last step on a successful answer before it is audited (response wrapping).
     pub finish: Option<&'a dyn Finish>,
+    /// Told of failed logins (`login.failed`, at most one per identity per window).
+    pub webhooks: Option<&'a std::sync::Arc<super::webhooks::Webhooks>>,
 }
 
 /// A last step on a successful login answer, run before the answer is audited; set by a
@@ -63,9 +65,18 @@ impl Login<'_> {
             Ok(r) if r.auth.is_some() => self.limiter.record_success(&who),
             Err(e) if (400..500).contains(&e.status()) => {
                 let limited = self.limiter.record_failure(who, req.remote_addr);
-                if self.limiter.check(&who).is_err() {
-                    // The role name only: a role ID is a credential, a token's claims unverified.
-                    let role = req.data.get("role").and_then(|v| v.as_str()).unwrap_or("");
+                // The role name only: a role ID is a credential, a token's claims unverified.
+                let role = req.data.get("role").and_then(|v| v.as_str()).unwrap_or("");
+                let locked = self.limiter.check(&who).is_err();
+                if let Some(hooks) = self.webhooks {
+                    hooks.emit_limited(
+                        identity_key(&who),
+                        "login.failed",
+                        req.path.clone(),
+                        login_failed_data(&req, role, e.status(), locked),
+                    );
+                }
+                if locked {
                     tracing::warn!(
                         mount = %req.mount_point,
                         role = ?role,
@@ -96,6 +107,35 @@ impl Login<'_> {
             .create(token_params(entry, &req.path, grant), None)
             .await
     }
+}
+
+/// The rate-limit key of an identity's `login.failed` events (a digest of its digest).
+fn identity_key(who: &LoginIdentity) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    who.hash(&mut h);
+    h.finish()
+}
+
+/// What a `login.failed` event says: the mount, the role name (never a role ID, a JWT or
+/// anything else the login sent), the caller's address, the status, whether the identity is
+/// now locked.
+fn login_failed_data(
+    req: &Request,
+    role: &str,
+    status: u16,
+    locked: bool,
+) -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("mount".into(), req.mount_point.clone().into());
+    data.insert("role".into(), role.into());
+    data.insert(
+        "remote_addr".into(),
+        req.remote_addr.map(|a| a.to_string()).into(),
+    );
+    data.insert("status".into(), status.into());
+    data.insert("locked".into(), locked.into());
+    data
 }
 
 /// The identity a login claims, read before anything is verified: the `role_id` (approle),

@@ -27,8 +27,9 @@ use tracing::{info, warn};
 
 use super::config::{Generator, RotationConfig};
 use super::{RotationState, Rotations, Step};
-use crate::core::rotation::stubs::{Passwords, Webhooks};
+use crate::core::rotation::stubs::Passwords;
 use crate::core::router::Router;
+use crate::core::webhooks::Webhooks;
 use crate::logical::rotation::SecretFields;
 use crate::logical::LogicalBackend;
 

@@ -1,5 +1,5 @@
 //! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage,
-//! the fleet of agents (`sys/agents`).
+//! the fleet of agents (`sys/agents`), webhooks (`sys/webhooks`).
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader, generate-root, rekey) are answered by [`handle_unauthenticated`] even while sealed.
@@ -21,6 +21,7 @@ mod rekey;
 mod remount;
 mod rotation;
 mod seal;
+mod webhooks;
 
 /// Sys paths (relative to `sys/`) served without a token; routed before the seal check.
 pub const UNAUTHENTICATED_PATHS: &[&str] = &[];
@@ -200,6 +201,9 @@ async fn route(
         return resp;
     }
     if let Some(resp) = leases::handle(st, req, rel).await {
+        return resp;
+    }
+    if let Some(resp) = webhooks::handle(st, req, rel).await {
         return resp;
     }
     if let Some(rest) = rel.strip_prefix("mounts/") {

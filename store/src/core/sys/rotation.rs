@@ -92,7 +92,7 @@ async fn write_config(st: &Unsealed, req: &Request, name: &str) -> Result<Respon
     let (mount, key) = resolve(st, name)?;
     let config = RotationConfig::parse(&mount, &key, &req.data, st.rotations.now())
         .map_err(LogicalError::invalid)?;
-    if !st.webhooks.exists(&config.webhook).await? {
+    if st.webhooks.read(&config.webhook).is_none() {
         return Err(LogicalError::invalid(format!(
             "no webhook named {:?}: create it first at sys/webhooks/{}",
             config.webhook, config.webhook
