@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
-use super::LogicalError;
+use super::error::LogicalError;
 
 /// A version's fields; wiped when dropped (they are secret values).
 pub struct SecretFields(pub Map<String, Value>);
