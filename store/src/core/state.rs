@@ -75,6 +75,17 @@ pub struct CoreOptions {
     /// How long agents' access events (and their batch ids) are kept; `None`: the default,
     /// [`DEFAULT_AGENT_ACCESS_RETENTION`].
     pub agent_access_retention: Option<std::time::Duration>,
+    /// How hushd serves its API (the compliance report's transport check); `None`: an
+    /// embedded core, not started by hushd's listener.
+    pub listener: Option<ListenerInfo>,
+}
+
+/// How hushd serves its API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub addr: std::net::SocketAddr,
+    /// TLS (else plain HTTP, `--insecure-no-tls`).
+    pub tls: bool,
 }
 
 /// Agents' access events are kept 30 days unless configured otherwise.
