@@ -190,9 +190,8 @@ fn unseal_threshold(ev: &Evidence) -> Outcome {
         Outcome::fail(
             facts,
             vec![
-                "rekey to a threshold of at least 2 with Vault's CLI (hushd serves sys/rekey): \
-                 VAULT_ADDR=$HUSH_ADDR vault operator rekey -init -key-shares=5 -key-threshold=3, \
-                 then vault operator rekey -nonce=NONCE with the current key share(s)"
+                "rekey to a threshold of at least 2: hush operator rekey -init -key-shares 5 \
+                 -key-threshold 3, then each current holder: hush operator rekey"
                     .into(),
                 "give each new share to a different holder".into(),
             ],

@@ -59,7 +59,7 @@ pub const CONTROLS: &[ControlSpec] = &[
       &[AuditContinuity]),
 
     c("hipaa", "164.312(a)", "Access control: unique identification, least privilege, encryption",
-      &[TokenExpiry, LeastPrivilege, DormantIdentities, EncryptionAtRest]),
+      &[TokenExpiry, LeastPrivilege, DormantIdentities, EncryptionAtRest, SecretRotation]),
     c("hipaa", "164.312(b)", "Audit controls: activity is recorded and can be examined",
       &[AuditDevices, AuditContinuity, AccessAccountability]),
     c("hipaa", "164.312(c)", "Integrity: data and records are protected from improper alteration",

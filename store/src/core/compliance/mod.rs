@@ -134,3 +134,76 @@ pub async fn report(
     let ev = evidence::gather(core, st, query.window).await?;
     Ok(judge(query, &ev))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use hush_api::wire::reports::{ControlStatus, STANDARDS};
+    use secrecy::SecretString;
+
+    use super::{evidence, judge, parse_query};
+    use crate::core::Core;
+
+    fn failing(r: &hush_api::wire::reports::ComplianceReport) -> BTreeSet<String> {
+        r.controls
+            .iter()
+            .filter(|c| c.status == ControlStatus::Fail)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// The rotation hook: once `overdue_rotations` answers `Some`, an overdue secret fails a
+    /// control in every standard, and an empty list passes where "not configured" was n/a.
+    #[tokio::test]
+    async fn overdue_rotations_fail_a_control_in_every_standard() {
+        let core = Core::new(
+            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
+            crate::backends(),
+        );
+        core.init_dev(Some(SecretString::from("root")))
+            .await
+            .unwrap();
+        let st = core.unsealed().unwrap();
+        let window = std::time::Duration::from_secs(90 * 86_400);
+        let mut ev = evidence::gather(&core, &st, window).await.unwrap();
+        assert_eq!(ev.overdue_rotations, None);
+        let mut before = Vec::new();
+        for (standard, _) in STANDARDS {
+            before.push(failing(&judge(
+                &parse_query(Some(standard), None).unwrap(),
+                &ev,
+            )));
+        }
+        ev.overdue_rotations = Some(vec!["secret/app/db".into()]);
+        let expected: [&[&str]; 5] = [
+            &["CC6.1"],
+            &["3.7"],
+            &["164.312(a)"],
+            &["Art. 32(1)(b)"],
+            &["A.8.24"],
+        ];
+        for (((standard, _), before), added) in STANDARDS.iter().zip(&before).zip(expected) {
+            let r = judge(&parse_query(Some(standard), None).unwrap(), &ev);
+            let now = failing(&r);
+            let want: BTreeSet<String> = before
+                .iter()
+                .cloned()
+                .chain(added.iter().map(|s| s.to_string()))
+                .collect();
+            assert_eq!(now, want, "{standard}");
+            let c = r.controls.iter().find(|c| c.id == added[0]).unwrap();
+            assert!(c.evidence.iter().any(|e| e == "secret/app/db"), "{c:?}");
+            assert!(
+                c.remediation
+                    .iter()
+                    .any(|f| f.contains("sys/rotation/rotate/secret/app/db")),
+                "{c:?}"
+            );
+        }
+        ev.overdue_rotations = Some(Vec::new());
+        let r = judge(&parse_query(Some("pci-dss"), None).unwrap(), &ev);
+        let c = r.controls.iter().find(|c| c.id == "3.7").unwrap();
+        assert!(c.evidence.iter().any(|e| e.contains("rotated on time")));
+    }
+}
