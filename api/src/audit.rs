@@ -125,12 +125,25 @@ impl VerifyError {
 
 /// Check a whole audit file. Lines are split on `\n`; a final line without a newline is
 /// checked like the others.
-pub fn verify<R: BufRead>(mut r: R) -> Result<VerifySummary, VerifyError> {
+pub fn verify<R: BufRead>(r: R) -> Result<VerifySummary, VerifyError> {
+    verify_with(r, None, |_| {})
+}
+
+/// As [`verify`], reading at most `limit` lines (a file still being written: up to the chain
+/// head taken before reading) and handing each checked line (without its newline) to `visit`.
+pub fn verify_with<R: BufRead>(
+    mut r: R,
+    limit: Option<u64>,
+    mut visit: impl FnMut(&[u8]),
+) -> Result<VerifySummary, VerifyError> {
     let mut buf = Vec::new();
     let mut lines = 0u64;
     let mut prev_hash = GENESIS.to_string();
     let mut last_seq = 0u64;
     loop {
+        if limit.is_some_and(|l| lines >= l) {
+            break;
+        }
         buf.clear();
         let n = r
             .read_until(b'\n', &mut buf)
@@ -163,6 +176,7 @@ pub fn verify<R: BufRead>(mut r: R) -> Result<VerifySummary, VerifyError> {
         }
         last_seq = link.seq;
         prev_hash = line_hash(line);
+        visit(line);
     }
     Ok(VerifySummary {
         lines,

@@ -62,6 +62,8 @@ pub enum Format {
     Table,
     /// JSON on stdout
     Json,
+    /// One self-contained HTML page (hush report only)
+    Html,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +95,9 @@ pub enum Command {
         path \"sys/agents/*\" { capabilities = [\"read\", \"list\"] }"
     )]
     Agents(AgentsCmd),
+    /// Compliance reports on what hushd can prove about itself
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Start a throwaway dev server and agent and take a short tour
     #[command(
         long_about = "Start a throwaway dev server and agent and take a short tour.\n\n\
@@ -589,6 +594,28 @@ pub enum AgentsCmd {
     Stale {
         /// API path of a KV version 2 secret, e.g. secret/data/app/db
         path: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// A compliance report for one standard: each control pass, fail or not applicable, with
+    /// the evidence and what to do
+    ///
+    /// For example `hush report compliance -standard pci-dss -format html -output report.html`.
+    /// -format table (the default) prints a summary, json the report as hushd answers it
+    /// (`sys/reports/compliance`), html one self-contained page. The token needs `read` on
+    /// sys/reports/compliance. Exit status 0 whatever the controls' status.
+    Compliance {
+        /// soc2, pci-dss, hipaa, gdpr or iso27001
+        #[arg(long, value_name = "STANDARD")]
+        standard: String,
+        /// How far back the report looks, e.g. 90d (hushd's default), 30d, 720h
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Write the report to this file instead of stdout
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -79,6 +79,10 @@ impl Ctx {
         self.format == Format::Json
     }
 
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// A client for the configured server.
     pub fn client(&self) -> anyhow::Result<Client> {
         let addr = self.address.as_deref().ok_or_else(|| {

@@ -182,6 +182,10 @@ pub async fn build_core(
         raw_storage_endpoint: config.raw_storage_endpoint,
         test_clock_endpoint: config.test_clock_endpoint,
         agent_access_retention: Some(config.agent_access_retention),
+        listener: Some(core::ListenerInfo {
+            addr: config.listen,
+            tls: config.tls.is_some(),
+        }),
     };
     let metrics = Arc::new(metrics::Metrics::new());
     let (storage, ha) = open_storage_ha(config, &metrics).await?;

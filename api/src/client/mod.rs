@@ -8,6 +8,7 @@
 mod agents;
 mod kv;
 mod lease;
+mod reports;
 mod snapshot;
 mod sys;
 mod token;

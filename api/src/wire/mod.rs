@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod kv;
+pub mod reports;
 pub mod sys;
 pub mod token;
 

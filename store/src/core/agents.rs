@@ -268,6 +268,26 @@ impl AgentIndex {
         Ok(out)
     }
 
+    /// Report batches received at or after `since` (counted a page of keys at a time, no
+    /// value read), up to `cap`.
+    pub async fn batches_since(
+        &self,
+        since: DateTime<Utc>,
+        cap: usize,
+    ) -> Result<usize, BarrierError> {
+        let mut after = format!("{BY_RECEIPT}{}", millis_key(since));
+        let mut count = 0;
+        while count < cap {
+            let keys = self.view.scan_range(BY_RECEIPT, Some(&after), 1024).await?;
+            count += keys.len();
+            match keys.last() {
+                Some(last) if keys.len() == 1024 => after = last.clone(),
+                _ => break,
+            }
+        }
+        Ok(count.min(cap))
+    }
+
     /// Remove every batch received before `cutoff`: its access rows and its dedup key.
     /// Returns how many batches went.
     pub async fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, BarrierError> {

@@ -25,6 +25,8 @@
 //! - [`subscribe`]: who receives which event (`sys/events/subscribe`), checked per event;
 //! - [`failover`]: the HA loop: take, renew and give up the lock, become active, step down;
 //! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
+//! - [`compliance`]: compliance reports (`sys/reports/compliance`): the evidence gathered
+//!   once, each control of a standard judged on it;
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
 //! - this file: [`Core::handle`], the one entry point: it authenticates the token, turns a
 //!   write into a create when the target does not exist, checks the ACL, audits, and
@@ -40,6 +42,7 @@ use crate::logical::{
 
 pub mod agents;
 pub mod audit;
+pub mod compliance;
 pub mod events;
 pub mod expiration;
 pub mod failover;
@@ -62,7 +65,7 @@ pub mod wrapping;
 
 pub use mount::MountEntry;
 pub use registry::Registry;
-pub use state::{Core, CoreOptions, Unsealed};
+pub use state::{Core, CoreOptions, ListenerInfo, Unsealed};
 
 /// Where a request goes.
 pub enum Target {

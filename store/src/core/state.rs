@@ -85,6 +85,17 @@ pub struct CoreOptions {
     pub agent_access_retention: Option<std::time::Duration>,
     /// Serve `sys/internal/test/clock`, which moves the rotation clock forward (tests only).
     pub test_clock_endpoint: bool,
+    /// How hushd serves its API (the compliance report's transport check); `None`: an
+    /// embedded core, not started by hushd's listener.
+    pub listener: Option<ListenerInfo>,
+}
+
+/// How hushd serves its API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub addr: std::net::SocketAddr,
+    /// TLS (else plain HTTP, `--insecure-no-tls`).
+    pub tls: bool,
 }
 
 /// Agents' access events are kept 30 days unless configured otherwise.

@@ -61,10 +61,15 @@ pub(crate) fn format_time(t: DateTime<Utc>) -> String {
 
 impl Formatter<'_> {
     fn accessor(&self, accessor: &str) -> Value {
+        Value::String(self.accessor_as_written(accessor))
+    }
+
+    /// An accessor as this device writes it: HMAC'd unless `hmac_accessor=false`.
+    pub(crate) fn accessor_as_written(&self, accessor: &str) -> String {
         if self.hmac_accessor && !accessor.is_empty() {
-            Value::String(self.salt.hmac(accessor))
+            self.salt.hmac(accessor)
         } else {
-            Value::String(accessor.to_string())
+            accessor.to_string()
         }
     }
 

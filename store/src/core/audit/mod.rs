@@ -7,6 +7,10 @@
 //!   `core/audit/table`, with each device's HMAC salt), option checking, fan-out of entries.
 //! - `entry`: Vault's audit entry shape, with every secret string HMAC'd.
 //! - `file`: the output and its hash chain ([`hush_api::audit`] describes the format).
+//! - [`history`]: when devices were enabled and disabled (`core/audit/history`), written with
+//!   each change of the table, so a stretch without any device can be proven afterwards.
+//! - [`inspect`]: the compliance report's look at each device: the chain checked up to the
+//!   head in memory, and counts of what the lines of a window record.
 //!
 //! # Rules (Vault's)
 //!
@@ -20,6 +24,8 @@
 
 mod entry;
 mod file;
+pub mod history;
+pub mod inspect;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +40,8 @@ use crate::barrier::BarrierView;
 use crate::logical::{LogicalError, Request, Response};
 use entry::{format_time, Formatter, Salt};
 use file::{DeviceWriter, SinkSpec};
+use history::{AuditAction, AuditHistory, HISTORY_KEY};
+use inspect::{ChainCheck, DeviceInspection, Sink, WindowStats};
 
 /// Storage key of the device table inside the broker's view.
 const TABLE_KEY: &str = "table";
@@ -233,6 +241,13 @@ impl AuditBroker {
             }
             map.insert(stored.path.clone(), Arc::new(device));
         }
+        // The history starts here on a store that has none (a new store: at its init).
+        if view.get(HISTORY_KEY).await?.is_none() {
+            let begun = AuditHistory::begin(chrono::Utc::now(), map.keys().cloned());
+            if let Err(e) = view.put_json(HISTORY_KEY, &begun).await {
+                tracing::warn!(error = %e, "cannot start the audit device history");
+            }
+        }
         Ok(AuditBroker {
             view,
             devices: ArcSwap::from_pointee(map),
@@ -300,8 +315,8 @@ impl AuditBroker {
             .await
             .map_err(|e| LogicalError::invalid(e.to_string()))?;
         let mut next = (*current).clone();
-        next.insert(path, Arc::new(device));
-        self.persist(&next).await?;
+        next.insert(path.clone(), Arc::new(device));
+        self.persist(&next, &path, AuditAction::Enable).await?;
         self.devices.store(Arc::new(next));
         Ok(())
     }
@@ -316,17 +331,94 @@ impl AuditBroker {
         }
         let mut next = (*current).clone();
         next.remove(&path);
-        self.persist(&next).await?;
+        self.persist(&next, &path, AuditAction::Disable).await?;
         self.devices.store(Arc::new(next));
         Ok(())
     }
 
-    async fn persist(&self, devices: &DeviceMap) -> Result<(), LogicalError> {
+    /// Store the table and the change in the history, in one atomic write.
+    async fn persist(
+        &self,
+        devices: &DeviceMap,
+        path: &str,
+        action: AuditAction,
+    ) -> Result<(), LogicalError> {
         let table = StoredTable {
             devices: devices.values().map(|d| d.stored()).collect(),
         };
-        self.view.put_json(TABLE_KEY, &table).await?;
+        let now = chrono::Utc::now();
+        let mut history = match self.view.get_json::<AuditHistory>(HISTORY_KEY).await? {
+            Some(h) => h,
+            // Not written at open (a storage error then): it starts with this change.
+            None => AuditHistory::begin(now, self.devices.load().keys().cloned()),
+        };
+        history.record(now, path, action);
+        self.view
+            .write(vec![
+                self.view.put_json_op(TABLE_KEY, &table)?,
+                self.view.put_json_op(HISTORY_KEY, &history)?,
+            ])
+            .await?;
         Ok(())
+    }
+
+    /// When devices were enabled and disabled (`None`: never recorded).
+    pub async fn history(&self) -> Result<Option<AuditHistory>, LogicalError> {
+        Ok(self.view.get_json(HISTORY_KEY).await?)
+    }
+
+    /// Each device: its chain checked up to the head in memory, and what its lines at or
+    /// after `since` record. `watch`: accessors whose requests in the window are reported
+    /// back ([`WindowStats::seen`]). Reads every file device's whole file (on blocking threads).
+    pub async fn inspect(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        watch: &[String],
+    ) -> Vec<DeviceInspection> {
+        let devices = self.devices.load_full();
+        let mut out = Vec::with_capacity(devices.len());
+        for device in devices.values() {
+            let sink = Sink::of(&device.spec);
+            let (chain, stats) = match &sink {
+                Sink::File(file) => {
+                    let head = device.writer.head();
+                    let forms: BTreeMap<String, String> = watch
+                        .iter()
+                        .map(|a| (device.formatter().accessor_as_written(a), a.clone()))
+                        .collect();
+                    let file = file.clone();
+                    tokio::task::spawn_blocking(move || {
+                        inspect::inspect_file(&file, &head, since, &forms)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        (
+                            ChainCheck::Broken(format!("the check stopped: {e}")),
+                            WindowStats::default(),
+                        )
+                    })
+                }
+                Sink::Stdout => (
+                    ChainCheck::NotVerifiable(
+                        "writes to hushd's stdout: verify it where stdout is collected \
+                         (hush audit verify FILE)"
+                            .into(),
+                    ),
+                    WindowStats::default(),
+                ),
+                Sink::Discard => (
+                    ChainCheck::NotVerifiable("file_path=discard keeps nothing".into()),
+                    WindowStats::default(),
+                ),
+            };
+            out.push(DeviceInspection {
+                path: device.path.clone(),
+                sink,
+                chain,
+                stats,
+            });
+        }
+        out
     }
 
     /// Vault's `GET sys/audit` body: `{"file/": {type, description, options, path, local}}`,

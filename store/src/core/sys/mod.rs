@@ -1,5 +1,6 @@
 //! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage,
-//! the fleet of agents (`sys/agents`), webhooks (`sys/webhooks`).
+//! the fleet of agents (`sys/agents`), webhooks (`sys/webhooks`), compliance reports
+//! (`sys/reports/compliance`), scheduled rotation (`sys/rotation`).
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader, generate-root, rekey) are answered by [`handle_unauthenticated`] even while sealed.
@@ -19,6 +20,7 @@ mod policy;
 mod raw;
 mod rekey;
 mod remount;
+mod reports;
 mod rotation;
 mod seal;
 mod webhooks;
@@ -180,6 +182,7 @@ async fn route(
         "capabilities" if write => return policy::capabilities(st, req).await,
         "audit" if read => return Ok(both(req, st.audit.list())),
         "metrics" if read => return metrics(req),
+        "reports/compliance" if read => return reports::compliance(core, st, req).await,
         "remount" if write => return remount::remount(core, st, req).await,
         // Reached through the HTTP layer's streamed routes (api/snapshot.rs), which ask the
         // core first: the token, the ACL (sudo) and the audit log have seen the request.
@@ -291,6 +294,7 @@ const EXACT_PATHS: &[&str] = &[
     "capabilities",
     "audit",
     "remount",
+    "reports/compliance",
 ];
 
 /// Vault answers many `sys/` reads with the data both at the top level and under `data`.

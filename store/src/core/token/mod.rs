@@ -10,12 +10,14 @@
 //! - [`roles`]: token roles (`roles/:name`) and `create/:role`;
 //! - Vault's TTL rules are in [`crate::logical::ttl`];
 //! - `lease`: token leases in the expiration manager's index;
+//! - `scan`: every live token, a page at a time ([`TokenStore::page`]);
 //! - [`cache`]: parsed entries of tokens in use, invalidated by every entry write.
 
 pub mod backend;
 pub mod cache;
 mod lease;
 pub mod roles;
+mod scan;
 pub mod store;
 
 #[cfg(test)]
