@@ -14,6 +14,7 @@ use super::expiration::{ExpirationManager, LeaseBackends};
 use super::ha::{Ha, HaConfig};
 use super::lease::LeaseIndex;
 use super::login::limiter::{LoginLimiter, LoginLimits};
+use super::passwords::PasswordPolicies;
 use super::policy::PolicyStore;
 use super::registry::Registry;
 use super::router::Router;
@@ -35,6 +36,8 @@ pub struct Unsealed {
     pub logins: LoginLimiter,
     /// What agents reported (`sys/agents`).
     pub agents: Arc<AgentIndex>,
+    /// Named password policies (`sys/policies/password`).
+    pub passwords: Arc<PasswordPolicies>,
     /// Stops background tasks (lease expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
 }
@@ -241,12 +244,14 @@ impl Core {
         let audit = AuditBroker::open(self.view("core/audit/"))
             .await?
             .with_metrics(self.metrics.clone());
+        let passwords = Arc::new(PasswordPolicies::new(self.view("sys/password-policy/")));
         let router = Arc::new(
             Router::load(
                 self.barrier.clone(),
                 tokens.clone(),
                 self.backends.clone(),
                 self.events.clone(),
+                passwords.clone(),
             )
             .await?,
         );
@@ -284,6 +289,7 @@ impl Core {
             expiration,
             logins: LoginLimiter::new(self.options.login_limits),
             agents,
+            passwords,
             background,
         })));
         Ok(())

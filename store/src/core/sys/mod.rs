@@ -1,5 +1,5 @@
-//! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage,
-//! the fleet of agents (`sys/agents`).
+//! The `sys/` system backend: init and seal, mounts, policies, password policies, audit, keys,
+//! leases, raw storage, the fleet of agents (`sys/agents`).
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader, generate-root, rekey) are answered by [`handle_unauthenticated`] even while sealed.
@@ -15,6 +15,7 @@ mod auth;
 mod generate_root;
 mod leases;
 mod mounts;
+mod password_policy;
 mod policy;
 mod raw;
 mod rekey;
@@ -195,6 +196,9 @@ async fn route(
         return resp;
     }
     if let Some(resp) = leases::handle(st, req, rel).await {
+        return resp;
+    }
+    if let Some(resp) = password_policy::handle(st, req, rel).await {
         return resp;
     }
     if let Some(rest) = rel.strip_prefix("mounts/") {
