@@ -10,6 +10,7 @@ use crate::core::state::{Core, Unsealed};
 use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 mod agents;
+mod agents_stats;
 mod audit;
 mod auth;
 mod generate_root;
