@@ -20,8 +20,8 @@ pub type Started =
 
 /// Starts a backend over its mount's barrier view (its only storage), with the mount's
 /// options (as Vault hands a backend its `BackendConfig.Config`: kv reads `version`), the
-/// mount's handle on the event bus, and the core's [`SystemView`](crate::logical::system_view::SystemView)
-/// (named password policies).
+/// mount's handle on the event bus, and the core's
+/// [`SystemView`](crate::logical::system_view::SystemView) (named password policies).
 pub type Constructor =
     fn(BarrierView, Map<String, Value>, EventPublisher, SystemViewRef) -> Started;
 

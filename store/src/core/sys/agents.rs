@@ -1,6 +1,6 @@
 //! `sys/agents/*`: agents report upstream (`report`), operators read the fleet view (`LIST
-//! sys/agents`, `sys/agents/:id`, `access`, `stale`, `stats` (in `agents_stats`)). Hush's own API (Vault has none); the wire
-//! types are `hush_api::wire::agents`.
+//! sys/agents`, `sys/agents/:id`, `access`, `stale`; `stats` is in `agents_stats`). Hush's own
+//! API (Vault has none); the wire types are `hush_api::wire::agents`.
 //!
 //! A report is validated whole (400 naming the field), deduplicated by batch id, written to
 //! every audit device (one `agent-access` entry per access, in clear: pids, paths and file names
