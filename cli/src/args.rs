@@ -560,6 +560,26 @@ pub enum AuditCmd {
         #[arg(long = "last-hash", value_name = "HASH")]
         last_hash: Option<String>,
     },
+    /// Per API path: requests answered, successful, failed, and by identity, from a log file
+    ///
+    /// Reads a file audit device's log offline (streamed: memory grows with the paths, not the
+    /// lines). Each request counts once, from its response entry; it failed when the entry has
+    /// an error or a status of 400 or more. The identity is the token's display name as
+    /// logged (root, token-NAME, approle...), else its entity id, else its accessor (HMAC'd
+    /// unless the device logs it in clear). -format=json prints {PATH: {total, successful,
+    /// failed, by_identity: {ID: {total, successful, failed}}}}.
+    Stats {
+        /// Audit log file written by a hushd file audit device
+        file: PathBuf,
+        /// Only paths starting with this prefix, or matching it as a glob when it holds `*`
+        /// (`secret/data/app/*`; `*` also matches `/`)
+        #[arg(long, value_name = "PREFIX|GLOB")]
+        path: Option<String>,
+        /// Only requests logged since: a duration back from now (90m, 24h, 7d) or an RFC 3339
+        /// time
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

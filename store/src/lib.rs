@@ -85,7 +85,7 @@ impl std::fmt::Debug for DevCredentials {
 /// (it takes no mount options).
 macro_rules! start {
     ($backend:ty) => {
-        |view, _options, _events| {
+        |view, _options, _events, _system| {
             Box::pin(async move {
                 Ok(Arc::new(<$backend>::new(view).await?) as Arc<dyn LogicalBackend>)
             })
@@ -101,15 +101,15 @@ pub fn backends() -> Registry {
         .auth("gcp", start!(auth::gcp::GcpBackend))
         .auth("jwt", start!(auth::jwt::JwtBackend))
         .auth("kubernetes", start!(auth::kubernetes::KubernetesBackend))
-        .engine("kv", |view, options, events| {
+        .engine("kv", |view, options, events, _system| {
             Box::pin(engines::kv::open(view, options, events))
         })
-        .engine("generic", |view, options, events| {
+        .engine("generic", |view, options, events, _system| {
             Box::pin(engines::kv::open(view, options, events))
         })
-        .engine("database", |view, _options, events| {
+        .engine("database", |view, _options, events, system| {
             Box::pin(async move {
-                let db = engines::database::DatabaseBackend::with_events(view, events).await?;
+                let db = engines::database::DatabaseBackend::start(view, events, system).await?;
                 Ok(Arc::new(db) as Arc<dyn LogicalBackend>)
             })
         })

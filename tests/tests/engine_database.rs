@@ -242,6 +242,119 @@ async fn scram_password_authentication_keeps_plain_passwords_out_of_sql() {
     assert!(last.iter().all(|q| !q.contains(&password)), "{last:?}");
 }
 
+/// A password policy with symbols PostgreSQL takes inside '...' (no quote), 32 characters.
+const DB_POLICY: &str = r##"length = 32
+rule "charset" {
+  charset = "abcdefghijkmnopqrstuvwxyz"
+  min-chars = 2
+}
+rule "charset" {
+  charset = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+  min-chars = 2
+}
+rule "charset" {
+  charset = "23456789"
+  min-chars = 3
+}
+rule "charset" {
+  charset = "#%+=:.!"
+  min-chars = 3
+}
+"##;
+
+#[tokio::test]
+async fn a_password_policy_shapes_dynamic_static_and_root_passwords() {
+    let pg = Postgres::start().await;
+    pg.admin()
+        .await
+        .batch_execute("CREATE ROLE app_pw LOGIN PASSWORD 'Initial-Pw-1'; GRANT SELECT ON public.things TO app_pw;")
+        .await
+        .unwrap();
+    let h = hushd_with_db(&pg).await;
+    // A policy that does not exist is refused when the connection names it.
+    let (s, b) = h
+        .call(
+            "POST",
+            "database/config/pg",
+            Some(json!({"password_policy": "db"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    let msg = b["errors"][0].as_str().unwrap();
+    assert!(
+        msg.contains("password_policy") && msg.contains("\"db\" does not exist"),
+        "{msg}"
+    );
+    let (s, b) = h
+        .call(
+            "PUT",
+            "sys/policies/password/db",
+            Some(json!({"policy": DB_POLICY})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = h
+        .call(
+            "POST",
+            "database/config/pg",
+            Some(json!({"password_policy": "db"})),
+        )
+        .await;
+    assert!(s == 204 || s == 200, "{b}");
+    let (s, b) = h.call("GET", "database/config/pg", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["password_policy"], "db");
+
+    let policy = hush_store::logical::password::PasswordPolicy::parse(DB_POLICY).unwrap();
+    for _ in 0..5 {
+        let (user, password) = creds(&h, "ro").await;
+        assert!(policy.satisfied_by(&password), "{password}");
+        assert_eq!(count_things(&pg, &user, &password).await, 2);
+    }
+    // Static roles and root rotation draw from it too; the engine still logs in as root.
+    let (s, b) = h
+        .call(
+            "POST",
+            "database/static-roles/static-pw",
+            Some(json!({"db_name": "pg", "username": "app_pw", "rotation_period": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let data = static_creds(&h, "static-pw").await;
+    let password = data["password"].as_str().unwrap();
+    assert!(policy.satisfied_by(password), "{password}");
+    pg.connect("app_pw", password).await.expect("static login");
+    let (s, b) = h.call("POST", "database/rotate-root/pg", None).await;
+    assert_eq!(s, 204, "{b}");
+    let (user, password) = creds(&h, "ro").await;
+    assert_eq!(count_things(&pg, &user, &password).await, 2);
+
+    // Without the policy, credentials are a 400 naming it, not a default password.
+    let (s, _) = h.call("DELETE", "sys/policies/password/db", None).await;
+    assert_eq!(s, 204);
+    let (s, b) = h.call("GET", "database/creds/ro", None).await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(
+        b["errors"][0], "password policy \"db\" does not exist",
+        "{b}"
+    );
+    // Clearing it goes back to Vault's default policy.
+    let (s, b) = h
+        .call(
+            "POST",
+            "database/config/pg",
+            Some(json!({"password_policy": ""})),
+        )
+        .await;
+    assert!(s == 204 || s == 200, "{b}");
+    let (user, password) = creds(&h, "ro").await;
+    assert_eq!(password.len(), 24);
+    assert!(password
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+    assert_eq!(count_things(&pg, &user, &password).await, 2);
+}
+
 async fn static_creds(h: &Hushd, name: &str) -> Value {
     let (s, b) = h
         .call("GET", &format!("database/static-creds/{name}"), None)

@@ -550,3 +550,104 @@ async fn a_bad_retention_setting_stops_hushd_with_its_message() {
         "{err}"
     );
 }
+
+/// `sys/agents/stats`: the fleet's accesses counted per path and by agent + uid, with the
+/// `hush audit stats` shape; `path` a prefix, `since` a duration or RFC 3339 time.
+#[tokio::test]
+async fn stats_count_allowed_and_denied_accesses_per_path_and_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _, _) = fresh(dir.path(), &[]).await;
+    let token = default_token(&h).await;
+    let denied = |time: &str, path: &str, uid: u32| {
+        let mut a = access(time, path, 7);
+        a["result"] = json!("denied");
+        a["reason"] = json!("uid not allowed");
+        a["uid"] = json!(uid);
+        a
+    };
+    let recent = time_ago(60);
+    let old = time_ago(3 * 3600);
+    let (s, b) = put_report(
+        &h,
+        &token,
+        report(
+            "b-1",
+            "web-1",
+            vec![
+                access(&recent, "secret/data/app/db", 1),
+                access(&recent, "secret/data/app/db", 2),
+                denied(&recent, "secret/data/app/db", 0),
+                access(&old, "secret/data/app/api", 3),
+                access(&recent, "secret/data/other/x", 4),
+            ],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = put_report(
+        &h,
+        &token,
+        report(
+            "b-2",
+            "web-2",
+            vec![access(&recent, "secret/data/app/db", 9)],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let stats = |query: &str| {
+        let h = &h;
+        let query = query.to_string();
+        async move {
+            let (s, b) = h
+                .call("GET", &format!("sys/agents/stats?{query}"), None)
+                .await;
+            assert_eq!(s, 200, "{query}: {b}");
+            b["data"].clone()
+        }
+    };
+    let c = |t: u64, ok: u64, bad: u64| json!({"total": t, "successful": ok, "failed": bad});
+    assert_eq!(
+        stats("path=secret/data/app/&since=5h").await,
+        json!({
+            "secret/data/app/db": {
+                "total": 4, "successful": 3, "failed": 1,
+                "by_identity": {
+                    "web-1 uid=0": c(1, 0, 1),
+                    "web-1 uid=1000": c(2, 2, 0),
+                    "web-2 uid=1000": c(1, 1, 0),
+                },
+            },
+            "secret/data/app/api": {
+                "total": 1, "successful": 1, "failed": 0,
+                "by_identity": {"web-1 uid=1000": c(1, 1, 0)},
+            },
+        })
+    );
+    // The default since (24h) and no path: everything; 1h leaves the old access out.
+    let all = stats("").await;
+    assert_eq!(all.as_object().unwrap().len(), 3);
+    let hour = stats(&format!("since=1h&path={}", urlencode("secret/data/app"))).await;
+    assert!(hour.get("secret/data/app/api").is_none(), "{hour}");
+    assert_eq!(hour["secret/data/app/db"]["total"], 4);
+    assert_eq!(stats("path=nothing/").await, json!({}));
+    // A bad since is a 400; "stats" is no agent id; the fleet policy reads it, default does not.
+    let (s, b) = h
+        .call("GET", "sys/agents/stats?since=yesterday", None)
+        .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, _) = put_report(&h, &token, report("b-3", "stats", vec![], None)).await;
+    assert_eq!(s, 400);
+    let (s, _) = h
+        .call_as(Some(&token), "GET", "sys/agents/stats", None)
+        .await;
+    assert_eq!(s, 403);
+    let reader = h.token_with_policy("fleet-reader", FLEET_READER).await;
+    let (s, b) = h
+        .call_as(Some(&reader), "GET", "sys/agents/stats?since=5h", None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["secret/data/app/db"]["failed"], 1);
+}

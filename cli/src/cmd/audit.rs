@@ -1,5 +1,6 @@
-//! `hush audit ...`: enable, list and disable audit devices (`sys/audit`), and `verify`, which
-//! checks an audit log's hash chain offline.
+//! `hush audit ...`: enable, list and disable audit devices (`sys/audit`), `verify`, which
+//! checks an audit log's hash chain offline, and `stats` (in [`stats`]), per-path counts from
+//! a log file.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use super::kv::parse_pairs;
 use crate::args::AuditCmd;
 use crate::context::{usage, Ctx};
 use crate::output::{columns, print_json};
+
+pub mod stats;
 
 /// A failed verification: exit 1 with this message.
 #[derive(Debug)]
@@ -52,7 +55,40 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCmd::Verify { file, last_hash } => verify_file(ctx, file, last_hash),
+        AuditCmd::Stats { file, path, since } => stats_file(ctx, file, path, since),
     }
+}
+
+fn stats_file(
+    ctx: &Ctx,
+    file: PathBuf,
+    path: Option<String>,
+    since: Option<String>,
+) -> anyhow::Result<()> {
+    let since = match since.as_deref() {
+        Some(text) => Some(stats::parse_since(text, chrono::Utc::now()).ok_or_else(|| {
+            usage(format!(
+                "-since: {text:?} is neither a duration (24h, 7d) nor an RFC 3339 time"
+            ))
+        })?),
+        None => None,
+    };
+    let shown = file.display().to_string();
+    let reader = std::fs::File::open(&file)
+        .map(BufReader::new)
+        .map_err(|e| anyhow::anyhow!("could not open audit file {shown}: {e}"))?;
+    let filter = stats::Filter { path, since };
+    let counted = stats::collect(reader, &filter).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    if ctx.json() {
+        return print_json(&counted);
+    }
+    if counted.is_empty() {
+        println!("No requests in {shown} match.");
+        return Ok(());
+    }
+    let header = ["Path", "Identity", "Total", "Successful", "Failed"];
+    print!("{}", columns(&header, &stats::table(&counted)));
+    Ok(())
 }
 
 /// A device path: one or more segments, no leading or trailing slash.

@@ -288,6 +288,48 @@ impl AgentIndex {
         Ok(count.min(cap))
     }
 
+    /// Visit the access rows of every path starting with `path_prefix` received for times at
+    /// or after `since`, at most `limit` rows, a page at a time (nothing proportional to the
+    /// index is held). Returns whether the limit cut the walk short.
+    pub async fn each_access_since(
+        &self,
+        path_prefix: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+        mut visit: impl FnMut(AccessRecord),
+    ) -> Result<bool, BarrierError> {
+        const PAGE: usize = 256;
+        let prefix = format!("{ACCESS}{}", escape(path_prefix));
+        let since_key = millis_key(since);
+        let mut after: Option<String> = None;
+        let mut seen = 0;
+        loop {
+            let keys = self
+                .view
+                .scan_range(&prefix, after.as_deref(), PAGE)
+                .await?;
+            let Some(last) = keys.last().cloned() else {
+                return Ok(false);
+            };
+            for key in &keys {
+                // access/<path>/<millis>/<batch>/<index>: the millis is the third segment
+                // from the end (escaped segments hold no `/`).
+                let millis = key.rsplit('/').nth(2).unwrap_or("");
+                if millis < since_key.as_str() {
+                    continue;
+                }
+                if seen == limit {
+                    return Ok(true);
+                }
+                if let Some(record) = self.view.get_json::<AccessRecord>(key).await? {
+                    seen += 1;
+                    visit(record);
+                }
+            }
+            after = Some(last);
+        }
+    }
+
     /// Remove every batch received before `cutoff`: its access rows and its dedup key.
     /// Returns how many batches went.
     pub async fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, BarrierError> {

@@ -5,6 +5,7 @@
 //! Lowest first; each module uses only those above it in this list:
 //!
 //! - [`mount`]: a mount as stored in the mount table (path, type, TTL tuning);
+//! - [`passwords`]: named password policies behind the barrier (`sys/policies/password`);
 //! - [`registry`]: the backend types that can be mounted (type name -> constructor), filled
 //!   in by the crate root;
 //! - [`rewrap`]: the background move of every entry to the newest key term after a rotation;
@@ -27,6 +28,7 @@
 //! - [`wrapping`]: response wrapping (`X-Vault-Wrap-TTL`, `sys/wrapping/*`);
 //! - [`compliance`]: compliance reports (`sys/reports/compliance`): the evidence gathered
 //!   once, each control of a standard judged on it;
+//! - [`password_policy`]: the generator hushd calls: a named policy or Vault's default;
 //! - [`sys`]: the `sys/` system backend (init, seal, mounts, policies, audit, keys, leases);
 //! - this file: [`Core::handle`], the one entry point: it authenticates the token, turns a
 //!   write into a create when the target does not exist, checks the ACL, audits, and
@@ -50,6 +52,8 @@ pub mod ha;
 pub mod lease;
 pub mod login;
 pub mod mount;
+pub mod password_policy;
+pub mod passwords;
 pub mod policy;
 pub mod registry;
 pub mod rewrap;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::mount::MountEntry;
 use crate::barrier::BarrierView;
 use crate::logical::events::EventPublisher;
+use crate::logical::system_view::SystemViewRef;
 use crate::logical::{LogicalBackend, LogicalError};
 
 /// What a [`Constructor`] returns: the started backend.
@@ -18,9 +19,11 @@ pub type Started =
     Pin<Box<dyn Future<Output = Result<Arc<dyn LogicalBackend>, LogicalError>> + Send>>;
 
 /// Starts a backend over its mount's barrier view (its only storage), with the mount's
-/// options (as Vault hands a backend its `BackendConfig.Config`: kv reads `version`), and
-/// the mount's handle on the event bus.
-pub type Constructor = fn(BarrierView, Map<String, Value>, EventPublisher) -> Started;
+/// options (as Vault hands a backend its `BackendConfig.Config`: kv reads `version`), the
+/// mount's handle on the event bus, and the core's
+/// [`SystemView`](crate::logical::system_view::SystemView) (named password policies).
+pub type Constructor =
+    fn(BarrierView, Map<String, Value>, EventPublisher, SystemViewRef) -> Started;
 
 /// Checks the type and options a secrets engine mount is asked for and returns the type and
 /// options to store (e.g. `kv-v2` becomes `kv` with `version: "2"`).
@@ -149,11 +152,12 @@ impl Registry {
         entry: &MountEntry,
         view: BarrierView,
         events: EventPublisher,
+        system: SystemViewRef,
     ) -> Result<Arc<dyn LogicalBackend>, LogicalError> {
         let auth = entry.path.starts_with("auth/");
         let table = if auth { &self.auth } else { &self.engines };
         match table.iter().find(|(name, _)| *name == entry.kind) {
-            Some((_, start)) => start(view, entry.options.clone(), events).await,
+            Some((_, start)) => start(view, entry.options.clone(), events, system).await,
             None if auth => Err(self.unsupported_auth(&entry.kind)),
             None => Err(self.unsupported_engine(&entry.kind)),
         }

@@ -16,6 +16,7 @@ use super::registry::Registry;
 use super::token::TokenStore;
 use crate::barrier::{Barrier, BarrierView};
 use crate::logical::events::{EventPublisher, EventSink, PluginInfo};
+use crate::logical::system_view::SystemViewRef;
 use crate::logical::{LogicalBackend, LogicalError};
 
 pub const MOUNTS_PATH: &str = "core/mounts";
@@ -32,6 +33,8 @@ pub struct Router {
     tokens: Arc<TokenStore>,
     backends: Arc<Registry>,
     events: Arc<dyn EventSink>,
+    /// What backends may ask of the core (password policies), handed to each at start.
+    system: SystemViewRef,
     /// Sorted by path length, longest first.
     mounts: ArcSwap<Vec<Mounted>>,
     changes: tokio::sync::Mutex<()>,
@@ -87,6 +90,7 @@ impl Router {
         tokens: Arc<TokenStore>,
         backends: Arc<Registry>,
         events: Arc<dyn EventSink>,
+        system: SystemViewRef,
     ) -> Result<Self, LogicalError> {
         let entries: Vec<MountEntry> = match barrier.get(MOUNTS_PATH).await? {
             Some(raw) => serde_json::from_slice(&raw).map_err(|_| {
@@ -99,6 +103,7 @@ impl Router {
             tokens,
             backends,
             events,
+            system,
             mounts: ArcSwap::from_pointee(Vec::new()),
             changes: tokio::sync::Mutex::new(()),
         };
@@ -146,7 +151,9 @@ impl Router {
                 plugin: entry.kind.clone(),
             },
         );
-        self.backends.start(entry, view, events).await
+        self.backends
+            .start(entry, view, events, self.system.clone())
+            .await
     }
 
     /// The mount serving a request path and its backend (`sys/` is never mounted).

@@ -14,6 +14,7 @@ use super::expiration::{ExpirationManager, LeaseBackends};
 use super::ha::{Ha, HaConfig};
 use super::lease::LeaseIndex;
 use super::login::limiter::{LoginLimiter, LoginLimits};
+use super::passwords::PasswordPolicies;
 use super::policy::PolicyStore;
 use super::registry::Registry;
 use super::rotation::{Rotations, TestClock};
@@ -41,6 +42,8 @@ pub struct Unsealed {
     pub rotations: Arc<Rotations>,
     /// `sys/webhooks`: the webhooks and their durable delivery queue.
     pub webhooks: Arc<Webhooks>,
+    /// Named password policies (`sys/policies/password`).
+    pub passwords: Arc<PasswordPolicies>,
     /// Stops background tasks (lease expiry) when sealing.
     pub background: tokio_util::sync::CancellationToken,
 }
@@ -276,12 +279,14 @@ impl Core {
             .await?
             .with_metrics(self.metrics.clone())
             .with_webhooks(webhooks.clone());
+        let passwords = Arc::new(PasswordPolicies::new(self.view("sys/password-policy/")));
         let router = Arc::new(
             Router::load(
                 self.barrier.clone(),
                 tokens.clone(),
                 self.backends.clone(),
                 self.events.clone(),
+                passwords.clone(),
             )
             .await?,
         );
@@ -313,7 +318,6 @@ impl Core {
             super::agents::prune_interval(retention),
             background.clone(),
         )));
-        let passwords: Arc<super::rotation::stubs::Passwords> = Arc::default();
         let rotations =
             Arc::new(Rotations::open(self.view("sys/rotation/"), self.test_clock.clone()).await?);
         drop(super::rotation::spawn(
@@ -335,6 +339,7 @@ impl Core {
             agents,
             rotations,
             webhooks: webhooks.clone(),
+            passwords,
             background,
         });
         self.state.store(Some(st));

@@ -11,7 +11,10 @@
 //!   lists, names);
 //! - [`duration`]: Vault's duration strings, parsed and printed the way Go does;
 //! - [`ttl`]: Vault's TTL rules and time arithmetic;
-//! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`.
+//! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`;
+//! - [`password`]: password policies (Vault's syntax) and the one password generator;
+//! - [`system_view`]: [`system_view::SystemView`], the narrow handle on core services (named
+//!   password policies) a backend gets at start.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,7 +27,9 @@ pub mod duration;
 mod error;
 pub mod events;
 pub mod fields;
+pub mod password;
 pub mod rotation;
+pub mod system_view;
 pub mod token;
 pub mod ttl;
 

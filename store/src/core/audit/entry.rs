@@ -270,7 +270,18 @@ impl Formatter<'_> {
         m.insert("type".into(), "response".into());
         m.insert("auth".into(), self.auth_section(req));
         m.insert("request".into(), self.request_section(req));
-        m.insert("response".into(), self.response_section(req, resp.ok()));
+        let mut response = self.response_section(req, resp.ok());
+        // Hush's addition to Vault's shape: the HTTP status when it is known here (every
+        // error; an answer with a status of its own), so a 404 with no message still reads
+        // as failed (`hush audit stats`).
+        let status = match resp {
+            Ok(r) => r.status,
+            Err(e) => Some(e.status()),
+        };
+        if let (Some(status), Value::Object(r)) = (status, &mut response) {
+            r.insert("status".into(), status.into());
+        }
+        m.insert("response".into(), response);
         let error = match resp {
             Ok(_) => String::new(),
             Err(e) => e.to_string(),
@@ -382,5 +393,13 @@ mod tests {
         let entry = f.response_entry(&req, Err(&err), "t");
         assert_eq!(entry["error"], "permission denied");
         assert_eq!(entry["type"], "response");
+        assert_eq!(entry["response"]["status"], 403);
+        // A 404 has no message, but its status says it failed; a plain answer has none.
+        let missing = LogicalError::NotFound(String::new());
+        let entry = f.response_entry(&req, Err(&missing), "t");
+        assert_eq!(entry["error"], "");
+        assert_eq!(entry["response"]["status"], 404);
+        let entry = f.response_entry(&req, Ok(&Response::empty()), "t");
+        assert!(entry["response"].get("status").is_none());
     }
 }

@@ -26,7 +26,6 @@
 pub mod config;
 mod run;
 pub mod schedule;
-pub mod stubs;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::config::{Generator, RotationConfig};
 use super::{RotationState, Rotations, Step};
-use crate::core::rotation::stubs::Passwords;
+use crate::core::passwords::PasswordPolicies;
 use crate::core::router::Router;
 use crate::core::webhooks::Webhooks;
 use crate::logical::rotation::SecretFields;
@@ -51,7 +51,7 @@ pub struct Env {
     pub rotations: Arc<Rotations>,
     pub router: Arc<Router>,
     pub webhooks: Arc<Webhooks>,
-    pub passwords: Arc<Passwords>,
+    pub passwords: Arc<PasswordPolicies>,
 }
 
 /// Start the scheduler (on the active node, at unseal); it ends with `cancel`.
@@ -290,7 +290,7 @@ async fn call(st: &Env, config: &RotationConfig, body: &Value, step: &str) -> Re
 
 async fn generate(st: &Env, generator: &Generator) -> Result<zeroize::Zeroizing<String>, String> {
     match generator {
-        Generator::Length(n) => Ok(crate::core::rotation::stubs::generate_default(*n as usize)),
+        Generator::Length(n) => Ok(crate::logical::password::generate_default(*n as usize)),
         Generator::Policy(p) => st.passwords.generate(p).await.map_err(|e| e.to_string()),
     }
 }

@@ -1,6 +1,6 @@
 //! `sys/agents/*`: agents report upstream (`report`), operators read the fleet view (`LIST
-//! sys/agents`, `sys/agents/:id`, `access`, `stale`). Hush's own API (Vault has none); the wire
-//! types are `hush_api::wire::agents`.
+//! sys/agents`, `sys/agents/:id`, `access`, `stale`; `stats` is in `agents_stats`). Hush's own
+//! API (Vault has none); the wire types are `hush_api::wire::agents`.
 //!
 //! A report is validated whole (400 naming the field), deduplicated by batch id, written to
 //! every audit device (one `agent-access` entry per access, in clear: pids, paths and file names
@@ -24,11 +24,11 @@ use crate::core::state::{Core, Unsealed};
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 /// Ids the fleet paths use themselves: no agent may take them.
-const RESERVED_IDS: &[&str] = &["report", "access", "stale"];
+const RESERVED_IDS: &[&str] = &["report", "access", "stale", "stats"];
 /// Most accesses one `access` query answers.
 pub const MAX_ACCESS_ANSWER: usize = 10_000;
 /// `since` when the query gives none.
-const DEFAULT_SINCE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub(super) const DEFAULT_SINCE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Serve `rel` (below `sys/`) when it is under `agents`; `None` otherwise.
 pub async fn handle(
@@ -50,7 +50,8 @@ pub async fn handle(
         "report" if write => report(core, st, req).await,
         "access" if op == Operation::Read => access(st, req).await,
         "stale" if op == Operation::Read => stale(st, req).await,
-        "report" | "access" | "stale" => Err(LogicalError::UnsupportedOperation),
+        "stats" if op == Operation::Read => super::agents_stats::stats(st, req).await,
+        "report" | "access" | "stale" | "stats" => Err(LogicalError::UnsupportedOperation),
         id if op == Operation::Read => show(st, id).await,
         _ => Err(LogicalError::UnsupportedOperation),
     })

@@ -1,6 +1,6 @@
-//! The `sys/` system backend: init and seal, mounts, policies, audit, keys, leases, raw storage,
-//! the fleet of agents (`sys/agents`), webhooks (`sys/webhooks`), compliance reports
-//! (`sys/reports/compliance`), scheduled rotation (`sys/rotation`).
+//! The `sys/` system backend: init and seal, mounts, policies, password policies, audit, keys,
+//! leases, raw storage, the fleet of agents (`sys/agents`), webhooks (`sys/webhooks`),
+//! compliance reports (`sys/reports/compliance`), scheduled rotation (`sys/rotation`).
 //!
 //! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader, generate-root, rekey) are answered by [`handle_unauthenticated`] even while sealed.
@@ -11,11 +11,13 @@ use crate::core::state::{Core, Unsealed};
 use crate::logical::{Data, LogicalError, Operation, Request, Response};
 
 mod agents;
+mod agents_stats;
 mod audit;
 mod auth;
 mod generate_root;
 mod leases;
 mod mounts;
+mod password_policy;
 mod policy;
 mod raw;
 mod rekey;
@@ -207,6 +209,9 @@ async fn route(
         return resp;
     }
     if let Some(resp) = webhooks::handle(st, req, rel).await {
+        return resp;
+    }
+    if let Some(resp) = password_policy::handle(st, req, rel).await {
         return resp;
     }
     if let Some(rest) = rel.strip_prefix("mounts/") {

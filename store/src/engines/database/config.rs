@@ -39,6 +39,9 @@ pub(super) struct DbConfig {
     pub password_authentication: String,
     pub disable_escaping: bool,
     pub root_rotation_statements: Vec<String>,
+    /// The named password policy of generated passwords; empty: Vault's default policy.
+    #[serde(default)]
+    pub password_policy: String,
 }
 
 impl std::fmt::Debug for DbConfig {
@@ -66,6 +69,7 @@ impl Default for DbConfig {
             password_authentication: "password".into(),
             disable_escaping: false,
             root_rotation_statements: Vec::new(),
+            password_policy: String::new(),
         }
     }
 }
@@ -142,7 +146,7 @@ impl DbConfig {
             },
             "allowed_roles": self.allowed_roles,
             "root_credentials_rotate_statements": self.root_rotation_statements,
-            "password_policy": "",
+            "password_policy": self.password_policy,
             "verify_connection": self.verify_connection,
         })
     }
@@ -235,6 +239,20 @@ async fn write(inner: &Inner, req: &Request, name: &str) -> Result<Response, Log
     if let Some(s) = statements_field(d, "root_rotation_statements")? {
         c.root_rotation_statements = s;
     }
+    if let Some(policy) = str_field(d, "password_policy")? {
+        if !policy.is_empty() && policy != c.password_policy {
+            // A policy that does not exist (or cannot draw) is refused now, not at the first
+            // credentials.
+            drop(
+                inner
+                    .system
+                    .generate_password_from_policy(&policy)
+                    .await
+                    .map_err(|e| super::context("password_policy", e))?,
+            );
+        }
+        c.password_policy = policy;
+    }
     let pool = Pool::open(&c.params())?;
     if c.verify_connection {
         pool.verify().await.map_err(|e| {
@@ -298,7 +316,7 @@ pub(super) async fn rotate_root(inner: &Inner, name: &str) -> Result<Response, L
         ));
     }
     let pool = inner.pool(name, &old)?;
-    let password = super::template::generate_password();
+    let password = inner.password(&old).await?;
     let sql_password = old.password_for_sql(&password);
     let statements = if old.root_rotation_statements.is_empty() {
         vec![DEFAULT_ROOT_ROTATION.to_string()]

@@ -10,7 +10,9 @@
 //! - `conn`: `connection_url` templating and `sslmode`, the connection pools, scrubbed errors.
 //! - TLS (rustls verifiers for libpq's `sslmode` values) is `storage::postgres::tls`, shared
 //!   with the PostgreSQL storage backend.
-//! - `template`: statement templates, generated usernames and passwords, field helpers.
+//! - `template`: statement templates, generated usernames, field helpers. Passwords come
+//!   from the connection's `password_policy` (the core's, through the `SystemView` the engine
+//!   gets at start) or Vault's default policy (`logical::password`).
 //!
 //! # Storage (below the mount's view)
 //!
@@ -36,9 +38,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 use crate::barrier::BarrierView;
 use crate::logical::events::EventPublisher;
+use crate::logical::system_view::{NoSystemView, SystemViewRef};
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 use self::config::DbConfig;
@@ -58,6 +62,8 @@ struct Inner {
     schedule: Schedule,
     /// The mount's handle on the event bus (rotations, config writes).
     events: EventPublisher,
+    /// The core's named password policies (a connection's `password_policy`).
+    system: SystemViewRef,
 }
 
 impl Inner {
@@ -74,6 +80,19 @@ impl Inner {
             return Ok(pool);
         }
         Ok(self.pools.insert(name, Pool::open(&config.params())?))
+    }
+
+    /// A new password for a user of `config`'s database: from its `password_policy`, else
+    /// Vault's default policy at [`template::PASSWORD_LEN`] characters.
+    async fn password(&self, config: &DbConfig) -> Result<Zeroizing<String>, LogicalError> {
+        if config.password_policy.is_empty() {
+            return Ok(crate::logical::password::generate_default(
+                template::PASSWORD_LEN,
+            ));
+        }
+        self.system
+            .generate_password_from_policy(&config.password_policy)
+            .await
     }
 
     /// The config and pool of the database `db_name`; 400 when there is no such config.
@@ -147,13 +166,15 @@ impl std::fmt::Debug for DatabaseBackend {
 impl DatabaseBackend {
     /// Open the engine over its mount's view and start the static-role rotation task.
     pub async fn new(view: BarrierView) -> Result<Self, LogicalError> {
-        Self::with_events(view, EventPublisher::none()).await
+        Self::start(view, EventPublisher::none(), Arc::new(NoSystemView)).await
     }
 
-    /// As [`DatabaseBackend::new`], publishing rotations and config writes to `events`.
-    pub async fn with_events(
+    /// As [`DatabaseBackend::new`], publishing rotations and config writes to `events`, with
+    /// the core's password policies behind `system`.
+    pub async fn start(
         view: BarrierView,
         events: EventPublisher,
+        system: SystemViewRef,
     ) -> Result<Self, LogicalError> {
         let inner = Arc::new(Inner {
             view,
@@ -161,6 +182,7 @@ impl DatabaseBackend {
             lock: tokio::sync::Mutex::new(()),
             schedule: Schedule::default(),
             events,
+            system,
         });
         static_roles::load_schedule(&inner).await?;
         let cancel = CancellationToken::new();

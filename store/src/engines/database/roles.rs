@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::template::{
-    expiration_text, generate_password, generate_username, quote_ident, statements_field, str_field,
+    expiration_text, generate_username, quote_ident, statements_field, str_field,
 };
 use super::{Inner, ROLE_PREFIX};
 use crate::logical::fields::field_secs;
@@ -143,7 +143,7 @@ pub(super) async fn creds(
         .filter(|d| !d.is_empty())
         .unwrap_or("token");
     let username = generate_username(display, name, now);
-    let password = generate_password();
+    let password = inner.password(&config).await?;
     let sql_password = config.password_for_sql(&password);
     let expiration = expiration_text(now + secs(role.ttl()));
     let vars = [

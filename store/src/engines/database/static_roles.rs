@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::template::{generate_password, statements_field, str_field, SecretText};
+use super::template::{statements_field, str_field, SecretText};
 use super::{Inner, STATIC_PREFIX};
 use crate::logical::fields::field_secs;
 use crate::logical::{LogicalError, Operation, Request, Response};
@@ -189,7 +189,7 @@ pub(super) async fn run_schedule(inner: Arc<Inner>, cancel: CancellationToken) {
 /// only once it is stored); reschedule. The caller holds `inner.lock`.
 async fn rotate(inner: &Inner, name: &str, role: &StaticRole) -> Result<StaticRole, LogicalError> {
     let (config, pool) = inner.connection(&role.db_name).await?;
-    let password = generate_password();
+    let password = inner.password(&config).await?;
     let sql_password = config.password_for_sql(&password);
     let statements = if role.rotation_statements.is_empty() {
         vec![DEFAULT_ROTATION.to_string()]

@@ -1,20 +1,21 @@
-//! Text helpers of the database engine: statement templates, generated usernames and
-//! passwords, list fields, `allowed_roles` globs, SQL identifier quoting and the scrubbing of
+//! Text helpers of the database engine: statement templates, generated usernames, list
+//! fields, `allowed_roles` globs, SQL identifier quoting and the scrubbing of
 //! secrets out of database error messages.
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::logical::{Data, LogicalError};
 
-/// Characters of generated passwords: safe inside a single-quoted SQL literal, a URL and a
-/// shell word, as Vault's default password policy.
-const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
-/// Length of generated passwords (Vault's default policy: 20).
-const PASSWORD_LEN: usize = 24;
+/// Characters of generated usernames' random part (letters and digits).
+const USERNAME_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// Length of generated passwords without a `password_policy` (Vault's default policy, whose
+/// characters are safe inside a single-quoted SQL literal, a URL and a shell word, at 24
+/// characters instead of its 20).
+pub(super) const PASSWORD_LEN: usize = 24;
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1).
 pub(super) const MAX_USERNAME_LEN: usize = 63;
 
@@ -115,29 +116,6 @@ pub(super) fn check_name(kind: &str, name: &str) -> Result<(), LogicalError> {
     }
 }
 
-/// A random password of [`PASSWORD_LEN`] characters with at least one upper-case letter,
-/// one lower-case letter, one digit and one dash.
-pub(super) fn generate_password() -> Zeroizing<String> {
-    let mut rng = rand::rng();
-    loop {
-        let pw: Zeroizing<String> = Zeroizing::new(
-            (0..PASSWORD_LEN)
-                .map(|_| {
-                    char::from(PASSWORD_ALPHABET[rng.random_range(0..PASSWORD_ALPHABET.len())])
-                })
-                .collect(),
-        );
-        let has = |f: fn(&char) -> bool| pw.chars().any(|c| f(&c));
-        if has(char::is_ascii_uppercase)
-            && has(char::is_ascii_lowercase)
-            && has(char::is_ascii_digit)
-            && pw.contains('-')
-        {
-            return pw;
-        }
-    }
-}
-
 /// Keep what is safe inside a quoted identifier and cut to `max` characters.
 fn sanitize(s: &str, max: usize) -> String {
     s.chars()
@@ -157,10 +135,7 @@ fn sanitize(s: &str, max: usize) -> String {
 pub(super) fn generate_username(display_name: &str, role: &str, now: DateTime<Utc>) -> String {
     let mut rng = rand::rng();
     let random: String = (0..20)
-        .map(|_| {
-            let alnum = &PASSWORD_ALPHABET[..62];
-            char::from(alnum[rng.random_range(0..alnum.len())])
-        })
+        .map(|_| char::from(USERNAME_ALPHABET[rng.random_range(0..USERNAME_ALPHABET.len())]))
         .collect();
     let name = format!(
         "v-{}-{}-{random}-{}",
@@ -245,17 +220,6 @@ mod tests {
         );
         assert!(statements_field(d, "c").is_err());
         assert_eq!(statements_field(d, "none").unwrap(), None);
-    }
-
-    #[test]
-    fn passwords_are_long_mixed_and_safe() {
-        for _ in 0..50 {
-            let p = generate_password();
-            assert_eq!(p.len(), PASSWORD_LEN);
-            assert!(p.bytes().all(|b| PASSWORD_ALPHABET.contains(&b)));
-            assert!(!p.contains('\''));
-        }
-        assert_ne!(*generate_password(), *generate_password());
     }
 
     #[test]
