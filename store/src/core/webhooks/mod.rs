@@ -463,6 +463,12 @@ impl Webhooks {
             .set_queue_depth(self.pending.lock().values().sum());
     }
 
+    /// The stored queue (tests of the event sources read the bodies).
+    #[cfg(test)]
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     fn is_sealed(&self) -> bool {
         self.barrier.is_sealed()
     }
