@@ -178,7 +178,7 @@ async fn follow_bus(
                     if stop.is_cancelled() || me.is_sealed() {
                         return;
                     }
-                    me.metrics.dropped("lagged", 1);
+                    me.metrics.dropped("error", 1);
                     tracing::warn!(error = %e, event = event_type, "webhook: cannot queue a KV event");
                 }
             }
