@@ -159,7 +159,8 @@ impl WebhookMetrics {
     }
 
     /// `n` events not queued: `overflow` (a webhook's queue is full), `lagged` (the event bus
-    /// ran ahead of the queue), `rate_limited` (login.failed of one identity within its window).
+    /// ran ahead of the queue), `rate_limited` (login.failed of one identity, audit.failed of
+    /// one device, within its window), `error` (the queue's storage write failed).
     pub fn dropped(&self, reason: &'static str, n: u64) {
         self.dropped
             .get_or_create(&ReasonLabels { reason })
@@ -252,7 +253,7 @@ const WEBHOOK_DELIVERIES: (&str, &str, &str) = (
 const WEBHOOK_DROPPED: (&str, &str, &str) = (
     "webhook_dropped",
     "counter",
-    "Webhook events not queued, by reason (overflow: the webhook's queue was full, lagged, rate_limited)",
+    "Webhook events not queued, by reason (overflow: the webhook's queue was full, lagged, rate_limited, error)",
 );
 const LOGINS: (&str, &str, &str) = (
     "logins",

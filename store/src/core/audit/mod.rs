@@ -551,7 +551,8 @@ impl AuditBroker {
                 data.insert("entry".into(), kind.into());
                 data.insert("request_refused".into(), (written == 0).into());
                 let key = limit_key(&device);
-                hooks.emit_limited(key, "audit.failed", format!("sys/audit/{device}"), data);
+                let path = format!("sys/audit/{}", device.trim_end_matches('/'));
+                hooks.emit_limited(key, "audit.failed", path, data);
             }
         }
         if written == 0 {

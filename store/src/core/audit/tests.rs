@@ -445,3 +445,49 @@ fn debug_shows_paths_only() {
         assert!(!dbg.contains("salt"));
     });
 }
+
+#[tokio::test]
+async fn a_failing_device_is_told_to_webhooks_once_per_window() {
+    let backend = Arc::new(MemoryBackend::new());
+    let barrier = Arc::new(Barrier::new(backend));
+    barrier.initialize(&KeyBytes::random()).await.unwrap();
+    let hooks = crate::core::webhooks::Webhooks::open(
+        barrier.clone(),
+        BarrierView::new(barrier.clone(), "sys/webhooks/"),
+        crate::metrics::Metrics::new().webhooks(),
+    )
+    .await
+    .unwrap();
+    let cfg = json!({"url": "http://127.0.0.1:9/", "events": ["audit.failed"],
+        "secret": "0123456789abcdef"});
+    hooks
+        .write("audit", cfg.as_object().unwrap())
+        .await
+        .unwrap();
+    let broker = AuditBroker::open(BarrierView::new(barrier, "core/audit/"))
+        .await
+        .unwrap()
+        .with_webhooks(hooks.clone());
+    broker
+        .enable("full", "file", "", opts(Path::new("/dev/full")))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(broker.log_request(&secret_request()).await.is_err());
+    }
+    // Queued in the background: one event for three failures.
+    let mut list = Value::Null;
+    for _ in 0..100 {
+        list = hooks.deliveries("audit", 10).await.unwrap();
+        if list["pending"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let d = &list["deliveries"].as_array().unwrap()[..];
+    assert_eq!(d.len(), 1, "{list}");
+    assert_eq!(
+        (d[0]["type"].as_str(), d[0]["path"].as_str()),
+        (Some("audit.failed"), Some("sys/audit/full"))
+    );
+}

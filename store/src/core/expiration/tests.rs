@@ -572,3 +572,55 @@ async fn moved_leases_keep_their_terms_under_the_new_prefix() {
     // Token leases are not under a secrets mount and are never moved.
     assert!(h.mgr.lookup(&token_lease_id(&tok)).await.is_ok());
 }
+
+#[tokio::test]
+async fn webhooks_hear_of_secret_leases_revoked_and_expired() {
+    let h = harness().await;
+    let hooks = crate::core::webhooks::Webhooks::open(
+        h.barrier.clone(),
+        BarrierView::new(h.barrier.clone(), "sys/webhooks/"),
+        crate::metrics::Metrics::new().webhooks(),
+    )
+    .await
+    .unwrap();
+    let cfg = json!({"url": "http://127.0.0.1:9/", "events": ["lease.revoked", "lease.expired"],
+        "paths": ["db/creds/*"], "secret": "0123456789abcdef"});
+    hooks
+        .write("leases", cfg.as_object().unwrap())
+        .await
+        .unwrap();
+    h.mgr.set_webhooks(hooks.clone());
+    let revoked = h.issue(60, 300, true).await;
+    let expiring = h.issue(10, 300, true).await;
+    h.mgr.revoke(&revoked.lease_id, true).await.unwrap();
+    h.advance(11);
+    assert_eq!(h.mgr.expire_due().await.unwrap(), None);
+    let list = hooks.deliveries("leases", 10).await.unwrap();
+    let mut seen: Vec<(String, String)> = list["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["type"].as_str().unwrap().into(),
+                d["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("lease.expired".to_string(), "db/creds/ro".to_string()),
+            ("lease.revoked".to_string(), "db/creds/ro".to_string()),
+        ]
+    );
+    // The lease ids are in the bodies, the engine's internal data is not.
+    let bodies = hooks.queue().view().scan_prefix("delivery/").await.unwrap();
+    for key in bodies {
+        let d: crate::core::webhooks::queue::Delivery =
+            hooks.queue().view().get_json(&key).await.unwrap().unwrap();
+        assert!(d.body.contains(&expiring.lease_id) || d.body.contains(&revoked.lease_id));
+        assert!(!d.body.contains("internal-db-user"), "{}", d.body);
+    }
+}

@@ -50,6 +50,8 @@ pub const LIMIT_WINDOW: Duration = Duration::from_secs(30);
 /// Keys the rate limit remembers; past that, new keys are suppressed (and counted) until old
 /// ones expire.
 const LIMIT_KEYS: usize = 10_000;
+/// The largest event body (JSON bytes) a delivery carries.
+pub const MAX_BODY: usize = 64 * 1024;
 /// Deliveries `sys/webhooks/:name/deliveries` shows when the request gives no `limit`.
 pub const DEFAULT_LIST: usize = 100;
 /// The most it shows.
@@ -62,6 +64,9 @@ pub enum WebhookError {
     UnknownWebhook(String),
     #[error("unknown webhook event type {0:?}")]
     UnknownEventType(String),
+    /// An event whose body would be over [`MAX_BODY`] bytes (or whose path is over 1 KiB).
+    #[error("webhook event too large: {0} bytes (at most {MAX_BODY})")]
+    TooLarge(usize),
     /// The POST of a [`Webhooks::call`] got no 2xx.
     #[error("webhook {name:?}: {error}")]
     Send { name: String, error: SendError },
@@ -188,7 +193,18 @@ impl Webhooks {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
+        if path.len() > 1024 {
+            return Err(WebhookError::TooLarge(path.len()));
+        }
         let time = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // The body's size, checked once: only its id differs between webhooks (a UUID).
+        let size = json!({"id": uuid::Uuid::nil().to_string(), "type": event_type, "time": time,
+            "path": path, "data": data})
+        .to_string()
+        .len();
+        if size > MAX_BODY {
+            return Err(WebhookError::TooLarge(size));
+        }
         let mut taken = Vec::new();
         let mut overflow = Vec::new();
         {
@@ -461,6 +477,12 @@ impl Webhooks {
     fn publish_depth(&self) {
         self.metrics
             .set_queue_depth(self.pending.lock().values().sum());
+    }
+
+    /// The stored queue (tests of the event sources read the bodies).
+    #[cfg(test)]
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     fn is_sealed(&self) -> bool {

@@ -131,6 +131,12 @@ async fn a_delivery_is_signed_retried_with_the_same_id_and_recorded() {
         hooks.emit("kv.nope", "x", Map::new()).await,
         Err(WebhookError::UnknownEventType(_))
     ));
+    let mut big = Map::new();
+    big.insert("x".into(), "y".repeat(MAX_BODY).into());
+    assert!(matches!(
+        hooks.emit("kv.write", "secret/data/app/x", big).await,
+        Err(WebhookError::TooLarge(_))
+    ));
     let mut meta = Map::new();
     meta.insert("current_version".into(), 3.into());
     assert_eq!(

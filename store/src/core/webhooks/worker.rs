@@ -167,18 +167,17 @@ async fn follow_bus(
         };
         match received {
             Ok(event) => {
-                let Some((event_type, data)) = kv_event(&event) else {
+                // Nothing is built for an event no webhook wants.
+                let wanted =
+                    kv_type(&event.event_type).is_some_and(|t| me.wanted(t, event.access_path()));
+                let Some((event_type, data)) = wanted.then(|| kv_event(&event)).flatten() else {
                     continue;
                 };
-                let path = event.access_path();
-                if !me.wanted(event_type, path) {
-                    continue;
-                }
-                if let Err(e) = me.emit(event_type, path, data).await {
+                if let Err(e) = me.emit(event_type, event.access_path(), data).await {
                     if stop.is_cancelled() || me.is_sealed() {
                         return;
                     }
-                    me.metrics.dropped("lagged", 1);
+                    me.metrics.dropped("error", 1);
                     tracing::warn!(error = %e, event = event_type, "webhook: cannot queue a KV event");
                 }
             }
@@ -210,18 +209,23 @@ async fn prune_task(me: Arc<Webhooks>, stop: CancellationToken) {
     }
 }
 
-/// A KV event of the bus as a webhook event: its type and data (the mount, the KV operation,
-/// the path it was made through, the version numbers; never a value). `None`: not one
-/// webhooks carry. Its path is the event's data path (`secret/data/app/db` for a destroy too).
-pub fn kv_event(e: &Event) -> Option<(&'static str, Map<String, Value>)> {
-    let kind = match e.event_type.as_str() {
+/// The webhook event type of a KV event type of the bus.
+fn kv_type(bus_type: &str) -> Option<&'static str> {
+    Some(match bus_type {
         "kv-v2/data-write" | "kv-v2/data-patch" | "kv-v1/write" => "kv.write",
         "kv-v2/data-delete" | "kv-v2/delete" | "kv-v2/metadata-delete" | "kv-v1/delete" => {
             "kv.delete"
         }
         "kv-v2/destroy" | "kv-v2/data-destroy" => "kv.destroy",
         _ => return None,
-    };
+    })
+}
+
+/// A KV event of the bus as a webhook event: its type and data (the mount, the KV operation,
+/// the path it was made through, the version numbers; never a value). `None`: not one
+/// webhooks carry. Its path is the event's data path (`secret/data/app/db` for a destroy too).
+pub fn kv_event(e: &Event) -> Option<(&'static str, Map<String, Value>)> {
+    let kind = kv_type(&e.event_type)?;
     let mut data = Map::new();
     data.insert("mount".into(), e.plugin.mount_path.clone().into());
     data.insert("operation".into(), e.event_type.clone().into());
