@@ -420,11 +420,20 @@ async fn on_access_rotates_after_n_reads_and_bad_configs_are_refused() {
     let (code, _) = h.call("GET", "sys/rotation/status/secret/none", None).await;
     assert_eq!(code, 404);
 
+    // Values from a named password policy (sys/policies/password).
+    let pin = "length = 6\nrule \"charset\" {\n  charset = \"0123456789\"\n}\n";
+    ok(
+        &h,
+        "PUT",
+        "sys/policies/password/pin",
+        Some(json!({"policy": pin})),
+    )
+    .await;
     ok(
         &h,
         "POST",
         path,
-        Some(json!({"on_access": 3, "generate": {"v": {"length": 8}}, "webhook": "rotator"})),
+        Some(json!({"on_access": 3, "generate": {"v": {"policy": "pin"}}, "webhook": "rotator"})),
     )
     .await;
     let listed = ok(&h, "LIST", "sys/rotation/config", None).await;
@@ -445,7 +454,8 @@ async fn on_access_rotates_after_n_reads_and_bad_configs_are_refused() {
     let s = status(&h).await;
     assert_eq!(s["current_version"], 2);
     let cur = ok(&h, "GET", "secret/data/app/db", None).await;
-    assert_ne!(cur["data"]["data"]["v"], "v0");
+    let v = cur["data"]["data"]["v"].as_str().unwrap();
+    assert!(v.len() == 6 && v.bytes().all(|b| b.is_ascii_digit()), "{v}");
 
     // Without the config flag the test clock is not served.
     let plain = Hushd::dev().await;
