@@ -342,14 +342,17 @@ async fn refuse_unrouted(st: &Unsealed, req: &Request, not_found: LogicalError) 
     }
 }
 
+/// What the core's unit tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use std::sync::Arc;
 
-    use secrecy::{ExposeSecret, SecretString};
+    use secrecy::SecretString;
 
-    /// An in-memory dev core with root token `root`.
-    async fn dev_core() -> Arc<Core> {
+    use super::state::Core;
+
+    /// A dev store in memory: initialised, unsealed, kv v2 at `secret/`, root token `root`.
+    pub(crate) async fn dev_core() -> Arc<Core> {
         let core = Core::new(
             Arc::new(crate::storage::MemoryBackend::new()),
             crate::backends(),
@@ -358,6 +361,18 @@ mod tests {
             .await
             .unwrap();
         core
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use secrecy::{ExposeSecret, SecretString};
+
+    /// An in-memory dev core with root token `root`.
+    async fn dev_core() -> Arc<Core> {
+        super::test_support::dev_core().await
     }
 
     #[tokio::test]

@@ -289,13 +289,7 @@ mod tests {
     use crate::logical::{Operation, Request};
 
     async fn core() -> std::sync::Arc<Core> {
-        let core = Core::new(
-            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = crate::core::test_support::dev_core().await;
         core
     }
 

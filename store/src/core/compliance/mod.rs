@@ -140,10 +140,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use hush_api::wire::reports::{ControlStatus, STANDARDS};
-    use secrecy::SecretString;
 
     use super::{evidence, judge, parse_query};
-    use crate::core::Core;
 
     fn failing(r: &hush_api::wire::reports::ComplianceReport) -> BTreeSet<String> {
         r.controls
@@ -157,13 +155,7 @@ mod tests {
     /// control in every standard, and an empty list passes where "not configured" was n/a.
     #[tokio::test]
     async fn overdue_rotations_fail_a_control_in_every_standard() {
-        let core = Core::new(
-            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = crate::core::test_support::dev_core().await;
         let st = core.unsealed().unwrap();
         let window = std::time::Duration::from_secs(90 * 86_400);
         let mut ev = evidence::gather(&core, &st, window).await.unwrap();

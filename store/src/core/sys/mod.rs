@@ -340,18 +340,11 @@ pub fn metrics_format(req: &Request) -> Result<(), LogicalError> {
 mod tests {
     use secrecy::SecretString;
 
-    use crate::core::Core;
     use crate::logical::{Operation, Request};
 
     #[tokio::test]
     async fn known_paths_with_the_wrong_operation_are_405_unknown_paths_404() {
-        let core = Core::new(
-            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = crate::core::test_support::dev_core().await;
         let call = |op, path: &str| {
             let mut req = Request::new(op, path);
             req.client_token = Some(SecretString::from("root"));
@@ -381,13 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn protected_mounts_cannot_be_disabled() {
-        let core = Core::new(
-            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = crate::core::test_support::dev_core().await;
         let call = |op, path: &str| {
             let mut req = Request::new(op, path);
             req.client_token = Some(SecretString::from("root"));
@@ -408,13 +395,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_policy_is_refused() {
-        let core = Core::new(
-            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = crate::core::test_support::dev_core().await;
         for body in [
             serde_json::json!({"policy": ""}),
             serde_json::json!({"rules": "  \n"}),

@@ -73,13 +73,7 @@ mod tests {
     const POLICY: &str = "length = 12\nrule \"charset\" {\n  charset = \"abcdef\"\n  min-chars = 2\n}\nrule \"charset\" {\n  charset = \"0123\"\n  min-chars = 1\n}\n";
 
     async fn dev_core() -> std::sync::Arc<Core> {
-        let core = Core::new(
-            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = crate::core::test_support::dev_core().await;
         core
     }
 

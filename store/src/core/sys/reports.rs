@@ -38,18 +38,11 @@ mod tests {
     use secrecy::SecretString;
     use serde_json::json;
 
-    use crate::core::Core;
     use crate::logical::{Operation, Request};
 
     #[tokio::test]
     async fn a_dev_store_report_and_its_bad_queries() {
-        let core = Core::new(
-            std::sync::Arc::new(crate::storage::MemoryBackend::new()),
-            crate::backends(),
-        );
-        core.init_dev(Some(SecretString::from("root")))
-            .await
-            .unwrap();
+        let core = crate::core::test_support::dev_core().await;
         let call = |query: serde_json::Value| {
             let mut req = Request::new(Operation::Read, "sys/reports/compliance").with_data(query);
             req.client_token = Some(SecretString::from("root"));
