@@ -135,6 +135,23 @@ impl Hushd {
         }
     }
 
+    /// A dev server (root token `root`) with the file audit device `file/` writing to
+    /// `DIR/audit.log`; the directory lives as long as the returned `TempDir`.
+    pub async fn dev_with_audit_file() -> (Hushd, tempfile::TempDir, PathBuf) {
+        let h = Self::dev().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let (s, b) = h
+            .call(
+                "PUT",
+                "sys/audit/file",
+                Some(serde_json::json!({"type": "file", "options": {"file_path": log}})),
+            )
+            .await;
+        assert_eq!(s, 204, "{b}");
+        (h, dir, log)
+    }
+
     /// A dev server with root token `root`.
     pub async fn dev() -> Hushd {
         let mut h = Self::start(

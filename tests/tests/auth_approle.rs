@@ -34,17 +34,7 @@ async fn setup(h: &Hushd) {
 
 #[tokio::test]
 async fn login_and_use_the_token() {
-    let h = Hushd::dev().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let (s, b) = h
-        .call(
-            "PUT",
-            "sys/audit/file",
-            Some(json!({"type": "file", "options": {"file_path": log}})),
-        )
-        .await;
-    assert_eq!(s, 204, "{b}");
+    let (h, _dir, log) = Hushd::dev_with_audit_file().await;
     setup(&h).await;
 
     let (s, b) = h.call("GET", "sys/auth", None).await;

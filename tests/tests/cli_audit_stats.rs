@@ -41,17 +41,7 @@ fn counts(total: usize, successful: usize, failed: usize) -> Value {
 
 #[tokio::test]
 async fn counts_match_a_known_sequence_of_requests() {
-    let h = Hushd::dev().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let (s, b) = h
-        .call(
-            "PUT",
-            "sys/audit/file",
-            Some(json!({"type": "file", "options": {"file_path": log}})),
-        )
-        .await;
-    assert_eq!(s, 204, "{b}");
+    let (h, _dir, log) = Hushd::dev_with_audit_file().await;
 
     h.kv_put("app/db", json!({"password": "s3cret"})).await;
     for (name, hcl) in [

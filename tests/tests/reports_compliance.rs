@@ -152,6 +152,33 @@ fn lines(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A daily rotation of `secret/app/db` through a webhook whose receiver answers every step
+/// with `status`, run now; returns once the receiver got `outcome` (`rotation.succeeded` or
+/// `rotation.failed`).
+async fn rotate_app_db(h: &Hushd, status: u16, outcome: &'static str) -> Receiver {
+    let receiver = Receiver::start().await;
+    receiver.answer_status(status);
+    let hook =
+        json!({"url": receiver.url(), "events": [outcome], "secret": "reports-test-hmac-key"});
+    let (code, body) = h.call("POST", "sys/webhooks/rotator", Some(hook)).await;
+    assert_eq!(code, 204, "{body}");
+    let rotation = json!({"schedule": "daily", "generate": {"password": {"length": 20}}, "webhook": "rotator"});
+    let (code, body) = h
+        .call("POST", "sys/rotation/config/secret/app/db", Some(rotation))
+        .await;
+    assert_eq!(code, 204, "{body}");
+    let (code, _) = h
+        .call("POST", "sys/rotation/rotate/secret/app/db", None)
+        .await;
+    assert_eq!(code, 202);
+    receiver
+        .wait_until(Duration::from_secs(30), outcome, |seen| {
+            seen.iter().any(|r| r.json()["type"] == outcome)
+        })
+        .await;
+    receiver
+}
+
 /// A weak store: the root token kept (it never expires), audit enabled, disabled, enabled
 /// again, a secret written and never rotated (its scheduled rotation fails: the receiver
 /// refuses every step).
@@ -171,25 +198,7 @@ async fn weak_store(dir: &Path) -> (Hushd, PathBuf, String, String, Receiver) {
         let (_, b) = h.call("GET", "auth/token/lookup-self", None).await;
         b["data"]["accessor"].as_str().unwrap().to_string()
     };
-    let receiver = Receiver::start().await;
-    receiver.answer_status(500);
-    let hook = json!({"url": receiver.url(), "events": ["rotation.failed"], "secret": "reports-test-hmac-key"});
-    let (status, body) = h.call("POST", "sys/webhooks/rotator", Some(hook)).await;
-    assert_eq!(status, 204, "{body}");
-    let rotation = json!({"schedule": "daily", "generate": {"password": {"length": 20}}, "webhook": "rotator"});
-    let (status, body) = h
-        .call("POST", "sys/rotation/config/secret/app/db", Some(rotation))
-        .await;
-    assert_eq!(status, 204, "{body}");
-    let (status, _) = h
-        .call("POST", "sys/rotation/rotate/secret/app/db", None)
-        .await;
-    assert_eq!(status, 202);
-    receiver
-        .wait_until(Duration::from_secs(30), "rotation.failed", |seen| {
-            seen.iter().any(|r| r.json()["type"] == "rotation.failed")
-        })
-        .await;
+    let receiver = rotate_app_db(&h, 500, "rotation.failed").await;
     (h, ca, reporter, root_accessor, receiver)
 }
 
@@ -365,25 +374,7 @@ async fn a_good_store_fails_no_control() {
     enable_audit(&h, dir.path()).await;
     h.kv_put("app/db", json!({"password": "s3cret"})).await;
     // Its scheduled rotation ran and succeeded.
-    let receiver = Receiver::start().await;
-    let hook = json!({"url": receiver.url(), "events": ["rotation.succeeded"], "secret": "reports-test-hmac-key"});
-    let (status, body) = h.call("POST", "sys/webhooks/rotator", Some(hook)).await;
-    assert_eq!(status, 204, "{body}");
-    let rotation = json!({"schedule": "daily", "generate": {"password": {"length": 20}}, "webhook": "rotator"});
-    let (status, body) = h
-        .call("POST", "sys/rotation/config/secret/app/db", Some(rotation))
-        .await;
-    assert_eq!(status, 204, "{body}");
-    let (status, _) = h
-        .call("POST", "sys/rotation/rotate/secret/app/db", None)
-        .await;
-    assert_eq!(status, 202);
-    receiver
-        .wait_until(Duration::from_secs(30), "rotation.succeeded", |seen| {
-            seen.iter()
-                .any(|r| r.json()["type"] == "rotation.succeeded")
-        })
-        .await;
+    let _receiver = rotate_app_db(&h, 200, "rotation.succeeded").await;
     let (status, body) = h
         .call(
             "PUT",

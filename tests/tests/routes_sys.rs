@@ -6,7 +6,7 @@
 //! reorders, and across a SIGHUP rotation); plus malformed bodies, wrong methods, traversal,
 //! oversize bodies and the sealed store on these routes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use hush_tests::{bin, http_client, Hushd};
@@ -21,22 +21,6 @@ async fn fresh() -> Hushd {
         http_client(),
     )
     .await
-}
-
-/// A dev server with the file audit device `file/` writing to `DIR/audit.log`.
-async fn dev_with_audit_file() -> (Hushd, tempfile::TempDir, PathBuf) {
-    let h = Hushd::dev().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let (s, b) = h
-        .call(
-            "PUT",
-            "sys/audit/file",
-            Some(json!({"type": "file", "options": {"file_path": log}})),
-        )
-        .await;
-    assert_eq!(s, 204, "{b}");
-    (h, dir, log)
 }
 
 /// `hush audit verify PATH`: (exit code, stdout and stderr).
@@ -824,7 +808,7 @@ async fn audit_enable_list_disable_good_and_bad() {
 
 #[tokio::test]
 async fn audit_log_hides_secrets_and_its_chain_verifies() {
-    let (h, dir, log) = dev_with_audit_file().await;
+    let (h, dir, log) = Hushd::dev_with_audit_file().await;
 
     let (_, b) = h
         .call(
@@ -912,7 +896,7 @@ async fn audit_log_hides_secrets_and_its_chain_verifies() {
 
 #[tokio::test]
 async fn sighup_reopens_audit_files_for_log_rotation() {
-    let (mut h, dir, log) = dev_with_audit_file().await;
+    let (mut h, dir, log) = Hushd::dev_with_audit_file().await;
     h.call("GET", "sys/mounts", None).await;
     // logrotate: move the file away, then SIGHUP.
     let rotated = dir.path().join("audit.log.1");

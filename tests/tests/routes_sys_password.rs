@@ -38,17 +38,7 @@ fn errors(b: &Value) -> String {
 
 #[tokio::test]
 async fn write_read_list_generate_and_delete() {
-    let h = Hushd::dev().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let (s, b) = h
-        .call(
-            "PUT",
-            "sys/audit/file",
-            Some(json!({"type": "file", "options": {"file_path": log}})),
-        )
-        .await;
-    assert_eq!(s, 204, "{b}");
+    let (h, _dir, log) = Hushd::dev_with_audit_file().await;
 
     let (s, b) = h
         .call(
