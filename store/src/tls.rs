@@ -73,3 +73,54 @@ impl<C: CertCheck> ServerCertVerifier for Verifier<C> {
         self.algorithms.supported_schemes()
     }
 }
+
+/// What failed in a request, for an error message: the TLS problem (an untrusted or expired
+/// certificate, a name mismatch, an alert), a refused connection, a DNS failure, a timeout.
+/// Built from the error's causes, which hold no request headers or body.
+pub fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut deepest = None;
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return format!("TLS handshake failed: {}", tls_problem(tls));
+        }
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return "connection refused".into();
+            }
+            // An io::Error's `source` skips the error it wraps: walk into that one.
+            Some(io) => io
+                .get_ref()
+                .map(|i| i as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+        deepest = Some(err);
+    }
+    match deepest {
+        Some(d) if e.is_connect() => format!("cannot connect: {d}"),
+        _ if e.is_body() || e.is_decode() => "reading the response failed".into(),
+        _ => "request failed".into(),
+    }
+}
+
+/// A rustls error in words (its `Display` shows some certificate errors only as `Debug`).
+fn tls_problem(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            "the server's certificate is not signed by a trusted CA (invalid peer certificate: \
+             UnknownIssuer)"
+                .into()
+        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+            if format!("{o:?}").contains("CaUsedAsEndEntity") =>
+        {
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE) and is not \
+             itself one of the trusted certificates (invalid peer certificate: CaUsedAsEndEntity)"
+                .into()
+        }
+        other => other.to_string(),
+    }
+}

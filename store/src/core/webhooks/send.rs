@@ -82,7 +82,7 @@ pub async fn post(
         .body(body.to_vec())
         .send()
         .await
-        .map_err(|e| SendError::Transport(describe(&e)))?;
+        .map_err(|e| SendError::Transport(crate::tls::describe(&e)))?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         return Err(SendError::Status(status));
@@ -92,7 +92,7 @@ pub async fn post(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| SendError::Transport(describe(&e)))?
+        .map_err(|e| SendError::Transport(crate::tls::describe(&e)))?
     {
         if out.len() + chunk.len() > MAX_ANSWER {
             return Err(SendError::Transport(format!(
@@ -102,36 +102,6 @@ pub async fn post(
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// What failed, from the error's causes, without the URL: a timeout, a refused connection, the
-/// TLS problem, a DNS failure.
-pub fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = next {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return format!("TLS handshake failed: {tls}");
-        }
-        next = match err.downcast_ref::<std::io::Error>() {
-            Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return "connection refused".into();
-            }
-            Some(io) => io
-                .get_ref()
-                .map(|i| i as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
-    }
-    if e.is_connect() {
-        "cannot connect".into()
-    } else if e.is_body() || e.is_decode() {
-        "reading the answer failed".into()
-    } else {
-        "request failed".into()
-    }
 }
 
 #[cfg(test)]
