@@ -15,8 +15,13 @@ const EXIT_FAILURE: u8 = 1;
 const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4500);
 
 fn init_tracing(format: hush_api::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Dependencies that would log secrets (the WebSocket handshake with the token): never below
+    // their ceiling, whatever HUSH_LOG says.
+    for ceiling in hush_api::log_format::LOG_CEILINGS {
+        filter = filter.add_directive(ceiling.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -50,6 +55,10 @@ fn runtime(who: &str) -> Option<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
+    // Before anything holds a secret: no core file, no ptrace by the same user.
+    if let Err(e) = hush_api::core_dumps::forbid() {
+        eprintln!("hush-agent: cannot turn core dumps off (prctl PR_SET_DUMPABLE): {e}");
+    }
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == "docker-plugin")

@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - [`build_info`]: what `--version` prints: version, git commit, profile, target.
+//! - [`core_dumps`]: `PR_SET_DUMPABLE 0`, so hushd's and the agent's memory (keys, tokens,
+//!   values) never lands in a core file or another process's `ptrace`.
 //! - [`wire`]: Vault's JSON shapes (response envelope, `auth`, `sys/` bodies, KV v2, tokens) and
 //!   Hush's own `sys/agents` shapes (agent reports, the fleet view).
 //! - [`client`]: [`Client`], an HTTP(S) client over reqwest + rustls (ring), with generic
@@ -27,6 +29,7 @@ pub mod agent_config;
 pub mod audit;
 pub mod build_info;
 pub mod client;
+pub mod core_dumps;
 pub mod duration;
 pub mod error;
 pub mod log_format;

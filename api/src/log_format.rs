@@ -7,6 +7,15 @@ use std::str::FromStr;
 /// not given.
 pub const LOG_FORMAT_ENV: &str = "HUSH_LOG_FORMAT";
 
+/// Log filter directives every Hush program adds after the user's filter, whatever it says:
+/// dependencies that log secrets below these levels.
+/// - tokio-postgres logs every statement with its parameters at debug (through the `log`
+///   bridge): a role's password in the database engine's statements, storage keys and
+///   ciphertext in PostgreSQL storage's.
+/// - tungstenite logs a WebSocket client's whole handshake request at trace: the agent's
+///   `X-Vault-Token` on `sys/events/subscribe`.
+pub const LOG_CEILINGS: &[&str] = &["tokio_postgres=info", "tungstenite=info"];
+
 /// How a program writes its log lines to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {

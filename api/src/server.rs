@@ -16,19 +16,16 @@ use tower::ServiceExt;
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub std::net::SocketAddr);
 
-/// The most tokio-postgres may log (see [`init_tracing`]).
-const TOKIO_POSTGRES_CEILING: &str = "tokio_postgres=info";
-
 /// Log to stderr as text or JSON lines, filtered by `RUST_LOG` if set, else by `filter`
 /// (e.g. `info`, `hush_store=debug`; an unusable filter falls back to `info`).
 pub fn init_tracing(format: crate::LogFormat, filter: &str) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        // tokio-postgres logs every statement with its parameters at debug level (through the
-        // `log` bridge): a role's password in the database engine's statements, storage keys
-        // and ciphertext in PostgreSQL storage's. Never below info, whatever the filter says.
-        .add_directive(TOKIO_POSTGRES_CEILING.parse().expect("a valid directive"));
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Dependencies that would log secrets: never below their ceiling, whatever the filter says.
+    for ceiling in crate::log_format::LOG_CEILINGS {
+        filter = filter.add_directive(ceiling.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

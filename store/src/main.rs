@@ -180,6 +180,10 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
+    // Before anything holds a secret: no core file, no ptrace by the same user.
+    if let Err(e) = hush_api::core_dumps::forbid() {
+        eprintln!("hushd: cannot turn core dumps off (prctl PR_SET_DUMPABLE): {e}");
+    }
     let cli = Cli::parse();
     if let Some(Command::Migrate(args)) = &cli.command {
         return migrate(args);

@@ -34,6 +34,7 @@ pub mod docker;
 pub mod https;
 pub mod injector;
 pub mod layers;
+pub mod leaks;
 pub mod load;
 pub mod login;
 pub mod moto;
@@ -61,7 +62,7 @@ pub struct Hushd {
     pub client: reqwest::Client,
     pub token: Option<String>,
     pub stderr_path: PathBuf,
-    _logdir: tempfile::TempDir,
+    _logdir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Hushd {
@@ -120,9 +121,17 @@ impl Hushd {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.push("--listen".into());
         all.push(format!("127.0.0.1:{port}"));
-        let (child, stderr_path, logdir) =
-            process::spawn_logged(Command::new(program).args(&all), "stderr")
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        let mut command = Command::new(program);
+        command.args(&all);
+        if leaks::log_dir().is_some()
+            && std::env::var_os("RUST_LOG").is_none()
+            && !args.contains(&"--log-level")
+        {
+            // The suite keeps its logs for the leak check: make them say everything.
+            command.env("RUST_LOG", leaks::TRACE_FILTER);
+        }
+        let (child, stderr_path, logdir) = process::spawn_logged(&mut command, "hushd")
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         Hushd {
             child,
             addr: format!("{scheme}://127.0.0.1:{port}"),
@@ -216,13 +225,19 @@ impl Hushd {
         if let Some(t) = token {
             rb = rb.header("X-Vault-Token", t);
         }
-        if let Some(b) = body {
-            rb = rb.json(&b);
+        if let Some(t) = token {
+            leaks::remember(t);
         }
+        if let Some(b) = &body {
+            rb = rb.json(b);
+        }
+        let sent = body;
         let resp = rb.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let answer = serde_json::from_str(&text).unwrap_or(Value::Null);
+        leaks::remember_exchange(path, sent.as_ref(), &answer);
+        (status, answer)
     }
 
     /// `sys/init` with 1 share, unseal, and keep the root token. Returns the unseal key.
@@ -335,7 +350,9 @@ impl Hushd {
         let resp = rb.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let answer = serde_json::from_str(&text).unwrap_or(Value::Null);
+        leaks::remember_exchange(path, None, &answer);
+        (status, answer)
     }
 
     /// A GET with the path sent byte for byte (no client-side cleaning of `..` or `//`), as
@@ -487,7 +504,14 @@ impl Agent {
         };
         command
             .args(args)
-            .env("HUSH_LOG", "info")
+            .env(
+                "HUSH_LOG",
+                if leaks::log_dir().is_some() {
+                    leaks::TRACE_FILTER
+                } else {
+                    "info"
+                },
+            )
             .envs(env.iter().copied());
         Self::from_command(command).expect("spawn hush-agent")
     }
@@ -515,6 +539,7 @@ pub async fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bo
 
 /// Write `token` to `dir/token` (mode 0600) and return the path.
 pub fn write_token(dir: &Path, token: &str) -> PathBuf {
+    leaks::remember(token);
     let path = dir.join("token");
     std::fs::write(&path, format!("{token}\n")).unwrap();
     path
@@ -609,7 +634,12 @@ pub fn run_hush(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> std
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(text.as_bytes()).unwrap();
     }
-    child.wait_with_output().expect("wait for hush")
+    let output = child.wait_with_output().expect("wait for hush");
+    // Its stderr is a log too (its stdout is what the user asked for: values may be there).
+    if let Some(path) = leaks::kept_log_path("hush-cli") {
+        let _ = std::fs::write(path, &output.stderr);
+    }
+    output
 }
 
 impl Hushd {

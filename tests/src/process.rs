@@ -49,13 +49,20 @@ pub fn free_port() -> u16 {
 }
 
 /// Spawn `command` with stdin and stdout null and stderr to `LOGDIR/NAME.log` in a new
-/// temporary directory. Returns the child, the log's path and the directory (keep it alive).
+/// temporary directory, or, when the suite keeps its logs ([`crate::leaks::LOG_DIR_ENV`]), to
+/// a file of its own there. Returns the child, the log's path and the temporary directory, if
+/// any (keep it alive).
 pub(crate) fn spawn_logged(
     command: &mut Command,
     name: &str,
-) -> std::io::Result<(Child, PathBuf, tempfile::TempDir)> {
-    let logdir = tempfile::tempdir()?;
-    let stderr_path = logdir.path().join(format!("{name}.log"));
+) -> std::io::Result<(Child, PathBuf, Option<tempfile::TempDir>)> {
+    let (stderr_path, logdir) = match crate::leaks::kept_log_path(name) {
+        Some(path) => (path, None),
+        None => {
+            let dir = tempfile::tempdir()?;
+            (dir.path().join(format!("{name}.log")), Some(dir))
+        }
+    };
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -90,7 +97,7 @@ pub struct Proc {
     pub child: Child,
     pub stderr_path: PathBuf,
     stop_grace: Option<Duration>,
-    _logdir: tempfile::TempDir,
+    _logdir: Option<tempfile::TempDir>,
 }
 
 impl Proc {

@@ -169,8 +169,33 @@ impl Core {
         }
     }
 
-    /// Handle one API request end to end.
-    pub async fn handle(&self, mut req: Request) -> Result<Response, LogicalError> {
+    /// Handle one API request end to end, inside a `request` span (debug level: its id,
+    /// operation, path and remote address; never its data or token). When it ends its status
+    /// and duration are logged at debug, with the error text for a 5xx only: a 4xx message may
+    /// quote what the client sent.
+    pub async fn handle(&self, req: Request) -> Result<Response, LogicalError> {
+        use tracing::Instrument;
+        let span = tracing::debug_span!(
+            "request",
+            id = %req.id,
+            op = req.operation.as_str(),
+            path = %req.path,
+            remote = ?req.remote_addr,
+        );
+        let started = std::time::Instant::now();
+        let result = self.handle_routed(req).instrument(span.clone()).await;
+        let micros = started.elapsed().as_micros() as u64;
+        span.in_scope(|| match &result {
+            Ok(r) => debug!(status = r.status.unwrap_or(200), micros, "request served"),
+            Err(e) if e.status() >= 500 => {
+                debug!(status = e.status(), micros, error = %e, "request failed")
+            }
+            Err(e) => debug!(status = e.status(), micros, "request refused"),
+        });
+        result
+    }
+
+    async fn handle_routed(&self, mut req: Request) -> Result<Response, LogicalError> {
         if let Some(standby) = self.standby_for(&req.path) {
             return Err(standby);
         }
@@ -223,11 +248,22 @@ impl Core {
                 Err(e) => e.status(),
             };
             self.metrics().login(&entry.kind, status);
+            match result.as_ref().map(|r| r.auth.as_ref()) {
+                Ok(Some(auth)) => debug!(
+                    method = %entry.kind,
+                    mount = %entry.path,
+                    accessor = %auth.accessor,
+                    policies = ?auth.policies,
+                    ttl = auth.lease_duration,
+                    "login succeeded"
+                ),
+                _ => debug!(method = %entry.kind, mount = %entry.path, status, "login refused"),
+            }
             return result;
         }
         if !unauthenticated {
             if let Err(err) = authorize(&st, &target, &rel, &mut req).await {
-                debug!(path = %req.path, op = req.operation.as_str(), error = %err, "request refused");
+                debug!(error = %err, "not authorized");
                 // Refused requests are audited too: failed attempts matter most.
                 st.audit.log_request(&req).await?;
                 st.audit.log_response(&req, Err(&err)).await?;

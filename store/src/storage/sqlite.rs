@@ -640,7 +640,9 @@ impl Writer {
                     let _ = reply.send(Ok(()));
                 }
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(error = %e, requests = ops.len(),
+                    "sqlite: group commit failed, committing each request alone");
                 for (ops, reply) in ops.iter().zip(replies) {
                     let r = self.commit_one(ops);
                     let _ = reply.send(r);
@@ -675,6 +677,11 @@ impl Writer {
     /// Count one committed transaction of `requests` write requests, begun at `started`.
     fn committed(&self, started: Instant, requests: usize) {
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(
+            requests,
+            micros = started.elapsed().as_micros() as u64,
+            "sqlite: committed"
+        );
         if let Some(m) = self.stats.metrics.get() {
             m.commit(started.elapsed(), requests);
         }

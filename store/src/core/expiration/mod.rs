@@ -201,6 +201,7 @@ impl ExpirationManager {
             irrevocable: None,
         };
         self.index.put(&entry, None).await?;
+        tracing::debug!(lease_id = %lease_id, ttl, max_ttl = max, renewable = secret.renewable, "lease registered");
         Ok(LeaseInfo {
             lease_id,
             lease_duration: ttl,

@@ -93,6 +93,7 @@ impl ExpirationManager {
         next.last_renewal = Some(now);
         next.renewable = renewable;
         self.index.put(&next, Some(&entry)).await?;
+        tracing::debug!(lease_id, ttl, "lease renewed");
         Ok(Renewal {
             lease_id: lease_id.to_string(),
             ttl,

@@ -604,6 +604,7 @@ impl TokenStore {
                 }
             }
         }
+        tracing::debug!(accessor = %entry.accessor, policies = ?entry.policies, ttl, "token created");
         Ok((auth_for(&entry, token, ttl), warnings))
     }
 
@@ -682,6 +683,7 @@ impl TokenStore {
         // Their leases first (Vault's order): a crash half way leaves tokens, not leases
         // without the token that owns them.
         self.tokens_revoked(&order).await?;
+        tracing::debug!(tokens = order.len(), "revoking a token tree");
         for hash in order.iter().rev() {
             let mut ops = Vec::new();
             for chunk in children[hash].chunks(BATCH) {

@@ -697,6 +697,11 @@ impl Writer {
         })
         .await?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(
+            requests = requests.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "postgresql: committed"
+        );
         if let Some(m) = self.stats.metrics.get() {
             m.commit(started.elapsed(), requests.len());
         }
