@@ -67,12 +67,12 @@ async fn notify_command_runs_after_the_swap_and_sees_the_new_value() {
         &["--notify-command", &cmd, "--notify-timeout", "5s"],
     ));
     log_reads(&log, "first notification", "1:pw:v1\n").await;
-    h.kv_put("app/db", json!({"password": "v2"})).await;
-    log_reads(&log, "second notification", "1:pw:v1\n2:pw:v2\n").await;
+    h.kv_put("app/db", json!({"password": "pwtwo"})).await;
+    log_reads(&log, "second notification", "1:pw:v1\n2:pw:pwtwo\n").await;
     // A version with the same bytes is no change: no swap, no notification.
-    h.kv_put("app/db", json!({"password": "v2"})).await;
+    h.kv_put("app/db", json!({"password": "pwtwo"})).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(read(&log), "1:pw:v1\n2:pw:v2\n", "{}", agent.stderr());
+    assert_eq!(read(&log), "1:pw:v1\n2:pw:pwtwo\n", "{}", agent.stderr());
 }
 
 /// A process that appends the file's content to `log` on each SIGHUP, and writes its pid.
@@ -111,11 +111,11 @@ async fn notify_signal_reaches_a_pid_file_process_after_the_swap() {
         ],
     ));
     log_reads(&log, "first signal", "v1\n").await;
-    h.kv_put("app/db", json!({"password": "v2"})).await;
-    log_reads(&log, "second signal", "v1\nv2\n").await;
+    h.kv_put("app/db", json!({"password": "pwtwo"})).await;
+    log_reads(&log, "second signal", "v1\npwtwo\n").await;
     let _ = app.kill();
     let _ = app.wait();
-    assert!(!agent.stderr().contains("v2"));
+    assert!(!agent.stderr().contains("pwtwo"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,13 +145,13 @@ async fn supervised_child_is_signalled_on_change_and_stopped_on_sigterm() {
         ],
     ));
     log_reads(&log, "child start", "start:v1\n").await;
-    h.kv_put("app/db", json!({"password": "v2"})).await;
-    log_reads(&log, "child signalled", "start:v1\nhup:v2\n").await;
+    h.kv_put("app/db", json!({"password": "pwtwo"})).await;
+    log_reads(&log, "child signalled", "start:v1\nhup:pwtwo\n").await;
     // HUP and USR1 sent to the agent are passed on; the agent does not die of them.
     agent.signal("USR1");
-    log_reads(&log, "USR1 passed on", "start:v1\nhup:v2\nusr1\n").await;
+    log_reads(&log, "USR1 passed on", "start:v1\nhup:pwtwo\nusr1\n").await;
     agent.signal("HUP");
-    log_reads(&log, "HUP passed on", "start:v1\nhup:v2\nusr1\nhup:v2\n").await;
+    log_reads(&log, "HUP passed on", "start:v1\nhup:pwtwo\nusr1\nhup:pwtwo\n").await;
     assert!(agent.running(), "{}", agent.stderr());
 
     let t = Instant::now();
@@ -159,9 +159,9 @@ async fn supervised_child_is_signalled_on_change_and_stopped_on_sigterm() {
     let status = agent.wait_exit(Duration::from_secs(10)).await.unwrap();
     assert_eq!(status.code(), Some(0), "{}", agent.stderr());
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert_eq!(read(&log), "start:v1\nhup:v2\nusr1\nhup:v2\nterm\n");
-    assert_eq!(read(&tmpfs.path.join("pw")), "v2", "files left in place");
-    assert!(!agent.stderr().contains("v2"));
+    assert_eq!(read(&log), "start:v1\nhup:pwtwo\nusr1\nhup:pwtwo\nterm\n");
+    assert_eq!(read(&tmpfs.path.join("pw")), "pwtwo", "files left in place");
+    assert!(!agent.stderr().contains("pwtwo"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +188,7 @@ async fn under_nohup_the_child_still_gets_sighup() {
         &agent_args(&h.addr, &token, &tmpfs.path, &extra),
     );
     log_reads(&log, "child start", "start\n").await;
-    h.kv_put("app/db", json!({"password": "v2"})).await;
+    h.kv_put("app/db", json!({"password": "pwtwo"})).await;
     log_reads(&log, "child signalled", "start\nhup\n").await;
     agent.signal("TERM");
     agent.wait_exit(Duration::from_secs(10)).await.unwrap();
@@ -221,8 +221,8 @@ async fn supervised_child_is_restarted_with_new_env_and_its_exit_code_is_the_age
         ],
     ));
     log_reads(&log, "child start", "start:v1\n").await;
-    h.kv_put("app/db", json!({"password": "v2"})).await;
-    log_reads(&log, "child restarted", "start:v1\nstart:v2\n").await;
+    h.kv_put("app/db", json!({"password": "pwtwo"})).await;
+    log_reads(&log, "child restarted", "start:v1\nstart:pwtwo\n").await;
     std::fs::write(&stop, "").unwrap();
     let status = agent.wait_exit(Duration::from_secs(10)).await.unwrap();
     assert_eq!(status.code(), Some(7), "{}", agent.stderr());
