@@ -302,6 +302,7 @@ impl Keeper {
                     }
                 }
                 Err(e) => {
+                    self.observer.write_error();
                     tracing::error!(error = %e, "could not write the files; keeping the last set and retrying");
                     report.transient = true;
                     report
