@@ -74,7 +74,12 @@ struct Ledger {
     unanswered: u64,
 }
 
-async fn kv_writer(h: (reqwest::Client, String, String), w: usize, round: usize, ledger: Arc<Mutex<Ledger>>) {
+async fn kv_writer(
+    h: (reqwest::Client, String, String),
+    w: usize,
+    round: usize,
+    ledger: Arc<Mutex<Ledger>>,
+) {
     let (client, addr, token) = h;
     let mut i = 0u64;
     loop {
@@ -181,9 +186,15 @@ async fn check_kv(h: &Hushd, kv: &BTreeMap<String, (u64, String)>) {
         let (s, b) = h.call("GET", &format!("secret/metadata/{k}"), None).await;
         assert_eq!(s, 200, "{k}: {b}");
         let current = b["data"]["current_version"].as_u64().unwrap();
-        assert!(current >= *ver, "{k}: current {current} < acknowledged {ver}");
+        assert!(
+            current >= *ver,
+            "{k}: current {current} < acknowledged {ver}"
+        );
     });
-    stream::iter(checks).buffer_unordered(16).collect::<Vec<()>>().await;
+    stream::iter(checks)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -216,7 +227,12 @@ async fn fifty_kill_9s_under_writes_and_lease_churn_lose_nothing() {
         let conn = (h.client.clone(), h.addr.clone(), root.clone());
         let mut tasks = Vec::new();
         for w in 0..WRITERS {
-            tasks.push(tokio::spawn(kv_writer(conn.clone(), w, round, ledger.clone())));
+            tasks.push(tokio::spawn(kv_writer(
+                conn.clone(),
+                w,
+                round,
+                ledger.clone(),
+            )));
         }
         for c in 0..CHURNERS {
             tasks.push(tokio::spawn(churner(conn.clone(), c, ledger.clone())));
@@ -385,7 +401,12 @@ async fn kill_9_of_the_agent_mid_swap_leaves_one_whole_set() {
     let stop = Arc::new(AtomicBool::new(false));
     let version = Arc::new(Mutex::new(0u64));
     let changer = {
-        let (client, addr, stop, version) = (h.client.clone(), h.addr.clone(), stop.clone(), version.clone());
+        let (client, addr, stop, version) = (
+            h.client.clone(),
+            h.addr.clone(),
+            stop.clone(),
+            version.clone(),
+        );
         tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -421,10 +442,14 @@ async fn kill_9_of_the_agent_mid_swap_leaves_one_whole_set() {
         let before = std::fs::read_to_string(tmpfs.path.join("..data/.generation")).unwrap();
         agent = Agent::spawn(&args);
         // The restarted agent writes a newer set (and cleans up what the kill left).
-        wait_for(Duration::from_secs(20), "a new set after the restart", || {
-            std::fs::read_to_string(tmpfs.path.join("..data/.generation"))
-                .is_ok_and(|g| g != before)
-        })
+        wait_for(
+            Duration::from_secs(20),
+            "a new set after the restart",
+            || {
+                std::fs::read_to_string(tmpfs.path.join("..data/.generation"))
+                    .is_ok_and(|g| g != before)
+            },
+        )
         .await;
         first_sets.push(restarted.elapsed());
     }
@@ -454,4 +479,91 @@ async fn kill_9_of_the_agent_mid_swap_leaves_one_whole_set() {
         first_sets[first_sets.len() - 1],
         started.elapsed()
     );
+}
+
+const CREATE: &str =
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
+
+/// What the agent's token may do: read creds, renew, look up and revoke leases.
+const POLICY: &str = r#"
+path "database/creds/ro" { capabilities = ["read"] }
+path "sys/leases/renew" { capabilities = ["update"] }
+path "sys/leases/lookup" { capabilities = ["update"] }
+path "sys/leases/revoke" { capabilities = ["update"] }
+"#;
+
+/// A long-running agent killed with -9 leaves `.hush-leases.json` (kept current while it
+/// runs); the next one adopts the lease: same credentials in the files, one database user.
+/// Regression: the record was written by `--once` only, so each restart after a crash leased
+/// a second set of credentials and left the first to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agents_successor_adopts_its_lease() {
+    let pg = hush_tests::pg::Postgres::start().await;
+    let h = Hushd::dev().await;
+    pg.mount_engine(&h, "ro", CREATE, 60, 600).await;
+    let token = h.token_with_policy("app", POLICY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_token(dir.path(), &token);
+    let tmpfs = Tmpfs::new();
+    let args: Vec<String> = [
+        "--addr",
+        &h.addr,
+        "--token-file",
+        &token.display().to_string(),
+        "--dest",
+        &tmpfs.path.display().to_string(),
+        "--secret",
+        "user=database/creds/ro#username",
+        "--secret",
+        "pass=database/creds/ro#password",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let read_pair = || {
+        let u = std::fs::read_to_string(tmpfs.path.join("user")).ok()?;
+        let p = std::fs::read_to_string(tmpfs.path.join("pass")).ok()?;
+        Some((u, p))
+    };
+    let record = tmpfs.path.join(".hush-leases.json");
+    let mut agent = Agent::spawn(&args);
+    wait_for(
+        Duration::from_secs(30),
+        "credentials and the lease record",
+        || read_pair().is_some() && record.exists(),
+    )
+    .await;
+    let first = read_pair().unwrap();
+    for round in 0..3 {
+        let _ = agent.child.kill();
+        let _ = agent.child.wait();
+        assert!(
+            record.exists(),
+            "round {round}: no lease record after the kill"
+        );
+        agent = Agent::spawn(&args);
+        wait_for(Duration::from_secs(20), "the adoption", || {
+            agent.stderr().contains("adopted the lease")
+        })
+        .await;
+        wait_for(Duration::from_secs(10), "the record again", || {
+            record.exists()
+        })
+        .await;
+        assert_eq!(
+            read_pair().unwrap(),
+            first,
+            "round {round}: new credentials"
+        );
+        assert_eq!(
+            pg.dynamic_roles().await,
+            vec![first.0.clone()],
+            "round {round}"
+        );
+    }
+    // A clean stop revokes the lease and leaves nothing to adopt.
+    agent.signal("TERM");
+    assert!(agent.wait_exit(Duration::from_secs(10)).await.is_some());
+    assert!(!record.exists(), "the record outlived the revoked lease");
+    assert!(pg.dynamic_roles().await.is_empty(), "{}", agent.stderr());
 }

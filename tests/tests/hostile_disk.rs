@@ -111,7 +111,9 @@ async fn sqlite_on_a_full_disk_refuses_writes_keeps_reads_and_resumes() {
         }
     }
     let (s, b, after) = refused.expect("2000 writes of 4 KB fit on a full 3 MB disk");
-    println!("full disk: {after} writes went into SQLite's existing pages before the first refusal");
+    println!(
+        "full disk: {after} writes went into SQLite's existing pages before the first refusal"
+    );
     assert_eq!(s, 507, "{b}");
     let msg = error_text(&b);
     assert!(msg.contains("storage is full"), "{msg}");
@@ -153,7 +155,10 @@ async fn sqlite_on_a_full_disk_refuses_writes_keeps_reads_and_resumes() {
             break;
         }
         assert_eq!(s, 507, "{b}");
-        assert!(freed.elapsed() < Duration::from_secs(10), "writes did not resume: {b}");
+        assert!(
+            freed.elapsed() < Duration::from_secs(10),
+            "writes did not resume: {b}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!(
@@ -234,7 +239,10 @@ async fn a_full_audit_disk_refuses_requests_until_space_returns() {
         if s == 200 {
             break;
         }
-        assert!(freed.elapsed() < Duration::from_secs(10), "still refused: {b}");
+        assert!(
+            freed.elapsed() < Duration::from_secs(10),
+            "still refused: {b}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!(
@@ -335,12 +343,19 @@ async fn the_agent_on_a_full_tmpfs_keeps_the_last_set_reports_and_recovers() {
         if failed >= 2.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "no write error counted:\n{metrics}\n{}", agent.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "no write error counted:\n{metrics}\n{}",
+            agent.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The last good set stays, complete and of one version; the agent says why; still ready.
     let (a, b) = read_set(&disk.path);
-    assert_eq!((a.as_str(), b.as_str()), (value(1).as_str(), value(1).as_str()));
+    assert_eq!(
+        (a.as_str(), b.as_str()),
+        (value(1).as_str(), value(1).as_str())
+    );
     let log = agent.stderr();
     assert!(log.contains("could not write the files"), "{log}");
     assert!(log.contains("No space left on device"), "{log}");
@@ -349,13 +364,20 @@ async fn the_agent_on_a_full_tmpfs_keeps_the_last_set_reports_and_recovers() {
     assert!(agent.running());
     // No half-written generation left behind taking space: only the current one (and no
     // previous yet: one set was written).
-    assert_eq!(generation_dirs(&disk.path).len(), 1, "{:?}", generation_dirs(&disk.path));
+    assert_eq!(
+        generation_dirs(&disk.path).len(),
+        1,
+        "{:?}",
+        generation_dirs(&disk.path)
+    );
 
     std::fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
-    wait_for(Duration::from_secs(10), "the new set after the space returned", || {
-        marker(&read_set(&disk.path).0) == "v2"
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the new set after the space returned",
+        || marker(&read_set(&disk.path).0) == "v2",
+    )
     .await;
     println!(
         "full agent tmpfs: new set written {:?} after the space returned",
@@ -363,5 +385,78 @@ async fn the_agent_on_a_full_tmpfs_keeps_the_last_set_reports_and_recovers() {
     );
     let (a, b) = read_set(&disk.path);
     assert_eq!((a, b), (value(2), value(2)));
+    assert!(agent.running());
+}
+
+/// Regression (a generation left behind): with the tmpfs out of inodes exactly when the
+/// `..data_tmp` link is made, the new generation was built but could not be swapped in, and
+/// stayed on the tmpfs until some later write succeeded. Now it is removed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_out_of_inodes_at_the_swap_leaves_no_half_built_generation() {
+    let h = Hushd::dev().await;
+    h.kv_put("app/pair", json!({"a": "v1:a", "b": "v1:b"}))
+        .await;
+    let (_dir, disk) = small_tmpfs("4m,nr_inodes=64");
+    let tokens = tempfile::tempdir().unwrap();
+    let token = write_token(tokens.path(), "root");
+    let mut agent = Agent::spawn(&[
+        "--addr",
+        &h.addr,
+        "--token-file",
+        &s(&token),
+        "--dest",
+        &s(&disk.path),
+        "--secret",
+        "a=secret/data/app/pair#a",
+        "--secret",
+        "b=secret/data/app/pair#b",
+        "--refresh-interval",
+        "100ms",
+        "--backoff-max",
+        "200ms",
+    ]);
+    wait_for(Duration::from_secs(30), "the first set", || {
+        disk.path.join("b").exists()
+    })
+    .await;
+    // Use up every inode, then give back exactly what a new generation takes (its directory,
+    // `a`, `b`, `.generation`): the `..data_tmp` link finds none.
+    let fillers = disk.path.join("fillers");
+    std::fs::create_dir(&fillers).unwrap();
+    let mut made = Vec::new();
+    loop {
+        let p = fillers.join(made.len().to_string());
+        match std::fs::File::create(&p) {
+            Ok(_) => made.push(p),
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for p in made.drain(made.len() - 4..) {
+        std::fs::remove_file(p).unwrap();
+    }
+    h.kv_put("app/pair", json!({"a": "v2:a", "b": "v2:b"}))
+        .await;
+    wait_for(Duration::from_secs(20), "a failed swap", || {
+        agent.stderr().contains("create link")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read_set(&disk.path), ("v1:a".into(), "v1:b".into()));
+    assert!(
+        std::fs::symlink_metadata(disk.path.join("..data_tmp")).is_err(),
+        "a dangling ..data_tmp stays"
+    );
+    assert_eq!(
+        generation_dirs(&disk.path).len(),
+        1,
+        "{:?}",
+        generation_dirs(&disk.path)
+    );
+    std::fs::remove_dir_all(&fillers).unwrap();
+    wait_for(Duration::from_secs(10), "the new set", || {
+        read_set(&disk.path) == ("v2:a".into(), "v2:b".into())
+    })
+    .await;
     assert!(agent.running());
 }
