@@ -33,12 +33,7 @@ fn fill(dir: &Path) -> PathBuf {
         }
     }
     // The last few bytes too.
-    loop {
-        match f.write(&[0x5a]) {
-            Ok(1) => {}
-            _ => break,
-        }
-    }
+    while let Ok(1) = f.write(&[0x5a]) {}
     path
 }
 
