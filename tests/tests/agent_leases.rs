@@ -198,10 +198,16 @@ async fn a_once_run_hands_its_lease_to_the_long_running_agent() {
         (user.clone(), pass.clone())
     );
     assert_eq!(pg.dynamic_roles().await, vec![user.clone()]);
+    // The once-run's file was taken; the long-running agent keeps its own record of the same
+    // lease there (0400) for a successor after a crash (tests/tests/hostile_crash.rs).
+    let record = std::fs::read_to_string(&state).unwrap();
     assert!(
-        !state.exists(),
-        "the hand-over file is removed once adopted"
+        record.contains("database/creds/ro/"),
+        "the adopted lease is recorded"
     );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&state).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o400);
     assert!(pg.connect(&user, &pass).await.is_ok());
     agent.signal("TERM");
     assert!(agent

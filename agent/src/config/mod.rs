@@ -44,6 +44,10 @@ pub struct Config {
     /// How long `--once` may take before it gives up (naming the last error).
     pub once_deadline: Duration,
     pub revoke_on_exit: bool,
+    /// Keep `.hush-leases.json` current beside the files while running, so an agent
+    /// restarted after a crash adopts the leases instead of leasing anew (on, except for
+    /// `--once` and the Docker volume plugin, whose volumes must not hold it).
+    pub lease_record: bool,
     /// How long replaced dynamic credentials stay valid before their lease is revoked.
     pub lease_grace: Duration,
     /// Revoke held leases at exit (never with `once`: they are handed over).

@@ -342,6 +342,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         revoke_on_exit: raw.agent.revoke_on_exit.unwrap_or(false),
         lease_grace,
         revoke_leases_on_exit: raw.agent.revoke_leases_on_exit.unwrap_or(true) && !once,
+        lease_record: !once,
         metrics_listen,
         push: raw.agent.push.unwrap_or(true) && !once,
         notify,

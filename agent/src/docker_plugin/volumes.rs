@@ -163,7 +163,7 @@ impl Volumes {
         dest: &Path,
         once: Option<Duration>,
     ) -> Result<crate::config::Config, OptionError> {
-        options::agent_config(
+        let mut config = options::agent_config(
             opts,
             &Build {
                 base: &self.settings.base,
@@ -171,7 +171,10 @@ impl Volumes {
                 dest,
                 once,
             },
-        )
+        )?;
+        // The hand-off file holds values: it must not stay in a volume containers mount.
+        config.lease_record = false;
+        Ok(config)
     }
 
     /// Check the name and options; remember the volume.

@@ -302,6 +302,7 @@ impl Keeper {
                     }
                 }
                 Err(e) => {
+                    self.observer.write_error();
                     tracing::error!(error = %e, "could not write the files; keeping the last set and retrying");
                     report.transient = true;
                     report
@@ -537,7 +538,8 @@ impl Keeper {
         self.revoke_retired(&client, true).await;
     }
 
-    /// The leases held, for the long-running agent to adopt (`--once`).
+    /// The leases held, for the next agent to adopt (left by `--once`, and kept current by
+    /// the long-running agent for its successor after a crash).
     pub async fn handoff_state(&self) -> handoff::State {
         let client = self.base.with_token(Some(self.tokens.token()));
         let token_expires_unix = match client.token_lookup_self().await {
@@ -616,6 +618,15 @@ impl Keeper {
             }
         }
         adopted
+    }
+
+    /// The ids of the leases whose data the files hold (what [`Keeper::handoff_state`] lists).
+    pub fn lease_ids(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|s| s.data.is_some())
+            .filter_map(|s| s.lease.as_ref().map(|l| l.id.clone()))
+            .collect()
     }
 
     /// Whether any lease is held.

@@ -163,6 +163,8 @@ pub(super) async fn run(
     let mut only: Option<Vec<usize>> = None;
     // When the next full cycle is due (a cycle for lazy sources does not move it).
     let mut next_full = Instant::now();
+    // The lease ids last written to `.hush-leases.json` (`None`: not written yet this run).
+    let mut persisted: Option<Vec<String>> = None;
     let finished = loop {
         let partial = only.take();
         let report = tokio::select! {
@@ -194,6 +196,9 @@ pub(super) async fn run(
                 }
             }
             lazy_deadline = f.expire_waiting(Instant::now());
+        }
+        if fuse.is_none() && config.lease_record {
+            persist_leases(config, keeper, &mut persisted).await;
         }
         if let Some(outcome) = &report.written {
             status.generation = Some(outcome.generation);
@@ -381,4 +386,32 @@ pub(super) async fn run(
         }
     };
     Ok((finished, child))
+}
+
+/// Keep `.hush-leases.json` (the `--once` handoff file) in step with the leases the files
+/// hold, so that after a `kill -9` (no shutdown, no revocation) the next agent adopts them
+/// rather than leasing a second set. Written only when the lease ids change; removed when
+/// none are held; a failure (a full tmpfs) is retried after the next cycle.
+async fn persist_leases(config: &Config, keeper: &Keeper, persisted: &mut Option<Vec<String>>) {
+    let ids = keeper.lease_ids();
+    if persisted.as_ref() == Some(&ids) {
+        return;
+    }
+    let dest = &config.destination.path;
+    let written = if ids.is_empty() {
+        match std::fs::remove_file(keeper::handoff::path_in(dest)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    } else {
+        keeper::handoff::write(dest, &keeper.handoff_state().await)
+    };
+    match written {
+        Ok(()) => *persisted = Some(ids),
+        Err(e) => tracing::warn!(
+            error = %e,
+            file = keeper::handoff::FILE_NAME,
+            "could not record the leases for a restarted agent"
+        ),
+    }
 }

@@ -36,6 +36,10 @@ pub(super) async fn stop(
             Ok(()) => {}
             Err(_) => tracing::warn!("revoking the leases timed out; they run out by themselves"),
         }
+        // Nothing left for a next agent to adopt.
+        if fuse.is_none() {
+            let _ = std::fs::remove_file(crate::keeper::handoff::path_in(&config.destination.path));
+        }
     }
     let fuse_mode = fuse.is_some();
     // When reporting, the access log's writer is waited for (briefly: a reader may still hold

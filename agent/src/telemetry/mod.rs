@@ -15,6 +15,7 @@
 //! | --- | --- | --- | --- |
 //! | `hush_renders_total` | counter | `file` | successful renders |
 //! | `hush_render_errors_total` | counter | `file` | failed renders |
+//! | `hush_write_errors_total` | counter | | failed writes of the file set (e.g. a full tmpfs; the last set stays) |
 //! | `hush_store_requests_total` | counter | `op`, `outcome` | requests to hushd |
 //! | `hush_store_request_duration_seconds` | histogram | `op`, `outcome` | their latency |
 //! | `hush_last_success_timestamp_seconds` | gauge | `file` | Unix time of the last good render |
@@ -110,6 +111,7 @@ pub struct Metrics {
     registry: Registry,
     renders: Family<FileLabels, Counter>,
     render_errors: Family<FileLabels, Counter>,
+    write_errors: Counter,
     store_requests: Family<StoreLabels, Counter>,
     store_duration: Family<StoreLabels, Histogram, fn() -> Histogram>,
     last_success: Family<FileLabels, FloatGauge>,
@@ -167,6 +169,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("hush");
         let renders = Family::<FileLabels, Counter>::default();
         let render_errors = Family::<FileLabels, Counter>::default();
+        let write_errors = Counter::default();
         let store_requests = Family::<StoreLabels, Counter>::default();
         let store_duration: Family<StoreLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(store_histogram);
@@ -211,6 +214,11 @@ impl Metrics {
             "render_errors",
             "Failed renders of a file",
             render_errors.clone(),
+        );
+        registry.register(
+            "write_errors",
+            "Failed writes of the file set to the destination (the last set stays in place)",
+            write_errors.clone(),
         );
         registry.register(
             "store_requests",
@@ -306,6 +314,7 @@ impl Metrics {
             registry,
             renders,
             render_errors,
+            write_errors,
             store_requests,
             store_duration,
             last_success,
@@ -372,6 +381,11 @@ impl Metrics {
     /// Rendering a file failed.
     pub fn render_error(&self, file: &str) {
         self.render_errors.get_or_create(&Self::file(file)).inc();
+    }
+
+    /// Writing the file set failed.
+    pub fn write_error(&self) {
+        self.write_errors.inc();
     }
 
     /// A request to hushd (`op`: e.g. `read`, `renew`, `login`; `outcome`: e.g. `ok`, `error`,
@@ -504,6 +518,8 @@ pub trait Observer: Send + Sync {
     /// The lease of secret `secret` (its name) ends at `expires`; `None`: no lease held.
     fn lease(&self, secret: &str, expires: Option<SystemTime>);
     fn render_error(&self, file: &str);
+    /// Writing the file set to the destination failed (the last set stays).
+    fn write_error(&self) {}
 }
 
 /// An observer that drops everything.
@@ -533,6 +549,9 @@ impl Observer for Metrics {
     }
     fn render_error(&self, file: &str) {
         Metrics::render_error(self, file);
+    }
+    fn write_error(&self) {
+        Metrics::write_error(self);
     }
 }
 

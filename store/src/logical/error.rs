@@ -43,9 +43,10 @@ pub enum LogicalError {
     Barrier(#[from] BarrierError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// 500: audit devices are enabled and none could record the request.
-    #[error("no audit device could record the request; refusing to serve it")]
-    AuditFailed,
+    /// 500: audit devices are enabled and none could record the request; says why (each
+    /// device's error, e.g. no space left on its disk).
+    #[error("no audit device could record the request ({0}); refusing to serve it")]
+    AuditFailed(String),
     /// 500: a bug or an unexpected state; the message must not hold secrets.
     #[error("internal error: {0}")]
     Internal(String),
@@ -80,9 +81,13 @@ impl LogicalError {
             LogicalError::Storage(StorageError::NotActive)
             | LogicalError::Barrier(BarrierError::Storage(StorageError::NotActive)) => 503,
             LogicalError::Barrier(BarrierError::Sealed) => 503,
+            // 507 Insufficient Storage: the disk is full; the same request succeeds once
+            // space is freed.
+            LogicalError::Storage(StorageError::Full(_))
+            | LogicalError::Barrier(BarrierError::Storage(StorageError::Full(_))) => 507,
             LogicalError::Barrier(_)
             | LogicalError::Storage(_)
-            | LogicalError::AuditFailed
+            | LogicalError::AuditFailed(_)
             | LogicalError::Internal(_) => 500,
         }
     }

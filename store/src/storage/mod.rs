@@ -59,6 +59,13 @@ pub enum StorageError {
         "this hushd is not the active node: it does not hold the HA lock, nothing was written"
     )]
     NotActive,
+    /// The disk holding the storage is full (SQLite's `SQLITE_FULL`, `ENOSPC`): nothing of the
+    /// write was applied. Reads keep working; writes work again once space is freed.
+    #[error(
+        "storage is full: no space left on the disk holding {0}; nothing was written. \
+         Free space there: writes resume by themselves, reads keep working meanwhile"
+    )]
+    Full(String),
 }
 
 /// A durable key/value store. `write` returns only once the whole batch is durable (fsynced)

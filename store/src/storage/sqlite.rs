@@ -125,7 +125,16 @@ impl std::fmt::Debug for SqliteBackend {
 }
 
 fn backend_err(e: rusqlite::Error) -> StorageError {
+    if is_full(&e) {
+        return StorageError::Full("the SQLite database".into());
+    }
     StorageError::Backend(format!("sqlite: {e}"))
+}
+
+/// Whether SQLite failed for want of space: `SQLITE_FULL` (SQLite's own answer to a short
+/// write or `ENOSPC` on the database, WAL or shared-memory file).
+fn is_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 /// The least string greater than every string that starts with `prefix`, or `None` when no

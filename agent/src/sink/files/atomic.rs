@@ -162,7 +162,17 @@ impl AtomicWriter {
             let _ = fs::remove_dir_all(&new_path);
             return Err(e);
         }
-        self.swap(&new_dir)?;
+        if let Err(e) = self.swap(&new_dir) {
+            // Still the old set (the rename did not happen): the new directory must not stay
+            // behind, taking space on a tmpfs that may be full.
+            if self.current_dir().ok().flatten().as_deref() == Some(new_dir.as_str()) {
+                state.generation = generation;
+            } else {
+                let _ = fs::remove_dir_all(&new_path);
+                let _ = fs::remove_file(self.target.join(DATA_TMP_NAME));
+            }
+            return Err(e);
+        }
         state.generation = generation;
 
         self.update_links(&tops)?;

@@ -413,4 +413,7 @@ impl Observer for VersionTap {
     fn render_error(&self, file: &str) {
         Observer::render_error(self.inner.as_ref(), file);
     }
+    fn write_error(&self) {
+        Observer::write_error(self.inner.as_ref());
+    }
 }

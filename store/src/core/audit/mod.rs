@@ -526,11 +526,13 @@ impl AuditBroker {
         }
         let mut written = 0usize;
         let mut failed = Vec::new();
+        let mut reasons = Vec::new();
         for device in devices.values() {
             match device.writer.append_many(build(device)).await {
                 Ok(()) => written += 1,
                 Err(e) => {
                     failed.push(device.path.clone());
+                    reasons.push(failure_reason(&device.path, &e));
                     if let Some(m) = &self.metrics {
                         m.audit_write_failed();
                     }
@@ -557,9 +559,22 @@ impl AuditBroker {
         }
         if written == 0 {
             tracing::error!(request_id = %req.id, entry = kind, "no audit device could record an entry");
-            return Err(LogicalError::AuditFailed);
+            return Err(LogicalError::AuditFailed(reasons.join("; ")));
         }
         Ok(())
+    }
+}
+
+/// Why `device` could not write, for the refused request's error: the disk-full case says
+/// what to do; other errors as the device saw them (they name no entry or value).
+fn failure_reason(device: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        format!(
+            "{device}: no space left on the disk holding its file; free space there and \
+             requests are served again"
+        )
+    } else {
+        format!("{device}: {e}")
     }
 }
 

@@ -232,7 +232,7 @@ async fn removed_directory_makes_audit_fail_after_restart_and_after_reopen() {
     // SIGHUP-style reopen finds the directory gone.
     broker.reopen().await;
     let err = broker.log_request(&secret_request()).await.unwrap_err();
-    assert!(matches!(err, LogicalError::AuditFailed), "{err}");
+    assert!(matches!(err, LogicalError::AuditFailed(_)), "{err}");
     assert_eq!(err.status(), 500);
     drop(broker);
 
@@ -242,7 +242,7 @@ async fn removed_directory_makes_audit_fail_after_restart_and_after_reopen() {
     let err = broker
         .log_response(&secret_request(), Err(&LogicalError::PermissionDenied))
         .await;
-    assert!(matches!(err, Err(LogicalError::AuditFailed)));
+    assert!(matches!(err, Err(LogicalError::AuditFailed(_))));
 
     // It recovers once the directory is back.
     std::fs::create_dir(&sub).unwrap();
@@ -260,7 +260,7 @@ async fn one_failing_device_of_two_is_tolerated() {
         .await
         .unwrap();
     let err = broker.log_request(&secret_request()).await.unwrap_err();
-    assert!(matches!(err, LogicalError::AuditFailed));
+    assert!(matches!(err, LogicalError::AuditFailed(_)));
 
     broker
         .enable("good", "file", "", opts(&good))
