@@ -261,6 +261,10 @@ mod tests {
         }
     }
 
+    async fn next_frame<B: Body + Unpin>(body: &mut B) -> Option<Result<Frame<B::Data>, B::Error>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+    }
+
     #[tokio::test]
     async fn a_stalled_body_fails_after_the_stall_and_a_flowing_one_does_not() {
         let stall = Duration::from_millis(300);
@@ -275,13 +279,12 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             drop(tx);
         });
-        let mut frame = || std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
         for _ in 0..5 {
-            let got = frame().await.unwrap().unwrap();
+            let got = next_frame(&mut body).await.unwrap().unwrap();
             assert_eq!(got.into_data().unwrap(), "x");
         }
         let started = Instant::now();
-        let err = frame().await.unwrap().unwrap_err();
+        let err = next_frame(&mut body).await.unwrap().unwrap_err();
         assert_eq!(body_stalled(&*err), Some(stall), "{err}");
         assert!(started.elapsed() >= stall, "{:?}", started.elapsed());
         sender.abort();
