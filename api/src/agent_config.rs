@@ -10,6 +10,7 @@
 //! addr = "https://127.0.0.1:8200"
 //! ca_cert = "/etc/hush/ca.pem"
 //! token_file = "/var/run/hush/token"
+//! request_timeout = "30s"     # one request to the store, reply included
 //!
 //! [auth]                      # instead of server.token_file: log in by workload identity
 //! method = "kubernetes"       # kubernetes | jwt | gcp | approle | aws
@@ -169,6 +170,9 @@ pub struct RawServer {
     pub ca_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// How long one request to the store may take, reply included (default `30s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<String>,
 }
 
 /// `[auth]`: workload-identity login (paths only; the credentials stay in their files).

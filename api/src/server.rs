@@ -1,11 +1,16 @@
 //! The accept loop of the Hush servers (hushd's API, the injector's webhook): plain TCP or TLS
 //! (e.g. with [`crate::tls::ReloadingCert`]), HTTP/1.1 and HTTP/2, ordered graceful shutdown
-//! (stop accepting, drain connections with a deadline).
+//! (stop accepting, drain connections with a deadline), and the limits that keep hostile
+//! clients from holding connections and memory ([`ConnLimits`], in [`limits`]).
+
+pub mod limits;
+
+pub use limits::{body_stalled, raise_nofile_limit, BodyStalled, ConnLimits};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -58,12 +63,27 @@ pub fn cancel_on_signal() -> CancellationToken {
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve `app` on `listener` until `shutdown` is cancelled.
+/// Serve `app` on `listener` until `shutdown` is cancelled, with the default [`ConnLimits`].
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: axum::Router,
     shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with(listener, tls, app, shutdown, ConnLimits::default()).await
+}
+
+/// Serve `app` on `listener` until `shutdown` is cancelled: a connection that sends no
+/// complete request head within `limits.read_header_timeout` (a fresh one, silent or not, or
+/// one kept alive after a request) is closed; a request body that stalls for `limits.read_timeout` ends in
+/// [`BodyStalled`] (the app answers it, e.g. 408); a connection with no byte either way for
+/// `limits.idle_timeout` is closed.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    limits: ConnLimits,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -81,12 +101,22 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let read_timeout = limits.read_timeout;
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(RemoteAddr(addr));
-                app.clone().oneshot(req.map(axum::body::Body::new))
+                app.clone().oneshot(req.map(|body| {
+                    axum::body::Body::new(limits::StallTimeoutBody::new(body, read_timeout))
+                }))
             });
-        let builder = Builder::new(TokioExecutor::new());
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.read_header_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let stream =
+            limits::IdleTimeoutIo::new(stream, limits.read_header_timeout, limits.idle_timeout);
         match &acceptor {
             None => {
                 let conn = builder

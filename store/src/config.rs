@@ -67,6 +67,18 @@ pub struct RawConfig {
     /// a duration from `1s` to `5m` (default `5s`): a standby takes over at most this long
     /// (plus a second) after the active node dies.
     pub ha_lock_ttl: Option<String>,
+    /// How long a client may take to send a request's head, as a duration (Vault's listener
+    /// option; default `10s`); also how long a kept-alive connection may wait for its next
+    /// request.
+    pub http_read_header_timeout: Option<String>,
+    /// How long a request body may go without a byte before hushd answers 408 (default `30s`).
+    pub http_read_timeout: Option<String>,
+    /// How long a connection may go without a byte either way before hushd closes it (default
+    /// `5m`).
+    pub http_idle_timeout: Option<String>,
+    /// Requests handled at once; beyond it hushd answers 503 with `Retry-After` (default 256
+    /// per CPU core). `sys/health` and `sys/seal-status` are always served.
+    pub max_in_flight_requests: Option<usize>,
 }
 
 impl RawConfig {
@@ -107,7 +119,11 @@ impl RawConfig {
             agent_access_retention,
             ha,
             api_addr,
-            ha_lock_ttl
+            ha_lock_ttl,
+            http_read_header_timeout,
+            http_read_timeout,
+            http_idle_timeout,
+            max_in_flight_requests
         );
         self
     }
@@ -192,6 +208,10 @@ pub struct Config {
     pub agent_access_retention: std::time::Duration,
     /// `Some`: one of several HA nodes.
     pub ha: Option<HaConfig>,
+    /// The listener's timeouts.
+    pub listener: hush_api::server::ConnLimits,
+    /// Requests handled at once (503 beyond).
+    pub max_in_flight_requests: usize,
 }
 
 /// The HA settings of one node.
@@ -303,6 +323,12 @@ impl Config {
         let login_limits = login_limits(&raw)?;
         let agent_access_retention = agent_access_retention(raw.agent_access_retention.as_deref())?;
         let ha = ha(&raw, &storage, dev.is_some())?;
+        let listener = listener_limits(&raw)?;
+        let max_in_flight_requests = match raw.max_in_flight_requests {
+            None => default_max_in_flight(),
+            Some(0) => return err("max_in_flight_requests must be at least 1"),
+            Some(n) => n,
+        };
         Ok(Config {
             storage,
             listen,
@@ -322,8 +348,49 @@ impl Config {
             unauthenticated_metrics_access: raw.unauthenticated_metrics_access.unwrap_or(false),
             agent_access_retention,
             ha,
+            listener,
+            max_in_flight_requests,
         })
     }
+}
+
+/// Requests in flight unless configured: 256 per CPU core.
+pub fn default_max_in_flight() -> usize {
+    256 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// `http_read_header_timeout`, `http_read_timeout`, `http_idle_timeout`: durations from 1s to
+/// 1h (Vault's defaults where unset).
+fn listener_limits(raw: &RawConfig) -> Result<hush_api::server::ConnLimits, ConfigError> {
+    use hush_api::server::ConnLimits;
+    use std::time::Duration;
+    let one = |name: &str, text: Option<&str>, default: Duration| match text {
+        None => Ok(default),
+        Some(text) => match hush_api::duration::parse(text) {
+            Some(d) if (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) => Ok(d),
+            Some(_) => err(format!("{name} must be from 1s to 1h")),
+            None => err(format!(
+                "invalid {name} {text:?}: use a duration such as 10s or 5m"
+            )),
+        },
+    };
+    Ok(ConnLimits {
+        read_header_timeout: one(
+            "http_read_header_timeout",
+            raw.http_read_header_timeout.as_deref(),
+            ConnLimits::DEFAULT_READ_HEADER_TIMEOUT,
+        )?,
+        read_timeout: one(
+            "http_read_timeout",
+            raw.http_read_timeout.as_deref(),
+            ConnLimits::DEFAULT_READ_TIMEOUT,
+        )?,
+        idle_timeout: one(
+            "http_idle_timeout",
+            raw.http_idle_timeout.as_deref(),
+            ConnLimits::DEFAULT_IDLE_TIMEOUT,
+        )?,
+    })
 }
 
 /// `ha`, `api_addr`, `ha_lock_ttl`: HA needs PostgreSQL and an address to be reached at.
@@ -490,6 +557,42 @@ mod tests {
         )
         .unwrap();
         assert!(c.unauthenticated_metrics_access);
+    }
+
+    #[test]
+    fn listener_timeouts_and_the_in_flight_ceiling() {
+        let c =
+            Config::validate(RawConfig::default(), Some(DevConfig { root_token: None })).unwrap();
+        assert_eq!(c.listener, hush_api::server::ConnLimits::default());
+        assert_eq!(c.max_in_flight_requests, default_max_in_flight());
+        let c = Config::validate(
+            raw(
+                "http_read_header_timeout = \"2s\"\nhttp_read_timeout = \"1m\"\n\
+                 http_idle_timeout = \"1h\"\nmax_in_flight_requests = 8",
+            ),
+            Some(DevConfig { root_token: None }),
+        )
+        .unwrap();
+        assert_eq!(c.listener.read_header_timeout.as_secs(), 2);
+        assert_eq!(c.listener.read_timeout.as_secs(), 60);
+        assert_eq!(c.listener.idle_timeout.as_secs(), 3600);
+        assert_eq!(c.max_in_flight_requests, 8);
+        assert_eq!(
+            fails(raw("http_read_header_timeout = \"0s\""), true),
+            "http_read_header_timeout must be from 1s to 1h"
+        );
+        assert_eq!(
+            fails(raw("http_idle_timeout = \"2h\""), true),
+            "http_idle_timeout must be from 1s to 1h"
+        );
+        assert_eq!(
+            fails(raw("http_read_timeout = \"slow\""), true),
+            "invalid http_read_timeout \"slow\": use a duration such as 10s or 5m"
+        );
+        assert_eq!(
+            fails(raw("max_in_flight_requests = 0"), true),
+            "max_in_flight_requests must be at least 1"
+        );
     }
 
     #[test]

@@ -241,7 +241,8 @@ pub async fn run(
         core.clone(),
         config.max_snapshot_bytes,
     ));
-    api::serve(listener, tls, app, shutdown).await?;
+    let app = api::overload::limit_in_flight(app, config.max_in_flight_requests);
+    hush_api::server::serve_with(listener, tls, app, shutdown, config.listener).await?;
     core.seal().await;
     Ok(())
 }

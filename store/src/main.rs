@@ -196,6 +196,9 @@ fn main() -> ExitCode {
         }
     };
     hush_api::server::init_tracing(config.log_format, &config.log_level);
+    // One descriptor per connection: allow as many as the hard limit does.
+    let open_files = hush_api::server::raise_nofile_limit();
+    tracing::debug!(?open_files, "open file limit");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -40,6 +40,7 @@ pub mod login;
 pub mod moto;
 pub mod private_dockerd;
 pub mod process;
+pub mod proxy;
 pub mod push;
 pub mod systemd;
 pub mod webhook;

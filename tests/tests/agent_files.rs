@@ -289,7 +289,7 @@ async fn bad_config_exits_64_with_one_message() {
     assert_eq!(
         agent.stderr(),
         format!(
-            "hush-agent: invalid config file {} line 3: unknown field `bogus`, expected one of `addr`, `ca_cert`, `token_file`\n",
+            "hush-agent: invalid config file {} line 3: unknown field `bogus`, expected one of `addr`, `ca_cert`, `token_file`, `request_timeout`\n",
             config.display()
         )
     );

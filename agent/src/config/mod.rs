@@ -124,6 +124,8 @@ impl Config {
 pub struct Server {
     pub addr: String,
     pub ca_cert: Option<PathBuf>,
+    /// One request to the store, reply included (read at start).
+    pub request_timeout: Duration,
     /// Where the token comes from: a file, or a login.
     pub credential: Credential,
 }
@@ -343,6 +345,8 @@ pub enum ChildOnChange {
 }
 
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+/// One request to the store, reply included, unless `server.request_timeout` says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
 pub const DEFAULT_ONCE_DEADLINE: Duration = Duration::from_secs(120);
 /// How long replaced dynamic credentials stay valid before their lease is revoked.

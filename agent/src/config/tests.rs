@@ -47,6 +47,7 @@ fn every_bad_fixture_gives_its_exact_message() {
 fn full_fixture_validates_into_typed_config() {
     let c = load("good_full.toml").unwrap();
     assert_eq!(c.server.addr, "https://127.0.0.1:8200");
+    assert_eq!(c.server.request_timeout, Duration::from_secs(5));
     assert_eq!(c.refresh_interval, Duration::from_millis(100));
     assert_eq!(c.backoff_max, Duration::from_secs(30));
     assert_eq!(c.on_forbidden, OnForbidden::Remove);

@@ -9,7 +9,7 @@ use super::{
     duration, io_reason, ChildOnChange, Config, ConfigError, Destination, Exec, FileSpec, Format,
     FuseCache, FuseSettings, Notify, OnForbidden, Server, SignalTarget, Source, SourceKind,
     DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_GRACE, DEFAULT_MODE, DEFAULT_NOTIFY_TIMEOUT,
-    DEFAULT_ONCE_DEADLINE, DEFAULT_REFRESH, DEFAULT_TMPFS_SIZE,
+    DEFAULT_ONCE_DEADLINE, DEFAULT_REFRESH, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TMPFS_SIZE,
 };
 use hush_api::agent_config::{RawConfig, RawDestination, RawFile, RawMode, RawNotify};
 
@@ -133,6 +133,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             _ => return err("no server address: set --addr or server.addr"),
         },
         ca_cert: raw.server.ca_cert,
+        request_timeout: match raw.server.request_timeout {
+            Some(t) => parse_duration("request_timeout", &t, Duration::from_millis(100))?,
+            None => DEFAULT_REQUEST_TIMEOUT,
+        },
         credential: super::credential::credential(raw.server.token_file, raw.auth)?,
     };
     if !(server.addr.starts_with("http://") || server.addr.starts_with("https://")) {

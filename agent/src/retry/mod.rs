@@ -9,7 +9,7 @@ use hush_api::ClientError;
 /// How a client error is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// Unreachable, 5xx (sealed, standby), 429: retry soon with backoff.
+    /// Unreachable, 5xx (sealed, standby), 429, 408: retry soon with backoff.
     Transient,
     Forbidden,
     NotFound,
@@ -35,7 +35,8 @@ pub fn classify(e: &ClientError) -> ErrorClass {
         ClientError::Api { status, .. } => match *status {
             403 => ErrorClass::Forbidden,
             404 => ErrorClass::NotFound,
-            429 | 500..=599 => ErrorClass::Transient,
+            // 408: hushd cut a request whose body stalled on the way (the network's fault).
+            408 | 429 | 500..=599 => ErrorClass::Transient,
             _ => ErrorClass::Other,
         },
         _ => ErrorClass::Other,
@@ -55,6 +56,7 @@ mod tests {
         assert_eq!(classify(&api(503)), ErrorClass::Transient);
         assert_eq!(classify(&api(500)), ErrorClass::Transient);
         assert_eq!(classify(&api(429)), ErrorClass::Transient);
+        assert_eq!(classify(&api(408)), ErrorClass::Transient);
         assert_eq!(classify(&api(403)), ErrorClass::Forbidden);
         assert_eq!(classify(&api(404)), ErrorClass::NotFound);
         assert_eq!(classify(&api(400)), ErrorClass::Other);

@@ -106,7 +106,8 @@ pub(super) async fn start(
             None
         }
     };
-    let base = Client::new(&config.server.addr, config.server.ca_cert.as_deref(), None)?;
+    let base = Client::new(&config.server.addr, config.server.ca_cert.as_deref(), None)?
+        .with_request_timeout(config.server.request_timeout);
     let tokens = Arc::new(match &config.server.credential {
         config::Credential::TokenFile(path) => TokenSource::open(path)?,
         config::Credential::Login(spec) => TokenSource::for_login(spec.clone()),

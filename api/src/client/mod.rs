@@ -51,6 +51,9 @@ pub struct Client {
     token: Option<SecretString>,
     /// Sent as `X-Vault-Wrap-TTL`: the server answers with `wrap_info` only.
     wrap_ttl: Option<String>,
+    /// Each request's deadline (connect, send, and the whole reply), when shorter than the
+    /// built-in 60 s.
+    request_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Client {
@@ -194,6 +197,7 @@ impl Client {
             base,
             token,
             wrap_ttl: None,
+            request_timeout: None,
         })
     }
 
@@ -217,7 +221,16 @@ impl Client {
             base: self.base.clone(),
             token,
             wrap_ttl: self.wrap_ttl.clone(),
+            request_timeout: self.request_timeout,
         }
+    }
+
+    /// The same client with every request (its reply read whole) cut after `timeout`: a
+    /// server or network that stalls fails the request with a transport error instead of
+    /// holding the caller for the built-in 60 s.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Client {
+        self.request_timeout = Some(timeout);
+        self
     }
 
     /// The same client asking for every answer wrapped for `ttl` (`X-Vault-Wrap-TTL`, e.g.
@@ -269,6 +282,9 @@ impl Client {
         }
         if let Some(ttl) = &self.wrap_ttl {
             req = req.header("X-Vault-Wrap-TTL", ttl.as_str());
+        }
+        if let Some(timeout) = self.request_timeout {
+            req = req.timeout(timeout);
         }
         req = match body {
             Some(Body::Json(v)) => req.json(v),

@@ -211,7 +211,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Zeroizing<Vec<u8>>, Logic
         {
             Err(LogicalError::TooLarge(limit))
         }
-        Err(_) => Err(LogicalError::invalid("failed to read the request body")),
+        Err(e) => match hush_api::server::body_stalled(&*e) {
+            Some(stall) => Err(LogicalError::BodyTimeout(stall.as_secs())),
+            None => Err(LogicalError::invalid("failed to read the request body")),
+        },
     }
 }
 

@@ -179,10 +179,13 @@ async fn restore_inner(
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
     let mut received = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            logical_error(&LogicalError::invalid(
-                "failed to read the request body (the upload was cut short)",
-            ))
+        let frame = frame.map_err(|e| {
+            logical_error(&match hush_api::server::body_stalled(&e) {
+                Some(stall) => LogicalError::BodyTimeout(stall.as_secs()),
+                None => LogicalError::invalid(
+                    "failed to read the request body (the upload was cut short)",
+                ),
+            })
         })?;
         let Ok(data) = frame.into_data() else {
             continue;

@@ -25,6 +25,9 @@ pub enum LogicalError {
     /// 413: body over the limit.
     #[error("request body too large: the limit is {0} bytes")]
     TooLarge(usize),
+    /// 408: the request body stalled longer than `http_read_timeout` (seconds).
+    #[error("request body not received: no byte arrived for {0}s (http_read_timeout); send the body without pausing")]
+    BodyTimeout(u64),
     /// 429: too many failed logins (of one identity, or from one address); sent with
     /// `Retry-After: retry_after` (seconds).
     #[error("{message}")]
@@ -73,6 +76,7 @@ impl LogicalError {
             LogicalError::PermissionDenied => 403,
             LogicalError::NotFound(_) | LogicalError::UnsupportedPath => 404,
             LogicalError::UnsupportedOperation => 405,
+            LogicalError::BodyTimeout(_) => 408,
             LogicalError::TooLarge(_) => 413,
             LogicalError::RateLimited { .. } => 429,
             LogicalError::Sealed | LogicalError::NotInitialized => 503,
