@@ -12,6 +12,8 @@
 //! - [`duration`]: Vault's duration strings, parsed and printed the way Go does;
 //! - [`ttl`]: Vault's TTL rules and time arithmetic;
 //! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`;
+//! - [`paths`]: a backend's route table (patterns, operations, fields), the one source of
+//!   its dispatch gate and its OpenAPI description;
 //! - [`password`]: password policies (Vault's syntax) and the one password generator;
 //! - [`system_view`]: [`system_view::SystemView`], the narrow handle on core services (named
 //!   password policies) a backend gets at start.
@@ -28,6 +30,7 @@ mod error;
 pub mod events;
 pub mod fields;
 pub mod password;
+pub mod paths;
 pub mod rotation;
 pub mod system_view;
 pub mod token;
@@ -436,6 +439,13 @@ pub trait LogicalBackend: Send + Sync {
 
     /// Paths (relative to the mount, `*` suffix allowed) that need `sudo`.
     fn root_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The backend's route table ([`paths`]): the core refuses what it does not name before
+    /// [`LogicalBackend::handle`] runs, and the OpenAPI document describes it. Empty: the
+    /// backend is not described and its handler alone decides.
+    fn paths(&self) -> &'static [paths::PathSpec] {
         &[]
     }
 
