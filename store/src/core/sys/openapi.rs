@@ -21,9 +21,16 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     ("404", "Nothing at this path."),
     ("405", "The path does not take this operation."),
+    (
+        "429",
+        "Too many requests: failed logins from one identity, or a standby (sys/health).",
+    ),
     ("500", "Internal error (storage failure)."),
     ("503", "Sealed, or a standby with no active node."),
 ];
+
+/// Operations that may answer 202 (Vault's asynchronous revoke-prefix).
+const ACCEPTED: &[&str] = &["leases-revoke-prefix", "revoke-prefix"];
 
 /// A catch-all for a backend that has no route table yet.
 const UNDESCRIBED: &[PathSpec] = &[PathSpec::new(
@@ -184,6 +191,12 @@ fn responses(spec: &PathSpec) -> Value {
         json!({"description": "OK", "content": {ok_type: {"schema": {}}}}),
     );
     r.insert("204".into(), json!({"description": "OK, empty body"}));
+    if ACCEPTED.contains(&spec.id) {
+        r.insert(
+            "202".into(),
+            json!({"description": "Accepted: the work goes on in the background (`sync: false`)."}),
+        );
+    }
     for (code, what) in ERRORS {
         r.insert(
             (*code).into(),
