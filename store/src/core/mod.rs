@@ -149,13 +149,13 @@ impl Target {
         match self {
             Target::Sys => {
                 let rel = req.path.strip_prefix("sys/").unwrap_or("");
-                crate::logical::paths::check(sys::PATHS, rel, req.operation)?;
+                crate::logical::check_route(sys::PATHS, rel, req.operation)?;
                 sys::handle(core, st, req).await
             }
             Target::Mount(_, b) => {
                 let table = b.paths();
                 if !table.is_empty() {
-                    crate::logical::paths::check(table, req.rel_path(), req.operation)?;
+                    crate::logical::check_route(table, req.rel_path(), req.operation)?;
                 }
                 b.handle(req).await
             }

@@ -470,3 +470,63 @@ pub fn path_matches_any(path: &str, patterns: &[&str]) -> bool {
         None => path == *p,
     })
 }
+
+impl paths::Ops {
+    /// Does the set take `op`? Lease operations come from the core only: always.
+    pub fn allows(self, op: Operation) -> bool {
+        use paths::Ops;
+        match op {
+            Operation::Read => self.has(Ops::READ),
+            Operation::Create | Operation::Update => self.has(Ops::WRITE),
+            Operation::Delete => self.has(Ops::DELETE),
+            Operation::List => self.has(Ops::LIST),
+            Operation::Patch => self.has(Ops::PATCH),
+            Operation::Renew | Operation::Revoke => true,
+        }
+    }
+}
+
+/// The dispatch gate over a route table ([`paths`]): `rel` must be a route taking `op`. An
+/// unknown path is 404; a known path without the operation is 405, except a `LIST` there,
+/// which is 404 (nothing to list at that path, as on `secret/data/`).
+pub fn check_route(
+    table: &[paths::PathSpec],
+    rel: &str,
+    op: Operation,
+) -> Result<(), LogicalError> {
+    match paths::find(table, rel) {
+        None => Err(LogicalError::UnsupportedPath),
+        Some(p) if p.ops.allows(op) => Ok(()),
+        Some(_) if op == Operation::List => Err(LogicalError::UnsupportedPath),
+        Some(_) => Err(LogicalError::UnsupportedOperation),
+    }
+}
+
+#[cfg(test)]
+mod route_gate_tests {
+    use super::paths::{Ops, PathSpec};
+    use super::{check_route, Operation};
+
+    const TABLE: &[PathSpec] = &[
+        PathSpec::new("config", "config", Ops::RW, "config"),
+        PathSpec::new(
+            "metadata/{path+}",
+            "metadata",
+            Ops::RWD.with(Ops::LIST),
+            "m",
+        ),
+        PathSpec::new("roles/{name}", "role", Ops::RWD, "r"),
+    ];
+
+    #[test]
+    fn the_gate_answers_404_and_405_as_vault() {
+        assert!(check_route(TABLE, "config", Operation::Update).is_ok());
+        assert!(check_route(TABLE, "config", Operation::Create).is_ok());
+        let status = |rel, op| check_route(TABLE, rel, op).unwrap_err().status();
+        assert_eq!(status("config", Operation::Delete), 405);
+        assert_eq!(status("config", Operation::List), 404);
+        assert_eq!(status("nope", Operation::Read), 404);
+        assert!(check_route(TABLE, "metadata/x", Operation::List).is_ok());
+        assert!(check_route(TABLE, "roles/x", Operation::Revoke).is_ok());
+    }
+}

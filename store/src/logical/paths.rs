@@ -1,15 +1,13 @@
 //! The route table of a backend: each path it serves, the operations it takes there and the
 //! fields it reads. One table per backend is the single source of two things: the core's
 //! dispatch refuses what the table does not name (404 for a path, 405 for an operation,
-//! [`check`]) before the backend's handler runs, and `sys/internal/specs/openapi` describes
+//! [`super::check_route`]) before the backend's handler runs, and `sys/internal/specs/openapi` describes
 //! exactly the table. A route the table lacks cannot be reached, so the document cannot miss it.
 //!
 //! Patterns are relative to the mount, segments split by `/`: a literal, `{name}` (one
 //! non-empty segment) or `{name+}` (one or more segments; at most one per pattern, literals may follow).
 //! One trailing `/` of the request path is ignored (list requests send it). The first entry
 //! that matches wins, so more specific patterns come first.
-
-use super::{LogicalError, Operation};
 
 /// A set of operations. `WRITE` covers Vault's `create` and `update` (HTTP `POST`/`PUT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,18 +29,6 @@ impl Ops {
 
     pub const fn has(self, other: Ops) -> bool {
         self.0 & other.0 == other.0
-    }
-
-    /// Does the set take `op`? Lease operations come from the core only: always.
-    pub fn allows(self, op: Operation) -> bool {
-        match op {
-            Operation::Read => self.has(Ops::READ),
-            Operation::Create | Operation::Update => self.has(Ops::WRITE),
-            Operation::Delete => self.has(Ops::DELETE),
-            Operation::List => self.has(Ops::LIST),
-            Operation::Patch => self.has(Ops::PATCH),
-            Operation::Renew | Operation::Revoke => true,
-        }
     }
 }
 
@@ -192,18 +178,6 @@ pub fn find<'a>(table: &'a [PathSpec], rel: &str) -> Option<&'a PathSpec> {
         .or_else(|| table.iter().find(|p| p.matches_empty_rest(rel)))
 }
 
-/// The dispatch gate: `rel` must be a route of `table` taking `op`. An unknown path is 404; a
-/// known path without the operation is 405, except a `LIST` there, which is 404 (nothing to
-/// list at that path, as Vault answers on `secret/data/`).
-pub fn check(table: &[PathSpec], rel: &str, op: Operation) -> Result<(), LogicalError> {
-    match find(table, rel) {
-        None => Err(LogicalError::UnsupportedPath),
-        Some(p) if p.ops.allows(op) => Ok(()),
-        Some(_) if op == Operation::List => Err(LogicalError::UnsupportedPath),
-        Some(_) => Err(LogicalError::UnsupportedOperation),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,30 +221,6 @@ mod tests {
         // An empty rest reaches the handler, which says what is wrong.
         assert_eq!(id("mounts/"), Some("mount"));
         assert_eq!(id("metadata//"), None);
-    }
-
-    #[test]
-    fn the_gate_answers_404_and_405_as_vault() {
-        assert!(check(TABLE, "config", Operation::Update).is_ok());
-        assert!(check(TABLE, "config", Operation::Create).is_ok());
-        assert_eq!(
-            check(TABLE, "config", Operation::Delete)
-                .unwrap_err()
-                .status(),
-            405
-        );
-        assert_eq!(
-            check(TABLE, "config", Operation::List)
-                .unwrap_err()
-                .status(),
-            404
-        );
-        assert_eq!(
-            check(TABLE, "nope", Operation::Read).unwrap_err().status(),
-            404
-        );
-        assert!(check(TABLE, "metadata/x", Operation::List).is_ok());
-        assert!(check(TABLE, "roles/x", Operation::Revoke).is_ok());
     }
 
     #[test]
