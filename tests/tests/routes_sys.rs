@@ -984,11 +984,21 @@ async fn a_second_init_is_refused_and_leaves_the_store_unsealed() {
         )
         .await;
     assert_eq!(s, 400, "{b}");
-    assert!(b["errors"][0].as_str().unwrap().contains("already initialized"), "{b}");
+    assert!(
+        b["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("already initialized"),
+        "{b}"
+    );
     let (s, b) = h.call("GET", "sys/seal-status", None).await;
     assert_eq!((s, &b["sealed"]), (200, &json!(false)), "{b}");
     let (s, b) = h
-        .call("POST", "secret/data/still", Some(json!({"data": {"up": 1}})))
+        .call(
+            "POST",
+            "secret/data/still",
+            Some(json!({"data": {"up": 1}})),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
 }

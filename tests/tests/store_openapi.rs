@@ -114,7 +114,11 @@ async fn requests_outside_the_spec_are_404_or_405() {
     let paths = doc["paths"].as_object().unwrap();
     // A path the spec lacks: 404 in Vault's error shape.
     assert!(!paths.contains_key("/secret/nothing/{path}"));
-    for path in ["secret/nothing/x", "sys/no-such-thing", "auth/token/no-such"] {
+    for path in [
+        "secret/nothing/x",
+        "sys/no-such-thing",
+        "auth/token/no-such",
+    ] {
         let (s, b) = h.call("GET", path, None).await;
         assert_eq!(s, 404, "{path}: {b}");
         assert!(b["errors"].is_array(), "{path}: {b}");
@@ -145,7 +149,10 @@ async fn reading_the_spec_needs_a_token_with_read_on_it() {
     }
     // The default policy does not grant it (as in Vault) ...
     let plain = h
-        .token_with_policy("nothing", "path \"secret/data/x\" { capabilities = [\"read\"] }")
+        .token_with_policy(
+            "nothing",
+            "path \"secret/data/x\" { capabilities = [\"read\"] }",
+        )
         .await;
     let (s, _) = h.call_as(Some(&plain), "GET", SPEC, None).await;
     assert_eq!(s, 403);
