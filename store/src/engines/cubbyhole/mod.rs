@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use crate::barrier::BarrierView;
-use crate::logical::paths::{Field, Kind, Ops, PathSpec};
+use crate::logical::paths::{Ops, PathSpec};
 use crate::logical::{
     Data, LogicalBackend, LogicalError, Operation, Request, Response, REVOKED_TOKEN_HASH,
 };
@@ -125,6 +125,17 @@ impl LogicalBackend for CubbyholeBackend {
     }
 }
 
+/// The routes of the mount: its root lists, any other path is one secret in the token's own store.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new("", "root", Ops::LIST, "List the keys at the root."),
+    PathSpec::new(
+        "{path+}",
+        "secret",
+        Ops::RWD.with(Ops::LIST),
+        "Read, write or delete a secret in the token's own store; LIST lists the keys below it.",
+    ), // The body is the secret itself: any JSON object, so no fields are named.
+];
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -220,19 +231,3 @@ mod tests {
         assert_eq!(gone.status(), 404);
     }
 }
-
-/// The routes of the mount: its root lists, any other path is one secret in the token's own store.
-pub const PATHS: &[PathSpec] = &[
-    PathSpec::new("", "root", Ops::LIST, "List the keys at the root."),
-    PathSpec::new(
-        "{path+}",
-        "secret",
-        Ops::RWD.with(Ops::LIST),
-        "Read, write or delete a secret in the token's own store; LIST lists the keys below it.",
-    )
-    .body(&[Field::opt(
-        "ttl",
-        Kind::Duration,
-        "Any other fields are the secret's own (JSON object).",
-    )]),
-];

@@ -305,9 +305,6 @@ impl LogicalBackend for DatabaseBackend {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// The routes of a database mount (the core's gate and the OpenAPI document read them;
 /// [`Route::accepts`] checks the same operations for callers that skip the gate).
 pub const PATHS: &[PathSpec] = &[
@@ -390,3 +387,6 @@ pub const PATHS: &[PathSpec] = &[
         "Rotate a static role now.",
     ),
 ];
+
+#[cfg(test)]
+mod tests;
