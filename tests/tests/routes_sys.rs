@@ -969,3 +969,36 @@ async fn sys_paths_refuse_traversal_oversize_and_odd_methods() {
     let (s, b) = h.call("GET", "sys/no-such-endpoint", None).await;
     assert_eq!(s, 404, "{b}");
 }
+
+/// Found by schemathesis: a second `sys/init` (no token needed) answered 400 but sealed the
+/// running store on its way out (the failed init fell through to init's closing seal).
+#[tokio::test]
+async fn a_second_init_is_refused_and_leaves_the_store_unsealed() {
+    let h = Hushd::dev().await;
+    let (s, b) = h
+        .call_as(
+            None,
+            "POST",
+            "sys/init",
+            Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("already initialized"),
+        "{b}"
+    );
+    let (s, b) = h.call("GET", "sys/seal-status", None).await;
+    assert_eq!((s, &b["sealed"]), (200, &json!(false)), "{b}");
+    let (s, b) = h
+        .call(
+            "POST",
+            "secret/data/still",
+            Some(json!({"data": {"up": 1}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use super::role_store::{RoleFields, RoleStore};
+use crate::logical::paths::PathSpec;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 /// What an auth method supplies; the dispatch of its paths is shared.
@@ -20,6 +21,9 @@ pub trait AuthMethod: Send + Sync {
     const CONFIG_EXISTENCE: bool = false;
     /// Whether `roles` lists the roles as `role` does.
     const ROLES_ALIAS: bool = false;
+    /// The method's route table ([`crate::logical::paths`]): login, config, the role paths
+    /// and its own; the core's gate and the OpenAPI document read it.
+    const PATHS: &'static [PathSpec];
 
     /// The method's stored roles.
     fn roles(&self) -> &RoleStore<Self::Role>;
@@ -93,6 +97,10 @@ impl<M: AuthMethod> LogicalBackend for M {
             return Ok(Some(self.read_config().await?.is_some()));
         }
         self.roles().exists(rel).await
+    }
+
+    fn paths(&self) -> &'static [PathSpec] {
+        M::PATHS
     }
 
     fn unauthenticated_paths(&self) -> &'static [&'static str] {

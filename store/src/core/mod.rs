@@ -144,9 +144,21 @@ impl Target {
         st: &Unsealed,
         req: &Request,
     ) -> Result<Response, LogicalError> {
+        // The route table decides what exists (404) and what it takes (405) before a
+        // handler runs; the OpenAPI document is made from the same tables.
         match self {
-            Target::Sys => sys::handle(core, st, req).await,
-            Target::Mount(_, b) => b.handle(req).await,
+            Target::Sys => {
+                let rel = req.path.strip_prefix("sys/").unwrap_or("");
+                crate::logical::check_route(sys::PATHS, rel, req.operation)?;
+                sys::handle(core, st, req).await
+            }
+            Target::Mount(_, b) => {
+                let table = b.paths();
+                if !table.is_empty() {
+                    crate::logical::check_route(table, req.rel_path(), req.operation)?;
+                }
+                b.handle(req).await
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use super::registry::Registry;
 use super::token::TokenStore;
 use crate::barrier::{Barrier, BarrierView};
 use crate::logical::events::{EventPublisher, EventSink, PluginInfo};
+use crate::logical::paths::PathSpec;
 use crate::logical::system_view::SystemViewRef;
 use crate::logical::{LogicalBackend, LogicalError};
 
@@ -25,6 +26,15 @@ pub const MOUNTS_PATH: &str = "core/mounts";
 struct Mounted {
     entry: Arc<MountEntry>,
     backend: Arc<dyn LogicalBackend>,
+}
+
+/// A mount as the OpenAPI document describes it.
+#[derive(Debug)]
+pub struct Described {
+    pub entry: MountEntry,
+    pub paths: &'static [PathSpec],
+    pub root_paths: &'static [&'static str],
+    pub unauthenticated_paths: &'static [&'static str],
 }
 
 /// The mount table with live backends.
@@ -195,6 +205,24 @@ impl Router {
             .map(|m| (*m.entry).clone())
             .collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+
+    /// Every mount with its backend's route table, sudo and unauthenticated paths, sorted
+    /// by path: what `sys/internal/specs/openapi` describes.
+    pub fn described(&self) -> Vec<Described> {
+        let mut v: Vec<Described> = self
+            .mounts
+            .load()
+            .iter()
+            .map(|m| Described {
+                entry: (*m.entry).clone(),
+                paths: m.backend.paths(),
+                root_paths: m.backend.root_paths(),
+                unauthenticated_paths: m.backend.unauthenticated_paths(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
         v
     }
 

@@ -386,14 +386,14 @@ impl Core {
         threshold: u8,
     ) -> Result<(Vec<zeroize::Zeroizing<Vec<u8>>>, SecretString), LogicalError> {
         let _guard = self.lifecycle.lock().await;
+        // Refused before anything changes: the end of this function seals, and a second
+        // `sys/init` (unauthenticated) must not seal a running store.
+        if self.seal.is_initialized().await.map_err(seal_err)? {
+            return Err(seal_err(SealError::AlreadyInitialized));
+        }
         // HA: init writes before anyone is active, so it takes the lock for its writes.
         let init_lock = match &self.ha {
-            Some(ha) => {
-                if self.seal.is_initialized().await.map_err(seal_err)? {
-                    return Err(seal_err(SealError::AlreadyInitialized));
-                }
-                Some((ha, ha.lock_for_init().await?))
-            }
+            Some(ha) => Some((ha, ha.lock_for_init().await?)),
             None => None,
         };
         let result = async {

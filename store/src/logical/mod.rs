@@ -12,6 +12,8 @@
 //! - [`duration`]: Vault's duration strings, parsed and printed the way Go does;
 //! - [`ttl`]: Vault's TTL rules and time arithmetic;
 //! - [`cidr`]: CIDR blocks, for `*_bound_cidrs`;
+//! - [`paths`]: a backend's route table (patterns, operations, fields), the one source of
+//!   its dispatch gate and its OpenAPI description;
 //! - [`password`]: password policies (Vault's syntax) and the one password generator;
 //! - [`system_view`]: [`system_view::SystemView`], the narrow handle on core services (named
 //!   password policies) a backend gets at start.
@@ -28,6 +30,7 @@ mod error;
 pub mod events;
 pub mod fields;
 pub mod password;
+pub mod paths;
 pub mod rotation;
 pub mod system_view;
 pub mod token;
@@ -439,6 +442,13 @@ pub trait LogicalBackend: Send + Sync {
         &[]
     }
 
+    /// The backend's route table ([`paths`]): the core refuses what it does not name before
+    /// [`LogicalBackend::handle`] runs, and the OpenAPI document describes it. Empty: the
+    /// backend is not described and its handler alone decides.
+    fn paths(&self) -> &'static [paths::PathSpec] {
+        &[]
+    }
+
     /// Paths (relative to the mount, `*` suffix allowed) served without a token.
     fn unauthenticated_paths(&self) -> &'static [&'static str] {
         &[]
@@ -459,4 +469,64 @@ pub fn path_matches_any(path: &str, patterns: &[&str]) -> bool {
         Some(prefix) => path.starts_with(prefix),
         None => path == *p,
     })
+}
+
+impl paths::Ops {
+    /// Does the set take `op`? Lease operations come from the core only: always.
+    pub fn allows(self, op: Operation) -> bool {
+        use paths::Ops;
+        match op {
+            Operation::Read => self.has(Ops::READ),
+            Operation::Create | Operation::Update => self.has(Ops::WRITE),
+            Operation::Delete => self.has(Ops::DELETE),
+            Operation::List => self.has(Ops::LIST),
+            Operation::Patch => self.has(Ops::PATCH),
+            Operation::Renew | Operation::Revoke => true,
+        }
+    }
+}
+
+/// The dispatch gate over a route table ([`paths`]): `rel` must be a route taking `op`. An
+/// unknown path is 404; a known path without the operation is 405, except a `LIST` there,
+/// which is 404 (nothing to list at that path, as on `secret/data/`).
+pub fn check_route(
+    table: &[paths::PathSpec],
+    rel: &str,
+    op: Operation,
+) -> Result<(), LogicalError> {
+    match paths::find(table, rel) {
+        None => Err(LogicalError::UnsupportedPath),
+        Some(p) if p.ops.allows(op) => Ok(()),
+        Some(_) if op == Operation::List => Err(LogicalError::UnsupportedPath),
+        Some(_) => Err(LogicalError::UnsupportedOperation),
+    }
+}
+
+#[cfg(test)]
+mod route_gate_tests {
+    use super::paths::{Ops, PathSpec};
+    use super::{check_route, Operation};
+
+    const TABLE: &[PathSpec] = &[
+        PathSpec::new("config", "config", Ops::RW, "config"),
+        PathSpec::new(
+            "metadata/{path+}",
+            "metadata",
+            Ops::RWD.with(Ops::LIST),
+            "m",
+        ),
+        PathSpec::new("roles/{name}", "role", Ops::RWD, "r"),
+    ];
+
+    #[test]
+    fn the_gate_answers_404_and_405_as_vault() {
+        assert!(check_route(TABLE, "config", Operation::Update).is_ok());
+        assert!(check_route(TABLE, "config", Operation::Create).is_ok());
+        let status = |rel, op| check_route(TABLE, rel, op).unwrap_err().status();
+        assert_eq!(status("config", Operation::Delete), 405);
+        assert_eq!(status("config", Operation::List), 404);
+        assert_eq!(status("nope", Operation::Read), 404);
+        assert!(check_route(TABLE, "metadata/x", Operation::List).is_ok());
+        assert!(check_route(TABLE, "roles/x", Operation::Revoke).is_ok());
+    }
 }

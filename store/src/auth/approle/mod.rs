@@ -27,6 +27,7 @@ use crate::barrier::BarrierView;
 use crate::logical::cidr;
 use crate::logical::fields::field_secs;
 use crate::logical::fields::field_u64;
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::ttl::add_seconds;
 use crate::logical::ttl::Clock;
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
@@ -519,6 +520,10 @@ impl AppRoleBackend {
 
 #[async_trait::async_trait]
 impl LogicalBackend for AppRoleBackend {
+    fn paths(&self) -> &'static [PathSpec] {
+        PATHS
+    }
+
     async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
         let rel = req.rel_path().trim_end_matches('/');
         let op = req.operation;
@@ -587,3 +592,97 @@ impl LogicalBackend for AppRoleBackend {
         &["login"]
     }
 }
+
+const SECRET_ID: &[Field] = &[Field::req("secret_id", Kind::String, "The SecretID.")];
+const ACCESSOR: &[Field] = &[Field::req(
+    "secret_id_accessor",
+    Kind::String,
+    "The SecretID's accessor.",
+)];
+
+/// The routes of an AppRole mount.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new(
+        "login",
+        "login",
+        Ops::WRITE,
+        "Log in with a RoleID and SecretID.",
+    )
+    .body(&[
+        Field::req("role_id", Kind::String, "The RoleID."),
+        Field::opt("secret_id", Kind::String, "The SecretID."),
+    ]),
+    PathSpec::new("role", "roles", Ops::RL, "List the roles."),
+    PathSpec::new(
+        "role/{name}/role-id",
+        "role-id",
+        Ops::RW,
+        "Read or set the RoleID.",
+    )
+    .body(&[Field::req("role_id", Kind::String, "The RoleID.")]),
+    PathSpec::new(
+        "role/{name}/secret-id/lookup",
+        "secret-id-lookup",
+        Ops::WRITE,
+        "Look up a SecretID.",
+    )
+    .body(SECRET_ID),
+    PathSpec::new(
+        "role/{name}/secret-id/destroy",
+        "secret-id-destroy",
+        Ops::WRITE.with(Ops::DELETE),
+        "Destroy a SecretID.",
+    )
+    .body(SECRET_ID),
+    PathSpec::new(
+        "role/{name}/secret-id-accessor/lookup",
+        "secret-id-accessor-lookup",
+        Ops::WRITE,
+        "Look up a SecretID by accessor.",
+    )
+    .body(ACCESSOR),
+    PathSpec::new(
+        "role/{name}/secret-id-accessor/destroy",
+        "secret-id-accessor-destroy",
+        Ops::WRITE.with(Ops::DELETE),
+        "Destroy a SecretID by accessor.",
+    )
+    .body(ACCESSOR),
+    PathSpec::new(
+        "role/{name}/secret-id",
+        "secret-id",
+        Ops::WRITE.with(Ops::LIST),
+        "Issue a SecretID; LIST its accessors.",
+    )
+    .body(&[
+        Field::opt("metadata", Kind::String, "JSON string of metadata."),
+        Field::opt("cidr_list", Kind::Strings, "CIDRs it may log in from."),
+        Field::opt("ttl", Kind::Duration, "Its TTL."),
+        Field::opt("num_uses", Kind::Integer, "Logins it allows."),
+    ]),
+    PathSpec::new(
+        "role/{name}/custom-secret-id",
+        "custom-secret-id",
+        Ops::WRITE,
+        "Set a SecretID of your choosing.",
+    )
+    .body(SECRET_ID),
+    PathSpec::new(
+        "role/{name}",
+        "role",
+        Ops::RWD,
+        "Read, write or delete a role.",
+    )
+    .body(&[
+        Field::opt(
+            "token_policies",
+            Kind::Strings,
+            "Policies of the tokens a login gets.",
+        ),
+        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
+        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
+        Field::opt("bind_secret_id", Kind::Boolean, "Login needs a SecretID."),
+        Field::opt("secret_id_ttl", Kind::Duration, "TTL of SecretIDs."),
+        Field::opt("secret_id_num_uses", Kind::Integer, "Logins per SecretID."),
+    ]),
+];

@@ -32,6 +32,7 @@ use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
 use crate::logical::fields::field_u64;
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 pub mod iam;
@@ -183,6 +184,7 @@ impl AwsBackend {
 
 #[async_trait::async_trait]
 impl AuthMethod for AwsBackend {
+    const PATHS: &'static [PathSpec] = PATHS;
     type Role = Role;
     const CONFIG_PATH: &'static str = "config/client";
     const CONFIG_EXISTENCE: bool = true;
@@ -280,3 +282,76 @@ impl AuthMethod for AwsBackend {
         Some(self.identity_path(req).await)
     }
 }
+
+/// The routes of an AWS mount.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new(
+        "login",
+        "login",
+        Ops::WRITE,
+        "Log in with a signed sts:GetCallerIdentity.",
+    )
+    .body(&[
+        Field::req("iam_http_request_method", Kind::String, "`POST`."),
+        Field::req("iam_request_url", Kind::String, "Base64 of the STS URL."),
+        Field::req("iam_request_body", Kind::String, "Base64 of the body."),
+        Field::req(
+            "iam_request_headers",
+            Kind::String,
+            "Base64 of the headers (JSON).",
+        ),
+        Field::opt("role", Kind::String, "The role."),
+    ]),
+    PathSpec::new(
+        "config/client",
+        "config-client",
+        Ops::RWD,
+        "STS endpoint and credentials.",
+    )
+    .body(&[
+        Field::opt("sts_endpoint", Kind::String, "STS URL."),
+        Field::opt("sts_region", Kind::String, "STS region."),
+        Field::opt(
+            "iam_server_id_header_value",
+            Kind::String,
+            "Required X-Vault-AWS-IAM-Server-ID.",
+        ),
+    ]),
+    PathSpec::new(
+        "config/identity",
+        "config-identity",
+        Ops::RW,
+        "Alias and metadata settings.",
+    )
+    .body(&[
+        Field::opt(
+            "iam_alias",
+            Kind::String,
+            "`role_id`, `unique_id` or `full_arn`.",
+        ),
+        Field::opt("iam_metadata", Kind::Strings, "Metadata to attach."),
+    ]),
+    PathSpec::new("role", "roles", Ops::RL, "List the roles."),
+    PathSpec::new("roles", "roles-alias", Ops::RL, "List the roles."),
+    PathSpec::new(
+        "role/{name}",
+        "role",
+        Ops::RWD,
+        "Read, write or delete a role.",
+    )
+    .body(&[
+        Field::opt(
+            "token_policies",
+            Kind::Strings,
+            "Policies of the tokens a login gets.",
+        ),
+        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
+        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
+        Field::opt("auth_type", Kind::String, "`iam`."),
+        Field::opt(
+            "bound_iam_principal_arn",
+            Kind::Strings,
+            "Accepted principals.",
+        ),
+    ]),
+];

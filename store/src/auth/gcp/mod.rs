@@ -35,6 +35,7 @@ use crate::auth::method::AuthMethod;
 use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::{LogicalError, Operation, Request, Response};
 
 pub mod config;
@@ -128,6 +129,7 @@ impl GcpBackend {
 
 #[async_trait::async_trait]
 impl AuthMethod for GcpBackend {
+    const PATHS: &'static [PathSpec] = PATHS;
     type Role = GcpRole;
     const ROLES_ALIAS: bool = true;
 
@@ -188,3 +190,54 @@ impl AuthMethod for GcpBackend {
         Some(self.edit_role(req, name, edit).await)
     }
 }
+
+/// The routes of a GCP mount.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new(
+        "login",
+        "login",
+        Ops::WRITE,
+        "Log in with a signed GCP JWT.",
+    )
+    .body(&[
+        Field::req("role", Kind::String, "The role."),
+        Field::req("jwt", Kind::String, "The signed JWT."),
+    ]),
+    PathSpec::new("config", "config", Ops::RW, "Credentials for the GCP APIs.").body(&[
+        Field::opt("credentials", Kind::String, "Service account key JSON."),
+    ]),
+    PathSpec::new("role", "roles", Ops::RL, "List the roles."),
+    PathSpec::new("roles", "roles-alias", Ops::RL, "List the roles."),
+    PathSpec::new(
+        "role/{name}/{edit}",
+        "role-edit",
+        Ops::WRITE,
+        "Add or remove a role's service accounts or labels.",
+    )
+    .body(&[
+        Field::opt("add", Kind::Strings, "Values to add."),
+        Field::opt("remove", Kind::Strings, "Values to remove."),
+    ]),
+    PathSpec::new(
+        "role/{name}",
+        "role",
+        Ops::RWD,
+        "Read, write or delete a role.",
+    )
+    .body(&[
+        Field::opt(
+            "token_policies",
+            Kind::Strings,
+            "Policies of the tokens a login gets.",
+        ),
+        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
+        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
+        Field::opt("type", Kind::String, "`iam` or `gce`."),
+        Field::opt(
+            "bound_service_accounts",
+            Kind::Strings,
+            "Accepted service accounts.",
+        ),
+        Field::opt("bound_projects", Kind::Strings, "Accepted projects."),
+    ]),
+];

@@ -29,6 +29,7 @@ use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
 use crate::logical::fields::{field_str, list_field};
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::{LogicalError, Request, Response};
 
 pub mod role;
@@ -268,6 +269,7 @@ impl JwtBackend {
 
 #[async_trait::async_trait]
 impl AuthMethod for JwtBackend {
+    const PATHS: &'static [PathSpec] = PATHS;
     type Role = JwtRole;
 
     fn roles(&self) -> &RoleStore<JwtRole> {
@@ -322,3 +324,37 @@ impl AuthMethod for JwtBackend {
         Ok(self.config().await?.map(|c| c.to_json()))
     }
 }
+
+/// The routes of a JWT/OIDC mount.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new("login", "login", Ops::WRITE, "Log in with a JWT.").body(&[
+        Field::req("jwt", Kind::String, "The signed JWT."),
+        Field::opt("role", Kind::String, "The role (else the default role)."),
+    ]),
+    PathSpec::new("config", "config", Ops::RW, "The method's key sources.").body(&[
+        Field::opt("jwks_url", Kind::String, "JWKS URL."),
+        Field::opt("jwt_validation_pubkeys", Kind::Strings, "PEM public keys."),
+        Field::opt("oidc_discovery_url", Kind::String, "OIDC discovery URL."),
+        Field::opt("bound_issuer", Kind::String, "Required `iss`."),
+        Field::opt("default_role", Kind::String, "Role for logins naming none."),
+    ]),
+    PathSpec::new("role", "roles", Ops::RL, "List the roles."),
+    PathSpec::new(
+        "role/{name}",
+        "role",
+        Ops::RWD,
+        "Read, write or delete a role.",
+    )
+    .body(&[
+        Field::opt(
+            "token_policies",
+            Kind::Strings,
+            "Policies of the tokens a login gets.",
+        ),
+        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
+        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
+        Field::opt("bound_audiences", Kind::Strings, "Accepted `aud` values."),
+        Field::opt("user_claim", Kind::String, "Claim naming the user."),
+        Field::opt("bound_claims", Kind::Object, "Claims that must match."),
+    ]),
+];

@@ -29,6 +29,7 @@ use crate::auth::role_store::RoleStore;
 use crate::barrier::BarrierView;
 use crate::logical::cidr;
 use crate::logical::fields::{field_bool, field_str};
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::{LogicalError, Request, Response};
 
 pub mod local;
@@ -349,6 +350,7 @@ impl KubernetesBackend {
 
 #[async_trait::async_trait]
 impl AuthMethod for KubernetesBackend {
+    const PATHS: &'static [PathSpec] = PATHS;
     type Role = Role;
     const CONFIG_EXISTENCE: bool = true;
 
@@ -412,3 +414,63 @@ impl AuthMethod for KubernetesBackend {
         Ok(self.config().await?.map(|c| c.to_json()))
     }
 }
+
+/// The routes of a Kubernetes mount.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new(
+        "login",
+        "login",
+        Ops::WRITE,
+        "Log in with a service account token.",
+    )
+    .body(&[
+        Field::req("role", Kind::String, "The role."),
+        Field::req("jwt", Kind::String, "The service account token."),
+    ]),
+    PathSpec::new(
+        "config",
+        "config",
+        Ops::RW,
+        "The cluster to ask (TokenReview).",
+    )
+    .body(&[
+        Field::opt("kubernetes_host", Kind::String, "API server URL."),
+        Field::opt("kubernetes_ca_cert", Kind::String, "Its CA (PEM)."),
+        Field::opt(
+            "token_reviewer_jwt",
+            Kind::String,
+            "Token for TokenReview calls.",
+        ),
+        Field::opt(
+            "disable_local_ca_jwt",
+            Kind::Boolean,
+            "Do not read the pod's own files.",
+        ),
+    ]),
+    PathSpec::new("role", "roles", Ops::RL, "List the roles."),
+    PathSpec::new(
+        "role/{name}",
+        "role",
+        Ops::RWD,
+        "Read, write or delete a role.",
+    )
+    .body(&[
+        Field::opt(
+            "token_policies",
+            Kind::Strings,
+            "Policies of the tokens a login gets.",
+        ),
+        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
+        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
+        Field::opt(
+            "bound_service_account_names",
+            Kind::Strings,
+            "Accepted names.",
+        ),
+        Field::opt(
+            "bound_service_account_namespaces",
+            Kind::Strings,
+            "Accepted namespaces.",
+        ),
+    ]),
+];

@@ -2,7 +2,8 @@
 //! leases, raw storage, the fleet of agents (`sys/agents`), webhooks (`sys/webhooks`),
 //! compliance reports (`sys/reports/compliance`), scheduled rotation (`sys/rotation`).
 //!
-//! Submodules hold one API area each. Unauthenticated endpoints (init, unseal, seal-status,
+//! Submodules hold one API area each; [`PATHS`] (`paths.rs`) is the route table the core's
+//! dispatch gate and `sys/internal/specs/openapi` (`openapi.rs`) read. Unauthenticated endpoints (init, unseal, seal-status,
 //! health, leader, generate-root, rekey) are answered by [`handle_unauthenticated`] even while sealed.
 
 use serde_json::{json, Value};
@@ -17,7 +18,9 @@ mod auth;
 mod generate_root;
 mod leases;
 mod mounts;
+mod openapi;
 mod password_policy;
+mod paths;
 mod policy;
 mod raw;
 mod rekey;
@@ -26,6 +29,8 @@ mod reports;
 mod rotation;
 mod seal;
 mod webhooks;
+
+pub use paths::PATHS;
 
 /// Sys paths (relative to `sys/`) served without a token; routed before the seal check.
 pub const UNAUTHENTICATED_PATHS: &[&str] = &[];
@@ -191,6 +196,7 @@ async fn route(
         "storage/snapshot" if read || write => return Ok(Response::empty()),
         "storage/snapshot-force" if write => return Ok(Response::empty()),
         "storage/snapshot/verify" if write => return snapshot_verify(core, req),
+        "internal/specs/openapi" if read => return Ok(Response::raw(openapi::document(st))),
         _ => {}
     }
     if let Some(key) = rel
@@ -278,29 +284,8 @@ async fn route(
             _ => Err(LogicalError::UnsupportedOperation),
         };
     }
-    if EXACT_PATHS.contains(&rel) {
-        // The path exists, not for this operation: 405 as in Vault, not 404.
-        return Err(LogicalError::UnsupportedOperation);
-    }
     Err(LogicalError::UnsupportedPath)
 }
-
-/// The fixed paths [`handle`] serves for some operations only.
-const EXACT_PATHS: &[&str] = &[
-    "seal",
-    "rotate",
-    "key-status",
-    "mounts",
-    "auth",
-    "policy",
-    "policies/acl",
-    "policies/acl/",
-    "capabilities-self",
-    "capabilities",
-    "audit",
-    "remount",
-    "reports/compliance",
-];
 
 /// Vault answers many `sys/` reads with the data both at the top level and under `data`.
 pub(crate) fn both(req: &Request, data: Value) -> Response {

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::store::{auth_for, CreateParams, TokenStore};
 use super::TokenEntry;
 use crate::logical::fields::field_secs;
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::{Data, LogicalBackend, LogicalError, Operation, Request, Response};
 
 /// Vault's answer to a lookup of a token that does not exist.
@@ -400,8 +401,150 @@ impl LogicalBackend for TokenStore {
         }
     }
 
+    fn paths(&self) -> &'static [PathSpec] {
+        PATHS
+    }
+
     fn root_paths(&self) -> &'static [&'static str] {
         // `create-orphan` is ACL'd by path alone, as in Vault.
         &["revoke-orphan"]
     }
 }
+
+const CREATE: &[Field] = &[
+    Field::opt("policies", Kind::Strings, "Policies of the new token."),
+    Field::opt("ttl", Kind::Duration, "TTL of the new token."),
+    Field::opt(
+        "explicit_max_ttl",
+        Kind::Duration,
+        "A hard cap on its life.",
+    ),
+    Field::opt("period", Kind::Duration, "A periodic token's period."),
+    Field::opt("no_parent", Kind::Boolean, "An orphan (needs sudo)."),
+    Field::opt("no_default_policy", Kind::Boolean, "Leave out `default`."),
+    Field::opt("renewable", Kind::Boolean, "Can it be renewed."),
+    Field::opt("display_name", Kind::String, "Display name."),
+    Field::opt("num_uses", Kind::Integer, "Uses allowed (0: unlimited)."),
+    Field::opt("meta", Kind::Object, "String metadata."),
+    Field::opt(
+        "type",
+        Kind::String,
+        "`service` (hushd has no batch tokens).",
+    ),
+];
+const TOKEN: &[Field] = &[Field::req("token", Kind::String, "The token.")];
+const ACCESSOR: &[Field] = &[Field::req(
+    "accessor",
+    Kind::String,
+    "The token's accessor.",
+)];
+const RENEW: &[Field] = &[
+    Field::req("token", Kind::String, "The token."),
+    Field::opt("increment", Kind::Duration, "Requested extension."),
+];
+
+/// The routes of `auth/token/`.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new("create", "create", Ops::WRITE, "Create a child token.").body(CREATE),
+    PathSpec::new(
+        "create-orphan",
+        "create-orphan",
+        Ops::WRITE,
+        "Create an orphan token.",
+    )
+    .body(CREATE),
+    PathSpec::new(
+        "create/{role+}",
+        "create-role",
+        Ops::WRITE,
+        "Create a token from a role.",
+    )
+    .body(CREATE),
+    PathSpec::new("lookup", "lookup", Ops::RW, "Look up a token.").body(TOKEN),
+    PathSpec::new(
+        "lookup-self",
+        "lookup-self",
+        Ops::RW,
+        "Look up the caller's token.",
+    ),
+    PathSpec::new(
+        "lookup-accessor",
+        "lookup-accessor",
+        Ops::WRITE,
+        "Look up a token by accessor.",
+    )
+    .body(ACCESSOR),
+    PathSpec::new("renew", "renew", Ops::WRITE, "Renew a token.").body(RENEW),
+    PathSpec::new(
+        "renew-self",
+        "renew-self",
+        Ops::WRITE,
+        "Renew the caller's token.",
+    )
+    .body(&[Field::opt(
+        "increment",
+        Kind::Duration,
+        "Requested extension.",
+    )]),
+    PathSpec::new(
+        "renew-accessor",
+        "renew-accessor",
+        Ops::WRITE,
+        "Renew a token by accessor.",
+    )
+    .body(ACCESSOR),
+    PathSpec::new(
+        "revoke",
+        "revoke",
+        Ops::WRITE,
+        "Revoke a token and its children.",
+    )
+    .body(TOKEN),
+    PathSpec::new(
+        "revoke-self",
+        "revoke-self",
+        Ops::WRITE,
+        "Revoke the caller's token.",
+    ),
+    PathSpec::new(
+        "revoke-accessor",
+        "revoke-accessor",
+        Ops::WRITE,
+        "Revoke a token by accessor.",
+    )
+    .body(ACCESSOR),
+    PathSpec::new(
+        "revoke-orphan",
+        "revoke-orphan",
+        Ops::WRITE,
+        "Revoke a token, orphan its children.",
+    )
+    .body(TOKEN),
+    PathSpec::new("roles", "roles", Ops::RL, "List token roles."),
+    PathSpec::new(
+        "roles/{name+}",
+        "role",
+        Ops::RWD,
+        "Read, write or delete a token role.",
+    )
+    .body(&[
+        Field::opt(
+            "allowed_policies",
+            Kind::Strings,
+            "Policies tokens may have.",
+        ),
+        Field::opt(
+            "disallowed_policies",
+            Kind::Strings,
+            "Policies tokens may not have.",
+        ),
+        Field::opt("orphan", Kind::Boolean, "Tokens are orphans."),
+        Field::opt("renewable", Kind::Boolean, "Tokens can be renewed."),
+        Field::opt("token_period", Kind::Duration, "Periodic tokens."),
+        Field::opt(
+            "token_explicit_max_ttl",
+            Kind::Duration,
+            "Hard cap on life.",
+        ),
+    ]),
+];

@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use crate::barrier::BarrierView;
+use crate::logical::paths::{Ops, PathSpec};
 use crate::logical::{
     Data, LogicalBackend, LogicalError, Operation, Request, Response, REVOKED_TOKEN_HASH,
 };
@@ -57,6 +58,10 @@ impl CubbyholeBackend {
 
 #[async_trait::async_trait]
 impl LogicalBackend for CubbyholeBackend {
+    fn paths(&self) -> &'static [PathSpec] {
+        PATHS
+    }
+
     async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
         if req.operation == Operation::Revoke && req.lease.is_none() {
             let hash = req.get_str(REVOKED_TOKEN_HASH).unwrap_or_default();
@@ -119,6 +124,17 @@ impl LogicalBackend for CubbyholeBackend {
         ))
     }
 }
+
+/// The routes of the mount: its root lists, any other path is one secret in the token's own store.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new("", "root", Ops::LIST, "List the keys at the root."),
+    PathSpec::new(
+        "{path+}",
+        "secret",
+        Ops::RWD.with(Ops::LIST),
+        "Read, write or delete a secret in the token's own store; LIST lists the keys below it.",
+    ), // The body is the secret itself: any JSON object, so no fields are named.
+];
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,7 @@ use zeroize::Zeroizing;
 
 use crate::barrier::BarrierView;
 use crate::logical::events::EventPublisher;
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::system_view::{NoSystemView, SystemViewRef};
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
@@ -254,6 +255,10 @@ impl Route<'_> {
 
 #[async_trait]
 impl LogicalBackend for DatabaseBackend {
+    fn paths(&self) -> &'static [PathSpec] {
+        PATHS
+    }
+
     async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
         let inner = &*self.inner;
         if matches!(req.operation, Operation::Renew | Operation::Revoke) {
@@ -299,6 +304,89 @@ impl LogicalBackend for DatabaseBackend {
         self.inner.pools.clear();
     }
 }
+
+/// The routes of a database mount (the core's gate and the OpenAPI document read them;
+/// [`Route::accepts`] checks the same operations for callers that skip the gate).
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new("config", "configs", Ops::LIST, "List the connections."),
+    PathSpec::new("config/{name+}", "config", Ops::RWD, "A connection.").body(&[
+        Field::req("plugin_name", Kind::String, "`postgresql-database-plugin`."),
+        Field::req(
+            "connection_url",
+            Kind::String,
+            "With {{username}} and {{password}}.",
+        ),
+        Field::opt("username", Kind::String, "The root user."),
+        Field::opt("password", Kind::String, "Its password."),
+        Field::opt("allowed_roles", Kind::Strings, "Roles that may use it."),
+        Field::opt("verify_connection", Kind::Boolean, "Connect before saving."),
+        Field::opt("password_policy", Kind::String, "Named password policy."),
+    ]),
+    PathSpec::new(
+        "reset/{name+}",
+        "reset",
+        Ops::WRITE,
+        "Close and reopen a connection.",
+    ),
+    PathSpec::new(
+        "rotate-root/{name+}",
+        "rotate-root",
+        Ops::WRITE,
+        "Rotate the root password.",
+    ),
+    PathSpec::new("roles", "roles", Ops::LIST, "List the dynamic roles."),
+    PathSpec::new("roles/{name+}", "role", Ops::RWD, "A dynamic role.").body(&[
+        Field::req("db_name", Kind::String, "The connection."),
+        Field::req(
+            "creation_statements",
+            Kind::Strings,
+            "SQL creating the user.",
+        ),
+        Field::opt("revocation_statements", Kind::Strings, "SQL dropping it."),
+        Field::opt("default_ttl", Kind::Duration, "Lease TTL."),
+        Field::opt("max_ttl", Kind::Duration, "Lease max TTL."),
+    ]),
+    PathSpec::new(
+        "creds/{name+}",
+        "creds",
+        Ops::READ,
+        "Issue credentials (a lease).",
+    ),
+    PathSpec::new(
+        "static-roles",
+        "static-roles",
+        Ops::LIST,
+        "List the static roles.",
+    ),
+    PathSpec::new(
+        "static-roles/{name+}",
+        "static-role",
+        Ops::RWD,
+        "A static role.",
+    )
+    .body(&[
+        Field::req("db_name", Kind::String, "The connection."),
+        Field::req("username", Kind::String, "The existing user."),
+        Field::req("rotation_period", Kind::Duration, "How often to rotate."),
+        Field::opt(
+            "rotation_statements",
+            Kind::Strings,
+            "SQL setting the password.",
+        ),
+    ]),
+    PathSpec::new(
+        "static-creds/{name+}",
+        "static-creds",
+        Ops::READ,
+        "A static role's password.",
+    ),
+    PathSpec::new(
+        "rotate-role/{name+}",
+        "rotate-role",
+        Ops::WRITE,
+        "Rotate a static role now.",
+    ),
+];
 
 #[cfg(test)]
 mod tests;

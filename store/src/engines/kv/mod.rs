@@ -60,6 +60,7 @@ use std::sync::Arc;
 
 use crate::barrier::BarrierView;
 use crate::logical::events::EventPublisher;
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::{LogicalBackend, LogicalError, Operation, Request, Response};
 
 use self::metadata::KeyMetadata;
@@ -102,6 +103,8 @@ enum Route<'a> {
 }
 
 impl<'a> Route<'a> {
+    /// The route of `rel`. The core's gate has checked it against [`PATHS`] already; this
+    /// splits off the key path.
     fn parse(rel: &'a str) -> Option<Route<'a>> {
         let (head, rest) = match rel.split_once('/') {
             Some((h, r)) => (h, Some(r)),
@@ -120,6 +123,101 @@ impl<'a> Route<'a> {
         })
     }
 }
+
+const VERSIONS: &[Field] = &[Field::req("versions", Kind::Integers, "The versions.")];
+
+/// The routes of a KV v2 mount.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new("config", "config", Ops::RW, "The mount's KV settings.").body(&[
+        Field::opt(
+            "max_versions",
+            Kind::Integer,
+            "Versions kept per key (0: 10).",
+        ),
+        Field::opt(
+            "cas_required",
+            Kind::Boolean,
+            "Every write must give `cas`.",
+        ),
+        Field::opt(
+            "delete_version_after",
+            Kind::Duration,
+            "Delete versions this old.",
+        ),
+    ]),
+    PathSpec::new(
+        "metadata",
+        "metadata-root",
+        Ops::LIST,
+        "List the keys at the root.",
+    ),
+    PathSpec::new(
+        "metadata/{path+}",
+        "metadata",
+        Ops::RWD.with(Ops::LIST).with(Ops::PATCH),
+        "A key's metadata and versions; LIST lists keys below it.",
+    )
+    .body(&[
+        Field::opt("max_versions", Kind::Integer, "Versions kept of this key."),
+        Field::opt("cas_required", Kind::Boolean, "Writes must give `cas`."),
+        Field::opt(
+            "delete_version_after",
+            Kind::Duration,
+            "Delete versions this old.",
+        ),
+        Field::opt("custom_metadata", Kind::Object, "String pairs."),
+    ]),
+    PathSpec::new(
+        "data/{path+}",
+        "data",
+        Ops::RWD.with(Ops::PATCH),
+        "Read, write, patch or soft-delete a key's latest version.",
+    )
+    .body(&[
+        Field::req("data", Kind::Object, "The secret's fields."),
+        Field::opt(
+            "options",
+            Kind::Object,
+            "`cas`: the version this write replaces.",
+        ),
+    ])
+    .query(&[Field::opt(
+        "version",
+        Kind::Integer,
+        "The version to read (0: latest).",
+    )]),
+    PathSpec::new(
+        "delete/{path+}",
+        "delete",
+        Ops::WRITE,
+        "Soft-delete versions.",
+    )
+    .body(VERSIONS),
+    PathSpec::new(
+        "undelete/{path+}",
+        "undelete",
+        Ops::WRITE,
+        "Restore soft-deleted versions.",
+    )
+    .body(VERSIONS),
+    PathSpec::new(
+        "destroy/{path+}",
+        "destroy",
+        Ops::WRITE,
+        "Destroy versions for good.",
+    )
+    .body(VERSIONS),
+    PathSpec::new(
+        "subkeys/{path+}",
+        "subkeys",
+        Ops::READ,
+        "A version's keys without values.",
+    )
+    .query(&[
+        Field::opt("version", Kind::Integer, "The version (0: latest)."),
+        Field::opt("depth", Kind::Integer, "How deep to go (0: all)."),
+    ]),
+];
 
 /// A validated key path and the hash that names its version folder and lock stripe.
 #[derive(Debug, Clone)]
@@ -307,6 +405,10 @@ impl LogicalBackend for KvBackend {
             return Ok(None);
         };
         Ok(Some(self.load_meta(&key).await?.is_some()))
+    }
+
+    fn paths(&self) -> &'static [PathSpec] {
+        PATHS
     }
 
     fn rotatable(&self) -> Option<&dyn crate::logical::rotation::Rotatable> {

@@ -27,6 +27,7 @@ use super::params::validate_key;
 use crate::barrier::BarrierView;
 use crate::logical::events::EventPublisher;
 use crate::logical::fields::field_secs;
+use crate::logical::paths::{Field, Kind, Ops, PathSpec};
 use crate::logical::{LeaseInfo, LogicalBackend, LogicalError, Operation, Request, Response};
 
 /// Where version 1 secrets live in the mount's view.
@@ -128,6 +129,10 @@ impl KvV1Backend {
 
 #[async_trait]
 impl LogicalBackend for KvV1Backend {
+    fn paths(&self) -> &'static [PathSpec] {
+        PATHS
+    }
+
     async fn handle(&self, req: &Request) -> Result<Response, LogicalError> {
         let closed = self.closed.read().await;
         if *closed {
@@ -161,3 +166,19 @@ impl LogicalBackend for KvV1Backend {
         *self.closed.write().await = true;
     }
 }
+
+/// The routes of the mount: its root lists, any other path is one secret.
+pub const PATHS: &[PathSpec] = &[
+    PathSpec::new("", "root", Ops::LIST, "List the keys at the root."),
+    PathSpec::new(
+        "{path+}",
+        "secret",
+        Ops::RWD.with(Ops::LIST),
+        "Read, write or delete a secret; LIST lists the keys below it.",
+    )
+    .body(&[Field::opt(
+        "ttl",
+        Kind::Duration,
+        "Any other fields are the secret's own (JSON object).",
+    )]),
+];
