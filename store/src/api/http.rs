@@ -343,17 +343,35 @@ async fn decode(
             return Err(LogicalError::TooLarge(state.max_body));
         }
     }
+    let head = decode_head(parts)?;
+    let bytes = read_body(body, state.max_body).await?;
+    decode_rest(parts, head, &bytes)
+}
+
+/// What the request line gives: the path, the query, the operation.
+type Head = (String, Data, Operation);
+
+/// The path, query and method, checked before the body is read.
+fn decode_head(parts: &axum::http::request::Parts) -> Result<Head, LogicalError> {
     let path = normalize_path(parts.uri.path())?;
     let query = parse_query(parts.uri.query());
     let op = operation(&parts.method, &query)?;
-    let bytes = read_body(body, state.max_body).await?;
+    Ok((path, query, op))
+}
+
+/// The logical request from the checked head, the headers and the body.
+fn decode_rest(
+    parts: &axum::http::request::Parts,
+    (path, query, op): Head,
+    bytes: &[u8],
+) -> Result<Request, LogicalError> {
     let mut data = match op {
-        Operation::Update | Operation::Create | Operation::Patch => parse_body(&bytes)?,
+        Operation::Update | Operation::Create | Operation::Patch => parse_body(bytes)?,
         _ => {
             let mut d = if bytes.is_empty() {
                 Data::new()
             } else {
-                parse_body(&bytes)?
+                parse_body(bytes)?
             };
             for (k, v) in query {
                 d.entry(k).or_insert(v);
@@ -375,6 +393,20 @@ async fn decode(
     req.remote_addr = parts.extensions.get::<RemoteAddr>().map(|a| a.0.ip());
     req.wrap_ttl = wrap_ttl(&parts.headers)?;
     Ok(req)
+}
+
+/// Entry points for the fuzz targets (`fuzz/`), not an API.
+#[doc(hidden)]
+pub mod fuzz_api {
+    use super::{decode_head, decode_rest, LogicalError, Request};
+
+    /// A request's decoding as [`super::app`] does it, with the body already read.
+    pub fn decode_request(
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+    ) -> Result<Request, LogicalError> {
+        decode_rest(parts, decode_head(parts)?, body)
+    }
 }
 
 /// Vault's response envelope.

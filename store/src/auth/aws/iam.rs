@@ -252,8 +252,10 @@ pub fn parse_caller_identity(xml: &[u8]) -> Result<CallerIdentity, String> {
                 path.pop();
             }
             Event::Text(t) => {
+                // Trimmed once at the end: text around an entity comes in pieces, and trimming
+                // each piece would drop the spaces next to the entity.
                 if let Some(s) = slot {
-                    s.push_str(t.xml10_content().trim());
+                    s.push_str(&t.xml10_content());
                 }
             }
             Event::GeneralRef(r) => {
@@ -268,6 +270,9 @@ pub fn parse_caller_identity(xml: &[u8]) -> Result<CallerIdentity, String> {
             Event::Eof => break,
             _ => {}
         }
+    }
+    for field in [&mut id.arn, &mut id.user_id, &mut id.account] {
+        *field = field.trim().to_string();
     }
     if id.arn.is_empty() || id.account.is_empty() {
         return Err("the STS answer has no GetCallerIdentityResult".into());

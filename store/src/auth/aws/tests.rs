@@ -605,3 +605,14 @@ fn sts_answers_are_read() {
     );
     assert_eq!(iam::error_code(b"<Error><Code>a b</Code></Error>"), None);
 }
+
+/// Found by fuzzing (fuzz/corpus/sts_answer/regression-entity-spaces): each piece of text
+/// around an entity was trimmed, so `a &lt;b` read as `a<b`.
+#[test]
+fn spaces_next_to_an_entity_are_kept() {
+    let id = iam::parse_caller_identity(
+        identity_xml(" arn:aws:iam::1:user/a &lt; b &amp;c\n ").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(id.arn, "arn:aws:iam::1:user/a < b &c");
+}

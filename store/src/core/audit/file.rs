@@ -115,6 +115,33 @@ fn push_line(out: &mut Vec<u8>, body: &[u8], seq: u64, prev: &str) {
     );
 }
 
+/// Append `bodies` as chained lines after `head`, each with its newline, and move `head`.
+fn push_lines(buf: &mut Vec<u8>, head: &mut ChainHead, bodies: &[&[u8]]) {
+    for body in bodies {
+        let start = buf.len();
+        push_line(buf, body, head.seq + 1, &head.last_hash);
+        *head = ChainHead {
+            seq: head.seq + 1,
+            last_hash: line_hash(&buf[start..]),
+        };
+        buf.push(b'\n');
+    }
+}
+
+/// The bytes a fresh device writes for `entries`: what `hush audit verify` reads. For the fuzz
+/// targets (`fuzz/`), not an API.
+#[doc(hidden)]
+pub fn chained_lines(entries: Vec<Map<String, Value>>) -> io::Result<Vec<u8>> {
+    let bodies = entries
+        .into_iter()
+        .map(entry_bytes)
+        .collect::<io::Result<Vec<_>>>()?;
+    let bodies: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    let mut buf = Vec::new();
+    push_lines(&mut buf, &mut ChainHead::genesis(), &bodies);
+    Ok(buf)
+}
+
 /// An output with its chain state. `out` is `None` until opened, and again after a failed
 /// write or a reopen request. Used by one thread at a time (the device's writer thread).
 pub(crate) struct ChainWriter {
@@ -177,15 +204,7 @@ impl ChainWriter {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         let mut head = self.head.clone();
-        for body in bodies {
-            let start = buf.len();
-            push_line(&mut buf, body, head.seq + 1, &head.last_hash);
-            head = ChainHead {
-                seq: head.seq + 1,
-                last_hash: line_hash(&buf[start..]),
-            };
-            buf.push(b'\n');
-        }
+        push_lines(&mut buf, &mut head, bodies);
         let result = match self.out.as_mut() {
             Some(Output::File(file)) => file.write_all(&buf).and_then(|()| file.flush()),
             Some(Output::Stdout) => {

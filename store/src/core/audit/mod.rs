@@ -39,6 +39,8 @@ use zeroize::Zeroize;
 use crate::barrier::BarrierView;
 use crate::logical::{LogicalError, Request, Response};
 use entry::{format_time, Formatter, Salt};
+#[doc(hidden)]
+pub use file::chained_lines;
 use file::{DeviceWriter, SinkSpec};
 use history::{AuditAction, AuditHistory, HISTORY_KEY};
 use inspect::{ChainCheck, DeviceInspection, Sink, WindowStats};
