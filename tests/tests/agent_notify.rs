@@ -151,7 +151,12 @@ async fn supervised_child_is_signalled_on_change_and_stopped_on_sigterm() {
     agent.signal("USR1");
     log_reads(&log, "USR1 passed on", "start:v1\nhup:pwtwo\nusr1\n").await;
     agent.signal("HUP");
-    log_reads(&log, "HUP passed on", "start:v1\nhup:pwtwo\nusr1\nhup:pwtwo\n").await;
+    log_reads(
+        &log,
+        "HUP passed on",
+        "start:v1\nhup:pwtwo\nusr1\nhup:pwtwo\n",
+    )
+    .await;
     assert!(agent.running(), "{}", agent.stderr());
 
     let t = Instant::now();
