@@ -268,6 +268,7 @@ fn json_paths(
 // ---- HCL ----
 
 fn flatten_hcl(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
+    check_nesting(text)?;
     let body = hcl::parse(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
     let mut blocks = Vec::new();
     for structure in body.into_inner() {
@@ -315,6 +316,47 @@ fn flatten_hcl(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
 }
 
 /// A literal HCL expression as JSON; anything computed is refused.
+/// How deep blocks, lists and objects may nest in an HCL policy. A Vault policy needs 4 at most
+/// (`path { allowed_parameters = { key = [...] } }`); hcl-rs's parser backtracks exponentially
+/// on deep unfinished nesting (found by fuzzing: 450 bytes nested 17 deep took seconds of CPU),
+/// so deeper text is refused before it is parsed.
+const MAX_NESTING: usize = 8;
+
+/// Refuse HCL nested deeper than [`MAX_NESTING`] (brackets in strings and comments not counted).
+fn check_nesting(text: &str) -> Result<(), PolicyError> {
+    let (mut depth, mut in_string, mut escaped, mut comment) = (0usize, false, false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if comment {
+            comment = c != '\n';
+        } else if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                '"' => in_string = true,
+                '#' => comment = true,
+                '/' if chars.peek() == Some(&'/') => comment = true,
+                '{' | '[' | '(' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(PolicyError::Syntax(format!(
+                            "blocks, lists and objects nest deeper than {MAX_NESTING} levels"
+                        )));
+                    }
+                }
+                '}' | ']' | ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn hcl_value(pattern: &str, key: &str, expr: &hcl::Expression) -> Result<Value, PolicyError> {
     use hcl::Expression as E;
     Ok(match expr {
@@ -371,6 +413,23 @@ mod tests {
             .expect("rule")
             .capabilities
             .names()
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_the_hcl_parser_backtracks() {
+        // Found by fuzzing (fuzz/corpus/policy/regression-deep-nesting): seconds of CPU in
+        // hcl-rs for 454 bytes.
+        let text = include_str!("../../../../fuzz/corpus/policy/regression-deep-nesting");
+        let err = Policy::parse("x", text).unwrap_err().to_string();
+        assert!(err.contains("nest deeper than 8 levels"), "{err}");
+        // Brackets in strings and comments do not count.
+        let ok = r#"
+# {{{{{{{{{{ [[[[[[[[[
+path "secret/data/[[[[[[[[[((((" {
+  capabilities = ["create", "update"] // ((((((((( {{{{{{{{{
+}
+"#;
+        assert_eq!(Policy::parse("x", ok).unwrap().rules.len(), 1);
     }
 
     #[test]
