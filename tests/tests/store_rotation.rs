@@ -196,7 +196,15 @@ async fn a_daily_rotation_runs_the_four_steps_when_the_clock_passes_midnight() {
     assert_eq!(s["previous_version"], 1);
     assert_eq!(s["in_progress"], false);
     let next2: chrono::DateTime<chrono::Utc> = s["next_run"].as_str().unwrap().parse().unwrap();
-    assert_eq!(next2 - next, chrono::TimeDelta::days(1), "{s}");
+    // The next run is the first midnight after the (moved) clock: one day after `next`, or two
+    // when the test started in the last hour of a day and the 25 h crossed two midnights.
+    let now: chrono::DateTime<chrono::Utc> = s["now"].as_str().unwrap().parse().unwrap();
+    assert!(
+        next2 > now && next2 - now <= chrono::TimeDelta::days(1),
+        "{s}"
+    );
+    assert_eq!(next2.time(), chrono::NaiveTime::MIN, "{s}");
+    assert!(next2 > next, "{s}");
     let meta = ok(&h, "GET", "secret/metadata/app/db", None).await;
     assert_eq!(
         meta["data"]["labels"],
