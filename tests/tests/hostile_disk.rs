@@ -20,6 +20,30 @@ fn small_tmpfs(size: &str) -> (tempfile::TempDir, Tmpfs) {
     (dir, tmpfs)
 }
 
+/// An agent writing `a` and `b` of `secret/app/pair` into `dest`, polling every 100 ms and
+/// retrying within 300 ms, with `more` arguments.
+fn pair_agent(h: &Hushd, token: &Path, dest: &Path, more: &[&str]) -> Agent {
+    let mut args = vec![
+        "--addr".to_string(),
+        h.addr.clone(),
+        "--token-file".into(),
+        s(token),
+        "--dest".into(),
+        s(dest),
+        "--secret".into(),
+        "a=secret/data/app/pair#a".into(),
+        "--secret".into(),
+        "b=secret/data/app/pair#b".into(),
+        "--refresh-interval".into(),
+        "100ms".into(),
+        "--backoff-max".into(),
+        "300ms".into(),
+    ];
+    args.extend(more.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Agent::spawn(&args)
+}
+
 /// Fill the filesystem of `dir` with `dir/filler` until the write fails with ENOSPC.
 fn fill(dir: &Path) -> PathBuf {
     let path = dir.join("filler");
@@ -287,24 +311,7 @@ async fn the_agent_on_a_full_tmpfs_keeps_the_last_set_reports_and_recovers() {
     let tokens = tempfile::tempdir().unwrap();
     let token = write_token(tokens.path(), "root");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut agent = Agent::spawn(&[
-        "--addr",
-        &h.addr,
-        "--token-file",
-        &s(&token),
-        "--dest",
-        &s(&disk.path),
-        "--secret",
-        "a=secret/data/app/pair#a",
-        "--secret",
-        "b=secret/data/app/pair#b",
-        "--refresh-interval",
-        "100ms",
-        "--backoff-max",
-        "300ms",
-        "--metrics-listen",
-        &listen,
-    ]);
+    let mut agent = pair_agent(&h, &token, &disk.path, &["--metrics-listen", &listen]);
     let get = |path: &'static str| {
         let url = format!("http://{listen}{path}");
         async move {
@@ -394,22 +401,7 @@ async fn the_agent_out_of_inodes_at_the_swap_leaves_no_half_built_generation() {
     let (_dir, disk) = small_tmpfs("4m,nr_inodes=64");
     let tokens = tempfile::tempdir().unwrap();
     let token = write_token(tokens.path(), "root");
-    let mut agent = Agent::spawn(&[
-        "--addr",
-        &h.addr,
-        "--token-file",
-        &s(&token),
-        "--dest",
-        &s(&disk.path),
-        "--secret",
-        "a=secret/data/app/pair#a",
-        "--secret",
-        "b=secret/data/app/pair#b",
-        "--refresh-interval",
-        "100ms",
-        "--backoff-max",
-        "200ms",
-    ]);
+    let mut agent = pair_agent(&h, &token, &disk.path, &[]);
     wait_for(Duration::from_secs(30), "the first set", || {
         disk.path.join("b").exists()
     })

@@ -9,7 +9,46 @@ use serde_json::{json, Map, Value};
 
 use crate::logical::cidr;
 use crate::logical::fields::{field_bool, field_secs, field_u64, list_field};
+use crate::logical::paths::{Field, Kind};
 use crate::logical::{Data, LogicalError, LoginGrant};
+
+/// The `token_*` fields of every auth method's role writes, for its route table
+/// ([`crate::logical::paths::PathSpec::shared`]): what [`TokenParams::update`] reads.
+pub const TOKEN_FIELDS: &[Field] = &[
+    Field::opt(
+        "token_policies",
+        Kind::Strings,
+        "Policies of the tokens a login gets.",
+    ),
+    Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
+    Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
+    Field::opt(
+        "token_explicit_max_ttl",
+        Kind::Duration,
+        "A max TTL that renewals cannot pass.",
+    ),
+    Field::opt(
+        "token_num_uses",
+        Kind::Integer,
+        "Uses per token; 0 = unlimited.",
+    ),
+    Field::opt("token_period", Kind::Duration, "Makes the tokens periodic."),
+    Field::opt(
+        "token_bound_cidrs",
+        Kind::Strings,
+        "Addresses the tokens may be used from.",
+    ),
+    Field::opt(
+        "token_no_default_policy",
+        Kind::Boolean,
+        "Leave out the `default` policy.",
+    ),
+    Field::opt(
+        "token_type",
+        Kind::String,
+        "`service` or `default` (hushd issues service tokens).",
+    ),
+];
 
 /// The token a role's logins get. Stored flattened into each role (the same top-level keys
 /// as before it was shared). Durations are seconds; 0 = not set.
@@ -159,6 +198,20 @@ mod tests {
 
     fn data(v: Value) -> Data {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_route_tables_fields_are_the_ones_a_role_stores() {
+        let shown = TokenParams::default().to_json();
+        let listed: Vec<&str> = TOKEN_FIELDS.iter().map(|f| f.name).collect();
+        let stored: Vec<&str> = shown
+            .keys()
+            .map(String::as_str)
+            .filter(|k| k.starts_with("token_"))
+            .collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, stored);
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct PathSpec {
     pub summary: &'static str,
     /// Fields of `POST`/`PATCH` bodies.
     pub body: &'static [Field],
+    /// More body fields, shared with other tables (the token parameters every auth role
+    /// takes, [`crate::auth::role::TOKEN_FIELDS`]); listed after `body`.
+    pub shared: &'static [Field],
     /// Query fields of `GET`.
     pub query: &'static [Field],
 }
@@ -104,6 +107,7 @@ impl PathSpec {
             ops,
             summary,
             body: &[],
+            shared: &[],
             query: &[],
         }
     }
@@ -111,6 +115,16 @@ impl PathSpec {
     pub const fn body(mut self, body: &'static [Field]) -> Self {
         self.body = body;
         self
+    }
+
+    pub const fn shared(mut self, fields: &'static [Field]) -> Self {
+        self.shared = fields;
+        self
+    }
+
+    /// Every body field: `body`, then `shared`.
+    pub fn body_fields(&self) -> impl Iterator<Item = &'static Field> {
+        self.body.iter().chain(self.shared)
     }
 
     pub const fn query(mut self, query: &'static [Field]) -> Self {

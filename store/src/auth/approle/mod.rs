@@ -674,15 +674,9 @@ pub const PATHS: &[PathSpec] = &[
         "Read, write or delete a role.",
     )
     .body(&[
-        Field::opt(
-            "token_policies",
-            Kind::Strings,
-            "Policies of the tokens a login gets.",
-        ),
-        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
-        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
         Field::opt("bind_secret_id", Kind::Boolean, "Login needs a SecretID."),
         Field::opt("secret_id_ttl", Kind::Duration, "TTL of SecretIDs."),
         Field::opt("secret_id_num_uses", Kind::Integer, "Logins per SecretID."),
-    ]),
+    ])
+    .shared(crate::auth::role::TOKEN_FIELDS),
 ];

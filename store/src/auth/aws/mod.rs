@@ -340,18 +340,12 @@ pub const PATHS: &[PathSpec] = &[
         "Read, write or delete a role.",
     )
     .body(&[
-        Field::opt(
-            "token_policies",
-            Kind::Strings,
-            "Policies of the tokens a login gets.",
-        ),
-        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
-        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
         Field::opt("auth_type", Kind::String, "`iam`."),
         Field::opt(
             "bound_iam_principal_arn",
             Kind::Strings,
             "Accepted principals.",
         ),
-    ]),
+    ])
+    .shared(crate::auth::role::TOKEN_FIELDS),
 ];

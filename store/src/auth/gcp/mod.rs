@@ -225,13 +225,6 @@ pub const PATHS: &[PathSpec] = &[
         "Read, write or delete a role.",
     )
     .body(&[
-        Field::opt(
-            "token_policies",
-            Kind::Strings,
-            "Policies of the tokens a login gets.",
-        ),
-        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
-        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
         Field::opt("type", Kind::String, "`iam` or `gce`."),
         Field::opt(
             "bound_service_accounts",
@@ -239,5 +232,6 @@ pub const PATHS: &[PathSpec] = &[
             "Accepted service accounts.",
         ),
         Field::opt("bound_projects", Kind::Strings, "Accepted projects."),
-    ]),
+    ])
+    .shared(crate::auth::role::TOKEN_FIELDS),
 ];

@@ -346,15 +346,9 @@ pub const PATHS: &[PathSpec] = &[
         "Read, write or delete a role.",
     )
     .body(&[
-        Field::opt(
-            "token_policies",
-            Kind::Strings,
-            "Policies of the tokens a login gets.",
-        ),
-        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
-        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
         Field::opt("bound_audiences", Kind::Strings, "Accepted `aud` values."),
         Field::opt("user_claim", Kind::String, "Claim naming the user."),
         Field::opt("bound_claims", Kind::Object, "Claims that must match."),
-    ]),
+    ])
+    .shared(crate::auth::role::TOKEN_FIELDS),
 ];

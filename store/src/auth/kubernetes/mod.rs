@@ -456,13 +456,6 @@ pub const PATHS: &[PathSpec] = &[
     )
     .body(&[
         Field::opt(
-            "token_policies",
-            Kind::Strings,
-            "Policies of the tokens a login gets.",
-        ),
-        Field::opt("token_ttl", Kind::Duration, "TTL of those tokens."),
-        Field::opt("token_max_ttl", Kind::Duration, "Their max TTL."),
-        Field::opt(
             "bound_service_account_names",
             Kind::Strings,
             "Accepted names.",
@@ -472,5 +465,6 @@ pub const PATHS: &[PathSpec] = &[
             Kind::Strings,
             "Accepted namespaces.",
         ),
-    ]),
+    ])
+    .shared(crate::auth::role::TOKEN_FIELDS),
 ];

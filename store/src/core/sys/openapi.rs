@@ -147,13 +147,10 @@ fn add(
             op("get", json!({"parameters": query}));
         }
         if spec.ops.has(Ops::WRITE) {
-            op("post", with_body(spec.body, "application/json"));
+            op("post", with_body(spec, "application/json"));
         }
         if spec.ops.has(Ops::PATCH) {
-            op(
-                "patch",
-                with_body(spec.body, "application/merge-patch+json"),
-            );
+            op("patch", with_body(spec, "application/merge-patch+json"));
         }
         if spec.ops.has(Ops::DELETE) {
             op("delete", json!({}));
@@ -231,18 +228,18 @@ fn query_param(f: &Field) -> Value {
     })
 }
 
-fn with_body(fields: &[Field], content_type: &str) -> Value {
-    if fields.is_empty() {
-        return json!({});
-    }
+fn with_body(spec: &PathSpec, content_type: &str) -> Value {
     let mut props = Map::new();
-    for f in fields {
+    for f in spec.body_fields() {
         let mut s = schema(f.kind);
         s["description"] = json!(f.description);
         props.insert(f.name.into(), s);
     }
-    let required: Vec<&str> = fields
-        .iter()
+    if props.is_empty() {
+        return json!({});
+    }
+    let required: Vec<&str> = spec
+        .body_fields()
         .filter(|f| f.required)
         .map(|f| f.name)
         .collect();
