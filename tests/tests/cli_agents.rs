@@ -39,7 +39,7 @@ fn open(time: String, pid: u32, exe: &str) -> Access {
         time,
         event: "open".into(),
         file: "db.password".into(),
-        paths: vec!["secret/data/app/db".into()],
+        paths: vec!["secret/data/app/db".into()].into(),
         version: 1,
         generation: 1,
         pid,

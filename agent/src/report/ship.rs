@@ -85,7 +85,7 @@ pub struct Shipper {
     /// The batch formed and not yet acknowledged.
     /// The batch formed and not yet acknowledged, and its JSON (encoded once, sent again
     /// as is on every retry).
-    pending: Option<(Report, Vec<u8>)>,
+    pending: Option<(Report, bytes::Bytes)>,
     next_state: Instant,
     warned_forbidden: bool,
     paused: bool,
@@ -166,7 +166,7 @@ impl Shipper {
             state,
         };
         // Plain data (strings and numbers): encoding cannot fail.
-        let json = serde_json::to_vec(&report).unwrap_or_default();
+        let json = serde_json::to_vec(&report).unwrap_or_default().into();
         self.pending = Some((report, json));
         true
     }

@@ -276,7 +276,7 @@ pub(crate) mod tests {
     pub(crate) fn ev(pid: u32) -> Access {
         Access {
             file: "db.password".into(),
-            paths: vec!["secret/data/app/db".into()],
+            paths: vec!["secret/data/app/db".into()].into(),
             pid,
             result: "allowed".into(),
             ..Access::default()

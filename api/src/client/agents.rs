@@ -15,7 +15,10 @@ impl Client {
 
     /// `PUT sys/agents/report` of a report already encoded as JSON (a shipper encodes a
     /// batch once and sends the same bytes on every retry).
-    pub async fn agents_report_encoded(&self, json: Vec<u8>) -> Result<ReportAck, ClientError> {
+    pub async fn agents_report_encoded(
+        &self,
+        json: bytes::Bytes,
+    ) -> Result<ReportAck, ClientError> {
         let resp = self.write_encoded(REPORT, json).await?;
         data_of(REPORT, resp)
     }

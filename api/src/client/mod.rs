@@ -110,8 +110,8 @@ impl RawReply {
 pub enum Body<'a> {
     Json(&'a Value),
     MergePatch(&'a Value),
-    /// JSON already encoded (a body sent again on retry is encoded once).
-    Encoded(Vec<u8>),
+    /// JSON already encoded (a body sent again on retry is encoded once, and shared).
+    Encoded(bytes::Bytes),
 }
 
 /// Parse a server address: `http(s)://host[:port][/prefix]`.
@@ -397,14 +397,14 @@ impl Client {
         body: &impl Serialize,
     ) -> Result<Option<VaultResponse>, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| decode_error(path, &e))?;
-        self.write_encoded(path, body).await
+        self.write_encoded(path, body.into()).await
     }
 
     /// `PUT /v1/PATH` with a body already encoded as JSON. `None` for 204.
     pub async fn write_encoded(
         &self,
         path: &str,
-        json: Vec<u8>,
+        json: bytes::Bytes,
     ) -> Result<Option<VaultResponse>, ClientError> {
         let reply = self
             .call(Method::PUT, path, &[], Some(Body::Encoded(json)))

@@ -11,7 +11,9 @@
 //! Nothing here is a secret: paths, file names, versions, lease ids, pids, uids and executables.
 //! Times are RFC 3339 strings in UTC.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,17 +60,21 @@ pub struct AgentIdentity {
 }
 
 /// One access-log event (a FUSE open or, in fast cache mode, a lookup), allowed or denied.
+///
+/// An agent makes one for every open it ships, on its access-log thread: what many accesses
+/// share (the file's name and API paths, the reader's executable and container) is shared, not
+/// copied, and the fixed words are static; the time is the one allocation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct Access {
     /// When the open happened.
     pub time: String,
     /// `open` or `lookup`.
-    pub event: String,
+    pub event: Cow<'static, str>,
     /// The file's name under the destination (`db.password`).
-    pub file: String,
+    pub file: Arc<str>,
     /// The API paths the file is made from (`secret/data/app/db`); several for a template.
-    pub paths: Vec<String>,
+    pub paths: Arc<[String]>,
     /// The KV version the file held (0 when not versioned).
     pub version: u64,
     /// The agent's generation of the file (bumped at each swap).
@@ -77,14 +83,14 @@ pub struct Access {
     pub uid: u32,
     pub gid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
+    pub exe: Option<Arc<str>>,
     /// The reader's container or pod id from its cgroup.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
+    pub container: Option<Arc<str>>,
     /// `allowed` or `denied`.
-    pub result: String,
+    pub result: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'static, str>>,
 }
 
 /// What an agent holds, per file and per source.

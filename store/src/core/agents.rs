@@ -188,15 +188,15 @@ impl AgentIndex {
                     pod: report.agent.pod.clone(),
                     host: report.agent.host.clone(),
                     path: path.clone(),
-                    file: access.file.clone(),
+                    file: access.file.to_string(),
                     version: access.version,
                     pid: access.pid,
                     uid: access.uid,
-                    exe: access.exe.clone(),
-                    container: access.container.clone(),
+                    exe: access.exe.as_deref().map(str::to_owned),
+                    container: access.container.as_deref().map(str::to_owned),
                     time: access.time.clone(),
-                    result: access.result.clone(),
-                    reason: access.reason.clone(),
+                    result: access.result.to_string(),
+                    reason: access.reason.as_deref().map(str::to_owned),
                 };
                 ops.push(self.view.put_json_op(&key, &record)?);
                 rows.push(key);
@@ -429,7 +429,7 @@ mod tests {
                 .map(|t| Access {
                     time: (*t).into(),
                     file: "db".into(),
-                    paths: vec!["secret/data/a/x".into(), "secret/data/b".into()],
+                    paths: vec!["secret/data/a/x".into(), "secret/data/b".into()].into(),
                     result: "allowed".into(),
                     ..Default::default()
                 })

@@ -20,6 +20,7 @@
 //! Denied opens add `"reason"`. `container` is the container or pod id found in the reader's
 //! `/proc/PID/cgroup` (docker, containerd, cri-o, kubepods), or `null`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -214,33 +215,33 @@ impl Formatter {
 #[derive(Debug)]
 pub struct ReportTap {
     pub spool: Arc<Spool>,
-    /// File name -> the API paths it is made from.
-    pub paths: HashMap<String, Vec<String>>,
+    /// File name -> the API paths it is made from (shared by its accesses).
+    pub paths: HashMap<String, Arc<[String]>>,
 }
 
 impl ReportTap {
-    /// The report access of an event just written by `lines` (whose time it reuses).
+    /// The report access of an event just written by `lines` (whose time it reuses): one
+    /// allocation (the time); names and paths are shared with the event and the tap.
     fn access(&self, event: &AccessEvent, time: &str) -> Access {
         Access {
             time: time.to_owned(),
-            event: match event.event {
+            event: Cow::Borrowed(match event.event {
                 Event::Open => "open",
                 Event::Lookup => "lookup",
-            }
-            .into(),
-            file: event.file.to_string(),
+            }),
+            file: event.file.clone(),
             paths: self.paths.get(&*event.file).cloned().unwrap_or_default(),
             version: event.version,
             generation: event.generation,
             pid: event.pid,
             uid: event.uid,
             gid: event.gid,
-            exe: event.exe.as_deref().map(str::to_owned),
-            container: event.container.as_deref().map(str::to_owned),
-            result: event.outcome.label().into(),
+            exe: event.exe.clone(),
+            container: event.container.clone(),
+            result: Cow::Borrowed(event.outcome.label()),
             reason: match event.outcome {
                 Outcome::Allowed => None,
-                Outcome::Denied(r) => Some(r.into()),
+                Outcome::Denied(r) => Some(Cow::Borrowed(r)),
             },
         }
     }
@@ -667,7 +668,7 @@ mod tests {
             spool: spool.clone(),
             paths: HashMap::from([(
                 "db.password".to_owned(),
-                vec!["secret/data/app/db".to_owned()],
+                Arc::from(["secret/data/app/db".to_owned()]),
             )]),
         };
         let (log, writer) = AccessLog::start(
@@ -690,14 +691,14 @@ mod tests {
         assert_eq!(shipped.len(), 2);
         let line0: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(shipped[0].time, line0["time"].as_str().unwrap());
-        assert_eq!(shipped[0].paths, ["secret/data/app/db"]);
+        assert_eq!(&*shipped[0].paths, ["secret/data/app/db"]);
         assert_eq!(
             (shipped[0].pid, shipped[0].uid, shipped[0].gid),
             (4242, 1000, 1001)
         );
         assert_eq!(shipped[0].exe.as_deref(), Some("/usr/bin/cat"));
         assert_eq!(
-            (shipped[0].event.as_str(), shipped[0].result.as_str()),
+            (&*shipped[0].event, &*shipped[0].result),
             ("open", "allowed")
         );
         assert_eq!(shipped[1].result, "denied");

@@ -95,7 +95,7 @@ impl FuseSink {
         let report = report.map(|spool| access_log::ReportTap {
             spool,
             paths: (0..config.files.len())
-                .map(|i| (config.files[i].name.clone(), config.file_paths(i)))
+                .map(|i| (config.files[i].name.clone(), config.file_paths(i).into()))
                 .collect(),
         });
         let (log, log_writer) =

@@ -146,7 +146,7 @@ pub fn validate(r: &Report) -> Result<(), LogicalError> {
     for (i, x) in r.accesses.iter().enumerate() {
         let f = |name: &str| format!("accesses[{i}].{name}");
         check_time(&f("time"), &x.time)?;
-        if !matches!(x.event.as_str(), "open" | "lookup") {
+        if !matches!(&*x.event, "open" | "lookup") {
             return Err(LogicalError::invalid(format!(
                 "{}: {:?}, want open or lookup",
                 f("event"),
@@ -173,7 +173,7 @@ pub fn validate(r: &Report) -> Result<(), LogicalError> {
         if let Some(c) = &x.container {
             check_text(&f("container"), c, 256, false)?;
         }
-        if !matches!(x.result.as_str(), "allowed" | "denied") {
+        if !matches!(&*x.result, "allowed" | "denied") {
             return Err(LogicalError::invalid(format!(
                 "{}: {:?}, want allowed or denied",
                 f("result"),
@@ -547,7 +547,7 @@ mod tests {
                 time: "2026-01-01T00:00:00Z".into(),
                 event: "open".into(),
                 file: "db".into(),
-                paths: vec!["secret/data/a".into()],
+                paths: vec!["secret/data/a".into()].into(),
                 result: "allowed".into(),
                 ..Default::default()
             }],
@@ -601,11 +601,11 @@ mod tests {
             ),
             (
                 "accesses[0].file: empty",
-                Box::new(|r| r.accesses[0].file.clear()),
+                Box::new(|r| r.accesses[0].file = "".into()),
             ),
             (
                 "accesses[0].paths[0]",
-                Box::new(|r| r.accesses[0].paths[0] = "../x".into()),
+                Box::new(|r| r.accesses[0].paths = vec!["../x".to_owned()].into()),
             ),
             (
                 "accesses[0].result",
@@ -613,7 +613,7 @@ mod tests {
             ),
             (
                 "accesses[0].exe: longer",
-                Box::new(|r| r.accesses[0].exe = Some("e".repeat(5000))),
+                Box::new(|r| r.accesses[0].exe = Some("e".repeat(5000).into())),
             ),
             (
                 "state.sources[0].path",
