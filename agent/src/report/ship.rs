@@ -82,7 +82,6 @@ pub struct Shipper {
     started: Instant,
     process: ProcessStats,
     cpu_seconds: f64,
-    /// The batch formed and not yet acknowledged.
     /// The batch formed and not yet acknowledged, and its JSON (encoded once, sent again
     /// as is on every retry).
     pending: Option<(Report, bytes::Bytes)>,
