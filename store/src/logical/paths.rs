@@ -88,7 +88,7 @@ pub struct PathSpec {
     /// Fields of `POST`/`PATCH` bodies.
     pub body: &'static [Field],
     /// More body fields, shared with other tables (the token parameters every auth role
-    /// takes, [`crate::auth::role::TOKEN_FIELDS`]); listed after `body`.
+    /// takes, `auth::role::TOKEN_FIELDS`); listed after `body`.
     pub shared: &'static [Field],
     /// Query fields of `GET`.
     pub query: &'static [Field],
